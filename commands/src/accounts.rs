@@ -1,0 +1,251 @@
+//! Account commands: registration and login (users and visitors), logout, password,
+//! profile, settings and the operator's enable/disable.
+
+use crate::auth::{Passwords, Tokens};
+use crate::store::{Loaded, load, stream_append};
+use crate::{CommandError, Ctx, now_millis};
+use im_domain::account::{self, Account, AccountError, ClaimState, Command, ProfileChanges};
+use im_domain::event::{DeviceInfo, Role};
+use im_domain::userset::UserSet;
+use im_domain::values::{DeviceFingerprint, Password, Username};
+use im_domain::{Event, SessionId, StreamId, UserId};
+use im_eventlog::{AppendError, ExpectedVersion, SharedEventStore, StreamAppend};
+use uuid::Uuid;
+
+/// How often a command is retried when its stream changed under it.
+const ATTEMPTS: usize = 5;
+
+/// A new live session: the token to hand out and the log position to wait for.
+#[derive(Debug, Clone)]
+pub struct SessionStarted {
+    pub user_id: UserId,
+    pub session: SessionId,
+    pub role: Role,
+    pub token: String,
+    pub position: i64,
+}
+
+#[derive(Clone)]
+pub struct Accounts {
+    store: SharedEventStore,
+    passwords: Passwords,
+    tokens: Tokens,
+}
+
+impl Accounts {
+    pub fn new(store: SharedEventStore, tokens: Tokens) -> Self {
+        Self { store, passwords: Passwords, tokens }
+    }
+
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    async fn load_account(&self, id: UserId) -> Result<Loaded<account::State>, CommandError> {
+        load(&*self.store, StreamId::user(id).as_str(), None, account::evolve).await
+    }
+
+    async fn load_claim(&self, stream: &StreamId) -> Result<Loaded<ClaimState>, CommandError> {
+        load(&*self.store, stream.as_str(), None, account::evolve_claim).await
+    }
+
+    /// Decides a command on a user's account and appends the result, retrying on
+    /// concurrent changes. Returns the events and the position to wait for.
+    async fn execute(&self, ctx: &Ctx, id: UserId, mut make: impl FnMut(&Account) -> Result<Command, CommandError>) -> Result<(Vec<Event>, i64), CommandError> {
+        for _ in 0..ATTEMPTS {
+            let loaded = self.load_account(id).await?;
+            let Some(account) = &loaded.state else { return Err(CommandError::UnknownUser) };
+            let events = account::decide(&loaded.state, make(account)?)?;
+            if events.is_empty() {
+                return Ok((events, 0));
+            }
+            let append = stream_append(ctx, StreamId::user(id).to_string(), loaded.expected(), &events);
+            match self.store.append(vec![append]).await {
+                Ok(committed) => return Ok((events, committed.last_position)),
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CommandError::Contended)
+    }
+
+    fn started(&self, user_id: UserId, session: SessionId, role: Role, position: i64, now: i64) -> Result<SessionStarted, CommandError> {
+        let token = self.tokens.issue(user_id, session, role, now)?;
+        Ok(SessionStarted { user_id, session, role, token, position })
+    }
+
+    /// regChat: register a user and log them in.
+    pub async fn register(&self, ctx: &Ctx, username: &str, password: &str) -> Result<SessionStarted, CommandError> {
+        let username = Username::parse(username)?;
+        let password = Password::parse(password)?;
+        let claim_stream = StreamId::username(&username);
+        if self.load_claim(&claim_stream).await?.state.is_some() {
+            return Err(CommandError::UsernameTaken);
+        }
+        let password_hash = self.passwords.hash(&password).await?;
+        let id = UserId(self.store.next_id("user").await?);
+        let session = SessionId(Uuid::new_v4());
+        let now = now_millis();
+        let claim = account::claim_username(&None, &username, id).map_err(|_| CommandError::UsernameTaken)?;
+        let events = account::decide(
+            &None,
+            Command::Register { id, uuid: Uuid::new_v4(), username, password_hash, session, at: now },
+        )?;
+        let appends = vec![
+            stream_append(ctx, claim_stream.to_string(), ExpectedVersion::NoStream, &claim),
+            stream_append(ctx, StreamId::user(id).to_string(), ExpectedVersion::NoStream, &events),
+        ];
+        let committed = self.store.append(appends).await.map_err(|e| match e {
+            AppendError::Conflict { .. } => CommandError::UsernameTaken,
+            other => other.into(),
+        })?;
+        self.started(id, session, Role::User, committed.last_position, now)
+    }
+
+    /// loginChat / visitorloginChat: check the password and start a new session, which
+    /// ends the previous one.
+    pub async fn login(&self, ctx: &Ctx, username: &str, password: &str) -> Result<SessionStarted, CommandError> {
+        let username = Username::parse(username).map_err(|_| CommandError::WrongCredentials)?;
+        let claim = self.load_claim(&StreamId::username(&username)).await?;
+        let Some(id) = claim.state else { return Err(CommandError::WrongCredentials) };
+        let loaded = self.load_account(id).await?;
+        let Some(account) = loaded.state else { return Err(CommandError::WrongCredentials) };
+        let Some(hash) = &account.password_hash else { return Err(CommandError::WrongCredentials) };
+        if !self.passwords.verify(password, hash).await? {
+            return Err(CommandError::WrongCredentials);
+        }
+        let ctx = Ctx { actor: Some(id.0), ..*ctx };
+        self.log_in(&ctx, id).await
+    }
+
+    async fn log_in(&self, ctx: &Ctx, id: UserId) -> Result<SessionStarted, CommandError> {
+        let session = SessionId(Uuid::new_v4());
+        let now = now_millis();
+        let mut role = Role::User;
+        let (_, position) = self
+            .execute(ctx, id, |a| {
+                role = a.role;
+                Ok(Command::LogIn { session, at: now })
+            })
+            .await?;
+        self.started(id, session, role, position, now)
+    }
+
+    /// visitorRegister: the visitor bound to this device, logged in; created on first use.
+    pub async fn visitor_register(&self, ctx: &Ctx, fingerprint: &str, device: DeviceInfo) -> Result<SessionStarted, CommandError> {
+        let fingerprint = DeviceFingerprint::parse(fingerprint)?;
+        let device_stream = StreamId::device(&fingerprint);
+        for _ in 0..ATTEMPTS {
+            let claim = self.load_claim(&device_stream).await?;
+            let holder_is_visitor = match claim.state {
+                Some(holder) => Some(matches!(self.load_account(holder).await?.state, Some(Account { role: Role::Visitor, .. }))),
+                None => None,
+            };
+            let id = UserId(self.store.next_id("user").await?);
+            let bind = match account::bind_device(holder_is_visitor, &claim.state, &fingerprint, id) {
+                Ok(events) => events,
+                // The device already has its visitor: log that one in.
+                Err(account::AlreadyClaimed(holder)) => return self.log_in(&Ctx { actor: Some(holder.0), ..*ctx }, holder).await,
+            };
+            let session = SessionId(Uuid::new_v4());
+            let now = now_millis();
+            let events = account::decide(
+                &None,
+                Command::RegisterVisitor { id, uuid: Uuid::new_v4(), fingerprint: fingerprint.clone(), device: device.clone(), session, at: now },
+            )?;
+            let appends = vec![
+                stream_append(ctx, device_stream.to_string(), claim.expected(), &bind),
+                stream_append(ctx, StreamId::user(id).to_string(), ExpectedVersion::NoStream, &events),
+            ];
+            match self.store.append(appends).await {
+                Ok(committed) => return self.started(id, session, Role::Visitor, committed.last_position, now),
+                // Another request bound this device first: go round and log that one in.
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CommandError::Contended)
+    }
+
+    /// visitorregChat: the visitor becomes a registered user in place (same id).
+    pub async fn visitor_upgrade(&self, ctx: &Ctx, id: UserId, username: &str, password: &str) -> Result<SessionStarted, CommandError> {
+        let username = Username::parse(username)?;
+        let password = Password::parse(password)?;
+        let claim_stream = StreamId::username(&username);
+        if self.load_claim(&claim_stream).await?.state.is_some() {
+            return Err(CommandError::UsernameTaken);
+        }
+        let password_hash = self.passwords.hash(&password).await?;
+        let session = SessionId(Uuid::new_v4());
+        let now = now_millis();
+        for _ in 0..ATTEMPTS {
+            let loaded = self.load_account(id).await?;
+            let events = account::decide(
+                &loaded.state,
+                Command::UpgradeVisitor { username: username.clone(), password_hash: password_hash.clone(), session, at: now },
+            )?;
+            let claim = account::claim_username(&None, &username, id).map_err(|_| CommandError::UsernameTaken)?;
+            let appends: Vec<StreamAppend> = vec![
+                stream_append(ctx, claim_stream.to_string(), ExpectedVersion::NoStream, &claim),
+                stream_append(ctx, StreamId::user(id).to_string(), loaded.expected(), &events),
+            ];
+            match self.store.append(appends).await {
+                Ok(committed) => return self.started(id, session, Role::User, committed.last_position, now),
+                Err(AppendError::Conflict { stream_id, .. }) if stream_id == claim_stream.as_str() => {
+                    return Err(CommandError::UsernameTaken);
+                }
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CommandError::Contended)
+    }
+
+    /// logout: the session ends; its token stops working.
+    pub async fn logout(&self, ctx: &Ctx, id: UserId, session: SessionId) -> Result<i64, CommandError> {
+        let now = now_millis();
+        Ok(self.execute(ctx, id, |_| Ok(Command::LogOut { session, at: now })).await?.1)
+    }
+
+    /// setPassword: the old password must match and the new one be typed twice.
+    pub async fn set_password(&self, ctx: &Ctx, id: UserId, old: &str, new: &str, repeat: &str) -> Result<i64, CommandError> {
+        let password = Password::parse(new)?;
+        if new != repeat {
+            return Err(CommandError::PasswordMismatch);
+        }
+        let loaded = self.load_account(id).await?;
+        let Some(account) = loaded.state else { return Err(CommandError::UnknownUser) };
+        if account.role == Role::Visitor {
+            return Err(AccountError::VisitorForbidden.into());
+        }
+        let Some(hash) = &account.password_hash else { return Err(CommandError::WrongOldPassword) };
+        if !self.passwords.verify(old, hash).await? {
+            return Err(CommandError::WrongOldPassword);
+        }
+        let password_hash = self.passwords.hash(&password).await?;
+        let now = now_millis();
+        Ok(self
+            .execute(ctx, id, |_| Ok(Command::ChangePassword { password_hash: password_hash.clone(), at: now }))
+            .await?
+            .1)
+    }
+
+    /// updateUserinfo: profile fields (visitors: nickname and avatar only).
+    pub async fn update_profile(&self, ctx: &Ctx, id: UserId, changes: ProfileChanges) -> Result<i64, CommandError> {
+        let now = now_millis();
+        Ok(self.execute(ctx, id, |_| Ok(Command::UpdateProfile { changes: changes.clone(), at: now })).await?.1)
+    }
+
+    /// userset: store the settings JSON (missing keys take defaults).
+    pub async fn change_settings(&self, ctx: &Ctx, id: UserId, raw: &str) -> Result<i64, CommandError> {
+        let userset = UserSet::parse(raw).map_err(|e| CommandError::InvalidSettings(e.0))?;
+        let now = now_millis();
+        Ok(self.execute(ctx, id, |_| Ok(Command::ChangeSettings { userset, at: now })).await?.1)
+    }
+
+    /// Operator: disable (ends the live session) or re-enable an account.
+    pub async fn set_active(&self, ctx: &Ctx, id: UserId, active: bool) -> Result<i64, CommandError> {
+        let now = now_millis();
+        Ok(self.execute(ctx, id, |_| Ok(Command::SetActive { active, at: now })).await?.1)
+    }
+}

@@ -1,0 +1,43 @@
+//! Errors of the command layer: business reasons from the domain, plus what can go
+//! wrong around them (credentials, conflicts, storage).
+
+use im_domain::account::AccountError;
+use im_domain::values::ValueError;
+use im_eventlog::{AppendError, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    #[error(transparent)]
+    Invalid(#[from] ValueError),
+    #[error("invalid settings: {0}")]
+    InvalidSettings(String),
+    #[error("username is taken")]
+    UsernameTaken,
+    #[error("wrong username or password")]
+    WrongCredentials,
+    #[error("old password is wrong")]
+    WrongOldPassword,
+    #[error("passwords do not match")]
+    PasswordMismatch,
+    #[error("no such user")]
+    UnknownUser,
+    #[error("the stream kept changing; gave up after retries")]
+    Contended,
+    #[error("stored event could not be decoded: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<AppendError> for CommandError {
+    fn from(e: AppendError) -> Self {
+        match e {
+            AppendError::Conflict { .. } => CommandError::Contended,
+            AppendError::Store(s) => CommandError::Store(s),
+        }
+    }
+}

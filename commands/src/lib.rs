@@ -1,0 +1,47 @@
+//! Command handlers: load an aggregate's state from the log, let the domain decide, and
+//! append the resulting events with optimistic concurrency. Also owns authentication
+//! (argon2id password hashes, JWT session tokens).
+//!
+//! # Layout
+//! * [`auth`] — [`auth::Passwords`] and [`auth::Tokens`].
+//! * [`store`] — loading a stream's state and appending decided events.
+//! * [`accounts`] — registration, login, visitors, profile, settings.
+//! * [`error`] — [`CommandError`], the one error type of this layer.
+//!
+//! # What this crate never does
+//! It never reads read models and never writes anything but events: only this crate
+//! appends to the log.
+
+pub mod accounts;
+pub mod auth;
+pub mod error;
+pub mod store;
+
+pub use error::CommandError;
+
+use uuid::Uuid;
+
+/// Who is acting and the request being served; becomes every event's metadata.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    pub actor: Option<i64>,
+    pub correlation_id: Uuid,
+}
+
+impl Ctx {
+    pub fn anonymous() -> Self {
+        Self { actor: None, correlation_id: Uuid::now_v7() }
+    }
+
+    pub fn user(id: i64) -> Self {
+        Self { actor: Some(id), correlation_id: Uuid::now_v7() }
+    }
+}
+
+/// Milliseconds since the Unix epoch: the one clock of the command side.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,212 @@
+//! The event catalogue. Every state change of the system is one of these, appended to
+//! the log. Names are past tense and never renamed once shipped; fields are only ever
+//! added with `#[serde(default)]`; a breaking change bumps the type's schema version
+//! and gets an upcaster in [`Event::decode`], so old events stay readable forever.
+
+use crate::ids::{SessionId, UserId};
+use crate::userset::UserSet;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// A chat user's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Visitor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Visitor => "visitor",
+        }
+    }
+}
+
+/// Optional statistics a visitor's device reports when it registers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ua: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screen: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRegistered {
+    pub user_id: UserId,
+    pub uuid: Uuid,
+    pub username: String,
+    /// The display name chosen at registration (visitors get `游客<id>`).
+    #[serde(default)]
+    pub nickname: String,
+    pub role: Role,
+    /// Absent for visitors, who have no password until they upgrade.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    #[serde(default)]
+    pub device_fingerprint: Option<String>,
+    #[serde(default)]
+    pub device: Option<DeviceInfo>,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitorUpgraded {
+    pub user_id: UserId,
+    pub username: String,
+    pub password_hash: String,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserLoggedIn {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserLoggedOut {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordChanged {
+    pub user_id: UserId,
+    pub password_hash: String,
+    pub at: i64,
+}
+
+/// Only the fields that changed are present.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileUpdated {
+    pub user_id: UserId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nickname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sex: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSettingsChanged {
+    pub user_id: UserId,
+    pub userset: UserSet,
+    pub at: i64,
+}
+
+/// An operator disabled (`active: false`) or re-enabled an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserStatusChanged {
+    pub user_id: UserId,
+    pub active: bool,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsernameClaimed {
+    pub username: String,
+    pub user_id: UserId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceBound {
+    pub fingerprint: String,
+    pub user_id: UserId,
+}
+
+/// Every event of the system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum Event {
+    UserRegistered(UserRegistered),
+    VisitorUpgraded(VisitorUpgraded),
+    UserLoggedIn(UserLoggedIn),
+    UserLoggedOut(UserLoggedOut),
+    PasswordChanged(PasswordChanged),
+    ProfileUpdated(ProfileUpdated),
+    UserSettingsChanged(UserSettingsChanged),
+    UserStatusChanged(UserStatusChanged),
+    UsernameClaimed(UsernameClaimed),
+    DeviceBound(DeviceBound),
+}
+
+/// An event read back from the log could not be understood.
+#[derive(Debug, thiserror::Error)]
+pub enum EventDecodeError {
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    #[error("event {event_type} has schema version {version}, newer than this build knows")]
+    FutureVersion { event_type: String, version: u32 },
+    #[error("event {event_type} payload does not match its schema: {source}")]
+    Payload { event_type: String, source: serde_json::Error },
+}
+
+impl Event {
+    /// The type name stored beside the payload (the serde tag).
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Event::UserRegistered(_) => "UserRegistered",
+            Event::VisitorUpgraded(_) => "VisitorUpgraded",
+            Event::UserLoggedIn(_) => "UserLoggedIn",
+            Event::UserLoggedOut(_) => "UserLoggedOut",
+            Event::PasswordChanged(_) => "PasswordChanged",
+            Event::ProfileUpdated(_) => "ProfileUpdated",
+            Event::UserSettingsChanged(_) => "UserSettingsChanged",
+            Event::UserStatusChanged(_) => "UserStatusChanged",
+            Event::UsernameClaimed(_) => "UsernameClaimed",
+            Event::DeviceBound(_) => "DeviceBound",
+        }
+    }
+
+    /// The schema version this build writes for the event's type.
+    pub fn schema_version(&self) -> u32 {
+        1
+    }
+
+    /// Splits the event into its stored parts: type name and JSON payload.
+    pub fn encode(&self) -> (&'static str, Value) {
+        let payload = match serde_json::to_value(self) {
+            Ok(Value::Object(mut tagged)) => tagged.remove("data").unwrap_or(Value::Null),
+            // Adjacently tagged enums of structs always serialize to an object.
+            _ => Value::Null,
+        };
+        (self.event_type(), payload)
+    }
+
+    /// Rebuilds an event from its stored parts, upcasting older schema versions.
+    pub fn decode(event_type: &str, version: u32, payload: Value) -> Result<Self, EventDecodeError> {
+        if version > 1 {
+            return Err(EventDecodeError::FutureVersion { event_type: event_type.to_owned(), version });
+        }
+        // Version 1 is the first shipped schema of every type: nothing to upcast yet.
+        let tagged = serde_json::json!({ "type": event_type, "data": payload });
+        serde_json::from_value(tagged).map_err(|source| {
+            if source.to_string().contains("unknown variant") {
+                EventDecodeError::UnknownType(event_type.to_owned())
+            } else {
+                EventDecodeError::Payload { event_type: event_type.to_owned(), source }
+            }
+        })
+    }
+}

@@ -1,0 +1,23 @@
+//! The pure core of the chat backend: identifiers, value types parsed at the edge,
+//! the versioned event catalogue, and the aggregates that decide which events follow
+//! from a command.
+//!
+//! # Layout
+//! * [`ids`] — `UserId`, `SessionId` and stream names.
+//! * [`values`] — `Username`, `Password`, `Nickname`, … made only through `parse`.
+//! * [`userset`] — a user's chat and friend settings with their defaults.
+//! * [`event`] — the event catalogue, its schema versions and upcasting.
+//! * [`account`] — the account aggregate: `decide` and `evolve`.
+//!
+//! # What this crate never does
+//! No IO, no async, no clock and no randomness: ids, hashes and times come in as
+//! arguments, so every decision is a plain function that tests can call directly.
+
+pub mod account;
+pub mod event;
+pub mod ids;
+pub mod userset;
+pub mod values;
+
+pub use event::{Event, EventDecodeError};
+pub use ids::{SessionId, StreamId, UserId};

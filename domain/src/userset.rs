@@ -1,0 +1,105 @@
+//! A user's settings (`userset`, SPEC 2.1) with every missing key filled by its default.
+
+use serde::{Deserialize, Serialize};
+
+/// How a non-friend may message me: 0 = not at all, 1 = one message, 2 = unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatRule {
+    #[serde(rename = "sendCount", default = "one")]
+    pub send_count: u8,
+    #[serde(rename = "needFollow", default)]
+    pub need_follow: bool,
+}
+
+impl Default for ChatRule {
+    fn default() -> Self {
+        Self { send_count: 1, need_follow: false }
+    }
+}
+
+fn one() -> u8 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ChatSet {
+    #[serde(default)]
+    pub visitor: ChatRule,
+    #[serde(default)]
+    pub user: ChatRule,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FriendSet {
+    /// 1 = a friend request needs my confirmation; 0 = anyone may add me at once.
+    #[serde(default = "one")]
+    pub invite_confirm: u8,
+}
+
+impl Default for FriendSet {
+    fn default() -> Self {
+        Self { invite_confirm: 1 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UserSet {
+    #[serde(default)]
+    pub chatset: ChatSet,
+    #[serde(default)]
+    pub friendset: FriendSet,
+}
+
+/// Why a submitted `userset` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid userset: {0}")]
+pub struct UserSetError(pub String);
+
+impl UserSet {
+    /// Parses the JSON string clients send; missing keys take their defaults, values
+    /// out of range are refused.
+    pub fn parse(raw: &str) -> Result<Self, UserSetError> {
+        let set: UserSet = serde_json::from_str(raw).map_err(|e| UserSetError(e.to_string()))?;
+        for rule in [set.chatset.visitor, set.chatset.user] {
+            if rule.send_count > 2 {
+                return Err(UserSetError("sendCount must be 0, 1 or 2".into()));
+            }
+        }
+        if set.friendset.invite_confirm > 1 {
+            return Err(UserSetError("invite_confirm must be 0 or 1".into()));
+        }
+        Ok(set)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_keys_take_defaults() {
+        let set = UserSet::parse(r#"{"chatset":{"user":{"sendCount":2}}}"#).unwrap_or_default();
+        assert_eq!(set.chatset.user.send_count, 2);
+        assert_eq!(set.chatset.visitor, ChatRule::default());
+        assert_eq!(set.friendset.invite_confirm, 1);
+        assert_eq!(UserSet::parse("{}").ok(), Some(UserSet::default()));
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        assert!(UserSet::parse(r#"{"chatset":{"user":{"sendCount":3}}}"#).is_err());
+        assert!(UserSet::parse(r#"{"friendset":{"invite_confirm":2}}"#).is_err());
+        assert!(UserSet::parse("not json").is_err());
+        assert!(UserSet::parse(r#"{"chatset":{"user":{"sendCount":-1}}}"#).is_err());
+    }
+
+    #[test]
+    fn serializes_in_the_contract_shape() {
+        let json = serde_json::to_value(UserSet::default()).unwrap_or_default();
+        assert_eq!(
+            json,
+            serde_json::json!({"chatset":{"visitor":{"sendCount":1,"needFollow":false},
+                "user":{"sendCount":1,"needFollow":false}},"friendset":{"invite_confirm":1}})
+        );
+    }
+}

@@ -1,0 +1,109 @@
+//! The log's data model.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Who caused an event and in answer to what.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The acting user's id, when a user acted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<i64>,
+    /// Shared by every event that one request caused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<Uuid>,
+    /// The event or command that directly caused this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+}
+
+/// An event about to be appended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub payload: Value,
+    pub metadata: Metadata,
+}
+
+/// What the writer must find a stream at before appending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Append whatever the stream's version is.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last event must have exactly this version.
+    Exact(i64),
+}
+
+impl ExpectedVersion {
+    /// The version of a stream whose last seen version is `v` (0 = empty).
+    pub fn after(v: i64) -> Self {
+        if v == 0 { Self::NoStream } else { Self::Exact(v) }
+    }
+
+    pub fn matches(self, actual: i64) -> bool {
+        match self {
+            Self::Any => true,
+            Self::NoStream => actual == 0,
+            Self::Exact(v) => actual == v,
+        }
+    }
+}
+
+/// Events for one stream, part of an atomic append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamAppend {
+    pub stream_id: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
+/// An event as the log holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub position: i64,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub payload: Value,
+    pub metadata: Metadata,
+    pub recorded_at: i64,
+}
+
+/// Where an append landed in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// Position of the last event written (the head right after the append, as far as
+    /// this append is concerned). Read models at or past it reflect the append.
+    pub last_position: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("event store: {0}")]
+pub struct StoreError(pub String);
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError(format!("json: {e}"))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("stream {stream_id} is at version {actual}, expected {expected:?}")]
+    Conflict { stream_id: String, expected: ExpectedVersion, actual: i64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
