@@ -44,8 +44,8 @@ impl Passwords {
 /// What a session token says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
-    /// The user id.
-    pub sub: i64,
+    /// The user id, as a string (the JWT `sub` claim is a string).
+    pub sub: String,
     /// The session this token belongs to; only the user's newest session is live.
     pub sid: Uuid,
     pub role: Role,
@@ -54,8 +54,9 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// The user id; 0 (no such user) when `sub` is not a number.
     pub fn user_id(&self) -> UserId {
-        UserId(self.sub)
+        UserId(self.sub.parse().unwrap_or(0))
     }
 
     pub fn session(&self) -> SessionId {
@@ -87,7 +88,7 @@ impl Tokens {
 
     pub fn issue(&self, user: UserId, session: SessionId, role: Role, now_millis: i64) -> Result<String, CommandError> {
         let iat = now_millis / 1000;
-        let claims = Claims { sub: user.0, sid: session.0, role, iat, exp: iat + self.lifetime_secs };
+        let claims = Claims { sub: user.0.to_string(), sid: session.0, role, iat, exp: iat + self.lifetime_secs };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| CommandError::Internal(format!("jwt: {e}")))
     }

@@ -1,1 +1,41 @@
-//! placeholder
+//! The gateway: the HTTP API of the contract (SPEC.md), the `/ws` WebSocket endpoint
+//! with presence and single-device sessions, and the wiring that builds a running
+//! server from [`Settings`].
+//!
+//! # Layout
+//! * [`settings`] — flags → environment → defaults; the JWT secret kept in the data dir.
+//! * [`app`] — [`Application::build`] opens the stores, starts the projector and binds
+//!   the listener (port 0 works for tests); [`AppState`] is what handlers share.
+//! * [`error`] — [`error::ApiError`]: status + `{msg:"fail",data,code}`, never internals.
+//! * [`params`] — one extractor for JSON, form and query parameters and the token.
+//! * [`auth`] — token → live session → user, and the visitor's allowed routes.
+//! * [`routes`] — one module per section of the contract.
+//! * [`ws`] — the WebSocket hub: connections by user, kick, heartbeat.
+//!
+//! # What this crate never does
+//! It never writes to the log or to read models itself: writes go through
+//! `im-commands`, reads through `im-projections`.
+
+pub mod app;
+pub mod auth;
+pub mod error;
+pub mod params;
+pub mod routes;
+pub mod settings;
+pub mod ws;
+
+pub use app::{AppState, Application};
+pub use settings::Settings;
+
+use axum::Json;
+use serde_json::{Value, json};
+
+/// The success envelope: `{"msg":"ok","data":…}`.
+pub fn ok(data: impl Into<Value>) -> Json<Value> {
+    Json(json!({"msg": "ok", "data": data.into()}))
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> i64 {
+    im_commands::now_millis()
+}

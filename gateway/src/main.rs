@@ -1,1 +1,102 @@
-fn main(){}
+//! `im`: the chat backend's one binary.
+
+use clap::{Parser, Subcommand};
+use im_gateway::{Application, Settings};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "im", version, about = "Event-sourced instant-messaging backend")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (HTTP API + WebSocket).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "IM_LISTEN", default_value = "127.0.0.1:7001")]
+    listen: SocketAddr,
+    /// Directory for the embedded database and the generated JWT secret.
+    #[arg(long, env = "IM_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// postgres://… to keep the event log and read models in Postgres.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Secret for signing tokens; generated and kept in the data dir when absent.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Token lifetime in seconds.
+    #[arg(long, env = "IM_TOKEN_TTL_SECS", default_value_t = 7 * 24 * 3600)]
+    token_ttl_secs: i64,
+    /// WebSocket heartbeat interval in milliseconds.
+    #[arg(long, env = "IM_HEARTBEAT_MS", default_value_t = 30_000)]
+    heartbeat_ms: u64,
+}
+
+impl From<ServeArgs> for Settings {
+    fn from(a: ServeArgs) -> Self {
+        Settings {
+            listen: a.listen,
+            data_dir: a.data_dir,
+            database_url: a.database_url.filter(|u| !u.is_empty()),
+            jwt_secret: a.jwt_secret.filter(|s| !s.is_empty()),
+            token_ttl_secs: a.token_ttl_secs,
+            heartbeat: Duration::from_millis(a.heartbeat_ms.max(10)),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args.into()).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("im: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    tracing::info!(port = app.port(), "listening");
+    app.run_until_stopped(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

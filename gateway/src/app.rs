@@ -1,0 +1,168 @@
+//! Building and running the server.
+
+use crate::settings::Settings;
+use crate::ws::Hub;
+use crate::{error::ApiError, ok, routes, ws};
+use anyhow::Context as _;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use im_commands::accounts::Accounts;
+use im_commands::auth::Tokens;
+use im_eventlog::SharedEventStore;
+use im_eventlog::postgres::PostgresEventStore;
+use im_eventlog::sqlite::SqliteEventStore;
+use im_projections::users::{Users, UsersProjection};
+use im_projections::{Projection, Projector, ReadDb};
+use serde_json::json;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    store: SharedEventStore,
+    accounts: Accounts,
+    users: Users,
+    projector: Projector,
+    hub: Hub,
+    heartbeat: Duration,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl AppState {
+    pub fn store(&self) -> &SharedEventStore {
+        &self.0.store
+    }
+
+    pub fn accounts(&self) -> &Accounts {
+        &self.0.accounts
+    }
+
+    pub fn users(&self) -> &Users {
+        &self.0.users
+    }
+
+    pub fn projector(&self) -> &Projector {
+        &self.0.projector
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.0.hub
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        self.0.heartbeat
+    }
+
+    /// Flips to `true` when the server starts shutting down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.0.shutdown.clone()
+    }
+
+    /// Read-your-writes: waits until the read models include `position`.
+    pub async fn settle(&self, position: i64) -> Result<(), ApiError> {
+        Ok(self.0.projector.wait_for(position).await?)
+    }
+}
+
+/// A built server with its listener bound, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Application {
+    /// Opens the event log and read models (SQLite under the data dir, or Postgres when
+    /// `database_url` is set), starts the projections and binds the listen address.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+        let (store, read_url): (SharedEventStore, String) = match &settings.database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                (Arc::new(PostgresEventStore::connect(url).await.context("connecting to Postgres")?), url.clone())
+            }
+            Some(other) => anyhow::bail!("DATABASE_URL must be a postgres:// URL, got {other:?}"),
+            None => {
+                let path = settings.sqlite_path();
+                let store = SqliteEventStore::open(&path).await.with_context(|| format!("opening {}", path.display()))?;
+                (Arc::new(store), format!("sqlite://{}", path.display()))
+            }
+        };
+        let db = ReadDb::connect(&read_url).await.context("opening read models")?;
+        let projections: Vec<Arc<dyn Projection>> = vec![Arc::new(UsersProjection)];
+        let projector = Projector::start(store.clone(), db.clone(), projections).await?;
+        let secret = settings.load_or_create_secret().context("loading the JWT secret")?;
+        let tokens = Tokens::new(&secret, settings.token_ttl_secs);
+        let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let state = AppState(Arc::new(Inner {
+            accounts: Accounts::new(store.clone(), tokens),
+            users: Users::new(db),
+            projector,
+            store,
+            hub: Hub::default(),
+            heartbeat: settings.heartbeat,
+            shutdown: shutdown_rx,
+        }));
+        tracing::info!(addr = %listener.local_addr()?, backend = state.store().backend(), "server built");
+        Ok(Self { listener, state, shutdown })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `signal` completes, then closes every socket and drains requests.
+    pub async fn run_until_stopped(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let router = router(self.state.clone());
+        let shutdown = self.shutdown;
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(async move {
+                signal.await;
+                tracing::info!("shutting down");
+                let _ = shutdown.send(true);
+            })
+            .await
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/ws", get(ws::handler))
+        .merge(routes::accounts::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let head = state.store().head().await.map_err(ApiError::internal)?;
+    Ok(ok(json!({
+        "status": "ok",
+        "store": state.store().backend(),
+        "log_head": head,
+        "projections_at": state.projector().position(),
+        "online": state.hub().online_count(),
+    })))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "请求的接口不存在")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "请求方法不允许")
+}

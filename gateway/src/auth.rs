@@ -1,0 +1,99 @@
+//! Who is calling: token → claims → the user's live session in the user directory.
+//!
+//! A token is refused when it is missing, malformed or badly signed, expired, no
+//! longer the user's live session (logout, newer login, disabling), or its user is
+//! gone or disabled. Visitors may call only the routes that ask for
+//! [`Access::UsersAndVisitors`] — the reference's visitor whitelist.
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use im_commands::auth::TokenError;
+use im_domain::{SessionId, UserId};
+use im_projections::users::UserRow;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Registered users only.
+    Users,
+    /// Registered users and visitors.
+    UsersAndVisitors,
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Me {
+    pub id: UserId,
+    pub session: SessionId,
+    pub user: UserRow,
+}
+
+impl Me {
+    pub fn is_visitor(&self) -> bool {
+        self.user.role == "visitor"
+    }
+}
+
+/// Why a token was not accepted, in the words of the WebSocket contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Missing,
+    Invalid,
+    Expired,
+    UnknownUser,
+    Disabled,
+    Revoked,
+}
+
+impl Refusal {
+    pub fn api_error(self) -> ApiError {
+        match self {
+            Refusal::Missing => ApiError::unauthorized("missing_token", "您没有权限访问即时通讯接口"),
+            Refusal::Invalid => ApiError::unauthorized("invalid_token", "Token 令牌不合法!"),
+            Refusal::Expired => ApiError::unauthorized("token_expired", "Token已过期!请重新获取令牌"),
+            Refusal::UnknownUser => ApiError::unauthorized("user_not_found", "用户不存在"),
+            Refusal::Disabled => ApiError::forbidden("user_disabled", "你已被管理员禁用"),
+            Refusal::Revoked => ApiError::unauthorized("token_revoked", "Token 令牌已失效,请重新登录"),
+        }
+    }
+
+    /// The text of the `{"msg":"fail","data":…}` frame sent before closing a socket.
+    pub fn ws_reason(self) -> &'static str {
+        match self {
+            Refusal::Missing => "缺少 token 参数",
+            Refusal::Invalid | Refusal::Revoked => "Token 不合法",
+            Refusal::Expired => "token 已过期",
+            Refusal::UnknownUser => "用户不存在",
+            Refusal::Disabled => "你已被管理员禁用",
+        }
+    }
+}
+
+impl AppState {
+    /// Resolves a token to its user and live session.
+    pub async fn identify(&self, token: Option<&str>) -> Result<Result<Me, Refusal>, ApiError> {
+        let Some(token) = token.filter(|t| !t.is_empty()) else { return Ok(Err(Refusal::Missing)) };
+        let claims = match self.accounts().tokens().verify(token) {
+            Ok(claims) => claims,
+            Err(TokenError::Expired) => return Ok(Err(Refusal::Expired)),
+            Err(TokenError::Invalid) => return Ok(Err(Refusal::Invalid)),
+        };
+        let Some(user) = self.users().by_id(claims.user_id().0).await? else { return Ok(Err(Refusal::UnknownUser)) };
+        if !user.is_active() {
+            return Ok(Err(Refusal::Disabled));
+        }
+        if user.session_id.as_deref() != Some(claims.sid.to_string().as_str()) {
+            return Ok(Err(Refusal::Revoked));
+        }
+        Ok(Ok(Me { id: claims.user_id(), session: claims.session(), user }))
+    }
+
+    /// Authenticates an HTTP call and checks the caller's role may use the route.
+    pub async fn authenticate(&self, token: Option<&str>, access: Access) -> Result<Me, ApiError> {
+        let me = self.identify(token).await?.map_err(Refusal::api_error)?;
+        if access == Access::Users && me.is_visitor() {
+            return Err(ApiError::visitor_forbidden());
+        }
+        Ok(me)
+    }
+}

@@ -1,0 +1,99 @@
+//! The API's error type: an HTTP status, a stable snake_case `code` and a human
+//! reason (Chinese, as the reference), rendered as `{"msg":"fail","data":…,"code":…}`.
+//! Internal failures are logged and answered with a generic 500; their details never
+//! reach the client.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use im_commands::CommandError;
+use im_domain::account::AccountError;
+use im_domain::values::ValueError;
+use im_projections::ReadError;
+use serde_json::json;
+use std::borrow::Cow;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: Cow<'static, str>,
+    pub reason: Cow<'static, str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self { status, code: code.into(), reason: reason.into() }
+    }
+
+    /// 400: validation or a business rule.
+    pub fn bad(code: impl Into<Cow<'static, str>>, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, reason)
+    }
+
+    pub fn unauthorized(code: &'static str, reason: &'static str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, reason)
+    }
+
+    pub fn forbidden(code: &'static str, reason: &'static str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, reason)
+    }
+
+    pub fn not_found(code: &'static str, reason: &'static str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, reason)
+    }
+
+    pub fn visitor_forbidden() -> Self {
+        Self::forbidden("visitor_forbidden", "您没有权限访问,请先注册或登录")
+    }
+
+    pub fn user_not_found() -> Self {
+        Self::not_found("user_not_found", "用户不存在")
+    }
+
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "服务器内部错误")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"msg": "fail", "data": self.reason, "code": self.code}))).into_response()
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Account(a) => match a {
+                AccountError::AlreadyRegistered => Self::bad("already_registered", "账号已注册"),
+                AccountError::NotRegistered => Self::user_not_found(),
+                AccountError::Disabled => Self::forbidden("user_disabled", "你已被管理员禁用"),
+                AccountError::NotAVisitor => Self::bad("not_a_visitor", "当前账号不是游客身份"),
+                AccountError::VisitorForbidden => Self::visitor_forbidden(),
+                AccountError::StaleSession => Self::unauthorized("token_revoked", "Token 令牌已失效,请重新登录"),
+                AccountError::NothingToChange => Self::bad("nothing_to_change", "没有需要修改的内容"),
+            },
+            CommandError::Invalid(v) => match v {
+                ValueError::Username => Self::bad("invalid_username", "用户名须为4-20位的字母、数字、下划线、汉字等"),
+                ValueError::Password => Self::bad("invalid_password", "密码长度须为6-20位"),
+                ValueError::Nickname | ValueError::TooLong => Self::bad("too_long", "内容过长"),
+                ValueError::DeviceFingerprint => Self::bad("invalid_devicefingeruuid", "设备标识 devicefingeruuid 不合法"),
+            },
+            CommandError::InvalidSettings(_) => Self::bad("invalid_userset", "userset 设置格式不正确"),
+            CommandError::UsernameTaken => Self::bad("username_taken", "用户名已存在"),
+            CommandError::WrongCredentials => Self::bad("wrong_credentials", "用户名或密码错误"),
+            CommandError::WrongOldPassword => Self::bad("wrong_old_password", "旧密码不正确"),
+            CommandError::PasswordMismatch => Self::bad("password_mismatch", "两次输入的密码不一致"),
+            CommandError::UnknownUser => Self::user_not_found(),
+            CommandError::Contended => Self::new(StatusCode::CONFLICT, "conflict", "操作冲突,请重试"),
+            CommandError::Corrupt(_) | CommandError::Store(_) | CommandError::Internal(_) => Self::internal(e),
+        }
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
+        Self::internal(e)
+    }
+}

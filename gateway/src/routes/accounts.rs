@@ -1,0 +1,164 @@
+//! SPEC section 2: accounts and sessions.
+
+use crate::app::AppState;
+use crate::auth::{Access, Me};
+use crate::error::ApiError;
+use crate::ok;
+use crate::params::Params;
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use im_commands::Ctx;
+use im_commands::accounts::SessionStarted;
+use im_domain::account::ProfileChanges;
+use im_domain::event::DeviceInfo;
+use im_domain::userset::UserSet;
+use serde_json::{Value, json};
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/regChat", post(register))
+        .route("/api/loginChat", post(login))
+        .route("/api/visitorRegister", post(visitor_register))
+        .route("/api/visitorregChat", post(visitor_upgrade))
+        .route("/api/visitorloginChat", post(login))
+        .route("/api/userinfo/{uuid}", get(userinfo))
+        .route("/api/chat/logout", post(logout))
+        .route("/api/chat/setPassword", post(set_password))
+        .route("/api/chat/updateUserinfo", post(update_userinfo))
+        .route("/api/chat/userset", post(userset))
+        .route("/api/chat/getUserSetInfo", post(get_userset))
+        .route("/api/chat/searchUser", post(search_user))
+}
+
+/// Waits for the read models, then answers with the user object plus the new token.
+async fn session_response(state: &AppState, started: SessionStarted) -> ApiResult {
+    state.settle(started.position).await?;
+    let user = state.users().by_id(started.user_id.0).await?.ok_or_else(|| ApiError::internal("user row missing after settle"))?;
+    let mut data = user.to_json();
+    data["token"] = Value::String(started.token);
+    Ok(ok(data))
+}
+
+async fn me_response(state: &AppState, me: &Me, position: i64) -> ApiResult {
+    state.settle(position).await?;
+    let user = state.users().by_id(me.id.0).await?.ok_or_else(ApiError::user_not_found)?;
+    Ok(ok(user.to_json()))
+}
+
+async fn register(State(state): State<AppState>, params: Params) -> ApiResult {
+    let username = params.required("username")?;
+    let password = params.required("password")?;
+    let started = state.accounts().register(&Ctx::anonymous(), &username, &password).await?;
+    session_response(&state, started).await
+}
+
+async fn login(State(state): State<AppState>, params: Params) -> ApiResult {
+    let username = params.required("username")?;
+    let password = params.required("password")?;
+    let started = state.accounts().login(&Ctx::anonymous(), &username, &password).await?;
+    session_response(&state, started).await
+}
+
+async fn visitor_register(State(state): State<AppState>, params: Params) -> ApiResult {
+    let fingerprint = params.required("devicefingeruuid")?;
+    let device = DeviceInfo {
+        ua: params.optional_bounded("ua", 500)?,
+        platform: params.optional_bounded("platform", 100)?,
+        system: params.optional_bounded("system", 100)?,
+        model: params.optional_bounded("model", 100)?,
+        brand: params.optional_bounded("brand", 100)?,
+        screen: params.optional_bounded("screen", 100)?,
+    };
+    let started = state.accounts().visitor_register(&Ctx::anonymous(), &fingerprint, device).await?;
+    session_response(&state, started).await
+}
+
+async fn visitor_upgrade(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    if !me.is_visitor() {
+        return Err(ApiError::bad("not_a_visitor", "当前账号不是游客身份"));
+    }
+    let username = params.required("username")?;
+    let password = params.required("password")?;
+    let started = state.accounts().visitor_upgrade(&Ctx::user(me.id.0), me.id, &username, &password).await?;
+    // The visitor's session ended with the upgrade; its socket closes quietly and the
+    // client reconnects with the new token.
+    state.hub().close_session(me.id, me.session);
+    session_response(&state, started).await
+}
+
+async fn userinfo(State(state): State<AppState>, Path(uuid): Path<String>) -> ApiResult {
+    if uuid.chars().count() != 36 {
+        return Err(ApiError::bad("invalid_uuid", "uuid 必须是36位"));
+    }
+    match state.users().by_uuid(&uuid).await? {
+        Some(user) if user.is_active() => Ok(ok(user.to_public_json())),
+        _ => Err(ApiError::user_not_found()),
+    }
+}
+
+async fn logout(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    let position = state.accounts().logout(&Ctx::user(me.id.0), me.id, me.session).await?;
+    state.settle(position).await?;
+    state.hub().close_session(me.id, me.session);
+    Ok(ok(true))
+}
+
+async fn set_password(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate(params.token(), Access::Users).await?;
+    let old = params.required("oldpassword")?;
+    let new = params.required("password")?;
+    let repeat = params.required("repassword")?;
+    let position = state.accounts().set_password(&Ctx::user(me.id.0), me.id, &old, &new, &repeat).await?;
+    state.settle(position).await?;
+    Ok(ok(true))
+}
+
+async fn update_userinfo(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    let changes = ProfileChanges {
+        nickname: params.optional_bounded("nickname", 50)?,
+        avatar: params.optional_bounded("avatar", 500)?,
+        sex: params.optional_bounded("sex", 10)?,
+        sign: params.optional_bounded("sign", 200)?,
+        area: params.optional_bounded("area", 100)?,
+    };
+    let position = state.accounts().update_profile(&Ctx::user(me.id.0), me.id, changes).await?;
+    me_response(&state, &me, position).await
+}
+
+async fn userset(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    let raw = match params.value("userset") {
+        Some(Value::String(s)) => s.clone(),
+        Some(object @ Value::Object(_)) => object.to_string(),
+        Some(_) => return Err(ApiError::bad("invalid_userset", "userset 设置格式不正确")),
+        None => return Err(ApiError::bad("missing_userset", "userset 参数必填")),
+    };
+    let position = state.accounts().change_settings(&Ctx::user(me.id.0), me.id, &raw).await?;
+    state.settle(position).await?;
+    let user = state.users().by_id(me.id.0).await?.ok_or_else(ApiError::user_not_found)?;
+    Ok(ok(user.userset))
+}
+
+async fn get_userset(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    // Stored settings are complete; parsing again fills any key added since.
+    let stored: UserSet = serde_json::from_value(me.user.userset.clone()).unwrap_or_default();
+    Ok(ok(serde_json::to_value(stored).map_err(ApiError::internal)?))
+}
+
+async fn search_user(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate(params.token(), Access::Users).await?;
+    let keyword = params.required("keyword")?;
+    if keyword.chars().count() > 50 {
+        return Err(ApiError::bad("invalid_keyword", "keyword 不能超过50个字符"));
+    }
+    let rows = state.users().search(keyword.trim(), me.id.0, 50).await?;
+    Ok(ok(json!(rows.iter().map(|u| u.to_summary_json()).collect::<Vec<_>>())))
+}

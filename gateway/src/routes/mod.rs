@@ -1,0 +1,3 @@
+//! The HTTP API, one module per section of the contract.
+
+pub mod accounts;

@@ -1,0 +1,100 @@
+//! Runtime settings: command-line flags, then environment variables, then defaults.
+//! Secrets never have a built-in default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `--listen` / `IM_LISTEN`, default 127.0.0.1:7001.
+    pub listen: SocketAddr,
+    /// `--data-dir` / `IM_DATA_DIR`, default ./data: SQLite file and the generated JWT secret.
+    pub data_dir: PathBuf,
+    /// `DATABASE_URL`: a `postgres://` URL switches the log and read models to Postgres.
+    pub database_url: Option<String>,
+    /// `JWT_SECRET`: without it a random secret is generated once and kept in the data dir.
+    pub jwt_secret: Option<String>,
+    /// `IM_TOKEN_TTL_SECS`: token lifetime, default 7 days.
+    pub token_ttl_secs: i64,
+    /// `IM_HEARTBEAT_MS`: WebSocket ping interval, default 30 s; silent for 3 → closed.
+    pub heartbeat: Duration,
+}
+
+impl Settings {
+    /// Defaults for everything, with `data_dir` as given (handy for tests).
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7001)),
+            data_dir: data_dir.into(),
+            database_url: None,
+            jwt_secret: None,
+            token_ttl_secs: 7 * 24 * 3600,
+            heartbeat: Duration::from_secs(30),
+        }
+    }
+
+    /// The SQLite file of the embedded mode.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("im.db")
+    }
+
+    /// The JWT secret: the configured one, else the one kept in the data dir, else a
+    /// new random one written there (mode 0600) for next time.
+    pub fn load_or_create_secret(&self) -> std::io::Result<Vec<u8>> {
+        if let Some(secret) = &self.jwt_secret {
+            return Ok(secret.as_bytes().to_vec());
+        }
+        let path = self.data_dir.join("jwt_secret");
+        match std::fs::read_to_string(&path) {
+            Ok(existing) if !existing.trim().is_empty() => return Ok(existing.trim().as_bytes().to_vec()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        std::fs::create_dir_all(&self.data_dir)?;
+        let secret = random_hex(32);
+        write_private(&path, &secret)?;
+        Ok(secret.into_bytes())
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_secret_is_random_and_kept() {
+        let dir = std::env::temp_dir().join(format!("im-settings-{}", uuid::Uuid::new_v4()));
+        let settings = Settings::with_data_dir(&dir);
+        let first = settings.load_or_create_secret().unwrap_or_default();
+        let again = settings.load_or_create_secret().unwrap_or_default();
+        assert_eq!(first.len(), 64);
+        assert_eq!(first, again);
+        let other = Settings::with_data_dir(dir.join("other")).load_or_create_secret().unwrap_or_default();
+        assert_ne!(first, other);
+        let configured = Settings { jwt_secret: Some("s3cret".into()), ..settings };
+        assert_eq!(configured.load_or_create_secret().unwrap_or_default(), b"s3cret".to_vec());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,273 @@
+//! `/ws`: the WebSocket endpoint and the hub of live connections.
+//!
+//! One connection per user: when a user connects while another connection of theirs
+//! is open, the old one gets the "logged in on another device" notice and is closed —
+//! unless it belongs to the same session (same token), which is a silent reconnect.
+
+use crate::app::AppState;
+use crate::auth::Me;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use im_domain::{SessionId, UserId};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// What the hub asks a connection task to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    Text(String),
+    Close,
+}
+
+struct Conn {
+    id: u64,
+    session: SessionId,
+    tx: mpsc::UnboundedSender<Outbound>,
+}
+
+/// Live connections of this process, one per user.
+#[derive(Clone, Default)]
+pub struct Hub {
+    conns: Arc<Mutex<HashMap<UserId, Conn>>>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Conn>> {
+        // A panic while holding this lock cannot leave the map half-updated.
+        self.conns.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes `tx` the user's connection. The previous one, if any, is told to close:
+    /// with the kick notice when it belongs to another session, silently otherwise.
+    fn register(&self, me: &Me, tx: mpsc::UnboundedSender<Outbound>) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let previous = self.lock().insert(me.id, Conn { id, session: me.session, tx });
+        if let Some(old) = previous {
+            if old.session != me.session {
+                let _ = old.tx.send(Outbound::Text(kick_frame(me)));
+            }
+            let _ = old.tx.send(Outbound::Close);
+        }
+        id
+    }
+
+    fn unregister(&self, user: UserId, conn_id: u64) {
+        let mut conns = self.lock();
+        if conns.get(&user).is_some_and(|c| c.id == conn_id) {
+            conns.remove(&user);
+        }
+    }
+
+    /// Sends a frame to the user's connection; false when they are not connected here.
+    pub fn send(&self, user: UserId, frame: &Value) -> bool {
+        match self.lock().get(&user) {
+            Some(conn) => conn.tx.send(Outbound::Text(frame.to_string())).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Closes the user's connection if it belongs to `session` (logout, upgrade).
+    pub fn close_session(&self, user: UserId, session: SessionId) {
+        let mut conns = self.lock();
+        if conns.get(&user).is_some_and(|c| c.session == session) {
+            if let Some(conn) = conns.remove(&user) {
+                let _ = conn.tx.send(Outbound::Close);
+            }
+        }
+    }
+
+    /// Closes the user's connection whatever its session (disabled account).
+    pub fn close_user(&self, user: UserId) {
+        if let Some(conn) = self.lock().remove(&user) {
+            let _ = conn.tx.send(Outbound::Close);
+        }
+    }
+
+    pub fn is_online(&self, user: UserId) -> bool {
+        self.lock().contains_key(&user)
+    }
+
+    pub fn online_count(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// A frame of the contract: `{"type":…,"data":…,"timestamp":ms}`.
+pub fn frame(kind: &str, data: Value) -> Value {
+    json!({"type": kind, "data": data, "timestamp": crate::now_millis()})
+}
+
+fn kick_frame(me: &Me) -> String {
+    let text = "你的账号在其他设备登录了,您当前设备会下线";
+    let user = &me.user;
+    let name = if user.nickname.is_empty() { &user.username } else { &user.nickname };
+    frame(
+        "singleChat",
+        json!({
+            "id": uuid::Uuid::now_v7().to_string(),
+            "from_avatar": "",
+            "from_name": "账号异常提示",
+            "from_id": 0,
+            "to_id": user.id,
+            "to_name": name,
+            "to_avatar": user.avatar,
+            "chatType": "single",
+            "type": "text",
+            "data": text,
+            "options": {"showModel": {"showModelType": "forceLogin", "content": text}},
+            "create_time": crate::now_millis(),
+            "isremove": 0,
+            "group": {},
+        }),
+    )
+    .to_string()
+}
+
+/// Heartbeat bookkeeping: ping every interval, give up after three silent ones.
+#[derive(Debug, Clone, Copy)]
+pub struct Heartbeat {
+    interval: Duration,
+    last_seen: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beat {
+    Ping,
+    Expired,
+}
+
+impl Heartbeat {
+    pub fn new(interval: Duration, now: Instant) -> Self {
+        Self { interval, last_seen: now }
+    }
+
+    /// Any frame from the client counts as a sign of life.
+    pub fn seen(&mut self, now: Instant) {
+        self.last_seen = now;
+    }
+
+    /// What to do on a tick of the ping timer.
+    pub fn tick(&self, now: Instant) -> Beat {
+        if now.duration_since(self.last_seen) >= self.interval * 3 { Beat::Expired } else { Beat::Ping }
+    }
+}
+
+pub async fn handler(ws: WebSocketUpgrade, State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let token = query.get("token").cloned();
+    ws.on_upgrade(move |socket| serve(socket, state, token))
+}
+
+async fn refuse(mut socket: WebSocket, reason: &str) {
+    let text = json!({"msg": "fail", "data": reason}).to_string();
+    let _ = socket.send(Message::Text(Utf8Bytes::from(text))).await;
+    let _ = socket.send(Message::Close(None)).await;
+}
+
+async fn serve(socket: WebSocket, state: AppState, token: Option<String>) {
+    let me = match state.identify(token.as_deref()).await {
+        Ok(Ok(me)) => me,
+        Ok(Err(refusal)) => return refuse(socket, refusal.ws_reason()).await,
+        Err(_) => return refuse(socket, "服务器内部错误").await,
+    };
+    let (tx, mut outbound) = mpsc::unbounded_channel();
+    let conn_id = state.hub().register(&me, tx.clone());
+    tracing::info!(user_id = me.id.0, conn_id, "socket connected");
+    let _ = tx.send(Outbound::Text(frame("system", json!("欢迎您访问我们的系统!")).to_string()));
+    if me.is_visitor() {
+        let _ = tx.send(Outbound::Text(frame("system", json!("欢迎您,登录可以获取更多功能!")).to_string()));
+    }
+    let (mut sink, mut inbound) = socket.split();
+    let interval = state.heartbeat();
+    let mut heartbeat = Heartbeat::new(interval, Instant::now());
+    let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
+    let mut shutdown = state.shutdown_signal();
+    loop {
+        tokio::select! {
+            incoming = inbound.next() => {
+                let Some(Ok(message)) = incoming else { break };
+                heartbeat.seen(Instant::now());
+                let text = match message {
+                    Message::Text(t) => t.to_string(),
+                    Message::Binary(b) => match String::from_utf8(b.to_vec()) { Ok(t) => t, Err(_) => continue },
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => continue,
+                };
+                if let Some(reply) = on_client_frame(&text) {
+                    let _ = tx.send(Outbound::Text(reply.to_string()));
+                }
+            }
+            next = outbound.recv() => match next {
+                Some(Outbound::Text(text)) => {
+                    if sink.send(Message::Text(Utf8Bytes::from(text))).await.is_err() { break }
+                }
+                Some(Outbound::Close) | None => {
+                    let _ = sink.send(Message::Close(None)).await;
+                    break;
+                }
+            },
+            _ = ticker.tick() => match heartbeat.tick(Instant::now()) {
+                Beat::Ping => {
+                    if sink.send(Message::Text(Utf8Bytes::from(json!({"type": "ping"}).to_string()))).await.is_err() { break }
+                }
+                Beat::Expired => {
+                    tracing::info!(user_id = me.id.0, conn_id, "socket silent for three heartbeats");
+                    let _ = sink.send(Message::Close(None)).await;
+                    break;
+                }
+            },
+            _ = stopping(&mut shutdown) => {
+                let _ = sink.send(Message::Close(None)).await;
+                break;
+            }
+        }
+    }
+    state.hub().unregister(me.id, conn_id);
+    tracing::info!(user_id = me.id.0, conn_id, "socket closed");
+}
+
+/// Completes once the server starts shutting down.
+async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stopping| *stopping).await;
+}
+
+/// Answers a client frame. Unparsable or unknown frames are ignored, never fatal.
+fn on_client_frame(text: &str) -> Option<Value> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    match value.get("type")?.as_str()? {
+        "ping" => Some(json!({"type": "pong"})),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_expires_after_three_silent_intervals() {
+        let start = Instant::now();
+        let mut hb = Heartbeat::new(Duration::from_secs(30), start);
+        assert_eq!(hb.tick(start + Duration::from_secs(30)), Beat::Ping);
+        assert_eq!(hb.tick(start + Duration::from_secs(89)), Beat::Ping);
+        assert_eq!(hb.tick(start + Duration::from_secs(90)), Beat::Expired);
+        hb.seen(start + Duration::from_secs(80));
+        assert_eq!(hb.tick(start + Duration::from_secs(90)), Beat::Ping);
+        assert_eq!(hb.tick(start + Duration::from_secs(170)), Beat::Expired);
+    }
+
+    #[test]
+    fn client_ping_gets_pong_and_junk_is_ignored() {
+        assert_eq!(on_client_frame(r#"{"type":"ping"}"#), Some(json!({"type": "pong"})));
+        assert_eq!(on_client_frame("not json"), None);
+        assert_eq!(on_client_frame(r#"{"type":"whatever"}"#), None);
+        assert_eq!(on_client_frame(r#"[1,2]"#), None);
+    }
+}
