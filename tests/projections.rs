@@ -1,0 +1,70 @@
+//! End-to-end: the projection runtime — read models survive a restart without
+//! re-applying anything, and a wiped read model is rebuilt from the log on start.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use im_e2e::{Backend, TestServer, both_backends};
+use serde_json::json;
+
+both_backends!(restart_keeps_read_models_and_sessions, wiped_read_models_are_rebuilt_from_the_log);
+
+async fn read_url(server: &TestServer) -> String {
+    match &server.settings.database_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", server.settings.sqlite_path().display()),
+    }
+}
+
+async fn restart_keeps_read_models_and_sessions(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("restart1", "123456").await;
+    let (_, before) = server.get(&format!("/api/userinfo/{}", alice.uuid), None).await;
+    let (status, _) = server.post("/api/chat/updateUserinfo", Some(&alice.token), json!({"nickname": "Alice"})).await;
+    assert_eq!(status, 200);
+    let settings = server.settings.clone();
+    let head_before = server.state.store().head().await.unwrap();
+    server.stop().await;
+
+    let server = TestServer::start_settings(settings).await;
+    server.state.projector().wait_for(head_before).await.unwrap();
+    assert_eq!(server.state.store().head().await.unwrap(), head_before, "a restart appends nothing");
+    // The same token is still the live session (the secret was kept in the data dir).
+    let (status, me) = server.post("/api/chat/getUserSetInfo", Some(&alice.token), json!({})).await;
+    assert_eq!(status, 200, "{me}");
+    let (_, after) = server.get(&format!("/api/userinfo/{}", alice.uuid), None).await;
+    assert_eq!(after["data"]["nickname"], "Alice");
+    assert_eq!(after["data"]["id"], before["data"]["id"]);
+}
+
+async fn wiped_read_models_are_rebuilt_from_the_log(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut users = Vec::new();
+    for i in 0..5 {
+        let u = server.register(&format!("rebuild{i}"), "123456").await;
+        server.post("/api/chat/updateUserinfo", Some(&u.token), json!({"nickname": format!("N{i}")})).await;
+        users.push(u);
+    }
+    let visitor = server.visitor("rebuild-device").await;
+    let settings = server.settings.clone();
+    let url = read_url(&server).await;
+    let head = server.state.store().head().await.unwrap();
+    server.stop().await;
+
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query("DELETE FROM users").execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM projection_checkpoints").execute(&pool).await.unwrap();
+    pool.close().await;
+
+    let server = TestServer::start_settings(settings).await;
+    server.state.projector().wait_for(head).await.unwrap();
+    for (i, u) in users.iter().enumerate() {
+        let (status, body) = server.get(&format!("/api/userinfo/{}", u.uuid), None).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"]["nickname"], format!("N{i}"));
+        // The live session is part of the rebuilt state: the last token still works.
+        let (status, _) = server.post("/api/chat/getUserSetInfo", Some(&u.token), json!({})).await;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = server.post("/api/chat/getUserSetInfo", Some(&visitor.token), json!({})).await;
+    assert_eq!(status, 200);
+}
