@@ -3,6 +3,9 @@
 //! added with `#[serde(default)]`; a breaking change bumps the type's schema version
 //! and gets an upcaster in [`Event::decode`], so old events stay readable forever.
 
+pub use crate::friendship::{
+    FriendAdded, FriendRequestAccepted, FriendRequestRefused, FriendRequested, FriendSideChanged, FriendshipEnded,
+};
 use crate::ids::{SessionId, UserId};
 use crate::userset::UserSet;
 use serde::{Deserialize, Serialize};
@@ -135,6 +138,19 @@ pub struct DeviceBound {
     pub user_id: UserId,
 }
 
+/// A user reported another user or a group to the operators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportFiled {
+    pub report_id: i64,
+    pub user_id: UserId,
+    pub reported_id: i64,
+    /// `user` or `group`.
+    pub reported_type: String,
+    pub category: String,
+    pub content: String,
+    pub at: i64,
+}
+
 /// Every event of the system.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
@@ -149,6 +165,13 @@ pub enum Event {
     UserStatusChanged(UserStatusChanged),
     UsernameClaimed(UsernameClaimed),
     DeviceBound(DeviceBound),
+    FriendRequested(FriendRequested),
+    FriendRequestAccepted(FriendRequestAccepted),
+    FriendRequestRefused(FriendRequestRefused),
+    FriendAdded(FriendAdded),
+    FriendSideChanged(FriendSideChanged),
+    FriendshipEnded(FriendshipEnded),
+    ReportFiled(ReportFiled),
 }
 
 /// An event read back from the log could not be understood.
@@ -163,6 +186,27 @@ pub enum EventDecodeError {
 }
 
 impl Event {
+    /// Every type name this build can decode.
+    pub const TYPES: &'static [&'static str] = &[
+        "UserRegistered",
+        "VisitorUpgraded",
+        "UserLoggedIn",
+        "UserLoggedOut",
+        "PasswordChanged",
+        "ProfileUpdated",
+        "UserSettingsChanged",
+        "UserStatusChanged",
+        "UsernameClaimed",
+        "DeviceBound",
+        "FriendRequested",
+        "FriendRequestAccepted",
+        "FriendRequestRefused",
+        "FriendAdded",
+        "FriendSideChanged",
+        "FriendshipEnded",
+        "ReportFiled",
+    ];
+
     /// The type name stored beside the payload (the serde tag).
     pub fn event_type(&self) -> &'static str {
         match self {
@@ -176,6 +220,13 @@ impl Event {
             Event::UserStatusChanged(_) => "UserStatusChanged",
             Event::UsernameClaimed(_) => "UsernameClaimed",
             Event::DeviceBound(_) => "DeviceBound",
+            Event::FriendRequested(_) => "FriendRequested",
+            Event::FriendRequestAccepted(_) => "FriendRequestAccepted",
+            Event::FriendRequestRefused(_) => "FriendRequestRefused",
+            Event::FriendAdded(_) => "FriendAdded",
+            Event::FriendSideChanged(_) => "FriendSideChanged",
+            Event::FriendshipEnded(_) => "FriendshipEnded",
+            Event::ReportFiled(_) => "ReportFiled",
         }
     }
 
@@ -196,17 +247,14 @@ impl Event {
 
     /// Rebuilds an event from its stored parts, upcasting older schema versions.
     pub fn decode(event_type: &str, version: u32, payload: Value) -> Result<Self, EventDecodeError> {
+        if !Self::TYPES.contains(&event_type) {
+            return Err(EventDecodeError::UnknownType(event_type.to_owned()));
+        }
         if version > 1 {
             return Err(EventDecodeError::FutureVersion { event_type: event_type.to_owned(), version });
         }
         // Version 1 is the first shipped schema of every type: nothing to upcast yet.
         let tagged = serde_json::json!({ "type": event_type, "data": payload });
-        serde_json::from_value(tagged).map_err(|source| {
-            if source.to_string().contains("unknown variant") {
-                EventDecodeError::UnknownType(event_type.to_owned())
-            } else {
-                EventDecodeError::Payload { event_type: event_type.to_owned(), source }
-            }
-        })
+        serde_json::from_value(tagged).map_err(|source| EventDecodeError::Payload { event_type: event_type.to_owned(), source })
     }
 }

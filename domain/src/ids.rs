@@ -49,6 +49,17 @@ impl StreamId {
         Self(format!("device-{}", fingerprint.as_str()))
     }
 
+    /// Everything between two users: requests, friendship, each side's flags.
+    pub fn friendship(a: UserId, b: UserId) -> Self {
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        Self(format!("friendship-{lo}-{hi}"))
+    }
+
+    /// One report to the operators.
+    pub fn report(id: i64) -> Self {
+        Self(format!("report-{id}"))
+    }
+
     /// A stream id read back from the log.
     pub fn from_stored(raw: String) -> Self {
         Self(raw)

@@ -4,10 +4,11 @@
 //!
 //! # Layout
 //! * [`ids`] — `UserId`, `SessionId` and stream names.
-//! * [`values`] — `Username`, `Password`, `Nickname`, … made only through `parse`.
+//! * [`values`] — `Username`, `Password`, `DeviceFingerprint`, … made only through `parse`.
 //! * [`userset`] — a user's chat and friend settings with their defaults.
 //! * [`event`] — the event catalogue, its schema versions and upcasting.
 //! * [`account`] — the account aggregate: `decide` and `evolve`.
+//! * [`friendship`] — one stream per pair of users: requests, friendship, each side's view.
 //!
 //! # What this crate never does
 //! No IO, no async, no clock and no randomness: ids, hashes and times come in as
@@ -15,6 +16,7 @@
 
 pub mod account;
 pub mod event;
+pub mod friendship;
 pub mod ids;
 pub mod userset;
 pub mod values;

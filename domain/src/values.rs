@@ -7,7 +7,7 @@ use thiserror::Error;
 /// Why a raw input was not accepted. Each variant is one business reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum ValueError {
-    #[error("username must be 4 to 20 letters, digits or underscores")]
+    #[error("username must be 4 to 20 letters, digits or `_ - . @`")]
     Username,
     #[error("password must be 6 to 20 characters")]
     Password,

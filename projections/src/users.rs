@@ -101,7 +101,7 @@ impl Projection for UsersProjection {
                 };
                 sqlx::query(sql).bind(e.user_id.0).bind(e.at).execute(tx).await?;
             }
-            Event::UsernameClaimed(_) | Event::DeviceBound(_) => {}
+            _ => {}
         }
         Ok(())
     }
