@@ -2,6 +2,7 @@
 //! wrong around them (credentials, conflicts, storage).
 
 use im_domain::account::AccountError;
+use im_domain::friendship::FriendError;
 use im_domain::values::ValueError;
 use im_eventlog::{AppendError, StoreError};
 
@@ -9,6 +10,8 @@ use im_eventlog::{AppendError, StoreError};
 pub enum CommandError {
     #[error(transparent)]
     Account(#[from] AccountError),
+    #[error(transparent)]
+    Friend(#[from] FriendError),
     #[error(transparent)]
     Invalid(#[from] ValueError),
     #[error("invalid settings: {0}")]

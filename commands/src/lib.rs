@@ -6,6 +6,7 @@
 //! * [`auth`] — [`auth::Passwords`] and [`auth::Tokens`].
 //! * [`store`] — loading a stream's state and appending decided events.
 //! * [`accounts`] — registration, login, visitors, profile, settings.
+//! * [`friends`] — friend requests, friendships and their flags, reports.
 //! * [`error`] — [`CommandError`], the one error type of this layer.
 //!
 //! # What this crate never does
@@ -15,6 +16,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod error;
+pub mod friends;
 pub mod store;
 
 pub use error::CommandError;

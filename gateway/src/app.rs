@@ -12,6 +12,8 @@ use im_commands::auth::Tokens;
 use im_eventlog::SharedEventStore;
 use im_eventlog::postgres::PostgresEventStore;
 use im_eventlog::sqlite::SqliteEventStore;
+use im_commands::friends::Friends as FriendCommands;
+use im_projections::friends::{Friends, FriendsProjection};
 use im_projections::users::{Users, UsersProjection};
 use im_projections::{Projection, Projector, ReadDb};
 use serde_json::json;
@@ -28,7 +30,9 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     store: SharedEventStore,
     accounts: Accounts,
+    friend_commands: FriendCommands,
     users: Users,
+    friends: Friends,
     projector: Projector,
     hub: Hub,
     heartbeat: Duration,
@@ -46,6 +50,14 @@ impl AppState {
 
     pub fn users(&self) -> &Users {
         &self.0.users
+    }
+
+    pub fn friend_commands(&self) -> &FriendCommands {
+        &self.0.friend_commands
+    }
+
+    pub fn friends(&self) -> &Friends {
+        &self.0.friends
     }
 
     pub fn projector(&self) -> &Projector {
@@ -96,7 +108,7 @@ impl Application {
             }
         };
         let db = ReadDb::connect(&read_url).await.context("opening read models")?;
-        let projections: Vec<Arc<dyn Projection>> = vec![Arc::new(UsersProjection)];
+        let projections: Vec<Arc<dyn Projection>> = vec![Arc::new(UsersProjection), Arc::new(FriendsProjection)];
         let projector = Projector::start(store.clone(), db.clone(), projections).await?;
         let secret = settings.load_or_create_secret().context("loading the JWT secret")?;
         let tokens = Tokens::new(&secret, settings.token_ttl_secs);
@@ -104,7 +116,9 @@ impl Application {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = AppState(Arc::new(Inner {
             accounts: Accounts::new(store.clone(), tokens),
-            users: Users::new(db),
+            friend_commands: FriendCommands::new(store.clone()),
+            users: Users::new(db.clone()),
+            friends: Friends::new(db),
             projector,
             store,
             hub: Hub::default(),
@@ -142,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/ws", get(ws::handler))
         .merge(routes::accounts::router())
+        .merge(routes::friends::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::trace::TraceLayer::new_for_http())

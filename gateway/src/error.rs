@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use im_commands::CommandError;
 use im_domain::account::AccountError;
+use im_domain::friendship::FriendError;
 use im_domain::values::ValueError;
 use im_projections::ReadError;
 use serde_json::json;
@@ -50,6 +51,10 @@ impl ApiError {
         Self::not_found("user_not_found", "用户不存在")
     }
 
+    pub fn not_friends() -> Self {
+        Self::bad("not_friends", "不是好友")
+    }
+
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "服务器内部错误")
@@ -73,6 +78,19 @@ impl From<CommandError> for ApiError {
                 AccountError::VisitorForbidden => Self::visitor_forbidden(),
                 AccountError::StaleSession => Self::unauthorized("token_revoked", "Token 令牌已失效,请重新登录"),
                 AccountError::NothingToChange => Self::bad("nothing_to_change", "没有需要修改的内容"),
+            },
+            CommandError::Friend(f) => match f {
+                FriendError::SelfRequest => Self::bad("self_request", "不能添加自己为好友"),
+                FriendError::TargetUnavailable => Self::bad("target_unavailable", "对方不存在或已被禁用"),
+                FriendError::AlreadyFriends => Self::bad("already_friends", "你们已经是好友了"),
+                FriendError::RequestPending => Self::bad("request_pending", "你已经申请过了,请耐心等待对方处理"),
+                FriendError::NoSuchRequest => Self::not_found("request_not_found", "好友申请不存在"),
+                FriendError::NotAddressee => Self::forbidden("not_addressee", "你无权处理该申请"),
+                FriendError::AlreadyHandled => Self::bad("already_handled", "该申请已处理过了"),
+                FriendError::NotFriends => Self::not_friends(),
+                FriendError::ConfirmationRequired => {
+                    Self::bad("confirmation_required", "对方设置了加好友需要验证,请先发送好友申请")
+                }
             },
             CommandError::Invalid(v) => match v {
                 ValueError::Username => Self::bad("invalid_username", "用户名须为4-20位的字母、数字、下划线、汉字等"),

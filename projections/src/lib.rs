@@ -6,6 +6,8 @@
 //! * [`runtime`] — [`runtime::Projector`]: catch-up from a checkpoint, then live tail;
 //!   each batch's updates and its checkpoint commit in one transaction;
 //!   [`runtime::Projector::wait_for`] gives HTTP commands read-your-writes.
+//! * [`friends`] — friend lists (one row per side), friend requests, reports, and the
+//!   pinyin grouping of friend lists.
 //! * [`users`] — the user directory (profiles, settings, live session, status).
 //!
 //! # Invariants
@@ -18,6 +20,7 @@
 
 pub mod db;
 pub mod runtime;
+pub mod friends;
 pub mod users;
 
 pub use db::ReadDb;
