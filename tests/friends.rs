@@ -193,7 +193,7 @@ async fn apply_succeeds_notifies_and_refusals_change_nothing(backend: Backend) {
     assert_eq!(next_notice(&mut b_ws).await["data"]["kind"], "friend_apply");
 
     // Refusals: each leaves everything as it was.
-    server.state.accounts().set_active(&im_commands::Ctx::anonymous(), im_domain::UserId(d.id), false).await.unwrap();
+    server.state.set_user_active(im_domain::UserId(d.id), false).await.unwrap();
     let requested_before = event_count(&server, "FriendRequested").await;
     let b_requests_before = requests_to(&server, &b).await;
     assert_eq!(b_requests_before["count"], 2);

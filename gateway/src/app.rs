@@ -77,6 +77,17 @@ impl AppState {
         self.0.shutdown.clone()
     }
 
+    /// Operator action: disable (revoking the session and closing the socket at once)
+    /// or re-enable an account. Returns when the read models show the change.
+    pub async fn set_user_active(&self, user: im_domain::UserId, active: bool) -> Result<(), ApiError> {
+        let position = self.accounts().set_active(&im_commands::Ctx::anonymous(), user, active).await?;
+        self.settle(position).await?;
+        if !active {
+            self.hub().close_user(user);
+        }
+        Ok(())
+    }
+
     /// Read-your-writes: waits until the read models include `position`.
     pub async fn settle(&self, position: i64) -> Result<(), ApiError> {
         Ok(self.0.projector.wait_for(position).await?)
