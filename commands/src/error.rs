@@ -3,6 +3,7 @@
 
 use im_domain::account::AccountError;
 use im_domain::friendship::FriendError;
+use im_domain::message::{RevokeError, SendError};
 use im_domain::values::ValueError;
 use im_eventlog::{AppendError, StoreError};
 
@@ -12,6 +13,10 @@ pub enum CommandError {
     Account(#[from] AccountError),
     #[error(transparent)]
     Friend(#[from] FriendError),
+    #[error(transparent)]
+    Send(#[from] SendError),
+    #[error(transparent)]
+    Revoke(#[from] RevokeError),
     #[error(transparent)]
     Invalid(#[from] ValueError),
     #[error("invalid settings: {0}")]

@@ -7,6 +7,7 @@
 //! * [`store`] — loading a stream's state and appending decided events.
 //! * [`accounts`] — registration, login, visitors, profile, settings.
 //! * [`friends`] — friend requests, friendships and their flags, reports.
+//! * [`messages`] — sending (with the allowance and idempotency claims) and revoking.
 //! * [`error`] — [`CommandError`], the one error type of this layer.
 //!
 //! # What this crate never does
@@ -17,6 +18,7 @@ pub mod accounts;
 pub mod auth;
 pub mod error;
 pub mod friends;
+pub mod messages;
 pub mod store;
 
 pub use error::CommandError;

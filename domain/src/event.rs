@@ -7,6 +7,7 @@ pub use crate::friendship::{
     FriendAdded, FriendRequestAccepted, FriendRequestRefused, FriendRequested, FriendSideChanged, FriendshipEnded,
 };
 use crate::ids::{SessionId, UserId};
+pub use crate::message::{AllowanceUsed, ClientMessageKeyClaimed, MessageRevoked, MessageSent};
 use crate::userset::UserSet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -172,6 +173,10 @@ pub enum Event {
     FriendSideChanged(FriendSideChanged),
     FriendshipEnded(FriendshipEnded),
     ReportFiled(ReportFiled),
+    MessageSent(MessageSent),
+    MessageRevoked(MessageRevoked),
+    AllowanceUsed(AllowanceUsed),
+    ClientMessageKeyClaimed(ClientMessageKeyClaimed),
 }
 
 /// An event read back from the log could not be understood.
@@ -205,6 +210,10 @@ impl Event {
         "FriendSideChanged",
         "FriendshipEnded",
         "ReportFiled",
+        "MessageSent",
+        "MessageRevoked",
+        "AllowanceUsed",
+        "ClientMessageKeyClaimed",
     ];
 
     /// The type name stored beside the payload (the serde tag).
@@ -227,6 +236,10 @@ impl Event {
             Event::FriendSideChanged(_) => "FriendSideChanged",
             Event::FriendshipEnded(_) => "FriendshipEnded",
             Event::ReportFiled(_) => "ReportFiled",
+            Event::MessageSent(_) => "MessageSent",
+            Event::MessageRevoked(_) => "MessageRevoked",
+            Event::AllowanceUsed(_) => "AllowanceUsed",
+            Event::ClientMessageKeyClaimed(_) => "ClientMessageKeyClaimed",
         }
     }
 

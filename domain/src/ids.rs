@@ -60,6 +60,21 @@ impl StreamId {
         Self(format!("report-{id}"))
     }
 
+    /// One message: its sending and, maybe, its revocation.
+    pub fn message(id: uuid::Uuid) -> Self {
+        Self(format!("message-{id}"))
+    }
+
+    /// The one message a non-friend may send when the recipient allows one.
+    pub fn allowance(from: UserId, to: UserId) -> Self {
+        Self(format!("allowance-{from}-{to}"))
+    }
+
+    /// A sender's idempotency key (`client_msg_id`).
+    pub fn client_message(from: UserId, key: &str) -> Self {
+        Self(format!("clientmsg-{from}-{key}"))
+    }
+
     /// A stream id read back from the log.
     pub fn from_stored(raw: String) -> Self {
         Self(raw)

@@ -9,6 +9,7 @@
 //! * [`event`] — the event catalogue, its schema versions and upcasting.
 //! * [`account`] — the account aggregate: `decide` and `evolve`.
 //! * [`friendship`] — one stream per pair of users: requests, friendship, each side's view.
+//! * [`message`] — one stream per message: send rules, revoke, the non-friend allowance.
 //!
 //! # What this crate never does
 //! No IO, no async, no clock and no randomness: ids, hashes and times come in as
@@ -17,6 +18,7 @@
 pub mod account;
 pub mod event;
 pub mod friendship;
+pub mod message;
 pub mod ids;
 pub mod userset;
 pub mod values;

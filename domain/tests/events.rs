@@ -11,6 +11,8 @@ use im_domain::event::{
 };
 use im_domain::event::{FriendAdded, FriendRequestAccepted, FriendRequestRefused, FriendRequested, FriendSideChanged, FriendshipEnded, ReportFiled};
 use im_domain::friendship::{Side, SideChange};
+use im_domain::event::{AllowanceUsed, ClientMessageKeyClaimed, MessageRevoked, MessageSent};
+use im_domain::message::{ChatType, Party};
 use im_domain::userset::{ChatRule, ChatSet, FriendSet, UserSet};
 use im_domain::values::Username;
 use im_domain::{Event, EventDecodeError, SessionId, UserId};
@@ -105,10 +107,18 @@ fn variant_index(event: &Event) -> usize {
         Event::FriendSideChanged(_) => 14,
         Event::FriendshipEnded(_) => 15,
         Event::ReportFiled(_) => 16,
+        Event::MessageSent(_) => 17,
+        Event::MessageRevoked(_) => 18,
+        Event::AllowanceUsed(_) => 19,
+        Event::ClientMessageKeyClaimed(_) => 20,
     }
 }
 
-const VARIANT_COUNT: usize = 17;
+const VARIANT_COUNT: usize = 21;
+
+fn message_id() -> Uuid {
+    Uuid::parse_str("0190d0a4-6c1e-7b3a-8f00-0000000000b2").unwrap()
+}
 
 const FRIEND: UserId = UserId(1003);
 
@@ -207,6 +217,22 @@ fn samples() -> Vec<Event> {
             content: "发广告".into(),
             at: 1_700_000_014_000,
         }),
+        Event::MessageSent(MessageSent {
+            message_id: message_id(),
+            chat_type: ChatType::Single,
+            from: Party { id: 1002, name: "小王".into(), avatar: "https://cdn.example.com/a/1002.png".into() },
+            to: Party { id: 1003, name: "爱丽丝".into(), avatar: String::new() },
+            recipients: vec![FRIEND],
+            kind: "text".into(),
+            data: "你好".into(),
+            options: json!({"autoReply": false}),
+            client_msg_id: Some("c-1".into()),
+            group: None,
+            at: 1_700_000_015_000,
+        }),
+        Event::MessageRevoked(MessageRevoked { message_id: message_id(), by: USER, at: 1_700_000_016_000 }),
+        Event::AllowanceUsed(AllowanceUsed { from: USER, to: FRIEND, message_id: message_id() }),
+        Event::ClientMessageKeyClaimed(ClientMessageKeyClaimed { from: USER, client_msg_id: "c-1".into(), message_id: message_id() }),
     ]
 }
 

@@ -13,7 +13,9 @@ use im_eventlog::SharedEventStore;
 use im_eventlog::postgres::PostgresEventStore;
 use im_eventlog::sqlite::SqliteEventStore;
 use im_commands::friends::Friends as FriendCommands;
+use im_commands::messages::Messages;
 use im_projections::friends::{Friends, FriendsProjection};
+use im_projections::inbox::{Inbox, InboxProjection};
 use im_projections::users::{Users, UsersProjection};
 use im_projections::{Projection, Projector, ReadDb};
 use serde_json::json;
@@ -33,6 +35,9 @@ struct Inner {
     friend_commands: FriendCommands,
     users: Users,
     friends: Friends,
+    messages: Messages,
+    inbox: Inbox,
+    revoke_window: Duration,
     projector: Projector,
     hub: Hub,
     heartbeat: Duration,
@@ -58,6 +63,18 @@ impl AppState {
 
     pub fn friends(&self) -> &Friends {
         &self.0.friends
+    }
+
+    pub fn messages(&self) -> &Messages {
+        &self.0.messages
+    }
+
+    pub fn inbox(&self) -> &Inbox {
+        &self.0.inbox
+    }
+
+    pub fn revoke_window(&self) -> Duration {
+        self.0.revoke_window
     }
 
     pub fn projector(&self) -> &Projector {
@@ -119,8 +136,12 @@ impl Application {
             }
         };
         let db = ReadDb::connect(&read_url).await.context("opening read models")?;
-        let projections: Vec<Arc<dyn Projection>> = vec![Arc::new(UsersProjection), Arc::new(FriendsProjection)];
+        let hub = Hub::default();
+        let (sink, deliveries) = crate::ws::HubSink::new();
+        let projections: Vec<Arc<dyn Projection>> =
+            vec![Arc::new(UsersProjection), Arc::new(FriendsProjection), Arc::new(InboxProjection::new(Arc::new(sink)))];
         let projector = Projector::start(store.clone(), db.clone(), projections).await?;
+        tokio::spawn(crate::ws::deliver(deliveries, hub.clone(), Inbox::new(db.clone())));
         let secret = settings.load_or_create_secret().context("loading the JWT secret")?;
         let tokens = Tokens::new(&secret, settings.token_ttl_secs);
         let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
@@ -129,10 +150,13 @@ impl Application {
             accounts: Accounts::new(store.clone(), tokens),
             friend_commands: FriendCommands::new(store.clone()),
             users: Users::new(db.clone()),
-            friends: Friends::new(db),
+            friends: Friends::new(db.clone()),
+            messages: Messages::new(store.clone()),
+            inbox: Inbox::new(db),
+            revoke_window: settings.revoke_window,
             projector,
             store,
-            hub: Hub::default(),
+            hub,
             heartbeat: settings.heartbeat,
             shutdown: shutdown_rx,
         }));
@@ -168,6 +192,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws::handler))
         .merge(routes::accounts::router())
         .merge(routes::friends::router())
+        .merge(routes::messages::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use im_commands::CommandError;
 use im_domain::account::AccountError;
 use im_domain::friendship::FriendError;
+use im_domain::message::{RevokeError, SendError};
 use im_domain::values::ValueError;
 use im_projections::ReadError;
 use serde_json::json;
@@ -91,6 +92,20 @@ impl From<CommandError> for ApiError {
                 FriendError::ConfirmationRequired => {
                     Self::bad("confirmation_required", "对方设置了加好友需要验证,请先发送好友申请")
                 }
+            },
+            CommandError::Send(e) => match e {
+                SendError::ToSelf => Self::bad("send_to_self", "不能给自己发消息"),
+                SendError::RecipientUnavailable => Self::bad("recipient_unavailable", "对方不存在或者被禁用,不能发消息"),
+                SendError::Blocked => Self::bad("blocked", "对方把你拉黑了,不能发送消息"),
+                SendError::VisitorsNeedLogin => Self::bad("login_required", "对方设置成:需要您先登录才能发消息"),
+                SendError::FriendsOnly => Self::bad("friends_only", "对方设置成:需要您先成为他的好友才能发消息"),
+                SendError::AllowanceUsed => Self::bad("send_limit", "对方设置成:成为好友之前只能发送一条消息"),
+            },
+            CommandError::Revoke(e) => match e {
+                RevokeError::NoSuchMessage => Self::not_found("message_not_found", "消息不存在"),
+                RevokeError::NotSender => Self::forbidden("not_sender", "只能撤回自己发送的消息"),
+                RevokeError::AlreadyRevoked => Self::bad("already_revoked", "消息已撤回"),
+                RevokeError::WindowPassed => Self::bad("revoke_window_passed", "消息发送超过可撤回时间,不能撤回"),
             },
             CommandError::Invalid(v) => match v {
                 ValueError::Username => Self::bad("invalid_username", "用户名须为4-20位的字母、数字、下划线、汉字等"),

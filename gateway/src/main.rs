@@ -40,6 +40,9 @@ struct ServeArgs {
     /// WebSocket heartbeat interval in milliseconds.
     #[arg(long, env = "IM_HEARTBEAT_MS", default_value_t = 30_000)]
     heartbeat_ms: u64,
+    /// Seconds after sending during which a message may be revoked (0 = no limit).
+    #[arg(long, env = "IM_REVOKE_WINDOW_SECS", default_value_t = 120)]
+    revoke_window_secs: u64,
 }
 
 impl From<ServeArgs> for Settings {
@@ -51,6 +54,7 @@ impl From<ServeArgs> for Settings {
             jwt_secret: a.jwt_secret.filter(|s| !s.is_empty()),
             token_ttl_secs: a.token_ttl_secs,
             heartbeat: Duration::from_millis(a.heartbeat_ms.max(10)),
+            revoke_window: Duration::from_secs(a.revoke_window_secs),
         }
     }
 }

@@ -17,6 +17,11 @@ pub struct Params {
 }
 
 impl Params {
+    /// Parameters from a JSON object (the WebSocket `send` frame's `data`).
+    pub fn from_fields(fields: Map<String, Value>) -> Self {
+        Self { fields, token: None }
+    }
+
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref()
     }

@@ -19,6 +19,9 @@ pub struct Settings {
     pub token_ttl_secs: i64,
     /// `IM_HEARTBEAT_MS`: WebSocket ping interval, default 30 s; silent for 3 → closed.
     pub heartbeat: Duration,
+    /// `IM_REVOKE_WINDOW_SECS`: how long after sending a message may be revoked
+    /// (default 120 s; 0 = no limit).
+    pub revoke_window: Duration,
 }
 
 impl Settings {
@@ -31,6 +34,7 @@ impl Settings {
             jwt_secret: None,
             token_ttl_secs: 7 * 24 * 3600,
             heartbeat: Duration::from_secs(30),
+            revoke_window: Duration::from_secs(120),
         }
     }
 

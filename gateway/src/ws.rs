@@ -10,6 +10,7 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
+use im_projections::inbox::{Delivery, DeliverySink, Inbox};
 use im_domain::{SessionId, UserId};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -97,6 +98,38 @@ impl Hub {
 
     pub fn online_count(&self) -> usize {
         self.lock().len()
+    }
+}
+
+/// The embedded delivery path: the inbox projection hands each committed batch of
+/// inbox rows here, and [`deliver`] pushes them to the sockets of this process.
+pub struct HubSink {
+    tx: mpsc::UnboundedSender<Vec<Delivery>>,
+}
+
+impl HubSink {
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<Vec<Delivery>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self { tx }, rx)
+    }
+}
+
+impl DeliverySink for HubSink {
+    fn deliver(&self, deliveries: Vec<Delivery>) {
+        let _ = self.tx.send(deliveries);
+    }
+}
+
+/// Pushes inbox rows to connected users and marks the pushed ones delivered. Rows of
+/// users who are not connected stay pending for `chatGetmessageOffLine` or sync.
+pub async fn deliver(mut batches: mpsc::UnboundedReceiver<Vec<Delivery>>, hub: Hub, inbox: Inbox) {
+    while let Some(batch) = batches.recv().await {
+        let now = crate::now_millis();
+        let pushed: Vec<(i64, i64)> =
+            batch.iter().filter(|d| hub.send(UserId(d.user_id), &d.frame(now))).map(|d| (d.user_id, d.seq)).collect();
+        if let Err(e) = inbox.mark_rows_delivered(&pushed).await {
+            tracing::warn!(error = %e, "could not mark pushed inbox rows delivered");
+        }
     }
 }
 
@@ -200,7 +233,7 @@ async fn serve(socket: WebSocket, state: AppState, token: Option<String>) {
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => continue,
                 };
-                if let Some(reply) = on_client_frame(&text) {
+                if let Some(reply) = on_client_frame(&state, &me, &text).await {
                     let _ = tx.send(Outbound::Text(reply.to_string()));
                 }
             }
@@ -239,11 +272,48 @@ async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
 }
 
 /// Answers a client frame. Unparsable or unknown frames are ignored, never fatal.
-fn on_client_frame(text: &str) -> Option<Value> {
+async fn on_client_frame(state: &AppState, me: &Me, text: &str) -> Option<Value> {
     let value: Value = serde_json::from_str(text).ok()?;
-    match value.get("type")?.as_str()? {
-        "ping" => Some(json!({"type": "pong"})),
-        _ => None,
+    match ClientFrame::parse(&value)? {
+        ClientFrame::Ping => Some(json!({"type": "pong"})),
+        ClientFrame::Ack(seq) => {
+            if let Err(e) = state.inbox().mark_delivered(me.id.0, seq).await {
+                tracing::warn!(user_id = me.id.0, error = %e, "ack failed");
+            }
+            None
+        }
+        ClientFrame::Send(fields) => {
+            let client_msg_id = fields.get("client_msg_id").cloned().unwrap_or(Value::Null);
+            let params = crate::params::Params::from_fields(fields);
+            Some(match crate::routes::messages::send_message(state, me, &params).await {
+                Ok(message) => json!({"type": "ack", "data": {"client_msg_id": client_msg_id, "message": message}}),
+                Err(e) => json!({"type": "error", "data": {"client_msg_id": client_msg_id, "code": e.code, "msg": e.reason}}),
+            })
+        }
+    }
+}
+
+/// What a client may say over the socket.
+#[derive(Debug, Clone, PartialEq)]
+enum ClientFrame {
+    Ping,
+    /// Marks my inbox delivered up to this seq.
+    Ack(i64),
+    /// The fields of `sendmessage`.
+    Send(serde_json::Map<String, Value>),
+}
+
+impl ClientFrame {
+    fn parse(value: &Value) -> Option<Self> {
+        match value.get("type")?.as_str()? {
+            "ping" => Some(Self::Ping),
+            "ack" => {
+                let seq = value.get("seq")?;
+                seq.as_i64().or_else(|| seq.as_str()?.trim().parse().ok()).map(Self::Ack)
+            }
+            "send" => value.get("data")?.as_object().cloned().map(Self::Send),
+            _ => None,
+        }
     }
 }
 
@@ -264,10 +334,16 @@ mod tests {
     }
 
     #[test]
-    fn client_ping_gets_pong_and_junk_is_ignored() {
-        assert_eq!(on_client_frame(r#"{"type":"ping"}"#), Some(json!({"type": "pong"})));
-        assert_eq!(on_client_frame("not json"), None);
-        assert_eq!(on_client_frame(r#"{"type":"whatever"}"#), None);
-        assert_eq!(on_client_frame(r#"[1,2]"#), None);
+    fn client_frames_parse_and_junk_is_ignored() {
+        let parse = |s: &str| serde_json::from_str::<Value>(s).ok().and_then(|v| ClientFrame::parse(&v));
+        assert_eq!(parse(r#"{"type":"ping"}"#), Some(ClientFrame::Ping));
+        assert_eq!(parse(r#"{"type":"ack","seq":7}"#), Some(ClientFrame::Ack(7)));
+        assert_eq!(parse(r#"{"type":"ack","seq":"8"}"#), Some(ClientFrame::Ack(8)));
+        assert_eq!(parse(r#"{"type":"ack"}"#), None);
+        assert!(matches!(parse(r#"{"type":"send","data":{"sendto_id":2}}"#), Some(ClientFrame::Send(_))));
+        assert_eq!(parse(r#"{"type":"send","data":"x"}"#), None);
+        assert_eq!(parse("not json"), None);
+        assert_eq!(parse(r#"{"type":"whatever"}"#), None);
+        assert_eq!(parse(r#"[1,2]"#), None);
     }
 }

@@ -8,6 +8,8 @@
 //!   [`runtime::Projector::wait_for`] gives HTTP commands read-your-writes.
 //! * [`friends`] — friend lists (one row per side), friend requests, reports, and the
 //!   pinyin grouping of friend lists.
+//! * [`inbox`] — messages (history) and per-user inboxes with a dense `seq`; hands new
+//!   rows to a `DeliverySink` after each commit.
 //! * [`users`] — the user directory (profiles, settings, live session, status).
 //!
 //! # Invariants
@@ -21,6 +23,7 @@
 pub mod db;
 pub mod runtime;
 pub mod friends;
+pub mod inbox;
 pub mod users;
 
 pub use db::ReadDb;

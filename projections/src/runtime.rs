@@ -25,6 +25,10 @@ pub trait Projection: Send + Sync + 'static {
     async fn apply(&self, tx: &mut Transaction<'static, Any>, event: &Event, stored: &StoredEvent) -> Result<(), ReadError>;
     /// Empties the read model's tables (for a rebuild).
     async fn reset(&self, tx: &mut Transaction<'static, Any>) -> Result<(), ReadError>;
+    /// A batch is about to be applied (drop anything left from a failed one).
+    fn batch_started(&self) {}
+    /// The batch's transaction committed (hand on what it produced, e.g. deliveries).
+    fn batch_committed(&self) {}
 }
 
 /// Handle to the running projections.
@@ -106,6 +110,7 @@ async fn step(store: &dyn im_eventlog::EventStore, db: &ReadDb, projection: &dyn
     let batch = store.read_all(checkpoint, BATCH).await?;
     let Some(last) = batch.last().map(|e| e.position) else { return Ok(None) };
     tracing::debug!(projection = projection.name(), from = checkpoint, to = last, "projection batch");
+    projection.batch_started();
     let mut tx = db.begin_write().await?;
     for stored in &batch {
         let event = Event::decode(&stored.event_type, stored.schema_version as u32, stored.payload.clone())
@@ -121,5 +126,6 @@ async fn step(store: &dyn im_eventlog::EventStore, db: &ReadDb, projection: &dyn
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    projection.batch_committed();
     Ok(Some(last))
 }

@@ -1,10 +1,10 @@
-//! SPEC section 3: friends, requests, blacklist and reports.
+//! SPEC section 3: friends, requests, blacklist and reports. Notices (`friend_apply`,
+//! `friend_accepted`, `friend_added`) reach the other user through their inbox.
 
 use crate::app::AppState;
 use crate::auth::{Access, Me};
 use crate::error::ApiError;
 use crate::params::{Params, path_int};
-use crate::ws::frame;
 use crate::{ok, routes::Page};
 use axum::Json;
 use axum::Router;
@@ -73,15 +73,6 @@ fn friend_param(params: &Params) -> Result<UserId, ApiError> {
     user_id(id, "friend_id")
 }
 
-fn summary(user: &im_projections::users::UserRow) -> Value {
-    json!({"id": user.id, "uuid": user.uuid, "username": user.username, "nickname": user.nickname, "avatar": user.avatar})
-}
-
-/// Tells a user something over their socket, if they are connected.
-fn notify(state: &AppState, user: UserId, data: Value) {
-    state.hub().send(user, &frame("notice", data));
-}
-
 async fn apply(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let to = friend_param(&params)?;
@@ -89,7 +80,6 @@ async fn apply(State(state): State<AppState>, params: Params) -> ApiResult {
     let (request_id, appended) = state.friend_commands().request(&Ctx::user(me.id.0), me.id, to, choice).await?;
     state.settle(appended.position).await?;
     let request = state.friends().request(request_id).await?.ok_or_else(|| ApiError::internal("request row missing"))?;
-    notify(&state, to, json!({"kind": "friend_apply", "request": request.to_json(), "from": summary(&me.user)}));
     Ok(ok(request.to_json()))
 }
 
@@ -114,9 +104,6 @@ async fn handle(State(state): State<AppState>, Path(id): Path<String>, params: P
     let appended = state.friend_commands().answer(&Ctx::user(me.id.0), id, pair, me.id, agree, choice).await?;
     state.settle(appended.position).await?;
     let request = state.friends().request(id).await?.ok_or_else(|| ApiError::internal("request row missing"))?;
-    if agree {
-        notify(&state, pair.0, json!({"kind": "friend_accepted", "request": request.to_json(), "friend": summary(&me.user)}));
-    }
     Ok(ok(request.to_json()))
 }
 
@@ -126,7 +113,6 @@ async fn auto_add(State(state): State<AppState>, params: Params) -> ApiResult {
     let choice = Choice { nickname: params.optional_bounded("nickname", 50)?.unwrap_or_default(), ..Choice::default() };
     let appended = state.friend_commands().add_directly(&Ctx::user(me.id.0), me.id, to, choice).await?;
     state.settle(appended.position).await?;
-    notify(&state, to, json!({"kind": "friend_added", "friend": summary(&me.user)}));
     let row = state.friends().friend(me.id.0, to.0).await?.ok_or_else(|| ApiError::internal("friend row missing"))?;
     Ok(ok(row.to_info_json()))
 }

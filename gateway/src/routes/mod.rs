@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod friends;
+pub mod messages;
 
 use crate::error::ApiError;
 use crate::params::{Params, path_int};

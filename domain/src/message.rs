@@ -1,0 +1,303 @@
+//! Messages. Each message is its own small stream (`message-<uuid>`): `MessageSent`,
+//! then at most one `MessageRevoked`. Who may message whom is decided from facts the
+//! caller gathers ([`SendFacts`]); the one-message allowance of a non-friend is a
+//! claim stream (`allowance-<from>-<to>`), so it is used exactly once even under
+//! concurrent sends.
+
+use crate::event::Event;
+use crate::ids::UserId;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatType {
+    Single,
+    Group,
+}
+
+impl ChatType {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "single" => Some(Self::Single),
+            "group" => Some(Self::Group),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Single => "single",
+            Self::Group => "group",
+        }
+    }
+}
+
+/// The most characters a text message may hold.
+pub const MAX_TEXT_CHARS: usize = 10_000;
+/// The most characters any other message body (a URL, a JSON card …) may hold.
+pub const MAX_DATA_CHARS: usize = 10_000;
+
+/// A message body parsed at the edge: a kind (`text`, `image`, …) and its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageBody {
+    pub kind: String,
+    pub data: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("message type must be 1 to 32 characters")]
+    Kind,
+    #[error("message data is empty")]
+    Empty,
+    #[error("message data is too long")]
+    TooLong,
+}
+
+impl MessageBody {
+    pub fn parse(kind: &str, data: &str) -> Result<Self, BodyError> {
+        let kind = kind.trim();
+        if kind.is_empty() || kind.chars().count() > 32 {
+            return Err(BodyError::Kind);
+        }
+        if data.trim().is_empty() {
+            return Err(BodyError::Empty);
+        }
+        let max = if kind == "text" { MAX_TEXT_CHARS } else { MAX_DATA_CHARS };
+        if data.chars().count() > max {
+            return Err(BodyError::TooLong);
+        }
+        Ok(Self { kind: kind.to_owned(), data: data.to_owned() })
+    }
+}
+
+/// How a name and avatar looked when the message was sent (remarks resolved).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Party {
+    pub id: i64,
+    pub name: String,
+    pub avatar: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageSent {
+    pub message_id: Uuid,
+    pub chat_type: ChatType,
+    pub from: Party,
+    /// The user (single) or group (group) the message was sent to.
+    pub to: Party,
+    /// Who receives it: the recipient, or every group member but the sender.
+    pub recipients: Vec<UserId>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub data: String,
+    #[serde(default)]
+    pub options: Value,
+    #[serde(default)]
+    pub client_msg_id: Option<String>,
+    /// For group messages: the compact group summary the message carries.
+    #[serde(default)]
+    pub group: Option<Value>,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRevoked {
+    pub message_id: Uuid,
+    pub by: UserId,
+    pub at: i64,
+}
+
+/// A non-friend used the one message the recipient's settings allow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllowanceUsed {
+    pub from: UserId,
+    pub to: UserId,
+    pub message_id: Uuid,
+}
+
+/// A client's idempotency key, bound to the message it first produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientMessageKeyClaimed {
+    pub from: UserId,
+    pub client_msg_id: String,
+    pub message_id: Uuid,
+}
+
+/// What the sender is, as the recipient's `chatset` distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderRole {
+    User,
+    Visitor,
+}
+
+/// Everything a one-to-one send is decided on, gathered by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendFacts {
+    pub sender_role: SenderRole,
+    pub to_self: bool,
+    pub recipient_active: bool,
+    /// The recipient put the sender on their blacklist.
+    pub blocked: bool,
+    /// The recipient has the sender as a friend.
+    pub friends: bool,
+    /// The recipient's `sendCount` for the sender's role: 0, 1 or 2.
+    pub send_count: u8,
+}
+
+/// How a permitted one-to-one send must be appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permit {
+    Free,
+    /// Append `AllowanceUsed` to the allowance claim stream, which must be empty.
+    UsesAllowance,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("cannot message yourself")]
+    ToSelf,
+    #[error("the recipient does not exist or is disabled")]
+    RecipientUnavailable,
+    #[error("the recipient blacklisted the sender")]
+    Blocked,
+    #[error("the recipient takes no messages from visitors")]
+    VisitorsNeedLogin,
+    #[error("the recipient takes messages from friends only")]
+    FriendsOnly,
+    #[error("the one message allowed before becoming friends was sent")]
+    AllowanceUsed,
+}
+
+/// May this one-to-one message be sent, and does it use the non-friend allowance?
+pub fn permit_single(facts: SendFacts) -> Result<Permit, SendError> {
+    if facts.to_self {
+        return Err(SendError::ToSelf);
+    }
+    if !facts.recipient_active {
+        return Err(SendError::RecipientUnavailable);
+    }
+    if facts.blocked {
+        return Err(SendError::Blocked);
+    }
+    if facts.friends {
+        return Ok(Permit::Free);
+    }
+    match facts.send_count {
+        0 => Err(match facts.sender_role {
+            SenderRole::Visitor => SendError::VisitorsNeedLogin,
+            SenderRole::User => SendError::FriendsOnly,
+        }),
+        1 => Ok(Permit::UsesAllowance),
+        _ => Ok(Permit::Free),
+    }
+}
+
+/// A message stream's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: Uuid,
+    pub from: UserId,
+    pub at: i64,
+    pub revoked: bool,
+}
+
+pub type State = Option<Message>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RevokeError {
+    #[error("no such message")]
+    NoSuchMessage,
+    #[error("only the sender can revoke")]
+    NotSender,
+    #[error("already revoked")]
+    AlreadyRevoked,
+    #[error("the revoke window has passed")]
+    WindowPassed,
+}
+
+/// Revoke: the sender only, within `window_ms` of sending (0 = no limit).
+pub fn revoke(state: &State, by: UserId, at: i64, window_ms: i64) -> Result<Vec<Event>, RevokeError> {
+    let message = state.as_ref().ok_or(RevokeError::NoSuchMessage)?;
+    if message.from != by {
+        return Err(RevokeError::NotSender);
+    }
+    if message.revoked {
+        return Err(RevokeError::AlreadyRevoked);
+    }
+    if window_ms > 0 && at - message.at > window_ms {
+        return Err(RevokeError::WindowPassed);
+    }
+    Ok(vec![Event::MessageRevoked(MessageRevoked { message_id: message.id, by, at })])
+}
+
+pub fn evolve(state: State, event: &Event) -> State {
+    match (state, event) {
+        (None, Event::MessageSent(e)) => {
+            Some(Message { id: e.message_id, from: UserId(e.from.id), at: e.at, revoked: false })
+        }
+        (Some(mut m), Event::MessageRevoked(_)) => {
+            m.revoked = true;
+            Some(m)
+        }
+        (state, _) => state,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> SendFacts {
+        SendFacts {
+            sender_role: SenderRole::User,
+            to_self: false,
+            recipient_active: true,
+            blocked: false,
+            friends: false,
+            send_count: 1,
+        }
+    }
+
+    #[test]
+    fn single_send_rules() {
+        assert_eq!(permit_single(SendFacts { to_self: true, ..facts() }), Err(SendError::ToSelf));
+        assert_eq!(permit_single(SendFacts { recipient_active: false, ..facts() }), Err(SendError::RecipientUnavailable));
+        assert_eq!(permit_single(SendFacts { blocked: true, friends: true, ..facts() }), Err(SendError::Blocked));
+        assert_eq!(permit_single(SendFacts { friends: true, send_count: 0, ..facts() }), Ok(Permit::Free));
+        assert_eq!(permit_single(SendFacts { send_count: 0, ..facts() }), Err(SendError::FriendsOnly));
+        assert_eq!(
+            permit_single(SendFacts { send_count: 0, sender_role: SenderRole::Visitor, ..facts() }),
+            Err(SendError::VisitorsNeedLogin)
+        );
+        assert_eq!(permit_single(facts()), Ok(Permit::UsesAllowance));
+        assert_eq!(permit_single(SendFacts { send_count: 2, ..facts() }), Ok(Permit::Free));
+    }
+
+    #[test]
+    fn bodies_are_bounded() {
+        assert!(MessageBody::parse("text", "hi").is_ok());
+        assert_eq!(MessageBody::parse("", "hi"), Err(BodyError::Kind));
+        assert_eq!(MessageBody::parse(&"x".repeat(33), "hi"), Err(BodyError::Kind));
+        assert_eq!(MessageBody::parse("text", "  "), Err(BodyError::Empty));
+        assert!(MessageBody::parse("text", &"字".repeat(10_000)).is_ok());
+        assert_eq!(MessageBody::parse("text", &"字".repeat(10_001)), Err(BodyError::TooLong));
+    }
+
+    fn sent(at: i64) -> State {
+        Some(Message { id: Uuid::nil(), from: UserId(1), at, revoked: false })
+    }
+
+    #[test]
+    fn revoke_rules() {
+        assert_eq!(revoke(&None, UserId(1), 0, 0), Err(RevokeError::NoSuchMessage));
+        assert_eq!(revoke(&sent(0), UserId(2), 10, 120_000), Err(RevokeError::NotSender));
+        assert_eq!(revoke(&sent(0), UserId(1), 120_001, 120_000), Err(RevokeError::WindowPassed));
+        assert!(revoke(&sent(0), UserId(1), 120_000, 120_000).is_ok());
+        assert!(revoke(&sent(0), UserId(1), 10_000_000, 0).is_ok());
+        let revoked = evolve(sent(0), &Event::MessageRevoked(MessageRevoked { message_id: Uuid::nil(), by: UserId(1), at: 5 }));
+        assert_eq!(revoke(&revoked, UserId(1), 6, 0), Err(RevokeError::AlreadyRevoked));
+    }
+}
