@@ -1,1 +1,187 @@
+//! End-to-end: nothing acknowledged is lost. The real `im` binary is killed with
+//! SIGKILL in the middle of a stream of sends; after a restart every message that got a
+//! 200 is in the recipient's inbox exactly once, in send order, and the seqs are dense.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use im_e2e::{Backend, both_backends, fresh_postgres_url, temp_dir};
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+both_backends!(killed_mid_stream_loses_no_acknowledged_message);
+
+/// The `im` binary built beside this test.
+fn im_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let bin = dir.join("im");
+    assert!(bin.exists(), "{} is missing: build the workspace (cargo build) first", bin.display());
+    bin
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(data_dir: &PathBuf, database_url: Option<&str>) -> Self {
+        let port = free_port();
+        let mut cmd = Command::new(im_binary());
+        cmd.arg("serve")
+            .env("IM_LISTEN", format!("127.0.0.1:{port}"))
+            .env("IM_DATA_DIR", data_dir)
+            .env("JWT_SECRET", "crash-test-secret")
+            .env("RUST_LOG", "warn")
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(url) = database_url {
+            cmd.env("DATABASE_URL", url);
+        }
+        let child = cmd.spawn().unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Self { child, base };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("im did not come up on {base}");
+    }
+
+    /// SIGKILL: no graceful anything.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn post(client: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> reqwest::Result<(u16, Value)> {
+    let mut req = client.post(url).json(&body);
+    if let Some(t) = token {
+        req = req.header("token", t);
+    }
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
+async fn register(client: &reqwest::Client, base: &str, name: &str) -> (i64, String) {
+    let (status, body) = post(client, format!("{base}/api/regChat"), None, json!({"username": name, "password": "123456"})).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    (body["data"]["id"].as_i64().unwrap(), body["data"]["token"].as_str().unwrap().to_owned())
+}
+
+async fn killed_mid_stream_loses_no_acknowledged_message(backend: Backend) {
+    let data_dir = temp_dir();
+    let database_url = match backend {
+        Backend::Postgres => Some(fresh_postgres_url().await),
+        Backend::Sqlite => None,
+    };
+    let server = Server::start(&data_dir, database_url.as_deref()).await;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+    let base = server.base.clone();
+
+    let (bob, bob_token) = register(&client, &base, "crashbob").await;
+    let (status, _) = post(
+        &client,
+        format!("{base}/api/chat/userset"),
+        Some(&bob_token),
+        json!({"userset": r#"{"chatset":{"user":{"sendCount":2}}}"#}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    let mut senders = Vec::new();
+    for i in 0..4 {
+        senders.push(register(&client, &base, &format!("crashsender{i}")).await);
+    }
+
+    // Four senders, each sending in order, until the server dies under them.
+    let acked_total = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for (sender, token) in senders.clone() {
+        let (client, base, acked_total) = (client.clone(), base.clone(), acked_total.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut acked: Vec<String> = Vec::new();
+            for n in 0..10_000 {
+                let body = json!({"sendto_id": bob, "chatType": "single", "type": "text",
+                    "data": format!("{sender}:{n}"), "client_msg_id": format!("{sender}-{n}")});
+                match post(&client, format!("{base}/api/chat/socket/sendmessage"), Some(&token), body).await {
+                    Ok((200, body)) => {
+                        acked.push(body["data"]["id"].as_str().unwrap().to_owned());
+                        acked_total.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok((status, body)) => panic!("unexpected {status}: {body}"),
+                    Err(_) => break, // the server is gone
+                }
+            }
+            (sender, acked)
+        }));
+    }
+    while acked_total.load(Ordering::SeqCst) < 200 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill();
+    let mut acked_by_sender: HashMap<i64, Vec<String>> = HashMap::new();
+    for task in tasks {
+        let (sender, acked) = tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap();
+        acked_by_sender.insert(sender, acked);
+    }
+    let acked: usize = acked_by_sender.values().map(Vec::len).sum();
+    assert!(acked >= 200, "acked {acked}");
+
+    // Restart on the same data: the projections catch up from their checkpoints.
+    let server = Server::start(&data_dir, database_url.as_deref()).await;
+    let base = server.base.clone();
+    let mut rows: Vec<Value> = Vec::new();
+    let mut since = 0;
+    loop {
+        let resp = client.get(format!("{base}/api/chat/sync?since={since}&limit=500")).header("token", &bob_token).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let page: Value = resp.json().await.unwrap();
+        let page = &page["data"];
+        rows.extend(page["rows"].as_array().unwrap().iter().cloned());
+        since = page["last_seq"].as_i64().unwrap();
+        if !page["has_more"].as_bool().unwrap() {
+            break;
+        }
+    }
+
+    // Dense seqs from 1, each message once.
+    let seqs: Vec<i64> = rows.iter().map(|r| r["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (1..=rows.len() as i64).collect::<Vec<_>>(), "seq must be dense from 1");
+    let ids: Vec<String> = rows.iter().map(|r| r["data"]["id"].as_str().unwrap().to_owned()).collect();
+    let unique: HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "a message reached the inbox twice");
+
+    // Every acknowledged message is there, in each sender's send order.
+    let position: HashMap<&String, usize> = ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
+    for (sender, acked) in &acked_by_sender {
+        let mut last = None;
+        for id in acked {
+            let at = *position.get(id).unwrap_or_else(|| panic!("acknowledged message {id} of sender {sender} was lost"));
+            assert!(last.is_none_or(|l| at > l), "sender {sender}'s messages are out of order");
+            last = Some(at);
+        }
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(data_dir);
+}
