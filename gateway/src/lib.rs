@@ -10,7 +10,8 @@
 //! * [`params`] — one extractor for JSON, form and query parameters and the token.
 //! * [`auth`] — token → live session → user, and the visitor's allowed routes.
 //! * [`routes`] — one module per section of the contract.
-//! * [`ws`] — the WebSocket hub: connections by user, kick, heartbeat.
+//! * [`ws`] — the WebSocket hub: connections by user, kick, heartbeat, delivery.
+//! * [`bench`] — `im bench`: throughput and send→deliver latency on the real pipeline.
 //!
 //! # What this crate never does
 //! It never writes to the log or to read models itself: writes go through
@@ -18,6 +19,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bench;
 pub mod error;
 pub mod params;
 pub mod routes;

@@ -18,6 +18,21 @@ struct Cli {
 enum Command {
     /// Run the server (HTTP API + WebSocket).
     Serve(ServeArgs),
+    /// Measure messages/s and send→deliver latency on an in-process server.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Connected sender/receiver pairs.
+    #[arg(long, default_value_t = 50)]
+    pairs: usize,
+    /// Messages each sender sends.
+    #[arg(long, default_value_t = 100)]
+    messages: usize,
+    /// postgres://… to bench the Postgres store (default: embedded SQLite in a temp dir).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -69,6 +84,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args.into()).await,
+        Command::Bench(args) => bench(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -84,6 +100,20 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     tracing::info!(port = app.port(), "listening");
     app.run_until_stopped(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let options = im_gateway::bench::BenchOptions {
+        pairs: args.pairs.max(1),
+        messages: args.messages.max(1),
+        database_url: args.database_url.filter(|u| !u.is_empty()),
+    };
+    let report = im_gateway::bench::run(options).await?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{report}");
+    }
     Ok(())
 }
 

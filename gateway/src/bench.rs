@@ -1,0 +1,186 @@
+//! `im bench`: a load run against an in-process server on the real pipeline (HTTP to
+//! register, WebSocket `send` frames in, `singleChat` frames out). N sender/receiver
+//! pairs, each sender sending M messages one after another; reports messages/s and the
+//! send→deliver latency percentiles.
+
+use crate::{Application, Settings};
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub pairs: usize,
+    pub messages: usize,
+    /// `None`: embedded SQLite in a temp dir.
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    pub store: &'static str,
+    pub pairs: usize,
+    pub delivered: usize,
+    pub elapsed: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "store={} pairs={} messages={} elapsed={:.2}s throughput={:.0} msg/s latency p50={:.1}ms p99={:.1}ms max={:.1}ms",
+            self.store,
+            self.pairs,
+            self.delivered,
+            self.elapsed.as_secs_f64(),
+            self.delivered as f64 / self.elapsed.as_secs_f64(),
+            self.p50.as_secs_f64() * 1e3,
+            self.p99.as_secs_f64() * 1e3,
+            self.max.as_secs_f64() * 1e3,
+        )
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn register(base: &str, name: &str) -> anyhow::Result<(i64, String)> {
+    // A raw HTTP/1.1 request keeps the bench free of an HTTP client dependency.
+    let body = json!({"username": name, "password": "bench123"}).to_string();
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!(
+        "POST /api/regChat HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await?;
+    let mut response = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut response).await?;
+    let text = String::from_utf8_lossy(&response);
+    let json_start = text.find("\r\n\r\n").map(|i| i + 4).context("bad HTTP response")?;
+    let value: Value = serde_json::from_str(&text[json_start..]).context("register answer is not JSON")?;
+    let data = &value["data"];
+    match (data["id"].as_i64(), data["token"].as_str()) {
+        (Some(id), Some(token)) => Ok((id, token.to_owned())),
+        _ => bail!("register failed: {value}"),
+    }
+}
+
+async fn connect(ws_base: &str, token: &str) -> anyhow::Result<Ws> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{ws_base}/ws?token={token}")).await?;
+    // The welcome frame.
+    ws.next().await.context("socket closed before welcome")??;
+    Ok(ws)
+}
+
+/// Runs the bench and returns its figures.
+pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
+    let dir = std::env::temp_dir().join(format!("im-bench-{}", uuid::Uuid::new_v4().simple()));
+    let mut settings = Settings::with_data_dir(&dir);
+    settings.listen = "127.0.0.1:0".parse()?;
+    settings.database_url = options.database_url.clone();
+    settings.heartbeat = Duration::from_secs(3600);
+    let app = Application::build(settings).await?;
+    let store = app.state().store().backend();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let ws_base = format!("ws://127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let mut pairs = Vec::with_capacity(options.pairs);
+    for i in 0..options.pairs {
+        let sender = register(&base, &format!("bs{}{i}", &run_id[..6])).await?;
+        let receiver = register(&base, &format!("br{}{i}", &run_id[..6])).await?;
+        // Let strangers message each other without limit.
+        pairs.push((sender, receiver));
+    }
+    for (_, (_, token)) in &pairs {
+        set_unlimited(&base, token).await?;
+    }
+
+    let start = Instant::now();
+    let mut receivers = Vec::new();
+    let mut senders = Vec::new();
+    for ((_, sender_token), (receiver_id, receiver_token)) in pairs {
+        let mut inbound = connect(&ws_base, &receiver_token).await?;
+        let expected = options.messages;
+        receivers.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(expected);
+            while latencies.len() < expected {
+                let Some(Ok(Message::Text(text))) = inbound.next().await else { break };
+                let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                if frame["type"] != "singleChat" {
+                    continue;
+                }
+                if let Some(sent_at) = frame["data"]["data"].as_str().and_then(|d| d.parse::<u64>().ok()) {
+                    let now = start.elapsed().as_micros() as u64;
+                    latencies.push(Duration::from_micros(now.saturating_sub(sent_at)));
+                }
+            }
+            latencies
+        }));
+        let mut outbound = connect(&ws_base, &sender_token).await?;
+        let count = options.messages;
+        senders.push(tokio::spawn(async move {
+            for n in 0..count {
+                let sent_at = start.elapsed().as_micros() as u64;
+                let frame = json!({"type": "send", "data": {"sendto_id": receiver_id, "chatType": "single", "type": "text",
+                    "data": sent_at.to_string(), "client_msg_id": format!("b{n}")}});
+                if outbound.send(Message::Text(frame.to_string().into())).await.is_err() {
+                    return;
+                }
+                // Wait for this message's ack before the next, as a client would.
+                while let Some(Ok(message)) = outbound.next().await {
+                    if let Message::Text(text) = message {
+                        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                        if v["type"] == "ack" || v["type"] == "error" {
+                            break;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let sending = Instant::now();
+    for s in senders {
+        s.await?;
+    }
+    let mut latencies = Vec::new();
+    for r in receivers {
+        latencies.extend(tokio::time::timeout(Duration::from_secs(120), r).await.context("deliveries timed out")??);
+    }
+    let elapsed = sending.elapsed();
+    let _ = stop.send(());
+    let _ = server.await;
+    let _ = std::fs::remove_dir_all(&dir);
+    if latencies.is_empty() {
+        bail!("nothing was delivered");
+    }
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    Ok(BenchReport { store, pairs: options.pairs, delivered: latencies.len(), elapsed, p50: pct(0.50), p99: pct(0.99), max: pct(1.0) })
+}
+
+async fn set_unlimited(base: &str, token: &str) -> anyhow::Result<()> {
+    let body = json!({"userset": r#"{"chatset":{"user":{"sendCount":2},"visitor":{"sendCount":2}}}"#}).to_string();
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!(
+        "POST /api/chat/userset HTTP/1.1\r\nHost: {addr}\r\ntoken: {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await?;
+    let mut response = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut response).await?;
+    if !String::from_utf8_lossy(&response).starts_with("HTTP/1.1 200") {
+        bail!("userset failed");
+    }
+    Ok(())
+}
