@@ -2,6 +2,7 @@
 //! wrong around them (credentials, conflicts, storage).
 
 use im_domain::account::AccountError;
+use im_domain::askanswer::AskAnswerError;
 use im_domain::friendship::FriendError;
 use im_domain::message::{RevokeError, SendError};
 use im_domain::values::ValueError;
@@ -17,6 +18,8 @@ pub enum CommandError {
     Send(#[from] SendError),
     #[error(transparent)]
     Revoke(#[from] RevokeError),
+    #[error(transparent)]
+    AskAnswer(#[from] AskAnswerError),
     #[error(transparent)]
     Invalid(#[from] ValueError),
     #[error("invalid settings: {0}")]

@@ -8,6 +8,7 @@
 //! * [`accounts`] — registration, login, visitors, profile, settings.
 //! * [`friends`] — friend requests, friendships and their flags, reports.
 //! * [`messages`] — sending (with the allowance and idempotency claims) and revoking.
+//! * [`askanswer`] — auto-reply question/answer pairs.
 //! * [`error`] — [`CommandError`], the one error type of this layer.
 //!
 //! # What this crate never does
@@ -15,6 +16,7 @@
 //! appends to the log.
 
 pub mod accounts;
+pub mod askanswer;
 pub mod auth;
 pub mod error;
 pub mod friends;

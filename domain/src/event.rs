@@ -6,6 +6,7 @@
 pub use crate::friendship::{
     FriendAdded, FriendRequestAccepted, FriendRequestRefused, FriendRequested, FriendSideChanged, FriendshipEnded,
 };
+pub use crate::askanswer::{AskAnswerDeleted, AskAnswerSaved};
 use crate::ids::{SessionId, UserId};
 pub use crate::message::{AllowanceUsed, ClientMessageKeyClaimed, MessageRevoked, MessageSent};
 use crate::userset::UserSet;
@@ -177,6 +178,8 @@ pub enum Event {
     MessageRevoked(MessageRevoked),
     AllowanceUsed(AllowanceUsed),
     ClientMessageKeyClaimed(ClientMessageKeyClaimed),
+    AskAnswerSaved(AskAnswerSaved),
+    AskAnswerDeleted(AskAnswerDeleted),
 }
 
 /// An event read back from the log could not be understood.
@@ -214,6 +217,8 @@ impl Event {
         "MessageRevoked",
         "AllowanceUsed",
         "ClientMessageKeyClaimed",
+        "AskAnswerSaved",
+        "AskAnswerDeleted",
     ];
 
     /// The type name stored beside the payload (the serde tag).
@@ -240,6 +245,8 @@ impl Event {
             Event::MessageRevoked(_) => "MessageRevoked",
             Event::AllowanceUsed(_) => "AllowanceUsed",
             Event::ClientMessageKeyClaimed(_) => "ClientMessageKeyClaimed",
+            Event::AskAnswerSaved(_) => "AskAnswerSaved",
+            Event::AskAnswerDeleted(_) => "AskAnswerDeleted",
         }
     }
 

@@ -75,6 +75,11 @@ impl StreamId {
         Self(format!("clientmsg-{from}-{key}"))
     }
 
+    /// A user's auto-reply question/answer pairs.
+    pub fn askanswer(owner: UserId) -> Self {
+        Self(format!("askanswer-{owner}"))
+    }
+
     /// A stream id read back from the log.
     pub fn from_stored(raw: String) -> Self {
         Self(raw)

@@ -10,12 +10,14 @@
 //! * [`account`] — the account aggregate: `decide` and `evolve`.
 //! * [`friendship`] — one stream per pair of users: requests, friendship, each side's view.
 //! * [`message`] — one stream per message: send rules, revoke, the non-friend allowance.
+//! * [`askanswer`] — auto-reply pairs per user and the keyword score that picks one.
 //!
 //! # What this crate never does
 //! No IO, no async, no clock and no randomness: ids, hashes and times come in as
 //! arguments, so every decision is a plain function that tests can call directly.
 
 pub mod account;
+pub mod askanswer;
 pub mod event;
 pub mod friendship;
 pub mod message;

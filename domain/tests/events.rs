@@ -13,6 +13,7 @@ use im_domain::event::{FriendAdded, FriendRequestAccepted, FriendRequestRefused,
 use im_domain::friendship::{Side, SideChange};
 use im_domain::event::{AllowanceUsed, ClientMessageKeyClaimed, MessageRevoked, MessageSent};
 use im_domain::message::{ChatType, Party};
+use im_domain::event::{AskAnswerDeleted, AskAnswerSaved};
 use im_domain::userset::{ChatRule, ChatSet, FriendSet, UserSet};
 use im_domain::values::Username;
 use im_domain::{Event, EventDecodeError, SessionId, UserId};
@@ -111,10 +112,12 @@ fn variant_index(event: &Event) -> usize {
         Event::MessageRevoked(_) => 18,
         Event::AllowanceUsed(_) => 19,
         Event::ClientMessageKeyClaimed(_) => 20,
+        Event::AskAnswerSaved(_) => 21,
+        Event::AskAnswerDeleted(_) => 22,
     }
 }
 
-const VARIANT_COUNT: usize = 21;
+const VARIANT_COUNT: usize = 23;
 
 fn message_id() -> Uuid {
     Uuid::parse_str("0190d0a4-6c1e-7b3a-8f00-0000000000b2").unwrap()
@@ -233,6 +236,15 @@ fn samples() -> Vec<Event> {
         Event::MessageRevoked(MessageRevoked { message_id: message_id(), by: USER, at: 1_700_000_016_000 }),
         Event::AllowanceUsed(AllowanceUsed { from: USER, to: FRIEND, message_id: message_id() }),
         Event::ClientMessageKeyClaimed(ClientMessageKeyClaimed { from: USER, client_msg_id: "c-1".into(), message_id: message_id() }),
+        Event::AskAnswerSaved(AskAnswerSaved {
+            user_id: USER,
+            id: 4,
+            ask: "价格多少".into(),
+            answer: "请看商品详情".into(),
+            created: true,
+            at: 1_700_000_017_000,
+        }),
+        Event::AskAnswerDeleted(AskAnswerDeleted { user_id: USER, id: 4, at: 1_700_000_018_000 }),
     ]
 }
 

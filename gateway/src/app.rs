@@ -13,7 +13,9 @@ use im_eventlog::SharedEventStore;
 use im_eventlog::postgres::PostgresEventStore;
 use im_eventlog::sqlite::SqliteEventStore;
 use im_commands::friends::Friends as FriendCommands;
+use im_commands::askanswer::AskAnswers as AskAnswerCommands;
 use im_commands::messages::Messages;
+use im_projections::askanswer::{AskAnswerProjection, AskAnswers};
 use im_projections::friends::{Friends, FriendsProjection};
 use im_projections::inbox::{Inbox, InboxProjection};
 use im_projections::users::{Users, UsersProjection};
@@ -37,6 +39,8 @@ struct Inner {
     friends: Friends,
     messages: Messages,
     inbox: Inbox,
+    askanswer_commands: AskAnswerCommands,
+    askanswers: AskAnswers,
     revoke_window: Duration,
     projector: Projector,
     hub: Hub,
@@ -71,6 +75,14 @@ impl AppState {
 
     pub fn inbox(&self) -> &Inbox {
         &self.0.inbox
+    }
+
+    pub fn askanswer_commands(&self) -> &AskAnswerCommands {
+        &self.0.askanswer_commands
+    }
+
+    pub fn askanswers(&self) -> &AskAnswers {
+        &self.0.askanswers
     }
 
     pub fn revoke_window(&self) -> Duration {
@@ -139,7 +151,9 @@ impl Application {
         let hub = Hub::default();
         let (sink, deliveries) = crate::ws::HubSink::new();
         let projections: Vec<Arc<dyn Projection>> =
-            vec![Arc::new(UsersProjection), Arc::new(FriendsProjection), Arc::new(InboxProjection::new(Arc::new(sink)))];
+            vec![Arc::new(UsersProjection), Arc::new(FriendsProjection), Arc::new(InboxProjection::new(Arc::new(sink))),
+            Arc::new(AskAnswerProjection),
+        ];
         let projector = Projector::start(store.clone(), db.clone(), projections).await?;
         tokio::spawn(crate::ws::deliver(deliveries, hub.clone(), Inbox::new(db.clone())));
         let secret = settings.load_or_create_secret().context("loading the JWT secret")?;
@@ -152,7 +166,9 @@ impl Application {
             users: Users::new(db.clone()),
             friends: Friends::new(db.clone()),
             messages: Messages::new(store.clone()),
-            inbox: Inbox::new(db),
+            inbox: Inbox::new(db.clone()),
+            askanswer_commands: AskAnswerCommands::new(store.clone()),
+            askanswers: AskAnswers::new(db),
             revoke_window: settings.revoke_window,
             projector,
             store,
@@ -193,6 +209,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::accounts::router())
         .merge(routes::friends::router())
         .merge(routes::messages::router())
+        .merge(routes::askanswer::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use im_commands::CommandError;
 use im_domain::account::AccountError;
+use im_domain::askanswer::AskAnswerError;
 use im_domain::friendship::FriendError;
 use im_domain::message::{RevokeError, SendError};
 use im_domain::values::ValueError;
@@ -106,6 +107,12 @@ impl From<CommandError> for ApiError {
                 RevokeError::NotSender => Self::forbidden("not_sender", "只能撤回自己发送的消息"),
                 RevokeError::AlreadyRevoked => Self::bad("already_revoked", "消息已撤回"),
                 RevokeError::WindowPassed => Self::bad("revoke_window_passed", "消息发送超过可撤回时间,不能撤回"),
+            },
+            CommandError::AskAnswer(e) => match e {
+                AskAnswerError::Ask => Self::bad("invalid_ask", "ask 必须是1到200个字符"),
+                AskAnswerError::Answer => Self::bad("invalid_answer", "answer 必须是1到2000个字符"),
+                AskAnswerError::NotFound => Self::not_found("askanswer_not_found", "问答不存在"),
+                AskAnswerError::TooMany => Self::bad("too_many_askanswers", "问答数量已达上限"),
             },
             CommandError::Invalid(v) => match v {
                 ValueError::Username => Self::bad("invalid_username", "用户名须为4-20位的字母、数字、下划线、汉字等"),

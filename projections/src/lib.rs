@@ -1,6 +1,7 @@
 //! Read models and the runtime that keeps them in step with the event log.
 //!
 //! # Layout
+//! * [`askanswer`] — auto-reply pairs per user.
 //! * [`db`] — [`db::ReadDb`]: the read-model database (SQLite or Postgres through
 //!   sqlx's `Any` driver, so each read model is written once in portable SQL).
 //! * [`runtime`] — [`runtime::Projector`]: catch-up from a checkpoint, then live tail;
@@ -20,6 +21,7 @@
 //! # What this crate never does
 //! It never appends events and never decides anything: it only folds facts.
 
+pub mod askanswer;
 pub mod db;
 pub mod runtime;
 pub mod friends;

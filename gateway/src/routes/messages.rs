@@ -125,6 +125,9 @@ pub async fn send_message(state: &AppState, me: &Me, params: &Params) -> Result<
     let message_id = match sent {
         Sent::New { message, position } => {
             state.settle(position).await?;
+            if !state.hub().is_online(UserId(to_id)) {
+                auto_reply(state, &message, &recipient).await?;
+            }
             message.message_id
         }
         Sent::Duplicate { message_id } => {
@@ -136,6 +139,37 @@ pub async fn send_message(state: &AppState, me: &Me, params: &Params) -> Result<
     };
     let (_, message) = state.inbox().message(&message_id.to_string()).await?.ok_or_else(|| ApiError::internal("message row missing"))?;
     Ok(message)
+}
+
+/// The offline recipient's best-matching auto-reply, sent back to the sender from the
+/// recipient with `options.autoReply = true`.
+async fn auto_reply(state: &AppState, message: &im_domain::message::MessageSent, recipient: &UserRow) -> Result<(), ApiError> {
+    if message.kind != "text" || message.options.get("autoReply").is_some_and(|v| v == &json!(true)) {
+        return Ok(());
+    }
+    let rows = state.askanswers().all(recipient.id).await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let pairs: Vec<(i64, im_domain::askanswer::Pair)> =
+        rows.iter().map(|r| (r.id, im_domain::askanswer::Pair { ask: r.ask.clone(), answer: r.answer.clone() })).collect();
+    let Some((_, pair)) = im_domain::askanswer::best_match(pairs.iter().map(|(i, p)| (*i, p)), &message.data) else { return Ok(()) };
+    let Ok(body) = MessageBody::parse("text", &pair.answer) else { return Ok(()) };
+    let reply = Outgoing {
+        chat_type: ChatType::Single,
+        from: Party { id: recipient.id, name: message.to.name.clone(), avatar: message.to.avatar.clone() },
+        to: Party { id: message.from.id, name: message.from.name.clone(), avatar: message.from.avatar.clone() },
+        recipients: vec![UserId(message.from.id)],
+        body,
+        options: json!({"autoReply": true}),
+        client_msg_id: None,
+        group: None,
+    };
+    let sent = state.messages().send(&Ctx::user(recipient.id), reply, im_domain::message::Permit::Free).await?;
+    if let Sent::New { position, .. } = sent {
+        state.settle(position).await?;
+    }
+    Ok(())
 }
 
 async fn send(State(state): State<AppState>, params: Params) -> ApiResult {

@@ -1,6 +1,7 @@
 //! The HTTP API, one module per section of the contract.
 
 pub mod accounts;
+pub mod askanswer;
 pub mod friends;
 pub mod messages;
 

@@ -1,0 +1,96 @@
+//! SPEC section 5, auto-reply: a user's question/answer pairs.
+
+use crate::app::AppState;
+use crate::auth::Access;
+use crate::error::ApiError;
+use crate::ok;
+use crate::params::Params;
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+use im_commands::Ctx;
+use im_domain::askanswer::{Pair, best_match};
+use serde_json::{Value, json};
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/chat/askanswer/create", post(create))
+        .route("/api/chat/askanswer/update", post(update))
+        .route("/api/chat/askanswer/delete", post(delete))
+        .route("/api/chat/askanswer/list", post(list))
+        .route("/api/chat/askanswer/detail", post(detail))
+        .route("/api/chat/askanswer/search", post(search))
+}
+
+fn id_param(params: &Params, key: &str) -> Result<i64, ApiError> {
+    match params.int(key)? {
+        Some(id) if id >= 1 => Ok(id),
+        Some(_) => Err(ApiError::bad(format!("invalid_{key}"), format!("{key} 必须是正整数"))),
+        None => Err(ApiError::bad(format!("missing_{key}"), format!("{key} 参数必填"))),
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("askanswer_not_found", "问答不存在")
+}
+
+async fn create(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate(params.token(), Access::Users).await?;
+    let (ask, answer) = (params.required("ask")?, params.required("answer")?);
+    let (id, position) = state.askanswer_commands().create(&Ctx::user(me.id.0), me.id, &ask, &answer).await?;
+    state.settle(position).await?;
+    Ok(ok(state.askanswers().get(me.id.0, id).await?.ok_or_else(not_found)?.to_json()))
+}
+
+async fn update(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate(params.token(), Access::Users).await?;
+    let id = id_param(&params, "id")?;
+    let (ask, answer) = (params.required("ask")?, params.required("answer")?);
+    let position = state.askanswer_commands().update(&Ctx::user(me.id.0), me.id, id, &ask, &answer).await?;
+    state.settle(position).await?;
+    Ok(ok(state.askanswers().get(me.id.0, id).await?.ok_or_else(not_found)?.to_json()))
+}
+
+async fn delete(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate(params.token(), Access::Users).await?;
+    let id = id_param(&params, "id")?;
+    let position = state.askanswer_commands().delete(&Ctx::user(me.id.0), me.id, id).await?;
+    state.settle(position).await?;
+    Ok(ok(true))
+}
+
+async fn list(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate(params.token(), Access::Users).await?;
+    let page = params.int("page")?.unwrap_or(1);
+    let limit = params.int("limit")?.unwrap_or(10);
+    if page < 1 {
+        return Err(ApiError::bad("invalid_page", "page 必须大于等于1"));
+    }
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad("invalid_limit", "limit 必须在1到100之间"));
+    }
+    let (count, rows) = state.askanswers().page(me.id.0, page, limit).await?;
+    Ok(ok(json!({"count": count, "rows": rows.iter().map(|r| r.to_json()).collect::<Vec<_>>()})))
+}
+
+async fn detail(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate(params.token(), Access::Users).await?;
+    let id = id_param(&params, "id")?;
+    Ok(ok(state.askanswers().get(me.id.0, id).await?.ok_or_else(not_found)?.to_json()))
+}
+
+/// The best answer of `create_userId` for the question `ask`.
+async fn search(State(state): State<AppState>, params: Params) -> ApiResult {
+    state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    let owner = id_param(&params, "create_userId")?;
+    let ask = params.required("ask")?;
+    let rows = state.askanswers().all(owner).await?;
+    let pairs: Vec<(i64, Pair)> = rows.iter().map(|r| (r.id, Pair { ask: r.ask.clone(), answer: r.answer.clone() })).collect();
+    let (id, _) = best_match(pairs.iter().map(|(i, p)| (*i, p)), &ask)
+        .ok_or_else(|| ApiError::bad("askanswer_not_found", "未找到相关问答"))?;
+    let row = rows.iter().find(|r| r.id == id).ok_or_else(not_found)?;
+    Ok(ok(row.to_json()))
+}
