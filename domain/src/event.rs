@@ -7,6 +7,7 @@ pub use crate::friendship::{
     FriendAdded, FriendRequestAccepted, FriendRequestRefused, FriendRequested, FriendSideChanged, FriendshipEnded,
 };
 pub use crate::askanswer::{AskAnswerDeleted, AskAnswerSaved};
+pub use crate::group::{GroupChanged, GroupCreated};
 use crate::ids::{SessionId, UserId};
 pub use crate::message::{AllowanceUsed, ClientMessageKeyClaimed, MessageRevoked, MessageSent};
 use crate::userset::UserSet;
@@ -180,6 +181,8 @@ pub enum Event {
     ClientMessageKeyClaimed(ClientMessageKeyClaimed),
     AskAnswerSaved(AskAnswerSaved),
     AskAnswerDeleted(AskAnswerDeleted),
+    GroupCreated(GroupCreated),
+    GroupChanged(GroupChanged),
 }
 
 /// An event read back from the log could not be understood.
@@ -219,6 +222,8 @@ impl Event {
         "ClientMessageKeyClaimed",
         "AskAnswerSaved",
         "AskAnswerDeleted",
+        "GroupCreated",
+        "GroupChanged",
     ];
 
     /// The type name stored beside the payload (the serde tag).
@@ -247,6 +252,8 @@ impl Event {
             Event::ClientMessageKeyClaimed(_) => "ClientMessageKeyClaimed",
             Event::AskAnswerSaved(_) => "AskAnswerSaved",
             Event::AskAnswerDeleted(_) => "AskAnswerDeleted",
+            Event::GroupCreated(_) => "GroupCreated",
+            Event::GroupChanged(_) => "GroupChanged",
         }
     }
 

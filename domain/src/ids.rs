@@ -80,6 +80,11 @@ impl StreamId {
         Self(format!("askanswer-{owner}"))
     }
 
+    /// One group: settings, members, join requests.
+    pub fn group(id: i64) -> Self {
+        Self(format!("group-{id}"))
+    }
+
     /// A stream id read back from the log.
     pub fn from_stored(raw: String) -> Self {
         Self(raw)

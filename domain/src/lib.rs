@@ -10,6 +10,7 @@
 //! * [`account`] — the account aggregate: `decide` and `evolve`.
 //! * [`friendship`] — one stream per pair of users: requests, friendship, each side's view.
 //! * [`message`] — one stream per message: send rules, revoke, the non-friend allowance.
+//! * [`group`] — one stream per group: settings, members, join requests, send rules.
 //! * [`askanswer`] — auto-reply pairs per user and the keyword score that picks one.
 //!
 //! # What this crate never does
@@ -20,6 +21,7 @@ pub mod account;
 pub mod askanswer;
 pub mod event;
 pub mod friendship;
+pub mod group;
 pub mod message;
 pub mod ids;
 pub mod userset;

@@ -13,7 +13,8 @@ use im_domain::event::{FriendAdded, FriendRequestAccepted, FriendRequestRefused,
 use im_domain::friendship::{Side, SideChange};
 use im_domain::event::{AllowanceUsed, ClientMessageKeyClaimed, MessageRevoked, MessageSent};
 use im_domain::message::{ChatType, Party};
-use im_domain::event::{AskAnswerDeleted, AskAnswerSaved};
+use im_domain::event::{AskAnswerDeleted, AskAnswerSaved, GroupChanged, GroupCreated};
+use im_domain::group::{GroupChange, Named};
 use im_domain::userset::{ChatRule, ChatSet, FriendSet, UserSet};
 use im_domain::values::Username;
 use im_domain::{Event, EventDecodeError, SessionId, UserId};
@@ -114,10 +115,16 @@ fn variant_index(event: &Event) -> usize {
         Event::ClientMessageKeyClaimed(_) => 20,
         Event::AskAnswerSaved(_) => 21,
         Event::AskAnswerDeleted(_) => 22,
+        Event::GroupCreated(_) => 23,
+        Event::GroupChanged(_) => 24,
     }
 }
 
-const VARIANT_COUNT: usize = 23;
+const VARIANT_COUNT: usize = 25;
+
+fn named(id: UserId, name: &str) -> Named {
+    Named { id, name: name.into() }
+}
 
 fn message_id() -> Uuid {
     Uuid::parse_str("0190d0a4-6c1e-7b3a-8f00-0000000000b2").unwrap()
@@ -245,6 +252,19 @@ fn samples() -> Vec<Event> {
             at: 1_700_000_017_000,
         }),
         Event::AskAnswerDeleted(AskAnswerDeleted { user_id: USER, id: 4, at: 1_700_000_018_000 }),
+        Event::GroupCreated(GroupCreated {
+            group_id: 9,
+            owner: named(USER, "小王"),
+            name: "小王、爱丽丝".into(),
+            members: vec![named(USER, "小王"), named(FRIEND, "爱丽丝")],
+            at: 1_700_000_019_000,
+        }),
+        Event::GroupChanged(GroupChanged {
+            group_id: 9,
+            by: named(USER, "小王"),
+            change: GroupChange::MemberAdded { user: named(UserId(1004), "张三") },
+            at: 1_700_000_020_000,
+        }),
     ]
 }
 

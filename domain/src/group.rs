@@ -1,0 +1,372 @@
+//! The group aggregate: one stream per group (`group-<id>`) holding its settings,
+//! members and pending join requests. Messages live in their own streams; a group
+//! message's recipients are read from this state when it is sent.
+//!
+//! Events carry the display names they mention (resolved by the caller when the
+//! command was taken), so the system messages projected from them never have to look
+//! anything up.
+
+use crate::event::Event;
+use crate::ids::UserId;
+use serde::{Deserialize, Serialize};
+
+/// 1 normal, 2 locked (no messages), 0 dissolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupStatus {
+    Normal,
+    Locked,
+    Dissolved,
+}
+
+impl GroupStatus {
+    pub fn code(self) -> i64 {
+        match self {
+            GroupStatus::Normal => 1,
+            GroupStatus::Locked => 2,
+            GroupStatus::Dissolved => 0,
+        }
+    }
+}
+
+/// A user as named in a group event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Named {
+    pub id: UserId,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub user_id: UserId,
+    /// In-group nickname ('' = none).
+    pub nickname: String,
+    pub muted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub id: i64,
+    pub owner: UserId,
+    pub name: String,
+    pub remark: String,
+    pub invite_confirm: bool,
+    pub status: GroupStatus,
+    pub members: Vec<Member>,
+    /// Users waiting for the owner's decision, with who asked for them.
+    pub pending: Vec<(UserId, UserId)>,
+}
+
+impl Group {
+    pub fn member(&self, user: UserId) -> Option<&Member> {
+        self.members.iter().find(|m| m.user_id == user)
+    }
+
+    pub fn is_member(&self, user: UserId) -> bool {
+        self.member(user).is_some()
+    }
+}
+
+pub type State = Option<Group>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupCreated {
+    pub group_id: i64,
+    pub owner: Named,
+    pub name: String,
+    /// Every member, the owner first.
+    pub members: Vec<Named>,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupChanged {
+    pub group_id: i64,
+    pub by: Named,
+    pub change: GroupChange,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum GroupChange {
+    Renamed { name: String },
+    RemarkChanged { remark: String },
+    JoinPolicyChanged { invite_confirm: bool },
+    MemberAdded { user: Named },
+    JoinRequested { user: Named },
+    JoinRefused { user: Named },
+    MemberRemoved { user: Named },
+    MemberLeft,
+    NicknameChanged { nickname: String },
+    MemberMuted { user: Named, muted: bool },
+    Locked { locked: bool },
+    Dissolved,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `members` are the owner's friends (checked by the caller), without the owner.
+    Create { group_id: i64, owner: Named, name: String, members: Vec<Named>, max_size: usize, at: i64 },
+    Rename { by: Named, name: String, at: i64 },
+    SetRemark { by: Named, remark: String, at: i64 },
+    SetJoinPolicy { by: Named, invite_confirm: bool, at: i64 },
+    /// `by` invites `user`; `by == user` is a self-join (QR code, visitor).
+    Invite { by: Named, user: Named, user_active: bool, max_size: usize, at: i64 },
+    AnswerJoin { by: Named, user: Named, agree: bool, max_size: usize, at: i64 },
+    Remove { by: Named, user: Named, at: i64 },
+    SetNickname { by: Named, nickname: String, at: i64 },
+    /// The owner dissolves the group; a member leaves it.
+    DeleteOrQuit { by: Named, at: i64 },
+    /// Operator actions.
+    Mute { by: Named, user: Named, muted: bool, at: i64 },
+    Lock { by: Named, locked: bool, at: i64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    #[error("no such group")]
+    NotFound,
+    #[error("the group was dissolved")]
+    Dissolved,
+    #[error("the group is locked")]
+    Locked,
+    #[error("only the owner may do this")]
+    NotOwner,
+    #[error("not a member of the group")]
+    NotMember,
+    #[error("already a member")]
+    AlreadyMember,
+    #[error("the group is full")]
+    Full,
+    #[error("a group needs at least one other member")]
+    TooFewMembers,
+    #[error("the user does not exist or is disabled")]
+    UserUnavailable,
+    #[error("no pending join request for this user")]
+    NoPendingRequest,
+    #[error("a join request is already pending")]
+    AlreadyPending,
+    #[error("the owner cannot remove themself; dissolve the group instead")]
+    OwnerCannotLeave,
+    #[error("muted in this group")]
+    Muted,
+    #[error("already exists")]
+    AlreadyExists,
+}
+
+fn changed(group: &Group, by: Named, change: GroupChange, at: i64) -> Vec<Event> {
+    vec![Event::GroupChanged(GroupChanged { group_id: group.id, by, change, at })]
+}
+
+/// A group that can still change (not dissolved).
+fn open(state: &State) -> Result<&Group, GroupError> {
+    let group = state.as_ref().ok_or(GroupError::NotFound)?;
+    if group.status == GroupStatus::Dissolved {
+        return Err(GroupError::Dissolved);
+    }
+    Ok(group)
+}
+
+fn owned<'a>(state: &'a State, by: &Named) -> Result<&'a Group, GroupError> {
+    let group = open(state)?;
+    if group.owner != by.id {
+        return Err(GroupError::NotOwner);
+    }
+    Ok(group)
+}
+
+pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, GroupError> {
+    match command {
+        Command::Create { group_id, owner, name, members, max_size, at } => {
+            if state.is_some() {
+                return Err(GroupError::AlreadyExists);
+            }
+            let mut all = vec![owner.clone()];
+            for m in members {
+                if !all.iter().any(|a| a.id == m.id) {
+                    all.push(m);
+                }
+            }
+            if all.len() < 2 {
+                return Err(GroupError::TooFewMembers);
+            }
+            if all.len() > max_size {
+                return Err(GroupError::Full);
+            }
+            Ok(vec![Event::GroupCreated(GroupCreated { group_id, owner, name, members: all, at })])
+        }
+        Command::Rename { by, name, at } => {
+            let g = owned(state, &by)?;
+            Ok(changed(g, by, GroupChange::Renamed { name }, at))
+        }
+        Command::SetRemark { by, remark, at } => {
+            let g = owned(state, &by)?;
+            Ok(changed(g, by, GroupChange::RemarkChanged { remark }, at))
+        }
+        Command::SetJoinPolicy { by, invite_confirm, at } => {
+            let g = owned(state, &by)?;
+            Ok(changed(g, by, GroupChange::JoinPolicyChanged { invite_confirm }, at))
+        }
+        Command::Invite { by, user, user_active, max_size, at } => {
+            let g = open(state)?;
+            if g.status == GroupStatus::Locked {
+                return Err(GroupError::Locked);
+            }
+            let self_join = by.id == user.id;
+            if !self_join && !g.is_member(by.id) {
+                return Err(GroupError::NotMember);
+            }
+            if !user_active {
+                return Err(GroupError::UserUnavailable);
+            }
+            if g.is_member(user.id) {
+                return Err(GroupError::AlreadyMember);
+            }
+            if g.members.len() >= max_size {
+                return Err(GroupError::Full);
+            }
+            if by.id == g.owner || !g.invite_confirm {
+                return Ok(changed(g, by, GroupChange::MemberAdded { user }, at));
+            }
+            if g.pending.iter().any(|(u, _)| *u == user.id) {
+                return Err(GroupError::AlreadyPending);
+            }
+            Ok(changed(g, by, GroupChange::JoinRequested { user }, at))
+        }
+        Command::AnswerJoin { by, user, agree, max_size, at } => {
+            let g = owned(state, &by)?;
+            if !g.pending.iter().any(|(u, _)| *u == user.id) {
+                return Err(GroupError::NoPendingRequest);
+            }
+            if !agree {
+                return Ok(changed(g, by, GroupChange::JoinRefused { user }, at));
+            }
+            if g.is_member(user.id) {
+                return Err(GroupError::AlreadyMember);
+            }
+            if g.members.len() >= max_size {
+                return Err(GroupError::Full);
+            }
+            Ok(changed(g, by, GroupChange::MemberAdded { user }, at))
+        }
+        Command::Remove { by, user, at } => {
+            let g = owned(state, &by)?;
+            if user.id == g.owner {
+                return Err(GroupError::OwnerCannotLeave);
+            }
+            if !g.is_member(user.id) {
+                return Err(GroupError::NotMember);
+            }
+            Ok(changed(g, by, GroupChange::MemberRemoved { user }, at))
+        }
+        Command::SetNickname { by, nickname, at } => {
+            let g = open(state)?;
+            if !g.is_member(by.id) {
+                return Err(GroupError::NotMember);
+            }
+            Ok(changed(g, by, GroupChange::NicknameChanged { nickname }, at))
+        }
+        Command::DeleteOrQuit { by, at } => {
+            let g = open(state)?;
+            if !g.is_member(by.id) {
+                return Err(GroupError::NotMember);
+            }
+            let change = if by.id == g.owner { GroupChange::Dissolved } else { GroupChange::MemberLeft };
+            Ok(changed(g, by, change, at))
+        }
+        Command::Mute { by, user, muted, at } => {
+            let g = open(state)?;
+            if !g.is_member(user.id) {
+                return Err(GroupError::NotMember);
+            }
+            Ok(changed(g, by, GroupChange::MemberMuted { user, muted }, at))
+        }
+        Command::Lock { by, locked, at } => {
+            let g = open(state)?;
+            Ok(changed(g, by, GroupChange::Locked { locked }, at))
+        }
+    }
+}
+
+/// May `from` send to this group now?
+pub fn may_send(state: &State, from: UserId) -> Result<&Group, GroupError> {
+    let g = state.as_ref().ok_or(GroupError::NotFound)?;
+    match g.status {
+        GroupStatus::Dissolved => return Err(GroupError::Dissolved),
+        GroupStatus::Locked => return Err(GroupError::Locked),
+        GroupStatus::Normal => {}
+    }
+    let member = g.member(from).ok_or(GroupError::NotMember)?;
+    if member.muted {
+        return Err(GroupError::Muted);
+    }
+    Ok(g)
+}
+
+pub fn evolve(state: State, event: &Event) -> State {
+    match (state, event) {
+        (None, Event::GroupCreated(e)) => Some(Group {
+            id: e.group_id,
+            owner: e.owner.id,
+            name: e.name.clone(),
+            remark: String::new(),
+            invite_confirm: true,
+            status: GroupStatus::Normal,
+            members: e.members.iter().map(|m| Member { user_id: m.id, nickname: String::new(), muted: false }).collect(),
+            pending: Vec::new(),
+        }),
+        (Some(mut g), Event::GroupChanged(e)) => {
+            match &e.change {
+                GroupChange::Renamed { name } => g.name = name.clone(),
+                GroupChange::RemarkChanged { remark } => g.remark = remark.clone(),
+                GroupChange::JoinPolicyChanged { invite_confirm } => g.invite_confirm = *invite_confirm,
+                GroupChange::MemberAdded { user } => {
+                    g.pending.retain(|(u, _)| *u != user.id);
+                    if !g.is_member(user.id) {
+                        g.members.push(Member { user_id: user.id, nickname: String::new(), muted: false });
+                    }
+                }
+                GroupChange::JoinRequested { user } => g.pending.push((user.id, e.by.id)),
+                GroupChange::JoinRefused { user } => g.pending.retain(|(u, _)| *u != user.id),
+                GroupChange::MemberRemoved { user } => g.members.retain(|m| m.user_id != user.id),
+                GroupChange::MemberLeft => g.members.retain(|m| m.user_id != e.by.id),
+                GroupChange::NicknameChanged { nickname } => {
+                    if let Some(m) = g.members.iter_mut().find(|m| m.user_id == e.by.id) {
+                        m.nickname = nickname.clone();
+                    }
+                }
+                GroupChange::MemberMuted { user, muted } => {
+                    if let Some(m) = g.members.iter_mut().find(|m| m.user_id == user.id) {
+                        m.muted = *muted;
+                    }
+                }
+                GroupChange::Locked { locked } => g.status = if *locked { GroupStatus::Locked } else { GroupStatus::Normal },
+                GroupChange::Dissolved => g.status = GroupStatus::Dissolved,
+            }
+            Some(g)
+        }
+        (state, _) => state,
+    }
+}
+
+/// The text of the group `system` message an event shows in the conversation.
+pub fn system_text(change: &GroupChange, by: &Named) -> Option<String> {
+    Some(match change {
+        GroupChange::Renamed { name } => format!("{} 修改群名称为 {}", by.name, name),
+        GroupChange::RemarkChanged { remark } => format!("{} 修改了群公告: {}", by.name, remark),
+        GroupChange::JoinPolicyChanged { invite_confirm: true } => format!("{} 开启了进群验证", by.name),
+        GroupChange::JoinPolicyChanged { invite_confirm: false } => format!("{} 关闭了进群验证", by.name),
+        GroupChange::MemberAdded { user } if user.id == by.id => format!("{} 加入了群聊", user.name),
+        GroupChange::MemberAdded { user } => format!("{} 邀请 {} 加入了群聊", by.name, user.name),
+        GroupChange::MemberRemoved { user } => format!("{} 将 {} 移出了群聊", by.name, user.name),
+        GroupChange::MemberLeft => format!("{} 退出了群聊", by.name),
+        GroupChange::NicknameChanged { nickname } => format!("{} 修改群昵称为 {}", by.name, nickname),
+        GroupChange::MemberMuted { user, muted: true } => format!("{} 已被禁言", user.name),
+        GroupChange::MemberMuted { user, muted: false } => format!("{} 已被解除禁言", user.name),
+        GroupChange::Locked { locked: true } => "该群已被锁定".to_owned(),
+        GroupChange::Locked { locked: false } => "该群已解除锁定".to_owned(),
+        GroupChange::Dissolved => format!("{} 解散了该群", by.name),
+        GroupChange::JoinRequested { .. } | GroupChange::JoinRefused { .. } => return None,
+    })
+}
