@@ -4,6 +4,7 @@
 use im_domain::account::AccountError;
 use im_domain::askanswer::AskAnswerError;
 use im_domain::friendship::FriendError;
+use im_domain::group::GroupError;
 use im_domain::message::{RevokeError, SendError};
 use im_domain::values::ValueError;
 use im_eventlog::{AppendError, StoreError};
@@ -20,6 +21,8 @@ pub enum CommandError {
     Revoke(#[from] RevokeError),
     #[error(transparent)]
     AskAnswer(#[from] AskAnswerError),
+    #[error(transparent)]
+    Group(#[from] GroupError),
     #[error(transparent)]
     Invalid(#[from] ValueError),
     #[error("invalid settings: {0}")]

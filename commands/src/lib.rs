@@ -7,6 +7,7 @@
 //! * [`store`] — loading a stream's state and appending decided events.
 //! * [`accounts`] — registration, login, visitors, profile, settings.
 //! * [`friends`] — friend requests, friendships and their flags, reports.
+//! * [`groups`] — group lifecycle, membership, join requests, sending to a group.
 //! * [`messages`] — sending (with the allowance and idempotency claims) and revoking.
 //! * [`askanswer`] — auto-reply question/answer pairs.
 //! * [`error`] — [`CommandError`], the one error type of this layer.
@@ -20,6 +21,7 @@ pub mod askanswer;
 pub mod auth;
 pub mod error;
 pub mod friends;
+pub mod groups;
 pub mod messages;
 pub mod store;
 

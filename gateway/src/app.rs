@@ -14,7 +14,9 @@ use im_eventlog::postgres::PostgresEventStore;
 use im_eventlog::sqlite::SqliteEventStore;
 use im_commands::friends::Friends as FriendCommands;
 use im_commands::askanswer::AskAnswers as AskAnswerCommands;
+use im_commands::groups::Groups as GroupCommands;
 use im_commands::messages::Messages;
+use im_projections::groups::Groups;
 use im_projections::askanswer::{AskAnswerProjection, AskAnswers};
 use im_projections::friends::{Friends, FriendsProjection};
 use im_projections::inbox::{Inbox, InboxProjection};
@@ -40,6 +42,8 @@ struct Inner {
     messages: Messages,
     inbox: Inbox,
     askanswer_commands: AskAnswerCommands,
+    group_commands: GroupCommands,
+    groups: Groups,
     askanswers: AskAnswers,
     revoke_window: Duration,
     projector: Projector,
@@ -83,6 +87,14 @@ impl AppState {
 
     pub fn askanswers(&self) -> &AskAnswers {
         &self.0.askanswers
+    }
+
+    pub fn group_commands(&self) -> &GroupCommands {
+        &self.0.group_commands
+    }
+
+    pub fn groups(&self) -> &Groups {
+        &self.0.groups
     }
 
     pub fn revoke_window(&self) -> Duration {
@@ -168,7 +180,9 @@ impl Application {
             messages: Messages::new(store.clone()),
             inbox: Inbox::new(db.clone()),
             askanswer_commands: AskAnswerCommands::new(store.clone()),
-            askanswers: AskAnswers::new(db),
+            askanswers: AskAnswers::new(db.clone()),
+            group_commands: GroupCommands::new(store.clone(), settings.max_group_size),
+            groups: Groups::new(db),
             revoke_window: settings.revoke_window,
             projector,
             store,
@@ -210,6 +224,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::friends::router())
         .merge(routes::messages::router())
         .merge(routes::askanswer::router())
+        .merge(routes::groups::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -10,6 +10,7 @@ use im_commands::CommandError;
 use im_domain::account::AccountError;
 use im_domain::askanswer::AskAnswerError;
 use im_domain::friendship::FriendError;
+use im_domain::group::GroupError;
 use im_domain::message::{RevokeError, SendError};
 use im_domain::values::ValueError;
 use im_projections::ReadError;
@@ -113,6 +114,22 @@ impl From<CommandError> for ApiError {
                 AskAnswerError::Answer => Self::bad("invalid_answer", "answer 必须是1到2000个字符"),
                 AskAnswerError::NotFound => Self::not_found("askanswer_not_found", "问答不存在"),
                 AskAnswerError::TooMany => Self::bad("too_many_askanswers", "问答数量已达上限"),
+            },
+            CommandError::Group(e) => match e {
+                GroupError::NotFound => Self::not_found("group_not_found", "群聊不存在"),
+                GroupError::Dissolved => Self::bad("group_dissolved", "该群已被解散"),
+                GroupError::Locked => Self::bad("group_locked", "该群已被锁定"),
+                GroupError::NotOwner => Self::forbidden("not_owner", "只有群主才能操作"),
+                GroupError::NotMember => Self::forbidden("not_member", "你不是该群成员"),
+                GroupError::AlreadyMember => Self::bad("already_member", "已经是群成员了"),
+                GroupError::Full => Self::bad("group_full", "群人数已达上限"),
+                GroupError::TooFewMembers => Self::bad("too_few_members", "请至少选择一位好友"),
+                GroupError::UserUnavailable => Self::bad("user_unavailable", "该用户不存在或已被禁用"),
+                GroupError::NoPendingRequest => Self::bad("no_join_request", "没有该用户的进群申请"),
+                GroupError::AlreadyPending => Self::bad("join_request_pending", "进群申请已提交,请等待群主审核"),
+                GroupError::OwnerCannotLeave => Self::bad("owner_cannot_leave", "群主不能移除自己,请解散群聊"),
+                GroupError::Muted => Self::bad("muted", "你已被禁言"),
+                GroupError::AlreadyExists => Self::bad("group_exists", "群聊已存在"),
             },
             CommandError::Invalid(v) => match v {
                 ValueError::Username => Self::bad("invalid_username", "用户名须为4-20位的字母、数字、下划线、汉字等"),

@@ -58,6 +58,9 @@ struct ServeArgs {
     /// Seconds after sending during which a message may be revoked (0 = no limit).
     #[arg(long, env = "IM_REVOKE_WINDOW_SECS", default_value_t = 120)]
     revoke_window_secs: u64,
+    /// The most members a group may have.
+    #[arg(long, env = "IM_MAX_GROUP_SIZE", default_value_t = 500)]
+    max_group_size: usize,
 }
 
 impl From<ServeArgs> for Settings {
@@ -70,6 +73,7 @@ impl From<ServeArgs> for Settings {
             token_ttl_secs: a.token_ttl_secs,
             heartbeat: Duration::from_millis(a.heartbeat_ms.max(10)),
             revoke_window: Duration::from_secs(a.revoke_window_secs),
+            max_group_size: a.max_group_size.max(2),
         }
     }
 }

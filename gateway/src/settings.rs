@@ -22,6 +22,8 @@ pub struct Settings {
     /// `IM_REVOKE_WINDOW_SECS`: how long after sending a message may be revoked
     /// (default 120 s; 0 = no limit).
     pub revoke_window: Duration,
+    /// `IM_MAX_GROUP_SIZE`: the most members a group may have (default 500).
+    pub max_group_size: usize,
 }
 
 impl Settings {
@@ -35,6 +37,7 @@ impl Settings {
             token_ttl_secs: 7 * 24 * 3600,
             heartbeat: Duration::from_secs(30),
             revoke_window: Duration::from_secs(120),
+            max_group_size: 500,
         }
     }
 

@@ -1,9 +1,10 @@
-//! Messages and inboxes. For every message the fan-out writes one inbox row per
+//! Messages, inboxes and groups. For every message the fan-out writes one inbox row per
 //! recipient with the next `seq` of that recipient — dense, strictly increasing, given
 //! exactly once because it is assigned in the same transaction that moves the
 //! checkpoint. Friend notices go through the same inboxes. After each committed batch
 //! the new rows are handed to a [`DeliverySink`] (the fast path to connected sockets).
 
+use crate::groups::GroupEffect;
 use crate::runtime::Projection;
 use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
@@ -215,6 +216,40 @@ impl Projection for InboxProjection {
                     self.push(conn, user, InboxKind::Message, Some(id.clone()), body.clone(), e.at).await?;
                 }
             }
+            Event::GroupCreated(_) | Event::GroupChanged(_) => {
+                for effect in crate::groups::apply(conn, event).await? {
+                    match effect {
+                        GroupEffect::System { group_id, recipients, text } => {
+                            let group = crate::groups::summary(conn, group_id).await?;
+                            let id = stored.event_id.to_string();
+                            let at = stored.recorded_at;
+                            let body = json!({
+                                "id": id, "from_avatar": "", "from_name": "系统消息", "from_id": 0,
+                                "to_id": group_id, "to_name": group["name"], "to_avatar": group["avatar"],
+                                "chatType": "group", "type": "system", "data": text, "options": {},
+                                "create_time": at, "isremove": 0, "group": group,
+                            });
+                            sqlx::query(
+                                "INSERT INTO messages (id, position, chat_type, from_id, to_id, body, create_time) \
+                                 VALUES ($1, $2, 'group', 0, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                            )
+                            .bind(&id)
+                            .bind(stored.position)
+                            .bind(group_id)
+                            .bind(body.to_string())
+                            .bind(at)
+                            .execute(&mut *conn)
+                            .await?;
+                            for user in recipients {
+                                self.push(conn, user, InboxKind::Message, Some(id.clone()), body.clone(), at).await?;
+                            }
+                        }
+                        GroupEffect::Notice { user, data } => {
+                            self.push(conn, user, InboxKind::Notice, None, data, stored.recorded_at).await?;
+                        }
+                    }
+                }
+            }
             Event::FriendRequested(e) => {
                 let request = json!({
                     "id": e.request_id, "user_id": e.from.0, "friend_id": e.to.0, "nickname": e.nickname,
@@ -238,7 +273,14 @@ impl Projection for InboxProjection {
     }
 
     async fn reset(&self, tx: &mut Transaction<'static, Any>) -> Result<(), ReadError> {
-        for sql in ["DELETE FROM messages", "DELETE FROM inbox", "DELETE FROM inbox_heads"] {
+        for sql in [
+            "DELETE FROM messages",
+            "DELETE FROM inbox",
+            "DELETE FROM inbox_heads",
+            "DELETE FROM chat_groups",
+            "DELETE FROM group_members",
+            "DELETE FROM group_join_requests",
+        ] {
             sqlx::query(sql).execute(&mut **tx).await?;
         }
         Ok(())

@@ -9,6 +9,7 @@
 //!   [`runtime::Projector::wait_for`] gives HTTP commands read-your-writes.
 //! * [`friends`] — friend lists (one row per side), friend requests, reports, and the
 //!   pinyin grouping of friend lists.
+//! * [`groups`] — groups, members and join requests (kept by the inbox projection).
 //! * [`inbox`] — messages (history) and per-user inboxes with a dense `seq`; hands new
 //!   rows to a `DeliverySink` after each commit.
 //! * [`users`] — the user directory (profiles, settings, live session, status).
@@ -25,6 +26,7 @@ pub mod askanswer;
 pub mod db;
 pub mod runtime;
 pub mod friends;
+pub mod groups;
 pub mod inbox;
 pub mod users;
 

@@ -10,6 +10,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use im_commands::Ctx;
+use im_commands::groups::{GroupFace, GroupSender};
 use im_commands::messages::{Outgoing, Sent};
 use im_domain::UserId;
 use im_domain::message::{BodyError, ChatType, MessageBody, Party, SendFacts, SenderRole};
@@ -89,7 +90,7 @@ pub async fn send_message(state: &AppState, me: &Me, params: &Params) -> Result<
     let options = parse_options(params)?;
     let client_msg_id = params.optional_bounded("client_msg_id", 64)?.filter(|k| !k.trim().is_empty());
     if chat_type == ChatType::Group {
-        return Err(ApiError::bad("group_not_found", "群聊不存在"));
+        return send_to_group(state, me, to_id, body, options, client_msg_id).await;
     }
     let recipient = state.users().by_id(to_id).await?;
     let recipient_active = recipient.as_ref().is_some_and(|r| r.is_active());
@@ -122,13 +123,31 @@ pub async fn send_message(state: &AppState, me: &Me, params: &Params) -> Result<
         group: None,
     };
     let sent = state.messages().send_single(&Ctx::user(me.id.0), outgoing, facts).await?;
-    let message_id = match sent {
+    let recipient_online = state.hub().is_online(UserId(to_id));
+    let message_id = settle_sent(state, sent, |message| async move {
+        if !recipient_online {
+            auto_reply(state, &message, &recipient).await?;
+        }
+        Ok(())
+    })
+    .await?;
+    let (_, message) = state.inbox().message(&message_id.to_string()).await?.ok_or_else(|| ApiError::internal("message row missing"))?;
+    Ok(message)
+}
+
+/// Waits until the read models hold the sent message (or the first one a repeated
+/// `client_msg_id` made), running `after_new` for a new one.
+async fn settle_sent<F, Fut>(state: &AppState, sent: Sent, after_new: F) -> Result<uuid::Uuid, ApiError>
+where
+    F: FnOnce(im_domain::message::MessageSent) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ApiError>>,
+{
+    Ok(match sent {
         Sent::New { message, position } => {
             state.settle(position).await?;
-            if !state.hub().is_online(UserId(to_id)) {
-                auto_reply(state, &message, &recipient).await?;
-            }
-            message.message_id
+            let id = message.message_id;
+            after_new(message).await?;
+            id
         }
         Sent::Duplicate { message_id } => {
             // The first send committed; make sure the read models have it.
@@ -136,7 +155,28 @@ pub async fn send_message(state: &AppState, me: &Me, params: &Params) -> Result<
             state.settle(head).await?;
             message_id
         }
-    };
+    })
+}
+
+/// A group message: only active, unmuted members of a normal group; every other member
+/// receives it through their inbox.
+async fn send_to_group(
+    state: &AppState,
+    me: &Me,
+    group_id: i64,
+    body: MessageBody,
+    options: Value,
+    client_msg_id: Option<String>,
+) -> Result<Value, ApiError> {
+    let summary = state.groups().group(group_id).await?.map(|g| {
+        json!({"id": g["id"], "name": g["name"], "avatar": g["avatar"], "user_id": g["user_id"],
+            "remark": g["remark"], "invite_confirm": g["invite_confirm"]})
+    });
+    let avatar = summary.as_ref().and_then(|s| s["avatar"].as_str()).unwrap_or_default().to_owned();
+    let face = GroupFace { avatar, summary: summary.unwrap_or_else(|| json!({"id": group_id})) };
+    let sender = GroupSender { id: me.id, name: display_name(&me.user), avatar: me.user.avatar.clone() };
+    let sent = state.group_commands().send(&Ctx::user(me.id.0), group_id, sender, face, body, options, client_msg_id).await?;
+    let message_id = settle_sent(state, sent, |_| async { Ok(()) }).await?;
     let (_, message) = state.inbox().message(&message_id.to_string()).await?.ok_or_else(|| ApiError::internal("message row missing"))?;
     Ok(message)
 }
@@ -231,8 +271,9 @@ async fn history(State(state): State<AppState>, Path((chat_type, id)): Path<(Str
             return Err(ApiError::bad("invalid_before", "before 必须是消息id"));
         }
     }
-    if chat_type == ChatType::Group {
-        return Err(ApiError::bad("group_not_found", "群聊不存在"));
+    if chat_type == ChatType::Group && !state.groups().is_member(other, me.id.0).await? {
+        // A removed member cannot read the group any more.
+        return Err(ApiError::forbidden("not_member", "你不是该群成员"));
     }
     let rows = state.inbox().history(chat_type, me.id.0, other, before.as_deref(), limit).await?;
     Ok(ok(json!(rows)))

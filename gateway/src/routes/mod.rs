@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod askanswer;
 pub mod friends;
+pub mod groups;
 pub mod messages;
 
 use crate::error::ApiError;

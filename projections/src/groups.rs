@@ -1,0 +1,264 @@
+//! Groups, members and join requests, kept by the inbox projection (its fan-out of group
+//! system messages needs the membership, and a projection reads only its own tables),
+//! plus the group queries.
+
+use crate::{ReadDb, ReadError};
+use im_domain::Event;
+use im_domain::group::{GroupChange, GroupStatus, system_text};
+use serde_json::{Value, json};
+use sqlx::{AnyConnection, Row};
+
+/// What a group event shows: a system message for these users, or a notice for one.
+pub enum GroupEffect {
+    System { group_id: i64, recipients: Vec<i64>, text: String },
+    Notice { user: i64, data: Value },
+}
+
+async fn members(conn: &mut AnyConnection, group: i64) -> Result<Vec<i64>, ReadError> {
+    Ok(sqlx::query_scalar("SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id").bind(group).fetch_all(conn).await?)
+}
+
+async fn set_member_field(conn: &mut AnyConnection, group: i64, user: i64, sql: &'static str, value: &str) -> Result<(), ReadError> {
+    sqlx::query(sql).bind(group).bind(user).bind(value).execute(conn).await?;
+    Ok(())
+}
+
+/// Applies a group event to the group tables and says what it shows to whom.
+pub async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<Vec<GroupEffect>, ReadError> {
+    match event {
+        Event::GroupCreated(e) => {
+            sqlx::query(
+                "INSERT INTO chat_groups (id, name, user_id, create_time, update_time) VALUES ($1, $2, $3, $4, $4) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(e.group_id)
+            .bind(&e.name)
+            .bind(e.owner.id.0)
+            .bind(e.at)
+            .execute(&mut *conn)
+            .await?;
+            for m in &e.members {
+                sqlx::query("INSERT INTO group_members (group_id, user_id, create_time) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                    .bind(e.group_id)
+                    .bind(m.id.0)
+                    .bind(e.at)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let names: Vec<&str> = e.members.iter().skip(1).map(|m| m.name.as_str()).collect();
+            let text = format!("{} 创建了群聊,并邀请了 {}", e.owner.name, names.join("、"));
+            Ok(vec![GroupEffect::System { group_id: e.group_id, recipients: members(conn, e.group_id).await?, text }])
+        }
+        Event::GroupChanged(e) => {
+            let g = e.group_id;
+            let before = members(conn, g).await?;
+            sqlx::query("UPDATE chat_groups SET update_time = $2 WHERE id = $1").bind(g).bind(e.at).execute(&mut *conn).await?;
+            let mut effects = Vec::new();
+            match &e.change {
+                GroupChange::Renamed { name } => {
+                    sqlx::query("UPDATE chat_groups SET name = $2 WHERE id = $1").bind(g).bind(name).execute(&mut *conn).await?;
+                }
+                GroupChange::RemarkChanged { remark } => {
+                    sqlx::query("UPDATE chat_groups SET remark = $2 WHERE id = $1").bind(g).bind(remark).execute(&mut *conn).await?;
+                }
+                GroupChange::JoinPolicyChanged { invite_confirm } => {
+                    sqlx::query("UPDATE chat_groups SET invite_confirm = $2 WHERE id = $1")
+                        .bind(g)
+                        .bind(i64::from(*invite_confirm))
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                GroupChange::MemberAdded { user } => {
+                    sqlx::query("INSERT INTO group_members (group_id, user_id, create_time) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                        .bind(g)
+                        .bind(user.id.0)
+                        .bind(e.at)
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("UPDATE group_join_requests SET status = 'agree' WHERE group_id = $1 AND user_id = $2")
+                        .bind(g)
+                        .bind(user.id.0)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                GroupChange::JoinRequested { user } => {
+                    sqlx::query(
+                        "INSERT INTO group_join_requests (group_id, user_id, inviter_id, status, create_time) VALUES ($1, $2, $3, 'pending', $4) \
+                         ON CONFLICT (group_id, user_id) DO UPDATE SET inviter_id = excluded.inviter_id, status = 'pending', create_time = excluded.create_time",
+                    )
+                    .bind(g)
+                    .bind(user.id.0)
+                    .bind(e.by.id.0)
+                    .bind(e.at)
+                    .execute(&mut *conn)
+                    .await?;
+                    let owner: i64 = sqlx::query_scalar("SELECT user_id FROM chat_groups WHERE id = $1").bind(g).fetch_one(&mut *conn).await?;
+                    effects.push(GroupEffect::Notice {
+                        user: owner,
+                        data: json!({"kind": "group_join_request", "group_id": g, "user_id": user.id.0, "user_name": user.name,
+                            "inviter_id": e.by.id.0, "inviter_name": e.by.name, "create_time": e.at}),
+                    });
+                }
+                GroupChange::JoinRefused { user } => {
+                    sqlx::query("UPDATE group_join_requests SET status = 'refuse' WHERE group_id = $1 AND user_id = $2")
+                        .bind(g)
+                        .bind(user.id.0)
+                        .execute(&mut *conn)
+                        .await?;
+                    effects.push(GroupEffect::Notice { user: user.id.0, data: json!({"kind": "group_join_refused", "group_id": g, "create_time": e.at}) });
+                }
+                GroupChange::MemberRemoved { user } => {
+                    sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2").bind(g).bind(user.id.0).execute(&mut *conn).await?;
+                }
+                GroupChange::MemberLeft => {
+                    sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2").bind(g).bind(e.by.id.0).execute(&mut *conn).await?;
+                }
+                GroupChange::NicknameChanged { nickname } => {
+                    set_member_field(conn, g, e.by.id.0, "UPDATE group_members SET nickname = $3 WHERE group_id = $1 AND user_id = $2", nickname)
+                        .await?;
+                }
+                GroupChange::MemberMuted { user, muted } => {
+                    sqlx::query("UPDATE group_members SET status = $3 WHERE group_id = $1 AND user_id = $2")
+                        .bind(g)
+                        .bind(user.id.0)
+                        .bind(if *muted { 0_i64 } else { 1 })
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                GroupChange::Locked { locked } => {
+                    let status = if *locked { GroupStatus::Locked } else { GroupStatus::Normal };
+                    sqlx::query("UPDATE chat_groups SET status = $2 WHERE id = $1").bind(g).bind(status.code()).execute(&mut *conn).await?;
+                }
+                GroupChange::Dissolved => {
+                    sqlx::query("UPDATE chat_groups SET status = $2 WHERE id = $1")
+                        .bind(g)
+                        .bind(GroupStatus::Dissolved.code())
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+            if let Some(text) = system_text(&e.change, &e.by) {
+                // Everyone who was or is a member hears of it (a removed member learns
+                // they were removed; a new one sees they joined).
+                let mut recipients = before;
+                for m in members(conn, g).await? {
+                    if !recipients.contains(&m) {
+                        recipients.push(m);
+                    }
+                }
+                if matches!(e.change, GroupChange::MemberLeft) {
+                    recipients.retain(|u| *u != e.by.id.0);
+                }
+                effects.push(GroupEffect::System { group_id: g, recipients, text });
+            }
+            Ok(effects)
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The compact summary a group message carries (never the member list).
+pub async fn summary(conn: &mut AnyConnection, group: i64) -> Result<Value, ReadError> {
+    let row = sqlx::query("SELECT id, name, avatar, user_id, remark, invite_confirm FROM chat_groups WHERE id = $1")
+        .bind(group)
+        .fetch_optional(conn)
+        .await?;
+    Ok(match row {
+        Some(r) => json!({
+            "id": r.try_get::<i64, _>("id")?, "name": r.try_get::<String, _>("name")?, "avatar": r.try_get::<String, _>("avatar")?,
+            "user_id": r.try_get::<i64, _>("user_id")?, "remark": r.try_get::<String, _>("remark")?,
+            "invite_confirm": r.try_get::<i64, _>("invite_confirm")?,
+        }),
+        None => json!({"id": group}),
+    })
+}
+
+/// Group queries.
+#[derive(Clone)]
+pub struct Groups {
+    db: ReadDb,
+}
+
+impl Groups {
+    pub fn new(db: ReadDb) -> Self {
+        Self { db }
+    }
+
+    /// The group object of the contract, with its members (avatars from the users).
+    pub async fn group(&self, id: i64) -> Result<Option<Value>, ReadError> {
+        let Some(r) = sqlx::query(
+            "SELECT id, name, avatar, user_id, remark, invite_confirm, status, create_time, update_time FROM chat_groups WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.db.pool())
+        .await?
+        else {
+            return Ok(None);
+        };
+        let members = sqlx::query(
+            "SELECT m.user_id, m.nickname, m.status, u.avatar, u.nickname AS user_nickname, u.username \
+             FROM group_members m LEFT JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 ORDER BY m.create_time, m.user_id",
+        )
+        .bind(id)
+        .fetch_all(self.db.pool())
+        .await?;
+        let group_users = members
+            .into_iter()
+            .map(|m| -> Result<Value, ReadError> {
+                Ok(json!({
+                    "user_id": m.try_get::<i64, _>("user_id")?, "nickname": m.try_get::<String, _>("nickname")?,
+                    "avatar": m.try_get::<Option<String>, _>("avatar")?.unwrap_or_default(), "status": m.try_get::<i64, _>("status")?,
+                    "user_nickname": m.try_get::<Option<String>, _>("user_nickname")?.unwrap_or_default(),
+                    "username": m.try_get::<Option<String>, _>("username")?.unwrap_or_default(),
+                }))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(json!({
+            "id": r.try_get::<i64, _>("id")?, "name": r.try_get::<String, _>("name")?, "avatar": r.try_get::<String, _>("avatar")?,
+            "user_id": r.try_get::<i64, _>("user_id")?, "remark": r.try_get::<String, _>("remark")?,
+            "invite_confirm": r.try_get::<i64, _>("invite_confirm")?, "status": r.try_get::<i64, _>("status")?,
+            "create_time": r.try_get::<i64, _>("create_time")?, "update_time": r.try_get::<i64, _>("update_time")?,
+            "group_users": group_users,
+        })))
+    }
+
+    pub async fn is_member(&self, group: i64, user: i64) -> Result<bool, ReadError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM group_members WHERE group_id = $1 AND user_id = $2")
+            .bind(group)
+            .bind(user)
+            .fetch_one(self.db.pool())
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// My groups (not dissolved), newest first: (total, page).
+    pub async fn groups_of(&self, user: i64, page: i64, limit: i64) -> Result<(i64, Vec<Value>), ReadError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM group_members m JOIN chat_groups g ON g.id = m.group_id WHERE m.user_id = $1 AND g.status <> 0",
+        )
+        .bind(user)
+        .fetch_one(self.db.pool())
+        .await?;
+        let rows = sqlx::query(
+            "SELECT g.id, g.name, g.avatar, g.user_id, g.remark, g.invite_confirm, g.status, g.create_time, g.update_time \
+             FROM group_members m JOIN chat_groups g ON g.id = m.group_id WHERE m.user_id = $1 AND g.status <> 0 \
+             ORDER BY g.id DESC LIMIT $2 OFFSET $3",
+        )
+        .bind(user)
+        .bind(limit)
+        .bind((page - 1) * limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        let rows = rows
+            .into_iter()
+            .map(|r| -> Result<Value, ReadError> {
+                Ok(json!({
+                    "id": r.try_get::<i64, _>("id")?, "name": r.try_get::<String, _>("name")?, "avatar": r.try_get::<String, _>("avatar")?,
+                    "user_id": r.try_get::<i64, _>("user_id")?, "remark": r.try_get::<String, _>("remark")?,
+                    "invite_confirm": r.try_get::<i64, _>("invite_confirm")?, "status": r.try_get::<i64, _>("status")?,
+                    "create_time": r.try_get::<i64, _>("create_time")?, "update_time": r.try_get::<i64, _>("update_time")?,
+                }))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((count, rows))
+    }
+}
