@@ -151,11 +151,15 @@ pub struct FriendRequested {
     /// The applicant's remark for the addressee.
     #[serde(default)]
     pub nickname: String,
-    #[serde(default)]
+    #[serde(default = "yes")]
     pub lookme: bool,
-    #[serde(default)]
+    #[serde(default = "yes")]
     pub lookhim: bool,
     pub at: i64,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The addressee agreed: both sides become friends with their chosen settings.
