@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 /// How a non-friend may message me: 0 = not at all, 1 = one message, 2 = unlimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatRule {
-    #[serde(rename = "sendCount", default = "one")]
+    #[serde(rename = "sendCount", default = "one", deserialize_with = "lenient_u8")]
     pub send_count: u8,
     #[serde(rename = "needFollow", default)]
     pub need_follow: bool,
@@ -21,6 +21,16 @@ fn one() -> u8 {
     1
 }
 
+/// A small number, also when it arrives as a string ("2"), as the reference accepted.
+fn lenient_u8<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    use serde::de::Error;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Number(n) => n.as_u64().and_then(|v| u8::try_from(v).ok()).ok_or_else(|| D::Error::custom("not a small number")),
+        serde_json::Value::String(s) => s.trim().parse().map_err(D::Error::custom),
+        _ => Err(D::Error::custom("not a number")),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ChatSet {
     #[serde(default)]
@@ -32,7 +42,7 @@ pub struct ChatSet {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FriendSet {
     /// 1 = a friend request needs my confirmation; 0 = anyone may add me at once.
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "lenient_u8")]
     pub invite_confirm: u8,
 }
 
@@ -91,6 +101,13 @@ mod tests {
         assert!(UserSet::parse(r#"{"friendset":{"invite_confirm":2}}"#).is_err());
         assert!(UserSet::parse("not json").is_err());
         assert!(UserSet::parse(r#"{"chatset":{"user":{"sendCount":-1}}}"#).is_err());
+        assert!(UserSet::parse(r#"{"chatset":{"user":{"sendCount":"x"}}}"#).is_err());
+    }
+
+    #[test]
+    fn numbers_may_arrive_as_strings() {
+        let set = UserSet::parse(r#"{"chatset":{"user":{"sendCount":"2"}},"friendset":{"invite_confirm":"0"}}"#).unwrap_or_default();
+        assert_eq!((set.chatset.user.send_count, set.friendset.invite_confirm), (2, 0));
     }
 
     #[test]

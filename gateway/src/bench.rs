@@ -168,6 +168,150 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
     Ok(BenchReport { store, pairs: options.pairs, delivered: latencies.len(), elapsed, p50: pct(0.50), p99: pct(0.99), max: pct(1.0) })
 }
 
+/// Figures of a group fan-out run.
+#[derive(Debug, Clone)]
+pub struct GroupReport {
+    pub store: &'static str,
+    pub members: usize,
+    pub messages: usize,
+    pub deliveries: usize,
+    pub elapsed: Duration,
+    /// Time from sending a message to its delivery to the last member.
+    pub p50_last: Duration,
+    pub max_last: Duration,
+}
+
+impl std::fmt::Display for GroupReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "store={} group_members={} messages={} deliveries={} elapsed={:.2}s deliveries/s={:.0} time-to-last-delivery p50={:.1}ms max={:.1}ms",
+            self.store,
+            self.members,
+            self.messages,
+            self.deliveries,
+            self.elapsed.as_secs_f64(),
+            self.deliveries as f64 / self.elapsed.as_secs_f64(),
+            self.p50_last.as_secs_f64() * 1e3,
+            self.max_last.as_secs_f64() * 1e3,
+        )
+    }
+}
+
+async fn visitor(base: &str, fingerprint: &str) -> anyhow::Result<(i64, String)> {
+    let body = json!({"devicefingeruuid": fingerprint}).to_string();
+    let value = post_json(base, "/api/visitorRegister", None, &body).await?;
+    let data = &value["data"];
+    match (data["id"].as_i64(), data["token"].as_str()) {
+        (Some(id), Some(token)) => Ok((id, token.to_owned())),
+        _ => bail!("visitorRegister failed: {value}"),
+    }
+}
+
+async fn post_json(base: &str, path: &str, token: Option<&str>, body: &str) -> anyhow::Result<Value> {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let token = token.map(|t| format!("token: {t}\r\n")).unwrap_or_default();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{token}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await?;
+    let mut response = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut response).await?;
+    let text = String::from_utf8_lossy(&response);
+    let start = text.find("\r\n\r\n").map(|i| i + 4).context("bad HTTP response")?;
+    Ok(serde_json::from_str(&text[start..])?)
+}
+
+/// A group of `members` users, all connected; the owner sends `messages` messages one
+/// after another; measures when the last member got each one.
+pub async fn run_group(members: usize, messages: usize, database_url: Option<String>) -> anyhow::Result<GroupReport> {
+    let dir = std::env::temp_dir().join(format!("im-bench-{}", uuid::Uuid::new_v4().simple()));
+    let mut settings = Settings::with_data_dir(&dir);
+    settings.listen = "127.0.0.1:0".parse()?;
+    settings.database_url = database_url;
+    settings.heartbeat = Duration::from_secs(3600);
+    settings.max_group_size = members + 1;
+    let app = Application::build(settings).await?;
+    let state = app.state();
+    let store = state.store().backend();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let ws_base = format!("ws://127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let (owner_id, owner_token) = visitor(&base, &format!("owner-{run_id}")).await?;
+    let mut users = Vec::with_capacity(members);
+    for i in 0..members.saturating_sub(1) {
+        users.push(visitor(&base, &format!("m{i}-{run_id}")).await?);
+    }
+    // The bench builds its group through the command layer directly: membership is
+    // what it measures, not the friend checks of the create route.
+    let named = |id: i64| im_domain::group::Named { id: im_domain::UserId(id), name: format!("u{id}") };
+    let (group_id, position) = state
+        .group_commands()
+        .create(&im_commands::Ctx::anonymous(), named(owner_id), "bench".into(), users.iter().map(|(id, _)| named(*id)).collect())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    state.settle(position).await.map_err(|e| anyhow::anyhow!("{}", e.reason))?;
+
+    let start = Instant::now();
+    let mut receivers = Vec::with_capacity(users.len());
+    for (_, token) in &users {
+        let mut ws = connect(&ws_base, token).await?;
+        receivers.push(tokio::spawn(async move {
+            let mut arrivals = Vec::with_capacity(messages);
+            while arrivals.len() < messages {
+                let Some(Ok(Message::Text(text))) = ws.next().await else { break };
+                let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                if frame["type"] == "singleChat" && frame["data"]["type"] == "text" {
+                    let n: usize = frame["data"]["data"].as_str().and_then(|d| d.parse().ok()).unwrap_or(usize::MAX);
+                    arrivals.push((n, start.elapsed()));
+                }
+            }
+            arrivals
+        }));
+    }
+    let mut sent_at = Vec::with_capacity(messages);
+    let sending = Instant::now();
+    for n in 0..messages {
+        sent_at.push(start.elapsed());
+        let body = json!({"sendto_id": group_id, "chatType": "group", "type": "text", "data": n.to_string()}).to_string();
+        let answer = post_json(&base, "/api/chat/socket/sendmessage", Some(&owner_token), &body).await?;
+        if answer["msg"] != "ok" {
+            bail!("group send failed: {answer}");
+        }
+    }
+    let mut last = vec![Duration::ZERO; messages];
+    let mut deliveries = 0;
+    for r in receivers {
+        for (n, at) in tokio::time::timeout(Duration::from_secs(300), r).await.context("deliveries timed out")?? {
+            if n < messages {
+                last[n] = last[n].max(at.saturating_sub(sent_at[n]));
+                deliveries += 1;
+            }
+        }
+    }
+    let elapsed = sending.elapsed();
+    let _ = stop.send(());
+    let _ = server.await;
+    let _ = std::fs::remove_dir_all(&dir);
+    last.sort();
+    Ok(GroupReport {
+        store,
+        members,
+        messages,
+        deliveries,
+        elapsed,
+        p50_last: last[last.len() / 2],
+        max_last: last[last.len() - 1],
+    })
+}
+
 async fn set_unlimited(base: &str, token: &str) -> anyhow::Result<()> {
     let body = json!({"userset": r#"{"chatset":{"user":{"sendCount":2},"visitor":{"sendCount":2}}}"#}).to_string();
     let addr = base.trim_start_matches("http://");

@@ -30,6 +30,9 @@ struct BenchArgs {
     /// Messages each sender sends.
     #[arg(long, default_value_t = 100)]
     messages: usize,
+    /// Bench group fan-out instead: one group of this many members, all connected.
+    #[arg(long)]
+    group_size: Option<usize>,
     /// postgres://… to bench the Postgres store (default: embedded SQLite in a temp dir).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
@@ -108,6 +111,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(members) = args.group_size {
+        let report = im_gateway::bench::run_group(members.max(2), args.messages.max(1), args.database_url.filter(|u| !u.is_empty())).await?;
+        #[allow(clippy::print_stdout)]
+        {
+            println!("{report}");
+        }
+        return Ok(());
+    }
     let options = im_gateway::bench::BenchOptions {
         pairs: args.pairs.max(1),
         messages: args.messages.max(1),

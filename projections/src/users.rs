@@ -25,9 +25,9 @@ impl Projection for UsersProjection {
                 let userset = serde_json::to_string(&im_domain::userset::UserSet::default())?;
                 let device = e.device.as_ref().map(serde_json::to_string).transpose()?;
                 sqlx::query(
-                    "INSERT INTO users (id, uuid, username, username_lower, nickname, role, status, userset, \
+                    "INSERT INTO users (id, uuid, username, username_lower, nickname, nickname_lower, role, status, userset, \
                      device_fingerprint, device, last_login, create_time, update_time) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $10, $10) ON CONFLICT (id) DO NOTHING",
+                     VALUES ($1, $2, $3, $4, $5, $11, $6, 1, $7, $8, $9, $10, $10, $10) ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(e.user_id.0)
                 .bind(e.uuid.to_string())
@@ -39,6 +39,7 @@ impl Projection for UsersProjection {
                 .bind(e.device_fingerprint.clone())
                 .bind(device)
                 .bind(e.at)
+                .bind(e.nickname.to_lowercase())
                 .execute(tx)
                 .await?;
             }
@@ -71,9 +72,9 @@ impl Projection for UsersProjection {
             }
             Event::ProfileUpdated(e) => {
                 sqlx::query(
-                    "UPDATE users SET nickname = COALESCE($2, nickname), avatar = COALESCE($3, avatar), \
-                     sex = COALESCE($4, sex), sign = COALESCE($5, sign), area = COALESCE($6, area), update_time = $7 \
-                     WHERE id = $1",
+                    "UPDATE users SET nickname = COALESCE($2, nickname), nickname_lower = COALESCE($8, nickname_lower), \
+                     avatar = COALESCE($3, avatar), sex = COALESCE($4, sex), sign = COALESCE($5, sign), area = COALESCE($6, area), \
+                     update_time = $7 WHERE id = $1",
                 )
                 .bind(e.user_id.0)
                 .bind(e.nickname.clone())
@@ -82,6 +83,7 @@ impl Projection for UsersProjection {
                 .bind(e.sign.clone())
                 .bind(e.area.clone())
                 .bind(e.at)
+                .bind(e.nickname.as_ref().map(|n| n.to_lowercase()))
                 .execute(tx)
                 .await?;
             }
@@ -216,7 +218,7 @@ impl Users {
         let pattern = format!("%{escaped}%");
         let sql = sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM users WHERE role = 'user' AND status = 1 AND id <> $1 \
-             AND (username_lower LIKE $2 ESCAPE '\\' OR LOWER(nickname) LIKE $2 ESCAPE '\\') ORDER BY id LIMIT $3"
+             AND (username_lower LIKE $2 ESCAPE '\\' OR nickname_lower LIKE $2 ESCAPE '\\') ORDER BY id LIMIT $3"
         ));
         let rows = sqlx::query(sql).bind(me).bind(pattern).bind(limit).fetch_all(self.db.pool()).await?;
         rows.into_iter().map(decode).collect()
