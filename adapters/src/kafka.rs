@@ -1,0 +1,317 @@
+//! Kafka: the relay of the event log to `im.events`, and the delivery bus
+//! `im.deliveries` (one record per inbox row, keyed and partitioned by recipient).
+
+use im_eventlog::{SharedEventStore, StoredEvent};
+use im_projections::inbox::{Delivery, DeliverySink, InboxKind};
+use im_projections::{ReadDb, ReadError};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Where the Kafka adapters connect and what they use.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `KAFKA_BROKERS`: bootstrap servers.
+    pub brokers: String,
+    /// The relay's topic (default `im.events`).
+    pub events_topic: String,
+    /// The delivery topic (default `im.deliveries`).
+    pub deliveries_topic: String,
+    /// Partitions of the delivery topic (P in hash(user) mod P).
+    pub delivery_partitions: i32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Store(#[from] im_eventlog::StoreError),
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+fn producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        // Idempotence keeps per-partition order through retries.
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "30000")
+        .create()?)
+}
+
+/// The delivery partition of a user: a stable hash of the id, mod P.
+pub fn partition_for(user: i64, partitions: i32) -> i32 {
+    let mut x = user as u64;
+    // splitmix64 finalizer: consecutive ids spread over the partitions.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (x % partitions.max(1) as u64) as i32
+}
+
+/// One record of `im.deliveries`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub user_id: i64,
+    pub seq: i64,
+    /// `message` (a `singleChat` frame) or `notice`.
+    pub kind: String,
+    pub data: Value,
+}
+
+impl DeliveryRecord {
+    pub fn from_delivery(d: &Delivery) -> Self {
+        let kind = match d.kind {
+            InboxKind::Message => "message",
+            InboxKind::Notice => "notice",
+        };
+        Self { user_id: d.user_id, seq: d.seq, kind: kind.to_owned(), data: d.data.clone() }
+    }
+
+    pub fn into_delivery(self) -> Delivery {
+        let kind = if self.kind == "notice" { InboxKind::Notice } else { InboxKind::Message };
+        Delivery { user_id: self.user_id, seq: self.seq, kind, data: self.data }
+    }
+}
+
+/// The projector's side of the delivery bus: every committed inbox row becomes one
+/// record on `im.deliveries`, in the recipient's partition, in seq order.
+pub struct KafkaDeliverySink {
+    tx: mpsc::UnboundedSender<Vec<Delivery>>,
+}
+
+impl KafkaDeliverySink {
+    pub fn start(settings: &KafkaSettings) -> Result<Self, KafkaError> {
+        let producer = producer(settings)?;
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Delivery>>();
+        let topic = settings.deliveries_topic.clone();
+        let partitions = settings.delivery_partitions;
+        tokio::spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                let mut pending = Vec::with_capacity(batch.len());
+                for d in &batch {
+                    let record = DeliveryRecord::from_delivery(d);
+                    let (key, payload) = match serde_json::to_string(&record) {
+                        Ok(p) => (d.user_id.to_string(), p),
+                        Err(_) => continue,
+                    };
+                    let future = producer.send_result(
+                        FutureRecord::to(&topic).key(&key).payload(&payload).partition(partition_for(d.user_id, partitions)),
+                    );
+                    match future {
+                        Ok(f) => pending.push(f),
+                        Err((e, _)) => tracing::warn!(error = %e, "delivery not queued; the inbox still has it"),
+                    }
+                }
+                for f in pending {
+                    if let Ok(Err((e, _))) = f.await {
+                        tracing::warn!(error = %e, "delivery not produced; the inbox still has it");
+                    }
+                }
+            }
+        });
+        Ok(Self { tx })
+    }
+}
+
+impl DeliverySink for KafkaDeliverySink {
+    fn deliver(&self, deliveries: Vec<Delivery>) {
+        let _ = self.tx.send(deliveries);
+    }
+}
+
+/// The gateway's side: consumes exactly the partitions that hold its connected users.
+#[derive(Clone)]
+pub struct DeliveryConsumer {
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+    partitions: i32,
+    /// Connected users per partition.
+    wanted: Arc<Mutex<HashMap<i32, usize>>>,
+}
+
+impl DeliveryConsumer {
+    /// Starts consuming; every record is handed to `on_delivery`.
+    pub fn start(settings: &KafkaSettings, node: &str, on_delivery: impl Fn(Delivery) + Send + Sync + 'static) -> Result<Self, KafkaError> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &settings.brokers)
+            .set("group.id", format!("im-gateway-{node}"))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "latest")
+            .create()?;
+        let this = Self {
+            consumer: Arc::new(consumer),
+            topic: settings.deliveries_topic.clone(),
+            partitions: settings.delivery_partitions,
+            wanted: Arc::new(Mutex::new(HashMap::new())),
+        };
+        let consumer = this.consumer.clone();
+        tokio::spawn(async move {
+            loop {
+                match consumer.recv().await {
+                    Ok(message) => {
+                        let Some(Ok(payload)) = message.payload_view::<str>() else { continue };
+                        match serde_json::from_str::<DeliveryRecord>(payload) {
+                            Ok(record) => on_delivery(record.into_delivery()),
+                            Err(e) => tracing::warn!(error = %e, "unreadable delivery record"),
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "delivery consumer");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        });
+        Ok(this)
+    }
+
+    fn wanted(&self) -> std::sync::MutexGuard<'_, HashMap<i32, usize>> {
+        self.wanted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A user connected here: make sure their partition is assigned (from its end:
+    /// anything earlier is in the inbox, which the client syncs after connecting).
+    pub fn user_connected(&self, user: i64) {
+        let partition = partition_for(user, self.partitions);
+        let mut wanted = self.wanted();
+        let count = wanted.entry(partition).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            let mut list = TopicPartitionList::new();
+            if list.add_partition_offset(&self.topic, partition, Offset::End).is_ok() {
+                if let Err(e) = self.consumer.incremental_assign(&list) {
+                    tracing::warn!(partition, error = %e, "could not assign delivery partition");
+                }
+            }
+        }
+    }
+
+    /// A user left: drop their partition when nobody else here needs it.
+    pub fn user_disconnected(&self, user: i64) {
+        let partition = partition_for(user, self.partitions);
+        let mut wanted = self.wanted();
+        let Some(count) = wanted.get_mut(&partition) else { return };
+        *count -= 1;
+        if *count == 0 {
+            wanted.remove(&partition);
+            let mut list = TopicPartitionList::new();
+            list.add_partition(&self.topic, partition);
+            if let Err(e) = self.consumer.incremental_unassign(&list) {
+                tracing::warn!(partition, error = %e, "could not unassign delivery partition");
+            }
+        }
+    }
+
+    /// The partitions this gateway consumes now.
+    pub fn assigned(&self) -> Vec<i32> {
+        let mut p: Vec<i32> = self.wanted().keys().copied().collect();
+        p.sort();
+        p
+    }
+}
+
+/// The relay's checkpoint name in `projection_checkpoints`.
+pub const RELAY_CHECKPOINT: &str = "relay:im.events";
+
+/// Publishes the log to the events topic in log order (key = stream id), from a stored
+/// checkpoint that moves only after Kafka acknowledged every record up to it: a crash
+/// between commit and publish loses nothing, and a restart republishes from the
+/// checkpoint in the same order (consumers de-duplicate by `event_id` or `position`).
+pub async fn run_relay(store: SharedEventStore, db: ReadDb, settings: KafkaSettings) -> Result<(), KafkaError> {
+    let producer = producer(&settings)?;
+    let mut checkpoint: i64 = sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
+        .bind(RELAY_CHECKPOINT)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(ReadError::from)?
+        .unwrap_or(0);
+    let mut head = store.watch_head();
+    loop {
+        let batch = store.read_all(checkpoint, 500).await?;
+        if batch.is_empty() {
+            tokio::select! {
+                _ = head.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            continue;
+        }
+        match publish(&producer, &settings.events_topic, &batch).await {
+            Ok(()) => {
+                let last = batch.last().map_or(checkpoint, |e| e.position);
+                sqlx::query(
+                    "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                )
+                .bind(RELAY_CHECKPOINT)
+                .bind(last)
+                .execute(db.pool())
+                .await
+                .map_err(ReadError::from)?;
+                checkpoint = last;
+                tracing::debug!(position = checkpoint, events = batch.len(), "relayed");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, checkpoint, "relay batch failed; retrying from the checkpoint");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Produces a batch and waits until Kafka acknowledged all of it.
+pub async fn publish(producer: &FutureProducer, topic: &str, batch: &[StoredEvent]) -> Result<(), KafkaError> {
+    let mut pending = Vec::with_capacity(batch.len());
+    for event in batch {
+        let payload = serde_json::to_string(event)?;
+        let record = FutureRecord::to(topic).key(&event.stream_id).payload(&payload);
+        match producer.send_result(record) {
+            Ok(f) => pending.push(f),
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+    for f in pending {
+        match f.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(e.into()),
+            Err(_) => return Err(rdkafka::error::KafkaError::Canceled.into()),
+        }
+    }
+    Ok(())
+}
+
+/// A producer for one-off publishing (`im replay`).
+pub fn events_producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
+    let p = producer(settings)?;
+    let _ = p.flush(Duration::from_millis(0));
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_stable_and_spread() {
+        assert_eq!(partition_for(42, 8), partition_for(42, 8));
+        let mut counts = [0; 8];
+        for user in 1..=8000 {
+            counts[partition_for(user, 8) as usize] += 1;
+        }
+        assert!(counts.iter().all(|c| (800..1200).contains(c)), "{counts:?}");
+        assert_eq!(partition_for(7, 1), 0);
+    }
+}
