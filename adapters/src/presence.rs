@@ -32,6 +32,8 @@ pub trait Presence: Send + Sync + 'static {
     async fn connect(&self, user: i64, node: &str) -> Result<Option<String>, PresenceError>;
     /// Keeps the presence key alive (called on every heartbeat).
     async fn refresh(&self, user: i64, node: &str) -> Result<(), PresenceError>;
+    /// The node holding the user's socket, if any.
+    async fn node_of(&self, user: i64) -> Result<Option<String>, PresenceError>;
     /// Forgets the user's presence if `node` still holds it.
     async fn disconnect(&self, user: i64, node: &str) -> Result<(), PresenceError>;
     /// Asks `node` to close the user's socket unless it belongs to `session`.
@@ -55,6 +57,9 @@ impl Presence for LocalPresence {
     }
     async fn refresh(&self, _user: i64, _node: &str) -> Result<(), PresenceError> {
         Ok(())
+    }
+    async fn node_of(&self, _user: i64) -> Result<Option<String>, PresenceError> {
+        Ok(None)
     }
     async fn disconnect(&self, _user: i64, _node: &str) -> Result<(), PresenceError> {
         Ok(())
@@ -134,6 +139,11 @@ impl Presence for RedisPresence {
             .invoke_async(&mut conn)
             .await?;
         Ok(())
+    }
+
+    async fn node_of(&self, user: i64) -> Result<Option<String>, PresenceError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.get(self.online_key(user)).await?)
     }
 
     async fn disconnect(&self, user: i64, node: &str) -> Result<(), PresenceError> {

@@ -1,6 +1,9 @@
 //! Building and running the server.
 
-use crate::settings::Settings;
+use crate::settings::{Role, Settings};
+use im_adapters::kafka::{DeliveryConsumer, KafkaDeliverySink, KafkaSettings, run_relay};
+use im_adapters::presence::{Kick, LocalPresence, Presence, RedisPresence};
+use im_projections::inbox::DeliverySink;
 use crate::ws::Hub;
 use crate::{error::ApiError, ok, routes, ws};
 use anyhow::Context as _;
@@ -48,6 +51,10 @@ struct Inner {
     revoke_window: Duration,
     projector: Projector,
     hub: Hub,
+    presence: Arc<dyn Presence>,
+    deliveries: Option<DeliveryConsumer>,
+    node_id: String,
+    role: Role,
     heartbeat: Duration,
     shutdown: watch::Receiver<bool>,
 }
@@ -109,6 +116,31 @@ impl AppState {
         &self.0.hub
     }
 
+    /// Presence, live sessions and kicks (in-process, or Redis).
+    pub fn presence(&self) -> &Arc<dyn Presence> {
+        &self.0.presence
+    }
+
+    /// The Kafka delivery consumer, in the distributed mode.
+    pub fn deliveries(&self) -> Option<&DeliveryConsumer> {
+        self.0.deliveries.as_ref()
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.0.node_id
+    }
+
+    pub fn role(&self) -> Role {
+        self.0.role
+    }
+
+    /// Records a user's new live session where other gateways look first.
+    pub async fn remember_session(&self, user: i64, session: Option<&str>) {
+        if let Err(e) = self.0.presence.set_session(user, session).await {
+            tracing::warn!(user_id = user, error = %e, "could not record the live session");
+        }
+    }
+
     pub fn heartbeat(&self) -> Duration {
         self.0.heartbeat
     }
@@ -124,7 +156,12 @@ impl AppState {
         let position = self.accounts().set_active(&im_commands::Ctx::anonymous(), user, active).await?;
         self.settle(position).await?;
         if !active {
+            self.remember_session(user.0, None).await;
             self.hub().close_user(user);
+            // The socket may be on another gateway.
+            if let Ok(Some(node)) = self.presence().node_of(user.0).await {
+                let _ = self.presence().kick(&node, &Kick { user: user.0, session: String::new() }).await;
+            }
         }
         Ok(())
     }
@@ -160,14 +197,63 @@ impl Application {
             }
         };
         let db = ReadDb::connect(&read_url).await.context("opening read models")?;
+        let role = settings.role;
+        let kafka = settings.kafka_brokers.as_ref().map(|brokers| KafkaSettings {
+            brokers: brokers.clone(),
+            events_topic: settings.events_topic.clone(),
+            deliveries_topic: settings.deliveries_topic.clone(),
+            delivery_partitions: settings.delivery_partitions,
+        });
+        if role != Role::All && kafka.is_none() {
+            anyhow::bail!("--role {role:?} splits the server across processes and needs KAFKA_BROKERS");
+        }
+        let presence: Arc<dyn Presence> = match &settings.redis_url {
+            Some(url) => Arc::new(
+                RedisPresence::connect(url, &settings.redis_prefix, settings.heartbeat * 3).await.context("connecting to Redis")?,
+            ),
+            None => Arc::new(LocalPresence),
+        };
         let hub = Hub::default();
-        let (sink, deliveries) = crate::ws::HubSink::new();
-        let projections: Vec<Arc<dyn Projection>> =
-            vec![Arc::new(UsersProjection), Arc::new(FriendsProjection), Arc::new(InboxProjection::new(Arc::new(sink))),
-            Arc::new(AskAnswerProjection),
-        ];
-        let projector = Projector::start(store.clone(), db.clone(), projections).await?;
-        tokio::spawn(crate::ws::deliver(deliveries, hub.clone(), Inbox::new(db.clone())));
+        let (hub_sink, local_deliveries) = crate::ws::HubSink::new();
+        let projector = if role.runs_projections() {
+            let sink: Arc<dyn DeliverySink> = match &kafka {
+                Some(k) => Arc::new(KafkaDeliverySink::start(k).context("starting the delivery producer")?),
+                None => Arc::new(hub_sink.clone()),
+            };
+            let projections: Vec<Arc<dyn Projection>> = vec![
+                Arc::new(UsersProjection),
+                Arc::new(FriendsProjection),
+                Arc::new(InboxProjection::new(sink)),
+                Arc::new(AskAnswerProjection),
+            ];
+            Projector::start(store.clone(), db.clone(), projections).await?
+        } else {
+            Projector::follow(db.clone(), &PROJECTIONS).await?
+        };
+        tokio::spawn(crate::ws::deliver(local_deliveries, hub.clone(), Inbox::new(db.clone())));
+        let deliveries = match (&kafka, role.serves_clients()) {
+            (Some(k), true) => Some(
+                DeliveryConsumer::start(k, &settings.node_id, move |d| hub_sink.deliver(vec![d])).context("starting the delivery consumer")?,
+            ),
+            _ => None,
+        };
+        if let (Some(k), true) = (&kafka, role.runs_relay()) {
+            let (store, db, k) = (store.clone(), db.clone(), k.clone());
+            tokio::spawn(async move {
+                if let Err(e) = run_relay(store, db, k).await {
+                    tracing::error!(error = %e, "relay stopped");
+                }
+            });
+        }
+        if role.serves_clients() {
+            let mut kicks = presence.kicks(&settings.node_id).await.context("subscribing to kicks")?;
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                while let Some(kick) = kicks.recv().await {
+                    hub.kick_remote(im_domain::UserId(kick.user), &kick.session);
+                }
+            });
+        }
         let secret = settings.load_or_create_secret().context("loading the JWT secret")?;
         let tokens = Tokens::new(&secret, settings.token_ttl_secs);
         let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
@@ -187,10 +273,14 @@ impl Application {
             projector,
             store,
             hub,
+            presence,
+            deliveries,
+            node_id: settings.node_id.clone(),
+            role,
             heartbeat: settings.heartbeat,
             shutdown: shutdown_rx,
         }));
-        tracing::info!(addr = %listener.local_addr()?, backend = state.store().backend(), "server built");
+        tracing::info!(addr = %listener.local_addr()?, backend = state.store().backend(), ?role, node = %settings.node_id, "server built");
         Ok(Self { listener, state, shutdown })
     }
 
@@ -216,7 +306,18 @@ impl Application {
     }
 }
 
+/// The names of the projections, for processes that follow them.
+pub const PROJECTIONS: [&str; 4] = ["users", "friends", "inbox", "askanswer"];
+
 pub fn router(state: AppState) -> Router {
+    if !state.role().serves_clients() {
+        // Projector and relay processes answer health checks only.
+        return Router::new()
+            .route("/healthz", get(healthz))
+            .fallback(not_found)
+            .layer(tower_http::trace::TraceLayer::new_for_http())
+            .with_state(state);
+    }
     Router::new()
         .route("/healthz", get(healthz))
         .route("/ws", get(ws::handler))
@@ -239,6 +340,8 @@ async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) ->
         "log_head": head,
         "projections_at": state.projector().position(),
         "online": state.hub().online_count(),
+        "role": format!("{:?}", state.role()).to_lowercase(),
+        "node": state.node_id(),
     })))
 }
 

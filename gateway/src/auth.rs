@@ -78,6 +78,13 @@ impl AppState {
             Err(TokenError::Expired) => return Ok(Err(Refusal::Expired)),
             Err(TokenError::Invalid) => return Ok(Err(Refusal::Invalid)),
         };
+        // The live session where every gateway records it (Redis): a newer login or a
+        // logout anywhere refuses this token without touching the database.
+        if let Ok(Some(live)) = self.presence().session(claims.user_id().0).await {
+            if live != claims.sid.to_string() {
+                return Ok(Err(Refusal::Revoked));
+            }
+        }
         let Some(user) = self.users().by_id(claims.user_id().0).await? else { return Ok(Err(Refusal::UnknownUser)) };
         if !user.is_active() {
             return Ok(Err(Refusal::Disabled));

@@ -40,6 +40,28 @@ struct BenchArgs {
 
 #[derive(clap::Args)]
 struct ServeArgs {
+    /// What this process does: all, gateway, projector or relay.
+    #[arg(long, env = "IM_ROLE", value_enum, default_value = "all")]
+    role: im_gateway::settings::Role,
+    /// Kafka bootstrap servers: the event stream and delivery bus go through Kafka.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
+    /// redis://…: presence, sessions and kicks go through Redis.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// This process's name in presence (default: random).
+    #[arg(long, env = "IM_NODE_ID")]
+    node_id: Option<String>,
+    /// Partitions of the delivery topic.
+    #[arg(long, env = "IM_DELIVERY_PARTITIONS", default_value_t = 8)]
+    delivery_partitions: i32,
+    #[arg(long, env = "IM_KAFKA_EVENTS_TOPIC", default_value = "im.events")]
+    events_topic: String,
+    #[arg(long, env = "IM_KAFKA_DELIVERIES_TOPIC", default_value = "im.deliveries")]
+    deliveries_topic: String,
+    /// Prefix of every Redis key.
+    #[arg(long, env = "IM_REDIS_PREFIX", default_value = "im:")]
+    redis_prefix: String,
     /// Address to listen on.
     #[arg(long, env = "IM_LISTEN", default_value = "127.0.0.1:7001")]
     listen: SocketAddr,
@@ -68,7 +90,16 @@ struct ServeArgs {
 
 impl From<ServeArgs> for Settings {
     fn from(a: ServeArgs) -> Self {
+        let defaults = Settings::with_data_dir(&a.data_dir);
         Settings {
+            role: a.role,
+            kafka_brokers: a.kafka_brokers.filter(|b| !b.is_empty()),
+            redis_url: a.redis_url.filter(|u| !u.is_empty()),
+            node_id: a.node_id.filter(|n| !n.is_empty()).unwrap_or(defaults.node_id),
+            delivery_partitions: a.delivery_partitions.max(1),
+            events_topic: a.events_topic,
+            deliveries_topic: a.deliveries_topic,
+            redis_prefix: a.redis_prefix,
             listen: a.listen,
             data_dir: a.data_dir,
             database_url: a.database_url.filter(|u| !u.is_empty()),

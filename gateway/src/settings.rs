@@ -5,8 +5,51 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// What a process does. `all` is the single-process server; the others split it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Gateway, projector and relay in one process.
+    All,
+    /// HTTP API and WebSocket: commands, queries, sockets, deliveries from Kafka.
+    Gateway,
+    /// The projections (read models, inboxes) and the delivery producer.
+    Projector,
+    /// Publishes the event log to Kafka.
+    Relay,
+}
+
+impl Role {
+    pub fn serves_clients(self) -> bool {
+        matches!(self, Role::All | Role::Gateway)
+    }
+
+    pub fn runs_projections(self) -> bool {
+        matches!(self, Role::All | Role::Projector)
+    }
+
+    pub fn runs_relay(self) -> bool {
+        matches!(self, Role::All | Role::Relay)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `--role` / `IM_ROLE`, default `all`.
+    pub role: Role,
+    /// `KAFKA_BROKERS`: switches the event stream and delivery bus to Kafka.
+    pub kafka_brokers: Option<String>,
+    /// `REDIS_URL`: switches presence, sessions and kicks to Redis.
+    pub redis_url: Option<String>,
+    /// `IM_NODE_ID`: this process's name in presence (default: random).
+    pub node_id: String,
+    /// `IM_DELIVERY_PARTITIONS`: partitions of `im.deliveries` (P), default 8.
+    pub delivery_partitions: i32,
+    /// `IM_KAFKA_EVENTS_TOPIC` (default `im.events`).
+    pub events_topic: String,
+    /// `IM_KAFKA_DELIVERIES_TOPIC` (default `im.deliveries`).
+    pub deliveries_topic: String,
+    /// `IM_REDIS_PREFIX`: prefix of every Redis key (default `im:`).
+    pub redis_prefix: String,
     /// `--listen` / `IM_LISTEN`, default 127.0.0.1:7001.
     pub listen: SocketAddr,
     /// `--data-dir` / `IM_DATA_DIR`, default ./data: SQLite file and the generated JWT secret.
@@ -30,6 +73,14 @@ impl Settings {
     /// Defaults for everything, with `data_dir` as given (handy for tests).
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         Self {
+            role: Role::All,
+            kafka_brokers: None,
+            redis_url: None,
+            node_id: format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            delivery_partitions: 8,
+            events_topic: "im.events".into(),
+            deliveries_topic: "im.deliveries".into(),
+            redis_prefix: "im:".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 7001)),
             data_dir: data_dir.into(),
             database_url: None,

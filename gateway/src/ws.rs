@@ -10,7 +10,9 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
+use im_adapters::presence::Kick;
 use im_projections::inbox::{Delivery, DeliverySink, Inbox};
+use im_projections::users::UserRow;
 use im_domain::{SessionId, UserId};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -30,6 +32,7 @@ pub enum Outbound {
 struct Conn {
     id: u64,
     session: SessionId,
+    user: UserRow,
     tx: mpsc::UnboundedSender<Outbound>,
 }
 
@@ -50,14 +53,24 @@ impl Hub {
     /// with the kick notice when it belongs to another session, silently otherwise.
     fn register(&self, me: &Me, tx: mpsc::UnboundedSender<Outbound>) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let previous = self.lock().insert(me.id, Conn { id, session: me.session, tx });
+        let previous = self.lock().insert(me.id, Conn { id, session: me.session, user: me.user.clone(), tx });
         if let Some(old) = previous {
             if old.session != me.session {
-                let _ = old.tx.send(Outbound::Text(kick_frame(me)));
+                let _ = old.tx.send(Outbound::Text(kick_frame(&old.user)));
             }
             let _ = old.tx.send(Outbound::Close);
         }
         id
+    }
+
+    /// Another node took the user's socket (or an operator disabled them): close ours,
+    /// with the notice unless it is the same session reconnecting elsewhere.
+    pub fn kick_remote(&self, user: UserId, session: &str) {
+        let Some(old) = self.lock().remove(&user) else { return };
+        if old.session.to_string() != session {
+            let _ = old.tx.send(Outbound::Text(kick_frame(&old.user)));
+        }
+        let _ = old.tx.send(Outbound::Close);
     }
 
     fn unregister(&self, user: UserId, conn_id: u64) {
@@ -103,6 +116,7 @@ impl Hub {
 
 /// The embedded delivery path: the inbox projection hands each committed batch of
 /// inbox rows here, and [`deliver`] pushes them to the sockets of this process.
+#[derive(Clone)]
 pub struct HubSink {
     tx: mpsc::UnboundedSender<Vec<Delivery>>,
 }
@@ -138,9 +152,8 @@ pub fn frame(kind: &str, data: Value) -> Value {
     json!({"type": kind, "data": data, "timestamp": crate::now_millis()})
 }
 
-fn kick_frame(me: &Me) -> String {
+fn kick_frame(user: &UserRow) -> String {
     let text = "你的账号在其他设备登录了,您当前设备会下线";
-    let user = &me.user;
     let name = if user.nickname.is_empty() { &user.username } else { &user.nickname };
     frame(
         "singleChat",
@@ -213,6 +226,19 @@ async fn serve(socket: WebSocket, state: AppState, token: Option<String>) {
     let (tx, mut outbound) = mpsc::unbounded_channel();
     let conn_id = state.hub().register(&me, tx.clone());
     tracing::info!(user_id = me.id.0, conn_id, "socket connected");
+    if let Some(deliveries) = state.deliveries() {
+        deliveries.user_connected(me.id.0);
+    }
+    match state.presence().connect(me.id.0, state.node_id()).await {
+        Ok(Some(previous)) => {
+            let kick = Kick { user: me.id.0, session: me.session.to_string() };
+            if let Err(e) = state.presence().kick(&previous, &kick).await {
+                tracing::warn!(user_id = me.id.0, error = %e, "could not kick the previous connection");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(user_id = me.id.0, error = %e, "presence unavailable"),
+    }
     let _ = tx.send(Outbound::Text(frame("system", json!("欢迎您访问我们的系统!")).to_string()));
     if me.is_visitor() {
         let _ = tx.send(Outbound::Text(frame("system", json!("欢迎您,登录可以获取更多功能!")).to_string()));
@@ -248,6 +274,9 @@ async fn serve(socket: WebSocket, state: AppState, token: Option<String>) {
             },
             _ = ticker.tick() => match heartbeat.tick(Instant::now()) {
                 Beat::Ping => {
+                    if let Err(e) = state.presence().refresh(me.id.0, state.node_id()).await {
+                        tracing::warn!(user_id = me.id.0, error = %e, "presence refresh failed");
+                    }
                     if sink.send(Message::Text(Utf8Bytes::from(json!({"type": "ping"}).to_string()))).await.is_err() { break }
                 }
                 Beat::Expired => {
@@ -263,6 +292,14 @@ async fn serve(socket: WebSocket, state: AppState, token: Option<String>) {
         }
     }
     state.hub().unregister(me.id, conn_id);
+    if let Some(deliveries) = state.deliveries() {
+        deliveries.user_disconnected(me.id.0);
+    }
+    if !state.hub().is_online(me.id) {
+        if let Err(e) = state.presence().disconnect(me.id.0, state.node_id()).await {
+            tracing::warn!(user_id = me.id.0, error = %e, "presence cleanup failed");
+        }
+    }
     tracing::info!(user_id = me.id.0, conn_id, "socket closed");
 }
 

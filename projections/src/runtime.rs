@@ -50,6 +50,39 @@ impl Projector {
         Ok(Self { positions })
     }
 
+    /// Follows projections that run in another process (the `projector` role) by
+    /// polling their checkpoints, so this process's commands still get read-your-writes.
+    pub async fn follow(db: ReadDb, names: &[&'static str]) -> Result<Self, ReadError> {
+        let mut positions = Vec::with_capacity(names.len());
+        for name in names {
+            let (tx, rx) = watch::channel(load_checkpoint(&db, name).await?);
+            positions.push(rx);
+            let db = db.clone();
+            let name = *name;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    match load_checkpoint(&db, name).await {
+                        Ok(p) => {
+                            tx.send_if_modified(|old| {
+                                let newer = p > *old;
+                                if newer {
+                                    *old = p;
+                                }
+                                newer
+                            });
+                        }
+                        Err(e) => tracing::warn!(projection = name, error = %e, "cannot read checkpoint"),
+                    }
+                    if tx.is_closed() {
+                        return;
+                    }
+                }
+            });
+        }
+        Ok(Self { positions })
+    }
+
     /// The lowest checkpoint of all projections.
     pub fn position(&self) -> i64 {
         self.positions.iter().map(|p| *p.borrow()).min().unwrap_or(0)
@@ -82,12 +115,21 @@ async fn run(store: SharedEventStore, db: ReadDb, projection: Arc<dyn Projection
     let mut head = store.watch_head();
     loop {
         match step(&*store, &db, &*projection, checkpoint).await {
-            Ok(Some(next)) => {
+            Ok(Step::Applied(next)) => {
                 checkpoint = next;
                 published.send_replace(checkpoint);
                 continue;
             }
-            Ok(None) => {}
+            Ok(Step::Overtaken) => {
+                // Another projector instance applied this batch first: follow it.
+                match load_checkpoint(&db, projection.name()).await {
+                    Ok(p) => checkpoint = p,
+                    Err(e) => tracing::warn!(projection = projection.name(), error = %e, "cannot reload checkpoint"),
+                }
+                published.send_replace(checkpoint);
+                continue;
+            }
+            Ok(Step::CaughtUp) => {}
             Err(e) => {
                 // Never skip: retry the same batch after a pause.
                 tracing::error!(projection = projection.name(), checkpoint, error = %e, "projection batch failed");
@@ -105,10 +147,18 @@ async fn run(store: SharedEventStore, db: ReadDb, projection: Arc<dyn Projection
     }
 }
 
-/// Applies the next batch; `None` when the projection is caught up.
-async fn step(store: &dyn im_eventlog::EventStore, db: &ReadDb, projection: &dyn Projection, checkpoint: i64) -> Result<Option<i64>, ReadError> {
+enum Step {
+    Applied(i64),
+    CaughtUp,
+    /// The stored checkpoint moved under us (another projector instance): nothing applied.
+    Overtaken,
+}
+
+/// Applies the next batch. The checkpoint update is conditional on the checkpoint this
+/// batch started from, so two instances of a projection never both apply a batch.
+async fn step(store: &dyn im_eventlog::EventStore, db: &ReadDb, projection: &dyn Projection, checkpoint: i64) -> Result<Step, ReadError> {
     let batch = store.read_all(checkpoint, BATCH).await?;
-    let Some(last) = batch.last().map(|e| e.position) else { return Ok(None) };
+    let Some(last) = batch.last().map(|e| e.position) else { return Ok(Step::CaughtUp) };
     tracing::debug!(projection = projection.name(), from = checkpoint, to = last, "projection batch");
     projection.batch_started();
     let mut tx = db.begin_write().await?;
@@ -117,15 +167,21 @@ async fn step(store: &dyn im_eventlog::EventStore, db: &ReadDb, projection: &dyn
             .map_err(|source| ReadError::Decode { position: stored.position, source })?;
         projection.apply(&mut tx, &event, stored).await?;
     }
-    sqlx::query(
+    let moved = sqlx::query(
         "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
-         ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+         ON CONFLICT (name) DO UPDATE SET position = excluded.position WHERE projection_checkpoints.position = $3",
     )
     .bind(projection.name())
     .bind(last)
+    .bind(checkpoint)
     .execute(&mut *tx)
     .await?;
+    if moved.rows_affected() == 0 {
+        tx.rollback().await?;
+        projection.batch_started();
+        return Ok(Step::Overtaken);
+    }
     tx.commit().await?;
     projection.batch_committed();
-    Ok(Some(last))
+    Ok(Step::Applied(last))
 }

@@ -37,6 +37,7 @@ pub fn router() -> Router<AppState> {
 /// Waits for the read models, then answers with the user object plus the new token.
 async fn session_response(state: &AppState, started: SessionStarted) -> ApiResult {
     state.settle(started.position).await?;
+    state.remember_session(started.user_id.0, Some(&started.session.to_string())).await;
     let user = state.users().by_id(started.user_id.0).await?.ok_or_else(|| ApiError::internal("user row missing after settle"))?;
     let mut data = user.to_json();
     data["token"] = Value::String(started.token);
@@ -105,6 +106,7 @@ async fn logout(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let position = state.accounts().logout(&Ctx::user(me.id.0), me.id, me.session).await?;
     state.settle(position).await?;
+    state.remember_session(me.id.0, None).await;
     state.hub().close_session(me.id, me.session);
     Ok(ok(true))
 }
