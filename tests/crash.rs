@@ -3,73 +3,37 @@
 //! 200 is in the recipient's inbox exactly once, in send order, and the seqs are dense.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use im_e2e::process::ImProcess;
 use im_e2e::{Backend, both_backends, fresh_postgres_url, temp_dir};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 both_backends!(killed_mid_stream_loses_no_acknowledged_message);
 
-/// The `im` binary built beside this test.
-fn im_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    let bin = dir.join("im");
-    assert!(bin.exists(), "{} is missing: build the workspace (cargo build) first", bin.display());
-    bin
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 struct Server {
-    child: Child,
+    process: ImProcess,
     base: String,
 }
 
 impl Server {
-    async fn start(data_dir: &PathBuf, database_url: Option<&str>) -> Self {
-        let port = free_port();
-        let mut cmd = Command::new(im_binary());
-        cmd.arg("serve")
-            .env("IM_LISTEN", format!("127.0.0.1:{port}"))
-            .env("IM_DATA_DIR", data_dir)
-            .env("JWT_SECRET", "crash-test-secret")
-            .env("RUST_LOG", "warn")
-            .env_remove("DATABASE_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+    async fn start(data_dir: &std::path::Path, database_url: Option<&str>) -> Self {
+        let mut env = HashMap::new();
+        env.insert("IM_DATA_DIR".to_owned(), data_dir.display().to_string());
+        env.insert("JWT_SECRET".to_owned(), "crash-test-secret".to_owned());
         if let Some(url) = database_url {
-            cmd.env("DATABASE_URL", url);
+            env.insert("DATABASE_URL".to_owned(), url.to_owned());
         }
-        let child = cmd.spawn().unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        for _ in 0..300 {
-            if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Self { child, base };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("im did not come up on {base}");
+        let process = ImProcess::start(&env).await;
+        let base = process.base.clone();
+        Self { process, base }
     }
 
     /// SIGKILL: no graceful anything.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn kill(self) {
+        self.process.kill();
     }
 }
 

@@ -117,8 +117,10 @@ impl KafkaDeliverySink {
                     }
                 }
                 for f in pending {
-                    if let Ok(Err((e, _))) = f.await {
-                        tracing::warn!(error = %e, "delivery not produced; the inbox still has it");
+                    match f.await {
+                        Ok(Ok(delivery)) => tracing::debug!(partition = delivery.partition, offset = delivery.offset, "delivery produced"),
+                        Ok(Err((e, _))) => tracing::warn!(error = %e, "delivery not produced; the inbox still has it"),
+                        Err(_) => tracing::warn!("delivery production canceled; the inbox still has it"),
                     }
                 }
             }
@@ -165,7 +167,10 @@ impl DeliveryConsumer {
                     Ok(message) => {
                         let Some(Ok(payload)) = message.payload_view::<str>() else { continue };
                         match serde_json::from_str::<DeliveryRecord>(payload) {
-                            Ok(record) => on_delivery(record.into_delivery()),
+                            Ok(record) => {
+                                tracing::debug!(user_id = record.user_id, seq = record.seq, partition = message.partition(), "delivery consumed");
+                                on_delivery(record.into_delivery())
+                            }
                             Err(e) => tracing::warn!(error = %e, "unreadable delivery record"),
                         }
                     }
@@ -183,19 +188,32 @@ impl DeliveryConsumer {
         self.wanted.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A user connected here: make sure their partition is assigned (from its end:
-    /// anything earlier is in the inbox, which the client syncs after connecting).
-    pub fn user_connected(&self, user: i64) {
+    /// A user connected here: make sure their partition is assigned, from its current
+    /// end (anything earlier is in the inbox, which the client syncs after connecting).
+    /// The end is resolved before this returns, so every delivery produced afterwards
+    /// reaches this gateway; call it before telling the client it is connected.
+    pub async fn user_connected(&self, user: i64) {
         let partition = partition_for(user, self.partitions);
-        let mut wanted = self.wanted();
-        let count = wanted.entry(partition).or_insert(0);
-        *count += 1;
-        if *count == 1 {
-            let mut list = TopicPartitionList::new();
-            if list.add_partition_offset(&self.topic, partition, Offset::End).is_ok() {
-                if let Err(e) = self.consumer.incremental_assign(&list) {
-                    tracing::warn!(partition, error = %e, "could not assign delivery partition");
-                }
+        let first = {
+            let mut wanted = self.wanted();
+            let count = wanted.entry(partition).or_insert(0);
+            *count += 1;
+            *count == 1
+        };
+        if !first {
+            return;
+        }
+        let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
+        let start = tokio::task::spawn_blocking(move || consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5)))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map_or(Offset::End, |(_, high)| Offset::Offset(high));
+        tracing::debug!(user, partition, ?start, "assigning delivery partition");
+        let mut list = TopicPartitionList::new();
+        if list.add_partition_offset(&self.topic, partition, start).is_ok() {
+            if let Err(e) = self.consumer.incremental_assign(&list) {
+                tracing::warn!(partition, error = %e, "could not assign delivery partition");
             }
         }
     }

@@ -151,6 +151,14 @@ impl From<CommandError> for ApiError {
 
 impl From<ReadError> for ApiError {
     fn from(e: ReadError) -> Self {
-        Self::internal(e)
+        match e {
+            // The command is in the log; the read models (another process, perhaps)
+            // have not caught up in time.
+            ReadError::Lagging(position) => {
+                tracing::warn!(position, "read models lagging");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "lagging", "服务繁忙,请稍后再试")
+            }
+            other => Self::internal(other),
+        }
     }
 }

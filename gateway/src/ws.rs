@@ -227,7 +227,7 @@ async fn serve(socket: WebSocket, state: AppState, token: Option<String>) {
     let conn_id = state.hub().register(&me, tx.clone());
     tracing::info!(user_id = me.id.0, conn_id, "socket connected");
     if let Some(deliveries) = state.deliveries() {
-        deliveries.user_connected(me.id.0);
+        deliveries.user_connected(me.id.0).await;
     }
     match state.presence().connect(me.id.0, state.node_id()).await {
         Ok(Some(previous)) => {

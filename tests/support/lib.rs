@@ -3,6 +3,8 @@
 //! and WebSocket clients.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod process;
+
 use futures_util::{SinkExt, StreamExt};
 use im_gateway::{AppState, Application, Settings};
 use serde_json::{Value, json};

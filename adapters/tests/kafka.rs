@@ -1,0 +1,46 @@
+//! The Kafka adapters against a real Kafka-protocol peer (librdkafka's mock cluster):
+//! deliveries produced to a user's partition reach a consumer that assigned itself that
+//! partition, and only that one.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use im_adapters::kafka::{DeliveryConsumer, KafkaDeliverySink, KafkaSettings, partition_for};
+use im_projections::inbox::{Delivery, DeliverySink, InboxKind};
+use rdkafka::mocking::MockCluster;
+use serde_json::json;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+fn delivery(user: i64, seq: i64) -> Delivery {
+    Delivery { user_id: user, seq, kind: InboxKind::Message, data: json!({"id": format!("m{seq}"), "seq": seq}) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_reach_the_gateway_that_holds_the_users_partition() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("im.deliveries", 8, 1).unwrap();
+    let settings = KafkaSettings {
+        brokers: cluster.bootstrap_servers(),
+        events_topic: "im.events".into(),
+        deliveries_topic: "im.deliveries".into(),
+        delivery_partitions: 8,
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let consumer = DeliveryConsumer::start(&settings, "test-node", move |d| {
+        let _ = tx.send(d);
+    })
+    .unwrap();
+    let (mine, other) = (7_i64, (1..100).find(|u| partition_for(*u, 8) != partition_for(7, 8)).unwrap());
+    consumer.user_connected(mine).await;
+    assert_eq!(consumer.assigned(), vec![partition_for(mine, 8)]);
+
+    let sink = KafkaDeliverySink::start(&settings).unwrap();
+    sink.deliver(vec![delivery(other, 1), delivery(mine, 1), delivery(mine, 2)]);
+    let first = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.expect("a delivery").unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.expect("a delivery").unwrap();
+    assert_eq!((first.user_id, first.seq), (mine, 1));
+    assert_eq!((second.user_id, second.seq), (mine, 2), "in seq order");
+    assert!(tokio::time::timeout(Duration::from_millis(500), rx.recv()).await.is_err(), "other partitions are not consumed");
+
+    consumer.user_disconnected(mine);
+    assert!(consumer.assigned().is_empty());
+}

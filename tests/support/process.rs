@@ -1,0 +1,106 @@
+//! Real `im` processes (and the mock Kafka broker) for the suites that kill or split the
+//! server: started from the binaries built beside the tests, stopped by PID.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A binary of the workspace, built beside this test.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join(name);
+    assert!(bin.exists(), "{} is missing: build the workspace (cargo build) first", bin.display());
+    bin
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0").local_addr().expect("local addr").port()
+}
+
+/// A running `im serve`.
+pub struct ImProcess {
+    child: Child,
+    pub base: String,
+    pub ws_base: String,
+    pub port: u16,
+    env: HashMap<String, String>,
+}
+
+impl ImProcess {
+    /// Starts `im serve` with these environment variables on a free port and waits for
+    /// `/healthz`.
+    pub async fn start(env: &HashMap<String, String>) -> Self {
+        let port = free_port();
+        let mut cmd = Command::new(binary("im"));
+        cmd.arg("serve").env_remove("DATABASE_URL").env("IM_LISTEN", format!("127.0.0.1:{port}")).env("RUST_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let log = std::env::temp_dir().join(format!("im-proc-{port}.log"));
+        let (stdout, stderr) = match std::fs::File::create(&log) {
+            Ok(file) => match file.try_clone() {
+                Ok(copy) => (Stdio::from(file), Stdio::from(copy)),
+                Err(_) => (Stdio::null(), Stdio::null()),
+            },
+            Err(_) => (Stdio::null(), Stdio::null()),
+        };
+        let child = cmd.stdout(stdout).stderr(stderr).spawn().expect("spawn im");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..400 {
+            if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Self { child, ws_base: format!("ws://127.0.0.1:{port}"), base, port, env: env.clone() };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let output = std::fs::read_to_string(&log).unwrap_or_default();
+        panic!("im did not come up on {base}: {output}");
+    }
+
+    /// SIGKILL, no graceful anything; returns what is needed to start it again.
+    pub fn kill(mut self) -> HashMap<String, String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::take(&mut self.env)
+    }
+}
+
+impl Drop for ImProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// librdkafka's mock cluster as a process, with the given `topic:partitions`.
+pub struct MockKafka {
+    child: Child,
+    pub bootstrap: String,
+}
+
+impl MockKafka {
+    pub fn start(topics: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(binary("im-kafka-mock"))
+            .arg("1")
+            .args(topics)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn im-kafka-mock");
+        let stdout = child.stdout.take().expect("mock stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("mock prints its bootstrap");
+        let bootstrap = line.trim().strip_prefix("BOOTSTRAP=").expect("BOOTSTRAP= line").to_owned();
+        Self { child, bootstrap }
+    }
+}
+
+impl Drop for MockKafka {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
