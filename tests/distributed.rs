@@ -6,7 +6,7 @@
 //! acknowledged message reaches its recipient exactly once, in seq order.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 
 use im_e2e::fresh_postgres_url;
 use im_e2e::process::{ImProcess, MockKafka};

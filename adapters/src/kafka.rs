@@ -47,7 +47,7 @@ fn producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
         // Idempotence keeps per-partition order through retries.
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "2")
+        .set("linger.ms", "1")
         .set("message.timeout.ms", "30000")
         .create()?)
 }
@@ -153,6 +153,9 @@ impl DeliveryConsumer {
             .set("group.id", format!("im-gateway-{node}"))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "latest")
+            // Deliveries are latency-bound: do not let the broker hold fetches back.
+            .set("fetch.wait.max.ms", "5")
+            .set("fetch.min.bytes", "1")
             .create()?;
         let this = Self {
             consumer: Arc::new(consumer),

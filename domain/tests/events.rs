@@ -573,3 +573,11 @@ proptest! {
         prop_assert!(Username::parse(&raw).is_err(), "{:?} accepted", raw);
     }
 }
+
+#[test]
+fn every_event_type_is_documented_for_stream_consumers() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/events.md")).expect("docs/events.md");
+    for event_type in Event::TYPES {
+        assert!(doc.contains(&format!("### {event_type}\n")), "docs/events.md lacks a section for {event_type}");
+    }
+}

@@ -16,11 +16,32 @@ pub struct BenchOptions {
     pub messages: usize,
     /// `None`: embedded SQLite in a temp dir.
     pub database_url: Option<String>,
+    /// Deliveries through Kafka and presence in Redis (the distributed adapters).
+    pub kafka_brokers: Option<String>,
+    pub redis_url: Option<String>,
+}
+
+impl BenchOptions {
+    fn settings(&self, dir: &std::path::Path) -> anyhow::Result<Settings> {
+        let mut settings = Settings::with_data_dir(dir);
+        settings.listen = "127.0.0.1:0".parse()?;
+        settings.database_url = self.database_url.clone();
+        settings.kafka_brokers = self.kafka_brokers.clone();
+        settings.redis_url = self.redis_url.clone();
+        settings.redis_prefix = format!("bench{}:", uuid::Uuid::new_v4().simple());
+        settings.heartbeat = Duration::from_secs(3600);
+        Ok(settings)
+    }
+
+    fn mode(&self) -> &'static str {
+        if self.kafka_brokers.is_some() { "kafka+redis" } else { "embedded" }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct BenchReport {
     pub store: &'static str,
+    pub mode: &'static str,
     pub pairs: usize,
     pub delivered: usize,
     pub elapsed: Duration,
@@ -33,8 +54,9 @@ impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "store={} pairs={} messages={} elapsed={:.2}s throughput={:.0} msg/s latency p50={:.1}ms p99={:.1}ms max={:.1}ms",
+            "store={} delivery={} pairs={} messages={} elapsed={:.2}s throughput={:.0} msg/s latency p50={:.1}ms p99={:.1}ms max={:.1}ms",
             self.store,
+            self.mode,
             self.pairs,
             self.delivered,
             self.elapsed.as_secs_f64(),
@@ -80,11 +102,7 @@ async fn connect(ws_base: &str, token: &str) -> anyhow::Result<Ws> {
 /// Runs the bench and returns its figures.
 pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
     let dir = std::env::temp_dir().join(format!("im-bench-{}", uuid::Uuid::new_v4().simple()));
-    let mut settings = Settings::with_data_dir(&dir);
-    settings.listen = "127.0.0.1:0".parse()?;
-    settings.database_url = options.database_url.clone();
-    settings.heartbeat = Duration::from_secs(3600);
-    let app = Application::build(settings).await?;
+    let app = Application::build(options.settings(&dir)?).await?;
     let store = app.state().store().backend();
     let base = format!("http://127.0.0.1:{}", app.port());
     let ws_base = format!("ws://127.0.0.1:{}", app.port());
@@ -165,13 +183,14 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
     }
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    Ok(BenchReport { store, pairs: options.pairs, delivered: latencies.len(), elapsed, p50: pct(0.50), p99: pct(0.99), max: pct(1.0) })
+    Ok(BenchReport { store, mode: options.mode(), pairs: options.pairs, delivered: latencies.len(), elapsed, p50: pct(0.50), p99: pct(0.99), max: pct(1.0) })
 }
 
 /// Figures of a group fan-out run.
 #[derive(Debug, Clone)]
 pub struct GroupReport {
     pub store: &'static str,
+    pub mode: &'static str,
     pub members: usize,
     pub messages: usize,
     pub deliveries: usize,
@@ -185,8 +204,9 @@ impl std::fmt::Display for GroupReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "store={} group_members={} messages={} deliveries={} elapsed={:.2}s deliveries/s={:.0} time-to-last-delivery p50={:.1}ms max={:.1}ms",
+            "store={} delivery={} group_members={} messages={} deliveries={} elapsed={:.2}s deliveries/s={:.0} time-to-last-delivery p50={:.1}ms max={:.1}ms",
             self.store,
+            self.mode,
             self.members,
             self.messages,
             self.deliveries,
@@ -226,12 +246,9 @@ async fn post_json(base: &str, path: &str, token: Option<&str>, body: &str) -> a
 
 /// A group of `members` users, all connected; the owner sends `messages` messages one
 /// after another; measures when the last member got each one.
-pub async fn run_group(members: usize, messages: usize, database_url: Option<String>) -> anyhow::Result<GroupReport> {
+pub async fn run_group(members: usize, messages: usize, options: BenchOptions) -> anyhow::Result<GroupReport> {
     let dir = std::env::temp_dir().join(format!("im-bench-{}", uuid::Uuid::new_v4().simple()));
-    let mut settings = Settings::with_data_dir(&dir);
-    settings.listen = "127.0.0.1:0".parse()?;
-    settings.database_url = database_url;
-    settings.heartbeat = Duration::from_secs(3600);
+    let mut settings = options.settings(&dir)?;
     settings.max_group_size = members + 1;
     let app = Application::build(settings).await?;
     let state = app.state();
@@ -303,6 +320,7 @@ pub async fn run_group(members: usize, messages: usize, database_url: Option<Str
     last.sort();
     Ok(GroupReport {
         store,
+        mode: options.mode(),
         members,
         messages,
         deliveries,

@@ -30,6 +30,12 @@ struct BenchArgs {
     /// Messages each sender sends.
     #[arg(long, default_value_t = 100)]
     messages: usize,
+    /// Kafka bootstrap servers: deliveries go through Kafka (the distributed adapters).
+    #[arg(long, env = "KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
+    /// Redis: presence and sessions in Redis.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
     /// Bench group fan-out instead: one group of this many members, all connected.
     #[arg(long)]
     group_size: Option<usize>,
@@ -142,19 +148,21 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let options = im_gateway::bench::BenchOptions {
+        pairs: args.pairs.max(1),
+        messages: args.messages.max(1),
+        database_url: args.database_url.filter(|u| !u.is_empty()),
+        kafka_brokers: args.kafka_brokers.filter(|u| !u.is_empty()),
+        redis_url: args.redis_url.filter(|u| !u.is_empty()),
+    };
     if let Some(members) = args.group_size {
-        let report = im_gateway::bench::run_group(members.max(2), args.messages.max(1), args.database_url.filter(|u| !u.is_empty())).await?;
+        let report = im_gateway::bench::run_group(members.max(2), options.messages, options).await?;
         #[allow(clippy::print_stdout)]
         {
             println!("{report}");
         }
         return Ok(());
     }
-    let options = im_gateway::bench::BenchOptions {
-        pairs: args.pairs.max(1),
-        messages: args.messages.max(1),
-        database_url: args.database_url.filter(|u| !u.is_empty()),
-    };
     let report = im_gateway::bench::run(options).await?;
     #[allow(clippy::print_stdout)]
     {

@@ -137,7 +137,15 @@ impl DeliverySink for HubSink {
 /// Pushes inbox rows to connected users and marks the pushed ones delivered. Rows of
 /// users who are not connected stay pending for `chatGetmessageOffLine` or sync.
 pub async fn deliver(mut batches: mpsc::UnboundedReceiver<Vec<Delivery>>, hub: Hub, inbox: Inbox) {
-    while let Some(batch) = batches.recv().await {
+    while let Some(mut batch) = batches.recv().await {
+        // Coalesce whatever else is waiting (Kafka hands rows over one by one), so the
+        // bookkeeping below is one transaction per burst, not per row.
+        while batch.len() < 10_000 {
+            match batches.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
         let now = crate::now_millis();
         let pushed: Vec<(i64, i64)> =
             batch.iter().filter(|d| hub.send(UserId(d.user_id), &d.frame(now))).map(|d| (d.user_id, d.seq)).collect();
