@@ -297,7 +297,7 @@ pub async fn run_relay(store: SharedEventStore, db: ReadDb, settings: KafkaSetti
 pub async fn publish(producer: &FutureProducer, topic: &str, batch: &[StoredEvent]) -> Result<(), KafkaError> {
     let mut pending = Vec::with_capacity(batch.len());
     for event in batch {
-        let payload = serde_json::to_string(event)?;
+        let payload = serde_json::to_string(&event.redacted())?;
         let record = FutureRecord::to(topic).key(&event.stream_id).payload(&payload);
         match producer.send_result(record) {
             Ok(f) => pending.push(f),

@@ -76,6 +76,22 @@ pub struct StoredEvent {
     pub recorded_at: i64,
 }
 
+impl StoredEvent {
+    /// The event as it may leave the system (the `im.events` stream, `im events`):
+    /// secrets — password hashes — are replaced by `"[redacted]"`.
+    pub fn redacted(&self) -> StoredEvent {
+        let mut public = self.clone();
+        if let Some(payload) = public.payload.as_object_mut() {
+            for key in ["password_hash"] {
+                if payload.get(key).is_some_and(|v| !v.is_null()) {
+                    payload.insert(key.to_owned(), Value::String("[redacted]".into()));
+                }
+            }
+        }
+        public
+    }
+}
+
 /// Where an append landed in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Committed {

@@ -172,6 +172,35 @@ impl AppState {
     }
 }
 
+/// Opens the event log (running the migrations) and the read-model database: SQLite
+/// under the data dir, or Postgres when `database_url` is set.
+pub async fn open_stores(settings: &Settings) -> anyhow::Result<(SharedEventStore, ReadDb)> {
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    let (store, read_url): (SharedEventStore, String) = match &settings.database_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            (Arc::new(PostgresEventStore::connect(url).await.context("connecting to Postgres")?), url.clone())
+        }
+        Some(other) => anyhow::bail!("DATABASE_URL must be a postgres:// URL, got {other:?}"),
+        None => {
+            let path = settings.sqlite_path();
+            let store = SqliteEventStore::open(&path).await.with_context(|| format!("opening {}", path.display()))?;
+            (Arc::new(store), format!("sqlite://{}", path.display()))
+        }
+    };
+    let db = ReadDb::connect(&read_url).await.context("opening read models")?;
+    Ok((store, db))
+}
+
+/// Every projection, with deliveries going to `sink`.
+pub fn projections(sink: Arc<dyn DeliverySink>) -> Vec<Arc<dyn Projection>> {
+    vec![
+        Arc::new(UsersProjection),
+        Arc::new(FriendsProjection),
+        Arc::new(InboxProjection::new(sink)),
+        Arc::new(AskAnswerProjection),
+    ]
+}
+
 /// A built server with its listener bound, not yet serving.
 pub struct Application {
     listener: TcpListener,
@@ -183,20 +212,7 @@ impl Application {
     /// Opens the event log and read models (SQLite under the data dir, or Postgres when
     /// `database_url` is set), starts the projections and binds the listen address.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
-        let (store, read_url): (SharedEventStore, String) = match &settings.database_url {
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                (Arc::new(PostgresEventStore::connect(url).await.context("connecting to Postgres")?), url.clone())
-            }
-            Some(other) => anyhow::bail!("DATABASE_URL must be a postgres:// URL, got {other:?}"),
-            None => {
-                let path = settings.sqlite_path();
-                let store = SqliteEventStore::open(&path).await.with_context(|| format!("opening {}", path.display()))?;
-                (Arc::new(store), format!("sqlite://{}", path.display()))
-            }
-        };
-        let db = ReadDb::connect(&read_url).await.context("opening read models")?;
+        let (store, db) = open_stores(&settings).await?;
         let role = settings.role;
         let kafka = settings.kafka_brokers.as_ref().map(|brokers| KafkaSettings {
             brokers: brokers.clone(),
@@ -220,13 +236,7 @@ impl Application {
                 Some(k) => Arc::new(KafkaDeliverySink::start(k).context("starting the delivery producer")?),
                 None => Arc::new(hub_sink.clone()),
             };
-            let projections: Vec<Arc<dyn Projection>> = vec![
-                Arc::new(UsersProjection),
-                Arc::new(FriendsProjection),
-                Arc::new(InboxProjection::new(sink)),
-                Arc::new(AskAnswerProjection),
-            ];
-            Projector::start(store.clone(), db.clone(), projections).await?
+            Projector::start(store.clone(), db.clone(), projections(sink)).await?
         } else {
             Projector::follow(db.clone(), &PROJECTIONS).await?
         };

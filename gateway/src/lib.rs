@@ -11,6 +11,7 @@
 //! * [`auth`] — token → live session → user, and the visitor's allowed routes.
 //! * [`routes`] — one module per section of the contract.
 //! * [`ws`] — the WebSocket hub: connections by user, kick, heartbeat, delivery.
+//! * [`tools`] — `im migrate`, `im events`, `im rebuild`, `im replay`.
 //! * [`bench`] — `im bench`: throughput and send→deliver latency on the real pipeline.
 //!
 //! # What this crate never does
@@ -24,6 +25,7 @@ pub mod error;
 pub mod params;
 pub mod routes;
 pub mod settings;
+pub mod tools;
 pub mod ws;
 
 pub use app::{AppState, Application};

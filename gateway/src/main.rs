@@ -20,6 +20,64 @@ enum Command {
     Serve(ServeArgs),
     /// Measure messages/s and send→deliver latency on an in-process server.
     Bench(BenchArgs),
+    /// Bring the database schema up to date and exit.
+    Migrate(StoreArgs),
+    /// Print the event log as JSON lines (the records of im.events).
+    Events(EventsArgs),
+    /// Empty read models and replay the log into them (stop the projector first).
+    Rebuild(RebuildArgs),
+    /// Publish the log again to Kafka im.events from a position.
+    Replay(ReplayArgs),
+}
+
+/// Where the log is.
+#[derive(clap::Args)]
+struct StoreArgs {
+    #[arg(long, env = "IM_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+impl StoreArgs {
+    fn settings(&self) -> Settings {
+        let mut settings = Settings::with_data_dir(&self.data_dir);
+        settings.database_url = self.database_url.clone().filter(|u| !u.is_empty());
+        settings
+    }
+}
+
+#[derive(clap::Args)]
+struct EventsArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// First position to print.
+    #[arg(long, default_value_t = 1)]
+    from: i64,
+    /// Keep printing new events as they are appended.
+    #[arg(long)]
+    follow: bool,
+}
+
+#[derive(clap::Args)]
+struct RebuildArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Projections to rebuild (users, friends, inbox, askanswer); all when none is named.
+    projections: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// First position to publish.
+    #[arg(long)]
+    from: i64,
+    #[arg(long, env = "KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
+    #[arg(long, env = "IM_KAFKA_EVENTS_TOPIC", default_value = "im.events")]
+    events_topic: String,
 }
 
 #[derive(clap::Args)]
@@ -129,9 +187,17 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args.into()).await,
         Command::Bench(args) => bench(args).await,
+        Command::Migrate(args) => migrate(args).await,
+        Command::Events(args) => events(args).await,
+        Command::Rebuild(args) => rebuild(args).await,
+        Command::Replay(args) => replay(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<im_gateway::tools::Usage>().is_some() => {
+            eprintln!("im: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("im: {e:#}");
@@ -168,6 +234,50 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     {
         println!("{report}");
     }
+    Ok(())
+}
+
+async fn migrate(args: StoreArgs) -> anyhow::Result<()> {
+    let (backend, head) = im_gateway::tools::migrate(&args.settings()).await?;
+    eprintln!("im: {backend} schema is up to date (log head {head})");
+    Ok(())
+}
+
+async fn events(args: EventsArgs) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    im_gateway::tools::events(&args.store.settings(), args.from, args.follow, &mut out).await?;
+    Ok(())
+}
+
+/// A one-line progress bar on stderr.
+fn progress_bar(label: &str, at: i64, head: i64) {
+    use std::io::Write;
+    let width = 30;
+    let done = if head > 0 { (at * width / head).clamp(0, width) } else { width };
+    let bar: String = "#".repeat(done as usize) + &"-".repeat((width - done) as usize);
+    let mut err = std::io::stderr();
+    let _ = write!(err, "\r{label:<10} [{bar}] {at}/{head}");
+    if at >= head {
+        let _ = writeln!(err);
+    }
+    let _ = err.flush();
+}
+
+async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
+    let done = im_gateway::tools::rebuild(&args.store.settings(), &args.projections, &mut |name, at, head| progress_bar(name, at, head)).await?;
+    for (name, position) in done {
+        eprintln!("im: rebuilt {name} up to position {position}");
+    }
+    Ok(())
+}
+
+async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let mut settings = args.store.settings();
+    settings.kafka_brokers = args.kafka_brokers.filter(|b| !b.is_empty());
+    settings.events_topic = args.events_topic;
+    let count = im_gateway::tools::replay(&settings, args.from, &mut |at, head| progress_bar("replay", at, head)).await?;
+    eprintln!("im: published {count} events");
     Ok(())
 }
 

@@ -103,6 +103,29 @@ impl Projector {
     }
 }
 
+/// Rebuilds one read model: empties its tables and its checkpoint, then replays the
+/// whole log into it. `progress(position, head)` is called after every batch. Run it
+/// while no projector is running this projection.
+pub async fn rebuild(store: &dyn im_eventlog::EventStore, db: &ReadDb, projection: &dyn Projection, progress: &mut dyn FnMut(i64, i64)) -> Result<i64, ReadError> {
+    let mut tx = db.begin_write().await?;
+    projection.reset(&mut tx).await?;
+    sqlx::query("DELETE FROM projection_checkpoints WHERE name = $1").bind(projection.name()).execute(&mut *tx).await?;
+    tx.commit().await?;
+    let head = store.head().await?;
+    let mut checkpoint = 0;
+    progress(checkpoint, head);
+    loop {
+        match step(store, db, projection, checkpoint).await? {
+            Step::Applied(next) => {
+                checkpoint = next;
+                progress(checkpoint, head.max(checkpoint));
+            }
+            Step::CaughtUp => return Ok(checkpoint),
+            Step::Overtaken => return Err(ReadError::Lagging(checkpoint)),
+        }
+    }
+}
+
 async fn load_checkpoint(db: &ReadDb, name: &str) -> Result<i64, ReadError> {
     let position: Option<i64> = sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
         .bind(name)

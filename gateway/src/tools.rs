@@ -1,0 +1,99 @@
+//! Operator tooling behind `im migrate`, `im events`, `im rebuild` and `im replay`.
+
+use crate::app::{open_stores, projections};
+use crate::settings::Settings;
+use anyhow::Context;
+use im_adapters::kafka::{KafkaSettings, events_producer, publish};
+use im_projections::inbox::{Delivery, DeliverySink};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a tool refused to run (exit code 2), as opposed to failing while running (1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// `im migrate`: brings the database schema up to date. Returns the backend's name and
+/// the log's head.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<(&'static str, i64)> {
+    let (store, _) = open_stores(settings).await?;
+    Ok((store.backend(), store.head().await?))
+}
+
+/// `im events --from N [--follow]`: the log as JSON lines (the records of `im.events`).
+pub async fn events(settings: &Settings, from: i64, follow: bool, out: &mut dyn Write) -> anyhow::Result<i64> {
+    let (store, _) = open_stores(settings).await?;
+    let mut after = from.saturating_sub(1).max(0);
+    let mut printed = 0;
+    loop {
+        let batch = store.read_all(after, 1000).await?;
+        for event in &batch {
+            serde_json::to_writer(&mut *out, &event.redacted())?;
+            out.write_all(b"\n")?;
+            after = event.position;
+            printed += 1;
+        }
+        out.flush()?;
+        if batch.is_empty() {
+            if !follow {
+                return Ok(printed);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Drops deliveries: a rebuild must not push old rows to sockets.
+struct Discard;
+
+impl DeliverySink for Discard {
+    fn deliver(&self, _: Vec<Delivery>) {}
+}
+
+/// `im rebuild [projection…]`: empties the named read models (all when none are named)
+/// and replays the log into them. Stop the projector first.
+pub async fn rebuild(settings: &Settings, names: &[String], progress: &mut dyn FnMut(&str, i64, i64)) -> anyhow::Result<Vec<(&'static str, i64)>> {
+    let all = projections(Arc::new(Discard));
+    let known: Vec<&str> = all.iter().map(|p| p.name()).collect();
+    if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
+        return Err(Usage(format!("no projection named {unknown:?}; known: {}", known.join(", "))).into());
+    }
+    let (store, db) = open_stores(settings).await?;
+    let mut done = Vec::new();
+    for projection in all.iter().filter(|p| names.is_empty() || names.iter().any(|n| n == p.name())) {
+        let name = projection.name();
+        let position = im_projections::runtime::rebuild(&*store, &db, projection.as_ref(), &mut |at, head| progress(name, at, head))
+            .await
+            .with_context(|| format!("rebuilding {name}"))?;
+        done.push((name, position));
+    }
+    Ok(done)
+}
+
+/// `im replay --from N`: publishes the log from position N to the events topic again
+/// (the relay's checkpoint is untouched). Returns how many events were published.
+pub async fn replay(settings: &Settings, from: i64, progress: &mut dyn FnMut(i64, i64)) -> anyhow::Result<usize> {
+    let Some(brokers) = settings.kafka_brokers.clone() else {
+        return Err(Usage("im replay needs KAFKA_BROKERS (or --kafka-brokers)".into()).into());
+    };
+    let kafka = KafkaSettings {
+        brokers,
+        events_topic: settings.events_topic.clone(),
+        deliveries_topic: settings.deliveries_topic.clone(),
+        delivery_partitions: settings.delivery_partitions,
+    };
+    let (store, _) = open_stores(settings).await?;
+    let producer = events_producer(&kafka)?;
+    let head = store.head().await?;
+    let mut after = from.saturating_sub(1).max(0);
+    let mut published = 0;
+    loop {
+        let batch = store.read_all(after, 500).await?;
+        let Some(last) = batch.last().map(|e| e.position) else { return Ok(published) };
+        publish(&producer, &kafka.events_topic, &batch).await?;
+        published += batch.len();
+        after = last;
+        progress(after, head.max(after));
+    }
+}
