@@ -56,6 +56,9 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// A short name for logs and `/healthz`: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
+
+    /// How many events this process has appended since it started (for metrics).
+    fn appended(&self) -> u64;
 }
 
 pub type SharedEventStore = Arc<dyn EventStore>;

@@ -161,6 +161,10 @@ impl EventStore for PostgresEventStore {
         self.head.clone()
     }
 
+    fn appended(&self) -> u64 {
+        self.writer.appended()
+    }
+
     fn backend(&self) -> &'static str {
         "postgres"
     }

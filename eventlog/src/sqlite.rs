@@ -157,6 +157,10 @@ impl EventStore for SqliteEventStore {
         self.head.clone()
     }
 
+    fn appended(&self) -> u64 {
+        self.writer.appended()
+    }
+
     fn backend(&self) -> &'static str {
         "sqlite"
     }

@@ -33,14 +33,21 @@ type Reply = oneshot::Sender<Result<Committed, AppendError>>;
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<(Vec<StreamAppend>, Reply)>,
+    appended: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Writer {
     /// Starts the writer task. `head` is told the last position of every committed batch.
     pub fn spawn<B: BatchBackend>(backend: B, head: watch::Sender<i64>) -> Self {
         let (queue, rx) = mpsc::channel(4096);
-        tokio::spawn(run(backend, rx, head));
-        Self { queue }
+        let appended = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        tokio::spawn(run(backend, rx, head, appended.clone()));
+        Self { queue, appended }
+    }
+
+    /// Events committed by this writer since it started.
+    pub fn appended(&self) -> u64 {
+        self.appended.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub async fn append(&self, appends: Vec<StreamAppend>) -> Result<Committed, AppendError> {
@@ -53,13 +60,25 @@ impl Writer {
     }
 }
 
-async fn run<B: BatchBackend>(backend: B, mut rx: mpsc::Receiver<(Vec<StreamAppend>, Reply)>, head: watch::Sender<i64>) {
+async fn run<B: BatchBackend>(
+    backend: B,
+    mut rx: mpsc::Receiver<(Vec<StreamAppend>, Reply)>,
+    head: watch::Sender<i64>,
+    appended: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let requests: Vec<_> = batch.drain(..).collect();
         let span = tracing::debug_span!("append_batch", requests = requests.len());
         match commit_batch(&backend, &requests).instrument(span).await {
             Ok(outcomes) => {
+                let events: usize = requests
+                    .iter()
+                    .zip(&outcomes)
+                    .filter(|(_, o)| o.is_ok())
+                    .map(|((appends, _), _)| appends.iter().map(|a| a.events.len()).sum::<usize>())
+                    .sum();
+                appended.fetch_add(events as u64, std::sync::atomic::Ordering::Relaxed);
                 let top = outcomes.iter().filter_map(|o| o.as_ref().ok()).map(|c| c.last_position).max();
                 if let Some(top) = top {
                     head.send_if_modified(|h| {

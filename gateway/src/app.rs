@@ -56,6 +56,7 @@ struct Inner {
     node_id: String,
     role: Role,
     heartbeat: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -139,6 +140,10 @@ impl AppState {
         if let Err(e) = self.0.presence.set_session(user, session).await {
             tracing::warn!(user_id = user, error = %e, "could not record the live session");
         }
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.0.metrics
     }
 
     pub fn heartbeat(&self) -> Duration {
@@ -240,7 +245,8 @@ impl Application {
         } else {
             Projector::follow(db.clone(), &PROJECTIONS).await?
         };
-        tokio::spawn(crate::ws::deliver(local_deliveries, hub.clone(), Inbox::new(db.clone())));
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        tokio::spawn(crate::ws::deliver(local_deliveries, hub.clone(), Inbox::new(db.clone()), metrics.clone()));
         let deliveries = match (&kafka, role.serves_clients()) {
             (Some(k), true) => Some(
                 DeliveryConsumer::start(k, &settings.node_id, move |d| hub_sink.deliver(vec![d])).context("starting the delivery consumer")?,
@@ -288,6 +294,7 @@ impl Application {
             node_id: settings.node_id.clone(),
             role,
             heartbeat: settings.heartbeat,
+            metrics,
             shutdown: shutdown_rx,
         }));
         tracing::info!(addr = %listener.local_addr()?, backend = state.store().backend(), ?role, node = %settings.node_id, "server built");
@@ -324,12 +331,16 @@ pub fn router(state: AppState) -> Router {
         // Projector and relay processes answer health checks only.
         return Router::new()
             .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(crate::metrics::render))
             .fallback(not_found)
             .layer(tower_http::trace::TraceLayer::new_for_http())
             .with_state(state);
     }
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::render))
         .route("/ws", get(ws::handler))
         .merge(routes::accounts::router())
         .merge(routes::friends::router())
@@ -338,8 +349,23 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::groups::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// How far behind the log head the read models may be for this process to take traffic.
+const READY_LAG: i64 = 1000;
+
+/// `GET /readyz`: 200 when the log answers and the projections are caught up (within
+/// a small lag), 503 otherwise.
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let head = state.store().head().await.map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "存储不可用"))?;
+    let lag = head - state.projector().position();
+    if lag > READY_LAG {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "lagging", "读模型正在追赶事件日志"));
+    }
+    Ok(ok(json!({"ready": true, "log_head": head, "lag": lag.max(0)})))
 }
 
 async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {

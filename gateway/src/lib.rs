@@ -11,6 +11,7 @@
 //! * [`auth`] — token → live session → user, and the visitor's allowed routes.
 //! * [`routes`] — one module per section of the contract.
 //! * [`ws`] — the WebSocket hub: connections by user, kick, heartbeat, delivery.
+//! * [`metrics`] — `/metrics` (Prometheus text) and the request counter middleware.
 //! * [`tools`] — `im migrate`, `im events`, `im rebuild`, `im replay`.
 //! * [`bench`] — `im bench`: throughput and send→deliver latency on the real pipeline.
 //!
@@ -22,6 +23,7 @@ pub mod app;
 pub mod auth;
 pub mod bench;
 pub mod error;
+pub mod metrics;
 pub mod params;
 pub mod routes;
 pub mod settings;

@@ -136,7 +136,7 @@ impl DeliverySink for HubSink {
 
 /// Pushes inbox rows to connected users and marks the pushed ones delivered. Rows of
 /// users who are not connected stay pending for `chatGetmessageOffLine` or sync.
-pub async fn deliver(mut batches: mpsc::UnboundedReceiver<Vec<Delivery>>, hub: Hub, inbox: Inbox) {
+pub async fn deliver(mut batches: mpsc::UnboundedReceiver<Vec<Delivery>>, hub: Hub, inbox: Inbox, metrics: Arc<crate::metrics::Metrics>) {
     while let Some(mut batch) = batches.recv().await {
         // Coalesce whatever else is waiting (Kafka hands rows over one by one), so the
         // bookkeeping below is one transaction per burst, not per row.
@@ -149,6 +149,11 @@ pub async fn deliver(mut batches: mpsc::UnboundedReceiver<Vec<Delivery>>, hub: H
         let now = crate::now_millis();
         let pushed: Vec<(i64, i64)> =
             batch.iter().filter(|d| hub.send(UserId(d.user_id), &d.frame(now))).map(|d| (d.user_id, d.seq)).collect();
+        for d in batch.iter().filter(|d| pushed.contains(&(d.user_id, d.seq))) {
+            if let Some(sent) = d.data["create_time"].as_i64() {
+                metrics.delivered_after((now - sent).max(0) as u64);
+            }
+        }
         if let Err(e) = inbox.mark_rows_delivered(&pushed).await {
             tracing::warn!(error = %e, "could not mark pushed inbox rows delivered");
         }

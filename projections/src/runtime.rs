@@ -35,19 +35,21 @@ pub trait Projection: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct Projector {
     positions: Vec<watch::Receiver<i64>>,
+    names: Vec<&'static str>,
 }
 
 impl Projector {
     /// Starts one task per projection, each from its stored checkpoint.
     pub async fn start(store: SharedEventStore, db: ReadDb, projections: Vec<Arc<dyn Projection>>) -> Result<Self, ReadError> {
         let mut positions = Vec::with_capacity(projections.len());
+        let names = projections.iter().map(|p| p.name()).collect();
         for projection in projections {
             let checkpoint = load_checkpoint(&db, projection.name()).await?;
             let (tx, rx) = watch::channel(checkpoint);
             positions.push(rx);
             tokio::spawn(run(store.clone(), db.clone(), projection, checkpoint, tx));
         }
-        Ok(Self { positions })
+        Ok(Self { positions, names })
     }
 
     /// Follows projections that run in another process (the `projector` role) by
@@ -80,7 +82,12 @@ impl Projector {
                 }
             });
         }
-        Ok(Self { positions })
+        Ok(Self { positions, names: names.to_vec() })
+    }
+
+    /// Each projection's name and checkpoint.
+    pub fn positions(&self) -> Vec<(&'static str, i64)> {
+        self.names.iter().copied().zip(self.positions.iter().map(|p| *p.borrow())).collect()
     }
 
     /// The lowest checkpoint of all projections.
