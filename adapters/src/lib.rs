@@ -10,6 +10,7 @@
 //!   delivery producer (inbox rows → `im.deliveries`, keyed and partitioned by recipient)
 //!   and the gateway's delivery consumer (assigns itself the partitions of the users
 //!   connected to it).
+//! * [`ratelimit`] — fixed-window rate limits, in memory or in Redis.
 //! * `bin/kafka_mock.rs` — `im-kafka-mock`, librdkafka's mock cluster as a process.
 //!
 //! # What this crate never does
@@ -18,3 +19,4 @@
 
 pub mod kafka;
 pub mod presence;
+pub mod ratelimit;

@@ -1,6 +1,7 @@
 //! Building and running the server.
 
-use crate::settings::{Role, Settings};
+use crate::settings::{Limits, Role, Settings};
+use im_adapters::ratelimit::{LocalRateLimiter, RateLimiter, RedisRateLimiter};
 use im_adapters::kafka::{DeliveryConsumer, KafkaDeliverySink, KafkaSettings, run_relay};
 use im_adapters::presence::{Kick, LocalPresence, Presence, RedisPresence};
 use im_projections::inbox::DeliverySink;
@@ -57,6 +58,8 @@ struct Inner {
     role: Role,
     heartbeat: Duration,
     metrics: Arc<crate::metrics::Metrics>,
+    limiter: Arc<dyn RateLimiter>,
+    limits: Limits,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -140,6 +143,26 @@ impl AppState {
         if let Err(e) = self.0.presence.set_session(user, session).await {
             tracing::warn!(user_id = user, error = %e, "could not record the live session");
         }
+    }
+
+    /// Counts one `kind` action by `who` (a user id or a client IP) against `limit` per
+    /// minute; 429 when over. A limiter that cannot answer lets the request through.
+    pub async fn limit(&self, kind: &str, who: &str, limit: u32) -> Result<(), ApiError> {
+        if limit == 0 {
+            return Ok(());
+        }
+        match self.0.limiter.allow(&format!("{kind}:{who}"), limit, Duration::from_secs(60)).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "请求过于频繁,请稍后再试")),
+            Err(e) => {
+                tracing::warn!(error = %e, "rate limiter unavailable");
+                Ok(())
+            }
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.0.limits
     }
 
     pub fn metrics(&self) -> &crate::metrics::Metrics {
@@ -246,6 +269,10 @@ impl Application {
             Projector::follow(db.clone(), &PROJECTIONS).await?
         };
         let metrics = Arc::new(crate::metrics::Metrics::default());
+        let limiter: Arc<dyn RateLimiter> = match &settings.redis_url {
+            Some(url) => Arc::new(RedisRateLimiter::connect(url, &settings.redis_prefix).await.context("connecting to Redis")?),
+            None => Arc::new(LocalRateLimiter::default()),
+        };
         tokio::spawn(crate::ws::deliver(local_deliveries, hub.clone(), Inbox::new(db.clone()), metrics.clone()));
         let deliveries = match (&kafka, role.serves_clients()) {
             (Some(k), true) => Some(
@@ -295,6 +322,8 @@ impl Application {
             role,
             heartbeat: settings.heartbeat,
             metrics,
+            limiter,
+            limits: settings.limits,
             shutdown: shutdown_rx,
         }));
         tracing::info!(addr = %listener.local_addr()?, backend = state.store().backend(), ?role, node = %settings.node_id, "server built");
@@ -313,7 +342,7 @@ impl Application {
     pub async fn run_until_stopped(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let router = router(self.state.clone());
         let shutdown = self.shutdown;
-        axum::serve(self.listener, router)
+        axum::serve(self.listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(async move {
                 signal.await;
                 tracing::info!("shutting down");

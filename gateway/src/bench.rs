@@ -30,6 +30,8 @@ impl BenchOptions {
         settings.redis_url = self.redis_url.clone();
         settings.redis_prefix = format!("bench{}:", uuid::Uuid::new_v4().simple());
         settings.heartbeat = Duration::from_secs(3600);
+        // The load comes from one address on purpose.
+        settings.limits = crate::settings::Limits::NONE;
         Ok(settings)
     }
 

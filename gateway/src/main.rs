@@ -150,6 +150,15 @@ struct ServeArgs {
     /// The most members a group may have.
     #[arg(long, env = "IM_MAX_GROUP_SIZE", default_value_t = 500)]
     max_group_size: usize,
+    /// Logins per minute per client IP and per username (0 = no limit).
+    #[arg(long, env = "IM_RATE_LOGIN", default_value_t = 60)]
+    rate_login: u32,
+    /// Registrations per minute per client IP (0 = no limit).
+    #[arg(long, env = "IM_RATE_REGISTER", default_value_t = 30)]
+    rate_register: u32,
+    /// Messages per minute per sender; per IP four times that (0 = no limit).
+    #[arg(long, env = "IM_RATE_SEND", default_value_t = 300)]
+    rate_send: u32,
 }
 
 impl From<ServeArgs> for Settings {
@@ -172,6 +181,7 @@ impl From<ServeArgs> for Settings {
             heartbeat: Duration::from_millis(a.heartbeat_ms.max(10)),
             revoke_window: Duration::from_secs(a.revoke_window_secs),
             max_group_size: a.max_group_size.max(2),
+            limits: im_gateway::settings::Limits { login: a.rate_login, register: a.rate_register, send: a.rate_send },
         }
     }
 }

@@ -67,6 +67,29 @@ pub struct Settings {
     pub revoke_window: Duration,
     /// `IM_MAX_GROUP_SIZE`: the most members a group may have (default 500).
     pub max_group_size: usize,
+    /// Rate limits per minute (0 = none).
+    pub limits: Limits,
+}
+
+/// Abuse limits, per minute; 0 switches one off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `IM_RATE_LOGIN`: logins per client IP, and per username (default 60).
+    pub login: u32,
+    /// `IM_RATE_REGISTER`: registrations (users and visitors) per client IP (default 30).
+    pub register: u32,
+    /// `IM_RATE_SEND`: messages per sender (default 300); per client IP, four times that.
+    pub send: u32,
+}
+
+impl Limits {
+    pub const NONE: Limits = Limits { login: 0, register: 0, send: 0 };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { login: 60, register: 30, send: 300 }
+    }
 }
 
 impl Settings {
@@ -89,6 +112,7 @@ impl Settings {
             heartbeat: Duration::from_secs(30),
             revoke_window: Duration::from_secs(120),
             max_group_size: 500,
+            limits: Limits::default(),
         }
     }
 

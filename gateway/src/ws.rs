@@ -22,6 +22,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+/// The largest WebSocket message a client may send.
+pub const MAX_FRAME: usize = 64 * 1024;
+
 /// What the hub asks a connection task to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outbound {
@@ -221,7 +224,9 @@ impl Heartbeat {
 
 pub async fn handler(ws: WebSocketUpgrade, State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
     let token = query.get("token").cloned();
-    ws.on_upgrade(move |socket| serve(socket, state, token))
+    // A text message of 10,000 CJK characters is ~30 KiB of JSON; nothing legitimate
+    // is bigger.
+    ws.max_message_size(MAX_FRAME).max_frame_size(MAX_FRAME).on_upgrade(move |socket| serve(socket, state, token))
 }
 
 async fn refuse(mut socket: WebSocket, reason: &str) {

@@ -85,6 +85,8 @@ impl TestServer {
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Self {
         let mut settings = Settings::with_data_dir(temp_dir());
         settings.listen = "127.0.0.1:0".parse().unwrap();
+        // Suites register many users from one address; the limits have their own test.
+        settings.limits = im_gateway::settings::Limits::NONE;
         if backend == Backend::Postgres {
             settings.database_url = Some(fresh_postgres_url().await);
         }

@@ -7,7 +7,8 @@ use crate::ok;
 use crate::params::Params;
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
+use std::net::SocketAddr;
 use axum::routing::{get, post};
 use im_commands::Ctx;
 use im_commands::accounts::SessionStarted;
@@ -50,21 +51,30 @@ async fn me_response(state: &AppState, me: &Me, position: i64) -> ApiResult {
     Ok(ok(user.to_json()))
 }
 
-async fn register(State(state): State<AppState>, params: Params) -> ApiResult {
+/// The client's IP, for per-IP limits.
+fn ip(addr: &ConnectInfo<SocketAddr>) -> String {
+    addr.0.ip().to_string()
+}
+
+async fn register(State(state): State<AppState>, addr: ConnectInfo<SocketAddr>, params: Params) -> ApiResult {
+    state.limit("register", &ip(&addr), state.limits().register).await?;
     let username = params.required("username")?;
     let password = params.required("password")?;
     let started = state.accounts().register(&Ctx::anonymous(), &username, &password).await?;
     session_response(&state, started).await
 }
 
-async fn login(State(state): State<AppState>, params: Params) -> ApiResult {
+async fn login(State(state): State<AppState>, addr: ConnectInfo<SocketAddr>, params: Params) -> ApiResult {
+    state.limit("login-ip", &ip(&addr), state.limits().login).await?;
     let username = params.required("username")?;
     let password = params.required("password")?;
+    state.limit("login-user", &username.to_lowercase(), state.limits().login).await?;
     let started = state.accounts().login(&Ctx::anonymous(), &username, &password).await?;
     session_response(&state, started).await
 }
 
-async fn visitor_register(State(state): State<AppState>, params: Params) -> ApiResult {
+async fn visitor_register(State(state): State<AppState>, addr: ConnectInfo<SocketAddr>, params: Params) -> ApiResult {
+    state.limit("register", &ip(&addr), state.limits().register).await?;
     let fingerprint = params.required("devicefingeruuid")?;
     let device = DeviceInfo {
         ua: params.optional_bounded("ua", 500)?,

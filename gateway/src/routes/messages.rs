@@ -7,7 +7,8 @@ use crate::ok;
 use crate::params::{Params, path_int};
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
+use std::net::SocketAddr;
 use axum::routing::{get, post};
 use im_commands::Ctx;
 use im_commands::groups::{GroupFace, GroupSender};
@@ -74,6 +75,7 @@ fn percent_decode(s: &str) -> Option<String> {
 /// The send logic shared by `POST /api/chat/socket/sendmessage` and the WebSocket
 /// `send` frame. Returns the message object.
 pub async fn send_message(state: &AppState, me: &Me, params: &Params) -> Result<Value, ApiError> {
+    state.limit("send", &me.id.to_string(), state.limits().send).await?;
     let to_id = params.int("sendto_id")?.ok_or_else(|| ApiError::bad("missing_sendto_id", "sendto_id 参数必填"))?;
     if to_id < 1 {
         return Err(ApiError::bad("invalid_sendto_id", "sendto_id 必须是正整数"));
@@ -212,7 +214,8 @@ async fn auto_reply(state: &AppState, message: &im_domain::message::MessageSent,
     Ok(())
 }
 
-async fn send(State(state): State<AppState>, params: Params) -> ApiResult {
+async fn send(State(state): State<AppState>, addr: ConnectInfo<SocketAddr>, params: Params) -> ApiResult {
+    state.limit("send-ip", &addr.0.ip().to_string(), state.limits().send.saturating_mul(4)).await?;
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     Ok(ok(send_message(&state, &me, &params).await?))
 }
