@@ -1,6 +1,6 @@
 //! Building and running the server.
 
-use crate::settings::{Limits, Role, Settings};
+use crate::settings::{FileSettings, Limits, Role, Settings};
 use im_adapters::ratelimit::{LocalRateLimiter, RateLimiter, RedisRateLimiter};
 use im_adapters::kafka::{DeliveryConsumer, KafkaDeliverySink, KafkaSettings, run_relay};
 use im_adapters::presence::{Kick, LocalPresence, Presence, RedisPresence};
@@ -60,6 +60,7 @@ struct Inner {
     metrics: Arc<crate::metrics::Metrics>,
     limiter: Arc<dyn RateLimiter>,
     limits: Limits,
+    files: FileSettings,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -159,6 +160,10 @@ impl AppState {
                 Ok(())
             }
         }
+    }
+
+    pub fn files(&self) -> &FileSettings {
+        &self.0.files
     }
 
     pub fn limits(&self) -> Limits {
@@ -324,6 +329,7 @@ impl Application {
             metrics,
             limiter,
             limits: settings.limits,
+            files: settings.files.clone(),
             shutdown: shutdown_rx,
         }));
         tracing::info!(addr = %listener.local_addr()?, backend = state.store().backend(), ?role, node = %settings.node_id, "server built");
@@ -376,6 +382,8 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::messages::router())
         .merge(routes::askanswer::router())
         .merge(routes::groups::router())
+        .merge(routes::files::router(state.files().max_video_bytes.max(state.files().max_image_bytes) + (1 << 20)))
+        .nest_service("/public", tower_http::services::ServeDir::new(&state.files().upload_dir))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))

@@ -159,11 +159,24 @@ struct ServeArgs {
     /// Messages per minute per sender; per IP four times that (0 = no limit).
     #[arg(long, env = "IM_RATE_SEND", default_value_t = 300)]
     rate_send: u32,
+    /// The local upload store, served under /public (default <data-dir>/uploads).
+    #[arg(long, env = "IM_UPLOAD_DIR")]
+    upload_dir: Option<PathBuf>,
+    /// Largest image or audio upload, in bytes.
+    #[arg(long, env = "IM_UPLOAD_MAX_IMAGE", default_value_t = 10 << 20)]
+    upload_max_image: usize,
+    /// Largest video upload, in bytes.
+    #[arg(long, env = "IM_UPLOAD_MAX_VIDEO", default_value_t = 100 << 20)]
+    upload_max_video: usize,
+    /// The ffmpeg binary used for video screenshots.
+    #[arg(long, env = "IM_FFMPEG", default_value = "ffmpeg")]
+    ffmpeg: String,
 }
 
 impl From<ServeArgs> for Settings {
     fn from(a: ServeArgs) -> Self {
         let defaults = Settings::with_data_dir(&a.data_dir);
+        let upload_dir = a.upload_dir.clone().unwrap_or_else(|| a.data_dir.join("uploads"));
         Settings {
             role: a.role,
             kafka_brokers: a.kafka_brokers.filter(|b| !b.is_empty()),
@@ -182,6 +195,12 @@ impl From<ServeArgs> for Settings {
             revoke_window: Duration::from_secs(a.revoke_window_secs),
             max_group_size: a.max_group_size.max(2),
             limits: im_gateway::settings::Limits { login: a.rate_login, register: a.rate_register, send: a.rate_send },
+            files: im_gateway::settings::FileSettings {
+                upload_dir,
+                max_image_bytes: a.upload_max_image,
+                max_video_bytes: a.upload_max_video,
+                ffmpeg: a.ffmpeg,
+            },
         }
     }
 }

@@ -69,6 +69,27 @@ pub struct Settings {
     pub max_group_size: usize,
     /// Rate limits per minute (0 = none).
     pub limits: Limits,
+    /// Uploads: where and how big.
+    pub files: FileSettings,
+}
+
+/// Uploads (SPEC 7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSettings {
+    /// `IM_UPLOAD_DIR`: the local store, served under `/public` (default `<data-dir>/uploads`).
+    pub upload_dir: PathBuf,
+    /// `IM_UPLOAD_MAX_IMAGE`: bytes for images and audio (default 10 MiB).
+    pub max_image_bytes: usize,
+    /// `IM_UPLOAD_MAX_VIDEO`: bytes for video (default 100 MiB).
+    pub max_video_bytes: usize,
+    /// `IM_FFMPEG`: the ffmpeg binary for video screenshots (default `ffmpeg` on PATH).
+    pub ffmpeg: String,
+}
+
+impl FileSettings {
+    pub fn under(data_dir: &Path) -> Self {
+        Self { upload_dir: data_dir.join("uploads"), max_image_bytes: 10 << 20, max_video_bytes: 100 << 20, ffmpeg: "ffmpeg".into() }
+    }
 }
 
 /// Abuse limits, per minute; 0 switches one off.
@@ -95,7 +116,9 @@ impl Default for Limits {
 impl Settings {
     /// Defaults for everything, with `data_dir` as given (handy for tests).
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir: PathBuf = data_dir.into();
         Self {
+            files: FileSettings::under(&data_dir),
             role: Role::All,
             kafka_brokers: None,
             redis_url: None,
@@ -105,7 +128,7 @@ impl Settings {
             deliveries_topic: "im.deliveries".into(),
             redis_prefix: "im:".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 7001)),
-            data_dir: data_dir.into(),
+            data_dir,
             database_url: None,
             jwt_secret: None,
             token_ttl_secs: 7 * 24 * 3600,

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod askanswer;
+pub mod files;
 pub mod friends;
 pub mod groups;
 pub mod messages;

@@ -1,0 +1,109 @@
+//! End-to-end: SPEC section 7 — uploads (type sniffed from the bytes, size limits, no
+//! path escapes), files served back under /public, and video screenshots via ffmpeg.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use im_e2e::{Backend, TestServer, TestUser, both_backends};
+use serde_json::{Value, json};
+
+both_backends!(uploads_are_checked_stored_and_served, video_screenshots);
+
+async fn upload(server: &TestServer, path: &str, token: Option<&str>, name: &str, bytes: Vec<u8>) -> (u16, Value) {
+    let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned());
+    let mut req = server.request(reqwest::Method::POST, path).multipart(reqwest::multipart::Form::new().part("file", part));
+    if let Some(t) = token {
+        req = req.header("token", t);
+    }
+    server.send(req).await
+}
+
+async fn fetch(server: &TestServer, url: &str) -> (u16, Vec<u8>) {
+    let resp = server.request(reqwest::Method::GET, url).send().await.unwrap();
+    (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
+}
+
+fn png() -> Vec<u8> {
+    im_gateway::routes::groups::qr_png("hello").unwrap()
+}
+
+async fn uploads_are_checked_stored_and_served(backend: Backend) {
+    let server = TestServer::start_with(backend, |s| s.files.max_image_bytes = 50_000).await;
+    let user: TestUser = server.visitor("upload-device").await;
+    let t = Some(user.token.as_str());
+    let image = png();
+
+    let (status, body) = upload(&server, "/api/chat/uploadStreamSingleToServerDiy/avatar_1", t, "me.png", image.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let data = &body["data"];
+    assert_eq!(data["mime"], "image/png");
+    assert_eq!(data["size"], image.len());
+    assert!(data["path"].as_str().unwrap().starts_with("avatar_1/"));
+    let url = data["url"].as_str().unwrap();
+    assert_eq!(fetch(&server, url).await, (200, image.clone()), "served back byte for byte");
+
+    let (status, body) = upload(&server, "/api/chat/uploadAliyun", t, "x.png", image.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(fetch(&server, body["data"]["url"].as_str().unwrap()).await.1, image);
+
+    // Refusals.
+    let fail = |resp: (u16, Value), status: u16, code: &str| {
+        assert_eq!((resp.0, resp.1["code"].as_str()), (status, Some(code)), "{}", resp.1);
+    };
+    fail(upload(&server, "/api/chat/uploadStreamSingleToServerDiy/avatar", None, "me.png", image.clone()).await, 401, "missing_token");
+    fail(upload(&server, "/api/chat/uploadStreamSingleToServerDiy/bad.dir", t, "me.png", image.clone()).await, 400, "invalid_diydir");
+    fail(upload(&server, &format!("/api/chat/uploadStreamSingleToServerDiy/{}", "d".repeat(33)), t, "me.png", image.clone()).await, 400, "invalid_diydir");
+    fail(upload(&server, "/api/chat/uploadStreamSingleToServerDiy/avatar", t, "evil.png", b"<script>alert(1)</script>".to_vec()).await, 400, "unsupported_type");
+    let mut big = image.clone();
+    big.extend(std::iter::repeat_n(0u8, 60_000));
+    fail(upload(&server, "/api/chat/uploadStreamSingleToServerDiy/avatar", t, "big.png", big).await, 413, "file_too_large");
+
+    // Nothing outside the upload root is reachable.
+    for escape in ["/public/../im.db", "/public/%2e%2e/im.db", "/public/..%2fim.db", "/public/avatar_1/../../jwt_secret"] {
+        let (status, bytes) = fetch(&server, escape).await;
+        assert_ne!(status, 200, "{escape} must not be served ({} bytes)", bytes.len());
+    }
+}
+
+async fn video_screenshots(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let user = server.register("videouser", "123456").await;
+    let t = Some(user.token.as_str());
+    // A two-second test video made by ffmpeg itself.
+    let dir = im_e2e::temp_dir();
+    let video_path = dir.join("clip.mp4");
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=duration=2:size=64x64:rate=10", "-pix_fmt", "yuv420p"])
+        .arg(&video_path)
+        .status()
+        .expect("ffmpeg is installed by scripts/test");
+    assert!(made.success());
+    let (status, body) = upload(&server, "/api/chat/uploadStreamSingleToServerDiy/video", t, "clip.mp4", std::fs::read(&video_path).unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["data"]["mime"].as_str().unwrap().starts_with("video/"));
+    let video_url = body["data"]["url"].as_str().unwrap().to_owned();
+
+    let (status, shot) = server.post("/api/chat/getVideoScreenshot", t, json!({"url": format!("http://cdn.example{video_url}")})).await;
+    assert_eq!(status, 200, "{shot}");
+    let (status, jpeg) = fetch(&server, shot["data"]["url"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "a JPEG");
+
+    let (status, image) = upload(&server, "/api/chat/uploadStreamSingleToServerDiy/video", t, "x.png", png()).await;
+    assert_eq!(status, 200);
+    let (status, body) = server.post("/api/chat/getVideoScreenshot", t, json!({"url": image["data"]["url"]})).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("not_a_video")), "{body}");
+    let (status, body) = server.post("/api/chat/getVideoScreenshot", t, json!({"url": "/public/nope.mp4"})).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("video_not_found")));
+    let (status, body) = server.post("/api/chat/getVideoScreenshot", t, json!({"url": "/public/../im.db"})).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("video_not_found")));
+
+    // Without ffmpeg the answer says so.
+    let bare = TestServer::start_with(backend, |s| s.files.ffmpeg = "/nonexistent/ffmpeg".into()).await;
+    let u = bare.register("videouser", "123456").await;
+    let (status, body) =
+        upload(&bare, "/api/chat/uploadStreamSingleToServerDiy/video", Some(&u.token), "clip.mp4", std::fs::read(&video_path).unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = bare.post("/api/chat/getVideoScreenshot", Some(&u.token), json!({"url": body["data"]["url"]})).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("ffmpeg_unavailable")), "{body}");
+    assert!(body["data"].as_str().unwrap().contains("ffmpeg"));
+    let _ = std::fs::remove_dir_all(dir);
+}
