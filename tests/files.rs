@@ -5,7 +5,7 @@
 use im_e2e::{Backend, TestServer, TestUser, both_backends};
 use serde_json::{Value, json};
 
-both_backends!(uploads_are_checked_stored_and_served, video_screenshots);
+both_backends!(uploads_are_checked_stored_and_served, video_screenshots, upload_to_an_s3_compatible_store);
 
 async fn upload(server: &TestServer, path: &str, token: Option<&str>, name: &str, bytes: Vec<u8>) -> (u16, Value) {
     let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned());
@@ -106,4 +106,39 @@ async fn video_screenshots(backend: Backend) {
     assert_eq!((status, body["code"].as_str()), (400, Some("ffmpeg_unavailable")), "{body}");
     assert!(body["data"].as_str().unwrap().contains("ffmpeg"));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+async fn upload_to_an_s3_compatible_store(backend: Backend) {
+    let endpoint = std::env::var("TEST_S3_ENDPOINT").expect("TEST_S3_ENDPOINT is not set: run ./scripts/test, which starts an S3-API server");
+    let bucket = format!("im-{}", uuid::Uuid::new_v4().simple());
+    let server = TestServer::start_with(backend, |s| {
+        s.files.s3 = Some(im_adapters::objects::S3Settings {
+            endpoint: endpoint.clone(),
+            bucket: bucket.clone(),
+            region: "us-east-1".into(),
+            access_key: "test".into(),
+            secret_key: "test".into(),
+            public_url: None,
+        })
+    })
+    .await;
+    let user = server.register("s3user01", "123456").await;
+    let image = png();
+    let (status, body) = upload(&server, "/api/chat/uploadAliyun", Some(&user.token), "a.png", image.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let url = body["data"]["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{endpoint}/{bucket}/oss/")), "{url}");
+    // The object is in the store, byte for byte (read with a signed request: buckets
+    // are private unless their owner publishes them).
+    let key = url.strip_prefix(&format!("{endpoint}/{bucket}/")).unwrap();
+    let s3_bucket = rusty_s3::Bucket::new(endpoint.parse().unwrap(), rusty_s3::UrlStyle::Path, bucket.clone(), "us-east-1").unwrap();
+    let credentials = rusty_s3::Credentials::new("test", "test");
+    let signed = rusty_s3::S3Action::sign(&s3_bucket.get_object(Some(&credentials), key), std::time::Duration::from_secs(60));
+    let stored = reqwest::get(signed).await.unwrap();
+    assert_eq!(stored.status().as_u16(), 200);
+    assert_eq!(stored.bytes().await.unwrap().to_vec(), image);
+    // The diy route keeps writing to the local store.
+    let (status, body) = upload(&server, "/api/chat/uploadStreamSingleToServerDiy/local", Some(&user.token), "a.png", image.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["data"]["url"].as_str().unwrap().starts_with("/public/local/"));
 }

@@ -10,6 +10,7 @@
 //!   delivery producer (inbox rows → `im.deliveries`, keyed and partitioned by recipient)
 //!   and the gateway's delivery consumer (assigns itself the partitions of the users
 //!   connected to it).
+//! * [`objects`] — upload stores: a local directory, or an S3-compatible endpoint.
 //! * [`ratelimit`] — fixed-window rate limits, in memory or in Redis.
 //! * `bin/kafka_mock.rs` — `im-kafka-mock`, librdkafka's mock cluster as a process.
 //!
@@ -18,5 +19,6 @@
 //! or Kafka.
 
 pub mod kafka;
+pub mod objects;
 pub mod presence;
 pub mod ratelimit;

@@ -1,6 +1,7 @@
 //! Building and running the server.
 
 use crate::settings::{FileSettings, Limits, Role, Settings};
+use im_adapters::objects::{LocalStore, ObjectStore, S3Store};
 use im_adapters::ratelimit::{LocalRateLimiter, RateLimiter, RedisRateLimiter};
 use im_adapters::kafka::{DeliveryConsumer, KafkaDeliverySink, KafkaSettings, run_relay};
 use im_adapters::presence::{Kick, LocalPresence, Presence, RedisPresence};
@@ -61,6 +62,8 @@ struct Inner {
     limiter: Arc<dyn RateLimiter>,
     limits: Limits,
     files: FileSettings,
+    local_files: Arc<dyn ObjectStore>,
+    object_store: Arc<dyn ObjectStore>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -164,6 +167,16 @@ impl AppState {
 
     pub fn files(&self) -> &FileSettings {
         &self.0.files
+    }
+
+    /// The local upload directory (served under `/public`).
+    pub fn local_files(&self) -> &Arc<dyn ObjectStore> {
+        &self.0.local_files
+    }
+
+    /// Where `uploadAliyun` writes: the S3-compatible store, else the local one.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.0.object_store
     }
 
     pub fn limits(&self) -> Limits {
@@ -273,6 +286,15 @@ impl Application {
         } else {
             Projector::follow(db.clone(), &PROJECTIONS).await?
         };
+        let local_files: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&settings.files.upload_dir));
+        let object_store: Arc<dyn ObjectStore> = match &settings.files.s3 {
+            Some(s3) => {
+                let store = S3Store::new(s3).context("configuring the S3 store")?;
+                store.ensure_bucket().await.context("reaching the S3 store")?;
+                Arc::new(store)
+            }
+            None => local_files.clone(),
+        };
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let limiter: Arc<dyn RateLimiter> = match &settings.redis_url {
             Some(url) => Arc::new(RedisRateLimiter::connect(url, &settings.redis_prefix).await.context("connecting to Redis")?),
@@ -330,6 +352,8 @@ impl Application {
             limiter,
             limits: settings.limits,
             files: settings.files.clone(),
+            local_files,
+            object_store,
             shutdown: shutdown_rx,
         }));
         tracing::info!(addr = %listener.local_addr()?, backend = state.store().backend(), ?role, node = %settings.node_id, "server built");

@@ -171,6 +171,20 @@ struct ServeArgs {
     /// The ffmpeg binary used for video screenshots.
     #[arg(long, env = "IM_FFMPEG", default_value = "ffmpeg")]
     ffmpeg: String,
+    /// S3-compatible endpoint for uploadAliyun (e.g. https://oss-cn-hangzhou.aliyuncs.com).
+    #[arg(long, env = "IM_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    #[arg(long, env = "IM_S3_BUCKET", default_value = "im-uploads")]
+    s3_bucket: String,
+    #[arg(long, env = "IM_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    #[arg(long, env = "IM_S3_ACCESS_KEY", hide_env_values = true, default_value = "")]
+    s3_access_key: String,
+    #[arg(long, env = "IM_S3_SECRET_KEY", hide_env_values = true, default_value = "")]
+    s3_secret_key: String,
+    /// Base of the URLs handed out for stored objects (default <endpoint>/<bucket>).
+    #[arg(long, env = "IM_S3_PUBLIC_URL")]
+    s3_public_url: Option<String>,
 }
 
 impl From<ServeArgs> for Settings {
@@ -200,6 +214,14 @@ impl From<ServeArgs> for Settings {
                 max_image_bytes: a.upload_max_image,
                 max_video_bytes: a.upload_max_video,
                 ffmpeg: a.ffmpeg,
+                s3: a.s3_endpoint.filter(|e| !e.is_empty()).map(|endpoint| im_adapters::objects::S3Settings {
+                    endpoint,
+                    bucket: a.s3_bucket,
+                    region: a.s3_region,
+                    access_key: a.s3_access_key,
+                    secret_key: a.s3_secret_key,
+                    public_url: a.s3_public_url.filter(|u| !u.is_empty()),
+                }),
             },
         }
     }

@@ -84,11 +84,13 @@ pub struct FileSettings {
     pub max_video_bytes: usize,
     /// `IM_FFMPEG`: the ffmpeg binary for video screenshots (default `ffmpeg` on PATH).
     pub ffmpeg: String,
+    /// `IM_S3_*`: the S3-compatible store `uploadAliyun` writes to (default: the local one).
+    pub s3: Option<im_adapters::objects::S3Settings>,
 }
 
 impl FileSettings {
     pub fn under(data_dir: &Path) -> Self {
-        Self { upload_dir: data_dir.join("uploads"), max_image_bytes: 10 << 20, max_video_bytes: 100 << 20, ffmpeg: "ffmpeg".into() }
+        Self { upload_dir: data_dir.join("uploads"), max_image_bytes: 10 << 20, max_video_bytes: 100 << 20, ffmpeg: "ffmpeg".into(), s3: None }
     }
 }
 

@@ -1,5 +1,5 @@
-//! SPEC section 7: uploads into the local store (served back under `/public`), and a
-//! video's screenshot through ffmpeg.
+//! SPEC section 7: uploads into the local store (served back under `/public`) or the
+//! configured S3-compatible store, and a video's screenshot through ffmpeg.
 
 use crate::app::AppState;
 use crate::auth::{Access, Me};
@@ -14,6 +14,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Component, PathBuf};
+use im_adapters::objects::ObjectStore;
 use std::time::Duration;
 
 type ApiResult = Result<Json<Value>, ApiError>;
@@ -78,8 +79,8 @@ fn multipart_error(detail: &str) -> ApiError {
     }
 }
 
-/// Stores an upload under `dir/yyyymmdd/<uuid>.<ext>` in the local store.
-async fn store(state: &AppState, dir: &str, bytes: Vec<u8>) -> ApiResult {
+/// Stores an upload under `dir/yyyymmdd/<uuid>.<ext>` in `store`.
+async fn store(state: &AppState, store: &dyn ObjectStore, dir: &str, bytes: Vec<u8>) -> ApiResult {
     let files = state.files();
     let (mime, ext, video) = sniff(&bytes)?;
     let max = if video { files.max_video_bytes } else { files.max_image_bytes };
@@ -88,15 +89,9 @@ async fn store(state: &AppState, dir: &str, bytes: Vec<u8>) -> ApiResult {
     }
     let day = chrono::Utc::now().format("%Y%m%d");
     let path = format!("{dir}/{day}/{}.{ext}", uuid::Uuid::now_v7().simple());
-    let target = files.upload_dir.join(&path);
-    if let Some(parent) = target.parent() {
-        tokio::fs::create_dir_all(parent).await.map_err(ApiError::internal)?;
-    }
     let size = bytes.len();
-    let tmp = target.with_extension("part");
-    tokio::fs::write(&tmp, bytes).await.map_err(ApiError::internal)?;
-    tokio::fs::rename(&tmp, &target).await.map_err(ApiError::internal)?;
-    Ok(ok(json!({"url": format!("/public/{path}"), "path": path, "size": size, "mime": mime})))
+    let url = store.put(&path, bytes, mime).await.map_err(ApiError::internal)?;
+    Ok(ok(json!({"url": url, "path": path, "size": size, "mime": mime})))
 }
 
 fn largest(state: &AppState) -> usize {
@@ -116,14 +111,14 @@ async fn upload_diy(
         return Err(ApiError::bad("invalid_diydir", "目录名只能是1到32位字母、数字、下划线或中划线"));
     }
     let bytes = read_file(multipart, largest(&state)).await?;
-    store(&state, &diydir, bytes).await
+    store(&state, state.local_files().as_ref(), &diydir, bytes).await
 }
 
 /// `uploadAliyun`: into the configured object store; without one, the local store.
 async fn upload_store(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<HashMap<String, String>>, multipart: Multipart) -> ApiResult {
     uploader(&state, &headers, &query).await?;
     let bytes = read_file(multipart, largest(&state)).await?;
-    store(&state, "oss", bytes).await
+    store(&state, state.object_store().as_ref(), "oss", bytes).await
 }
 
 /// The local file a `/public/...` URL (relative or absolute) names, if it is one of ours.
