@@ -110,6 +110,10 @@ impl Accounts {
         let Some(id) = claim.state else { return Err(CommandError::WrongCredentials) };
         let loaded = self.load_account(id).await?;
         let Some(account) = loaded.state else { return Err(CommandError::WrongCredentials) };
+        // A name the account gave up (an operator renamed it) no longer logs in.
+        if account.username.to_lowercase() != username.as_str().to_lowercase() {
+            return Err(CommandError::WrongCredentials);
+        }
         let Some(hash) = &account.password_hash else { return Err(CommandError::WrongCredentials) };
         if !self.passwords.verify(password, hash).await? {
             return Err(CommandError::WrongCredentials);
@@ -241,6 +245,45 @@ impl Accounts {
         let userset = UserSet::parse(raw).map_err(|e| CommandError::InvalidSettings(e.0))?;
         let now = now_millis();
         Ok(self.execute(ctx, id, |_| Ok(Command::ChangeSettings { userset, at: now })).await?.1)
+    }
+
+    /// Operator: set a new password without the old one.
+    pub async fn reset_password(&self, ctx: &Ctx, id: UserId, new: &str) -> Result<i64, CommandError> {
+        let password = Password::parse(new)?;
+        let password_hash = self.passwords.hash(&password).await?;
+        let now = now_millis();
+        Ok(self
+            .execute(ctx, id, |_| Ok(Command::ChangePassword { password_hash: password_hash.clone(), at: now }))
+            .await?
+            .1)
+    }
+
+    /// Operator: change a user's login name (claimed like a registration).
+    pub async fn rename(&self, ctx: &Ctx, id: UserId, username: &str) -> Result<i64, CommandError> {
+        let username = Username::parse(username)?;
+        let claim_stream = StreamId::username(&username);
+        for _ in 0..ATTEMPTS {
+            let loaded = self.load_account(id).await?;
+            let events = account::decide(&loaded.state, Command::Rename { username: username.clone(), at: now_millis() })?;
+            let claim = account::claim_username(&None, &username, id).map_err(|_| CommandError::UsernameTaken)?;
+            let appends = vec![
+                stream_append(ctx, claim_stream.to_string(), ExpectedVersion::NoStream, &claim),
+                stream_append(ctx, StreamId::user(id).to_string(), loaded.expected(), &events),
+            ];
+            match self.store.append(appends).await {
+                Ok(committed) => return Ok(committed.last_position),
+                Err(AppendError::Conflict { stream_id, .. }) if stream_id == claim_stream.as_str() => return Err(CommandError::UsernameTaken),
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CommandError::Contended)
+    }
+
+    /// Operator: delete an account.
+    pub async fn delete(&self, ctx: &Ctx, id: UserId) -> Result<i64, CommandError> {
+        let now = now_millis();
+        Ok(self.execute(ctx, id, |_| Ok(Command::Delete { at: now })).await?.1)
     }
 
     /// Operator: disable (ends the live session) or re-enable an account.

@@ -6,6 +6,7 @@
 //! * [`auth`] — [`auth::Passwords`] and [`auth::Tokens`].
 //! * [`store`] — loading a stream's state and appending decided events.
 //! * [`accounts`] — registration, login, visitors, profile, settings.
+//! * [`admin`] — operator accounts of the admin console.
 //! * [`friends`] — friend requests, friendships and their flags, reports.
 //! * [`groups`] — group lifecycle, membership, join requests, sending to a group.
 //! * [`messages`] — sending (with the allowance and idempotency claims) and revoking.
@@ -17,6 +18,7 @@
 //! appends to the log.
 
 pub mod accounts;
+pub mod admin;
 pub mod askanswer;
 pub mod auth;
 pub mod error;

@@ -61,6 +61,10 @@ pub enum Command {
     UpdateProfile { changes: ProfileChanges, at: i64 },
     ChangeSettings { userset: UserSet, at: i64 },
     SetActive { active: bool, at: i64 },
+    /// Operator: delete the account.
+    Delete { at: i64 },
+    /// Operator: a new login name (claimed by the caller in the same append).
+    Rename { username: Username, at: i64 },
 }
 
 /// Why an account command was refused.
@@ -118,7 +122,7 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, AccountErro
     };
     let user_id = account.id;
     // An operator may always re-enable; everything else needs an active account.
-    if !account.active && !matches!(command, Command::SetActive { .. }) {
+    if !account.active && !matches!(command, Command::SetActive { .. } | Command::Delete { .. }) {
         return Err(AccountError::Disabled);
     }
     match command {
@@ -165,6 +169,13 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, AccountErro
         Command::ChangeSettings { userset, at } => {
             Ok(vec![Event::UserSettingsChanged(UserSettingsChanged { user_id, userset, at })])
         }
+        Command::Delete { at } => Ok(vec![Event::UserDeleted(crate::event::UserDeleted { user_id, at })]),
+        Command::Rename { username, at } => {
+            if account.role == Role::Visitor {
+                return Err(AccountError::VisitorForbidden);
+            }
+            Ok(vec![Event::UsernameChanged(crate::event::UsernameChanged { user_id, username: username.as_str().to_owned(), at })])
+        }
         Command::SetActive { active, at } => {
             if account.active == active {
                 return Ok(vec![]);
@@ -187,6 +198,7 @@ pub fn evolve(state: State, event: &Event) -> State {
             userset: UserSet::default(),
             device_fingerprint: e.device_fingerprint.clone(),
         }),
+        (Some(_), Event::UserDeleted(_)) => None,
         (Some(mut a), event) => {
             match event {
                 Event::VisitorUpgraded(e) => {
@@ -195,6 +207,7 @@ pub fn evolve(state: State, event: &Event) -> State {
                     a.password_hash = Some(PasswordHash(e.password_hash.clone()));
                 }
                 Event::UserLoggedIn(e) => a.session = Some(e.session_id),
+                Event::UsernameChanged(e) => a.username = e.username.clone(),
                 Event::UserLoggedOut(e) if a.session == Some(e.session_id) => a.session = None,
                 Event::PasswordChanged(e) => a.password_hash = Some(PasswordHash(e.password_hash.clone())),
                 Event::UserSettingsChanged(e) => a.userset = e.userset,

@@ -154,6 +154,29 @@ pub struct ReportFiled {
     pub at: i64,
 }
 
+/// An operator account of the admin console (stream `admin-<username>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminCreated {
+    pub username: String,
+    pub password_hash: String,
+    pub at: i64,
+}
+
+/// An operator deleted a chat account: it can no longer log in or be found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserDeleted {
+    pub user_id: UserId,
+    pub at: i64,
+}
+
+/// An operator changed a user's login name (the new name was claimed atomically).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsernameChanged {
+    pub user_id: UserId,
+    pub username: String,
+    pub at: i64,
+}
+
 /// Every event of the system.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
@@ -183,6 +206,9 @@ pub enum Event {
     AskAnswerDeleted(AskAnswerDeleted),
     GroupCreated(GroupCreated),
     GroupChanged(GroupChanged),
+    AdminCreated(AdminCreated),
+    UserDeleted(UserDeleted),
+    UsernameChanged(UsernameChanged),
 }
 
 /// An event read back from the log could not be understood.
@@ -224,6 +250,9 @@ impl Event {
         "AskAnswerDeleted",
         "GroupCreated",
         "GroupChanged",
+        "AdminCreated",
+        "UserDeleted",
+        "UsernameChanged",
     ];
 
     /// The type name stored beside the payload (the serde tag).
@@ -254,6 +283,9 @@ impl Event {
             Event::AskAnswerDeleted(_) => "AskAnswerDeleted",
             Event::GroupCreated(_) => "GroupCreated",
             Event::GroupChanged(_) => "GroupChanged",
+            Event::AdminCreated(_) => "AdminCreated",
+            Event::UserDeleted(_) => "UserDeleted",
+            Event::UsernameChanged(_) => "UsernameChanged",
         }
     }
 

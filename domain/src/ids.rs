@@ -85,6 +85,11 @@ impl StreamId {
         Self(format!("group-{id}"))
     }
 
+    /// An operator account of the admin console.
+    pub fn admin(username: &str) -> Self {
+        Self(format!("admin-{}", username.to_lowercase()))
+    }
+
     /// A stream id read back from the log.
     pub fn from_stored(raw: String) -> Self {
         Self(raw)

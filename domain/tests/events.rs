@@ -13,7 +13,7 @@ use im_domain::event::{FriendAdded, FriendRequestAccepted, FriendRequestRefused,
 use im_domain::friendship::{Side, SideChange};
 use im_domain::event::{AllowanceUsed, ClientMessageKeyClaimed, MessageRevoked, MessageSent};
 use im_domain::message::{ChatType, Party};
-use im_domain::event::{AskAnswerDeleted, AskAnswerSaved, GroupChanged, GroupCreated};
+use im_domain::event::{AdminCreated, AskAnswerDeleted, AskAnswerSaved, GroupChanged, GroupCreated, UserDeleted, UsernameChanged};
 use im_domain::group::{GroupChange, Named};
 use im_domain::userset::{ChatRule, ChatSet, FriendSet, UserSet};
 use im_domain::values::Username;
@@ -117,10 +117,13 @@ fn variant_index(event: &Event) -> usize {
         Event::AskAnswerDeleted(_) => 22,
         Event::GroupCreated(_) => 23,
         Event::GroupChanged(_) => 24,
+        Event::AdminCreated(_) => 25,
+        Event::UserDeleted(_) => 26,
+        Event::UsernameChanged(_) => 27,
     }
 }
 
-const VARIANT_COUNT: usize = 25;
+const VARIANT_COUNT: usize = 28;
 
 fn named(id: UserId, name: &str) -> Named {
     Named { id, name: name.into() }
@@ -265,6 +268,13 @@ fn samples() -> Vec<Event> {
             change: GroupChange::MemberAdded { user: named(UserId(1004), "张三") },
             at: 1_700_000_020_000,
         }),
+        Event::AdminCreated(AdminCreated {
+            username: "ops".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$YWRtaW5zYWx0$YWRtaW5oYXNo".into(),
+            at: 1_700_000_021_000,
+        }),
+        Event::UserDeleted(UserDeleted { user_id: USER, at: 1_700_000_022_000 }),
+        Event::UsernameChanged(UsernameChanged { user_id: USER, username: "alice_02".into(), at: 1_700_000_023_000 }),
     ]
 }
 

@@ -63,6 +63,8 @@ struct Inner {
     limits: Limits,
     files: FileSettings,
     local_files: Arc<dyn ObjectStore>,
+    admins: im_commands::admin::Admins,
+    admin_secret: Vec<u8>,
     object_store: Arc<dyn ObjectStore>,
     shutdown: watch::Receiver<bool>,
 }
@@ -167,6 +169,27 @@ impl AppState {
 
     pub fn files(&self) -> &FileSettings {
         &self.0.files
+    }
+
+    pub fn admins(&self) -> &im_commands::admin::Admins {
+        &self.0.admins
+    }
+
+    /// The key that signs admin console sessions.
+    pub fn admin_secret(&self) -> &[u8] {
+        &self.0.admin_secret
+    }
+
+    /// Operator action: delete an account, revoking its session and closing its socket.
+    pub async fn delete_user(&self, user: im_domain::UserId) -> Result<(), ApiError> {
+        let position = self.accounts().delete(&im_commands::Ctx::anonymous(), user).await?;
+        self.settle(position).await?;
+        self.remember_session(user.0, Some("deleted")).await;
+        self.hub().close_user(user);
+        if let Ok(Some(node)) = self.presence().node_of(user.0).await {
+            let _ = self.presence().kick(&node, &Kick { user: user.0, session: String::new() }).await;
+        }
+        Ok(())
     }
 
     /// The local upload directory (served under `/public`).
@@ -286,6 +309,7 @@ impl Application {
         } else {
             Projector::follow(db.clone(), &PROJECTIONS).await?
         };
+        let admins = im_commands::admin::Admins::new(store.clone());
         let local_files: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&settings.files.upload_dir));
         let object_store: Arc<dyn ObjectStore> = match &settings.files.s3 {
             Some(s3) => {
@@ -354,6 +378,8 @@ impl Application {
             files: settings.files.clone(),
             local_files,
             object_store,
+            admins,
+            admin_secret: [secret.as_slice(), b":admin-console"].concat(),
             shutdown: shutdown_rx,
         }));
         tracing::info!(addr = %listener.local_addr()?, backend = state.store().backend(), ?role, node = %settings.node_id, "server built");
@@ -406,6 +432,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::messages::router())
         .merge(routes::askanswer::router())
         .merge(routes::groups::router())
+        .merge(crate::admin::router())
         .merge(routes::files::router(state.files().max_video_bytes.max(state.files().max_image_bytes) + (1 << 20)))
         .nest_service("/public", tower_http::services::ServeDir::new(&state.files().upload_dir))
         .fallback(not_found)

@@ -3,6 +3,7 @@
 //! server from [`Settings`].
 //!
 //! # Layout
+//! * [`admin`] — the admin console: signed-cookie sessions, CSRF-checked forms.
 //! * [`settings`] — flags → environment → defaults; the JWT secret kept in the data dir.
 //! * [`app`] — [`Application::build`] opens the stores, starts the projector and binds
 //!   the listener (port 0 works for tests); [`AppState`] is what handlers share.
@@ -19,6 +20,7 @@
 //! It never writes to the log or to read models itself: writes go through
 //! `im-commands`, reads through `im-projections`.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod bench;

@@ -28,6 +28,20 @@ enum Command {
     Rebuild(RebuildArgs),
     /// Publish the log again to Kafka im.events from a position.
     Replay(ReplayArgs),
+    /// Admin console accounts.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an operator account. The password comes from IM_ADMIN_PASSWORD or the
+    /// first line of standard input; there is no default.
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        username: String,
+    },
 }
 
 /// Where the log is.
@@ -242,6 +256,7 @@ async fn main() -> ExitCode {
         Command::Events(args) => events(args).await,
         Command::Rebuild(args) => rebuild(args).await,
         Command::Replay(args) => replay(args).await,
+        Command::Admin(AdminCommand::Create { store, username }) => admin_create(store, username).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -330,6 +345,31 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let count = im_gateway::tools::replay(&settings, args.from, &mut |at, head| progress_bar("replay", at, head)).await?;
     eprintln!("im: published {count} events");
     Ok(())
+}
+
+async fn admin_create(store: StoreArgs, username: String) -> anyhow::Result<()> {
+    let password = match std::env::var("IM_ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => p,
+        _ => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    if password.is_empty() {
+        return Err(im_gateway::tools::Usage("no password: set IM_ADMIN_PASSWORD or pipe it on standard input".into()).into());
+    }
+    let (store, _) = im_gateway::app::open_stores(&store.settings()).await?;
+    match im_commands::admin::Admins::new(store).create(&username, &password).await {
+        Ok(()) => {
+            eprintln!("im: operator {username} created");
+            Ok(())
+        }
+        Err(e @ (im_commands::CommandError::UsernameTaken | im_commands::CommandError::Invalid(_))) => {
+            Err(im_gateway::tools::Usage(format!("cannot create {username}: {e}")).into())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn shutdown_signal() {

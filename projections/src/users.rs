@@ -103,6 +103,18 @@ impl Projection for UsersProjection {
                 };
                 sqlx::query(sql).bind(e.user_id.0).bind(e.at).execute(tx).await?;
             }
+            Event::UsernameChanged(e) => {
+                sqlx::query("UPDATE users SET username = $2, username_lower = $3, update_time = $4 WHERE id = $1")
+                    .bind(e.user_id.0)
+                    .bind(&e.username)
+                    .bind(e.username.to_lowercase())
+                    .bind(e.at)
+                    .execute(tx)
+                    .await?;
+            }
+            Event::UserDeleted(e) => {
+                sqlx::query("DELETE FROM users WHERE id = $1").bind(e.user_id.0).execute(tx).await?;
+            }
             _ => {}
         }
         Ok(())
@@ -186,6 +198,15 @@ fn decode(row: AnyRow) -> Result<UserRow, ReadError> {
     })
 }
 
+/// The tables the dashboard counts.
+#[derive(Debug, Clone, Copy)]
+pub enum Counted {
+    Users,
+    Groups,
+    Messages,
+    Reports,
+}
+
 /// Queries on the user directory.
 #[derive(Clone)]
 pub struct Users {
@@ -205,6 +226,30 @@ impl Users {
     pub async fn by_uuid(&self, uuid: &str) -> Result<Option<UserRow>, ReadError> {
         let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE uuid = $1"));
         sqlx::query(sql).bind(uuid).fetch_optional(self.db.pool()).await?.map(decode).transpose()
+    }
+
+    /// Every account, newest first, optionally filtered by username/nickname: (total, page).
+    pub async fn page(&self, query: &str, page: i64, limit: i64) -> Result<(i64, Vec<UserRow>), ReadError> {
+        let pattern = format!("%{}%", query.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let filter = "(username_lower LIKE $1 ESCAPE '\\' OR nickname_lower LIKE $1 ESCAPE '\\')";
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM users WHERE {filter}")))
+            .bind(&pattern)
+            .fetch_one(self.db.pool())
+            .await?;
+        let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE {filter} ORDER BY id DESC LIMIT $2 OFFSET $3"));
+        let rows = sqlx::query(sql).bind(&pattern).bind(limit).bind((page - 1) * limit).fetch_all(self.db.pool()).await?;
+        Ok((count, rows.into_iter().map(decode).collect::<Result<_, _>>()?))
+    }
+
+    /// How many rows a read-model table has (dashboard figures).
+    pub async fn count(&self, table: Counted) -> Result<i64, ReadError> {
+        let sql = match table {
+            Counted::Users => "SELECT COUNT(*) FROM users",
+            Counted::Groups => "SELECT COUNT(*) FROM chat_groups WHERE status <> 0",
+            Counted::Messages => "SELECT COUNT(*) FROM messages",
+            Counted::Reports => "SELECT COUNT(*) FROM reports",
+        };
+        Ok(sqlx::query_scalar(sql).fetch_one(self.db.pool()).await?)
     }
 
     /// Active registered users (never visitors, never `me`) whose username or nickname

@@ -1,0 +1,212 @@
+//! End-to-end: the admin console (SPEC 9). Its security properties over plain HTTP
+//! (no default account, cookie flags, CSRF), every operator action, and a real headless
+//! Chromium driven over WebDriver that logs in and takes a screenshot.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use im_e2e::process::free_port;
+use im_e2e::{Backend, TestServer, both_backends};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+both_backends!(console_security_and_operator_actions);
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+async fn login(server: &TestServer, user: &str, pass: &str) -> reqwest::Response {
+    client().post(format!("{}/admin/login", server.base)).form(&[("username", user), ("password", pass)]).send().await.unwrap()
+}
+
+/// The session cookie and the CSRF token of a logged-in operator.
+async fn session(server: &TestServer) -> (String, String) {
+    let resp = login(server, "opsadmin", "s3cret-ops").await;
+    assert_eq!(resp.status().as_u16(), 303);
+    let set_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
+        assert!(set_cookie.contains(flag), "{flag} in {set_cookie}");
+    }
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let html = get(server, &cookie, "/admin/users").await;
+    let csrf = html.split("name=csrf value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    (cookie, csrf)
+}
+
+async fn get(server: &TestServer, cookie: &str, path: &str) -> String {
+    let resp = client().get(format!("{}{path}", server.base)).header("cookie", cookie).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "{path}");
+    resp.text().await.unwrap()
+}
+
+async fn post(server: &TestServer, cookie: &str, path: &str, form: &[(&str, &str)]) -> u16 {
+    client().post(format!("{}{path}", server.base)).header("cookie", cookie).form(form).send().await.unwrap().status().as_u16()
+}
+
+async fn console_security_and_operator_actions(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    // No built-in account: nobody gets in until an operator is created.
+    let resp = client().get(format!("{}/admin", server.base)).send().await.unwrap();
+    assert_eq!((resp.status().as_u16(), resp.headers()["location"].to_str().unwrap()), (303, "/admin/login"));
+    assert_eq!(login(&server, "admin", "admin").await.status().as_u16(), 401);
+    server.state.admins().create("opsadmin", "s3cret-ops").await.unwrap();
+    assert_eq!(login(&server, "opsadmin", "wrong-pass").await.status().as_u16(), 401);
+    let (cookie, csrf) = session(&server).await;
+
+    // A chat user to operate on, connected over WebSocket.
+    let alice = server.register("consoleu1", "123456").await;
+    let mut ws = server.ws(&alice.token).await;
+    ws.next_json().await;
+    let (_, body) = server.post("/api/chat/report", Some(&alice.token), json!({"reported_id": alice.id, "reported_type": "user", "category": "spam", "content": "测试举报"})).await;
+    assert_eq!(body["msg"], "ok");
+
+    let dashboard = get(&server, &cookie, "/admin").await;
+    for id in ["users", "groups", "messages", "online", "log-head", "reports"] {
+        assert!(dashboard.contains(&format!("id={id}")), "{id} on the dashboard");
+    }
+    assert!(dashboard.contains("<td>inbox</td>"), "per-projection lag");
+    assert!(get(&server, &cookie, "/admin/reports").await.contains("测试举报"));
+
+    // Forms without the session's CSRF token change nothing.
+    let status_path = format!("/admin/users/{}/status", alice.id);
+    assert_eq!(post(&server, &cookie, &status_path, &[("active", "0")]).await, 403);
+    assert_eq!(post(&server, &cookie, &status_path, &[("active", "0"), ("csrf", "forged")]).await, 403);
+    assert_eq!(post(&server, "im_admin=forged", &status_path, &[("active", "0"), ("csrf", &csrf)]).await, 303, "to the login page");
+    let (status, _) = server.post("/api/chat/getUserSetInfo", Some(&alice.token), json!({})).await;
+    assert_eq!(status, 200, "still enabled");
+
+    // Disabling revokes the token and closes the socket at once.
+    assert_eq!(post(&server, &cookie, &status_path, &[("active", "0"), ("csrf", &csrf)]).await, 303);
+    let (status, body) = server.post("/api/chat/getUserSetInfo", Some(&alice.token), json!({})).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("user_disabled")));
+    ws.expect_closed(10).await;
+    assert!(get(&server, &cookie, "/admin/users?q=consoleu1").await.contains("已禁用"));
+    assert_eq!(post(&server, &cookie, &status_path, &[("active", "1"), ("csrf", &csrf)]).await, 303);
+    let alice = server.login("consoleu1", "123456").await;
+
+    // Create, edit (nickname, new password), search and page, delete.
+    assert_eq!(post(&server, &cookie, "/admin/users/new", &[("username", "consoleu2"), ("password", "abcdef"), ("csrf", &csrf)]).await, 303);
+    let created = server.login("consoleu2", "abcdef").await;
+    let edit = format!("/admin/users/{}", created.id);
+    assert!(get(&server, &cookie, &edit).await.contains("consoleu2"));
+    assert_eq!(post(&server, &cookie, &edit, &[("username", "consoleu3"), ("nickname", "<b>改名</b>"), ("avatar", ""), ("password", "newpass1"), ("csrf", &csrf)]).await, 303);
+    assert_eq!(server.login("consoleu3", "newpass1").await.id, created.id, "renamed, new password");
+    assert_eq!(server.post("/api/loginChat", None, json!({"username": "consoleu2", "password": "newpass1"})).await.0, 400, "the old name is gone");
+    assert_eq!(post(&server, &cookie, &edit, &[("username", "consoleu1"), ("csrf", &csrf)]).await, 400, "a taken name is refused");
+    let listed = get(&server, &cookie, "/admin/users?q=consoleu").await;
+    assert!(listed.contains("&lt;b&gt;改名&lt;/b&gt;"), "escaped");
+    assert!(listed.contains("共 2 个"));
+    assert_eq!(post(&server, &cookie, "/admin/users/new", &[("username", "x"), ("password", "abcdef"), ("csrf", &csrf)]).await, 400);
+    assert_eq!(post(&server, &cookie, &format!("/admin/users/{}/delete", alice.id), &[("csrf", &csrf)]).await, 303);
+    let (status, _) = server.post("/api/chat/getUserSetInfo", Some(&alice.token), json!({})).await;
+    assert_eq!(status, 401, "a deleted user's token is dead");
+    assert_eq!(server.post("/api/loginChat", None, json!({"username": "consoleu1", "password": "123456"})).await.0, 400);
+    assert!(get(&server, &cookie, "/admin/users?q=consoleu").await.contains("共 1 个"));
+
+    // Logout ends the session cookie.
+    let resp = client().post(format!("{}/admin/logout", server.base)).header("cookie", &cookie).form(&[("csrf", &csrf)]).send().await.unwrap();
+    assert!(resp.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+
+    if backend == Backend::Sqlite {
+        in_chromium(&server).await;
+    }
+}
+
+/// A minimal WebDriver client: enough to log in through the real form and screenshot.
+struct Driver {
+    base: String,
+    session: String,
+    http: reqwest::Client,
+}
+
+impl Driver {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut req = self.http.request(method.clone(), url);
+        if method == reqwest::Method::POST {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        resp.json::<Value>().await.unwrap()["value"].clone()
+    }
+
+    async fn element(&self, css: &str) -> String {
+        let v = self.call(reqwest::Method::POST, "/element", json!({"using": "css selector", "value": css})).await;
+        v.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).unwrap_or_else(|| panic!("no element {css}: {v}")).to_owned()
+    }
+}
+
+async fn in_chromium(server: &TestServer) {
+    let port = free_port();
+    let mut chromedriver = tokio::process::Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chromedriver is installed by scripts/test");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if http.get(format!("{base}/status")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let profile = im_e2e::temp_dir();
+    let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+        "binary": "/usr/bin/chromium",
+        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1200,900",
+                 format!("--user-data-dir={}", profile.display())]}}}});
+    let created: Value = http.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
+    let session = created["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {created}")).to_owned();
+    let d = Driver { base, session, http };
+
+    d.call(reqwest::Method::POST, "/url", json!({"url": format!("{}/admin", server.base)})).await;
+    let user = d.element("#username").await;
+    d.call(reqwest::Method::POST, &format!("/element/{user}/value"), json!({"text": "opsadmin"})).await;
+    let pass = d.element("#password").await;
+    d.call(reqwest::Method::POST, &format!("/element/{pass}/value"), json!({"text": "s3cret-ops"})).await;
+    let button = d.element("#login").await;
+    d.call(reqwest::Method::POST, &format!("/element/{button}/click"), json!({})).await;
+    let mut title = Value::Null;
+    for _ in 0..50 {
+        title = d.call(reqwest::Method::GET, "/title", json!(null)).await;
+        if title.as_str().is_some_and(|t| t.starts_with("概览")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(title.as_str().unwrap_or("").starts_with("概览"), "the dashboard after logging in: {title}");
+    d.element("#log-head").await;
+    d.call(reqwest::Method::POST, "/url", json!({"url": format!("{}/admin/users", server.base)})).await;
+    d.element("#count").await;
+    let shot = d.call(reqwest::Method::GET, "/screenshot", json!(null)).await;
+    use base64_decode as decode;
+    let png = decode(shot.as_str().unwrap());
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let path = std::env::temp_dir().join("im-admin-console.png");
+    std::fs::write(&path, &png).unwrap();
+    eprintln!("admin console screenshot: {}", path.display());
+    d.call(reqwest::Method::DELETE, "", json!(null)).await;
+    let _ = chromedriver.kill().await;
+    let _ = std::fs::remove_dir_all(profile);
+}
+
+/// Standard base64 (the WebDriver screenshot encoding).
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let bytes: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace() && *b != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, c)| acc | (u32::from(value(*c)) << (18 - 6 * i)));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
