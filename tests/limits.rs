@@ -70,3 +70,23 @@ async fn oversized_bodies_and_frames_are_refused(backend: Backend) {
     }
     assert!(closed, "an oversized frame closes the socket");
 }
+
+/// In the distributed mode the counters live in Redis, shared by every gateway: two
+/// servers on one Redis share one budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_shared_through_redis() {
+    let redis = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL is not set: run ./scripts/test, which starts Redis");
+    let prefix = format!("limits{}:", uuid::Uuid::new_v4().simple());
+    let configure = |s: &mut im_gateway::Settings| {
+        s.limits = Limits { login: 0, register: 3, send: 0 };
+        s.redis_url = Some(redis.clone());
+        s.redis_prefix = prefix.clone();
+    };
+    let one = TestServer::start_with(Backend::Sqlite, configure).await;
+    let two = TestServer::start_with(Backend::Sqlite, configure).await;
+    one.register("shared01", "123456").await;
+    one.register("shared02", "123456").await;
+    two.register("shared03", "123456").await;
+    limited(two.post("/api/regChat", None, json!({"username": "shared04", "password": "123456"})).await);
+    limited(one.post("/api/regChat", None, json!({"username": "shared05", "password": "123456"})).await);
+}

@@ -345,7 +345,11 @@ async fn message_object_names_and_bodies(backend: Backend) {
         assert_fail(&send(&server, &a, body).await, 400, "invalid_options");
     }
     let form = server
-        .post_form(SEND, Some(&a.token), &[("sendto_id", &b.id.to_string()), ("chatType", "single"), ("type", "text"), ("data", "x"), ("options", "oops")])
+        .post_form(
+            SEND,
+            Some(&a.token),
+            &[("sendto_id", &b.id.to_string()), ("chatType", "single"), ("type", "text"), ("data", "x"), ("options", "oops")],
+        )
         .await;
     assert_fail(&form, 400, "invalid_options");
     assert_eq!(history(&server, &a, b.id).await, stored);
@@ -947,7 +951,10 @@ async fn websocket_send_and_ack_frames(backend: Backend) {
     assert_eq!(ack["type"], "ack", "{ack}");
     assert_eq!(ack["data"]["client_msg_id"], "ws-1", "{ack}");
     let message = ack["data"]["message"].clone();
-    assert_eq!((message["from_id"].as_i64(), message["to_id"].as_i64(), message["data"].as_str()), (Some(a.id), Some(b.id), Some("via ws")));
+    assert_eq!(
+        (message["from_id"].as_i64(), message["to_id"].as_i64(), message["data"].as_str()),
+        (Some(a.id), Some(b.id), Some("via ws"))
+    );
     assert_eq!(message["chatType"], "single");
     assert_eq!(message["client_msg_id"], "ws-1");
     assert!(uuid::Uuid::parse_str(message["id"].as_str().unwrap()).is_ok());
@@ -964,7 +971,10 @@ async fn websocket_send_and_ack_frames(backend: Backend) {
     assert!(b_ws.quiet_for(300).await, "a repeated key sends nothing");
 
     // Integers as strings; no key → null.
-    a_ws.send_json(json!({"type": "send", "data": {"sendto_id": b.id.to_string(), "chatType": "single", "type": "text", "data": "no key"}})).await;
+    a_ws.send_json(
+        json!({"type": "send", "data": {"sendto_id": b.id.to_string(), "chatType": "single", "type": "text", "data": "no key"}}),
+    )
+    .await;
     let ack = next_frame(&mut a_ws).await;
     assert_eq!((ack["type"].as_str(), &ack["data"]["client_msg_id"]), (Some("ack"), &Value::Null), "{ack}");
     assert_eq!(next_chat(&mut b_ws).await["data"]["id"], ack["data"]["message"]["id"]);

@@ -159,3 +159,43 @@ async fn events_print_the_log_redacted(backend: Backend) {
     let (_, migrated_head) = im_gateway::tools::migrate(&settings).await.unwrap();
     assert_eq!(migrated_head, head);
 }
+
+/// `im replay --from N` publishes the log again, in order, to the events topic of a
+/// real Kafka-protocol broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_publishes_the_log_again() {
+    use rdkafka::Message as _;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let server = TestServer::start(Backend::Sqlite).await;
+    for i in 0..3 {
+        server.register(&format!("replayer{i}"), "123456").await;
+    }
+    let head = server.state.store().head().await.unwrap();
+    let mut settings = server.settings.clone();
+    server.stop().await;
+    let kafka = im_e2e::process::MockKafka::start(&["im.events:2"]);
+    settings.kafka_brokers = Some(kafka.bootstrap.clone());
+    let published = im_gateway::tools::replay(&settings, 3, &mut |_, _| {}).await.unwrap();
+    assert_eq!(published as i64, head - 2, "from position 3 on");
+
+    let consumer: StreamConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", &kafka.bootstrap)
+        .set("group.id", "replay-check")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["im.events"]).unwrap();
+    let mut positions = Vec::new();
+    while positions.len() < published {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(20), consumer.recv()).await.expect("replayed events").unwrap();
+        let event: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+        assert!(!event.to_string().contains("$argon2"), "redacted");
+        positions.push(event["position"].as_i64().unwrap());
+    }
+    positions.sort();
+    assert_eq!(positions, (3..=head).collect::<Vec<_>>());
+    // Without a broker it is a usage error.
+    settings.kafka_brokers = None;
+    let err = im_gateway::tools::replay(&settings, 1, &mut |_, _| {}).await.unwrap_err();
+    assert!(err.downcast_ref::<im_gateway::tools::Usage>().is_some());
+}

@@ -84,20 +84,21 @@ impl Messages {
             let used = Event::AllowanceUsed(AllowanceUsed { from, to: UserId(sent.to.id), message_id });
             appends.push(stream_append(ctx, allowance.to_string(), ExpectedVersion::NoStream, &[used]));
         }
-        let key_stream = sent.client_msg_id.as_ref().map(|key| StreamId::client_message(from, key));
-        if let (Some(stream), Some(key)) = (&key_stream, &sent.client_msg_id) {
+        if let Some(key) = &sent.client_msg_id {
             let claimed = Event::ClientMessageKeyClaimed(ClientMessageKeyClaimed { from, client_msg_id: key.clone(), message_id });
-            appends.push(stream_append(ctx, stream.to_string(), ExpectedVersion::NoStream, &[claimed]));
+            appends.push(stream_append(ctx, StreamId::client_message(from, key).to_string(), ExpectedVersion::NoStream, &[claimed]));
         }
         match self.store.append(appends).await {
             Ok(committed) => Ok(Sent::New { message: sent, position: committed.last_position }),
-            Err(AppendError::Conflict { stream_id, .. }) if stream_id == allowance.as_str() => Err(SendError::AllowanceUsed.into()),
-            Err(AppendError::Conflict { stream_id, .. }) if key_stream.as_ref().is_some_and(|k| k.as_str() == stream_id) => {
-                let key = sent.client_msg_id.as_deref().unwrap_or_default();
-                match self.claimed_key(from, key).await? {
-                    Some(message_id) => Ok(Sent::Duplicate { message_id }),
-                    None => Err(CommandError::Contended),
+            Err(AppendError::Conflict { stream_id, .. }) => {
+                // A concurrent send with the same key won the race: that is this
+                // message, whichever claim stream the conflict was reported on.
+                if let Some(key) = sent.client_msg_id.as_deref() {
+                    if let Some(message_id) = self.claimed_key(from, key).await? {
+                        return Ok(Sent::Duplicate { message_id });
+                    }
                 }
+                if stream_id == allowance.as_str() { Err(SendError::AllowanceUsed.into()) } else { Err(CommandError::Contended) }
             }
             Err(e) => Err(e.into()),
         }
