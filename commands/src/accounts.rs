@@ -2,7 +2,7 @@
 //! profile, settings and the operator's enable/disable.
 
 use crate::auth::{Passwords, Tokens};
-use crate::store::{Loaded, load, stream_append};
+use crate::store::{ATTEMPTS, Loaded, decide_and_append, load, stream_append};
 use crate::{CommandError, Ctx, now_millis};
 use im_domain::account::{self, Account, AccountError, ClaimState, Command, ProfileChanges};
 use im_domain::event::{DeviceInfo, Role};
@@ -12,8 +12,6 @@ use im_domain::{Event, SessionId, StreamId, UserId};
 use im_eventlog::{AppendError, ExpectedVersion, SharedEventStore, StreamAppend};
 use uuid::Uuid;
 
-/// How often a command is retried when its stream changed under it.
-const ATTEMPTS: usize = 5;
 
 /// A new live session: the token to hand out and the log position to wait for.
 #[derive(Debug, Clone)]
@@ -52,21 +50,11 @@ impl Accounts {
     /// Decides a command on a user's account and appends the result, retrying on
     /// concurrent changes. Returns the events and the position to wait for.
     async fn execute(&self, ctx: &Ctx, id: UserId, mut make: impl FnMut(&Account) -> Result<Command, CommandError>) -> Result<(Vec<Event>, i64), CommandError> {
-        for _ in 0..ATTEMPTS {
-            let loaded = self.load_account(id).await?;
-            let Some(account) = &loaded.state else { return Err(CommandError::UnknownUser) };
-            let events = account::decide(&loaded.state, make(account)?)?;
-            if events.is_empty() {
-                return Ok((events, 0));
-            }
-            let append = stream_append(ctx, StreamId::user(id).to_string(), loaded.expected(), &events);
-            match self.store.append(vec![append]).await {
-                Ok(committed) => return Ok((events, committed.last_position)),
-                Err(AppendError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(CommandError::Contended)
+        decide_and_append(&*self.store, ctx, StreamId::user(id).as_str(), None, account::evolve, |state| {
+            let Some(account) = state else { return Err(CommandError::UnknownUser) };
+            Ok(account::decide(state, make(account)?)?)
+        })
+        .await
     }
 
     fn started(&self, user_id: UserId, session: SessionId, role: Role, position: i64, now: i64) -> Result<SessionStarted, CommandError> {

@@ -1,10 +1,10 @@
 //! Auto-reply pairs: create, update, delete on the owner's stream.
 
-use crate::store::{load, stream_append};
+use crate::store::decide_and_append;
 use crate::{CommandError, Ctx, now_millis};
 use im_domain::askanswer::{self, Command, Pair, State};
 use im_domain::{StreamId, UserId};
-use im_eventlog::{AppendError, SharedEventStore};
+use im_eventlog::SharedEventStore;
 
 #[derive(Clone)]
 pub struct AskAnswers {
@@ -18,16 +18,8 @@ impl AskAnswers {
 
     async fn execute(&self, ctx: &Ctx, owner: UserId, command: Command) -> Result<i64, CommandError> {
         let stream = StreamId::askanswer(owner);
-        for _ in 0..5 {
-            let loaded = load(&*self.store, stream.as_str(), State::new(), askanswer::evolve).await?;
-            let events = askanswer::decide(&loaded.state, owner, command.clone())?;
-            match self.store.append(vec![stream_append(ctx, stream.to_string(), loaded.expected(), &events)]).await {
-                Ok(committed) => return Ok(committed.last_position),
-                Err(AppendError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(CommandError::Contended)
+        let decide = |state: &State| Ok(askanswer::decide(state, owner, command.clone())?);
+        Ok(decide_and_append(&*self.store, ctx, stream.as_str(), State::new(), askanswer::evolve, decide).await?.1)
     }
 
     /// Returns the new pair's id and the position to wait for.

@@ -2,15 +2,13 @@
 //! ending a friendship, and reports. All decisions between two users are taken on
 //! their pair's stream, so concurrent or crossing requests are serialized there.
 
-use crate::store::{load, stream_append};
+use crate::store::{decide_and_append, load, stream_append};
 use crate::{CommandError, Ctx, now_millis};
 use im_domain::account::{self, Account};
 use im_domain::event::ReportFiled;
 use im_domain::friendship::{self, Choice, Command, Pair};
 use im_domain::{Event, StreamId, UserId};
-use im_eventlog::{AppendError, ExpectedVersion, SharedEventStore};
-
-const ATTEMPTS: usize = 5;
+use im_eventlog::{ExpectedVersion, SharedEventStore};
 
 /// Events appended by a command and the position to wait for.
 #[derive(Debug, Clone)]
@@ -43,17 +41,10 @@ impl Friends {
     /// Decides on the pair's stream and appends, retrying when the stream moved.
     async fn on_pair(&self, ctx: &Ctx, a: UserId, b: UserId, mut make: impl FnMut() -> Command) -> Result<Appended, CommandError> {
         let stream = StreamId::friendship(a, b);
-        for _ in 0..ATTEMPTS {
-            let loaded = load(&*self.store, stream.as_str(), Pair::default(), friendship::evolve).await?;
-            let events = friendship::decide(&loaded.state, make())?;
-            let append = stream_append(ctx, stream.to_string(), loaded.expected(), &events);
-            match self.store.append(vec![append]).await {
-                Ok(committed) => return Ok(Appended { events, position: committed.last_position }),
-                Err(AppendError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(CommandError::Contended)
+        let (events, position) =
+            decide_and_append(&*self.store, ctx, stream.as_str(), Pair::default(), friendship::evolve, |pair| Ok(friendship::decide(pair, make())?))
+                .await?;
+        Ok(Appended { events, position })
     }
 
     /// applyfriend.

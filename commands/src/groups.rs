@@ -2,12 +2,12 @@
 //! members at that moment, read from the same stream).
 
 use crate::messages::{Messages, Outgoing, Sent};
-use crate::store::{load, stream_append};
+use crate::store::{decide_and_append, load, stream_append};
 use crate::{CommandError, Ctx, now_millis};
 use im_domain::group::{self, Command, Named, State};
 use im_domain::message::{ChatType, MessageBody, Party, Permit};
 use im_domain::{StreamId, UserId};
-use im_eventlog::{AppendError, ExpectedVersion, SharedEventStore};
+use im_eventlog::{ExpectedVersion, SharedEventStore};
 use serde_json::{Value, json};
 
 #[derive(Clone)]
@@ -48,16 +48,7 @@ impl Groups {
 
     async fn execute(&self, ctx: &Ctx, group_id: i64, make: impl Fn() -> Command) -> Result<i64, CommandError> {
         let stream = StreamId::group(group_id);
-        for _ in 0..5 {
-            let loaded = load(&*self.store, stream.as_str(), None, group::evolve).await?;
-            let events = group::decide(&loaded.state, make())?;
-            match self.store.append(vec![stream_append(ctx, stream.to_string(), loaded.expected(), &events)]).await {
-                Ok(committed) => return Ok(committed.last_position),
-                Err(AppendError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(CommandError::Contended)
+        Ok(decide_and_append(&*self.store, ctx, stream.as_str(), None, group::evolve, |g| Ok(group::decide(g, make())?)).await?.1)
     }
 
     /// create: `members` are the owner's friends (checked by the caller).

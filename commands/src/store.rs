@@ -52,3 +52,32 @@ pub fn stream_append(ctx: &Ctx, stream_id: String, expected: ExpectedVersion, ev
 pub async fn append(store: &dyn EventStore, appends: Vec<StreamAppend>) -> Result<Committed, im_eventlog::AppendError> {
     store.append(appends).await
 }
+
+/// How often a command is retried when its stream changed under it.
+pub const ATTEMPTS: usize = 5;
+
+/// Loads a stream, decides on its state and appends the events with optimistic
+/// concurrency, deciding again on the new state when another writer got there first.
+/// Returns the events and the position to wait for (0 when nothing was appended).
+pub async fn decide_and_append<S: Clone>(
+    store: &dyn EventStore,
+    ctx: &Ctx,
+    stream_id: &str,
+    init: S,
+    evolve: fn(S, &Event) -> S,
+    mut decide: impl FnMut(&S) -> Result<Vec<Event>, CommandError>,
+) -> Result<(Vec<Event>, i64), CommandError> {
+    for _ in 0..ATTEMPTS {
+        let loaded = load(store, stream_id, init.clone(), evolve).await?;
+        let events = decide(&loaded.state)?;
+        if events.is_empty() {
+            return Ok((events, 0));
+        }
+        match store.append(vec![stream_append(ctx, stream_id.to_owned(), loaded.expected(), &events)]).await {
+            Ok(committed) => return Ok((events, committed.last_position)),
+            Err(im_eventlog::AppendError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(CommandError::Contended)
+}

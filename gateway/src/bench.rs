@@ -73,20 +73,8 @@ impl std::fmt::Display for BenchReport {
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn register(base: &str, name: &str) -> anyhow::Result<(i64, String)> {
-    // A raw HTTP/1.1 request keeps the bench free of an HTTP client dependency.
     let body = json!({"username": name, "password": "bench123"}).to_string();
-    let addr = base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!(
-        "POST /api/regChat HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await?;
-    let mut response = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut response).await?;
-    let text = String::from_utf8_lossy(&response);
-    let json_start = text.find("\r\n\r\n").map(|i| i + 4).context("bad HTTP response")?;
-    let value: Value = serde_json::from_str(&text[json_start..]).context("register answer is not JSON")?;
+    let value = post_json(base, "/api/regChat", None, &body).await?;
     let data = &value["data"];
     match (data["id"].as_i64(), data["token"].as_str()) {
         (Some(id), Some(token)) => Ok((id, token.to_owned())),
@@ -334,17 +322,9 @@ pub async fn run_group(members: usize, messages: usize, options: BenchOptions) -
 
 async fn set_unlimited(base: &str, token: &str) -> anyhow::Result<()> {
     let body = json!({"userset": r#"{"chatset":{"user":{"sendCount":2},"visitor":{"sendCount":2}}}"#}).to_string();
-    let addr = base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!(
-        "POST /api/chat/userset HTTP/1.1\r\nHost: {addr}\r\ntoken: {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await?;
-    let mut response = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut response).await?;
-    if !String::from_utf8_lossy(&response).starts_with("HTTP/1.1 200") {
-        bail!("userset failed");
+    let value = post_json(base, "/api/chat/userset", Some(token), &body).await?;
+    if value["msg"] != "ok" {
+        bail!("userset failed: {value}");
     }
     Ok(())
 }

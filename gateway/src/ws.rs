@@ -37,6 +37,9 @@ struct Conn {
     session: SessionId,
     user: UserRow,
     tx: mpsc::UnboundedSender<Outbound>,
+    /// Inbox seqs pushed on this connection (the newest few thousand): a row is never
+    /// pushed twice, though the live path and `chatGetmessageOffLine` may race for it.
+    pushed: std::collections::BTreeSet<i64>,
 }
 
 /// Live connections of this process, one per user.
@@ -56,7 +59,7 @@ impl Hub {
     /// with the kick notice when it belongs to another session, silently otherwise.
     fn register(&self, me: &Me, tx: mpsc::UnboundedSender<Outbound>) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let previous = self.lock().insert(me.id, Conn { id, session: me.session, user: me.user.clone(), tx });
+        let previous = self.lock().insert(me.id, Conn { id, session: me.session, user: me.user.clone(), tx, pushed: Default::default() });
         if let Some(old) = previous {
             if old.session != me.session {
                 let _ = old.tx.send(Outbound::Text(kick_frame(&old.user)));
@@ -89,6 +92,24 @@ impl Hub {
             Some(conn) => conn.tx.send(Outbound::Text(frame.to_string())).is_ok(),
             None => false,
         }
+    }
+
+    /// Pushes an inbox row unless this connection already got it (or a later one):
+    /// true when the user is connected here and has the row.
+    pub fn push(&self, delivery: &Delivery, now: i64) -> bool {
+        let mut conns = self.lock();
+        let Some(conn) = conns.get_mut(&UserId(delivery.user_id)) else { return false };
+        if conn.pushed.contains(&delivery.seq) {
+            return true;
+        }
+        if conn.tx.send(Outbound::Text(delivery.frame(now).to_string())).is_err() {
+            return false;
+        }
+        conn.pushed.insert(delivery.seq);
+        if conn.pushed.len() > 4096 {
+            conn.pushed.pop_first();
+        }
+        true
     }
 
     /// Closes the user's connection if it belongs to `session` (logout, upgrade).
@@ -151,7 +172,7 @@ pub async fn deliver(mut batches: mpsc::UnboundedReceiver<Vec<Delivery>>, hub: H
         }
         let now = crate::now_millis();
         let pushed: Vec<(i64, i64)> =
-            batch.iter().filter(|d| hub.send(UserId(d.user_id), &d.frame(now))).map(|d| (d.user_id, d.seq)).collect();
+            batch.iter().filter(|d| hub.push(d, now)).map(|d| (d.user_id, d.seq)).collect();
         for d in batch.iter().filter(|d| pushed.contains(&(d.user_id, d.seq))) {
             if let Some(sent) = d.data["create_time"].as_i64() {
                 metrics.delivered_after((now - sent).max(0) as u64);

@@ -229,7 +229,7 @@ async fn offline(State(state): State<AppState>, params: Params) -> ApiResult {
         let Some(last) = pending.last().map(|d| d.seq) else { break };
         let now = crate::now_millis();
         for delivery in &pending {
-            if !state.hub().send(me.id, &delivery.frame(now)) {
+            if !state.hub().push(delivery, now) {
                 // Not connected here: leave them pending for the next call or sync.
                 return Ok(ok("ok"));
             }
