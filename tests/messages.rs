@@ -1078,3 +1078,29 @@ async fn visitors_send_and_revoke(backend: Backend) {
     offline(&server, &v).await;
     assert!(v_ws.quiet_for(200).await);
 }
+
+both_backends!(nul_characters_are_refused_and_harm_nothing);
+
+/// No store keeps a NUL character (Postgres refuses it): such input is a 400 at the edge,
+/// over HTTP and WebSocket, and the next message goes through.
+async fn nul_characters_are_refused_and_harm_nothing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let a = server.register("nulsend01", "123456").await;
+    let b = server.register("nulsend02", "123456").await;
+    ok_data(server.post("/api/chat/userset", Some(&b.token), json!({"userset": r#"{"chatset":{"user":{"sendCount":2}}}"#})).await);
+    let (status, body) = server
+        .post("/api/chat/socket/sendmessage", Some(&a.token), json!({"sendto_id": b.id, "chatType": "single", "type": "text", "data": "a\u{0}b"}))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_characters")), "{body}");
+    let (status, body) = server.post("/api/chat/updateUserinfo", Some(&a.token), json!({"nickname": "x\u{0}"})).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_characters")), "{body}");
+    let mut ws = server.ws(&a.token).await;
+    ws.next_json().await;
+    ws.send_json(json!({"type": "send", "data": {"sendto_id": b.id, "chatType": "single", "type": "text", "data": "\u{0}"}})).await;
+    let answer = ws.next_non_ping().await;
+    assert_eq!((answer["type"].as_str(), answer["data"]["code"].as_str()), (Some("error"), Some("invalid_characters")), "{answer}");
+    let (status, _) = server
+        .post("/api/chat/socket/sendmessage", Some(&a.token), json!({"sendto_id": b.id, "chatType": "single", "type": "text", "data": "fine"}))
+        .await;
+    assert_eq!(status, 200);
+}

@@ -106,6 +106,11 @@ impl BatchBackend for Backend {
     async fn commit(&self, tx: Self::Tx) -> Result<(), StoreError> {
         Ok(tx.commit().await?)
     }
+
+    async fn execute(&self, tx: &mut Self::Tx, sql: &'static str) -> Result<(), StoreError> {
+        sqlx::query(sql).execute(&mut **tx).await?;
+        Ok(())
+    }
 }
 
 const SELECT: &str = "SELECT position, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at FROM events";

@@ -25,6 +25,8 @@ pub trait BatchBackend: Send + Sync + 'static {
     /// Writes the events of one stream starting at `first_version`; returns the last position.
     async fn insert(&self, tx: &mut Self::Tx, append: &StreamAppend, first_version: i64) -> Result<i64, StoreError>;
     async fn commit(&self, tx: Self::Tx) -> Result<(), StoreError>;
+    /// Runs a statement without results (savepoints).
+    async fn execute(&self, tx: &mut Self::Tx, sql: &'static str) -> Result<(), StoreError>;
 }
 
 type Reply = oneshot::Sender<Result<Committed, AppendError>>;
@@ -113,19 +115,39 @@ async fn commit_batch<B: BatchBackend>(
     let mut versions: HashMap<String, i64> = HashMap::new();
     let mut outcomes = Vec::with_capacity(requests.len());
     for (appends, _) in requests {
-        outcomes.push(apply_request(backend, &mut tx, &mut versions, appends).await?);
+        // Each request in its own savepoint: one that the database refuses (a reused
+        // event id, a payload it cannot store) fails alone, not its whole batch.
+        backend.execute(&mut tx, "SAVEPOINT append_request").await?;
+        match apply_request(backend, &mut tx, &versions, appends).await {
+            Ok(Ok((committed, written))) => {
+                backend.execute(&mut tx, "RELEASE SAVEPOINT append_request").await?;
+                versions.extend(written);
+                outcomes.push(Ok(committed));
+            }
+            Ok(Err(conflict)) => {
+                backend.execute(&mut tx, "RELEASE SAVEPOINT append_request").await?;
+                outcomes.push(Err(conflict));
+            }
+            Err(refused) => {
+                tracing::warn!(error = %refused, "append refused by the database; the rest of the batch goes on");
+                backend.execute(&mut tx, "ROLLBACK TO SAVEPOINT append_request").await?;
+                backend.execute(&mut tx, "RELEASE SAVEPOINT append_request").await?;
+                outcomes.push(Err(AppendError::Store(refused)));
+            }
+        }
     }
     backend.commit(tx).await?;
     Ok(outcomes)
 }
 
-/// Checks every stream of one request first, so a conflict writes nothing of it.
+/// Checks every stream of one request first, so a conflict writes nothing of it; then
+/// writes it. Returns where it landed and the stream versions it left.
 async fn apply_request<B: BatchBackend>(
     backend: &B,
     tx: &mut B::Tx,
-    versions: &mut HashMap<String, i64>,
+    versions: &HashMap<String, i64>,
     appends: &[StreamAppend],
-) -> Result<Result<Committed, AppendError>, StoreError> {
+) -> Result<Result<(Committed, Vec<(String, i64)>), AppendError>, StoreError> {
     let mut planned: HashMap<&str, i64> = HashMap::new();
     let mut starts = Vec::with_capacity(appends.len());
     for append in appends {
@@ -144,12 +166,13 @@ async fn apply_request<B: BatchBackend>(
         starts.push(current);
     }
     let mut last_position = 0;
+    let mut written = Vec::with_capacity(appends.len());
     for (append, current) in appends.iter().zip(starts) {
         if append.events.is_empty() {
             continue;
         }
         last_position = backend.insert(tx, append, current + 1).await?;
-        versions.insert(append.stream_id.clone(), current + append.events.len() as i64);
+        written.push((append.stream_id.clone(), current + append.events.len() as i64));
     }
-    Ok(Ok(Committed { last_position }))
+    Ok(Ok((Committed { last_position }, written)))
 }

@@ -30,7 +30,7 @@ macro_rules! both_stores {
     )*};
 }
 
-both_stores!(round_trip, optimistic_concurrency, concurrent_writers_and_a_tailing_reader, group_commit_and_ids);
+both_stores!(round_trip, optimistic_concurrency, concurrent_writers_and_a_tailing_reader, group_commit_and_ids, a_bad_append_fails_alone);
 
 async fn sqlite_store() -> (Arc<dyn EventStore>, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("im-log-{}", Uuid::new_v4().simple()));
@@ -185,4 +185,37 @@ async fn group_commit_and_ids(store: Arc<dyn EventStore>, _: Option<String>) {
     let distinct: HashSet<i64> = ids.iter().copied().collect();
     assert_eq!(distinct.len(), 50);
     assert!(ids.iter().all(|i| (1..=50).contains(i)));
+}
+
+/// Group commit must not widen a failure: an append the database refuses (a reused event
+/// id; on Postgres also a NUL character in a payload) fails alone, and the appends that
+/// shared its batch are committed.
+async fn a_bad_append_fails_alone(store: Arc<dyn EventStore>, _: Option<String>) {
+    let first = event(0);
+    store.append(vec![append("dup", ExpectedVersion::Any, vec![first.clone()])]).await.unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..100 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move { store.append(vec![append(&format!("ok-{n}"), ExpectedVersion::NoStream, vec![event(n)])]).await }));
+    }
+    let bad = {
+        let store = store.clone();
+        let mut reused = event(1);
+        reused.event_id = first.event_id;
+        tokio::spawn(async move { store.append(vec![append("dup", ExpectedVersion::Any, vec![reused])]).await })
+    };
+    let nul = {
+        let store = store.clone();
+        let mut odd = event(2);
+        odd.payload = json!({"text": "a\u{0}b"});
+        tokio::spawn(async move { store.append(vec![append("nul", ExpectedVersion::Any, vec![odd])]).await })
+    };
+    let failed = futures_util::future::join_all(tasks).await.into_iter().filter(|r| r.as_ref().unwrap().is_err()).count();
+    assert!(bad.await.unwrap().is_err(), "a reused event id was accepted");
+    let _ = nul.await.unwrap();
+    assert_eq!(failed, 0, "{failed} of 100 good appends failed because they shared a batch with a bad one");
+    for n in 0..100 {
+        assert_eq!(store.read_stream(&format!("ok-{n}"), 0).await.unwrap().len(), 1);
+    }
+    assert_eq!(store.read_stream("dup", 0).await.unwrap().len(), 1);
 }

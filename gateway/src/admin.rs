@@ -62,9 +62,12 @@ fn to_login() -> Response {
     Redirect::to("/admin/login").into_response()
 }
 
-/// Checks the form's CSRF token against the session's.
+/// Checks the form's CSRF token against the session's (and refuses NUL characters).
 fn checked(state: &AppState, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<Session, Response> {
     let Some(s) = session(state, headers) else { return Err(to_login()) };
+    if form.iter().any(|(k, v)| k.contains('\0') || v.contains('\0')) {
+        return Err(failed(&s, crate::params::nul_refused()));
+    }
     if form.get("csrf") != Some(&s.csrf) {
         return Err((StatusCode::FORBIDDEN, page("拒绝", "<p class=err>表单已过期或来源不明(CSRF 校验失败)。</p>", None)).into_response());
     }

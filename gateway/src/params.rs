@@ -76,6 +76,21 @@ impl Params {
     }
 }
 
+/// True when any text in `value` holds a NUL character (which no store keeps).
+pub fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
+    }
+}
+
+/// The refusal for input with a NUL character.
+pub fn nul_refused() -> ApiError {
+    ApiError::bad("invalid_characters", "请求包含非法字符")
+}
+
 /// Parses an integer path segment ("5"), answering 400 with the parameter's name.
 pub fn path_int(raw: &str, key: &str) -> Result<i64, ApiError> {
     raw.trim().parse().map_err(|_| ApiError::bad(format!("invalid_{key}"), format!("{key} 必须是整数")))
@@ -124,6 +139,9 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             } else {
                 params.insert_pairs(serde_urlencoded::from_bytes(&bytes).map_err(|_| invalid_body())?);
             }
+        }
+        if params.fields.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)) {
+            return Err(nul_refused());
         }
         params.token = header_token(&parts.headers).or_else(|| params.text("token").filter(|t| !t.is_empty()));
         Ok(params)

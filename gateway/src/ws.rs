@@ -360,8 +360,10 @@ async fn on_client_frame(state: &AppState, me: &Me, text: &str) -> Option<Value>
         }
         ClientFrame::Send(fields) => {
             let client_msg_id = fields.get("client_msg_id").cloned().unwrap_or(Value::Null);
+            let nul = fields.values().any(crate::params::contains_nul);
             let params = crate::params::Params::from_fields(fields);
-            Some(match crate::routes::messages::send_message(state, me, &params).await {
+            let sent = if nul { Err(crate::params::nul_refused()) } else { crate::routes::messages::send_message(state, me, &params).await };
+            Some(match sent {
                 Ok(message) => json!({"type": "ack", "data": {"client_msg_id": client_msg_id, "message": message}}),
                 Err(e) => json!({"type": "error", "data": {"client_msg_id": client_msg_id, "code": e.code, "msg": e.reason}}),
             })
