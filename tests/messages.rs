@@ -5,7 +5,7 @@
 //! `send`/`ack` frames, and visitors. Every test runs on SQLite and on Postgres.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use im_e2e::{Backend, TestServer, both_backends};
+use im_e2e::{assert_fail, ok_data, Backend, TestServer, both_backends};
 use im_e2e::{TestUser, WsClient};
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -51,25 +51,6 @@ const MESSAGE_KEYS: [&str; 13] = [
     "to_name",
     "type",
 ];
-
-/// Asserts the success envelope and returns `data`.
-#[track_caller]
-fn ok_data(resp: (u16, Value)) -> Value {
-    let (status, body) = resp;
-    assert_eq!(status, 200, "expected success: {body}");
-    assert_eq!(body["msg"], "ok", "{body}");
-    body["data"].clone()
-}
-
-/// Asserts the fail envelope with this status and code.
-#[track_caller]
-fn assert_fail(resp: &(u16, Value), status: u16, code: &str) {
-    let (got, body) = resp;
-    assert_eq!(*got, status, "expected {status} {code}: {body}");
-    assert_eq!(body["msg"], "fail", "{body}");
-    assert_eq!(body["code"], code, "{body}");
-    assert!(body["data"].as_str().is_some_and(|s| !s.is_empty()), "a human reason: {body}");
-}
 
 fn text(to: i64, data: &str) -> Value {
     json!({"sendto_id": to, "chatType": "single", "type": "text", "data": data})

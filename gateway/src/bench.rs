@@ -74,11 +74,15 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<t
 
 async fn register(base: &str, name: &str) -> anyhow::Result<(i64, String)> {
     let body = json!({"username": name, "password": "bench123"}).to_string();
-    let value = post_json(base, "/api/regChat", None, &body).await?;
+    session_of(post_json(base, "/api/regChat", None, &body).await?)
+}
+
+/// The user id and token of a register/login answer.
+fn session_of(value: Value) -> anyhow::Result<(i64, String)> {
     let data = &value["data"];
     match (data["id"].as_i64(), data["token"].as_str()) {
         (Some(id), Some(token)) => Ok((id, token.to_owned())),
-        _ => bail!("register failed: {value}"),
+        _ => bail!("no session in the answer: {value}"),
     }
 }
 
@@ -210,12 +214,7 @@ impl std::fmt::Display for GroupReport {
 
 async fn visitor(base: &str, fingerprint: &str) -> anyhow::Result<(i64, String)> {
     let body = json!({"devicefingeruuid": fingerprint}).to_string();
-    let value = post_json(base, "/api/visitorRegister", None, &body).await?;
-    let data = &value["data"];
-    match (data["id"].as_i64(), data["token"].as_str()) {
-        (Some(id), Some(token)) => Ok((id, token.to_owned())),
-        _ => bail!("visitorRegister failed: {value}"),
-    }
+    session_of(post_json(base, "/api/visitorRegister", None, &body).await?)
 }
 
 async fn post_json(base: &str, path: &str, token: Option<&str>, body: &str) -> anyhow::Result<Value> {

@@ -325,3 +325,22 @@ impl WsClient {
         }
     }
 }
+
+/// Asserts the success envelope and returns `data`.
+#[track_caller]
+pub fn ok_data(resp: (u16, Value)) -> Value {
+    let (status, body) = resp;
+    assert_eq!(status, 200, "expected success: {body}");
+    assert_eq!(body["msg"], "ok", "{body}");
+    body["data"].clone()
+}
+
+/// Asserts the fail envelope with this status and code, and a human reason.
+#[track_caller]
+pub fn assert_fail(resp: &(u16, Value), status: u16, code: &str) {
+    let (got, body) = resp;
+    assert_eq!(*got, status, "expected {status} {code}: {body}");
+    assert_eq!(body["msg"], "fail", "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(body["data"].as_str().is_some_and(|s| !s.is_empty()), "a human reason: {body}");
+}
