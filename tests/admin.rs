@@ -56,7 +56,13 @@ async fn console_security_and_operator_actions(backend: Backend) {
     let alice = server.register("consoleu1", "123456").await;
     let mut ws = server.ws(&alice.token).await;
     ws.next_json().await;
-    let (_, body) = server.post("/api/chat/report", Some(&alice.token), json!({"reported_id": alice.id, "reported_type": "user", "category": "spam", "content": "测试举报"})).await;
+    let (_, body) = server
+        .post(
+            "/api/chat/report",
+            Some(&alice.token),
+            json!({"reported_id": alice.id, "reported_type": "user", "category": "spam", "content": "测试举报"}),
+        )
+        .await;
     assert_eq!(body["msg"], "ok");
 
     let dashboard = get(&server, &cookie, "/admin").await;
@@ -84,13 +90,29 @@ async fn console_security_and_operator_actions(backend: Backend) {
     let alice = server.login("consoleu1", "123456").await;
 
     // Create, edit (nickname, new password), search and page, delete.
-    assert_eq!(post(&server, &cookie, "/admin/users/new", &[("username", "consoleu2"), ("password", "abcdef"), ("csrf", &csrf)]).await, 303);
+    assert_eq!(
+        post(&server, &cookie, "/admin/users/new", &[("username", "consoleu2"), ("password", "abcdef"), ("csrf", &csrf)]).await,
+        303
+    );
     let created = server.login("consoleu2", "abcdef").await;
     let edit = format!("/admin/users/{}", created.id);
     assert!(get(&server, &cookie, &edit).await.contains("consoleu2"));
-    assert_eq!(post(&server, &cookie, &edit, &[("username", "consoleu3"), ("nickname", "<b>改名</b>"), ("avatar", ""), ("password", "newpass1"), ("csrf", &csrf)]).await, 303);
+    assert_eq!(
+        post(
+            &server,
+            &cookie,
+            &edit,
+            &[("username", "consoleu3"), ("nickname", "<b>改名</b>"), ("avatar", ""), ("password", "newpass1"), ("csrf", &csrf)]
+        )
+        .await,
+        303
+    );
     assert_eq!(server.login("consoleu3", "newpass1").await.id, created.id, "renamed, new password");
-    assert_eq!(server.post("/api/loginChat", None, json!({"username": "consoleu2", "password": "newpass1"})).await.0, 400, "the old name is gone");
+    assert_eq!(
+        server.post("/api/loginChat", None, json!({"username": "consoleu2", "password": "newpass1"})).await.0,
+        400,
+        "the old name is gone"
+    );
     assert_eq!(post(&server, &cookie, &edit, &[("username", "consoleu1"), ("csrf", &csrf)]).await, 400, "a taken name is refused");
     let listed = get(&server, &cookie, "/admin/users?q=consoleu").await;
     assert!(listed.contains("&lt;b&gt;改名&lt;/b&gt;"), "escaped");
@@ -103,7 +125,8 @@ async fn console_security_and_operator_actions(backend: Backend) {
     assert!(get(&server, &cookie, "/admin/users?q=consoleu").await.contains("共 1 个"));
 
     // Logout ends the session cookie.
-    let resp = client().post(format!("{}/admin/logout", server.base)).header("cookie", &cookie).form(&[("csrf", &csrf)]).send().await.unwrap();
+    let resp =
+        client().post(format!("{}/admin/logout", server.base)).header("cookie", &cookie).form(&[("csrf", &csrf)]).send().await.unwrap();
     assert!(resp.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
 
     if backend == Backend::Sqlite {

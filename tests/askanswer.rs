@@ -40,10 +40,15 @@ async fn askanswer_crud_and_search(backend: Backend) {
     // Someone else's pair is not mine to read, edit or delete.
     let o = Some(other.token.as_str());
     fail(server.post("/api/chat/askanswer/detail", o, json!({"id": price["id"]})).await, 404, "askanswer_not_found");
-    fail(server.post("/api/chat/askanswer/update", o, json!({"id": price["id"], "ask": "a", "answer": "b"})).await, 404, "askanswer_not_found");
+    fail(
+        server.post("/api/chat/askanswer/update", o, json!({"id": price["id"], "ask": "a", "answer": "b"})).await,
+        404,
+        "askanswer_not_found",
+    );
     fail(server.post("/api/chat/askanswer/delete", o, json!({"id": price["id"]})).await, 404, "askanswer_not_found");
 
-    let updated = data(server.post("/api/chat/askanswer/update", t, json!({"id": price["id"], "ask": "价格多少钱", "answer": "99元"})).await);
+    let updated =
+        data(server.post("/api/chat/askanswer/update", t, json!({"id": price["id"], "ask": "价格多少钱", "answer": "99元"})).await);
     assert_eq!(updated["answer"], "99元");
 
     let found = data(server.post("/api/chat/askanswer/search", o, json!({"create_userId": owner.id, "ask": "请问多少钱"})).await);

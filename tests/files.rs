@@ -50,8 +50,16 @@ async fn uploads_are_checked_stored_and_served(backend: Backend) {
     };
     fail(upload(&server, "/api/chat/uploadStreamSingleToServerDiy/avatar", None, "me.png", image.clone()).await, 401, "missing_token");
     fail(upload(&server, "/api/chat/uploadStreamSingleToServerDiy/bad.dir", t, "me.png", image.clone()).await, 400, "invalid_diydir");
-    fail(upload(&server, &format!("/api/chat/uploadStreamSingleToServerDiy/{}", "d".repeat(33)), t, "me.png", image.clone()).await, 400, "invalid_diydir");
-    fail(upload(&server, "/api/chat/uploadStreamSingleToServerDiy/avatar", t, "evil.png", b"<script>alert(1)</script>".to_vec()).await, 400, "unsupported_type");
+    fail(
+        upload(&server, &format!("/api/chat/uploadStreamSingleToServerDiy/{}", "d".repeat(33)), t, "me.png", image.clone()).await,
+        400,
+        "invalid_diydir",
+    );
+    fail(
+        upload(&server, "/api/chat/uploadStreamSingleToServerDiy/avatar", t, "evil.png", b"<script>alert(1)</script>".to_vec()).await,
+        400,
+        "unsupported_type",
+    );
     let mut big = image.clone();
     big.extend(std::iter::repeat_n(0u8, 60_000));
     fail(upload(&server, "/api/chat/uploadStreamSingleToServerDiy/avatar", t, "big.png", big).await, 413, "file_too_large");
@@ -76,7 +84,8 @@ async fn video_screenshots(backend: Backend) {
         .status()
         .expect("ffmpeg is installed by scripts/test");
     assert!(made.success());
-    let (status, body) = upload(&server, "/api/chat/uploadStreamSingleToServerDiy/video", t, "clip.mp4", std::fs::read(&video_path).unwrap()).await;
+    let (status, body) =
+        upload(&server, "/api/chat/uploadStreamSingleToServerDiy/video", t, "clip.mp4", std::fs::read(&video_path).unwrap()).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["data"]["mime"].as_str().unwrap().starts_with("video/"));
     let video_url = body["data"]["url"].as_str().unwrap().to_owned();
@@ -100,7 +109,8 @@ async fn video_screenshots(backend: Backend) {
     let bare = TestServer::start_with(backend, |s| s.files.ffmpeg = "/nonexistent/ffmpeg".into()).await;
     let u = bare.register("videouser", "123456").await;
     let (status, body) =
-        upload(&bare, "/api/chat/uploadStreamSingleToServerDiy/video", Some(&u.token), "clip.mp4", std::fs::read(&video_path).unwrap()).await;
+        upload(&bare, "/api/chat/uploadStreamSingleToServerDiy/video", Some(&u.token), "clip.mp4", std::fs::read(&video_path).unwrap())
+            .await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = bare.post("/api/chat/getVideoScreenshot", Some(&u.token), json!({"url": body["data"]["url"]})).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("ffmpeg_unavailable")), "{body}");
@@ -109,7 +119,8 @@ async fn video_screenshots(backend: Backend) {
 }
 
 async fn upload_to_an_s3_compatible_store(backend: Backend) {
-    let endpoint = std::env::var("TEST_S3_ENDPOINT").expect("TEST_S3_ENDPOINT is not set: run ./scripts/test, which starts an S3-API server");
+    let endpoint =
+        std::env::var("TEST_S3_ENDPOINT").expect("TEST_S3_ENDPOINT is not set: run ./scripts/test, which starts an S3-API server");
     let bucket = format!("im-{}", uuid::Uuid::new_v4().simple());
     let server = TestServer::start_with(backend, |s| {
         s.files.s3 = Some(im_adapters::objects::S3Settings {

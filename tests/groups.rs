@@ -49,7 +49,9 @@ async fn invite(server: &TestServer, gid: i64, by: &TestUser, user: i64) -> (u16
 }
 
 async fn send(server: &TestServer, gid: i64, by: &TestUser, text: &str) -> (u16, Value) {
-    server.post("/api/chat/socket/sendmessage", Some(&by.token), json!({"sendto_id": gid, "chatType": "group", "type": "text", "data": text})).await
+    server
+        .post("/api/chat/socket/sendmessage", Some(&by.token), json!({"sendto_id": gid, "chatType": "group", "type": "text", "data": text}))
+        .await
 }
 
 /// The next group system message on a socket.
@@ -77,7 +79,11 @@ async fn lifecycle_and_owner_rules(backend: Backend) {
     assert_eq!(group["user_id"], owner.id);
     assert_eq!(group["name"], "gowner01、gmember1、gmember2");
     assert_eq!(group["status"], 1);
-    assert_eq!(member_ids(&group), { let mut v = vec![owner.id, m1.id, m2.id]; v.sort(); v });
+    assert_eq!(member_ids(&group), {
+        let mut v = vec![owner.id, m1.id, m2.id];
+        v.sort();
+        v
+    });
     let created = next_system(&mut m1_ws).await;
     assert_eq!(created["chatType"], "group");
     assert_eq!(created["to_id"], gid);
@@ -153,10 +159,20 @@ async fn joining_policies(backend: Backend) {
     };
     assert_eq!(notice["data"]["kind"], "group_join_request");
     fail(invite(&server, gid, member, friend.id).await, 400, "join_request_pending");
-    fail(server.post("/api/chat/groupAgreeOrNo", Some(&member.token), json!({"id": gid, "user_id": friend.id, "status": "agree"})).await, 403, "not_owner");
-    let agreed = data(server.post("/api/chat/groupAgreeOrNo", Some(&owner.token), json!({"id": gid, "user_id": friend.id, "status": "agree"})).await);
+    fail(
+        server.post("/api/chat/groupAgreeOrNo", Some(&member.token), json!({"id": gid, "user_id": friend.id, "status": "agree"})).await,
+        403,
+        "not_owner",
+    );
+    let agreed = data(
+        server.post("/api/chat/groupAgreeOrNo", Some(&owner.token), json!({"id": gid, "user_id": friend.id, "status": "agree"})).await,
+    );
     assert!(member_ids(&agreed).contains(&friend.id));
-    fail(server.post("/api/chat/groupAgreeOrNo", Some(&owner.token), json!({"id": gid, "user_id": friend.id, "status": "agree"})).await, 400, "no_join_request");
+    fail(
+        server.post("/api/chat/groupAgreeOrNo", Some(&owner.token), json!({"id": gid, "user_id": friend.id, "status": "agree"})).await,
+        400,
+        "no_join_request",
+    );
     fail(invite(&server, gid, member, friend.id).await, 400, "already_member");
 
     // A self-join (QR code) follows the policy; a refusal keeps them out.
@@ -175,7 +191,11 @@ async fn joining_policies(backend: Backend) {
     let outsider = server.register("joutside", "123456").await;
     fail(server.post("/api/chat/groupInviteUser", Some(&outsider.token), json!({"id": gid, "user_id": owner.id})).await, 403, "not_member");
     fail(invite(&server, gid, owner, 999_999).await, 400, "user_unavailable");
-    fail(server.post("/api/chat/groupAddUserSet", Some(&owner.token), json!({"id": gid, "invite_confirm": 5})).await, 400, "invalid_invite_confirm");
+    fail(
+        server.post("/api/chat/groupAddUserSet", Some(&owner.token), json!({"id": gid, "invite_confirm": 5})).await,
+        400,
+        "invalid_invite_confirm",
+    );
 
     // The maximum size.
     let small = TestServer::start_with(backend, |s| s.max_group_size = 2).await;
@@ -222,7 +242,17 @@ async fn group_messages_and_membership_rules(backend: Backend) {
 
     // Only members send.
     fail(send(&server, gid, outsider, "hi").await, 403, "not_member");
-    fail(server.post("/api/chat/socket/sendmessage", Some(&owner.token), json!({"sendto_id": 99_999, "chatType": "group", "type": "text", "data": "x"})).await, 404, "group_not_found");
+    fail(
+        server
+            .post(
+                "/api/chat/socket/sendmessage",
+                Some(&owner.token),
+                json!({"sendto_id": 99_999, "chatType": "group", "type": "text", "data": "x"}),
+            )
+            .await,
+        404,
+        "group_not_found",
+    );
 
     // A removed member stops receiving at once and cannot read the history any more.
     data(server.post("/api/chat/groupDeleteUser", Some(&owner.token), json!({"id": gid, "user_id": m2.id})).await);
@@ -252,7 +282,13 @@ async fn group_messages_and_membership_rules(backend: Backend) {
     // Dissolved: nobody sends.
     let g2 = create(&server, owner, &[m1]).await;
     data(server.post("/api/chat/groupDeleteOrQuit", Some(&owner.token), json!({"id": g2["id"]})).await);
-    let (status, body) = server.post("/api/chat/socket/sendmessage", Some(&owner.token), json!({"sendto_id": g2["id"], "chatType": "group", "type": "text", "data": "x"})).await;
+    let (status, body) = server
+        .post(
+            "/api/chat/socket/sendmessage",
+            Some(&owner.token),
+            json!({"sendto_id": g2["id"], "chatType": "group", "type": "text", "data": "x"}),
+        )
+        .await;
     assert_eq!((status, body["code"].as_str()), (400, Some("group_dissolved")), "{body}");
 }
 
@@ -262,7 +298,12 @@ async fn qrcode_png(backend: Backend) {
     let group = create(&server, &u[0], &[&u[1]]).await;
     let gid = group["id"].as_i64().unwrap();
     for query in ["", "?type=H5&http=https://im.example.com/h5/&chatType=group"] {
-        let resp = server.request(reqwest::Method::GET, &format!("/api/chat/groupQrcode/{gid}{query}")).header("token", &u[1].token).send().await.unwrap();
+        let resp = server
+            .request(reqwest::Method::GET, &format!("/api/chat/groupQrcode/{gid}{query}"))
+            .header("token", &u[1].token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status().as_u16(), 200);
         assert_eq!(resp.headers()["content-type"], "image/png");
         let bytes = resp.bytes().await.unwrap();

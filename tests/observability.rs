@@ -24,7 +24,11 @@ async fn metrics_and_readiness(backend: Backend) {
     let mut ws = server.ws(&b.token).await;
     ws.next_json().await;
     let (status, _) = server
-        .post("/api/chat/socket/sendmessage", Some(&a.token), json!({"sendto_id": b.id, "chatType": "single", "type": "text", "data": "hi"}))
+        .post(
+            "/api/chat/socket/sendmessage",
+            Some(&a.token),
+            json!({"sendto_id": b.id, "chatType": "single", "type": "text", "data": "hi"}),
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(ws.next_non_ping().await["type"], "singleChat");

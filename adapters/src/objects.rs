@@ -83,10 +83,8 @@ impl S3Store {
         let endpoint = settings.endpoint.parse().map_err(|e| ObjectError::Remote(format!("endpoint: {e}")))?;
         let bucket = Bucket::new(endpoint, UrlStyle::Path, settings.bucket.clone(), settings.region.clone())
             .map_err(|e| ObjectError::Remote(format!("bucket: {e}")))?;
-        let public_url = settings
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("{}/{}", settings.endpoint.trim_end_matches('/'), settings.bucket));
+        let public_url =
+            settings.public_url.clone().unwrap_or_else(|| format!("{}/{}", settings.endpoint.trim_end_matches('/'), settings.bucket));
         Ok(Self {
             bucket,
             credentials: Credentials::new(settings.access_key.clone(), settings.secret_key.clone()),
@@ -98,7 +96,14 @@ impl S3Store {
     /// Creates the bucket if it does not exist yet.
     pub async fn ensure_bucket(&self) -> Result<(), ObjectError> {
         let url = self.bucket.create_bucket(&self.credentials).sign(Duration::from_secs(300));
-        let resp = self.client.put(url).header("content-length", "0").body(Vec::new()).send().await.map_err(|e| ObjectError::Remote(e.to_string()))?;
+        let resp = self
+            .client
+            .put(url)
+            .header("content-length", "0")
+            .body(Vec::new())
+            .send()
+            .await
+            .map_err(|e| ObjectError::Remote(e.to_string()))?;
         match resp.status().as_u16() {
             200..=299 | 409 => Ok(()),
             status => Err(ObjectError::Remote(format!("create bucket: HTTP {status}"))),

@@ -107,18 +107,58 @@ impl Choice {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// applyfriend. `target_active`: the addressee exists and is enabled.
-    Request { request_id: i64, from: UserId, to: UserId, choice: Choice, target_active: bool, at: i64 },
+    Request {
+        request_id: i64,
+        from: UserId,
+        to: UserId,
+        choice: Choice,
+        target_active: bool,
+        at: i64,
+    },
     /// handleapply agree/refuse by the addressee.
-    Answer { request_id: i64, by: UserId, agree: bool, choice: Choice, at: i64 },
+    Answer {
+        request_id: i64,
+        by: UserId,
+        agree: bool,
+        choice: Choice,
+        at: i64,
+    },
     /// autoAddFriendAndAgree: allowed only when the target needs no confirmation.
-    AddDirectly { from: UserId, to: UserId, choice: Choice, target_active: bool, target_confirms: bool, at: i64 },
+    AddDirectly {
+        from: UserId,
+        to: UserId,
+        choice: Choice,
+        target_active: bool,
+        target_confirms: bool,
+        at: i64,
+    },
     /// setblackgoodfriend: toggles my blacklist flag.
-    ToggleBlack { by: UserId, at: i64 },
-    SetStar { by: UserId, star: bool, at: i64 },
-    SetVisibility { by: UserId, lookme: bool, lookhim: bool, at: i64 },
-    SetRemark { by: UserId, nickname: Option<String>, tags: Option<String>, at: i64 },
+    ToggleBlack {
+        by: UserId,
+        at: i64,
+    },
+    SetStar {
+        by: UserId,
+        star: bool,
+        at: i64,
+    },
+    SetVisibility {
+        by: UserId,
+        lookme: bool,
+        lookhim: bool,
+        at: i64,
+    },
+    SetRemark {
+        by: UserId,
+        nickname: Option<String>,
+        tags: Option<String>,
+        at: i64,
+    },
     /// deletegoodfriend: ends the friendship on both sides.
-    End { by: UserId, at: i64 },
+    End {
+        by: UserId,
+        at: i64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -204,9 +244,16 @@ pub struct FriendSideChanged {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SideChange {
-    Blacklist { black: bool },
-    Star { star: bool },
-    Visibility { lookme: bool, lookhim: bool },
+    Blacklist {
+        black: bool,
+    },
+    Star {
+        star: bool,
+    },
+    Visibility {
+        lookme: bool,
+        lookhim: bool,
+    },
     Remark {
         #[serde(default)]
         nickname: Option<String>,

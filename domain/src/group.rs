@@ -107,20 +107,71 @@ pub enum GroupChange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `members` are the owner's friends (checked by the caller), without the owner.
-    Create { group_id: i64, owner: Named, name: String, members: Vec<Named>, max_size: usize, at: i64 },
-    Rename { by: Named, name: String, at: i64 },
-    SetRemark { by: Named, remark: String, at: i64 },
-    SetJoinPolicy { by: Named, invite_confirm: bool, at: i64 },
+    Create {
+        group_id: i64,
+        owner: Named,
+        name: String,
+        members: Vec<Named>,
+        max_size: usize,
+        at: i64,
+    },
+    Rename {
+        by: Named,
+        name: String,
+        at: i64,
+    },
+    SetRemark {
+        by: Named,
+        remark: String,
+        at: i64,
+    },
+    SetJoinPolicy {
+        by: Named,
+        invite_confirm: bool,
+        at: i64,
+    },
     /// `by` invites `user`; `by == user` is a self-join (QR code, visitor).
-    Invite { by: Named, user: Named, user_active: bool, max_size: usize, at: i64 },
-    AnswerJoin { by: Named, user: Named, agree: bool, max_size: usize, at: i64 },
-    Remove { by: Named, user: Named, at: i64 },
-    SetNickname { by: Named, nickname: String, at: i64 },
+    Invite {
+        by: Named,
+        user: Named,
+        user_active: bool,
+        max_size: usize,
+        at: i64,
+    },
+    AnswerJoin {
+        by: Named,
+        user: Named,
+        agree: bool,
+        max_size: usize,
+        at: i64,
+    },
+    Remove {
+        by: Named,
+        user: Named,
+        at: i64,
+    },
+    SetNickname {
+        by: Named,
+        nickname: String,
+        at: i64,
+    },
     /// The owner dissolves the group; a member leaves it.
-    DeleteOrQuit { by: Named, at: i64 },
+    DeleteOrQuit {
+        by: Named,
+        at: i64,
+    },
     /// Operator actions.
-    Mute { by: Named, user: Named, muted: bool, at: i64 },
-    Lock { by: Named, locked: bool, at: i64 },
+    Mute {
+        by: Named,
+        user: Named,
+        muted: bool,
+        at: i64,
+    },
+    Lock {
+        by: Named,
+        locked: bool,
+        at: i64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

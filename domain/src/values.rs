@@ -28,11 +28,7 @@ impl Username {
     pub fn parse(raw: &str) -> Result<Self, ValueError> {
         let len = raw.chars().count();
         let allowed = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '@');
-        if (4..=20).contains(&len) && raw.chars().all(allowed) {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(ValueError::Username)
-        }
+        if (4..=20).contains(&len) && raw.chars().all(allowed) { Ok(Self(raw.to_owned())) } else { Err(ValueError::Username) }
     }
 
     /// The generated name of a visitor account, which never collides with a
@@ -52,11 +48,7 @@ pub struct Password(String);
 
 impl Password {
     pub fn parse(raw: &str) -> Result<Self, ValueError> {
-        if (6..=20).contains(&raw.chars().count()) {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(ValueError::Password)
-        }
+        if (6..=20).contains(&raw.chars().count()) { Ok(Self(raw.to_owned())) } else { Err(ValueError::Password) }
     }
 
     pub fn expose(&self) -> &str {
@@ -97,11 +89,7 @@ impl DeviceFingerprint {
 
 /// Bounded free text (nickname, avatar URL, signature …).
 pub fn bounded(raw: &str, max_chars: usize) -> Result<String, ValueError> {
-    if raw.chars().count() <= max_chars {
-        Ok(raw.to_owned())
-    } else {
-        Err(ValueError::TooLong)
-    }
+    if raw.chars().count() <= max_chars { Ok(raw.to_owned()) } else { Err(ValueError::TooLong) }
 }
 
 #[cfg(test)]

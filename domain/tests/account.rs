@@ -3,13 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use im_domain::account::{
-    self, Account, AccountError, AlreadyClaimed, ClaimState, Command, ProfileChanges, State,
-};
+use im_domain::account::{self, Account, AccountError, AlreadyClaimed, ClaimState, Command, ProfileChanges, State};
 use im_domain::event::{
-    DeviceBound, DeviceInfo, Event, PasswordChanged, ProfileUpdated, Role, UserLoggedIn,
-    UserLoggedOut, UserRegistered, UserSettingsChanged, UserStatusChanged, UsernameClaimed,
-    VisitorUpgraded,
+    DeviceBound, DeviceInfo, Event, PasswordChanged, ProfileUpdated, Role, UserLoggedIn, UserLoggedOut, UserRegistered,
+    UserSettingsChanged, UserStatusChanged, UsernameClaimed, VisitorUpgraded,
 };
 use im_domain::userset::{ChatRule, UserSet};
 use im_domain::values::{DeviceFingerprint, PasswordHash, Username};
@@ -258,9 +255,7 @@ fn every_other_command_on_an_empty_state_is_refused() {
         given(vec![]).when(command).then_err(AccountError::NotRegistered);
     }
     // Events of an unregistered account fold to nothing.
-    given(vec![logged_in(s(1), T0), status(true, T1)])
-        .when(Command::LogIn { session: s(2), at: T2 })
-        .then_err(AccountError::NotRegistered);
+    given(vec![logged_in(s(1), T0), status(true, T1)]).when(Command::LogIn { session: s(2), at: T2 }).then_err(AccountError::NotRegistered);
 }
 
 // ---------------------------------------------------------------------------
@@ -311,12 +306,7 @@ fn upgrading_a_registered_user_is_refused() {
 #[test]
 fn upgrading_a_visitor_makes_it_a_user_in_place_and_logs_in() {
     let state = given(a_visitor()).when(upgrade()).then(vec![
-        Event::VisitorUpgraded(VisitorUpgraded {
-            user_id: ID,
-            username: "alice_01".into(),
-            password_hash: "hash-2".into(),
-            at: T2,
-        }),
+        Event::VisitorUpgraded(VisitorUpgraded { user_id: ID, username: "alice_01".into(), password_hash: "hash-2".into(), at: T2 }),
         logged_in(s(2), T2),
     ]);
     let user = account(state.clone());
@@ -385,9 +375,7 @@ fn a_user_changes_their_password() {
 
 #[test]
 fn a_visitor_cannot_change_a_password() {
-    given(a_visitor())
-        .when(Command::ChangePassword { password_hash: hash("hash-2"), at: T1 })
-        .then_err(AccountError::VisitorForbidden);
+    given(a_visitor()).when(Command::ChangePassword { password_hash: hash("hash-2"), at: T1 }).then_err(AccountError::VisitorForbidden);
 }
 
 // ---------------------------------------------------------------------------
@@ -415,9 +403,7 @@ fn a_user_updates_any_profile_field() {
         .when(Command::UpdateProfile { changes: all_profile_fields(), at: T1 })
         .then(vec![profile_updated(all_profile_fields(), T1)]);
     let only_sign = ProfileChanges { sign: Some("new sign".into()), ..Default::default() };
-    given(a_user())
-        .when(Command::UpdateProfile { changes: only_sign.clone(), at: T1 })
-        .then(vec![profile_updated(only_sign, T1)]);
+    given(a_user()).when(Command::UpdateProfile { changes: only_sign.clone(), at: T1 }).then(vec![profile_updated(only_sign, T1)]);
 }
 
 #[test]
@@ -440,12 +426,8 @@ fn a_visitor_may_change_only_nickname_and_avatar() {
 
 #[test]
 fn an_empty_profile_change_is_refused() {
-    given(a_user())
-        .when(Command::UpdateProfile { changes: ProfileChanges::default(), at: T1 })
-        .then_err(AccountError::NothingToChange);
-    given(a_visitor())
-        .when(Command::UpdateProfile { changes: ProfileChanges::default(), at: T1 })
-        .then_err(AccountError::NothingToChange);
+    given(a_user()).when(Command::UpdateProfile { changes: ProfileChanges::default(), at: T1 }).then_err(AccountError::NothingToChange);
+    given(a_visitor()).when(Command::UpdateProfile { changes: ProfileChanges::default(), at: T1 }).then_err(AccountError::NothingToChange);
 }
 
 // ---------------------------------------------------------------------------

@@ -118,12 +118,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
         if let Some(query) = parts.uri.query() {
             params.insert_pairs(serde_urlencoded::from_str(query).map_err(|_| ApiError::bad("invalid_query", "查询参数格式不正确"))?);
         }
-        let content_type = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
         if !content_type.starts_with("multipart/") {
             let bytes = axum::body::to_bytes(body, BODY_LIMIT)
                 .await

@@ -91,7 +91,8 @@ pub async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<Vec<GroupE
                     .bind(e.at)
                     .execute(&mut *conn)
                     .await?;
-                    let owner: i64 = sqlx::query_scalar("SELECT user_id FROM chat_groups WHERE id = $1").bind(g).fetch_one(&mut *conn).await?;
+                    let owner: i64 =
+                        sqlx::query_scalar("SELECT user_id FROM chat_groups WHERE id = $1").bind(g).fetch_one(&mut *conn).await?;
                     effects.push(GroupEffect::Notice {
                         user: owner,
                         data: json!({"kind": "group_join_request", "group_id": g, "user_id": user.id.0, "user_name": user.name,
@@ -104,17 +105,34 @@ pub async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<Vec<GroupE
                         .bind(user.id.0)
                         .execute(&mut *conn)
                         .await?;
-                    effects.push(GroupEffect::Notice { user: user.id.0, data: json!({"kind": "group_join_refused", "group_id": g, "create_time": e.at}) });
+                    effects.push(GroupEffect::Notice {
+                        user: user.id.0,
+                        data: json!({"kind": "group_join_refused", "group_id": g, "create_time": e.at}),
+                    });
                 }
                 GroupChange::MemberRemoved { user } => {
-                    sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2").bind(g).bind(user.id.0).execute(&mut *conn).await?;
+                    sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
+                        .bind(g)
+                        .bind(user.id.0)
+                        .execute(&mut *conn)
+                        .await?;
                 }
                 GroupChange::MemberLeft => {
-                    sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2").bind(g).bind(e.by.id.0).execute(&mut *conn).await?;
+                    sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
+                        .bind(g)
+                        .bind(e.by.id.0)
+                        .execute(&mut *conn)
+                        .await?;
                 }
                 GroupChange::NicknameChanged { nickname } => {
-                    set_member_field(conn, g, e.by.id.0, "UPDATE group_members SET nickname = $3 WHERE group_id = $1 AND user_id = $2", nickname)
-                        .await?;
+                    set_member_field(
+                        conn,
+                        g,
+                        e.by.id.0,
+                        "UPDATE group_members SET nickname = $3 WHERE group_id = $1 AND user_id = $2",
+                        nickname,
+                    )
+                    .await?;
                 }
                 GroupChange::MemberMuted { user, muted } => {
                     sqlx::query("UPDATE group_members SET status = $3 WHERE group_id = $1 AND user_id = $2")

@@ -150,10 +150,8 @@ impl TestServer {
     /// POST a form body (`application/x-www-form-urlencoded`).
     pub async fn post_form(&self, path: &str, token: Option<&str>, pairs: &[(&str, &str)]) -> (u16, Value) {
         let body = serde_urlencoded_pairs(pairs);
-        let mut req = Self::client()
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
+        let mut req =
+            Self::client().post(format!("{}{path}", self.base)).header("content-type", "application/x-www-form-urlencoded").body(body);
         if let Some(t) = token {
             req = req.header("token", t);
         }
@@ -227,11 +225,7 @@ impl Drop for TestServer {
 }
 
 fn serde_urlencoded_pairs(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    pairs.iter().map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v))).collect::<Vec<_>>().join("&")
 }
 
 fn urlencode(s: &str) -> String {

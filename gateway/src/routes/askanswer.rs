@@ -89,8 +89,8 @@ async fn search(State(state): State<AppState>, params: Params) -> ApiResult {
     let ask = params.required("ask")?;
     let rows = state.askanswers().all(owner).await?;
     let pairs: Vec<(i64, Pair)> = rows.iter().map(|r| (r.id, Pair { ask: r.ask.clone(), answer: r.answer.clone() })).collect();
-    let (id, _) = best_match(pairs.iter().map(|(i, p)| (*i, p)), &ask)
-        .ok_or_else(|| ApiError::bad("askanswer_not_found", "未找到相关问答"))?;
+    let (id, _) =
+        best_match(pairs.iter().map(|(i, p)| (*i, p)), &ask).ok_or_else(|| ApiError::bad("askanswer_not_found", "未找到相关问答"))?;
     let row = rows.iter().find(|r| r.id == id).ok_or_else(not_found)?;
     Ok(ok(row.to_json()))
 }

@@ -234,11 +234,8 @@ async fn report(State(state): State<AppState>, params: Params) -> ApiResult {
     if content.chars().count() > 500 {
         return Err(ApiError::bad("invalid_content", "content 不能超过500个字符"));
     }
-    let (report_id, appended) = state
-        .friend_commands()
-        .report(&Ctx::user(me.id.0), me.id, reported_id, kind, category, content)
-        .await
-        .map_err(|e| match e {
+    let (report_id, appended) =
+        state.friend_commands().report(&Ctx::user(me.id.0), me.id, reported_id, kind, category, content).await.map_err(|e| match e {
             im_commands::CommandError::UnknownUser => ApiError::bad("reported_not_found", "被举报的用户不存在"),
             other => other.into(),
         })?;
