@@ -1,8 +1,11 @@
 //! End-to-end: nothing acknowledged is lost. The real `im` binary is killed with
 //! SIGKILL in the middle of a stream of sends; after a restart every message that got a
 //! 200 is in the recipient's inbox exactly once, in send order, and the seqs are dense.
+//! Seqs are handed to live sockets before the read models commit them: after the crash
+//! every seq the recipient saw live names the same message it named then.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use futures_util::StreamExt;
 use im_e2e::process::ImProcess;
 use im_e2e::{Backend, both_backends, fresh_postgres_url, temp_dir};
 use serde_json::{Value, json};
@@ -64,19 +67,28 @@ async fn killed_mid_stream_loses_no_acknowledged_message(backend: Backend) {
     let base = server.base.clone();
 
     let (bob, bob_token) = register(&client, &base, "crashbob").await;
-    let (status, _) = post(
-        &client,
-        format!("{base}/api/chat/userset"),
-        Some(&bob_token),
-        json!({"userset": r#"{"chatset":{"user":{"sendCount":2}}}"#}),
-    )
-    .await
-    .unwrap();
+    let (status, _) =
+        post(&client, format!("{base}/api/chat/userset"), Some(&bob_token), json!({"userset": r#"{"chatset":{"user":{"sendCount":2}}}"#}))
+            .await
+            .unwrap();
     assert_eq!(status, 200);
     let mut senders = Vec::new();
     for i in 0..4 {
         senders.push(register(&client, &base, &format!("crashsender{i}")).await);
     }
+    // Bob watches live: every (seq, message id) pushed to his socket until it dies.
+    let (mut bob_ws, _) = tokio_tungstenite::connect_async(format!("{}/ws?token={bob_token}", server.process.ws_base)).await.unwrap();
+    let watcher = tokio::spawn(async move {
+        let mut seen: Vec<(i64, String)> = Vec::new();
+        while let Some(Ok(message)) = bob_ws.next().await {
+            let Ok(text) = message.to_text() else { continue };
+            let Ok(frame) = serde_json::from_str::<Value>(text) else { continue };
+            if frame["type"] == "singleChat" {
+                seen.push((frame["seq"].as_i64().unwrap(), frame["data"]["id"].as_str().unwrap().to_owned()));
+            }
+        }
+        seen
+    });
 
     // Four senders, each sending in order, until the server dies under them.
     let acked_total = Arc::new(AtomicUsize::new(0));
@@ -111,6 +123,8 @@ async fn killed_mid_stream_loses_no_acknowledged_message(backend: Backend) {
     }
     let acked: usize = acked_by_sender.values().map(Vec::len).sum();
     assert!(acked >= 200, "acked {acked}");
+    let seen_live = tokio::time::timeout(Duration::from_secs(30), watcher).await.unwrap().unwrap();
+    assert!(!seen_live.is_empty(), "bob saw messages live before the crash");
 
     // Restart on the same data: the projections catch up from their checkpoints.
     let server = Server::start(&data_dir, database_url.as_deref()).await;
@@ -135,6 +149,12 @@ async fn killed_mid_stream_loses_no_acknowledged_message(backend: Backend) {
     let ids: Vec<String> = rows.iter().map(|r| r["data"]["id"].as_str().unwrap().to_owned()).collect();
     let unique: HashSet<&String> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "a message reached the inbox twice");
+
+    // What bob saw live holds after the crash: the same seq names the same message.
+    let by_seq: HashMap<i64, &String> = rows.iter().map(|r| r["seq"].as_i64().unwrap()).zip(ids.iter()).collect();
+    for (seq, id) in &seen_live {
+        assert_eq!(by_seq.get(seq).copied(), Some(id), "seq {seq} named {id} live, and another message after the crash");
+    }
 
     // Every acknowledged message is there, in each sender's send order.
     let position: HashMap<&String, usize> = ids.iter().enumerate().map(|(i, id)| (id, i)).collect();

@@ -125,7 +125,8 @@ async fn next_chat(ws: &mut Ws) -> Value {
 }
 
 async fn send(base: &str, token: &str, to: i64, chat_type: &str, text: &str) -> (u16, Value) {
-    post(base, "/api/chat/socket/sendmessage", Some(token), json!({"sendto_id": to, "chatType": chat_type, "type": "text", "data": text})).await
+    post(base, "/api/chat/socket/sendmessage", Some(token), json!({"sendto_id": to, "chatType": chat_type, "type": "text", "data": text}))
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -140,7 +141,8 @@ async fn two_gateways_a_projector_and_a_relay() {
     for (who, token) in [(bob, &bob_t), (carol, &carol_t)] {
         let (status, req) = post(&a, "/api/chat/applyfriend", Some(&alice_t), json!({"friend_id": who})).await;
         assert_eq!(status, 200, "{req}");
-        let (status, body) = post(&b, &format!("/api/chat/handleapply/{}", req["data"]["id"]), Some(token), json!({"status": "agree"})).await;
+        let (status, body) =
+            post(&b, &format!("/api/chat/handleapply/{}", req["data"]["id"]), Some(token), json!({"status": "agree"})).await;
         assert_eq!(status, 200, "{body}");
     }
 
@@ -279,10 +281,10 @@ async fn two_gateways_a_projector_and_a_relay() {
         let position = event["position"].as_i64().unwrap();
         let stream = event["stream_id"].as_str().unwrap().to_owned();
         // Republished duplicates may repeat older positions; a new one never goes back.
-        if want.remove(&position) {
-            if let Some(previous) = first_seen.insert(stream, position) {
-                assert!(position > previous, "stream order kept across the relay's restart");
-            }
+        if want.remove(&position)
+            && let Some(previous) = first_seen.insert(stream, position)
+        {
+            assert!(position > previous, "stream order kept across the relay's restart");
         }
     }
 

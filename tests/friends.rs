@@ -4,7 +4,7 @@
 //! concurrency. Every test runs on SQLite and on Postgres.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use im_e2e::{assert_fail, ok_data, Backend, TestServer, both_backends};
+use im_e2e::{Backend, TestServer, assert_fail, both_backends, ok_data};
 use im_e2e::{TestUser, WsClient};
 use serde_json::{Value, json};
 

@@ -5,7 +5,7 @@
 //! `send`/`ack` frames, and visitors. Every test runs on SQLite and on Postgres.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use im_e2e::{assert_fail, ok_data, Backend, TestServer, both_backends};
+use im_e2e::{Backend, TestServer, assert_fail, both_backends, ok_data};
 use im_e2e::{TestUser, WsClient};
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -1070,7 +1070,11 @@ async fn nul_characters_are_refused_and_harm_nothing(backend: Backend) {
     let b = server.register("nulsend02", "123456").await;
     ok_data(server.post("/api/chat/userset", Some(&b.token), json!({"userset": r#"{"chatset":{"user":{"sendCount":2}}}"#})).await);
     let (status, body) = server
-        .post("/api/chat/socket/sendmessage", Some(&a.token), json!({"sendto_id": b.id, "chatType": "single", "type": "text", "data": "a\u{0}b"}))
+        .post(
+            "/api/chat/socket/sendmessage",
+            Some(&a.token),
+            json!({"sendto_id": b.id, "chatType": "single", "type": "text", "data": "a\u{0}b"}),
+        )
         .await;
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_characters")), "{body}");
     let (status, body) = server.post("/api/chat/updateUserinfo", Some(&a.token), json!({"nickname": "x\u{0}"})).await;
@@ -1081,7 +1085,11 @@ async fn nul_characters_are_refused_and_harm_nothing(backend: Backend) {
     let answer = ws.next_non_ping().await;
     assert_eq!((answer["type"].as_str(), answer["data"]["code"].as_str()), (Some("error"), Some("invalid_characters")), "{answer}");
     let (status, _) = server
-        .post("/api/chat/socket/sendmessage", Some(&a.token), json!({"sendto_id": b.id, "chatType": "single", "type": "text", "data": "fine"}))
+        .post(
+            "/api/chat/socket/sendmessage",
+            Some(&a.token),
+            json!({"sendto_id": b.id, "chatType": "single", "type": "text", "data": "fine"}),
+        )
         .await;
     assert_eq!(status, 200);
 }

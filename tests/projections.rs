@@ -10,7 +10,7 @@ both_backends!(restart_keeps_read_models_and_sessions, wiped_read_models_are_reb
 async fn read_url(server: &TestServer) -> String {
     match &server.settings.database_url {
         Some(url) => url.clone(),
-        None => format!("sqlite://{}", server.settings.sqlite_path().display()),
+        None => format!("sqlite://{}", server.settings.read_db_path().display()),
     }
 }
 

@@ -19,7 +19,6 @@ const TABLES: &[(&str, &str)] = &[
     ("reports", "id"),
     ("messages", "id"),
     ("inbox", "user_id, seq"),
-    ("inbox_heads", "user_id"),
     ("askanswers", "id"),
     ("chat_groups", "id"),
     ("group_members", "group_id, user_id"),
@@ -55,7 +54,7 @@ async fn snapshot(url: &str) -> Vec<(String, Vec<Vec<String>>)> {
 }
 
 fn url_of(server: &TestServer) -> String {
-    server.settings.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", server.settings.sqlite_path().display()))
+    server.settings.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", server.settings.read_db_path().display()))
 }
 
 fn ok(resp: (u16, Value)) -> Value {
@@ -76,14 +75,34 @@ async fn populate(server: &TestServer) {
         ok(server.post(&format!("/api/chat/handleapply/{}", req["id"]), Some(&other.token), json!({"status": "agree"})).await);
     }
     ok(server.post(&format!("/api/chat/setstargoodfriend/{}", b.id), Some(&a.token), json!({"star": 1})).await);
-    ok(server.post("/api/chat/report", Some(&b.token), json!({"reported_id": c.id, "reported_type": "user", "category": "spam", "content": "x"})).await);
-    let m = ok(server.post("/api/chat/socket/sendmessage", Some(&a.token), json!({"sendto_id": b.id, "chatType": "single", "type": "text", "data": "hi"})).await);
-    ok(server.post("/api/chat/socket/sendmessage", Some(&b.token), json!({"sendto_id": a.id, "chatType": "single", "type": "text", "data": "yo"})).await);
+    ok(server
+        .post("/api/chat/report", Some(&b.token), json!({"reported_id": c.id, "reported_type": "user", "category": "spam", "content": "x"}))
+        .await);
+    let m = ok(server
+        .post(
+            "/api/chat/socket/sendmessage",
+            Some(&a.token),
+            json!({"sendto_id": b.id, "chatType": "single", "type": "text", "data": "hi"}),
+        )
+        .await);
+    ok(server
+        .post(
+            "/api/chat/socket/sendmessage",
+            Some(&b.token),
+            json!({"sendto_id": a.id, "chatType": "single", "type": "text", "data": "yo"}),
+        )
+        .await);
     ok(server.post("/api/chat/revokeMessage", Some(&a.token), json!({"id": m["id"], "to_id": b.id, "chatType": "single"})).await);
     ok(server.post("/api/chat/askanswer/create", Some(&c.token), json!({"ask": "价格", "answer": "99"})).await);
     let g = ok(server.post("/api/chat/group/create", Some(&a.token), json!({"ids": [b.id, c.id]})).await);
     ok(server.post("/api/chat/groupUpdateName", Some(&a.token), json!({"id": g["id"], "name": "工具组"})).await);
-    ok(server.post("/api/chat/socket/sendmessage", Some(&c.token), json!({"sendto_id": g["id"], "chatType": "group", "type": "text", "data": "群消息"})).await);
+    ok(server
+        .post(
+            "/api/chat/socket/sendmessage",
+            Some(&c.token),
+            json!({"sendto_id": g["id"], "chatType": "group", "type": "text", "data": "群消息"}),
+        )
+        .await);
     let d = server.register("tooluser4", "123456").await;
     ok(server.post("/api/chat/groupInviteUser", Some(&d.token), json!({"id": g["id"], "user_id": d.id})).await);
 }

@@ -2,7 +2,7 @@
 //! `im.deliveries` (one record per inbox row, keyed and partitioned by recipient).
 
 use im_eventlog::{SharedEventStore, StoredEvent};
-use im_projections::inbox::{Delivery, DeliverySink, InboxKind};
+use im_projections::inbox::{Body, Delivery, DeliverySink, InboxKind};
 use im_projections::{ReadDb, ReadError};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -10,7 +10,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,28 +62,32 @@ pub fn partition_for(user: i64, partitions: i32) -> i32 {
     (x % partitions.max(1) as u64) as i32
 }
 
-/// One record of `im.deliveries`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One record of `im.deliveries`: an inbox row, its body as the JSON object it is.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct DeliveryRecord {
     pub user_id: i64,
     pub seq: i64,
     /// `message` (a `singleChat` frame) or `notice`.
     pub kind: String,
-    pub data: Value,
+    /// The row's `data` without its `seq`.
+    pub body: Box<RawValue>,
+    pub sent_at: i64,
 }
 
 impl DeliveryRecord {
-    pub fn from_delivery(d: &Delivery) -> Self {
-        let kind = match d.kind {
-            InboxKind::Message => "message",
-            InboxKind::Notice => "notice",
-        };
-        Self { user_id: d.user_id, seq: d.seq, kind: kind.to_owned(), data: d.data.clone() }
+    pub fn from_delivery(d: &Delivery) -> Result<Self, serde_json::Error> {
+        let body = RawValue::from_string(d.body.as_str().to_owned())?;
+        Ok(Self { user_id: d.user_id, seq: d.seq, kind: d.kind.as_str().to_owned(), body, sent_at: d.sent_at })
     }
 
     pub fn into_delivery(self) -> Delivery {
-        let kind = if self.kind == "notice" { InboxKind::Notice } else { InboxKind::Message };
-        Delivery { user_id: self.user_id, seq: self.seq, kind, data: self.data }
+        Delivery {
+            user_id: self.user_id,
+            seq: self.seq,
+            kind: InboxKind::parse(&self.kind),
+            body: Body::from_json(self.body.get()),
+            sent_at: self.sent_at,
+        }
     }
 }
 
@@ -103,14 +107,13 @@ impl KafkaDeliverySink {
             while let Some(batch) = rx.recv().await {
                 let mut pending = Vec::with_capacity(batch.len());
                 for d in &batch {
-                    let record = DeliveryRecord::from_delivery(d);
+                    let Ok(record) = DeliveryRecord::from_delivery(d) else { continue };
                     let (key, payload) = match serde_json::to_string(&record) {
                         Ok(p) => (d.user_id.to_string(), p),
                         Err(_) => continue,
                     };
-                    let future = producer.send_result(
-                        FutureRecord::to(&topic).key(&key).payload(&payload).partition(partition_for(d.user_id, partitions)),
-                    );
+                    let future = producer
+                        .send_result(FutureRecord::to(&topic).key(&key).payload(&payload).partition(partition_for(d.user_id, partitions)));
                     match future {
                         Ok(f) => pending.push(f),
                         Err((e, _)) => tracing::warn!(error = %e, "delivery not queued; the inbox still has it"),
@@ -132,6 +135,12 @@ impl KafkaDeliverySink {
 impl DeliverySink for KafkaDeliverySink {
     fn deliver(&self, deliveries: Vec<Delivery>) {
         let _ = self.tx.send(deliveries);
+    }
+
+    /// Gateways mark consumed rows delivered in the database: they get them once the
+    /// rows are written.
+    fn before_commit(&self) -> bool {
+        false
     }
 }
 
@@ -171,7 +180,12 @@ impl DeliveryConsumer {
                         let Some(Ok(payload)) = message.payload_view::<str>() else { continue };
                         match serde_json::from_str::<DeliveryRecord>(payload) {
                             Ok(record) => {
-                                tracing::debug!(user_id = record.user_id, seq = record.seq, partition = message.partition(), "delivery consumed");
+                                tracing::debug!(
+                                    user_id = record.user_id,
+                                    seq = record.seq,
+                                    partition = message.partition(),
+                                    "delivery consumed"
+                                );
                                 on_delivery(record.into_delivery())
                             }
                             Err(e) => tracing::warn!(error = %e, "unreadable delivery record"),
@@ -214,10 +228,10 @@ impl DeliveryConsumer {
             .map_or(Offset::End, |(_, high)| Offset::Offset(high));
         tracing::debug!(user, partition, ?start, "assigning delivery partition");
         let mut list = TopicPartitionList::new();
-        if list.add_partition_offset(&self.topic, partition, start).is_ok() {
-            if let Err(e) = self.consumer.incremental_assign(&list) {
-                tracing::warn!(partition, error = %e, "could not assign delivery partition");
-            }
+        if list.add_partition_offset(&self.topic, partition, start).is_ok()
+            && let Err(e) = self.consumer.incremental_assign(&list)
+        {
+            tracing::warn!(partition, error = %e, "could not assign delivery partition");
         }
     }
 

@@ -4,14 +4,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use im_adapters::kafka::{DeliveryConsumer, KafkaDeliverySink, KafkaSettings, partition_for};
-use im_projections::inbox::{Delivery, DeliverySink, InboxKind};
+use im_projections::inbox::{Body, Delivery, DeliverySink, InboxKind};
 use rdkafka::mocking::MockCluster;
 use serde_json::json;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 fn delivery(user: i64, seq: i64) -> Delivery {
-    Delivery { user_id: user, seq, kind: InboxKind::Message, data: json!({"id": format!("m{seq}"), "seq": seq}) }
+    let body = Body::of(&json!({"id": format!("m{seq}"), "data": "你好"}));
+    Delivery { user_id: user, seq, kind: InboxKind::Message, body, sent_at: 1_700_000_000_000 + seq }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,6 +40,8 @@ async fn deliveries_reach_the_gateway_that_holds_the_users_partition() {
     let second = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.expect("a delivery").unwrap();
     assert_eq!((first.user_id, first.seq), (mine, 1));
     assert_eq!((second.user_id, second.seq), (mine, 2), "in seq order");
+    assert_eq!(second, delivery(mine, 2), "the row crosses the bus unchanged");
+    assert_eq!(second.data(), json!({"id": "m2", "data": "你好", "seq": 2}));
     assert!(tokio::time::timeout(Duration::from_millis(500), rx.recv()).await.is_err(), "other partitions are not consumed");
 
     consumer.user_disconnected(mine);

@@ -12,7 +12,6 @@ use im_domain::{Event, SessionId, StreamId, UserId};
 use im_eventlog::{AppendError, ExpectedVersion, SharedEventStore, StreamAppend};
 use uuid::Uuid;
 
-
 /// A new live session: the token to hand out and the log position to wait for.
 #[derive(Debug, Clone)]
 pub struct SessionStarted {
@@ -49,7 +48,12 @@ impl Accounts {
 
     /// Decides a command on a user's account and appends the result, retrying on
     /// concurrent changes. Returns the events and the position to wait for.
-    async fn execute(&self, ctx: &Ctx, id: UserId, mut make: impl FnMut(&Account) -> Result<Command, CommandError>) -> Result<(Vec<Event>, i64), CommandError> {
+    async fn execute(
+        &self,
+        ctx: &Ctx,
+        id: UserId,
+        mut make: impl FnMut(&Account) -> Result<Command, CommandError>,
+    ) -> Result<(Vec<Event>, i64), CommandError> {
         decide_and_append(&*self.store, ctx, StreamId::user(id).as_str(), None, account::evolve, |state| {
             let Some(account) = state else { return Err(CommandError::UnknownUser) };
             Ok(account::decide(state, make(account)?)?)
@@ -75,10 +79,7 @@ impl Accounts {
         let session = SessionId(Uuid::new_v4());
         let now = now_millis();
         let claim = account::claim_username(&None, &username, id).map_err(|_| CommandError::UsernameTaken)?;
-        let events = account::decide(
-            &None,
-            Command::Register { id, uuid: Uuid::new_v4(), username, password_hash, session, at: now },
-        )?;
+        let events = account::decide(&None, Command::Register { id, uuid: Uuid::new_v4(), username, password_hash, session, at: now })?;
         let appends = vec![
             stream_append(ctx, claim_stream.to_string(), ExpectedVersion::NoStream, &claim),
             stream_append(ctx, StreamId::user(id).to_string(), ExpectedVersion::NoStream, &events),
@@ -143,7 +144,14 @@ impl Accounts {
             let now = now_millis();
             let events = account::decide(
                 &None,
-                Command::RegisterVisitor { id, uuid: Uuid::new_v4(), fingerprint: fingerprint.clone(), device: device.clone(), session, at: now },
+                Command::RegisterVisitor {
+                    id,
+                    uuid: Uuid::new_v4(),
+                    fingerprint: fingerprint.clone(),
+                    device: device.clone(),
+                    session,
+                    at: now,
+                },
             )?;
             let appends = vec![
                 stream_append(ctx, device_stream.to_string(), claim.expected(), &bind),
@@ -216,10 +224,7 @@ impl Accounts {
         }
         let password_hash = self.passwords.hash(&password).await?;
         let now = now_millis();
-        Ok(self
-            .execute(ctx, id, |_| Ok(Command::ChangePassword { password_hash: password_hash.clone(), at: now }))
-            .await?
-            .1)
+        Ok(self.execute(ctx, id, |_| Ok(Command::ChangePassword { password_hash: password_hash.clone(), at: now })).await?.1)
     }
 
     /// updateUserinfo: profile fields (visitors: nickname and avatar only).
@@ -240,10 +245,7 @@ impl Accounts {
         let password = Password::parse(new)?;
         let password_hash = self.passwords.hash(&password).await?;
         let now = now_millis();
-        Ok(self
-            .execute(ctx, id, |_| Ok(Command::ChangePassword { password_hash: password_hash.clone(), at: now }))
-            .await?
-            .1)
+        Ok(self.execute(ctx, id, |_| Ok(Command::ChangePassword { password_hash: password_hash.clone(), at: now })).await?.1)
     }
 
     /// Operator: change a user's login name (claimed like a registration).
@@ -260,7 +262,9 @@ impl Accounts {
             ];
             match self.store.append(appends).await {
                 Ok(committed) => return Ok(committed.last_position),
-                Err(AppendError::Conflict { stream_id, .. }) if stream_id == claim_stream.as_str() => return Err(CommandError::UsernameTaken),
+                Err(AppendError::Conflict { stream_id, .. }) if stream_id == claim_stream.as_str() => {
+                    return Err(CommandError::UsernameTaken);
+                }
                 Err(AppendError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }

@@ -39,6 +39,8 @@ pub enum CommandError {
     UnknownUser,
     #[error("the stream kept changing; gave up after retries")]
     Contended,
+    #[error("stream {0} changed after the command was decided")]
+    Stale(String),
     #[error("stored event could not be decoded: {0}")]
     Corrupt(String),
     #[error(transparent)]

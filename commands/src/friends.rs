@@ -41,9 +41,10 @@ impl Friends {
     /// Decides on the pair's stream and appends, retrying when the stream moved.
     async fn on_pair(&self, ctx: &Ctx, a: UserId, b: UserId, mut make: impl FnMut() -> Command) -> Result<Appended, CommandError> {
         let stream = StreamId::friendship(a, b);
-        let (events, position) =
-            decide_and_append(&*self.store, ctx, stream.as_str(), Pair::default(), friendship::evolve, |pair| Ok(friendship::decide(pair, make())?))
-                .await?;
+        let (events, position) = decide_and_append(&*self.store, ctx, stream.as_str(), Pair::default(), friendship::evolve, |pair| {
+            Ok(friendship::decide(pair, make())?)
+        })
+        .await?;
         Ok(Appended { events, position })
     }
 
@@ -52,15 +53,22 @@ impl Friends {
         let target_active = from != to && self.account(to).await?.is_some_and(|a| a.active);
         let request_id = self.store.next_id("friend_request").await?;
         let at = now_millis();
-        let appended = self
-            .on_pair(ctx, from, to, || Command::Request { request_id, from, to, choice: choice.clone(), target_active, at })
-            .await?;
+        let appended =
+            self.on_pair(ctx, from, to, || Command::Request { request_id, from, to, choice: choice.clone(), target_active, at }).await?;
         Ok((request_id, appended))
     }
 
     /// handleapply: `from`/`to` name the request's pair (found through the read model);
     /// the pair's stream decides whether `by` may answer.
-    pub async fn answer(&self, ctx: &Ctx, request_id: i64, pair: (UserId, UserId), by: UserId, agree: bool, choice: Choice) -> Result<Appended, CommandError> {
+    pub async fn answer(
+        &self,
+        ctx: &Ctx,
+        request_id: i64,
+        pair: (UserId, UserId),
+        by: UserId,
+        agree: bool,
+        choice: Choice,
+    ) -> Result<Appended, CommandError> {
         let at = now_millis();
         self.on_pair(ctx, pair.0, pair.1, || Command::Answer { request_id, by, agree, choice: choice.clone(), at }).await
     }
@@ -71,8 +79,7 @@ impl Friends {
         let target_active = target.as_ref().is_some_and(|a| a.active);
         let target_confirms = target.as_ref().is_none_or(|a| a.userset.friendset.invite_confirm != 0);
         let at = now_millis();
-        self.on_pair(ctx, from, to, || Command::AddDirectly { from, to, choice: choice.clone(), target_active, target_confirms, at })
-            .await
+        self.on_pair(ctx, from, to, || Command::AddDirectly { from, to, choice: choice.clone(), target_active, target_confirms, at }).await
     }
 
     pub async fn toggle_black(&self, ctx: &Ctx, by: UserId, friend: UserId) -> Result<Appended, CommandError> {
@@ -85,12 +92,26 @@ impl Friends {
         self.on_pair(ctx, by, friend, || Command::SetStar { by, star, at }).await
     }
 
-    pub async fn set_visibility(&self, ctx: &Ctx, by: UserId, friend: UserId, lookme: bool, lookhim: bool) -> Result<Appended, CommandError> {
+    pub async fn set_visibility(
+        &self,
+        ctx: &Ctx,
+        by: UserId,
+        friend: UserId,
+        lookme: bool,
+        lookhim: bool,
+    ) -> Result<Appended, CommandError> {
         let at = now_millis();
         self.on_pair(ctx, by, friend, || Command::SetVisibility { by, lookme, lookhim, at }).await
     }
 
-    pub async fn set_remark(&self, ctx: &Ctx, by: UserId, friend: UserId, nickname: Option<String>, tags: Option<String>) -> Result<Appended, CommandError> {
+    pub async fn set_remark(
+        &self,
+        ctx: &Ctx,
+        by: UserId,
+        friend: UserId,
+        nickname: Option<String>,
+        tags: Option<String>,
+    ) -> Result<Appended, CommandError> {
         let at = now_millis();
         self.on_pair(ctx, by, friend, || Command::SetRemark { by, nickname: nickname.clone(), tags: tags.clone(), at }).await
     }
@@ -102,7 +123,15 @@ impl Friends {
     }
 
     /// report: stored for the operators. A reported user must exist.
-    pub async fn report(&self, ctx: &Ctx, by: UserId, reported_id: i64, kind: ReportedKind, category: String, content: String) -> Result<(i64, Appended), CommandError> {
+    pub async fn report(
+        &self,
+        ctx: &Ctx,
+        by: UserId,
+        reported_id: i64,
+        kind: ReportedKind,
+        category: String,
+        content: String,
+    ) -> Result<(i64, Appended), CommandError> {
         if kind == ReportedKind::User && self.account(UserId(reported_id)).await?.is_none() {
             return Err(CommandError::UnknownUser);
         }

@@ -1,21 +1,38 @@
 //! Group commands on the group's stream, and sending to a group (recipients are the
 //! members at that moment, read from the same stream).
+//!
+//! A group's folded state is kept in memory for sending (a bounded cache keyed by group
+//! id, with the stream version it was folded at). A message to the group carries that
+//! version as a guard: if the group changed since, the append writes nothing, the state
+//! is folded again and the send decided again — so the cache is never trusted past a
+//! change, and nothing has to invalidate it.
 
-use crate::messages::{Messages, Outgoing, Sent};
+use crate::messages::{Messages, Outgoing, Pending, Sent};
 use crate::store::{decide_and_append, load, stream_append};
 use crate::{CommandError, Ctx, now_millis};
 use im_domain::group::{self, Command, Named, State};
 use im_domain::message::{ChatType, MessageBody, Party, Permit};
 use im_domain::{StreamId, UserId};
-use im_eventlog::{ExpectedVersion, SharedEventStore};
+use im_eventlog::{ExpectedVersion, SharedEventStore, StreamAppend};
 use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Groups whose state is kept for sending.
+pub const GROUPS_KEPT: usize = 4096;
+/// How often a group send is decided again when the group keeps changing under it.
+const SEND_ATTEMPTS: usize = 5;
 
 #[derive(Clone)]
 pub struct Groups {
     store: SharedEventStore,
     messages: Messages,
     max_size: usize,
+    kept: Arc<Mutex<Kept>>,
 }
+
+/// group id → (stream version, state at that version).
+type Kept = HashMap<i64, (i64, Arc<State>)>;
 
 /// What the sender of a group message looks like in the group.
 #[derive(Debug, Clone)]
@@ -26,16 +43,32 @@ pub struct GroupSender {
     pub avatar: String,
 }
 
-/// The group's display data for a message to it (from the read model).
-#[derive(Debug, Clone)]
-pub struct GroupFace {
-    pub avatar: String,
-    pub summary: Value,
-}
-
 impl Groups {
     pub fn new(store: SharedEventStore, max_size: usize) -> Self {
-        Self { messages: Messages::new(store.clone()), store, max_size }
+        Self { messages: Messages::new(store.clone()), store, max_size, kept: Arc::default() }
+    }
+
+    /// The group's state for sending: kept, or folded from its stream.
+    async fn kept_state(&self, group_id: i64) -> Result<(i64, Arc<State>), CommandError> {
+        if let Some(hit) = self.kept.lock().unwrap_or_else(|p| p.into_inner()).get(&group_id).cloned() {
+            return Ok(hit);
+        }
+        let loaded = load(&*self.store, StreamId::group(group_id).as_str(), None, group::evolve).await?;
+        let entry = (loaded.version, Arc::new(loaded.state));
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() >= GROUPS_KEPT {
+            kept.clear();
+        }
+        // A newer version kept meanwhile wins.
+        let slot = kept.entry(group_id).or_insert_with(|| entry.clone());
+        if slot.0 < entry.0 {
+            *slot = entry;
+        }
+        Ok(slot.clone())
+    }
+
+    fn forget(&self, group_id: i64) {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner()).remove(&group_id);
     }
 
     pub fn max_size(&self) -> usize {
@@ -114,35 +147,71 @@ impl Groups {
         self.execute(ctx, group_id, || Command::Lock { by: by.clone(), locked, at }).await
     }
 
-    /// Sends to every member but the sender, if the group and my membership allow it.
-    /// `face` gives the group's name, avatar and summary as the read model shows them.
-    pub async fn send(
-        &self,
-        ctx: &Ctx,
-        group_id: i64,
-        sender: GroupSender,
-        face: GroupFace,
-        body: MessageBody,
-        options: Value,
-        client_msg_id: Option<String>,
-    ) -> Result<Sent, CommandError> {
-        let state = self.load(group_id).await?;
+    /// Sends to every member but the sender, if the group and my membership allow it;
+    /// queued like [`Messages::submit`].
+    pub async fn submit_send(&self, ctx: &Ctx, group_id: i64, message: GroupMessage) -> Result<Pending, CommandError> {
+        let pending = self.submit_once(ctx, group_id, &message).await?;
+        let (this, ctx) = (self.clone(), *ctx);
+        Ok(Box::pin(async move {
+            let mut pending = pending;
+            for _ in 1..SEND_ATTEMPTS {
+                match pending.await {
+                    Err(CommandError::Stale(_)) => {
+                        // The group changed after the send was decided: decide again.
+                        this.forget(group_id);
+                        pending = this.submit_once(&ctx, group_id, &message).await?;
+                    }
+                    other => return other,
+                }
+            }
+            match pending.await {
+                Err(CommandError::Stale(_)) => Err(CommandError::Contended),
+                other => other,
+            }
+        }))
+    }
+
+    /// Sends and waits until it is durable.
+    pub async fn send(&self, ctx: &Ctx, group_id: i64, message: GroupMessage) -> Result<Sent, CommandError> {
+        self.submit_send(ctx, group_id, message).await?.await
+    }
+
+    async fn submit_once(&self, ctx: &Ctx, group_id: i64, message: &GroupMessage) -> Result<Pending, CommandError> {
+        let (version, state) = self.kept_state(group_id).await?;
+        let sender = &message.sender;
         let group = group::may_send(&state, sender.id)?;
         let in_group = group.member(sender.id).map(|m| m.nickname.clone()).filter(|n| !n.is_empty());
         let recipients: Vec<UserId> = group.members.iter().map(|m| m.user_id).filter(|u| *u != sender.id).collect();
-        let mut summary = face.summary;
-        // The stream is the truth for what the group is called right now.
-        summary["name"] = json!(group.name);
+        // The compact group summary a group message carries (never the member list).
+        let avatar = String::new();
+        let summary = json!({
+            "id": group_id, "name": group.name, "avatar": avatar, "user_id": group.owner.0,
+            "remark": group.remark, "invite_confirm": i64::from(group.invite_confirm),
+        });
         let outgoing = Outgoing {
             chat_type: ChatType::Group,
-            from: Party { id: sender.id.0, name: in_group.unwrap_or(sender.name), avatar: sender.avatar },
-            to: Party { id: group_id, name: group.name.clone(), avatar: face.avatar },
+            from: Party { id: sender.id.0, name: in_group.unwrap_or_else(|| sender.name.clone()), avatar: sender.avatar.clone() },
+            to: Party { id: group_id, name: group.name.clone(), avatar },
             recipients,
-            body,
-            options,
-            client_msg_id,
+            body: message.body.clone(),
+            options: message.options.clone(),
+            client_msg_id: message.client_msg_id.clone(),
             group: Some(summary),
         };
-        self.messages.send(ctx, outgoing, Permit::Free).await
+        let guard = StreamAppend {
+            stream_id: StreamId::group(group_id).to_string(),
+            expected: ExpectedVersion::after(version),
+            events: Vec::new(),
+        };
+        self.messages.submit(ctx, outgoing, Permit::Free, vec![guard]).await
     }
+}
+
+/// A message to a group, as the sender gave it.
+#[derive(Debug, Clone)]
+pub struct GroupMessage {
+    pub sender: GroupSender,
+    pub body: MessageBody,
+    pub options: Value,
+    pub client_msg_id: Option<String>,
 }

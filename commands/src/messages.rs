@@ -1,13 +1,20 @@
 //! Message commands: send (one stream per message, plus the allowance and idempotency
 //! claim streams appended atomically with it) and revoke.
+//!
+//! A send is queued, not awaited: [`Messages::submit`] decides, places the append in the
+//! writer's queue and returns a [`Pending`] that resolves once it is durable, so a
+//! client with many messages in flight gets them committed in the order it sent them
+//! without waiting for each.
 
 use crate::store::{load, stream_append};
 use crate::{CommandError, Ctx, now_millis};
 use im_domain::event::{AllowanceUsed, ClientMessageKeyClaimed};
-use im_domain::message::{self, ChatType, MessageBody, MessageSent, Party, Permit, SendError, SendFacts};
+use im_domain::message::{self, ChatType, MessageBody, MessageSent, Party, Permit, SendFacts};
 use im_domain::{Event, StreamId, UserId};
-use im_eventlog::{AppendError, ExpectedVersion, SharedEventStore};
+use im_eventlog::{AppendError, ExpectedVersion, PendingAppend, SharedEventStore, StreamAppend};
 use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
 use uuid::Uuid;
 
 /// A message about to be sent: who to whom, the body, and the display snapshot.
@@ -26,10 +33,14 @@ pub struct Outgoing {
 #[derive(Debug, Clone)]
 pub enum Sent {
     /// Appended now.
-    New { message: MessageSent, position: i64 },
-    /// The sender's `client_msg_id` was used before: this is the first message it made.
-    Duplicate { message_id: Uuid },
+    New { message: Box<MessageSent>, position: i64 },
+    /// The sender's `client_msg_id` was used before: this is the first message it made,
+    /// durable at or before `position`.
+    Duplicate { message_id: Uuid, position: i64 },
 }
+
+/// A queued send: resolves once it is durable (or why not).
+pub type Pending = Pin<Box<dyn Future<Output = Result<Sent, CommandError>> + Send>>;
 
 #[derive(Clone)]
 pub struct Messages {
@@ -41,29 +52,37 @@ impl Messages {
         Self { store }
     }
 
-    async fn claimed_key(&self, from: UserId, key: &str) -> Result<Option<Uuid>, CommandError> {
-        let claim = load(&*self.store, StreamId::client_message(from, key).as_str(), None, |state, event| match event {
-            Event::ClientMessageKeyClaimed(e) => state.or(Some(e.message_id)),
-            _ => state,
-        })
-        .await?;
-        Ok(claim.state)
-    }
-
-    /// Sends a one-to-one message if `facts` permit it.
-    pub async fn send_single(&self, ctx: &Ctx, outgoing: Outgoing, facts: SendFacts) -> Result<Sent, CommandError> {
-        let permit = message::permit_single(facts)?;
-        self.send(ctx, outgoing, permit).await
-    }
-
-    /// Appends a message whose permission is settled (group rules, auto-replies).
-    pub async fn send(&self, ctx: &Ctx, outgoing: Outgoing, permit: Permit) -> Result<Sent, CommandError> {
-        let from = UserId(outgoing.from.id);
-        if let Some(key) = &outgoing.client_msg_id {
-            if let Some(message_id) = self.claimed_key(from, key).await? {
-                return Ok(Sent::Duplicate { message_id });
+    /// The message a sender's idempotency key made, and where its claim is in the log.
+    async fn claimed_key(&self, from: UserId, key: &str) -> Result<Option<(Uuid, i64)>, CommandError> {
+        for stored in self.store.read_stream(StreamId::client_message(from, key).as_str(), 0).await? {
+            let event = Event::decode(&stored.event_type, stored.schema_version as u32, stored.payload)
+                .map_err(|e| CommandError::Corrupt(e.to_string()))?;
+            if let Event::ClientMessageKeyClaimed(e) = event {
+                return Ok(Some((e.message_id, stored.position)));
             }
         }
+        Ok(None)
+    }
+
+    /// Sends a one-to-one message if `facts` permit it; queued, see [`Messages::submit`].
+    pub async fn submit_single(&self, ctx: &Ctx, outgoing: Outgoing, facts: SendFacts) -> Result<Pending, CommandError> {
+        let permit = message::permit_single(facts)?;
+        self.submit(ctx, outgoing, permit, Vec::new()).await
+    }
+
+    /// Appends a message whose permission is settled (group rules, auto-replies) and
+    /// waits until it is durable.
+    pub async fn send(&self, ctx: &Ctx, outgoing: Outgoing, permit: Permit) -> Result<Sent, CommandError> {
+        self.submit(ctx, outgoing, permit, Vec::new()).await?.await
+    }
+
+    /// Queues a message whose permission is settled. `guards` are version checks that
+    /// must still hold when it is written (appends without events, e.g. the group stream
+    /// the recipients were read from); a guard that no longer holds fails the send with
+    /// [`CommandError::Stale`] and writes nothing. A repeated `client_msg_id` resolves to
+    /// the first message it made.
+    pub async fn submit(&self, ctx: &Ctx, outgoing: Outgoing, permit: Permit, guards: Vec<StreamAppend>) -> Result<Pending, CommandError> {
+        let from = UserId(outgoing.from.id);
         let message_id = Uuid::now_v7();
         let sent = MessageSent {
             message_id,
@@ -78,27 +97,54 @@ impl Messages {
             group: outgoing.group,
             at: now_millis(),
         };
-        let mut appends = vec![stream_append(ctx, StreamId::message(message_id).to_string(), ExpectedVersion::NoStream, &[Event::MessageSent(sent.clone())])];
-        let allowance = StreamId::allowance(from, UserId(sent.to.id));
+        let mut appends = vec![stream_append(
+            ctx,
+            StreamId::message(message_id).to_string(),
+            ExpectedVersion::NoStream,
+            &[Event::MessageSent(sent.clone())],
+        )];
+        let allowance = StreamId::allowance(from, UserId(sent.to.id)).to_string();
         if permit == Permit::UsesAllowance {
             let used = Event::AllowanceUsed(AllowanceUsed { from, to: UserId(sent.to.id), message_id });
-            appends.push(stream_append(ctx, allowance.to_string(), ExpectedVersion::NoStream, &[used]));
+            appends.push(stream_append(ctx, allowance.clone(), ExpectedVersion::NoStream, &[used]));
         }
         if let Some(key) = &sent.client_msg_id {
+            // The claim stream makes the key usable once: a second send with it
+            // conflicts there and resolves to the first message.
             let claimed = Event::ClientMessageKeyClaimed(ClientMessageKeyClaimed { from, client_msg_id: key.clone(), message_id });
             appends.push(stream_append(ctx, StreamId::client_message(from, key).to_string(), ExpectedVersion::NoStream, &[claimed]));
         }
-        match self.store.append(appends).await {
-            Ok(committed) => Ok(Sent::New { message: sent, position: committed.last_position }),
+        let guarded: Vec<String> = guards.iter().map(|g| g.stream_id.clone()).collect();
+        appends.extend(guards);
+        let pending = self.store.submit(appends).await?;
+        Ok(Box::pin(self.clone().committed(pending, sent, from, allowance, guarded)))
+    }
+
+    async fn committed(
+        self,
+        pending: PendingAppend,
+        sent: MessageSent,
+        from: UserId,
+        allowance: String,
+        guards: Vec<String>,
+    ) -> Result<Sent, CommandError> {
+        match pending.await {
+            Ok(committed) => Ok(Sent::New { message: Box::new(sent), position: committed.last_position }),
             Err(AppendError::Conflict { stream_id, .. }) => {
-                // A concurrent send with the same key won the race: that is this
-                // message, whichever claim stream the conflict was reported on.
-                if let Some(key) = sent.client_msg_id.as_deref() {
-                    if let Some(message_id) = self.claimed_key(from, key).await? {
-                        return Ok(Sent::Duplicate { message_id });
-                    }
+                // A send with the same key got there first: that is this message,
+                // whichever claim stream the conflict was reported on.
+                if let Some(key) = sent.client_msg_id.as_deref()
+                    && let Some((message_id, position)) = self.claimed_key(from, key).await?
+                {
+                    return Ok(Sent::Duplicate { message_id, position });
                 }
-                if stream_id == allowance.as_str() { Err(SendError::AllowanceUsed.into()) } else { Err(CommandError::Contended) }
+                if stream_id == allowance {
+                    Err(message::SendError::AllowanceUsed.into())
+                } else if guards.contains(&stream_id) {
+                    Err(CommandError::Stale(stream_id))
+                } else {
+                    Err(CommandError::Contended)
+                }
             }
             Err(e) => Err(e.into()),
         }

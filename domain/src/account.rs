@@ -4,9 +4,8 @@
 //! `decide` holds every rule; `evolve` only folds facts and never fails.
 
 use crate::event::{
-    DeviceBound, DeviceInfo, Event, PasswordChanged, ProfileUpdated, Role, UserLoggedIn,
-    UserLoggedOut, UserRegistered, UserSettingsChanged, UserStatusChanged, UsernameClaimed,
-    VisitorUpgraded,
+    DeviceBound, DeviceInfo, Event, PasswordChanged, ProfileUpdated, Role, UserLoggedIn, UserLoggedOut, UserRegistered,
+    UserSettingsChanged, UserStatusChanged, UsernameClaimed, VisitorUpgraded,
 };
 use crate::ids::{SessionId, UserId};
 use crate::userset::UserSet;
@@ -49,22 +48,64 @@ impl ProfileChanges {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Register a user and log them in (regChat).
-    Register { id: UserId, uuid: Uuid, username: Username, password_hash: PasswordHash, session: SessionId, at: i64 },
+    Register {
+        id: UserId,
+        uuid: Uuid,
+        username: Username,
+        password_hash: PasswordHash,
+        session: SessionId,
+        at: i64,
+    },
     /// Create a visitor bound to a device and log it in (visitorRegister).
-    RegisterVisitor { id: UserId, uuid: Uuid, fingerprint: DeviceFingerprint, device: DeviceInfo, session: SessionId, at: i64 },
+    RegisterVisitor {
+        id: UserId,
+        uuid: Uuid,
+        fingerprint: DeviceFingerprint,
+        device: DeviceInfo,
+        session: SessionId,
+        at: i64,
+    },
     /// Turn this visitor into a registered user in place (visitorregChat).
-    UpgradeVisitor { username: Username, password_hash: PasswordHash, session: SessionId, at: i64 },
+    UpgradeVisitor {
+        username: Username,
+        password_hash: PasswordHash,
+        session: SessionId,
+        at: i64,
+    },
     /// Start a new session; the previous one ends. The password was checked by the caller.
-    LogIn { session: SessionId, at: i64 },
-    LogOut { session: SessionId, at: i64 },
-    ChangePassword { password_hash: PasswordHash, at: i64 },
-    UpdateProfile { changes: ProfileChanges, at: i64 },
-    ChangeSettings { userset: UserSet, at: i64 },
-    SetActive { active: bool, at: i64 },
+    LogIn {
+        session: SessionId,
+        at: i64,
+    },
+    LogOut {
+        session: SessionId,
+        at: i64,
+    },
+    ChangePassword {
+        password_hash: PasswordHash,
+        at: i64,
+    },
+    UpdateProfile {
+        changes: ProfileChanges,
+        at: i64,
+    },
+    ChangeSettings {
+        userset: UserSet,
+        at: i64,
+    },
+    SetActive {
+        active: bool,
+        at: i64,
+    },
     /// Operator: delete the account.
-    Delete { at: i64 },
+    Delete {
+        at: i64,
+    },
     /// Operator: a new login name (claimed by the caller in the same append).
-    Rename { username: Username, at: i64 },
+    Rename {
+        username: Username,
+        at: i64,
+    },
 }
 
 /// Why an account command was refused.
@@ -141,9 +182,7 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, AccountErro
                 Event::UserLoggedIn(UserLoggedIn { user_id, session_id: session, at }),
             ])
         }
-        Command::LogIn { session, at } => {
-            Ok(vec![Event::UserLoggedIn(UserLoggedIn { user_id, session_id: session, at })])
-        }
+        Command::LogIn { session, at } => Ok(vec![Event::UserLoggedIn(UserLoggedIn { user_id, session_id: session, at })]),
         Command::LogOut { session, at } => {
             if account.session != Some(session) {
                 return Err(AccountError::StaleSession);
@@ -166,9 +205,7 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, AccountErro
             let ProfileChanges { nickname, avatar, sex, sign, area } = changes;
             Ok(vec![Event::ProfileUpdated(ProfileUpdated { user_id, nickname, avatar, sex, sign, area, at })])
         }
-        Command::ChangeSettings { userset, at } => {
-            Ok(vec![Event::UserSettingsChanged(UserSettingsChanged { user_id, userset, at })])
-        }
+        Command::ChangeSettings { userset, at } => Ok(vec![Event::UserSettingsChanged(UserSettingsChanged { user_id, userset, at })]),
         Command::Delete { at } => Ok(vec![Event::UserDeleted(crate::event::UserDeleted { user_id, at })]),
         Command::Rename { username, at } => {
             if account.role == Role::Visitor {
@@ -244,7 +281,12 @@ pub fn claim_username(state: &ClaimState, username: &Username, user_id: UserId) 
 /// while that account is still a visitor; once the visitor upgraded to a registered
 /// user the device gets a fresh visitor (a fingerprint must never log into a
 /// password-protected account). `holder_is_visitor` is `None` when nobody holds it.
-pub fn bind_device(holder_is_visitor: Option<bool>, holder: &ClaimState, fingerprint: &DeviceFingerprint, user_id: UserId) -> Result<Vec<Event>, AlreadyClaimed> {
+pub fn bind_device(
+    holder_is_visitor: Option<bool>,
+    holder: &ClaimState,
+    fingerprint: &DeviceFingerprint,
+    user_id: UserId,
+) -> Result<Vec<Event>, AlreadyClaimed> {
     match (holder, holder_is_visitor) {
         (Some(holder), Some(true)) => Err(AlreadyClaimed(*holder)),
         _ => Ok(vec![Event::DeviceBound(DeviceBound { fingerprint: fingerprint.as_str().to_owned(), user_id })]),

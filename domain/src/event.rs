@@ -3,10 +3,10 @@
 //! added with `#[serde(default)]`; a breaking change bumps the type's schema version
 //! and gets an upcaster in [`Event::decode`], so old events stay readable forever.
 
+pub use crate::askanswer::{AskAnswerDeleted, AskAnswerSaved};
 pub use crate::friendship::{
     FriendAdded, FriendRequestAccepted, FriendRequestRefused, FriendRequested, FriendSideChanged, FriendshipEnded,
 };
-pub use crate::askanswer::{AskAnswerDeleted, AskAnswerSaved};
 pub use crate::group::{GroupChanged, GroupCreated};
 use crate::ids::{SessionId, UserId};
 pub use crate::message::{AllowanceUsed, ClientMessageKeyClaimed, MessageRevoked, MessageSent};

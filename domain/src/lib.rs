@@ -22,8 +22,8 @@ pub mod askanswer;
 pub mod event;
 pub mod friendship;
 pub mod group;
-pub mod message;
 pub mod ids;
+pub mod message;
 pub mod userset;
 pub mod values;
 

@@ -235,9 +235,7 @@ pub fn revoke(state: &State, by: UserId, at: i64, window_ms: i64) -> Result<Vec<
 
 pub fn evolve(state: State, event: &Event) -> State {
     match (state, event) {
-        (None, Event::MessageSent(e)) => {
-            Some(Message { id: e.message_id, from: UserId(e.from.id), at: e.at, revoked: false })
-        }
+        (None, Event::MessageSent(e)) => Some(Message { id: e.message_id, from: UserId(e.from.id), at: e.at, revoked: false }),
         (Some(mut m), Event::MessageRevoked(_)) => {
             m.revoked = true;
             Some(m)
@@ -251,14 +249,7 @@ mod tests {
     use super::*;
 
     fn facts() -> SendFacts {
-        SendFacts {
-            sender_role: SenderRole::User,
-            to_self: false,
-            recipient_active: true,
-            blocked: false,
-            friends: false,
-            send_count: 1,
-        }
+        SendFacts { sender_role: SenderRole::User, to_self: false, recipient_active: true, blocked: false, friends: false, send_count: 1 }
     }
 
     #[test]

@@ -5,16 +5,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use im_domain::event::{
-    DeviceBound, DeviceInfo, PasswordChanged, ProfileUpdated, Role, UserLoggedIn, UserLoggedOut,
-    UserRegistered, UserSettingsChanged, UserStatusChanged, UsernameClaimed, VisitorUpgraded,
-};
-use im_domain::event::{FriendAdded, FriendRequestAccepted, FriendRequestRefused, FriendRequested, FriendSideChanged, FriendshipEnded, ReportFiled};
-use im_domain::friendship::{Side, SideChange};
-use im_domain::event::{AllowanceUsed, ClientMessageKeyClaimed, MessageRevoked, MessageSent};
-use im_domain::message::{ChatType, Party};
 use im_domain::event::{AdminCreated, AskAnswerDeleted, AskAnswerSaved, GroupChanged, GroupCreated, UserDeleted, UsernameChanged};
+use im_domain::event::{AllowanceUsed, ClientMessageKeyClaimed, MessageRevoked, MessageSent};
+use im_domain::event::{
+    DeviceBound, DeviceInfo, PasswordChanged, ProfileUpdated, Role, UserLoggedIn, UserLoggedOut, UserRegistered, UserSettingsChanged,
+    UserStatusChanged, UsernameClaimed, VisitorUpgraded,
+};
+use im_domain::event::{
+    FriendAdded, FriendRequestAccepted, FriendRequestRefused, FriendRequested, FriendSideChanged, FriendshipEnded, ReportFiled,
+};
+use im_domain::friendship::{Side, SideChange};
 use im_domain::group::{GroupChange, Named};
+use im_domain::message::{ChatType, Party};
 use im_domain::userset::{ChatRule, ChatSet, FriendSet, UserSet};
 use im_domain::values::Username;
 use im_domain::{Event, EventDecodeError, SessionId, UserId};
@@ -289,8 +291,8 @@ fn every_fixture_decodes_and_reencodes_to_the_same_payload() {
     for fx in fixtures {
         let stem = fx.file.file_stem().and_then(|s| s.to_str()).unwrap();
         assert_eq!(stem, fx.event_type, "{}: file name must be the event type", fx.file.display());
-        let event = Event::decode(&fx.event_type, fx.schema_version, fx.payload.clone())
-            .unwrap_or_else(|e| panic!("{}: {e}", fx.file.display()));
+        let event =
+            Event::decode(&fx.event_type, fx.schema_version, fx.payload.clone()).unwrap_or_else(|e| panic!("{}: {e}", fx.file.display()));
         let (event_type, payload) = event.encode();
         assert_eq!(event_type, fx.event_type, "{}", fx.file.display());
         assert_eq!(event.schema_version(), fx.schema_version, "{}", fx.file.display());
@@ -343,10 +345,7 @@ fn unknown_event_type_is_refused() {
 fn a_newer_schema_version_is_refused() {
     let fx = fixture_for("UserLoggedIn");
     let err = Event::decode("UserLoggedIn", 2, fx.payload).unwrap_err();
-    assert!(
-        matches!(&err, EventDecodeError::FutureVersion { event_type, version: 2 } if event_type == "UserLoggedIn"),
-        "{err:?}"
-    );
+    assert!(matches!(&err, EventDecodeError::FutureVersion { event_type, version: 2 } if event_type == "UserLoggedIn"), "{err:?}");
 }
 
 #[test]
@@ -404,9 +403,7 @@ fn user_registered_without_defaulted_fields_still_decodes() {
         "role": "visitor",
         "at": 43
     });
-    let Event::UserRegistered(e) = Event::decode("UserRegistered", 1, payload).unwrap() else {
-        panic!("decoded to another variant")
-    };
+    let Event::UserRegistered(e) = Event::decode("UserRegistered", 1, payload).unwrap() else { panic!("decoded to another variant") };
     assert_eq!((e.password_hash, e.device_fingerprint, e.device, e.nickname), (None, None, None, String::new()));
 }
 
@@ -430,12 +427,8 @@ fn sparse_optional_payloads_decode_with_defaults() {
     assert_eq!(event.encode().1, json!({"user_id": 3, "sign": "hi", "at": 9}));
 
     // A userset with missing keys takes its defaults.
-    let event = Event::decode(
-        "UserSettingsChanged",
-        1,
-        json!({"user_id": 3, "userset": {"chatset": {"user": {"sendCount": 2}}}, "at": 9}),
-    )
-    .unwrap();
+    let event = Event::decode("UserSettingsChanged", 1, json!({"user_id": 3, "userset": {"chatset": {"user": {"sendCount": 2}}}, "at": 9}))
+        .unwrap();
     let Event::UserSettingsChanged(e) = event else { panic!("decoded to another variant") };
     assert_eq!(e.userset.chatset.user, ChatRule { send_count: 2, need_follow: false });
     assert_eq!(e.userset.chatset.visitor, ChatRule::default());
@@ -487,10 +480,8 @@ fn chat_rule() -> impl Strategy<Value = ChatRule> {
 }
 
 fn userset() -> impl Strategy<Value = UserSet> {
-    (chat_rule(), chat_rule(), any::<u8>()).prop_map(|(visitor, user, invite_confirm)| UserSet {
-        chatset: ChatSet { visitor, user },
-        friendset: FriendSet { invite_confirm },
-    })
+    (chat_rule(), chat_rule(), any::<u8>())
+        .prop_map(|(visitor, user, invite_confirm)| UserSet { chatset: ChatSet { visitor, user }, friendset: FriendSet { invite_confirm } })
 }
 
 fn username_char() -> impl Strategy<Value = char> {
@@ -515,9 +506,7 @@ fn username_char() -> impl Strategy<Value = char> {
 fn forbidden_char() -> impl Strategy<Value = char> {
     prop_oneof![
         proptest::sample::select(vec![' ', '#', '!', '/', '\\', '\'', '"', '<', '>', '\n', '\t', '\0', '😀', '，', '。', '+', '=']),
-        any::<char>().prop_filter("not a username char", |c| {
-            !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'))
-        }),
+        any::<char>().prop_filter("not a username char", |c| { !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '@')) }),
     ]
 }
 

@@ -3,12 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use im_domain::UserId;
 use im_domain::event::{
-    Event, FriendAdded, FriendRequestAccepted, FriendRequestRefused, FriendRequested, FriendSideChanged,
-    FriendshipEnded,
+    Event, FriendAdded, FriendRequestAccepted, FriendRequestRefused, FriendRequested, FriendSideChanged, FriendshipEnded,
 };
 use im_domain::friendship::{self, Choice, Command, FriendError, Pair, RequestStatus, Side, SideChange};
-use im_domain::UserId;
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------
@@ -208,8 +207,7 @@ fn after_a_refusal_a_new_request_is_allowed() {
 
 #[test]
 fn crossing_requests_are_both_pending() {
-    let state =
-        given(a_pending_request()).when(request(2, B, A, choice_b(), T1)).then(vec![requested(2, B, A, &choice_b(), T1)]);
+    let state = given(a_pending_request()).when(request(2, B, A, choice_b(), T1)).then(vec![requested(2, B, A, &choice_b(), T1)]);
     assert_eq!(status(&state, 1), RequestStatus::Pending);
     assert_eq!(status(&state, 2), RequestStatus::Pending);
     assert!(!state.friends);
@@ -253,9 +251,8 @@ fn refusing_marks_the_request_refused() {
 
 #[test]
 fn agreeing_makes_both_sides_friends_with_their_choices() {
-    let state = given(a_pending_request())
-        .when(answer(1, B, true, choice_b(), T1))
-        .then(vec![accepted(1, A, B, &choice_a(), &choice_b(), T1)]);
+    let state =
+        given(a_pending_request()).when(answer(1, B, true, choice_b(), T1)).then(vec![accepted(1, A, B, &choice_a(), &choice_b(), T1)]);
     assert!(state.friends);
     assert_eq!(state.sides.len(), 2);
     assert_eq!(state.side(A), Some(&side_of(&choice_a())), "the applicant's side comes from the request");
@@ -307,14 +304,7 @@ fn adding_yourself_is_refused() {
 #[test]
 fn adding_an_unavailable_user_is_refused() {
     given(vec![])
-        .when(Command::AddDirectly {
-            from: A,
-            to: B,
-            choice: choice_a(),
-            target_active: false,
-            target_confirms: false,
-            at: T0,
-        })
+        .when(Command::AddDirectly { from: A, to: B, choice: choice_a(), target_active: false, target_confirms: false, at: T0 })
         .then_err(FriendError::TargetUnavailable);
 }
 
@@ -327,14 +317,7 @@ fn adding_a_friend_again_is_refused() {
 #[test]
 fn adding_a_user_who_confirms_requests_is_refused() {
     given(vec![])
-        .when(Command::AddDirectly {
-            from: A,
-            to: B,
-            choice: choice_a(),
-            target_active: true,
-            target_confirms: true,
-            at: T0,
-        })
+        .when(Command::AddDirectly { from: A, to: B, choice: choice_a(), target_active: true, target_confirms: true, at: T0 })
         .then_err(FriendError::ConfirmationRequired);
 }
 
@@ -365,21 +348,30 @@ fn adding_directly_settles_pending_requests() {
 
 #[test]
 fn toggle_black_flips_each_time() {
-    let state = given(friends())
-        .when(Command::ToggleBlack { by: A, at: T2 })
-        .then(vec![side_changed(A, B, SideChange::Blacklist { black: true }, T2)]);
+    let state = given(friends()).when(Command::ToggleBlack { by: A, at: T2 }).then(vec![side_changed(
+        A,
+        B,
+        SideChange::Blacklist { black: true },
+        T2,
+    )]);
     assert!(state.side(A).unwrap().black);
     assert!(!state.side(B).unwrap().black, "only the acting user's side changes");
 
-    let state = Given { state }
-        .when(Command::ToggleBlack { by: A, at: T3 })
-        .then(vec![side_changed(A, B, SideChange::Blacklist { black: false }, T3)]);
+    let state = Given { state }.when(Command::ToggleBlack { by: A, at: T3 }).then(vec![side_changed(
+        A,
+        B,
+        SideChange::Blacklist { black: false },
+        T3,
+    )]);
     assert!(!state.side(A).unwrap().black);
 
     // B's flag is independent of A's.
-    let state = Given { state }
-        .when(Command::ToggleBlack { by: B, at: T3 })
-        .then(vec![side_changed(B, A, SideChange::Blacklist { black: true }, T3)]);
+    let state = Given { state }.when(Command::ToggleBlack { by: B, at: T3 }).then(vec![side_changed(
+        B,
+        A,
+        SideChange::Blacklist { black: true },
+        T3,
+    )]);
     assert!(state.side(B).unwrap().black);
     assert!(!state.side(A).unwrap().black);
 }
@@ -387,24 +379,33 @@ fn toggle_black_flips_each_time() {
 #[test]
 fn set_star_changes_only_my_side() {
     let before = fold(Pair::default(), &friends());
-    let state = given(friends())
-        .when(Command::SetStar { by: B, star: true, at: T2 })
-        .then(vec![side_changed(B, A, SideChange::Star { star: true }, T2)]);
+    let state = given(friends()).when(Command::SetStar { by: B, star: true, at: T2 }).then(vec![side_changed(
+        B,
+        A,
+        SideChange::Star { star: true },
+        T2,
+    )]);
     assert!(state.side(B).unwrap().star);
     assert_eq!(state.side(A), before.side(A));
 
-    let state = Given { state }
-        .when(Command::SetStar { by: B, star: false, at: T3 })
-        .then(vec![side_changed(B, A, SideChange::Star { star: false }, T3)]);
+    let state = Given { state }.when(Command::SetStar { by: B, star: false, at: T3 }).then(vec![side_changed(
+        B,
+        A,
+        SideChange::Star { star: false },
+        T3,
+    )]);
     assert!(!state.side(B).unwrap().star);
 }
 
 #[test]
 fn set_visibility_changes_only_my_side() {
     let before = fold(Pair::default(), &friends());
-    let state = given(friends())
-        .when(Command::SetVisibility { by: A, lookme: true, lookhim: false, at: T2 })
-        .then(vec![side_changed(A, B, SideChange::Visibility { lookme: true, lookhim: false }, T2)]);
+    let state = given(friends()).when(Command::SetVisibility { by: A, lookme: true, lookhim: false, at: T2 }).then(vec![side_changed(
+        A,
+        B,
+        SideChange::Visibility { lookme: true, lookhim: false },
+        T2,
+    )]);
     let a = state.side(A).unwrap();
     assert!(a.lookme);
     assert!(!a.lookhim);
@@ -417,12 +418,7 @@ fn set_remark_changes_only_the_given_fields_of_my_side() {
     let before = fold(Pair::default(), &friends());
     let state = given(friends())
         .when(Command::SetRemark { by: A, nickname: Some("Bob".into()), tags: Some("work".into()), at: T2 })
-        .then(vec![side_changed(
-            A,
-            B,
-            SideChange::Remark { nickname: Some("Bob".into()), tags: Some("work".into()) },
-            T2,
-        )]);
+        .then(vec![side_changed(A, B, SideChange::Remark { nickname: Some("Bob".into()), tags: Some("work".into()) }, T2)]);
     let a = state.side(A).unwrap();
     assert_eq!((a.nickname.as_str(), a.tags.as_str()), ("Bob", "work"));
     assert_eq!(state.side(B), before.side(B));
@@ -443,9 +439,12 @@ fn set_remark_changes_only_the_given_fields_of_my_side() {
 
     // Neither: nothing changes.
     let unchanged = state.clone();
-    let state = Given { state }
-        .when(Command::SetRemark { by: A, nickname: None, tags: None, at: T3 })
-        .then(vec![side_changed(A, B, SideChange::Remark { nickname: None, tags: None }, T3)]);
+    let state = Given { state }.when(Command::SetRemark { by: A, nickname: None, tags: None, at: T3 }).then(vec![side_changed(
+        A,
+        B,
+        SideChange::Remark { nickname: None, tags: None },
+        T3,
+    )]);
     assert_eq!(state, unchanged);
 }
 
@@ -489,12 +488,8 @@ fn ending_names_the_other_user_and_clears_both_sides() {
 #[test]
 fn after_ending_a_new_request_is_allowed_and_can_be_accepted() {
     let state = given(friends()).when(Command::End { by: B, at: T2 }).then(vec![ended(B, A, T2)]);
-    let state = Given { state }
-        .when(request(2, B, A, choice_b(), T3))
-        .then(vec![requested(2, B, A, &choice_b(), T3)]);
-    let state = Given { state }
-        .when(answer(2, A, true, choice_a(), T3))
-        .then(vec![accepted(2, B, A, &choice_b(), &choice_a(), T3)]);
+    let state = Given { state }.when(request(2, B, A, choice_b(), T3)).then(vec![requested(2, B, A, &choice_b(), T3)]);
+    let state = Given { state }.when(answer(2, A, true, choice_a(), T3)).then(vec![accepted(2, B, A, &choice_b(), &choice_a(), T3)]);
     assert!(state.friends);
     assert_eq!(state.side(A), Some(&side_of(&choice_a())));
     assert_eq!(state.side(B), Some(&side_of(&choice_b())));
@@ -523,15 +518,43 @@ fn ending_twice_is_refused() {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Request { from: i64, to: i64, target_active: bool },
+    Request {
+        from: i64,
+        to: i64,
+        target_active: bool,
+    },
     /// `pick` selects an issued request id, or one past the last (unknown).
-    Answer { pick: usize, by: i64, agree: bool },
-    AddDirectly { from: i64, to: i64, target_active: bool, target_confirms: bool },
-    ToggleBlack { by: i64 },
-    SetStar { by: i64, star: bool },
-    SetVisibility { by: i64, lookme: bool, lookhim: bool },
-    SetRemark { by: i64, nickname: Option<String>, tags: Option<String> },
-    End { by: i64 },
+    Answer {
+        pick: usize,
+        by: i64,
+        agree: bool,
+    },
+    AddDirectly {
+        from: i64,
+        to: i64,
+        target_active: bool,
+        target_confirms: bool,
+    },
+    ToggleBlack {
+        by: i64,
+    },
+    SetStar {
+        by: i64,
+        star: bool,
+    },
+    SetVisibility {
+        by: i64,
+        lookme: bool,
+        lookhim: bool,
+    },
+    SetRemark {
+        by: i64,
+        nickname: Option<String>,
+        tags: Option<String>,
+    },
+    End {
+        by: i64,
+    },
 }
 
 fn user() -> impl Strategy<Value = i64> {

@@ -4,17 +4,20 @@
 //! # Layout
 //! * [`model`] — what goes in ([`StreamAppend`], [`NewEvent`]) and what comes out
 //!   ([`StoredEvent`]) of the log, and the append errors.
-//! * [`writer`] — group commit: one writer task per store batches concurrent appends
-//!   into one transaction.
-//! * [`sqlite`] — the embedded store (one file, WAL).
-//! * [`postgres`] — the distributed store (one table, appends serialized by an
-//!   advisory lock so readers never see a later position before an earlier one).
+//! * [`writer`] — group commit: one writer per store batches concurrent appends into one
+//!   transaction, answers each in queue order and publishes what committed on the feed.
+//! * [`sqlite`] — the embedded store (one file, WAL; its writer is a thread of its own
+//!   with the file's one write connection).
+//! * [`postgres`] — the distributed store (one table, appends serialized by an advisory
+//!   lock so readers never see a later position before an earlier one; every commit is
+//!   announced with `NOTIFY`, so other processes learn of it without polling).
 //!
 //! # Invariants
 //! * Appends are atomic across the streams of one call and checked with optimistic
 //!   concurrency per stream.
 //! * A reader that has seen position N will never later see an event below N: event
 //!   positions become visible in increasing order.
+//! * An append is answered only after its transaction is durable.
 //!
 //! # What this crate never does
 //! It does not know the event catalogue: payloads are opaque JSON here.
@@ -25,17 +28,26 @@ pub mod sqlite;
 pub mod writer;
 
 pub use model::{AppendError, Committed, ExpectedVersion, Metadata, NewEvent, StoreError, StoredEvent, StreamAppend};
+pub use writer::{Commit, FeedBatch, PendingAppend};
 
 use async_trait::async_trait;
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 /// The event log. Implementations: [`sqlite::SqliteEventStore`], [`postgres::PostgresEventStore`].
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
-    /// Appends events to one or more streams atomically. Every stream's expected
-    /// version is checked; on any mismatch nothing is written.
-    async fn append(&self, appends: Vec<StreamAppend>) -> Result<Committed, AppendError>;
+    /// Queues an atomic append to one or more streams (waiting for a slot when the
+    /// writer's queue is full) and returns what resolves once it is durable. Every
+    /// stream's expected version is checked; on any mismatch nothing is written. An
+    /// append with no events only checks its stream's version. Appends submitted one
+    /// after another by one caller commit in that order.
+    async fn submit(&self, appends: Vec<StreamAppend>) -> Result<PendingAppend, AppendError>;
+
+    /// [`EventStore::submit`] and wait for it.
+    async fn append(&self, appends: Vec<StreamAppend>) -> Result<Committed, AppendError> {
+        self.submit(appends).await?.await
+    }
 
     /// The events of one stream with a version above `after_version`, in order.
     async fn read_stream(&self, stream_id: &str, after_version: i64) -> Result<Vec<StoredEvent>, StoreError>;
@@ -49,10 +61,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// Allocates the next value of a named counter (ids of users, groups …).
     async fn next_id(&self, counter: &str) -> Result<i64, StoreError>;
 
-    /// Tells of appends made through this store: the value is the newest head position
-    /// this process committed. Appends by other processes are not signalled; readers
-    /// poll for those.
+    /// The newest head position known to this process: its own commits at once, and on
+    /// Postgres other processes' commits as their `NOTIFY` arrives.
     fn watch_head(&self) -> watch::Receiver<i64>;
+
+    /// This process's commits, one [`FeedBatch`] per transaction, in position order. A
+    /// subscriber that falls more than [`writer::FEED_BATCHES`] behind is told it lagged
+    /// and reads the log instead.
+    fn subscribe(&self) -> broadcast::Receiver<FeedBatch>;
 
     /// A short name for logs and `/healthz`: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
@@ -64,8 +80,5 @@ pub trait EventStore: Send + Sync + 'static {
 pub type SharedEventStore = Arc<dyn EventStore>;
 
 pub(crate) fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

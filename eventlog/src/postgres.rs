@@ -4,25 +4,42 @@
 //! could commit before an earlier one, and a reader checkpointing past that gap would
 //! lose the earlier event forever. So every append transaction first takes one
 //! transaction-scoped advisory lock: write transactions commit one at a time, in
-//! position order, across all processes. Group commit keeps that cheap.
+//! position order, across all processes. Group commit keeps that cheap: a batch costs
+//! the same handful of round trips whatever its size (lock, one version query, one
+//! insert, one `NOTIFY`, commit). Only when the database refuses the batch's insert (a
+//! reused event id, a payload it cannot store) is it run again request by request, each
+//! in a savepoint, so the bad one fails alone.
+//!
+//! Every commit sends `NOTIFY im_log, '<head>'`; each store listens, so
+//! [`EventStore::watch_head`] moves for other processes' appends within a round trip
+//! (with a slow poll behind it in case a notification was missed while reconnecting).
 
-use crate::model::{AppendError, Committed, StoreError, StoredEvent, StreamAppend};
-use crate::writer::{BatchBackend, Writer};
-use crate::{EventStore, now_millis};
+use crate::model::{AppendError, Committed, Metadata, StoreError, StoredEvent, StreamAppend};
+use crate::writer::{MAX_BATCH, Outcome, Plan, Planner, Request, Shared, Writer, rows_of, streams_of};
+use crate::{EventStore, FeedBatch, PendingAppend, now_millis};
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, Row, Transaction};
+use std::collections::HashMap;
 use std::str::FromStr;
-use tokio::sync::watch;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch};
+use tracing::Instrument;
+use uuid::Uuid;
 
 /// The advisory lock key that orders appends ("imlog" in ASCII).
-const APPEND_LOCK: i64 = 0x696d_6c6f_67;
+const APPEND_LOCK: i64 = 0x0069_6d6c_6f67;
+/// The channel every commit is announced on, with the new head as payload.
+pub const LOG_CHANNEL: &str = "im_log";
+/// How often the head is polled in case a notification was lost.
+const HEAD_POLL: Duration = Duration::from_secs(1);
 
 pub struct PostgresEventStore {
     pool: PgPool,
     writer: Writer,
-    head: watch::Receiver<i64>,
 }
 
 impl PostgresEventStore {
@@ -30,90 +47,310 @@ impl PostgresEventStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new().max_connections(8).connect_with(options).await?;
-        sqlx::migrate!("../migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError(format!("migrations: {e}")))?;
-        let head_now: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0)::BIGINT FROM events")
-            .fetch_one(&pool)
-            .await?;
-        let (tx, head) = watch::channel(head_now);
-        let writer = Writer::spawn(Backend { pool: pool.clone() }, tx);
-        Ok(Self { pool, writer, head })
+        sqlx::migrate!("../migrations/postgres").run(&pool).await.map_err(|e| StoreError(format!("migrations: {e}")))?;
+        let head_now = head(&pool).await?;
+        let shared = Shared::new(head_now);
+        let (writer, queue) = Writer::new(shared.clone());
+        tokio::spawn(listen(pool.clone(), Arc::downgrade(&shared)));
+        tokio::spawn(run(pool.clone(), queue, shared));
+        Ok(Self { pool, writer })
     }
 }
 
-struct Backend {
-    pool: PgPool,
+async fn head(pool: &PgPool) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar("SELECT COALESCE(MAX(position), 0)::BIGINT FROM events").fetch_one(pool).await?)
 }
 
-#[async_trait]
-impl BatchBackend for Backend {
-    type Tx = Transaction<'static, Postgres>;
-
-    async fn begin(&self) -> Result<Self::Tx, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(APPEND_LOCK).execute(&mut *tx).await?;
-        Ok(tx)
-    }
-
-    async fn stream_version(&self, tx: &mut Self::Tx, stream_id: &str) -> Result<i64, StoreError> {
-        let v: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(stream_version), 0)::BIGINT FROM events WHERE stream_id = $1")
-            .bind(stream_id)
-            .fetch_one(&mut **tx)
-            .await?;
-        Ok(v)
-    }
-
-    async fn insert(&self, tx: &mut Self::Tx, append: &StreamAppend, first_version: i64) -> Result<i64, StoreError> {
-        let recorded_at = now_millis();
-        let n = append.events.len();
-        let mut versions = Vec::with_capacity(n);
-        let mut ids = Vec::with_capacity(n);
-        let mut types = Vec::with_capacity(n);
-        let mut schema_versions = Vec::with_capacity(n);
-        let mut payloads = Vec::with_capacity(n);
-        let mut metadata = Vec::with_capacity(n);
-        for (i, e) in append.events.iter().enumerate() {
-            versions.push(first_version + i as i64);
-            ids.push(e.event_id);
-            types.push(e.event_type.clone());
-            schema_versions.push(e.schema_version);
-            payloads.push(e.payload.clone());
-            metadata.push(serde_json::to_value(&e.metadata)?);
+/// Follows `NOTIFY im_log` so the head watch sees other processes' commits; stops when
+/// the store is gone.
+async fn listen(pool: PgPool, shared: Weak<Shared>) {
+    while shared.strong_count() > 0 {
+        match PgListener::connect_with(&pool).await {
+            Ok(mut listener) => {
+                if let Err(e) = listener.listen(LOG_CHANNEL).await {
+                    tracing::warn!(error = %e, "cannot listen for log commits");
+                } else {
+                    follow(&mut listener, &pool, &shared).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot connect the log listener"),
         }
-        // One statement per stream; WITH ORDINALITY keeps the positions in event order.
-        let positions: Vec<i64> = sqlx::query_scalar(
+        tokio::time::sleep(HEAD_POLL).await;
+    }
+}
+
+async fn follow(listener: &mut PgListener, pool: &PgPool, shared: &Weak<Shared>) {
+    loop {
+        // Whatever was committed while we were not listening.
+        if let Ok(h) = head(pool).await {
+            match shared.upgrade() {
+                Some(s) => s.advance_head(h),
+                None => return,
+            }
+        }
+        let deadline = tokio::time::sleep(HEAD_POLL);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                note = listener.recv() => match note {
+                    Ok(note) => {
+                        let Some(s) = shared.upgrade() else { return };
+                        if let Ok(p) = note.payload().parse::<i64>() {
+                            s.advance_head(p);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "log listener lost its connection");
+                        return;
+                    }
+                },
+                _ = &mut deadline => break,
+            }
+        }
+    }
+}
+
+/// The writer task: batch, commit, answer, until every handle is gone.
+async fn run(pool: PgPool, mut queue: mpsc::Receiver<Request>, shared: Arc<Shared>) {
+    let mut requests = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut requests, MAX_BATCH).await > 0 {
+        let mut appends = Vec::with_capacity(requests.len());
+        let mut replies = Vec::with_capacity(requests.len());
+        for request in requests.drain(..) {
+            match request {
+                Request::Append { appends: a, reply } => {
+                    appends.push(a);
+                    replies.push(reply);
+                }
+                Request::NextId { counter, reply } => {
+                    let _ = reply.send(next_id(&pool, &counter).await);
+                }
+            }
+        }
+        if appends.is_empty() {
+            continue;
+        }
+        let span = tracing::debug_span!("append_batch", requests = appends.len());
+        let outcome = async {
+            match commit_batch(&pool, &appends).await {
+                Ok(Ok(written)) => Ok(written),
+                Ok(Err(refused)) => {
+                    tracing::warn!(error = %refused, "the database refused a batch; committing it request by request");
+                    commit_each(&pool, &appends).await
+                }
+                Err(e) => Err(e),
+            }
+        }
+        .instrument(span)
+        .await;
+        match outcome {
+            Ok(written) => finish(appends, replies, written).publish(&shared),
+            Err(e) => {
+                tracing::error!(error = %e, "append batch failed");
+                Outcome::failed(replies, &e).publish(&shared);
+            }
+        }
+    }
+}
+
+/// What a transaction wrote: per request its plan (or why not), the recorded time, and
+/// the position of each event id.
+struct Written {
+    plans: Vec<Result<Plan, AppendError>>,
+    after: i64,
+    recorded_at: i64,
+    positions: HashMap<Uuid, i64>,
+}
+
+fn finish(appends: Vec<Vec<StreamAppend>>, replies: Vec<crate::writer::Reply>, written: Written) -> Outcome {
+    let mut events = Vec::new();
+    let mut answers = Vec::with_capacity(replies.len());
+    for ((request, reply), plan) in appends.into_iter().zip(replies).zip(written.plans) {
+        match plan {
+            Ok(plan) => {
+                let mut last_position = 0;
+                for row in rows_of(request, &plan) {
+                    let position = written.positions.get(&row.event.event_id).copied().unwrap_or(0);
+                    last_position = last_position.max(position);
+                    events.push(row.stored(position, written.recorded_at));
+                }
+                answers.push((reply, Ok(Committed { last_position })));
+            }
+            Err(e) => answers.push((reply, Err(e))),
+        }
+    }
+    events.sort_by_key(|e| e.position);
+    Outcome { replies: answers, after: written.after, events }
+}
+
+async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(APPEND_LOCK).execute(&mut *tx).await?;
+    Ok(tx)
+}
+
+/// The versions of these streams and the head, under the append lock.
+async fn versions(tx: &mut Transaction<'static, Postgres>, streams: &[String]) -> Result<(HashMap<String, i64>, i64), StoreError> {
+    let rows = sqlx::query(
+        "SELECT stream_id, MAX(stream_version)::BIGINT AS v FROM events WHERE stream_id = ANY($1) GROUP BY stream_id \
+         UNION ALL SELECT NULL, COALESCE(MAX(position), 0)::BIGINT FROM events",
+    )
+    .bind(streams)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut versions = HashMap::with_capacity(rows.len());
+    let mut head = 0;
+    for r in rows {
+        let v: i64 = r.try_get("v")?;
+        match r.try_get::<Option<String>, _>("stream_id")? {
+            Some(stream) => {
+                versions.insert(stream, v);
+            }
+            None => head = v,
+        }
+    }
+    Ok((versions, head))
+}
+
+/// The events of planned requests, as the columns of one insert.
+#[derive(Default)]
+struct Columns<'a> {
+    streams: Vec<&'a str>,
+    versions: Vec<i64>,
+    ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    schema_versions: Vec<i32>,
+    payloads: Vec<Json<&'a Value>>,
+    metadata: Vec<Json<&'a Metadata>>,
+}
+
+impl<'a> Columns<'a> {
+    fn add(&mut self, request: &'a [StreamAppend], plan: &Plan) {
+        for (append, first) in request.iter().zip(plan) {
+            for (i, e) in append.events.iter().enumerate() {
+                self.streams.push(&append.stream_id);
+                self.versions.push(first + i as i64);
+                self.ids.push(e.event_id);
+                self.types.push(&e.event_type);
+                self.schema_versions.push(e.schema_version);
+                self.payloads.push(Json(&e.payload));
+                self.metadata.push(Json(&e.metadata));
+            }
+        }
+    }
+
+    async fn insert(self, tx: &mut Transaction<'static, Postgres>, recorded_at: i64) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
+        if self.ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
             "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at) \
-             SELECT $1, v, id, t, sv, p, m, $8 \
-             FROM UNNEST($2::BIGINT[], $3::UUID[], $4::TEXT[], $5::INT[], $6::JSONB[], $7::JSONB[]) \
-                  WITH ORDINALITY AS x(v, id, t, sv, p, m, ord) \
-             ORDER BY ord RETURNING position",
+             SELECT s, v, id, t, sv, p, m, $8 \
+             FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::UUID[], $4::TEXT[], $5::INT[], $6::JSONB[], $7::JSONB[]) \
+                  WITH ORDINALITY AS x(s, v, id, t, sv, p, m, ord) \
+             ORDER BY ord RETURNING event_id, position",
         )
-        .bind(&append.stream_id)
-        .bind(&versions)
-        .bind(&ids)
-        .bind(&types)
-        .bind(&schema_versions)
-        .bind(payloads.into_iter().map(Json).collect::<Vec<_>>())
-        .bind(metadata.into_iter().map(Json).collect::<Vec<_>>())
+        .bind(self.streams)
+        .bind(self.versions)
+        .bind(self.ids)
+        .bind(self.types)
+        .bind(self.schema_versions)
+        .bind(self.payloads)
+        .bind(self.metadata)
         .bind(recorded_at)
         .fetch_all(&mut **tx)
         .await?;
-        Ok(positions.into_iter().max().unwrap_or(0))
-    }
-
-    async fn commit(&self, tx: Self::Tx) -> Result<(), StoreError> {
-        Ok(tx.commit().await?)
-    }
-
-    async fn execute(&self, tx: &mut Self::Tx, sql: &'static str) -> Result<(), StoreError> {
-        sqlx::query(sql).execute(&mut **tx).await?;
-        Ok(())
+        rows.into_iter().map(|r| Ok((r.try_get("event_id")?, r.try_get("position")?))).collect()
     }
 }
 
-const SELECT: &str = "SELECT position, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at FROM events";
+async fn announce(tx: &mut Transaction<'static, Postgres>, positions: &HashMap<Uuid, i64>) -> Result<(), StoreError> {
+    if let Some(top) = positions.values().max() {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(LOG_CHANNEL).bind(top.to_string()).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The whole batch in one insert. `Ok(Err(_))`: the database refused the insert (the
+/// transaction is rolled back; run the batch again with [`commit_each`]).
+async fn commit_batch(pool: &PgPool, appends: &[Vec<StreamAppend>]) -> Result<Result<Written, StoreError>, StoreError> {
+    let recorded_at = now_millis();
+    let mut tx = begin(pool).await?;
+    let (current, after) = versions(&mut tx, &streams_of(appends.iter().map(Vec::as_slice))).await?;
+    let mut planner = Planner::new(&current);
+    let mut plans = Vec::with_capacity(appends.len());
+    let mut columns = Columns::default();
+    for request in appends {
+        plans.push(planner.plan(request).map(|(plan, ends)| {
+            columns.add(request, &plan);
+            planner.accept(ends);
+            plan
+        }));
+    }
+    let positions: HashMap<Uuid, i64> = match columns.insert(&mut tx, recorded_at).await {
+        Ok(p) => p.into_iter().collect(),
+        Err(refused) => {
+            tx.rollback().await?;
+            return Ok(Err(refused.into()));
+        }
+    };
+    announce(&mut tx, &positions).await?;
+    tx.commit().await?;
+    Ok(Ok(Written { plans, after, recorded_at, positions }))
+}
+
+/// The batch request by request, each in a savepoint: one the database refuses fails
+/// alone and moves no version the requests after it are checked against.
+async fn commit_each(pool: &PgPool, appends: &[Vec<StreamAppend>]) -> Result<Written, StoreError> {
+    let recorded_at = now_millis();
+    let mut tx = begin(pool).await?;
+    let (current, after) = versions(&mut tx, &streams_of(appends.iter().map(Vec::as_slice))).await?;
+    let mut planner = Planner::new(&current);
+    let mut plans = Vec::with_capacity(appends.len());
+    let mut positions = HashMap::new();
+    for request in appends {
+        let (plan, ends) = match planner.plan(request) {
+            Ok(p) => p,
+            Err(conflict) => {
+                plans.push(Err(conflict));
+                continue;
+            }
+        };
+        sqlx::query("SAVEPOINT append_request").execute(&mut *tx).await?;
+        let mut columns = Columns::default();
+        columns.add(request, &plan);
+        match columns.insert(&mut tx, recorded_at).await {
+            Ok(written) => {
+                sqlx::query("RELEASE SAVEPOINT append_request").execute(&mut *tx).await?;
+                positions.extend(written);
+                planner.accept(ends);
+                plans.push(Ok(plan));
+            }
+            Err(refused) => {
+                tracing::warn!(error = %refused, "append refused by the database; the rest of the batch goes on");
+                sqlx::query("ROLLBACK TO SAVEPOINT append_request").execute(&mut *tx).await?;
+                sqlx::query("RELEASE SAVEPOINT append_request").execute(&mut *tx).await?;
+                plans.push(Err(AppendError::Store(refused.into())));
+            }
+        }
+    }
+    announce(&mut tx, &positions).await?;
+    tx.commit().await?;
+    Ok(Written { plans, after, recorded_at, positions })
+}
+
+async fn next_id(pool: &PgPool, counter: &str) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO id_counters (name, value) VALUES ($1, 1) \
+         ON CONFLICT (name) DO UPDATE SET value = id_counters.value + 1 RETURNING value",
+    )
+    .bind(counter)
+    .fetch_one(pool)
+    .await?)
+}
+
+const SELECT: &str =
+    "SELECT position, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at FROM events";
 
 fn decode(row: sqlx::postgres::PgRow) -> Result<StoredEvent, StoreError> {
     let Json(metadata) = row.try_get("metadata")?;
@@ -124,7 +361,7 @@ fn decode(row: sqlx::postgres::PgRow) -> Result<StoredEvent, StoreError> {
         event_id: row.try_get("event_id")?,
         event_type: row.try_get("event_type")?,
         schema_version: row.try_get("schema_version")?,
-        payload: row.try_get::<Json<serde_json::Value>, _>("payload")?.0,
+        payload: row.try_get::<Json<Value>, _>("payload")?.0,
         metadata,
         recorded_at: row.try_get("recorded_at")?,
     })
@@ -132,8 +369,8 @@ fn decode(row: sqlx::postgres::PgRow) -> Result<StoredEvent, StoreError> {
 
 #[async_trait]
 impl EventStore for PostgresEventStore {
-    async fn append(&self, appends: Vec<StreamAppend>) -> Result<Committed, AppendError> {
-        self.writer.append(appends).await
+    async fn submit(&self, appends: Vec<StreamAppend>) -> Result<PendingAppend, AppendError> {
+        self.writer.submit(appends).await
     }
 
     async fn read_stream(&self, stream_id: &str, after_version: i64) -> Result<Vec<StoredEvent>, StoreError> {
@@ -149,21 +386,19 @@ impl EventStore for PostgresEventStore {
     }
 
     async fn head(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(position), 0)::BIGINT FROM events").fetch_one(&self.pool).await?)
+        head(&self.pool).await
     }
 
     async fn next_id(&self, counter: &str) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO id_counters (name, value) VALUES ($1, 1) \
-             ON CONFLICT (name) DO UPDATE SET value = id_counters.value + 1 RETURNING value",
-        )
-        .bind(counter)
-        .fetch_one(&self.pool)
-        .await?)
+        next_id(&self.pool, counter).await
     }
 
     fn watch_head(&self) -> watch::Receiver<i64> {
-        self.head.clone()
+        self.writer.watch_head()
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<FeedBatch> {
+        self.writer.subscribe()
     }
 
     fn appended(&self) -> u64 {

@@ -1,23 +1,30 @@
-//! The embedded event store: one SQLite file in WAL mode. SQLite runs one write
-//! transaction at a time, so positions always become visible in order.
+//! The embedded event store: one SQLite file in WAL mode holding the log alone (read
+//! models live in a file of their own). SQLite runs one write transaction at a time, so
+//! positions always become visible in order.
+//!
+//! The writer is a thread of its own owning the file's one write connection: it takes
+//! every request waiting in the queue, runs the whole batch (version checks, inserts,
+//! id counters) synchronously in one transaction with cached prepared statements, and
+//! commits with a full fsync. One hand-off per batch, not one per statement. Reads go
+//! through a small pool of reader connections, which WAL never blocks.
 
 use crate::model::{AppendError, Committed, Metadata, StoreError, StoredEvent, StreamAppend};
-use crate::writer::{BatchBackend, Writer};
-use crate::{EventStore, now_millis};
+use crate::writer::{MAX_BATCH, Outcome, Plan, Planner, Request, Shared, Writer, rows_of, streams_of};
+use crate::{EventStore, FeedBatch, PendingAppend, now_millis};
 use async_trait::async_trait;
+use rusqlite::{Connection, TransactionBehavior};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool, Sqlite, Transaction};
+use sqlx::{Row as _, SqlitePool};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, mpsc, watch};
 use uuid::Uuid;
 
 pub struct SqliteEventStore {
     reader: SqlitePool,
-    /// Single connection used by the writer task and the id counters.
-    write_pool: SqlitePool,
     writer: Writer,
-    head: watch::Receiver<i64>,
+    _checkpointer: Checkpointer,
 }
 
 fn options(path: &Path) -> SqliteConnectOptions {
@@ -31,105 +38,295 @@ fn options(path: &Path) -> SqliteConnectOptions {
         .foreign_keys(true)
 }
 
+/// The writer's connection: WAL, a full fsync at every commit, a page cache that holds
+/// the hot end of the log's indexes. WAL checkpoints run on a thread of their own (see
+/// [`Checkpointer`]), not inside a commit.
+fn write_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError(format!("{} could not switch to WAL (journal_mode = {mode})", path.display())));
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = FULL; PRAGMA cache_size = -{CACHE_KIB}; PRAGMA temp_store = MEMORY; \
+         PRAGMA wal_autocheckpoint = {FALLBACK_CHECKPOINT_PAGES};"
+    ))?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// The writer's page cache (KiB).
+const CACHE_KIB: i64 = 32 * 1024;
+/// WAL pages after which a committing connection checkpoints itself: a fallback only,
+/// the [`Checkpointer`] keeps the WAL far shorter.
+pub const FALLBACK_CHECKPOINT_PAGES: i64 = 20_000;
+/// How often the background checkpoint runs.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Copies a WAL file's frames back into its database on a thread of its own (PASSIVE:
+/// it never blocks the writer), so commits never pay for a checkpoint. Stops when
+/// dropped.
+pub struct Checkpointer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Checkpointer {
+    pub fn start(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let name = path.display().to_string();
+        std::thread::Builder::new()
+            .name("im-checkpoint".into())
+            .spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        tracing::warn!(file = %name, error = %e, "background checkpoint failed");
+                    }
+                }
+            })
+            .map_err(|e| StoreError(format!("starting the checkpointer: {e}")))?;
+        Ok(Self { stop })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl SqliteEventStore {
-    /// Opens (creating if needed) the database file and runs the migrations.
+    /// Opens (creating if needed) the log's file and runs its migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let write_pool = SqlitePoolOptions::new().max_connections(1).connect_with(options(path)).await?;
-        sqlx::migrate!("../migrations/sqlite")
-            .run(&write_pool)
-            .await
-            .map_err(|e| StoreError(format!("migrations: {e}")))?;
+        let setup = SqlitePoolOptions::new().max_connections(1).connect_with(options(path)).await?;
+        let mut migrator = sqlx::migrate!("../migrations/sqlite/log");
+        // Versions 2–7 of older builds created read models in this file; 8 drops them.
+        migrator.set_ignore_missing(true);
+        migrator.run(&setup).await.map_err(|e| StoreError(format!("migrations: {e}")))?;
+        setup.close().await;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options(path)).await?;
-        let head_now: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(&reader)
-            .await?;
-        let (tx, head) = watch::channel(head_now);
-        let writer = Writer::spawn(Backend { pool: write_pool.clone() }, tx);
-        Ok(Self { reader, write_pool, writer, head })
-    }
-
-    /// Connection options for other users of the same file (read models).
-    pub fn connect_options(path: &Path) -> SqliteConnectOptions {
-        options(path).synchronous(SqliteSynchronous::Normal)
+        let head_now: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events").fetch_one(&reader).await?;
+        let conn = write_connection(path)?;
+        let checkpointer = Checkpointer::start(path)?;
+        let shared = Shared::new(head_now);
+        let (writer, queue) = Writer::new(shared.clone());
+        std::thread::Builder::new()
+            .name("im-log-writer".into())
+            .spawn(move || run(conn, queue, &shared))
+            .map_err(|e| StoreError(format!("starting the log writer: {e}")))?;
+        Ok(Self { reader, writer, _checkpointer: checkpointer })
     }
 }
 
-struct Backend {
-    pool: SqlitePool,
-}
-
-#[async_trait]
-impl BatchBackend for Backend {
-    type Tx = Transaction<'static, Sqlite>;
-
-    async fn begin(&self) -> Result<Self::Tx, StoreError> {
-        // IMMEDIATE takes the write lock up front instead of upgrading mid-transaction.
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
-    async fn stream_version(&self, tx: &mut Self::Tx, stream_id: &str) -> Result<i64, StoreError> {
-        let v: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1")
-            .bind(stream_id)
-            .fetch_one(&mut **tx)
-            .await?;
-        Ok(v)
-    }
-
-    async fn insert(&self, tx: &mut Self::Tx, append: &StreamAppend, first_version: i64) -> Result<i64, StoreError> {
-        let recorded_at = now_millis();
-        let mut last = 0;
-        for (i, event) in append.events.iter().enumerate() {
-            last = sqlx::query_scalar(
-                "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING position",
-            )
-            .bind(&append.stream_id)
-            .bind(first_version + i as i64)
-            .bind(event.event_id.to_string())
-            .bind(&event.event_type)
-            .bind(event.schema_version)
-            .bind(serde_json::to_string(&event.payload)?)
-            .bind(serde_json::to_string(&event.metadata)?)
-            .bind(recorded_at)
-            .fetch_one(&mut **tx)
-            .await?;
+/// The writer thread: batch, commit, answer, until every handle is gone.
+fn run(mut conn: Connection, mut queue: mpsc::Receiver<Request>, shared: &Shared) {
+    let mut requests = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.blocking_recv() {
+        requests.push(first);
+        while requests.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(more) => requests.push(more),
+                Err(_) => break,
+            }
         }
-        Ok(last)
-    }
-
-    async fn commit(&self, tx: Self::Tx) -> Result<(), StoreError> {
-        Ok(tx.commit().await?)
-    }
-
-    async fn execute(&self, tx: &mut Self::Tx, sql: &'static str) -> Result<(), StoreError> {
-        sqlx::query(sql).execute(&mut **tx).await?;
-        Ok(())
+        let mut appends = Vec::with_capacity(requests.len());
+        let mut replies = Vec::with_capacity(requests.len());
+        let mut counters = Vec::new();
+        for request in requests.drain(..) {
+            match request {
+                Request::Append { appends: a, reply } => {
+                    appends.push(a);
+                    replies.push(reply);
+                }
+                Request::NextId { counter, reply } => counters.push((counter, reply)),
+            }
+        }
+        let span = tracing::debug_span!("append_batch", requests = replies.len());
+        let _entered = span.enter();
+        match commit(&mut conn, appends, counters.iter().map(|(c, _)| c.as_str())) {
+            Ok((outcomes, events, ids)) => {
+                for ((_, reply), id) in counters.into_iter().zip(ids) {
+                    let _ = reply.send(Ok(id));
+                }
+                // The only writer of this file: the head it knows is the head.
+                let after = *shared.head.borrow();
+                Outcome { replies: replies.into_iter().zip(outcomes).collect(), after, events }.publish(shared);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "append batch failed");
+                for (_, reply) in counters {
+                    let _ = reply.send(Err(StoreError(e.0.clone())));
+                }
+                Outcome::failed(replies, &e).publish(shared);
+            }
+        }
     }
 }
 
-const SELECT: &str = "SELECT position, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at FROM events";
+type Committing = (Vec<Result<Committed, AppendError>>, Vec<StoredEvent>, Vec<i64>);
+
+/// One transaction for the whole batch. Usually without savepoints (they make SQLite
+/// copy every page they touch into a sub-journal): if the database refuses any insert
+/// (a reused event id), the transaction is rolled back and the batch runs again with
+/// each request in its own savepoint, so the bad one fails alone and moves no stream
+/// version the requests after it are checked against.
+fn commit<'a>(
+    conn: &mut Connection,
+    appends: Vec<Vec<StreamAppend>>,
+    counters: impl Iterator<Item = &'a str> + Clone,
+) -> Result<Committing, StoreError> {
+    let recorded_at = now_millis();
+    let written = match write(conn, &appends, counters.clone(), recorded_at, false)? {
+        Some(written) => written,
+        None => match write(conn, &appends, counters, recorded_at, true)? {
+            Some(written) => written,
+            None => return Err(StoreError("a batch failed even request by request".into())),
+        },
+    };
+    let (plans, ids) = written;
+    let mut outcomes = Vec::with_capacity(appends.len());
+    let mut events = Vec::new();
+    for (request, plan) in appends.into_iter().zip(plans) {
+        match plan {
+            Ok((plan, positions)) => {
+                let last_position = positions.last().copied().unwrap_or(0);
+                events.extend(rows_of(request, &plan).into_iter().zip(positions).map(|(row, p)| row.stored(p, recorded_at)));
+                outcomes.push(Ok(Committed { last_position }));
+            }
+            Err(e) => outcomes.push(Err(e)),
+        }
+    }
+    Ok((outcomes, events, ids))
+}
+
+/// Per request: its plan and the positions of its events, or why it was not written.
+type Written = (Vec<Result<(Plan, Vec<i64>), AppendError>>, Vec<i64>);
+
+/// Writes the batch in one transaction; `None` when the database refused an insert and
+/// `careful` was off (the transaction is rolled back).
+fn write<'a>(
+    conn: &mut Connection,
+    appends: &[Vec<StreamAppend>],
+    counters: impl Iterator<Item = &'a str>,
+    recorded_at: i64,
+    careful: bool,
+) -> Result<Option<Written>, StoreError> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut current = HashMap::new();
+    {
+        let mut version = tx.prepare_cached("SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = ?1")?;
+        for stream in streams_of(appends.iter().map(Vec::as_slice)) {
+            let v: i64 = version.query_row([&stream], |r| r.get(0))?;
+            if v > 0 {
+                current.insert(stream, v);
+            }
+        }
+    }
+    let mut planner = Planner::new(&current);
+    let mut plans = Vec::with_capacity(appends.len());
+    for request in appends {
+        let (plan, ends) = match planner.plan(request) {
+            Ok(p) => p,
+            Err(conflict) => {
+                plans.push(Err(conflict));
+                continue;
+            }
+        };
+        if !careful {
+            match insert(&tx, request, &plan, recorded_at) {
+                Ok(positions) => {
+                    planner.accept(ends);
+                    plans.push(Ok((plan, positions)));
+                }
+                Err(refused) => {
+                    tracing::warn!(error = %refused, "the database refused an append; committing the batch request by request");
+                    return Ok(None);
+                }
+            }
+            continue;
+        }
+        let mut sp = tx.savepoint()?;
+        match insert(&sp, request, &plan, recorded_at) {
+            Ok(positions) => {
+                sp.commit()?;
+                planner.accept(ends);
+                plans.push(Ok((plan, positions)));
+            }
+            Err(refused) => {
+                tracing::warn!(error = %refused, "append refused by the database; the rest of the batch goes on");
+                sp.rollback()?;
+                drop(sp);
+                plans.push(Err(AppendError::Store(refused)));
+            }
+        }
+    }
+    let mut ids = Vec::new();
+    {
+        let mut next = tx.prepare_cached(
+            "INSERT INTO id_counters (name, value) VALUES (?1, 1) \
+             ON CONFLICT (name) DO UPDATE SET value = id_counters.value + 1 RETURNING value",
+        )?;
+        for counter in counters {
+            ids.push(next.query_row([counter], |r| r.get(0))?);
+        }
+    }
+    tx.commit()?;
+    Ok(Some((plans, ids)))
+}
+
+/// Inserts one request's events; their positions.
+fn insert(conn: &Connection, request: &[StreamAppend], plan: &Plan, recorded_at: i64) -> Result<Vec<i64>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let mut positions = Vec::new();
+    for (append, first) in request.iter().zip(plan) {
+        for (i, e) in append.events.iter().enumerate() {
+            stmt.execute(rusqlite::params![
+                append.stream_id,
+                first + i as i64,
+                e.event_id.to_string(),
+                e.event_type,
+                e.schema_version,
+                serde_json::to_string(&e.payload)?,
+                serde_json::to_string(&e.metadata)?,
+                recorded_at,
+            ])?;
+            positions.push(conn.last_insert_rowid());
+        }
+    }
+    Ok(positions)
+}
+
+const SELECT: &str =
+    "SELECT position, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at FROM events";
 
 fn decode(row: sqlx::sqlite::SqliteRow) -> Result<StoredEvent, StoreError> {
-    let event_id: String = row.try_get("event_id")?;
-    let payload: String = row.try_get("payload")?;
-    let metadata: String = row.try_get("metadata")?;
+    let event_id: &str = row.try_get("event_id")?;
+    let payload: &str = row.try_get("payload")?;
+    let metadata: &str = row.try_get("metadata")?;
     Ok(StoredEvent {
         position: row.try_get("position")?,
         stream_id: row.try_get("stream_id")?,
         stream_version: row.try_get("stream_version")?,
-        event_id: Uuid::parse_str(&event_id).map_err(|e| StoreError(e.to_string()))?,
+        event_id: Uuid::parse_str(event_id).map_err(|e| StoreError(e.to_string()))?,
         event_type: row.try_get("event_type")?,
         schema_version: row.try_get("schema_version")?,
-        payload: serde_json::from_str(&payload)?,
-        metadata: serde_json::from_str::<Metadata>(&metadata)?,
+        payload: serde_json::from_str(payload)?,
+        metadata: serde_json::from_str::<Metadata>(metadata)?,
         recorded_at: row.try_get("recorded_at")?,
     })
 }
 
 #[async_trait]
 impl EventStore for SqliteEventStore {
-    async fn append(&self, appends: Vec<StreamAppend>) -> Result<Committed, AppendError> {
-        self.writer.append(appends).await
+    async fn submit(&self, appends: Vec<StreamAppend>) -> Result<PendingAppend, AppendError> {
+        self.writer.submit(appends).await
     }
 
     async fn read_stream(&self, stream_id: &str, after_version: i64) -> Result<Vec<StoredEvent>, StoreError> {
@@ -149,17 +346,15 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn next_id(&self, counter: &str) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO id_counters (name, value) VALUES ($1, 1) \
-             ON CONFLICT (name) DO UPDATE SET value = id_counters.value + 1 RETURNING value",
-        )
-        .bind(counter)
-        .fetch_one(&self.write_pool)
-        .await?)
+        self.writer.next_id(counter).await
     }
 
     fn watch_head(&self) -> watch::Receiver<i64> {
-        self.head.clone()
+        self.writer.watch_head()
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<FeedBatch> {
+        self.writer.subscribe()
     }
 
     fn appended(&self) -> u64 {

@@ -1,178 +1,366 @@
-//! Group commit. Every append goes through one writer task per store, which takes all
-//! requests waiting in its queue and commits them in a single transaction: throughput
-//! comes from many events per fsync, not from weaker durability. A request whose
-//! expected version does not match is answered with a conflict and leaves the rest of
-//! the batch untouched.
+//! Group commit. Every append goes to one writer per store, which takes all requests
+//! waiting in its queue and commits them in a single transaction: throughput comes from
+//! many events per fsync, not from weaker durability. A request whose expected versions
+//! do not match is answered with a conflict and leaves the rest of the batch untouched.
+//!
+//! The queue is FIFO and bounded: [`Writer::submit`] waits for a slot (back-pressure),
+//! then returns a [`PendingAppend`] that resolves once the batch holding the request is
+//! durable. A caller that submits several appends one after another (a socket with many
+//! messages in flight) gets them committed in that order without waiting in between.
+//!
+//! After each commit the writer tells the head watch and publishes the committed events
+//! on the [feed](crate::Feed), in position order.
 
-use crate::model::{AppendError, Committed, StoreError, StreamAppend};
-use async_trait::async_trait;
-use tracing::Instrument;
+use crate::model::{AppendError, Committed, NewEvent, StoreError, StoredEvent, StreamAppend};
 use std::collections::HashMap;
-use tokio::sync::{mpsc, oneshot, watch};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 /// The most append requests one transaction takes.
-const MAX_BATCH: usize = 512;
+pub const MAX_BATCH: usize = 1024;
+/// Requests that may wait for the writer before [`Writer::submit`] waits for a slot.
+pub const QUEUE: usize = 8192;
+/// Committed batches the feed keeps for slow subscribers (who then read the log).
+pub const FEED_BATCHES: usize = 1024;
 
-/// One storage engine's part of a group commit.
-#[async_trait]
-pub trait BatchBackend: Send + Sync + 'static {
-    type Tx: Send;
+pub(crate) type Reply = oneshot::Sender<Result<Committed, AppendError>>;
 
-    /// Opens the write transaction (and takes whatever lock orders positions).
-    async fn begin(&self) -> Result<Self::Tx, StoreError>;
-    /// The version of a stream as seen inside the transaction (0 when it has no events).
-    async fn stream_version(&self, tx: &mut Self::Tx, stream_id: &str) -> Result<i64, StoreError>;
-    /// Writes the events of one stream starting at `first_version`; returns the last position.
-    async fn insert(&self, tx: &mut Self::Tx, append: &StreamAppend, first_version: i64) -> Result<i64, StoreError>;
-    async fn commit(&self, tx: Self::Tx) -> Result<(), StoreError>;
-    /// Runs a statement without results (savepoints).
-    async fn execute(&self, tx: &mut Self::Tx, sql: &'static str) -> Result<(), StoreError>;
+/// What the writer is asked to do.
+pub(crate) enum Request {
+    Append {
+        appends: Vec<StreamAppend>,
+        reply: Reply,
+    },
+    /// Allocate the next value of a named counter (stores whose counters share the
+    /// writer's single connection).
+    NextId {
+        counter: String,
+        reply: oneshot::Sender<Result<i64, StoreError>>,
+    },
 }
 
-type Reply = oneshot::Sender<Result<Committed, AppendError>>;
+/// One commit as the feed tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Commit {
+    /// The head right before this commit: a subscriber at exactly this position can apply
+    /// `events` without reading the log (no event of another writer lies in between).
+    pub after: i64,
+    /// The events written, in position order.
+    pub events: Vec<StoredEvent>,
+}
 
-/// Handle to a running writer task.
+/// A committed batch, shared by every subscriber.
+pub type FeedBatch = Arc<Commit>;
+
+/// The appends of one commit: `(request, outcome)` pairs in the order they were queued,
+/// the head before the commit, and the events the successful ones wrote, in position
+/// order.
+pub(crate) struct Outcome {
+    pub replies: Vec<(Reply, Result<Committed, AppendError>)>,
+    pub after: i64,
+    pub events: Vec<StoredEvent>,
+}
+
+impl Outcome {
+    /// Answers every request, moves the head and publishes the events.
+    pub(crate) fn publish(self, shared: &Shared) {
+        let Outcome { replies, after, events } = self;
+        if let Some(top) = events.last().map(|e| e.position) {
+            shared.appended.fetch_add(events.len() as u64, Ordering::Relaxed);
+            shared.advance_head(top);
+            // No subscriber is fine: the log has everything.
+            let _ = shared.feed.send(Arc::new(Commit { after, events }));
+        }
+        for (reply, outcome) in replies {
+            let _ = reply.send(outcome);
+        }
+    }
+
+    /// Every request failed with the same store error (the transaction did not commit).
+    pub(crate) fn failed(replies: Vec<Reply>, error: &StoreError) -> Self {
+        let replies = replies.into_iter().map(|r| (r, Err(AppendError::Store(StoreError(error.0.clone()))))).collect();
+        Self { replies, after: 0, events: Vec::new() }
+    }
+}
+
+/// What the writer shares with its handles.
+pub(crate) struct Shared {
+    pub head: watch::Sender<i64>,
+    pub feed: broadcast::Sender<FeedBatch>,
+    pub appended: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(head_now: i64) -> Arc<Self> {
+        let (head, _) = watch::channel(head_now);
+        let (feed, _) = broadcast::channel(FEED_BATCHES);
+        Arc::new(Self { head, feed, appended: AtomicU64::new(0) })
+    }
+
+    /// Moves the head forward (never back).
+    pub(crate) fn advance_head(&self, top: i64) {
+        self.head.send_if_modified(|h| {
+            let newer = top > *h;
+            if newer {
+                *h = top;
+            }
+            newer
+        });
+    }
+}
+
+/// Handle to a running writer.
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<(Vec<StreamAppend>, Reply)>,
-    appended: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    queue: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
 }
 
 impl Writer {
-    /// Starts the writer task. `head` is told the last position of every committed batch.
-    pub fn spawn<B: BatchBackend>(backend: B, head: watch::Sender<i64>) -> Self {
-        let (queue, rx) = mpsc::channel(4096);
-        let appended = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        tokio::spawn(run(backend, rx, head, appended.clone()));
-        Self { queue, appended }
+    /// A handle on a queue whose other end a backend drains.
+    pub(crate) fn new(shared: Arc<Shared>) -> (Self, mpsc::Receiver<Request>) {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        (Self { queue, shared }, rx)
     }
 
     /// Events committed by this writer since it started.
     pub fn appended(&self) -> u64 {
-        self.appended.load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.appended.load(Ordering::Relaxed)
+    }
+
+    pub fn watch_head(&self) -> watch::Receiver<i64> {
+        self.shared.head.subscribe()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<FeedBatch> {
+        self.shared.feed.subscribe()
+    }
+
+    /// Queues an append (waiting for a slot when the queue is full) and returns what
+    /// resolves once it is durable. Appends submitted one after another commit in that
+    /// order.
+    pub async fn submit(&self, appends: Vec<StreamAppend>) -> Result<PendingAppend, AppendError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send(Request::Append { appends, reply }).await.map_err(|_| StoreError("event writer has stopped".into()))?;
+        Ok(PendingAppend(answer))
     }
 
     pub async fn append(&self, appends: Vec<StreamAppend>) -> Result<Committed, AppendError> {
+        self.submit(appends).await?.await
+    }
+
+    /// Allocates a counter value through the writer (one connection holds the lock).
+    pub(crate) async fn next_id(&self, counter: &str) -> Result<i64, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send((appends, reply))
+            .send(Request::NextId { counter: counter.to_owned(), reply })
             .await
             .map_err(|_| StoreError("event writer has stopped".into()))?;
         answer.await.map_err(|_| StoreError("event writer dropped the request".into()))?
     }
 }
 
-async fn run<B: BatchBackend>(
-    backend: B,
-    mut rx: mpsc::Receiver<(Vec<StreamAppend>, Reply)>,
-    head: watch::Sender<i64>,
-    appended: std::sync::Arc<std::sync::atomic::AtomicU64>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let requests: Vec<_> = batch.drain(..).collect();
-        let span = tracing::debug_span!("append_batch", requests = requests.len());
-        match commit_batch(&backend, &requests).instrument(span).await {
-            Ok(outcomes) => {
-                let events: usize = requests
-                    .iter()
-                    .zip(&outcomes)
-                    .filter(|(_, o)| o.is_ok())
-                    .map(|((appends, _), _)| appends.iter().map(|a| a.events.len()).sum::<usize>())
-                    .sum();
-                appended.fetch_add(events as u64, std::sync::atomic::Ordering::Relaxed);
-                let top = outcomes.iter().filter_map(|o| o.as_ref().ok()).map(|c| c.last_position).max();
-                if let Some(top) = top {
-                    head.send_if_modified(|h| {
-                        let newer = top > *h;
-                        if newer {
-                            *h = top;
-                        }
-                        newer
-                    });
-                }
-                for ((_, reply), outcome) in requests.into_iter().zip(outcomes) {
-                    let _ = reply.send(outcome);
-                }
+/// An append in the writer's queue: resolves when its batch committed (or failed).
+pub struct PendingAppend(oneshot::Receiver<Result<Committed, AppendError>>);
+
+impl Future for PendingAppend {
+    type Output = Result<Committed, AppendError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|answer| answer.unwrap_or_else(|_| Err(StoreError("event writer dropped the request".into()).into())))
+    }
+}
+
+/// One request's plan: where each of its streams starts (the version its first event
+/// gets), in the order of its appends.
+pub(crate) type Plan = Vec<i64>;
+
+/// Decides the requests of a batch one after another against the versions the streams
+/// had before it (`current`; a stream missing there has no events): a request whose
+/// expected versions do not all match writes nothing and gets a conflict; an accepted
+/// one moves its streams for the requests after it. An append with no events only
+/// checks its stream's version.
+pub(crate) struct Planner<'c> {
+    current: &'c HashMap<String, i64>,
+    versions: HashMap<String, i64>,
+}
+
+/// Where a planned request leaves its streams, to [`Planner::accept`] once written.
+pub(crate) type Ends = Vec<(String, i64)>;
+
+impl<'c> Planner<'c> {
+    pub(crate) fn new(current: &'c HashMap<String, i64>) -> Self {
+        Self { current, versions: HashMap::new() }
+    }
+
+    fn at(&self, stream: &str) -> i64 {
+        self.versions.get(stream).or_else(|| self.current.get(stream)).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn plan(&self, appends: &[StreamAppend]) -> Result<(Plan, Ends), AppendError> {
+        let mut mine: HashMap<&str, i64> = HashMap::new();
+        let mut starts = Vec::with_capacity(appends.len());
+        for append in appends {
+            let stream = append.stream_id.as_str();
+            let at = mine.get(stream).copied().unwrap_or_else(|| self.at(stream));
+            if !append.expected.matches(at) {
+                return Err(AppendError::Conflict { stream_id: append.stream_id.clone(), expected: append.expected, actual: at });
             }
-            Err(e) => {
-                tracing::error!(error = %e, "append batch failed");
-                for (_, reply) in requests {
-                    let _ = reply.send(Err(AppendError::Store(StoreError(e.0.clone()))));
-                }
+            starts.push(at + 1);
+            mine.insert(stream, at + append.events.len() as i64);
+        }
+        Ok((starts, mine.into_iter().map(|(s, v)| (s.to_owned(), v)).collect()))
+    }
+
+    /// The request was written: later requests see where it left its streams.
+    pub(crate) fn accept(&mut self, ends: Ends) {
+        self.versions.extend(ends);
+    }
+}
+
+/// The distinct streams a batch touches.
+pub(crate) fn streams_of<'a>(requests: impl IntoIterator<Item = &'a [StreamAppend]>) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    let mut set = std::collections::HashSet::new();
+    for appends in requests {
+        for a in appends {
+            if set.insert(a.stream_id.as_str()) {
+                seen.push(a.stream_id.clone());
             }
+        }
+    }
+    seen
+}
+
+/// An event about to be written: the new event and where it goes.
+pub(crate) struct Row {
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub event: NewEvent,
+}
+
+/// The rows of a planned request, in order.
+pub(crate) fn rows_of(appends: Vec<StreamAppend>, plan: &Plan) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (append, first) in appends.into_iter().zip(plan) {
+        let StreamAppend { stream_id, events, .. } = append;
+        for (i, event) in events.into_iter().enumerate() {
+            rows.push(Row { stream_id: stream_id.clone(), stream_version: first + i as i64, event });
+        }
+    }
+    rows
+}
+
+impl Row {
+    pub(crate) fn stored(self, position: i64, recorded_at: i64) -> StoredEvent {
+        StoredEvent {
+            position,
+            stream_id: self.stream_id,
+            stream_version: self.stream_version,
+            event_id: self.event.event_id,
+            event_type: self.event.event_type,
+            schema_version: self.event.schema_version,
+            payload: self.event.payload,
+            metadata: self.event.metadata,
+            recorded_at,
         }
     }
 }
 
-async fn commit_batch<B: BatchBackend>(
-    backend: &B,
-    requests: &[(Vec<StreamAppend>, Reply)],
-) -> Result<Vec<Result<Committed, AppendError>>, StoreError> {
-    let mut tx = backend.begin().await?;
-    // Versions as this transaction has left them, so later requests in the batch see
-    // the events of earlier ones.
-    let mut versions: HashMap<String, i64> = HashMap::new();
-    let mut outcomes = Vec::with_capacity(requests.len());
-    for (appends, _) in requests {
-        // Each request in its own savepoint: one that the database refuses (a reused
-        // event id, a payload it cannot store) fails alone, not its whole batch.
-        backend.execute(&mut tx, "SAVEPOINT append_request").await?;
-        match apply_request(backend, &mut tx, &versions, appends).await {
-            Ok(Ok((committed, written))) => {
-                backend.execute(&mut tx, "RELEASE SAVEPOINT append_request").await?;
-                versions.extend(written);
-                outcomes.push(Ok(committed));
-            }
-            Ok(Err(conflict)) => {
-                backend.execute(&mut tx, "RELEASE SAVEPOINT append_request").await?;
-                outcomes.push(Err(conflict));
-            }
-            Err(refused) => {
-                tracing::warn!(error = %refused, "append refused by the database; the rest of the batch goes on");
-                backend.execute(&mut tx, "ROLLBACK TO SAVEPOINT append_request").await?;
-                backend.execute(&mut tx, "RELEASE SAVEPOINT append_request").await?;
-                outcomes.push(Err(AppendError::Store(refused)));
-            }
-        }
-    }
-    backend.commit(tx).await?;
-    Ok(outcomes)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ExpectedVersion, Metadata};
+    use uuid::Uuid;
 
-/// Checks every stream of one request first, so a conflict writes nothing of it; then
-/// writes it. Returns where it landed and the stream versions it left.
-async fn apply_request<B: BatchBackend>(
-    backend: &B,
-    tx: &mut B::Tx,
-    versions: &HashMap<String, i64>,
-    appends: &[StreamAppend],
-) -> Result<Result<(Committed, Vec<(String, i64)>), AppendError>, StoreError> {
-    let mut planned: HashMap<&str, i64> = HashMap::new();
-    let mut starts = Vec::with_capacity(appends.len());
-    for append in appends {
-        let current = match planned.get(append.stream_id.as_str()).or(versions.get(&append.stream_id)) {
-            Some(v) => *v,
-            None => backend.stream_version(tx, &append.stream_id).await?,
-        };
-        if !append.expected.matches(current) {
-            return Ok(Err(AppendError::Conflict {
-                stream_id: append.stream_id.clone(),
-                expected: append.expected,
-                actual: current,
-            }));
-        }
-        planned.insert(&append.stream_id, current + append.events.len() as i64);
-        starts.push(current);
+    /// Plans and accepts every request in turn.
+    fn plan_all<'a>(
+        requests: impl IntoIterator<Item = &'a [StreamAppend]>,
+        current: &HashMap<String, i64>,
+    ) -> Vec<Result<Plan, AppendError>> {
+        let mut planner = Planner::new(current);
+        requests
+            .into_iter()
+            .map(|r| {
+                let (plan, ends) = planner.plan(r)?;
+                planner.accept(ends);
+                Ok(plan)
+            })
+            .collect()
     }
-    let mut last_position = 0;
-    let mut written = Vec::with_capacity(appends.len());
-    for (append, current) in appends.iter().zip(starts) {
-        if append.events.is_empty() {
-            continue;
-        }
-        last_position = backend.insert(tx, append, current + 1).await?;
-        written.push((append.stream_id.clone(), current + append.events.len() as i64));
+
+    fn append(stream: &str, expected: ExpectedVersion, n: usize) -> StreamAppend {
+        let events = (0..n)
+            .map(|_| NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: "T".into(),
+                schema_version: 1,
+                payload: serde_json::Value::Null,
+                metadata: Metadata::default(),
+            })
+            .collect();
+        StreamAppend { stream_id: stream.into(), expected, events }
     }
-    Ok(Ok((Committed { last_position }, written)))
+
+    #[test]
+    fn later_requests_see_what_earlier_ones_planned() {
+        let current = HashMap::from([("a".to_owned(), 2)]);
+        let r1 = vec![append("a", ExpectedVersion::Exact(2), 2)];
+        let r2 = vec![append("a", ExpectedVersion::Exact(2), 1)];
+        let r3 = vec![append("a", ExpectedVersion::Exact(4), 1), append("b", ExpectedVersion::NoStream, 1)];
+        let r4 = vec![append("b", ExpectedVersion::NoStream, 1)];
+        let plans = plan_all([r1.as_slice(), r2.as_slice(), r3.as_slice(), r4.as_slice()], &current);
+        assert_eq!(plans[0].as_ref().ok(), Some(&vec![3]));
+        assert!(matches!(plans[1], Err(AppendError::Conflict { actual: 4, .. })));
+        assert_eq!(plans[2].as_ref().ok(), Some(&vec![5, 1]));
+        assert!(matches!(plans[3], Err(AppendError::Conflict { actual: 1, .. })));
+    }
+
+    #[test]
+    fn a_conflict_plans_nothing_of_its_request() {
+        let current = HashMap::new();
+        let r1 = vec![append("x", ExpectedVersion::NoStream, 1), append("y", ExpectedVersion::Exact(3), 1)];
+        let r2 = vec![append("x", ExpectedVersion::NoStream, 1)];
+        let plans = plan_all([r1.as_slice(), r2.as_slice()], &current);
+        assert!(plans[0].is_err());
+        assert_eq!(plans[1].as_ref().ok(), Some(&vec![1]), "the failed request left x untouched");
+    }
+
+    #[test]
+    fn a_request_planned_but_not_accepted_moves_nothing() {
+        let current = HashMap::new();
+        let planner = Planner::new(&current);
+        let refused = vec![append("s", ExpectedVersion::NoStream, 2)];
+        assert!(planner.plan(&refused).is_ok());
+        // The database refused it: not accepted.
+        let next = vec![append("s", ExpectedVersion::NoStream, 1)];
+        assert_eq!(planner.plan(&next).ok().map(|(p, _)| p), Some(vec![1]));
+    }
+
+    #[test]
+    fn an_empty_append_only_checks_its_version() {
+        let current = HashMap::from([("g".to_owned(), 7)]);
+        let ok = vec![append("m", ExpectedVersion::NoStream, 1), append("g", ExpectedVersion::Exact(7), 0)];
+        let stale = vec![append("m2", ExpectedVersion::NoStream, 1), append("g", ExpectedVersion::Exact(6), 0)];
+        let plans = plan_all([ok.as_slice(), stale.as_slice()], &current);
+        assert!(plans[0].is_ok());
+        assert!(matches!(plans[1], Err(AppendError::Conflict { actual: 7, .. })));
+        let rows = rows_of(ok, plans[0].as_ref().map_or(&vec![], |p| p));
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].stream_id.as_str(), rows[0].stream_version), ("m", 1));
+    }
+
+    #[test]
+    fn the_same_stream_twice_in_one_request() {
+        let current = HashMap::new();
+        let r = vec![append("s", ExpectedVersion::NoStream, 2), append("s", ExpectedVersion::Exact(2), 1)];
+        let plans = plan_all([r.as_slice()], &current);
+        assert_eq!(plans[0].as_ref().ok(), Some(&vec![1, 3]));
+    }
 }

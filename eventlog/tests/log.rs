@@ -30,7 +30,16 @@ macro_rules! both_stores {
     )*};
 }
 
-both_stores!(round_trip, optimistic_concurrency, concurrent_writers_and_a_tailing_reader, group_commit_and_ids, a_bad_append_fails_alone);
+both_stores!(
+    round_trip,
+    optimistic_concurrency,
+    concurrent_writers_and_a_tailing_reader,
+    group_commit_and_ids,
+    a_bad_append_fails_alone,
+    submitted_appends_commit_in_order_and_reach_the_feed,
+    an_empty_append_checks_a_version,
+    another_process_sees_the_head_move,
+);
 
 async fn sqlite_store() -> (Arc<dyn EventStore>, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("im-log-{}", Uuid::new_v4().simple()));
@@ -67,8 +76,7 @@ async fn round_trip(store: Arc<dyn EventStore>, _: Option<String>) {
     assert_eq!(store.head().await.unwrap(), 0);
     let first = event(1);
     let second = event(2);
-    let committed =
-        store.append(vec![append("s-1", ExpectedVersion::NoStream, vec![first.clone(), second.clone()])]).await.unwrap();
+    let committed = store.append(vec![append("s-1", ExpectedVersion::NoStream, vec![first.clone(), second.clone()])]).await.unwrap();
     let stream = store.read_stream("s-1", 0).await.unwrap();
     assert_eq!(stream.len(), 2);
     assert_eq!((stream[0].stream_version, stream[1].stream_version), (1, 2));
@@ -196,7 +204,9 @@ async fn a_bad_append_fails_alone(store: Arc<dyn EventStore>, _: Option<String>)
     let mut tasks = Vec::new();
     for n in 0..100 {
         let store = store.clone();
-        tasks.push(tokio::spawn(async move { store.append(vec![append(&format!("ok-{n}"), ExpectedVersion::NoStream, vec![event(n)])]).await }));
+        tasks.push(tokio::spawn(
+            async move { store.append(vec![append(&format!("ok-{n}"), ExpectedVersion::NoStream, vec![event(n)])]).await },
+        ));
     }
     let bad = {
         let store = store.clone();
@@ -218,4 +228,66 @@ async fn a_bad_append_fails_alone(store: Arc<dyn EventStore>, _: Option<String>)
         assert_eq!(store.read_stream(&format!("ok-{n}"), 0).await.unwrap().len(), 1);
     }
     assert_eq!(store.read_stream("dup", 0).await.unwrap().len(), 1);
+}
+
+/// One caller submits many appends without waiting in between: they commit in the order
+/// submitted, and every committed event reaches a feed subscriber once, in position
+/// order, with what the log holds.
+async fn submitted_appends_commit_in_order_and_reach_the_feed(store: Arc<dyn EventStore>, _: Option<String>) {
+    let mut feed = store.subscribe();
+    let mut pending = Vec::new();
+    let mut ids = Vec::new();
+    for n in 0..300 {
+        let e = event(n);
+        ids.push(e.event_id);
+        pending.push(store.submit(vec![append("ordered", ExpectedVersion::Any, vec![e])]).await.unwrap());
+    }
+    let mut last = 0;
+    for p in pending {
+        let committed = p.await.unwrap();
+        assert!(committed.last_position > last, "submitted appends committed out of order");
+        last = committed.last_position;
+    }
+    let mut fed: Vec<im_eventlog::StoredEvent> = Vec::new();
+    while fed.len() < ids.len() {
+        let batch = tokio::time::timeout(Duration::from_secs(5), feed.recv()).await.unwrap().unwrap();
+        assert_eq!(batch.after, fed.last().map_or(0, |e| e.position), "a commit's `after` is the head before it");
+        fed.extend(batch.events.iter().cloned());
+    }
+    assert_eq!(fed.iter().map(|e| e.event_id).collect::<Vec<_>>(), ids);
+    assert!(fed.windows(2).all(|w| w[0].position < w[1].position));
+    let logged = store.read_all(0, 1000).await.unwrap();
+    assert_eq!(logged, fed, "the feed carries exactly what the log holds");
+}
+
+/// An append with no events asserts its stream's version and writes nothing: it fails the
+/// whole request when the stream moved.
+async fn an_empty_append_checks_a_version(store: Arc<dyn EventStore>, _: Option<String>) {
+    store.append(vec![append("guard", ExpectedVersion::NoStream, vec![event(1)])]).await.unwrap();
+    store
+        .append(vec![append("guarded-1", ExpectedVersion::NoStream, vec![event(2)]), append("guard", ExpectedVersion::Exact(1), vec![])])
+        .await
+        .unwrap();
+    store.append(vec![append("guard", ExpectedVersion::Exact(1), vec![event(3)])]).await.unwrap();
+    let stale = store
+        .append(vec![append("guarded-2", ExpectedVersion::NoStream, vec![event(4)]), append("guard", ExpectedVersion::Exact(1), vec![])])
+        .await;
+    assert!(matches!(stale, Err(AppendError::Conflict { actual: 2, .. })), "{stale:?}");
+    assert!(store.read_stream("guarded-2", 0).await.unwrap().is_empty());
+    assert_eq!(store.read_stream("guard", 0).await.unwrap().len(), 2);
+}
+
+/// On Postgres another process's appends move this process's head watch (NOTIFY), so
+/// readers there wake without polling; on SQLite (one process) the own watch moves.
+async fn another_process_sees_the_head_move(store: Arc<dyn EventStore>, url: Option<String>) {
+    let observer: Arc<dyn EventStore> = match &url {
+        Some(url) => Arc::new(PostgresEventStore::connect(url).await.unwrap()),
+        None => store.clone(),
+    };
+    let mut head = observer.watch_head();
+    let committed = store.append(vec![append("announced", ExpectedVersion::NoStream, vec![event(1)])]).await.unwrap();
+    tokio::time::timeout(Duration::from_millis(900), head.wait_for(|h| *h >= committed.last_position))
+        .await
+        .expect("the head watch learnt of the append within a notification (before the fallback poll)")
+        .unwrap();
 }

@@ -63,13 +63,15 @@ fn to_login() -> Response {
 }
 
 /// Checks the form's CSRF token against the session's (and refuses NUL characters).
-fn checked(state: &AppState, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<Session, Response> {
-    let Some(s) = session(state, headers) else { return Err(to_login()) };
+fn checked(state: &AppState, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<Session, Box<Response>> {
+    let Some(s) = session(state, headers) else { return Err(Box::new(to_login())) };
     if form.iter().any(|(k, v)| k.contains('\0') || v.contains('\0')) {
-        return Err(failed(&s, crate::params::nul_refused()));
+        return Err(Box::new(failed(&s, crate::params::nul_refused())));
     }
     if form.get("csrf") != Some(&s.csrf) {
-        return Err((StatusCode::FORBIDDEN, page("拒绝", "<p class=err>表单已过期或来源不明(CSRF 校验失败)。</p>", None)).into_response());
+        return Err(Box::new(
+            (StatusCode::FORBIDDEN, page("拒绝", "<p class=err>表单已过期或来源不明(CSRF 校验失败)。</p>", None)).into_response(),
+        ));
     }
     Ok(s)
 }
@@ -147,7 +149,7 @@ async fn login(State(state): State<AppState>, Form(form): Form<HashMap<String, S
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
     if let Err(r) = checked(&state, &headers, &form) {
-        return r;
+        return *r;
     }
     let mut response = Redirect::to("/admin/login").into_response();
     let cleared = format!("{COOKIE}=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0");
@@ -160,9 +162,12 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(form): F
 async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let Some(s) = session(&state, &headers) else { return to_login() };
     let users = state.users();
-    let (Ok(u), Ok(g), Ok(m), Ok(r)) =
-        (users.count(Counted::Users).await, users.count(Counted::Groups).await, users.count(Counted::Messages).await, users.count(Counted::Reports).await)
-    else {
+    let (Ok(u), Ok(g), Ok(m), Ok(r)) = (
+        users.count(Counted::Users).await,
+        users.count(Counted::Groups).await,
+        users.count(Counted::Messages).await,
+        users.count(Counted::Reports).await,
+    ) else {
         return ApiError::internal("dashboard counts").into_response();
     };
     let head = state.store().head().await.unwrap_or(0);
@@ -190,7 +195,9 @@ async fn users(State(state): State<AppState>, headers: HeaderMap, Query(q): Quer
     let query = q.get("q").cloned().unwrap_or_default();
     let page_no = q.get("page").and_then(|p| p.parse().ok()).filter(|p: &i64| *p >= 1).unwrap_or(1);
     let limit = 20;
-    let Ok((count, rows)) = state.users().page(&query, page_no, limit).await else { return ApiError::internal("users page").into_response() };
+    let Ok((count, rows)) = state.users().page(&query, page_no, limit).await else {
+        return ApiError::internal("users page").into_response();
+    };
     let csrf = csrf_field(&s);
     let list: String = rows
         .iter()
@@ -210,7 +217,9 @@ async fn users(State(state): State<AppState>, headers: HeaderMap, Query(q): Quer
         .collect();
     let pages = (count + limit - 1) / limit;
     let nav: String = (1..=pages.max(1))
-        .map(|p| if p == page_no { format!("<b>{p}</b> ") } else { format!("<a href=\"/admin/users?page={p}&q={}\">{p}</a> ", esc(&query)) })
+        .map(
+            |p| if p == page_no { format!("<b>{p}</b> ") } else { format!("<a href=\"/admin/users?page={p}&q={}\">{p}</a> ", esc(&query)) },
+        )
         .collect();
     let body = format!(
         "<form method=get action=/admin/users><input name=q id=q value=\"{}\"><button id=search>搜索</button></form> <a href=/admin/users/new>新建用户</a>\
@@ -231,13 +240,14 @@ async fn new_user_page(State(state): State<AppState>, headers: HeaderMap) -> Res
 }
 
 fn failed(s: &Session, e: ApiError) -> Response {
-    (e.status, page("操作失败", &format!("<p class=err id=error>{}</p><p><a href=/admin/users>返回</a></p>", esc(&e.reason)), Some(s))).into_response()
+    (e.status, page("操作失败", &format!("<p class=err id=error>{}</p><p><a href=/admin/users>返回</a></p>", esc(&e.reason)), Some(s)))
+        .into_response()
 }
 
 async fn create_user(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
     let s = match checked(&state, &headers, &form) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (u, p) = (form.get("username").cloned().unwrap_or_default(), form.get("password").cloned().unwrap_or_default());
     match state.accounts().register(&Ctx::anonymous(), &u, &p).await {
@@ -264,16 +274,18 @@ async fn edit_user_page(State(state): State<AppState>, headers: HeaderMap, Path(
     page("编辑用户", &body, Some(&s)).into_response()
 }
 
-async fn edit_user(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>, Form(form): Form<HashMap<String, String>>) -> Response {
+async fn edit_user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
     let s = match checked(&state, &headers, &form) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
-    let changes = ProfileChanges {
-        nickname: form.get("nickname").cloned(),
-        avatar: form.get("avatar").cloned(),
-        ..ProfileChanges::default()
-    };
+    let changes =
+        ProfileChanges { nickname: form.get("nickname").cloned(), avatar: form.get("avatar").cloned(), ..ProfileChanges::default() };
     let ctx = Ctx::anonymous();
     let mut last = 0;
     if let Some(name) = form.get("username").map(|n| n.trim()).filter(|n| !n.is_empty()) {
@@ -300,10 +312,15 @@ async fn edit_user(State(state): State<AppState>, headers: HeaderMap, Path(id): 
     Redirect::to("/admin/users").into_response()
 }
 
-async fn set_status(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>, Form(form): Form<HashMap<String, String>>) -> Response {
+async fn set_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
     let s = match checked(&state, &headers, &form) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let active = form.get("active").map(String::as_str) == Some("1");
     match state.set_user_active(UserId(id), active).await {
@@ -312,10 +329,15 @@ async fn set_status(State(state): State<AppState>, headers: HeaderMap, Path(id):
     }
 }
 
-async fn delete_user(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>, Form(form): Form<HashMap<String, String>>) -> Response {
+async fn delete_user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
     let s = match checked(&state, &headers, &form) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match state.delete_user(UserId(id)).await {
         Ok(()) => Redirect::to("/admin/users").into_response(),

@@ -1,30 +1,32 @@
 //! Building and running the server.
 
 use crate::settings::{FileSettings, Limits, Role, Settings};
-use im_adapters::objects::{LocalStore, ObjectStore, S3Store};
-use im_adapters::ratelimit::{LocalRateLimiter, RateLimiter, RedisRateLimiter};
-use im_adapters::kafka::{DeliveryConsumer, KafkaDeliverySink, KafkaSettings, run_relay};
-use im_adapters::presence::{Kick, LocalPresence, Presence, RedisPresence};
-use im_projections::inbox::DeliverySink;
-use crate::ws::Hub;
+use crate::ws::{Hub, HubSink, SocketLimits};
 use crate::{error::ApiError, ok, routes, ws};
 use anyhow::Context as _;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
+use im_adapters::kafka::{DeliveryConsumer, KafkaDeliverySink, KafkaSettings, run_relay};
+use im_adapters::objects::{LocalStore, ObjectStore, S3Store};
+use im_adapters::presence::{Kick, LocalPresence, Presence, RedisPresence};
+use im_adapters::ratelimit::{LocalRateLimiter, RateLimiter, RedisRateLimiter};
 use im_commands::accounts::Accounts;
+use im_commands::askanswer::AskAnswers as AskAnswerCommands;
 use im_commands::auth::Tokens;
+use im_commands::friends::Friends as FriendCommands;
+use im_commands::groups::Groups as GroupCommands;
+use im_commands::messages::Messages;
 use im_eventlog::SharedEventStore;
 use im_eventlog::postgres::PostgresEventStore;
 use im_eventlog::sqlite::SqliteEventStore;
-use im_commands::friends::Friends as FriendCommands;
-use im_commands::askanswer::AskAnswers as AskAnswerCommands;
-use im_commands::groups::Groups as GroupCommands;
-use im_commands::messages::Messages;
-use im_projections::groups::Groups;
 use im_projections::askanswer::{AskAnswerProjection, AskAnswers};
+use im_projections::directory::Directory;
 use im_projections::friends::{Friends, FriendsProjection};
+use im_projections::groups::Groups;
+use im_projections::inbox::{DeliverySink, Ledger};
 use im_projections::inbox::{Inbox, InboxProjection};
+use im_projections::runtime::Extras;
 use im_projections::users::{Users, UsersProjection};
 use im_projections::{Projection, Projector, ReadDb};
 use serde_json::json;
@@ -67,6 +69,9 @@ struct Inner {
     admin_secret: Vec<u8>,
     object_store: Arc<dyn ObjectStore>,
     shutdown: watch::Receiver<bool>,
+    directory: Directory,
+    ledger: Ledger,
+    socket_limits: SocketLimits,
 }
 
 impl AppState {
@@ -80,6 +85,20 @@ impl AppState {
 
     pub fn users(&self) -> &Users {
         &self.0.users
+    }
+
+    /// The facts the message path decides on, in memory.
+    pub fn directory(&self) -> &Directory {
+        &self.0.directory
+    }
+
+    /// Where sockets report the inbox rows that reached them.
+    pub fn ledger(&self) -> &Ledger {
+        &self.0.ledger
+    }
+
+    pub fn socket_limits(&self) -> SocketLimits {
+        self.0.socket_limits
     }
 
     pub fn friend_commands(&self) -> &FriendCommands {
@@ -253,7 +272,7 @@ pub async fn open_stores(settings: &Settings) -> anyhow::Result<(SharedEventStor
         None => {
             let path = settings.sqlite_path();
             let store = SqliteEventStore::open(&path).await.with_context(|| format!("opening {}", path.display()))?;
-            (Arc::new(store), format!("sqlite://{}", path.display()))
+            (Arc::new(store), format!("sqlite://{}", settings.read_db_path().display()))
         }
     };
     let db = ReadDb::connect(&read_url).await.context("opening read models")?;
@@ -262,12 +281,7 @@ pub async fn open_stores(settings: &Settings) -> anyhow::Result<(SharedEventStor
 
 /// Every projection, with deliveries going to `sink`.
 pub fn projections(sink: Arc<dyn DeliverySink>) -> Vec<Arc<dyn Projection>> {
-    vec![
-        Arc::new(UsersProjection),
-        Arc::new(FriendsProjection),
-        Arc::new(InboxProjection::new(sink)),
-        Arc::new(AskAnswerProjection),
-    ]
+    vec![Arc::new(UsersProjection), Arc::new(FriendsProjection), Arc::new(InboxProjection::new(sink)), Arc::new(AskAnswerProjection)]
 }
 
 /// A built server with its listener bound, not yet serving.
@@ -293,20 +307,31 @@ impl Application {
             anyhow::bail!("--role {role:?} splits the server across processes and needs KAFKA_BROKERS");
         }
         let presence: Arc<dyn Presence> = match &settings.redis_url {
-            Some(url) => Arc::new(
-                RedisPresence::connect(url, &settings.redis_prefix, settings.heartbeat * 3).await.context("connecting to Redis")?,
-            ),
+            Some(url) => {
+                Arc::new(RedisPresence::connect(url, &settings.redis_prefix, settings.heartbeat * 3).await.context("connecting to Redis")?)
+            }
             None => Arc::new(LocalPresence),
         };
         let hub = Hub::default();
-        let (hub_sink, local_deliveries) = crate::ws::HubSink::new();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let hub_sink = HubSink::new(hub.clone(), metrics.clone());
+        let directory = Directory::new(db.clone(), settings.directory);
+        let (ledger, marks) = Ledger::channel();
         let projector = if role.runs_projections() {
             let sink: Arc<dyn DeliverySink> = match &kafka {
                 Some(k) => Arc::new(KafkaDeliverySink::start(k).context("starting the delivery producer")?),
                 None => Arc::new(hub_sink.clone()),
             };
-            Projector::start(store.clone(), db.clone(), projections(sink)).await?
+            // Sockets of this process report deliveries to the projector's writer.
+            let marks = role.serves_clients().then_some(marks);
+            Projector::start(store.clone(), db.clone(), projections(sink), Extras { marks, directory: Some(directory.clone()) }).await?
         } else {
+            // The projector is another process: deliveries are written here, and the
+            // directory follows what it announces.
+            Ledger::write_alone(db.clone(), marks);
+            if let Some(url) = &settings.database_url {
+                directory.follow_announcements(url);
+            }
             Projector::follow(db.clone(), &PROJECTIONS).await?
         };
         let admins = im_commands::admin::Admins::new(store.clone());
@@ -319,15 +344,14 @@ impl Application {
             }
             None => local_files.clone(),
         };
-        let metrics = Arc::new(crate::metrics::Metrics::default());
         let limiter: Arc<dyn RateLimiter> = match &settings.redis_url {
             Some(url) => Arc::new(RedisRateLimiter::connect(url, &settings.redis_prefix).await.context("connecting to Redis")?),
             None => Arc::new(LocalRateLimiter::default()),
         };
-        tokio::spawn(crate::ws::deliver(local_deliveries, hub.clone(), Inbox::new(db.clone()), metrics.clone()));
         let deliveries = match (&kafka, role.serves_clients()) {
             (Some(k), true) => Some(
-                DeliveryConsumer::start(k, &settings.node_id, move |d| hub_sink.deliver(vec![d])).context("starting the delivery consumer")?,
+                DeliveryConsumer::start(k, &settings.node_id, move |d| hub_sink.deliver(vec![d]))
+                    .context("starting the delivery consumer")?,
             ),
             _ => None,
         };
@@ -381,6 +405,9 @@ impl Application {
             admins,
             admin_secret: [secret.as_slice(), b":admin-console"].concat(),
             shutdown: shutdown_rx,
+            directory,
+            ledger,
+            socket_limits: settings.sockets,
         }));
         tracing::info!(addr = %listener.local_addr()?, backend = state.store().backend(), ?role, node = %settings.node_id, "server built");
         Ok(Self { listener, state, shutdown })
@@ -398,7 +425,7 @@ impl Application {
     pub async fn run_until_stopped(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let router = router(self.state.clone());
         let shutdown = self.shutdown;
-        axum::serve(self.listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        axum::serve(no_delay(self.listener), router.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(async move {
                 signal.await;
                 tracing::info!("shutting down");
@@ -406,6 +433,18 @@ impl Application {
             })
             .await
     }
+}
+
+/// Accepted connections send small frames at once instead of waiting on Nagle's
+/// algorithm for more to coalesce.
+pub(crate) fn no_delay(listener: TcpListener) -> axum::serve::TapIo<TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn set(tcp: &mut tokio::net::TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    }
+    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
 }
 
 /// The names of the projections, for processes that follow them.
@@ -475,4 +514,20 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "请求方法不允许")
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::serve::Listener;
+
+    #[tokio::test]
+    async fn accepted_sockets_do_without_nagle() {
+        let raw = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = raw.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+        let mut listener = super::no_delay(raw);
+        let client = tokio::spawn(tokio::net::TcpStream::connect(addr));
+        let (accepted, _) = listener.accept().await;
+        assert!(accepted.nodelay().unwrap_or(false), "TCP_NODELAY is set on accepted sockets");
+        drop(client.await);
+    }
 }

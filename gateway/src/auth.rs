@@ -10,6 +10,7 @@ use crate::error::ApiError;
 use im_commands::auth::TokenError;
 use im_domain::{SessionId, UserId};
 use im_projections::users::UserRow;
+use std::sync::Arc;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +26,7 @@ pub enum Access {
 pub struct Me {
     pub id: UserId,
     pub session: SessionId,
-    pub user: UserRow,
+    pub user: Arc<UserRow>,
 }
 
 impl Me {
@@ -80,12 +81,12 @@ impl AppState {
         };
         // The live session where every gateway records it (Redis): a newer login or a
         // logout anywhere refuses this token without touching the database.
-        if let Ok(Some(live)) = self.presence().session(claims.user_id().0).await {
-            if live != claims.sid.to_string() {
-                return Ok(Err(Refusal::Revoked));
-            }
+        if let Ok(Some(live)) = self.presence().session(claims.user_id().0).await
+            && live != claims.sid.to_string()
+        {
+            return Ok(Err(Refusal::Revoked));
         }
-        let Some(user) = self.users().by_id(claims.user_id().0).await? else { return Ok(Err(Refusal::UnknownUser)) };
+        let Some(user) = self.directory().user(claims.user_id().0).await? else { return Ok(Err(Refusal::UnknownUser)) };
         if !user.is_active() {
             return Ok(Err(Refusal::Disabled));
         }

@@ -91,9 +91,7 @@ impl From<CommandError> for ApiError {
                 FriendError::NotAddressee => Self::forbidden("not_addressee", "你无权处理该申请"),
                 FriendError::AlreadyHandled => Self::bad("already_handled", "该申请已处理过了"),
                 FriendError::NotFriends => Self::not_friends(),
-                FriendError::ConfirmationRequired => {
-                    Self::bad("confirmation_required", "对方设置了加好友需要验证,请先发送好友申请")
-                }
+                FriendError::ConfirmationRequired => Self::bad("confirmation_required", "对方设置了加好友需要验证,请先发送好友申请"),
             },
             CommandError::Send(e) => match e {
                 SendError::ToSelf => Self::bad("send_to_self", "不能给自己发消息"),
@@ -143,7 +141,7 @@ impl From<CommandError> for ApiError {
             CommandError::WrongOldPassword => Self::bad("wrong_old_password", "旧密码不正确"),
             CommandError::PasswordMismatch => Self::bad("password_mismatch", "两次输入的密码不一致"),
             CommandError::UnknownUser => Self::user_not_found(),
-            CommandError::Contended => Self::new(StatusCode::CONFLICT, "conflict", "操作冲突,请重试"),
+            CommandError::Contended | CommandError::Stale(_) => Self::new(StatusCode::CONFLICT, "conflict", "操作冲突,请重试"),
             CommandError::Corrupt(_) | CommandError::Store(_) | CommandError::Internal(_) => Self::internal(e),
         }
     }

@@ -11,7 +11,9 @@
 //! * [`params`] — one extractor for JSON, form and query parameters and the token.
 //! * [`auth`] — token → live session → user, and the visitor's allowed routes.
 //! * [`routes`] — one module per section of the contract.
-//! * [`ws`] — the WebSocket hub: connections by user, kick, heartbeat, delivery.
+//! * [`send`] — the send use case, shared by HTTP and the WebSocket `send` frame.
+//! * [`ws`] — the WebSocket hub: connections by user, kick, heartbeat, delivery, each
+//!   socket with a bounded queue and a writer of its own.
 //! * [`metrics`] — `/metrics` (Prometheus text) and the request counter middleware.
 //! * [`tools`] — `im migrate`, `im events`, `im rebuild`, `im replay`.
 //! * [`bench`] — `im bench`: throughput and send→deliver latency on the real pipeline.
@@ -28,6 +30,7 @@ pub mod error;
 pub mod metrics;
 pub mod params;
 pub mod routes;
+pub mod send;
 pub mod settings;
 pub mod tools;
 pub mod ws;

@@ -1,6 +1,7 @@
 //! `im`: the chat backend's one binary.
 
 use clap::{Parser, Subcommand};
+
 use im_gateway::{Application, Settings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,9 +18,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (HTTP API + WebSocket).
-    Serve(ServeArgs),
-    /// Measure messages/s and send→deliver latency on an in-process server.
+    Serve(Box<ServeArgs>),
+    /// Measure a server from outside: messages/s, send→deliver latency, server CPU and
+    /// memory (see README, "Benchmark").
     Bench(BenchArgs),
+    /// The bare WebSocket relay `im bench --ceiling` measures against (bench-only).
+    #[command(hide = true)]
+    BenchRelay,
     /// Bring the database schema up to date and exit.
     Migrate(StoreArgs),
     /// Print the event log as JSON lines (the records of im.events).
@@ -96,24 +101,40 @@ struct ReplayArgs {
 
 #[derive(clap::Args)]
 struct BenchArgs {
+    /// Servers started separately (`http://127.0.0.1:7001`; several, comma-separated,
+    /// for gateways of one deployment). Without it a server is built in this process.
+    #[arg(long, value_delimiter = ',')]
+    target: Vec<String>,
+    /// Measure the bare in-memory WebSocket relay instead (the machine's ceiling).
+    #[arg(long, conflicts_with = "target")]
+    ceiling: bool,
     /// Connected sender/receiver pairs.
     #[arg(long, default_value_t = 50)]
     pairs: usize,
-    /// Messages each sender sends.
+    /// Messages each sender sends (group: messages the owner sends; http: sends).
     #[arg(long, default_value_t = 100)]
     messages: usize,
-    /// Kafka bootstrap servers: deliveries go through Kafka (the distributed adapters).
-    #[arg(long, env = "KAFKA_BROKERS")]
-    kafka_brokers: Option<String>,
-    /// Redis: presence and sessions in Redis.
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    redis_url: Option<String>,
-    /// Bench group fan-out instead: one group of this many members, all connected.
+    /// Messages each sender keeps in flight (unacknowledged).
+    #[arg(long, default_value_t = 1)]
+    in_flight: usize,
+    /// Group fan-out instead: one group of this many members, all connected.
     #[arg(long)]
     group_size: Option<usize>,
-    /// postgres://… to bench the Postgres store (default: embedded SQLite in a temp dir).
+    /// Idle sockets instead: open this many authenticated sockets, report memory each.
+    #[arg(long)]
+    idle: Option<usize>,
+    /// One client sending over HTTP, one message after another.
+    #[arg(long)]
+    http: bool,
+    /// In-process server only: postgres://… (default: embedded SQLite in a temp dir).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// In-process server only: Kafka bootstrap servers (the distributed adapters).
+    #[arg(long, env = "KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
+    /// In-process server only: Redis for presence and sessions.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -199,6 +220,24 @@ struct ServeArgs {
     /// Base of the URLs handed out for stored objects (default <endpoint>/<bucket>).
     #[arg(long, env = "IM_S3_PUBLIC_URL")]
     s3_public_url: Option<String>,
+    /// Frames queued per WebSocket; a socket whose queue fills up is closed as too slow.
+    #[arg(long, env = "IM_WS_QUEUE", default_value_t = 1024)]
+    ws_queue: usize,
+    /// Bytes queued per WebSocket at most (the same rule as --ws-queue).
+    #[arg(long, env = "IM_WS_QUEUE_BYTES", default_value_t = 1 << 20)]
+    ws_queue_bytes: usize,
+    /// How long a WebSocket write may block before the socket is closed (ms).
+    #[arg(long, env = "IM_WS_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
+    ws_write_timeout_ms: u64,
+    /// `send` frames one socket may have waiting for the log at once.
+    #[arg(long, env = "IM_WS_IN_FLIGHT", default_value_t = 64)]
+    ws_in_flight: usize,
+    /// Users whose rows the message path keeps in memory.
+    #[arg(long, env = "IM_CACHE_USERS", default_value_t = 100_000)]
+    cache_users: usize,
+    /// Friendship sides the message path keeps in memory.
+    #[arg(long, env = "IM_CACHE_SIDES", default_value_t = 400_000)]
+    cache_sides: usize,
 }
 
 impl From<ServeArgs> for Settings {
@@ -223,6 +262,13 @@ impl From<ServeArgs> for Settings {
             revoke_window: Duration::from_secs(a.revoke_window_secs),
             max_group_size: a.max_group_size.max(2),
             limits: im_gateway::settings::Limits { login: a.rate_login, register: a.rate_register, send: a.rate_send },
+            sockets: im_gateway::ws::SocketLimits {
+                queue: a.ws_queue.max(4),
+                queue_bytes: a.ws_queue_bytes.max(im_gateway::ws::MAX_FRAME),
+                write_timeout: Duration::from_millis(a.ws_write_timeout_ms.max(10)),
+                in_flight: a.ws_in_flight.max(1),
+            },
+            directory: im_projections::directory::Capacity { users: a.cache_users.max(1), sides: a.cache_sides.max(1) },
             files: im_gateway::settings::FileSettings {
                 upload_dir,
                 max_image_bytes: a.upload_max_image,
@@ -244,14 +290,13 @@ impl From<ServeArgs> for Settings {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args.into()).await,
+        Command::Serve(args) => serve((*args).into()).await,
         Command::Bench(args) => bench(args).await,
+        Command::BenchRelay => bench_relay().await,
         Command::Migrate(args) => migrate(args).await,
         Command::Events(args) => events(args).await,
         Command::Rebuild(args) => rebuild(args).await,
@@ -280,27 +325,42 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let options = im_gateway::bench::BenchOptions {
-        pairs: args.pairs.max(1),
-        messages: args.messages.max(1),
-        database_url: args.database_url.filter(|u| !u.is_empty()),
-        kafka_brokers: args.kafka_brokers.filter(|u| !u.is_empty()),
-        redis_url: args.redis_url.filter(|u| !u.is_empty()),
+    use im_gateway::bench::{Target, Workload};
+    let workload = if let Some(members) = args.group_size {
+        Workload::Group { members: members.max(2), messages: args.messages.max(1) }
+    } else if let Some(sockets) = args.idle {
+        Workload::Idle { sockets: sockets.max(1) }
+    } else if args.http {
+        Workload::Http { messages: args.messages.max(1) }
+    } else {
+        Workload::Pairs { pairs: args.pairs.max(1), messages: args.messages.max(1), in_flight: args.in_flight.max(1) }
     };
-    if let Some(members) = args.group_size {
-        let report = im_gateway::bench::run_group(members.max(2), options.messages, options).await?;
-        #[allow(clippy::print_stdout)]
-        {
-            println!("{report}");
+    let target = if args.ceiling {
+        Target::Ceiling
+    } else if !args.target.is_empty() {
+        Target::External(args.target.iter().map(|t| t.trim_end_matches('/').to_owned()).collect())
+    } else {
+        Target::InProcess {
+            database_url: args.database_url.filter(|u| !u.is_empty()),
+            kafka_brokers: args.kafka_brokers.filter(|u| !u.is_empty()),
+            redis_url: args.redis_url.filter(|u| !u.is_empty()),
         }
-        return Ok(());
-    }
-    let report = im_gateway::bench::run(options).await?;
+    };
+    let report = im_gateway::bench::run(workload, target).await?;
     #[allow(clippy::print_stdout)]
     {
         println!("{report}");
     }
     Ok(())
+}
+
+async fn bench_relay() -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("LISTEN={}", listener.local_addr()?);
+    }
+    im_gateway::bench::relay::serve(listener).await
 }
 
 async fn migrate(args: StoreArgs) -> anyhow::Result<()> {
@@ -331,7 +391,8 @@ fn progress_bar(label: &str, at: i64, head: i64) {
 }
 
 async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
-    let done = im_gateway::tools::rebuild(&args.store.settings(), &args.projections, &mut |name, at, head| progress_bar(name, at, head)).await?;
+    let done =
+        im_gateway::tools::rebuild(&args.store.settings(), &args.projections, &mut |name, at, head| progress_bar(name, at, head)).await?;
     for (name, position) in done {
         eprintln!("im: rebuilt {name} up to position {position}");
     }

@@ -93,7 +93,44 @@ pub async fn render(State(state): State<AppState>) -> Response {
     let _ = writeln!(out, "# HELP im_connected_sockets WebSocket connections on this process.");
     let _ = writeln!(out, "# TYPE im_connected_sockets gauge");
     let _ = writeln!(out, "im_connected_sockets {}", state.hub().online_count());
+    if let Some(process) = ProcessStats::read() {
+        process.render(&mut out);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// What the kernel says of this process (Linux): resident memory and CPU time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcessStats {
+    pub resident_bytes: u64,
+    pub cpu_seconds: f64,
+}
+
+impl ProcessStats {
+    pub fn read() -> Option<Self> {
+        Self::of("self")
+    }
+
+    /// Another process's (`pid`), or this one's (`self`).
+    pub fn of(pid: &str) -> Option<Self> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let rss_kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces) ends with ')'.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat(5), in clock ticks (USER_HZ = 100).
+        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(Self { resident_bytes: rss_kb * 1024, cpu_seconds: ticks as f64 / 100.0 })
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP process_resident_memory_bytes Resident memory size in bytes.");
+        let _ = writeln!(out, "# TYPE process_resident_memory_bytes gauge");
+        let _ = writeln!(out, "process_resident_memory_bytes {}", self.resident_bytes);
+        let _ = writeln!(out, "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.");
+        let _ = writeln!(out, "# TYPE process_cpu_seconds_total counter");
+        let _ = writeln!(out, "process_cpu_seconds_total {}", self.cpu_seconds);
+    }
 }
 
 #[cfg(test)]
@@ -118,5 +155,15 @@ mod tests {
         assert!(out.contains("im_delivery_latency_seconds_bucket{le=\"5\"} 2"));
         assert!(out.contains("im_delivery_latency_seconds_count 2"));
         assert!(out.contains("im_delivery_latency_seconds_sum 3.007"));
+    }
+
+    #[test]
+    fn process_stats_come_from_proc() {
+        let me = ProcessStats::read().unwrap_or(ProcessStats { resident_bytes: 0, cpu_seconds: -1.0 });
+        assert!(me.resident_bytes > 1 << 20, "{me:?}");
+        assert!(me.cpu_seconds >= 0.0);
+        let mut out = String::new();
+        me.render(&mut out);
+        assert!(out.contains("process_resident_memory_bytes "));
     }
 }

@@ -71,6 +71,11 @@ pub struct Settings {
     pub limits: Limits,
     /// Uploads: where and how big.
     pub files: FileSettings,
+    /// `IM_WS_QUEUE`, `IM_WS_WRITE_TIMEOUT_MS`, `IM_WS_IN_FLIGHT`: per-socket bounds.
+    pub sockets: crate::ws::SocketLimits,
+    /// `IM_CACHE_USERS`, `IM_CACHE_SIDES`: how many users and friendship sides the
+    /// message path keeps in memory.
+    pub directory: im_projections::directory::Capacity,
 }
 
 /// Uploads (SPEC 7).
@@ -90,7 +95,13 @@ pub struct FileSettings {
 
 impl FileSettings {
     pub fn under(data_dir: &Path) -> Self {
-        Self { upload_dir: data_dir.join("uploads"), max_image_bytes: 10 << 20, max_video_bytes: 100 << 20, ffmpeg: "ffmpeg".into(), s3: None }
+        Self {
+            upload_dir: data_dir.join("uploads"),
+            max_image_bytes: 10 << 20,
+            max_video_bytes: 100 << 20,
+            ffmpeg: "ffmpeg".into(),
+            s3: None,
+        }
     }
 }
 
@@ -138,12 +149,20 @@ impl Settings {
             revoke_window: Duration::from_secs(120),
             max_group_size: 500,
             limits: Limits::default(),
+            sockets: crate::ws::SocketLimits::default(),
+            directory: im_projections::directory::Capacity::default(),
         }
     }
 
-    /// The SQLite file of the embedded mode.
+    /// The event log's SQLite file in the embedded mode.
     pub fn sqlite_path(&self) -> PathBuf {
         self.data_dir.join("im.db")
+    }
+
+    /// The read models' SQLite file in the embedded mode (rebuilt from the log when
+    /// missing).
+    pub fn read_db_path(&self) -> PathBuf {
+        self.data_dir.join("read.db")
     }
 
     /// The JWT secret: the configured one, else the one kept in the data dir, else a

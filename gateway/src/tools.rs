@@ -53,22 +53,24 @@ impl DeliverySink for Discard {
 
 /// `im rebuild [projection…]`: empties the named read models (all when none are named)
 /// and replays the log into them. Stop the projector first.
-pub async fn rebuild(settings: &Settings, names: &[String], progress: &mut dyn FnMut(&str, i64, i64)) -> anyhow::Result<Vec<(&'static str, i64)>> {
+pub async fn rebuild(
+    settings: &Settings,
+    names: &[String],
+    progress: &mut dyn FnMut(&str, i64, i64),
+) -> anyhow::Result<Vec<(&'static str, i64)>> {
     let all = projections(Arc::new(Discard));
     let known: Vec<&str> = all.iter().map(|p| p.name()).collect();
     if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
         return Err(Usage(format!("no projection named {unknown:?}; known: {}", known.join(", "))).into());
     }
     let (store, db) = open_stores(settings).await?;
-    let mut done = Vec::new();
-    for projection in all.iter().filter(|p| names.is_empty() || names.iter().any(|n| n == p.name())) {
-        let name = projection.name();
-        let position = im_projections::runtime::rebuild(&*store, &db, projection.as_ref(), &mut |at, head| progress(name, at, head))
-            .await
-            .with_context(|| format!("rebuilding {name}"))?;
-        done.push((name, position));
-    }
-    Ok(done)
+    let chosen: Vec<_> = all.into_iter().filter(|p| names.is_empty() || names.iter().any(|n| n == p.name())).collect();
+    let label: Vec<&'static str> = chosen.iter().map(|p| p.name()).collect();
+    // One pass over the log for all of them.
+    let position = im_projections::runtime::rebuild(&*store, &db, &chosen, &mut |at, head| progress(&label.join("+"), at, head))
+        .await
+        .with_context(|| format!("rebuilding {}", label.join(", ")))?;
+    Ok(label.into_iter().map(|name| (name, position)).collect())
 }
 
 /// `im replay --from N`: publishes the log from position N to the events topic again

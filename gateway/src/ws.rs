@@ -3,68 +3,216 @@
 //! One connection per user: when a user connects while another connection of theirs
 //! is open, the old one gets the "logged in on another device" notice and is closed —
 //! unless it belongs to the same session (same token), which is a silent reconnect.
+//!
+//! Each connection is two tasks. The writer owns the socket's sending half and drains a
+//! bounded queue of frames, writing whatever is queued in one flush under a timeout; a
+//! frame's inbox row counts as delivered only once that flush succeeded. The reader
+//! owns the receiving half, the heartbeat and the client's sends, which it pipelines:
+//! each `send` is decided and queued for the log in arrival order, and acked in that
+//! order as it becomes durable, with a bounded number in flight. A socket whose queue
+//! is full is too slow and is closed (what it missed stays in the inbox for `sync`); a
+//! blocked write never stops the heartbeat.
 
 use crate::app::AppState;
 use crate::auth::Me;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
+use futures_util::stream::{FuturesOrdered, SplitSink};
 use futures_util::{SinkExt, StreamExt};
 use im_adapters::presence::Kick;
-use im_projections::inbox::{Delivery, DeliverySink, Inbox};
-use im_projections::users::UserRow;
 use im_domain::{SessionId, UserId};
+use im_projections::inbox::{Delivery, DeliverySink, Ledger, Mark};
+use im_projections::users::UserRow;
 use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
 /// The largest WebSocket message a client may send.
 pub const MAX_FRAME: usize = 64 * 1024;
+/// The socket library's read buffer per connection (it grows for a bigger message).
+pub const READ_BUFFER: usize = 4 * 1024;
+/// Frames gathered in the socket library before one write.
+pub const WRITE_BUFFER: usize = 16 * 1024;
+/// Frames written per flush at most.
+const FRAMES_PER_FLUSH: usize = 128;
+/// Inbox seqs remembered per connection to never push a row twice.
+const PUSHED_KEPT: usize = 4096;
+/// Shards of the hub's map of connections.
+const HUB_SHARDS: usize = 64;
 
-/// What the hub asks a connection task to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outbound {
-    Text(String),
+/// Per-socket bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketLimits {
+    /// Frames waiting to be written; a socket with a full queue is closed as too slow.
+    pub queue: usize,
+    /// Bytes of those frames at most (the same rule).
+    pub queue_bytes: usize,
+    /// How long one write may block before the socket is closed.
+    pub write_timeout: Duration,
+    /// `send` frames decided and waiting for the log at once; beyond it the socket is
+    /// not read until acks went out.
+    pub in_flight: usize,
+}
+
+impl Default for SocketLimits {
+    fn default() -> Self {
+        Self { queue: 1024, queue_bytes: 1 << 20, write_timeout: Duration::from_secs(10), in_flight: 64 }
+    }
+}
+
+/// What a connection's writer is given.
+#[derive(Debug)]
+enum Outbound {
+    /// A frame; `seq` when it carries an inbox row (marked delivered once written).
+    Frame {
+        text: Utf8Bytes,
+        seq: Option<i64>,
+    },
     Close,
+}
+
+/// A connection's queue as the hub sees it: the sender, the bytes queued, and what to
+/// tell when the socket must go at once.
+#[derive(Clone)]
+struct Queue {
+    tx: mpsc::Sender<Outbound>,
+    bytes: Arc<AtomicUsize>,
+    max_bytes: usize,
+    /// Frames allowed in the queue (its channel holds a few more for answers).
+    max_frames: usize,
+    kill: Arc<Notify>,
+}
+
+/// How a frame is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A live push: a queue beyond its bounds means the socket is too slow: closed.
+    Live,
+    /// Catching up on pending rows: only while half the queue is free, never closing.
+    Gentle,
+    /// The answer to the client's own frame: the reader stops reading while the queue is
+    /// half full, so answers are bounded by the sends in flight and always queued.
+    Answer,
+}
+
+/// Whether a frame was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    Queued,
+    /// This connection already has the row.
+    Had,
+    /// The queue is too full to take it (the connection stays).
+    NoRoom,
+    /// The user is not connected here.
+    NotHere,
+}
+
+impl Queue {
+    fn frames(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Half full: the reader stops taking the client's frames until the writer drains.
+    fn busy(&self) -> bool {
+        self.bytes.load(Ordering::Relaxed) > self.max_bytes / 2 || self.frames() > self.max_frames / 2
+    }
+
+    /// Queues a frame as `mode` says.
+    fn offer(&self, outbound: Outbound, mode: Mode) -> Offer {
+        let len = match &outbound {
+            Outbound::Frame { text, .. } => text.len(),
+            Outbound::Close => 0,
+        };
+        let queued = self.bytes.load(Ordering::Relaxed);
+        let fits = match mode {
+            Mode::Live => queued + len <= self.max_bytes && self.frames() < self.max_frames,
+            Mode::Gentle => queued + len <= self.max_bytes / 2 && self.frames() < self.max_frames / 2,
+            Mode::Answer => true,
+        };
+        if !fits {
+            if mode == Mode::Live {
+                self.kill.notify_one();
+            }
+            return Offer::NoRoom;
+        }
+        self.bytes.fetch_add(len, Ordering::Relaxed);
+        match self.tx.try_send(outbound) {
+            Ok(()) => Offer::Queued,
+            Err(e) => {
+                self.bytes.fetch_sub(len, Ordering::Relaxed);
+                if matches!(e, mpsc::error::TrySendError::Full(_)) && mode != Mode::Gentle {
+                    self.kill.notify_one();
+                }
+                Offer::NoRoom
+            }
+        }
+    }
+
+    fn queue(&self, outbound: Outbound) -> bool {
+        self.offer(outbound, Mode::Live) == Offer::Queued
+    }
 }
 
 struct Conn {
     id: u64,
     session: SessionId,
-    user: UserRow,
-    tx: mpsc::UnboundedSender<Outbound>,
-    /// Inbox seqs pushed on this connection (the newest few thousand): a row is never
+    user: Arc<UserRow>,
+    queue: Queue,
+    /// Inbox seqs queued on this connection (the newest few thousand): a row is never
     /// pushed twice, though the live path and `chatGetmessageOffLine` may race for it.
-    pushed: std::collections::BTreeSet<i64>,
+    pushed: BTreeSet<i64>,
+}
+
+impl Conn {
+    fn queue(&self, outbound: Outbound) -> bool {
+        self.queue.queue(outbound)
+    }
+
+    fn close(&self, notice: Option<String>) {
+        if let Some(text) = notice {
+            self.queue(Outbound::Frame { text: text.into(), seq: None });
+        }
+        if !self.queue(Outbound::Close) {
+            self.queue.kill.notify_one();
+        }
+    }
 }
 
 /// Live connections of this process, one per user.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Hub {
-    conns: Arc<Mutex<HashMap<UserId, Conn>>>,
+    shards: Arc<Vec<Mutex<HashMap<UserId, Conn>>>>,
     next_id: Arc<AtomicU64>,
 }
 
+impl Default for Hub {
+    fn default() -> Self {
+        Self { shards: Arc::new((0..HUB_SHARDS).map(|_| Mutex::new(HashMap::new())).collect()), next_id: Arc::default() }
+    }
+}
+
 impl Hub {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Conn>> {
+    fn shard(&self, user: UserId) -> MutexGuard<'_, HashMap<UserId, Conn>> {
         // A panic while holding this lock cannot leave the map half-updated.
-        self.conns.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shards[user.0.unsigned_abs() as usize % HUB_SHARDS].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Makes `tx` the user's connection. The previous one, if any, is told to close:
     /// with the kick notice when it belongs to another session, silently otherwise.
-    fn register(&self, me: &Me, tx: mpsc::UnboundedSender<Outbound>) -> u64 {
+    fn register(&self, me: &Me, queue: Queue) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let previous = self.lock().insert(me.id, Conn { id, session: me.session, user: me.user.clone(), tx, pushed: Default::default() });
+        let conn = Conn { id, session: me.session, user: me.user.clone(), queue, pushed: BTreeSet::new() };
+        let previous = self.shard(me.id).insert(me.id, conn);
         if let Some(old) = previous {
-            if old.session != me.session {
-                let _ = old.tx.send(Outbound::Text(kick_frame(&old.user)));
-            }
-            let _ = old.tx.send(Outbound::Close);
+            let notice = (old.session != me.session).then(|| kick_frame(&old.user));
+            old.close(notice);
         }
         id
     }
@@ -72,114 +220,104 @@ impl Hub {
     /// Another node took the user's socket (or an operator disabled them): close ours,
     /// with the notice unless it is the same session reconnecting elsewhere.
     pub fn kick_remote(&self, user: UserId, session: &str) {
-        let Some(old) = self.lock().remove(&user) else { return };
-        if old.session.to_string() != session {
-            let _ = old.tx.send(Outbound::Text(kick_frame(&old.user)));
-        }
-        let _ = old.tx.send(Outbound::Close);
+        let Some(old) = self.shard(user).remove(&user) else { return };
+        let notice = (old.session.to_string() != session).then(|| kick_frame(&old.user));
+        old.close(notice);
     }
 
     fn unregister(&self, user: UserId, conn_id: u64) {
-        let mut conns = self.lock();
+        let mut conns = self.shard(user);
         if conns.get(&user).is_some_and(|c| c.id == conn_id) {
             conns.remove(&user);
         }
     }
 
-    /// Sends a frame to the user's connection; false when they are not connected here.
+    /// Queues a frame for the user's connection; false when they are not connected here.
     pub fn send(&self, user: UserId, frame: &Value) -> bool {
-        match self.lock().get(&user) {
-            Some(conn) => conn.tx.send(Outbound::Text(frame.to_string())).is_ok(),
-            None => false,
-        }
+        let text = Utf8Bytes::from(frame.to_string());
+        self.shard(user).get(&user).is_some_and(|conn| conn.queue(Outbound::Frame { text, seq: None }))
     }
 
-    /// Pushes an inbox row unless this connection already got it (or a later one):
-    /// true when the user is connected here and has the row.
+    /// Queues a live inbox row unless this connection already has it: true when the user
+    /// is connected here and has (or will get) the row. A socket too slow to take it is
+    /// closed (the row stays in the inbox).
     pub fn push(&self, delivery: &Delivery, now: i64) -> bool {
-        let mut conns = self.lock();
-        let Some(conn) = conns.get_mut(&UserId(delivery.user_id)) else { return false };
+        matches!(self.offer(delivery, now, Mode::Live), Offer::Queued | Offer::Had)
+    }
+
+    /// Queues an inbox row if the connection's queue has room to spare (catching up on
+    /// pending rows never closes a socket for being behind).
+    pub fn offer_pending(&self, delivery: &Delivery, now: i64) -> Offer {
+        self.offer(delivery, now, Mode::Gentle)
+    }
+
+    fn offer(&self, delivery: &Delivery, now: i64, mode: Mode) -> Offer {
+        let user = UserId(delivery.user_id);
+        let text = Utf8Bytes::from(delivery.frame(now));
+        let mut conns = self.shard(user);
+        let Some(conn) = conns.get_mut(&user) else { return Offer::NotHere };
         if conn.pushed.contains(&delivery.seq) {
-            return true;
+            return Offer::Had;
         }
-        if conn.tx.send(Outbound::Text(delivery.frame(now).to_string())).is_err() {
-            return false;
+        let offered = conn.queue.offer(Outbound::Frame { text, seq: Some(delivery.seq) }, mode);
+        if offered == Offer::Queued {
+            conn.pushed.insert(delivery.seq);
+            if conn.pushed.len() > PUSHED_KEPT {
+                conn.pushed.pop_first();
+            }
         }
-        conn.pushed.insert(delivery.seq);
-        if conn.pushed.len() > 4096 {
-            conn.pushed.pop_first();
-        }
-        true
+        offered
     }
 
     /// Closes the user's connection if it belongs to `session` (logout, upgrade).
     pub fn close_session(&self, user: UserId, session: SessionId) {
-        let mut conns = self.lock();
-        if conns.get(&user).is_some_and(|c| c.session == session) {
-            if let Some(conn) = conns.remove(&user) {
-                let _ = conn.tx.send(Outbound::Close);
-            }
+        let mut conns = self.shard(user);
+        if conns.get(&user).is_some_and(|c| c.session == session)
+            && let Some(conn) = conns.remove(&user)
+        {
+            conn.close(None);
         }
     }
 
     /// Closes the user's connection whatever its session (disabled account).
     pub fn close_user(&self, user: UserId) {
-        if let Some(conn) = self.lock().remove(&user) {
-            let _ = conn.tx.send(Outbound::Close);
+        if let Some(conn) = self.shard(user).remove(&user) {
+            conn.close(None);
         }
     }
 
     pub fn is_online(&self, user: UserId) -> bool {
-        self.lock().contains_key(&user)
+        self.shard(user).contains_key(&user)
     }
 
     pub fn online_count(&self) -> usize {
-        self.lock().len()
+        self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len()).sum()
     }
 }
 
-/// The embedded delivery path: the inbox projection hands each committed batch of
-/// inbox rows here, and [`deliver`] pushes them to the sockets of this process.
+/// The embedded delivery path: inbox rows go straight to the sockets of this process
+/// as the projector assigns their seqs.
 #[derive(Clone)]
 pub struct HubSink {
-    tx: mpsc::UnboundedSender<Vec<Delivery>>,
+    hub: Hub,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl HubSink {
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<Vec<Delivery>>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Self { tx }, rx)
+    pub fn new(hub: Hub, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        Self { hub, metrics }
     }
 }
 
 impl DeliverySink for HubSink {
+    /// Rows of users who are not connected here stay pending for
+    /// `chatGetmessageOffLine` or sync.
     fn deliver(&self, deliveries: Vec<Delivery>) {
-        let _ = self.tx.send(deliveries);
-    }
-}
-
-/// Pushes inbox rows to connected users and marks the pushed ones delivered. Rows of
-/// users who are not connected stay pending for `chatGetmessageOffLine` or sync.
-pub async fn deliver(mut batches: mpsc::UnboundedReceiver<Vec<Delivery>>, hub: Hub, inbox: Inbox, metrics: Arc<crate::metrics::Metrics>) {
-    while let Some(mut batch) = batches.recv().await {
-        // Coalesce whatever else is waiting (Kafka hands rows over one by one), so the
-        // bookkeeping below is one transaction per burst, not per row.
-        while batch.len() < 10_000 {
-            match batches.try_recv() {
-                Ok(more) => batch.extend(more),
-                Err(_) => break,
-            }
-        }
         let now = crate::now_millis();
-        let pushed: Vec<(i64, i64)> =
-            batch.iter().filter(|d| hub.push(d, now)).map(|d| (d.user_id, d.seq)).collect();
-        for d in batch.iter().filter(|d| pushed.contains(&(d.user_id, d.seq))) {
-            if let Some(sent) = d.data["create_time"].as_i64() {
-                metrics.delivered_after((now - sent).max(0) as u64);
+        for d in &deliveries {
+            if self.hub.push(d, now) {
+                self.metrics.delivered_after((now - d.sent_at).max(0) as u64);
             }
-        }
-        if let Err(e) = inbox.mark_rows_delivered(&pushed).await {
-            tracing::warn!(error = %e, "could not mark pushed inbox rows delivered");
         }
     }
 }
@@ -191,7 +329,6 @@ pub fn frame(kind: &str, data: Value) -> Value {
 
 fn kick_frame(user: &UserRow) -> String {
     let text = "你的账号在其他设备登录了,您当前设备会下线";
-    let name = if user.nickname.is_empty() { &user.username } else { &user.nickname };
     frame(
         "singleChat",
         json!({
@@ -200,7 +337,7 @@ fn kick_frame(user: &UserRow) -> String {
             "from_name": "账号异常提示",
             "from_id": 0,
             "to_id": user.id,
-            "to_name": name,
+            "to_name": user.display_name(),
             "to_avatar": user.avatar,
             "chatType": "single",
             "type": "text",
@@ -246,8 +383,13 @@ impl Heartbeat {
 pub async fn handler(ws: WebSocketUpgrade, State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
     let token = query.get("token").cloned();
     // A text message of 10,000 CJK characters is ~30 KiB of JSON; nothing legitimate
-    // is bigger.
-    ws.max_message_size(MAX_FRAME).max_frame_size(MAX_FRAME).on_upgrade(move |socket| serve(socket, state, token))
+    // is bigger. Small buffers keep an idle socket cheap.
+    ws.max_message_size(MAX_FRAME)
+        .max_frame_size(MAX_FRAME)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(WRITE_BUFFER + MAX_FRAME * 2)
+        .on_upgrade(move |socket| serve(socket, state, token))
 }
 
 async fn refuse(mut socket: WebSocket, reason: &str) {
@@ -256,15 +398,27 @@ async fn refuse(mut socket: WebSocket, reason: &str) {
     let _ = socket.send(Message::Close(None)).await;
 }
 
+/// An answer to a client frame, ready when its send is durable.
+type Answer = Pin<Box<dyn Future<Output = String> + Send>>;
+
 async fn serve(socket: WebSocket, state: AppState, token: Option<String>) {
     let me = match state.identify(token.as_deref()).await {
         Ok(Ok(me)) => me,
         Ok(Err(refusal)) => return refuse(socket, refusal.ws_reason()).await,
         Err(_) => return refuse(socket, "服务器内部错误").await,
     };
-    let (tx, mut outbound) = mpsc::unbounded_channel();
-    let conn_id = state.hub().register(&me, tx.clone());
-    tracing::info!(user_id = me.id.0, conn_id, "socket connected");
+    let limits = state.socket_limits();
+    let max_frames = limits.queue.max(4);
+    // Room beyond the queue's own bound for the answers to sends in flight, pings and
+    // the close.
+    let (tx, outbound) = mpsc::channel(max_frames + limits.in_flight + 8);
+    let kill = Arc::new(Notify::new());
+    let drained = Arc::new(Notify::new());
+    let queued = Arc::new(AtomicUsize::new(0));
+    let queue =
+        Queue { tx: tx.clone(), bytes: queued.clone(), max_bytes: limits.queue_bytes.max(MAX_FRAME), max_frames, kill: kill.clone() };
+    let conn_id = state.hub().register(&me, queue.clone());
+    tracing::debug!(user_id = me.id.0, conn_id, "socket connected");
     if let Some(deliveries) = state.deliveries() {
         deliveries.user_connected(me.id.0).await;
     }
@@ -278,68 +432,133 @@ async fn serve(socket: WebSocket, state: AppState, token: Option<String>) {
         Ok(None) => {}
         Err(e) => tracing::warn!(user_id = me.id.0, error = %e, "presence unavailable"),
     }
-    let _ = tx.send(Outbound::Text(frame("system", json!("欢迎您访问我们的系统!")).to_string()));
+    let say = |queue: &Queue, text: String| queue.queue(Outbound::Frame { text: text.into(), seq: None });
+    say(&queue, frame("system", json!("欢迎您访问我们的系统!")).to_string());
     if me.is_visitor() {
-        let _ = tx.send(Outbound::Text(frame("system", json!("欢迎您,登录可以获取更多功能!")).to_string()));
+        say(&queue, frame("system", json!("欢迎您,登录可以获取更多功能!")).to_string());
     }
-    let (mut sink, mut inbound) = socket.split();
+    let (sink, mut inbound) = socket.split();
+    let mut writer =
+        tokio::spawn(write_frames(sink, outbound, queued, drained.clone(), me.id.0, state.ledger().clone(), limits.write_timeout));
     let interval = state.heartbeat();
     let mut heartbeat = Heartbeat::new(interval, Instant::now());
     let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
     let mut shutdown = state.shutdown_signal();
+    let mut in_flight: FuturesOrdered<Answer> = FuturesOrdered::new();
+    let mut closing = false;
     loop {
         tokio::select! {
-            incoming = inbound.next() => {
+            biased;
+            _ = kill.notified() => {
+                tracing::info!(user_id = me.id.0, conn_id, "socket too slow: closed (its rows stay in the inbox)");
+                writer.abort();
+                break;
+            }
+            _ = &mut writer => break,
+            Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
+                queue.offer(Outbound::Frame { text: answer.into(), seq: None }, Mode::Answer);
+            }
+            // Paused while half the queue waits: look again once the writer drained some.
+            _ = drained.notified(), if queue.busy() => {}
+            incoming = inbound.next(), if in_flight.len() < limits.in_flight && !queue.busy() => {
                 let Some(Ok(message)) = incoming else { break };
                 heartbeat.seen(Instant::now());
                 let text = match message {
-                    Message::Text(t) => t.to_string(),
-                    Message::Binary(b) => match String::from_utf8(b.to_vec()) { Ok(t) => t, Err(_) => continue },
+                    Message::Text(t) => t,
+                    Message::Binary(b) => match Utf8Bytes::try_from(b) { Ok(t) => t, Err(_) => continue },
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => continue,
                 };
-                if let Some(reply) = on_client_frame(&state, &me, &text).await {
-                    let _ = tx.send(Outbound::Text(reply.to_string()));
+                if let Some(answer) = on_client_frame(&state, &me, &text).await {
+                    in_flight.push_back(answer);
                 }
             }
-            next = outbound.recv() => match next {
-                Some(Outbound::Text(text)) => {
-                    if sink.send(Message::Text(Utf8Bytes::from(text))).await.is_err() { break }
-                }
-                Some(Outbound::Close) | None => {
-                    let _ = sink.send(Message::Close(None)).await;
-                    break;
-                }
-            },
             _ = ticker.tick() => match heartbeat.tick(Instant::now()) {
                 Beat::Ping => {
                     if let Err(e) = state.presence().refresh(me.id.0, state.node_id()).await {
                         tracing::warn!(user_id = me.id.0, error = %e, "presence refresh failed");
                     }
-                    if sink.send(Message::Text(Utf8Bytes::from(json!({"type": "ping"}).to_string()))).await.is_err() { break }
+                    say(&queue, json!({"type": "ping"}).to_string());
                 }
                 Beat::Expired => {
                     tracing::info!(user_id = me.id.0, conn_id, "socket silent for three heartbeats");
-                    let _ = sink.send(Message::Close(None)).await;
+                    closing = true;
                     break;
                 }
             },
             _ = stopping(&mut shutdown) => {
-                let _ = sink.send(Message::Close(None)).await;
+                closing = true;
                 break;
             }
         }
     }
     state.hub().unregister(me.id, conn_id);
+    if closing && tx.try_send(Outbound::Close).is_ok() {
+        // Let the writer say goodbye, briefly.
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut writer).await;
+    }
+    writer.abort();
     if let Some(deliveries) = state.deliveries() {
         deliveries.user_disconnected(me.id.0);
     }
-    if !state.hub().is_online(me.id) {
-        if let Err(e) = state.presence().disconnect(me.id.0, state.node_id()).await {
-            tracing::warn!(user_id = me.id.0, error = %e, "presence cleanup failed");
+    if !state.hub().is_online(me.id)
+        && let Err(e) = state.presence().disconnect(me.id.0, state.node_id()).await
+    {
+        tracing::warn!(user_id = me.id.0, error = %e, "presence cleanup failed");
+    }
+    tracing::debug!(user_id = me.id.0, conn_id, "socket closed");
+}
+
+/// The writer: drains the queue, writing what is queued in one flush, each under the
+/// write timeout; reports the inbox rows that reached the socket. Ends with the socket
+/// (closed by the server, an error, or a write that timed out).
+async fn write_frames(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut queue: mpsc::Receiver<Outbound>,
+    queued: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
+    user: i64,
+    ledger: Ledger,
+    timeout: Duration,
+) {
+    let mut seqs = Vec::new();
+    while let Some(first) = queue.recv().await {
+        let mut next = Some(first);
+        let mut fed = 0;
+        let mut close = false;
+        while let Some(outbound) = next.take() {
+            match outbound {
+                Outbound::Frame { text, seq } => {
+                    let len = text.len();
+                    if !matches!(tokio::time::timeout(timeout, sink.feed(Message::Text(text))).await, Ok(Ok(()))) {
+                        return;
+                    }
+                    queued.fetch_sub(len, Ordering::Relaxed);
+                    seqs.extend(seq);
+                }
+                Outbound::Close => {
+                    close = true;
+                    break;
+                }
+            }
+            fed += 1;
+            if fed < FRAMES_PER_FLUSH {
+                next = queue.try_recv().ok();
+            }
+        }
+        if !matches!(tokio::time::timeout(timeout, sink.flush()).await, Ok(Ok(()))) {
+            tracing::info!(user_id = user, "socket write timed out or failed: closed");
+            return;
+        }
+        drained.notify_one();
+        if !seqs.is_empty() {
+            ledger.mark(Mark::Pushed { user, seqs: std::mem::take(&mut seqs) });
+        }
+        if close {
+            let _ = tokio::time::timeout(timeout, sink.send(Message::Close(None))).await;
+            return;
         }
     }
-    tracing::info!(user_id = me.id.0, conn_id, "socket closed");
 }
 
 /// Completes once the server starts shutting down.
@@ -347,49 +566,68 @@ async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stopping| *stopping).await;
 }
 
-/// Answers a client frame. Unparsable or unknown frames are ignored, never fatal.
-async fn on_client_frame(state: &AppState, me: &Me, text: &str) -> Option<Value> {
+/// Handles a client frame; a `send` is decided and queued now, answered when durable.
+/// Unparsable or unknown frames are ignored, never fatal.
+async fn on_client_frame(state: &AppState, me: &Me, text: &str) -> Option<Answer> {
     let value: Value = serde_json::from_str(text).ok()?;
-    match ClientFrame::parse(&value)? {
-        ClientFrame::Ping => Some(json!({"type": "pong"})),
+    match ClientFrame::parse(value)? {
+        ClientFrame::Ping => Some(Box::pin(std::future::ready(json!({"type": "pong"}).to_string()))),
         ClientFrame::Ack(seq) => {
-            if let Err(e) = state.inbox().mark_delivered(me.id.0, seq).await {
-                tracing::warn!(user_id = me.id.0, error = %e, "ack failed");
-            }
+            state.ledger().mark(Mark::UpTo { user: me.id.0, seq });
             None
         }
-        ClientFrame::Send(fields) => {
-            let client_msg_id = fields.get("client_msg_id").cloned().unwrap_or(Value::Null);
-            let nul = fields.values().any(crate::params::contains_nul);
-            let params = crate::params::Params::from_fields(fields);
-            let sent = if nul { Err(crate::params::nul_refused()) } else { crate::routes::messages::send_message(state, me, &params).await };
-            Some(match sent {
-                Ok(message) => json!({"type": "ack", "data": {"client_msg_id": client_msg_id, "message": message}}),
-                Err(e) => json!({"type": "error", "data": {"client_msg_id": client_msg_id, "code": e.code, "msg": e.reason}}),
+        ClientFrame::Send { client_msg_id, command } => {
+            let error = move |client_msg_id: &Value, e: crate::error::ApiError| {
+                json!({"type": "error", "data": {"client_msg_id": client_msg_id, "code": e.code, "msg": e.reason}}).to_string()
+            };
+            let pending = match command {
+                Ok(command) => crate::send::submit(state, me, command).await,
+                Err(e) => Err(e),
+            };
+            Some(match pending {
+                Ok(pending) => Box::pin(async move {
+                    match pending.await {
+                        Ok(sent) => json!({"type": "ack", "data": {"client_msg_id": client_msg_id, "message": sent.message}}).to_string(),
+                        Err(e) => error(&client_msg_id, e),
+                    }
+                }),
+                Err(e) => Box::pin(std::future::ready(error(&client_msg_id, e))),
             })
         }
     }
 }
 
-/// What a client may say over the socket.
-#[derive(Debug, Clone, PartialEq)]
+/// What a client may say over the socket, parsed once.
+#[derive(Debug)]
 enum ClientFrame {
     Ping,
     /// Marks my inbox delivered up to this seq.
     Ack(i64),
-    /// The fields of `sendmessage`.
-    Send(serde_json::Map<String, Value>),
+    /// `sendmessage` as a frame: the command, or why its fields are refused.
+    Send {
+        client_msg_id: Value,
+        command: Result<crate::send::SendMessage, crate::error::ApiError>,
+    },
 }
 
 impl ClientFrame {
-    fn parse(value: &Value) -> Option<Self> {
+    fn parse(mut value: Value) -> Option<Self> {
         match value.get("type")?.as_str()? {
             "ping" => Some(Self::Ping),
             "ack" => {
                 let seq = value.get("seq")?;
                 seq.as_i64().or_else(|| seq.as_str()?.trim().parse().ok()).map(Self::Ack)
             }
-            "send" => value.get("data")?.as_object().cloned().map(Self::Send),
+            "send" => {
+                let Value::Object(fields) = value.get_mut("data")?.take() else { return None };
+                let client_msg_id = fields.get("client_msg_id").cloned().unwrap_or(Value::Null);
+                let command = if fields.values().any(crate::params::contains_nul) {
+                    Err(crate::params::nul_refused())
+                } else {
+                    crate::send::SendMessage::parse(&crate::params::Params::from_fields(fields))
+                };
+                Some(Self::Send { client_msg_id, command })
+            }
             _ => None,
         }
     }
@@ -412,16 +650,28 @@ mod tests {
     }
 
     #[test]
-    fn client_frames_parse_and_junk_is_ignored() {
-        let parse = |s: &str| serde_json::from_str::<Value>(s).ok().and_then(|v| ClientFrame::parse(&v));
-        assert_eq!(parse(r#"{"type":"ping"}"#), Some(ClientFrame::Ping));
-        assert_eq!(parse(r#"{"type":"ack","seq":7}"#), Some(ClientFrame::Ack(7)));
-        assert_eq!(parse(r#"{"type":"ack","seq":"8"}"#), Some(ClientFrame::Ack(8)));
-        assert_eq!(parse(r#"{"type":"ack"}"#), None);
-        assert!(matches!(parse(r#"{"type":"send","data":{"sendto_id":2}}"#), Some(ClientFrame::Send(_))));
-        assert_eq!(parse(r#"{"type":"send","data":"x"}"#), None);
-        assert_eq!(parse("not json"), None);
-        assert_eq!(parse(r#"{"type":"whatever"}"#), None);
-        assert_eq!(parse(r#"[1,2]"#), None);
+    fn client_frames_parse_once_and_junk_is_ignored() {
+        let parse = |s: &str| serde_json::from_str::<Value>(s).ok().and_then(ClientFrame::parse);
+        assert!(matches!(parse(r#"{"type":"ping"}"#), Some(ClientFrame::Ping)));
+        assert!(matches!(parse(r#"{"type":"ack","seq":7}"#), Some(ClientFrame::Ack(7))));
+        assert!(matches!(parse(r#"{"type":"ack","seq":"8"}"#), Some(ClientFrame::Ack(8))));
+        assert!(parse(r#"{"type":"ack"}"#).is_none());
+        let send = parse(r#"{"type":"send","data":{"sendto_id":2,"chatType":"single","type":"text","data":"hi","client_msg_id":"k1"}}"#);
+        match send {
+            Some(ClientFrame::Send { client_msg_id, command: Ok(command) }) => {
+                assert_eq!(client_msg_id, json!("k1"));
+                assert_eq!(command.to, 2);
+            }
+            other => panic!("a valid send: {other:?}"),
+        }
+        // A send whose fields are refused is still a send, answered with an error.
+        match parse(r#"{"type":"send","data":{"sendto_id":0}}"#) {
+            Some(ClientFrame::Send { command: Err(e), .. }) => assert_eq!(e.code, "invalid_sendto_id"),
+            other => panic!("a refused send: {other:?}"),
+        }
+        assert!(parse(r#"{"type":"send","data":"x"}"#).is_none());
+        assert!(parse("not json").is_none());
+        assert!(parse(r#"{"type":"whatever"}"#).is_none());
+        assert!(parse(r#"[1,2]"#).is_none());
     }
 }

@@ -1,12 +1,11 @@
 //! Auto-reply pairs per user.
 
-use crate::runtime::Projection;
+use crate::runtime::{Applied, Projection};
 use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
 use im_domain::Event;
-use im_eventlog::StoredEvent;
 use serde_json::{Value, json};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{AnyConnection, Row};
 
 pub struct AskAnswerProjection;
 
@@ -16,33 +15,44 @@ impl Projection for AskAnswerProjection {
         "askanswer"
     }
 
-    async fn apply(&self, tx: &mut Transaction<'static, Any>, event: &Event, _stored: &StoredEvent) -> Result<(), ReadError> {
-        match event {
-            Event::AskAnswerSaved(e) => {
-                sqlx::query(
-                    "INSERT INTO askanswers (id, user_id, ask, answer, create_time, update_time) VALUES ($1, $2, $3, $4, $5, $5) \
-                     ON CONFLICT (id) DO UPDATE SET ask = excluded.ask, answer = excluded.answer, update_time = excluded.update_time",
-                )
-                .bind(e.id)
-                .bind(e.user_id.0)
-                .bind(&e.ask)
-                .bind(&e.answer)
-                .bind(e.at)
-                .execute(&mut **tx)
-                .await?;
-            }
-            Event::AskAnswerDeleted(e) => {
-                sqlx::query("DELETE FROM askanswers WHERE id = $1").bind(e.id).execute(&mut **tx).await?;
-            }
-            _ => {}
+    fn handles(&self, event_type: &str) -> bool {
+        matches!(event_type, "AskAnswerSaved" | "AskAnswerDeleted")
+    }
+
+    async fn apply(&self, conn: &mut AnyConnection, events: &[Applied<'_>]) -> Result<(), ReadError> {
+        for a in events {
+            apply(conn, a.event).await?;
         }
         Ok(())
     }
 
-    async fn reset(&self, tx: &mut Transaction<'static, Any>) -> Result<(), ReadError> {
-        sqlx::query("DELETE FROM askanswers").execute(&mut **tx).await?;
+    async fn reset(&self, conn: &mut AnyConnection) -> Result<(), ReadError> {
+        sqlx::query("DELETE FROM askanswers").execute(conn).await?;
         Ok(())
     }
+}
+
+async fn apply(tx: &mut AnyConnection, event: &Event) -> Result<(), ReadError> {
+    match event {
+        Event::AskAnswerSaved(e) => {
+            sqlx::query(
+                "INSERT INTO askanswers (id, user_id, ask, answer, create_time, update_time) VALUES ($1, $2, $3, $4, $5, $5) \
+                     ON CONFLICT (id) DO UPDATE SET ask = excluded.ask, answer = excluded.answer, update_time = excluded.update_time",
+            )
+            .bind(e.id)
+            .bind(e.user_id.0)
+            .bind(&e.ask)
+            .bind(&e.answer)
+            .bind(e.at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Event::AskAnswerDeleted(e) => {
+            sqlx::query("DELETE FROM askanswers WHERE id = $1").bind(e.id).execute(tx).await?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +114,8 @@ impl AskAnswers {
 
     /// A page, newest first: (total, rows).
     pub async fn page(&self, owner: i64, page: i64, limit: i64) -> Result<(i64, Vec<AskAnswerRow>), ReadError> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM askanswers WHERE user_id = $1").bind(owner).fetch_one(self.db.pool()).await?;
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM askanswers WHERE user_id = $1").bind(owner).fetch_one(self.db.pool()).await?;
         let rows = sqlx::query(
             "SELECT id, user_id, ask, answer, create_time, update_time FROM askanswers WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
         )

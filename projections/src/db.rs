@@ -1,10 +1,21 @@
-//! The read-model database.
+//! The read-model database: on the embedded store a SQLite file of its own (`read.db`
+//! beside the log's `im.db`, so the log's writer never queues behind a read model), on
+//! Postgres the same database as the log.
+//!
+//! Read models are rebuilt from the log, so their commits do without an fsync of their
+//! own (SQLite `synchronous = NORMAL` in WAL mode, Postgres `synchronous_commit = off`
+//! per transaction): a crash may lose the newest read-model commits, never the log's,
+//! and the projector replays what was lost from its checkpoints.
 
 use crate::ReadError;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -17,14 +28,62 @@ pub enum Backend {
 pub struct ReadDb {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite: the WAL checkpoints, off the commit path.
+    _checkpointer: Option<Arc<im_eventlog::sqlite::Checkpointer>>,
+    /// SQLite takes one writer at a time; writers of this process queue here (in
+    /// order, without SQLite's sleeping busy handler) instead of on the file lock.
+    write_lock: Arc<Mutex<()>>,
+}
+
+/// A read-model write transaction (holding this process's SQLite write turn).
+pub struct WriteTx {
+    tx: Transaction<'static, Any>,
+    _turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<(), ReadError> {
+        Ok(self.tx.commit().await?)
+    }
+
+    pub async fn rollback(self) -> Result<(), ReadError> {
+        Ok(self.tx.rollback().await?)
+    }
+}
+
+impl Deref for WriteTx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
 }
 
 impl ReadDb {
-    /// `url` is `sqlite://…` or `postgres://…`; the tables exist already (the event
-    /// store runs the migrations).
+    /// `url` is `sqlite://…` (the read models' own file, created and migrated here) or
+    /// `postgres://…` (whose tables the event store's migrations created).
     pub async fn connect(url: &str) -> Result<Self, ReadError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let mut checkpointer = None;
+        if backend == Backend::Sqlite {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(30));
+            let path = options.get_filename().to_owned();
+            let setup = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+            sqlx::migrate!("../migrations/sqlite/read").run(&setup).await.map_err(|e| ReadError::Migrate(e.to_string()))?;
+            setup.close().await;
+            checkpointer = Some(Arc::new(im_eventlog::sqlite::Checkpointer::start(&path)?));
+        }
         let options = AnyConnectOptions::from_str(url)?;
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
@@ -32,15 +91,19 @@ impl ReadDb {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        conn.execute("PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-                            .await?;
+                        let pragmas = format!(
+                            "PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {};",
+                            im_eventlog::sqlite::FALLBACK_CHECKPOINT_PAGES
+                        );
+                        conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
                     }
                     Ok(())
                 })
             })
             .connect_with(options)
             .await?;
-        Ok(Self { pool, backend })
+        Ok(Self { pool, backend, _checkpointer: checkpointer, write_lock: Arc::new(Mutex::new(())) })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -51,12 +114,51 @@ impl ReadDb {
         self.backend
     }
 
-    /// A write transaction. On SQLite it takes the write lock at once (`BEGIN
-    /// IMMEDIATE`), so it never fails half-way when upgrading from read to write.
-    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, ReadError> {
+    /// A write transaction without an fsync of its own. On SQLite it waits for this
+    /// process's write turn and takes the file's write lock at once (`BEGIN IMMEDIATE`),
+    /// so it never fails half-way upgrading from read to write.
+    pub async fn begin_write(&self) -> Result<WriteTx, ReadError> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => {
+                let turn = self.write_lock.clone().lock_owned().await;
+                WriteTx { tx: self.pool.begin_with("BEGIN IMMEDIATE").await?, _turn: Some(turn) }
+            }
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+                WriteTx { tx, _turn: None }
+            }
         })
     }
 }
+
+/// Builds a `VALUES` list for `rows` rows of `width` values each, with the placeholders
+/// of the connection's engine: numbered (`$1, $2, …`) for Postgres, anonymous (`?`) for
+/// SQLite, whose lookup of a numbered parameter's name is linear in the number of
+/// parameters (quadratic over a multi-row statement).
+pub(crate) fn values_list(conn: &AnyConnection, rows: usize, width: usize) -> String {
+    let numbered = conn.backend_name() != "SQLite";
+    let mut sql = String::with_capacity(rows * width * 5);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..width {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            if numbered {
+                sql.push('$');
+                sql.push_str(&(r * width + c + 1).to_string());
+            } else {
+                sql.push('?');
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Rows per multi-row statement (well under both engines' parameter limits).
+pub(crate) const ROWS_PER_STATEMENT: usize = 400;

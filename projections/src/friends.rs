@@ -2,15 +2,14 @@
 //! friendship and report streams; plus the queries the friend routes and message
 //! sending use (`is_blocked_by`, `are_friends`).
 
-use crate::runtime::Projection;
+use crate::runtime::{Applied, Projection};
 use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
 use im_domain::Event;
 use im_domain::friendship::{Side, apply_change};
-use im_eventlog::StoredEvent;
 use serde_json::{Value, json};
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyConnection, Row, Transaction};
+use sqlx::{AnyConnection, Row};
 
 pub struct FriendsProjection;
 
@@ -69,86 +68,107 @@ async fn load_side(conn: &mut AnyConnection, user: i64, friend: i64) -> Result<O
     .transpose()
 }
 
+/// The event types this projection reads.
+const HANDLES: &[&str] = &[
+    "FriendRequested",
+    "FriendRequestAccepted",
+    "FriendRequestRefused",
+    "FriendAdded",
+    "FriendSideChanged",
+    "FriendshipEnded",
+    "ReportFiled",
+];
+
 #[async_trait]
 impl Projection for FriendsProjection {
     fn name(&self) -> &'static str {
         "friends"
     }
 
-    async fn apply(&self, tx: &mut Transaction<'static, Any>, event: &Event, _stored: &StoredEvent) -> Result<(), ReadError> {
-        let conn = &mut **tx;
-        match event {
-            Event::FriendRequested(e) => {
-                sqlx::query(
-                    "INSERT INTO friend_requests (id, user_id, friend_id, nickname, lookme, lookhim, status, create_time, update_time) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(e.request_id)
-                .bind(e.from.0)
-                .bind(e.to.0)
-                .bind(&e.nickname)
-                .bind(i64::from(e.lookme))
-                .bind(i64::from(e.lookhim))
-                .bind(e.at)
-                .execute(conn)
-                .await?;
-            }
-            Event::FriendRequestAccepted(e) => {
-                agree_pending(conn, e.from.0, e.to.0, e.at).await?;
-                insert_side(conn, e.from.0, e.to.0, &e.applicant_side, e.at).await?;
-                insert_side(conn, e.to.0, e.from.0, &e.addressee_side, e.at).await?;
-            }
-            Event::FriendRequestRefused(e) => {
-                sqlx::query("UPDATE friend_requests SET status = 'refuse', update_time = $2 WHERE id = $1")
-                    .bind(e.request_id)
-                    .bind(e.at)
-                    .execute(conn)
-                    .await?;
-            }
-            Event::FriendAdded(e) => {
-                agree_pending(conn, e.from.0, e.to.0, e.at).await?;
-                insert_side(conn, e.from.0, e.to.0, &e.from_side, e.at).await?;
-                insert_side(conn, e.to.0, e.from.0, &Side::default(), e.at).await?;
-            }
-            Event::FriendSideChanged(e) => {
-                if let Some(mut side) = load_side(conn, e.user_id.0, e.friend_id.0).await? {
-                    apply_change(&mut side, &e.change);
-                    insert_side(conn, e.user_id.0, e.friend_id.0, &side, e.at).await?;
-                }
-            }
-            Event::FriendshipEnded(e) => {
-                sqlx::query("DELETE FROM friends WHERE (user_id = $1 AND friend_id = $2) OR (user_id = $2 AND friend_id = $1)")
-                    .bind(e.user_id.0)
-                    .bind(e.friend_id.0)
-                    .execute(conn)
-                    .await?;
-            }
-            Event::ReportFiled(e) => {
-                sqlx::query(
-                    "INSERT INTO reports (id, user_id, reported_id, reported_type, category, content, create_time) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(e.report_id)
-                .bind(e.user_id.0)
-                .bind(e.reported_id)
-                .bind(&e.reported_type)
-                .bind(&e.category)
-                .bind(&e.content)
-                .bind(e.at)
-                .execute(conn)
-                .await?;
-            }
-            _ => {}
+    fn handles(&self, event_type: &str) -> bool {
+        HANDLES.contains(&event_type)
+    }
+
+    async fn apply(&self, conn: &mut AnyConnection, events: &[Applied<'_>]) -> Result<(), ReadError> {
+        for a in events {
+            apply(conn, a.event).await?;
         }
         Ok(())
     }
 
-    async fn reset(&self, tx: &mut Transaction<'static, Any>) -> Result<(), ReadError> {
+    async fn reset(&self, conn: &mut AnyConnection) -> Result<(), ReadError> {
         for table in ["DELETE FROM friends", "DELETE FROM friend_requests", "DELETE FROM reports"] {
-            sqlx::query(table).execute(&mut **tx).await?;
+            sqlx::query(table).execute(&mut *conn).await?;
         }
         Ok(())
     }
+}
+
+async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<(), ReadError> {
+    match event {
+        Event::FriendRequested(e) => {
+            sqlx::query(
+                "INSERT INTO friend_requests (id, user_id, friend_id, nickname, lookme, lookhim, status, create_time, update_time) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(e.request_id)
+            .bind(e.from.0)
+            .bind(e.to.0)
+            .bind(&e.nickname)
+            .bind(i64::from(e.lookme))
+            .bind(i64::from(e.lookhim))
+            .bind(e.at)
+            .execute(conn)
+            .await?;
+        }
+        Event::FriendRequestAccepted(e) => {
+            agree_pending(conn, e.from.0, e.to.0, e.at).await?;
+            insert_side(conn, e.from.0, e.to.0, &e.applicant_side, e.at).await?;
+            insert_side(conn, e.to.0, e.from.0, &e.addressee_side, e.at).await?;
+        }
+        Event::FriendRequestRefused(e) => {
+            sqlx::query("UPDATE friend_requests SET status = 'refuse', update_time = $2 WHERE id = $1")
+                .bind(e.request_id)
+                .bind(e.at)
+                .execute(conn)
+                .await?;
+        }
+        Event::FriendAdded(e) => {
+            agree_pending(conn, e.from.0, e.to.0, e.at).await?;
+            insert_side(conn, e.from.0, e.to.0, &e.from_side, e.at).await?;
+            insert_side(conn, e.to.0, e.from.0, &Side::default(), e.at).await?;
+        }
+        Event::FriendSideChanged(e) => {
+            if let Some(mut side) = load_side(conn, e.user_id.0, e.friend_id.0).await? {
+                apply_change(&mut side, &e.change);
+                insert_side(conn, e.user_id.0, e.friend_id.0, &side, e.at).await?;
+            }
+        }
+        Event::FriendshipEnded(e) => {
+            sqlx::query("DELETE FROM friends WHERE (user_id = $1 AND friend_id = $2) OR (user_id = $2 AND friend_id = $1)")
+                .bind(e.user_id.0)
+                .bind(e.friend_id.0)
+                .execute(conn)
+                .await?;
+        }
+        Event::ReportFiled(e) => {
+            sqlx::query(
+                "INSERT INTO reports (id, user_id, reported_id, reported_type, category, content, create_time) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(e.report_id)
+            .bind(e.user_id.0)
+            .bind(e.reported_id)
+            .bind(&e.reported_type)
+            .bind(&e.category)
+            .bind(&e.content)
+            .bind(e.at)
+            .execute(conn)
+            .await?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// One side of a friendship joined with the friend's profile.
@@ -335,10 +355,8 @@ impl Friends {
 
     /// Requests addressed to me, newest first: (total, page rows).
     pub async fn requests_to(&self, me: i64, page: i64, limit: i64) -> Result<(i64, Vec<RequestRow>), ReadError> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM friend_requests WHERE friend_id = $1")
-            .bind(me)
-            .fetch_one(self.db.pool())
-            .await?;
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM friend_requests WHERE friend_id = $1").bind(me).fetch_one(self.db.pool()).await?;
         let sql = sqlx::AssertSqlSafe(format!("{REQUEST_SELECT} WHERE r.friend_id = $1 ORDER BY r.id DESC LIMIT $2 OFFSET $3"));
         let rows = sqlx::query(sql).bind(me).bind(limit).bind((page - 1) * limit).fetch_all(self.db.pool()).await?;
         Ok((count, rows.into_iter().map(decode_request).collect::<Result<_, _>>()?))
@@ -387,10 +405,7 @@ pub fn index_letter(name: &str) -> char {
 /// A sort key that orders Chinese names by their pinyin among Latin ones.
 pub fn sort_key(name: &str) -> String {
     use pinyin::ToPinyin;
-    name.trim()
-        .chars()
-        .map(|c| c.to_pinyin().map_or_else(|| c.to_lowercase().to_string(), |p| p.plain().to_owned()))
-        .collect()
+    name.trim().chars().map(|c| c.to_pinyin().map_or_else(|| c.to_lowercase().to_string(), |p| p.plain().to_owned())).collect()
 }
 
 /// Groups friends under their index letters: A–Z in order, `#` last; each group sorted

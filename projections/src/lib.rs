@@ -3,15 +3,19 @@
 //! # Layout
 //! * [`askanswer`] — auto-reply pairs per user.
 //! * [`db`] — [`db::ReadDb`]: the read-model database (SQLite or Postgres through
-//!   sqlx's `Any` driver, so each read model is written once in portable SQL).
-//! * [`runtime`] — [`runtime::Projector`]: catch-up from a checkpoint, then live tail;
-//!   each batch's updates and its checkpoint commit in one transaction;
-//!   [`runtime::Projector::wait_for`] gives HTTP commands read-your-writes.
+//!   sqlx's `Any` driver, so each read model is written once in portable SQL); commits
+//!   without an fsync of their own (the log replays what a crash loses).
+//! * [`runtime`] — [`runtime::Projector`]: one task applies every projection, from the
+//!   event store's feed or the log, one transaction per batch that also moves the
+//!   checkpoints; [`runtime::Projector::wait_for`] gives HTTP commands read-your-writes.
+//! * [`directory`] — [`directory::Directory`]: the facts the message path decides on
+//!   (user rows, friendship sides), cached in memory and invalidated by the projector.
 //! * [`friends`] — friend lists (one row per side), friend requests, reports, and the
 //!   pinyin grouping of friend lists.
 //! * [`groups`] — groups, members and join requests (kept by the inbox projection).
-//! * [`inbox`] — messages (history) and per-user inboxes with a dense `seq`; hands new
-//!   rows to a `DeliverySink` after each commit.
+//! * [`inbox`] — messages (history) and per-user inboxes with a dense `seq`, assigned
+//!   in memory and handed to a `DeliverySink` before the rows are written; delivery
+//!   marks (the [`inbox::Ledger`]).
 //! * [`users`] — the user directory (profiles, settings, live session, status).
 //!
 //! # Invariants
@@ -24,10 +28,11 @@
 
 pub mod askanswer;
 pub mod db;
-pub mod runtime;
+pub mod directory;
 pub mod friends;
 pub mod groups;
 pub mod inbox;
+pub mod runtime;
 pub mod users;
 
 pub use db::ReadDb;
@@ -46,4 +51,6 @@ pub enum ReadError {
     Json(#[from] serde_json::Error),
     #[error("projections did not reach position {0} in time")]
     Lagging(i64),
+    #[error("read-model migrations: {0}")]
+    Migrate(String),
 }

@@ -1,217 +1,498 @@
-//! The projector runtime: each projection runs as its own task that reads the log from
-//! its checkpoint in batches and applies each batch in one read-model transaction that
-//! also moves the checkpoint.
+//! The projector runtime: one task applies every projection, batch after batch, in one
+//! read-model transaction per batch that also moves the checkpoints.
+//!
+//! Where batches come from: the event store's feed (this process's commits, in order,
+//! without reading them back) when a commit follows on exactly from the runner's
+//! position; the log otherwise (catching up at start, commits of other processes, a
+//! feed that overflowed). Events are decoded once and handed to the projections that
+//! [handle](Projection::handles) their type; a projection with nothing in a batch writes
+//! nothing for it: its checkpoint moves in memory and is written along with the next
+//! transaction that happens anyway, at most every [`IDLE_FLUSH`].
+//!
+//! Every transaction also records the runner's own position (`projector`), which
+//! processes that only follow the projections (gateways) wait on for read-your-writes.
 
+use crate::directory::{Directory, Keys};
+use crate::inbox::{self, Mark};
 use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
 use im_domain::Event;
-use im_eventlog::{SharedEventStore, StoredEvent};
-use sqlx::{Any, Transaction};
+use im_eventlog::{FeedBatch, SharedEventStore, StoredEvent};
+use sqlx::AnyConnection;
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::watch;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::TryRecvError;
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
-/// Events read per batch.
-const BATCH: i64 = 500;
-/// How often to look for appends made by other processes.
-const POLL: Duration = Duration::from_millis(200);
+/// Events read from the log per batch.
+const BATCH: i64 = 2000;
+/// Events read per batch while rebuilding.
+const REBUILD_BATCH: i64 = 10_000;
+/// How long a projection's checkpoint may go unwritten while it ignores batches.
+pub const IDLE_FLUSH: Duration = Duration::from_secs(2);
+/// A safety net: how often to look at the log when nothing announced an append.
+const POLL: Duration = Duration::from_secs(1);
+/// Committed batches kept from the feed while the runner is busy; beyond that it
+/// reads the log.
+const READY_BATCHES: usize = 1024;
+/// Delivery marks taken per transaction.
+const MARKS_PER_BATCH: usize = 20_000;
+/// The pseudo-checkpoint of the runner itself.
+pub const RUNNER: &str = "projector";
+
+/// One decoded event of a batch.
+#[derive(Clone, Copy)]
+pub struct Applied<'a> {
+    pub stored: &'a StoredEvent,
+    pub event: &'a Event,
+}
 
 /// One read model.
 #[async_trait]
 pub trait Projection: Send + Sync + 'static {
     /// The checkpoint's name; stable forever.
     fn name(&self) -> &'static str;
-    /// Applies one event inside the batch transaction.
-    async fn apply(&self, tx: &mut Transaction<'static, Any>, event: &Event, stored: &StoredEvent) -> Result<(), ReadError>;
+    /// Whether events of this type change the read model (decided before decoding).
+    fn handles(&self, event_type: &str) -> bool;
+    /// Applies a batch's events of the types it handles, in position order, inside the
+    /// batch transaction.
+    async fn apply(&self, conn: &mut AnyConnection, events: &[Applied<'_>]) -> Result<(), ReadError>;
     /// Empties the read model's tables (for a rebuild).
-    async fn reset(&self, tx: &mut Transaction<'static, Any>) -> Result<(), ReadError>;
-    /// A batch is about to be applied (drop anything left from a failed one).
-    fn batch_started(&self) {}
-    /// The batch's transaction committed (hand on what it produced, e.g. deliveries).
-    fn batch_committed(&self) {}
+    async fn reset(&self, conn: &mut AnyConnection) -> Result<(), ReadError>;
+    /// The batch transaction committed.
+    fn committed(&self) {}
+    /// The batch transaction did not commit (it will be applied again): forget what
+    /// `apply` remembered of it.
+    fn aborted(&self) {}
+    /// Another projector instance moved the checkpoints: forget everything remembered.
+    fn forget(&self) {
+        self.aborted()
+    }
+}
+
+/// What else the runner takes care of.
+#[derive(Default)]
+pub struct Extras {
+    /// Delivery marks from this process's sockets (embedded mode).
+    pub marks: Option<mpsc::Receiver<Mark>>,
+    /// Cached facts to invalidate after each commit (other processes learn of the keys
+    /// through `NOTIFY`, on Postgres).
+    pub directory: Option<Directory>,
 }
 
 /// Handle to the running projections.
 #[derive(Clone)]
 pub struct Projector {
-    positions: Vec<watch::Receiver<i64>>,
     names: Vec<&'static str>,
+    position: watch::Receiver<i64>,
+    checkpoints: watch::Receiver<Vec<i64>>,
 }
 
 impl Projector {
-    /// Starts one task per projection, each from its stored checkpoint.
-    pub async fn start(store: SharedEventStore, db: ReadDb, projections: Vec<Arc<dyn Projection>>) -> Result<Self, ReadError> {
-        let mut positions = Vec::with_capacity(projections.len());
-        let names = projections.iter().map(|p| p.name()).collect();
-        for projection in projections {
-            let checkpoint = load_checkpoint(&db, projection.name()).await?;
-            let (tx, rx) = watch::channel(checkpoint);
-            positions.push(rx);
-            tokio::spawn(run(store.clone(), db.clone(), projection, checkpoint, tx));
+    /// Starts the runner for these projections, each from its stored checkpoint.
+    pub async fn start(
+        store: SharedEventStore,
+        db: ReadDb,
+        projections: Vec<Arc<dyn Projection>>,
+        extras: Extras,
+    ) -> Result<Self, ReadError> {
+        let names: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
+        let mut stored = Vec::with_capacity(names.len());
+        for name in &names {
+            stored.push(load_checkpoint(&db, name).await?);
         }
-        Ok(Self { positions, names })
+        let position = stored.iter().copied().min().unwrap_or(0);
+        let (position_tx, position_rx) = watch::channel(position);
+        let (checkpoints_tx, checkpoints_rx) = watch::channel(stored.clone());
+        let runner = Runner {
+            store,
+            db,
+            applied: stored.clone(),
+            stored,
+            projections,
+            position,
+            published: position_tx,
+            checkpoints: checkpoints_tx,
+            extras,
+            marks: Vec::new(),
+            last_flush: Instant::now(),
+        };
+        tokio::spawn(runner.run());
+        Ok(Self { names, position: position_rx, checkpoints: checkpoints_rx })
     }
 
-    /// Follows projections that run in another process (the `projector` role) by
-    /// polling their checkpoints, so this process's commands still get read-your-writes.
+    /// Follows the runner of another process (the `projector` role) through its stored
+    /// position, so this process's commands still get read-your-writes.
     pub async fn follow(db: ReadDb, names: &[&'static str]) -> Result<Self, ReadError> {
-        let mut positions = Vec::with_capacity(names.len());
-        for name in names {
-            let (tx, rx) = watch::channel(load_checkpoint(&db, name).await?);
-            positions.push(rx);
-            let db = db.clone();
-            let name = *name;
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    match load_checkpoint(&db, name).await {
-                        Ok(p) => {
-                            tx.send_if_modified(|old| {
-                                let newer = p > *old;
-                                if newer {
-                                    *old = p;
-                                }
-                                newer
-                            });
-                        }
-                        Err(e) => tracing::warn!(projection = name, error = %e, "cannot read checkpoint"),
+        let read = |db: ReadDb| async move {
+            let runner = load_checkpoint(&db, RUNNER).await?;
+            let mut each = Vec::new();
+            for name in names {
+                each.push(load_checkpoint(&db, name).await?.max(runner));
+            }
+            Ok::<_, ReadError>((runner, each))
+        };
+        let (runner, each) = read(db.clone()).await?;
+        let (position_tx, position) = watch::channel(runner);
+        let (checkpoints_tx, checkpoints) = watch::channel(each);
+        let names = names.to_vec();
+        let polled = names.clone();
+        tokio::spawn(async move {
+            while !position_tx.is_closed() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                match load_checkpoint(&db, RUNNER).await {
+                    Ok(p) => {
+                        position_tx.send_if_modified(|old| std::mem::replace(old, p.max(*old)) != *old);
+                        checkpoints_tx.send_modify(|c| c.iter_mut().for_each(|x| *x = (*x).max(p)));
                     }
-                    if tx.is_closed() {
-                        return;
-                    }
+                    Err(e) => tracing::warn!(error = %e, projections = ?polled, "cannot read the projector's position"),
                 }
-            });
-        }
-        Ok(Self { positions, names: names.to_vec() })
+            }
+        });
+        Ok(Self { names, position, checkpoints })
     }
 
-    /// Each projection's name and checkpoint.
+    /// Each projection's name and how far it has applied the log.
     pub fn positions(&self) -> Vec<(&'static str, i64)> {
-        self.names.iter().copied().zip(self.positions.iter().map(|p| *p.borrow())).collect()
+        self.names.iter().copied().zip(self.checkpoints.borrow().iter().copied()).collect()
     }
 
-    /// The lowest checkpoint of all projections.
+    /// How far every projection has applied the log.
     pub fn position(&self) -> i64 {
-        self.positions.iter().map(|p| *p.borrow()).min().unwrap_or(0)
+        *self.position.borrow()
     }
 
     /// Waits until every projection has applied the log up to `position`
     /// (read-your-writes for a command that appended there).
     pub async fn wait_for(&self, position: i64) -> Result<(), ReadError> {
-        let deadline = Duration::from_secs(30);
-        for rx in &self.positions {
-            let mut rx = rx.clone();
-            tokio::time::timeout(deadline, rx.wait_for(|p| *p >= position))
-                .await
-                .map_err(|_| ReadError::Lagging(position))?
-                .map_err(|_| ReadError::Lagging(position))?;
-        }
+        let mut rx = self.position.clone();
+        tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|p| *p >= position))
+            .await
+            .map_err(|_| ReadError::Lagging(position))?
+            .map_err(|_| ReadError::Lagging(position))?;
         Ok(())
     }
 }
 
-/// Rebuilds one read model: empties its tables and its checkpoint, then replays the
-/// whole log into it. `progress(position, head)` is called after every batch. Run it
-/// while no projector is running this projection.
-pub async fn rebuild(store: &dyn im_eventlog::EventStore, db: &ReadDb, projection: &dyn Projection, progress: &mut dyn FnMut(i64, i64)) -> Result<i64, ReadError> {
-    let mut tx = db.begin_write().await?;
-    projection.reset(&mut tx).await?;
-    sqlx::query("DELETE FROM projection_checkpoints WHERE name = $1").bind(projection.name()).execute(&mut *tx).await?;
-    tx.commit().await?;
-    let head = store.head().await?;
-    let mut checkpoint = 0;
-    progress(checkpoint, head);
-    loop {
-        match step(store, db, projection, checkpoint).await? {
-            Step::Applied(next) => {
-                checkpoint = next;
-                progress(checkpoint, head.max(checkpoint));
-            }
-            Step::CaughtUp => return Ok(checkpoint),
-            Step::Overtaken => return Err(ReadError::Lagging(checkpoint)),
-        }
-    }
-}
-
-async fn load_checkpoint(db: &ReadDb, name: &str) -> Result<i64, ReadError> {
-    let position: Option<i64> = sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
-        .bind(name)
-        .fetch_optional(db.pool())
-        .await?;
-    Ok(position.unwrap_or(0))
-}
-
-async fn run(store: SharedEventStore, db: ReadDb, projection: Arc<dyn Projection>, mut checkpoint: i64, published: watch::Sender<i64>) {
-    let mut head = store.watch_head();
-    loop {
-        match step(&*store, &db, &*projection, checkpoint).await {
-            Ok(Step::Applied(next)) => {
-                checkpoint = next;
-                published.send_replace(checkpoint);
-                continue;
-            }
-            Ok(Step::Overtaken) => {
-                // Another projector instance applied this batch first: follow it.
-                match load_checkpoint(&db, projection.name()).await {
-                    Ok(p) => checkpoint = p,
-                    Err(e) => tracing::warn!(projection = projection.name(), error = %e, "cannot reload checkpoint"),
-                }
-                published.send_replace(checkpoint);
-                continue;
-            }
-            Ok(Step::CaughtUp) => {}
-            Err(e) => {
-                // Never skip: retry the same batch after a pause.
-                tracing::error!(projection = projection.name(), checkpoint, error = %e, "projection batch failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        }
-        if published.is_closed() && head.has_changed().is_err() {
-            return;
-        }
-        tokio::select! {
-            changed = head.changed() => if changed.is_err() { tokio::time::sleep(POLL).await },
-            _ = tokio::time::sleep(POLL) => {}
-        }
-    }
+struct Runner {
+    store: SharedEventStore,
+    db: ReadDb,
+    projections: Vec<Arc<dyn Projection>>,
+    /// Per projection: what its stored checkpoint says …
+    stored: Vec<i64>,
+    /// … and how far it has applied the log.
+    applied: Vec<i64>,
+    /// The lowest `applied`: where the next batch starts.
+    position: i64,
+    published: watch::Sender<i64>,
+    checkpoints: watch::Sender<Vec<i64>>,
+    extras: Extras,
+    /// Marks received while waiting, written with the next step.
+    marks: Vec<Mark>,
+    last_flush: Instant,
 }
 
 enum Step {
-    Applied(i64),
-    CaughtUp,
-    /// The stored checkpoint moved under us (another projector instance): nothing applied.
+    Applied,
+    /// Another instance moved a checkpoint first: nothing applied.
     Overtaken,
 }
 
-/// Applies the next batch. The checkpoint update is conditional on the checkpoint this
-/// batch started from, so two instances of a projection never both apply a batch.
-async fn step(store: &dyn im_eventlog::EventStore, db: &ReadDb, projection: &dyn Projection, checkpoint: i64) -> Result<Step, ReadError> {
-    let batch = store.read_all(checkpoint, BATCH).await?;
-    let Some(last) = batch.last().map(|e| e.position) else { return Ok(Step::CaughtUp) };
-    tracing::debug!(projection = projection.name(), from = checkpoint, to = last, "projection batch");
-    projection.batch_started();
-    let mut tx = db.begin_write().await?;
-    for stored in &batch {
-        let event = Event::decode(&stored.event_type, stored.schema_version as u32, stored.payload.clone())
-            .map_err(|source| ReadError::Decode { position: stored.position, source })?;
-        projection.apply(&mut tx, &event, stored).await?;
+impl Runner {
+    async fn run(mut self) {
+        let mut feed = self.store.subscribe();
+        let mut head = self.store.watch_head();
+        let mut ready: VecDeque<FeedBatch> = VecDeque::new();
+        let mut from_log = false;
+        loop {
+            if self.published.is_closed() {
+                return;
+            }
+            loop {
+                match feed.try_recv() {
+                    Ok(commit) => ready.push_back(commit),
+                    Err(TryRecvError::Lagged(_)) => {
+                        ready.clear();
+                        from_log = true;
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                }
+                if ready.len() > READY_BATCHES {
+                    ready.clear();
+                    from_log = true;
+                }
+            }
+            while ready.front().is_some_and(|c| c.events.last().is_none_or(|e| e.position <= self.position)) {
+                ready.pop_front();
+            }
+            let outcome = if ready.front().is_some_and(|c| c.after == self.position) && !from_log {
+                // Straight from the feed: every commit that follows on without a gap.
+                let mut take = Vec::new();
+                let mut at = self.position;
+                while let Some(c) = ready.front().filter(|c| c.after == at) {
+                    at = c.events.last().map_or(at, |e| e.position);
+                    take.push(c.clone());
+                    ready.pop_front();
+                }
+                let events: Vec<&StoredEvent> = take.iter().flat_map(|c| c.events.iter()).collect();
+                self.step(&events).await.map(Some)
+            } else if from_log || !ready.is_empty() || *head.borrow_and_update() > self.position {
+                match self.store.read_all(self.position, BATCH).await {
+                    Ok(batch) if batch.is_empty() => {
+                        from_log = false;
+                        // Whatever the feed still holds is not in the log: drop it.
+                        ready.clear();
+                        Ok(None)
+                    }
+                    Ok(batch) => {
+                        let events: Vec<&StoredEvent> = batch.iter().collect();
+                        self.step(&events).await.map(Some)
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            } else if !self.marks.is_empty() || self.extras.marks.as_ref().is_some_and(|m| !m.is_empty()) {
+                self.step(&[]).await.map(Some)
+            } else {
+                // Nothing to do: wait for a commit, a mark or a head move.
+                tokio::select! {
+                    commit = feed.recv() => match commit {
+                        Ok(c) => ready.push_back(c),
+                        Err(_) => from_log = true,
+                    },
+                    _ = head.changed() => {}
+                    Some(mark) = next_mark(self.extras.marks.as_mut()) => self.marks.push(mark),
+                    _ = tokio::time::sleep(POLL) => from_log = true,
+                }
+                continue;
+            };
+            match outcome {
+                Ok(Some(Step::Applied)) | Ok(None) => {}
+                Ok(Some(Step::Overtaken)) => {
+                    if let Err(e) = self.reload().await {
+                        tracing::warn!(error = %e, "cannot reload checkpoints");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    ready.clear();
+                    from_log = true;
+                }
+                Err(e) => {
+                    // Never skip: apply the same events again after a pause.
+                    tracing::error!(position = self.position, error = %e, "projection batch failed");
+                    ready.clear();
+                    from_log = true;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
     }
+
+    /// Another instance moved the checkpoints: start again from the stored ones.
+    async fn reload(&mut self) -> Result<(), ReadError> {
+        for (i, p) in self.projections.iter().enumerate() {
+            p.forget();
+            let c = load_checkpoint(&self.db, p.name()).await?;
+            self.stored[i] = c;
+            self.applied[i] = c;
+        }
+        self.position = self.applied.iter().copied().min().unwrap_or(0);
+        Ok(())
+    }
+
+    /// Applies one batch (events in position order, possibly none when there are only
+    /// delivery marks to write) in one transaction.
+    async fn step(&mut self, events: &[&StoredEvent]) -> Result<Step, ReadError> {
+        let last = events.last().map_or(self.position, |e| e.position);
+        let decoded = decode(events, |t| self.projections.iter().any(|p| p.handles(t)))?;
+        let applied: Vec<Applied<'_>> = decoded.iter().map(|(stored, event)| Applied { stored, event }).collect();
+        let mut marks = std::mem::take(&mut self.marks);
+        if let Some(rx) = self.extras.marks.as_mut() {
+            while marks.len() < MARKS_PER_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => marks.push(m),
+                    Err(_) => break,
+                }
+            }
+        }
+        let touched: Vec<Vec<Applied<'_>>> = self
+            .projections
+            .iter()
+            .zip(&self.applied)
+            .map(|(p, at)| applied.iter().filter(|a| a.stored.position > *at && p.handles(&a.stored.event_type)).copied().collect())
+            .collect();
+        let flush_idle = self.last_flush.elapsed() >= IDLE_FLUSH;
+        if touched.iter().all(Vec::is_empty) && marks.iter().all(|m| matches!(m, Mark::Flushed(_))) {
+            // Nobody has anything to write: move on in memory.
+            self.advance(last, &vec![false; self.projections.len()], &Keys::default());
+            marks.into_iter().for_each(Mark::done);
+            return Ok(Step::Applied);
+        }
+        let keys = Keys::of(&applied);
+        let span = tracing::debug_span!("projection_batch", from = self.position, to = last, events = events.len(), marks = marks.len());
+        let mut tx = self.db.begin_write().await?;
+        let outcome = async {
+            for (p, mine) in self.projections.iter().zip(&touched) {
+                if !mine.is_empty() {
+                    p.apply(&mut tx, mine).await?;
+                }
+            }
+            inbox::apply_marks(&mut tx, &marks).await?;
+            let mut written = vec![false; self.projections.len()];
+            for (i, p) in self.projections.iter().enumerate() {
+                if self.applied[i] < last && (!touched[i].is_empty() || flush_idle) {
+                    if !move_checkpoint(&mut tx, p.name(), self.stored[i], last).await? {
+                        return Ok(None);
+                    }
+                    written[i] = true;
+                }
+            }
+            record_runner(&mut tx, last).await?;
+            if self.db.backend() == crate::db::Backend::Postgres {
+                keys.announce(&mut tx).await?;
+            }
+            Ok::<_, ReadError>(Some(written))
+        }
+        .instrument(span)
+        .await;
+        match outcome {
+            Ok(Some(written)) => {
+                tx.commit().await.inspect_err(|_| self.projections.iter().for_each(|p| p.aborted()))?;
+                if flush_idle {
+                    self.last_flush = Instant::now();
+                }
+                self.advance(last, &written, &keys);
+                for p in &self.projections {
+                    p.committed();
+                }
+                marks.into_iter().for_each(Mark::done);
+                Ok(Step::Applied)
+            }
+            Ok(None) => {
+                tx.rollback().await?;
+                // The marks are not lost with the batch: they go with the next one.
+                self.marks = marks;
+                Ok(Step::Overtaken)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                for p in &self.projections {
+                    p.aborted();
+                }
+                self.marks = marks;
+                Err(e)
+            }
+        }
+    }
+
+    /// The batch up to `last` is applied (and committed where anything was written).
+    fn advance(&mut self, last: i64, written: &[bool], keys: &Keys) {
+        for ((applied, stored), written) in self.applied.iter_mut().zip(self.stored.iter_mut()).zip(written) {
+            *applied = (*applied).max(last);
+            if *written {
+                *stored = last;
+            }
+        }
+        self.position = self.applied.iter().copied().min().unwrap_or(last);
+        if let Some(directory) = &self.extras.directory {
+            directory.invalidate(keys);
+        }
+        self.checkpoints.send_replace(self.applied.clone());
+        self.published.send_replace(self.position);
+    }
+}
+
+async fn next_mark(marks: Option<&mut mpsc::Receiver<Mark>>) -> Option<Mark> {
+    match marks {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Decodes the events some projection handles (once for all of them).
+fn decode<'a>(events: &[&'a StoredEvent], wanted: impl Fn(&str) -> bool) -> Result<Vec<(&'a StoredEvent, Event)>, ReadError> {
+    events
+        .iter()
+        .filter(|e| wanted(&e.event_type))
+        .map(|stored| {
+            let event = Event::decode(&stored.event_type, stored.schema_version as u32, stored.payload.clone())
+                .map_err(|source| ReadError::Decode { position: stored.position, source })?;
+            Ok((*stored, event))
+        })
+        .collect()
+}
+
+async fn load_checkpoint(db: &ReadDb, name: &str) -> Result<i64, ReadError> {
+    let position: Option<i64> =
+        sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1").bind(name).fetch_optional(db.pool()).await?;
+    Ok(position.unwrap_or(0))
+}
+
+/// Moves a checkpoint from where this runner last stored it; false when another
+/// instance moved it first.
+async fn move_checkpoint(conn: &mut AnyConnection, name: &str, from: i64, to: i64) -> Result<bool, ReadError> {
     let moved = sqlx::query(
         "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
          ON CONFLICT (name) DO UPDATE SET position = excluded.position WHERE projection_checkpoints.position = $3",
     )
-    .bind(projection.name())
-    .bind(last)
-    .bind(checkpoint)
-    .execute(&mut *tx)
+    .bind(name)
+    .bind(to)
+    .bind(from)
+    .execute(&mut *conn)
     .await?;
-    if moved.rows_affected() == 0 {
-        tx.rollback().await?;
-        projection.batch_started();
-        return Ok(Step::Overtaken);
+    Ok(moved.rows_affected() > 0)
+}
+
+async fn record_runner(conn: &mut AnyConnection, to: i64) -> Result<(), ReadError> {
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE SET position = excluded.position WHERE projection_checkpoints.position < excluded.position",
+    )
+    .bind(RUNNER)
+    .bind(to)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Rebuilds read models: empties their tables and checkpoints, then replays the whole
+/// log into them in large batches. `progress(position, head)` is called after every
+/// batch. Run it while no projector is running these projections.
+pub async fn rebuild(
+    store: &dyn im_eventlog::EventStore,
+    db: &ReadDb,
+    projections: &[Arc<dyn Projection>],
+    progress: &mut dyn FnMut(i64, i64),
+) -> Result<i64, ReadError> {
+    let mut tx = db.begin_write().await?;
+    for p in projections {
+        p.forget();
+        p.reset(&mut tx).await?;
+        sqlx::query("DELETE FROM projection_checkpoints WHERE name = $1").bind(p.name()).execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    projection.batch_committed();
-    Ok(Step::Applied(last))
+    let head = store.head().await?;
+    let mut position = 0;
+    progress(position, head);
+    loop {
+        let batch = store.read_all(position, REBUILD_BATCH).await?;
+        let Some(last) = batch.last().map(|e| e.position) else { return Ok(position) };
+        let events: Vec<&StoredEvent> = batch.iter().collect();
+        let decoded = decode(&events, |t| projections.iter().any(|p| p.handles(t)))?;
+        let applied: Vec<Applied<'_>> = decoded.iter().map(|(stored, event)| Applied { stored, event }).collect();
+        let mut tx = db.begin_write().await?;
+        for p in projections {
+            let mine: Vec<Applied<'_>> = applied.iter().filter(|a| p.handles(&a.stored.event_type)).copied().collect();
+            if !mine.is_empty() {
+                p.apply(&mut tx, &mine).await?;
+            }
+            move_checkpoint(&mut tx, p.name(), position, last).await?;
+        }
+        tx.commit().await?;
+        for p in projections {
+            p.committed();
+        }
+        position = last;
+        progress(position, head.max(position));
+    }
 }

@@ -55,6 +55,9 @@ impl ImProcess {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let mut child = child;
+        let _ = child.kill();
+        let _ = child.wait();
         let output = std::fs::read_to_string(&log).unwrap_or_default();
         panic!("im did not come up on {base}: {output}");
     }

@@ -8,7 +8,6 @@ use crate::params::Params;
 use axum::Json;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};
-use std::net::SocketAddr;
 use axum::routing::{get, post};
 use im_commands::Ctx;
 use im_commands::accounts::SessionStarted;
@@ -16,6 +15,7 @@ use im_domain::account::ProfileChanges;
 use im_domain::event::DeviceInfo;
 use im_domain::userset::UserSet;
 use serde_json::{Value, json};
+use std::net::SocketAddr;
 
 type ApiResult = Result<Json<Value>, ApiError>;
 

@@ -11,10 +11,10 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use im_adapters::objects::ObjectStore;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Component, PathBuf};
-use im_adapters::objects::ObjectStore;
 use std::time::Duration;
 
 type ApiResult = Result<Json<Value>, ApiError>;
@@ -115,7 +115,12 @@ async fn upload_diy(
 }
 
 /// `uploadAliyun`: into the configured object store; without one, the local store.
-async fn upload_store(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<HashMap<String, String>>, multipart: Multipart) -> ApiResult {
+async fn upload_store(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    multipart: Multipart,
+) -> ApiResult {
     uploader(&state, &headers, &query).await?;
     let bytes = read_file(multipart, largest(&state)).await?;
     store(&state, state.object_store().as_ref(), "oss", bytes).await

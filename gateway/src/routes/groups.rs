@@ -35,13 +35,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/chat/groupQrcode/{id}", get(qrcode))
 }
 
-/// A user's display name: nickname, else username.
-pub fn display_name(user: &UserRow) -> String {
-    if user.nickname.is_empty() { user.username.clone() } else { user.nickname.clone() }
-}
-
 fn named(user: &UserRow) -> Named {
-    Named { id: UserId(user.id), name: display_name(user) }
+    Named { id: UserId(user.id), name: user.display_name().to_owned() }
 }
 
 fn positive(params: &Params, key: &str) -> Result<i64, ApiError> {
@@ -63,7 +58,10 @@ fn id_list(params: &Params) -> Result<Vec<i64>, ApiError> {
             .collect::<Result<_, _>>()?,
         Some(Value::String(s)) => {
             let s = s.trim().trim_start_matches('[').trim_end_matches(']');
-            s.split(',').filter(|p| !p.trim().is_empty()).map(|p| p.trim().trim_matches('"').parse().map_err(|_| invalid())).collect::<Result<_, _>>()?
+            s.split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| p.trim().trim_matches('"').parse().map_err(|_| invalid()))
+                .collect::<Result<_, _>>()?
         }
         Some(Value::Number(n)) => vec![n.as_i64().ok_or_else(invalid)?],
         Some(_) => return Err(invalid()),

@@ -1,0 +1,223 @@
+//! Sending a message: one use case for `POST /api/chat/socket/sendmessage` and the
+//! WebSocket `send` frame. The parameters are parsed once into a [`SendMessage`];
+//! [`submit`] decides on facts held in memory (the directory and the kept group
+//! states, not SQL per message), queues the append and returns what resolves once it is
+//! durable, with the message object built from the event itself.
+
+use crate::app::AppState;
+use crate::auth::Me;
+use crate::error::ApiError;
+use crate::params::Params;
+use im_commands::Ctx;
+use im_commands::groups::{GroupMessage, GroupSender};
+use im_commands::messages::{Outgoing, Sent};
+use im_domain::UserId;
+use im_domain::message::{BodyError, ChatType, MessageBody, MessageSent, Party, Permit, SendFacts, SenderRole};
+use im_projections::inbox::message_json;
+use im_projections::users::UserRow;
+use serde_json::{Value, json};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A message to send, as the client gave it.
+#[derive(Debug, Clone)]
+pub struct SendMessage {
+    pub to: i64,
+    pub chat_type: ChatType,
+    pub body: MessageBody,
+    pub options: Value,
+    pub client_msg_id: Option<String>,
+}
+
+impl SendMessage {
+    /// `sendto_id`, `chatType`, `type`, `data`, `options` (an optional URL-encoded JSON
+    /// string, or an object), `client_msg_id`.
+    pub fn parse(params: &Params) -> Result<Self, ApiError> {
+        let to = params.int("sendto_id")?.ok_or_else(|| ApiError::bad("missing_sendto_id", "sendto_id 参数必填"))?;
+        if to < 1 {
+            return Err(ApiError::bad("invalid_sendto_id", "sendto_id 必须是正整数"));
+        }
+        let chat_type = ChatType::parse(&params.required("chatType")?)
+            .ok_or_else(|| ApiError::bad("invalid_chatType", "chatType 只能是 single 或 group"))?;
+        let kind = params.required("type")?;
+        let data = params.text("data").unwrap_or_default();
+        let body = MessageBody::parse(&kind, &data).map_err(|e| match e {
+            BodyError::Kind => ApiError::bad("invalid_type", "type 必须是1到32个字符"),
+            BodyError::Empty => ApiError::bad("missing_data", "data 参数必填"),
+            BodyError::TooLong => ApiError::bad("invalid_data", "消息内容过长"),
+        })?;
+        let options = parse_options(params)?;
+        let client_msg_id = params.optional_bounded("client_msg_id", 64)?.filter(|k| !k.trim().is_empty());
+        Ok(Self { to, chat_type, body, options, client_msg_id })
+    }
+}
+
+/// A durable message: its object as the contract shows it, and where it is in the log.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub message: Value,
+    pub position: i64,
+}
+
+/// A queued send.
+pub type Pending = Pin<Box<dyn Future<Output = Result<Accepted, ApiError>> + Send>>;
+
+/// `options`: an optional URL-encoded JSON string (or a JSON object).
+fn parse_options(params: &Params) -> Result<Value, ApiError> {
+    let invalid = || ApiError::bad("invalid_options", "options 必须是JSON字符串");
+    match params.value("options") {
+        None => Ok(json!({})),
+        Some(Value::Object(o)) => Ok(Value::Object(o.clone())),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(json!({})),
+        Some(Value::String(s)) => {
+            let decoded = percent_decode(s).ok_or_else(invalid)?;
+            match serde_json::from_str::<Value>(&decoded).map_err(|_| invalid())? {
+                v @ Value::Object(_) => Ok(v),
+                _ => Err(invalid()),
+            }
+        }
+        Some(_) => Err(invalid()),
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Decides and queues a send. Sends one caller submits one after another are written
+/// in that order; the returned future resolves once the message is durable.
+pub async fn submit(state: &AppState, me: &Me, command: SendMessage) -> Result<Pending, ApiError> {
+    state.limit("send", &me.id.to_string(), state.limits().send).await?;
+    // My current name and avatar (a socket's `me` is as old as the socket).
+    let sender = state.directory().user(me.id.0).await?.unwrap_or_else(|| me.user.clone());
+    match command.chat_type {
+        ChatType::Single => submit_single(state, me, sender, command).await,
+        ChatType::Group => submit_group(state, me, sender, command).await,
+    }
+}
+
+async fn submit_single(state: &AppState, me: &Me, sender: Arc<UserRow>, command: SendMessage) -> Result<Pending, ApiError> {
+    let to_id = command.to;
+    let directory = state.directory();
+    let recipient = directory.user(to_id).await?;
+    let their_side = directory.side(to_id, me.id.0).await?;
+    let my_side = directory.side(me.id.0, to_id).await?;
+    let sender_role = if me.is_visitor() { SenderRole::Visitor } else { SenderRole::User };
+    let rule = recipient.as_ref().map(|r| match sender_role {
+        SenderRole::Visitor => r.settings.chatset.visitor,
+        SenderRole::User => r.settings.chatset.user,
+    });
+    let facts = SendFacts {
+        sender_role,
+        to_self: to_id == me.id.0,
+        recipient_active: recipient.as_ref().is_some_and(|r| r.is_active()),
+        blocked: their_side.as_ref().is_some_and(|s| s.black),
+        friends: their_side.is_some(),
+        send_count: rule.unwrap_or_default().send_count,
+    };
+    let Some(recipient) = recipient else {
+        return Err(ApiError::bad("recipient_unavailable", "对方不存在或者被禁用,不能发消息"));
+    };
+    let remark = |side: &Option<Arc<im_projections::directory::Side>>| side.as_ref().map(|s| s.remark.clone()).filter(|n| !n.is_empty());
+    let outgoing = Outgoing {
+        chat_type: ChatType::Single,
+        from: Party {
+            id: me.id.0,
+            name: remark(&their_side).unwrap_or_else(|| sender.display_name().to_owned()),
+            avatar: sender.avatar.clone(),
+        },
+        to: Party {
+            id: to_id,
+            name: remark(&my_side).unwrap_or_else(|| recipient.display_name().to_owned()),
+            avatar: recipient.avatar.clone(),
+        },
+        recipients: vec![UserId(to_id)],
+        body: command.body,
+        options: command.options,
+        client_msg_id: command.client_msg_id,
+        group: None,
+    };
+    let pending = state.messages().submit_single(&Ctx::user(me.id.0), outgoing, facts).await?;
+    let state = state.clone();
+    Ok(Box::pin(async move {
+        let sent = pending.await?;
+        if let Sent::New { message, .. } = &sent
+            && !state.hub().is_online(UserId(to_id))
+        {
+            auto_reply(&state, message, &recipient).await?;
+        }
+        accepted(&state, sent).await
+    }))
+}
+
+async fn submit_group(state: &AppState, me: &Me, sender: Arc<UserRow>, command: SendMessage) -> Result<Pending, ApiError> {
+    let group_id = command.to;
+    let message = GroupMessage {
+        sender: GroupSender { id: me.id, name: sender.display_name().to_owned(), avatar: sender.avatar.clone() },
+        body: command.body,
+        options: command.options,
+        client_msg_id: command.client_msg_id,
+    };
+    let pending = state.group_commands().submit_send(&Ctx::user(me.id.0), group_id, message).await?;
+    let state = state.clone();
+    Ok(Box::pin(async move { accepted(&state, pending.await?).await }))
+}
+
+/// The answer for a durable send: built from the event; a repeated `client_msg_id`
+/// answers with the first message, read back once the read models hold it.
+async fn accepted(state: &AppState, sent: Sent) -> Result<Accepted, ApiError> {
+    match sent {
+        Sent::New { message, position } => Ok(Accepted { message: message_json(&message), position }),
+        Sent::Duplicate { message_id, position } => {
+            state.settle(position).await?;
+            let (_, message) =
+                state.inbox().message(&message_id.to_string()).await?.ok_or_else(|| ApiError::internal("message row missing"))?;
+            Ok(Accepted { message, position })
+        }
+    }
+}
+
+/// The offline recipient's best-matching auto-reply, sent back to the sender from the
+/// recipient with `options.autoReply = true`.
+async fn auto_reply(state: &AppState, message: &MessageSent, recipient: &UserRow) -> Result<(), ApiError> {
+    if message.kind != "text" || message.options.get("autoReply").is_some_and(|v| v == &json!(true)) {
+        return Ok(());
+    }
+    let rows = state.askanswers().all(recipient.id).await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let pairs: Vec<(i64, im_domain::askanswer::Pair)> =
+        rows.iter().map(|r| (r.id, im_domain::askanswer::Pair { ask: r.ask.clone(), answer: r.answer.clone() })).collect();
+    let Some((_, pair)) = im_domain::askanswer::best_match(pairs.iter().map(|(i, p)| (*i, p)), &message.data) else { return Ok(()) };
+    let Ok(body) = MessageBody::parse("text", &pair.answer) else { return Ok(()) };
+    let reply = Outgoing {
+        chat_type: ChatType::Single,
+        from: Party { id: recipient.id, name: message.to.name.clone(), avatar: message.to.avatar.clone() },
+        to: Party { id: message.from.id, name: message.from.name.clone(), avatar: message.from.avatar.clone() },
+        recipients: vec![UserId(message.from.id)],
+        body,
+        options: json!({"autoReply": true}),
+        client_msg_id: None,
+        group: None,
+    };
+    state.messages().send(&Ctx::user(recipient.id), reply, Permit::Free).await?;
+    Ok(())
+}
