@@ -117,7 +117,9 @@ async fn a_socket_too_slow_is_closed_and_loses_nothing(backend: Backend) {
     assert!(ids == sent, "the inbox holds the messages in the order sent");
     assert_eq!(page.rows.iter().map(|d| d.seq).collect::<Vec<_>>(), (1..=sent.len() as i64).collect::<Vec<_>>());
 
-    // Delivered means written: what never reached the socket is pending, what did is not.
+    // Delivered means written: every row whose frame never reached the socket is still
+    // pending. (The reverse may lag by the frames of the write the close cut short: a
+    // row written but not yet marked is pushed again, and clients de-duplicate by id.)
     server.state.ledger().flushed().await;
     let pending: HashSet<String> = server
         .state
@@ -129,8 +131,8 @@ async fn a_socket_too_slow_is_closed_and_loses_nothing(backend: Backend) {
         .map(|d| d.data()["id"].as_str().unwrap().to_owned())
         .collect();
     let missed: HashSet<String> = sent.iter().filter(|id| !received.contains(*id)).cloned().collect();
-    assert_eq!(pending.len(), missed.len(), "pending rows are exactly those whose frames were never written");
-    assert!(pending == missed, "pending rows are exactly those whose frames were never written");
+    assert!(missed.is_subset(&pending), "{} rows never written to the socket were marked delivered", missed.difference(&pending).count());
+    assert!(pending.len() - missed.len() <= 128, "{} rows that reached the socket are still pending", pending.len() - missed.len());
 }
 
 /// A socket that stops reading (so the server's writes to it block) and then goes

@@ -14,7 +14,7 @@
 //! [`EventStore::watch_head`] moves for other processes' appends within a round trip
 //! (with a slow poll behind it in case a notification was missed while reconnecting).
 
-use crate::model::{AppendError, Committed, Metadata, StoreError, StoredEvent, StreamAppend};
+use crate::model::{AppendError, Committed, ExpectedVersion, Metadata, StoreError, StoredEvent, StreamAppend};
 use crate::writer::{MAX_BATCH, Outcome, Plan, Planner, Request, Shared, Writer, rows_of, streams_of};
 use crate::{EventStore, FeedBatch, PendingAppend, now_millis};
 use async_trait::async_trait;
@@ -52,7 +52,35 @@ impl PostgresEventStore {
         let shared = Shared::new(head_now);
         let (writer, queue) = Writer::new(shared.clone());
         tokio::spawn(listen(pool.clone(), Arc::downgrade(&shared)));
-        tokio::spawn(run(pool.clone(), queue, shared));
+        // The writer is a chain of round trips, each waiting on the one before: it runs
+        // on a thread of its own with its own connection, so it never waits behind the
+        // sockets' tasks to be polled again.
+        let (ready, started) = tokio::sync::oneshot::channel();
+        let writer_options = PgConnectOptions::from_str(url)?;
+        std::thread::Builder::new()
+            .name("im-log-writer".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = ready.send(Err(StoreError(format!("log writer runtime: {e}"))));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match PgPoolOptions::new().max_connections(2).connect_with(writer_options).await {
+                        Ok(own) => {
+                            let _ = ready.send(Ok(()));
+                            run(own, queue, shared).await;
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(e.into()));
+                        }
+                    }
+                });
+            })
+            .map_err(|e| StoreError(format!("starting the log writer: {e}")))?;
+        started.await.map_err(|_| StoreError("the log writer did not start".into()))??;
         Ok(Self { pool, writer })
     }
 }
@@ -131,6 +159,7 @@ async fn run(pool: PgPool, mut queue: mpsc::Receiver<Request>, shared: Arc<Share
             continue;
         }
         let span = tracing::debug_span!("append_batch", requests = appends.len());
+        let started = std::time::Instant::now();
         let outcome = async {
             match commit_batch(&pool, &appends).await {
                 Ok(Ok(written)) => Ok(written),
@@ -143,6 +172,7 @@ async fn run(pool: PgPool, mut queue: mpsc::Receiver<Request>, shared: Arc<Share
         }
         .instrument(span)
         .await;
+        tracing::debug!(requests = appends.len(), micros = started.elapsed().as_micros() as u64, "append batch");
         match outcome {
             Ok(written) => finish(appends, replies, written).publish(&shared),
             Err(e) => {
@@ -189,27 +219,30 @@ async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, StoreErr
     Ok(tx)
 }
 
-/// The versions of these streams and the head, under the append lock.
-async fn versions(tx: &mut Transaction<'static, Postgres>, streams: &[String]) -> Result<(HashMap<String, i64>, i64), StoreError> {
+/// The versions of these streams, under the append lock (one index-only look each).
+async fn versions(tx: &mut Transaction<'static, Postgres>, streams: &[String]) -> Result<HashMap<String, i64>, StoreError> {
+    if streams.is_empty() {
+        return Ok(HashMap::new());
+    }
     let rows = sqlx::query(
-        "SELECT stream_id, MAX(stream_version)::BIGINT AS v FROM events WHERE stream_id = ANY($1) GROUP BY stream_id \
-         UNION ALL SELECT NULL, COALESCE(MAX(position), 0)::BIGINT FROM events",
+        "SELECT u.s AS stream_id, (SELECT MAX(e.stream_version) FROM events e WHERE e.stream_id = u.s)::BIGINT AS v \
+         FROM UNNEST($1::TEXT[]) AS u(s)",
     )
     .bind(streams)
     .fetch_all(&mut **tx)
     .await?;
     let mut versions = HashMap::with_capacity(rows.len());
-    let mut head = 0;
     for r in rows {
-        let v: i64 = r.try_get("v")?;
-        match r.try_get::<Option<String>, _>("stream_id")? {
-            Some(stream) => {
-                versions.insert(stream, v);
-            }
-            None => head = v,
+        if let Some(v) = r.try_get::<Option<i64>, _>("v")? {
+            versions.insert(r.try_get::<String, _>("stream_id")?, v);
         }
     }
-    Ok((versions, head))
+    Ok(versions)
+}
+
+/// The head, under the append lock.
+async fn head_in(tx: &mut Transaction<'static, Postgres>) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar("SELECT COALESCE(MAX(position), 0)::BIGINT FROM events").fetch_one(&mut **tx).await?)
 }
 
 /// The events of planned requests, as the columns of one insert.
@@ -237,6 +270,43 @@ impl<'a> Columns<'a> {
                 self.metadata.push(Json(&e.metadata));
             }
         }
+    }
+
+    /// One statement: the insert, the `NOTIFY` of the new head and the head before it
+    /// (read after the append lock, so nothing of another writer lies in between).
+    async fn insert_announced(
+        self,
+        tx: &mut Transaction<'static, Postgres>,
+        recorded_at: i64,
+    ) -> Result<(Vec<(Uuid, i64)>, i64), sqlx::Error> {
+        if self.ids.is_empty() {
+            return Ok((Vec::new(), 0));
+        }
+        let rows = sqlx::query(
+            "WITH ins AS ( \
+               INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at) \
+               SELECT s, v, id, t, sv, p, m, $8 \
+               FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::UUID[], $4::TEXT[], $5::INT[], $6::JSONB[], $7::JSONB[]) \
+                    WITH ORDINALITY AS x(s, v, id, t, sv, p, m, ord) \
+               ORDER BY ord RETURNING event_id, position), \
+             note AS (SELECT pg_notify($9, (SELECT MAX(position) FROM ins)::TEXT)) \
+             SELECT ins.event_id, ins.position, (SELECT COALESCE(MAX(e.position), 0) FROM events e)::BIGINT AS after \
+             FROM ins CROSS JOIN note",
+        )
+        .bind(self.streams)
+        .bind(self.versions)
+        .bind(self.ids)
+        .bind(self.types)
+        .bind(self.schema_versions)
+        .bind(self.payloads)
+        .bind(self.metadata)
+        .bind(recorded_at)
+        .bind(LOG_CHANNEL)
+        .fetch_all(&mut **tx)
+        .await?;
+        let after = rows.first().map(|r| r.try_get::<i64, _>("after")).transpose()?.unwrap_or(0);
+        let written = rows.into_iter().map(|r| Ok((r.try_get("event_id")?, r.try_get("position")?))).collect::<Result<_, sqlx::Error>>()?;
+        Ok((written, after))
     }
 
     async fn insert(self, tx: &mut Transaction<'static, Postgres>, recorded_at: i64) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
@@ -271,12 +341,22 @@ async fn announce(tx: &mut Transaction<'static, Postgres>, positions: &HashMap<U
     Ok(())
 }
 
-/// The whole batch in one insert. `Ok(Err(_))`: the database refused the insert (the
-/// transaction is rolled back; run the batch again with [`commit_each`]).
+/// The whole batch in one insert. Streams expected not to exist yet (every stream of a
+/// message: its own, its claims) are not looked up: the unique index on stream and
+/// version refuses an insert into one that does, and the batch then runs again with
+/// [`commit_each`], which looks everything up and names the conflict. `Ok(Err(_))`: the
+/// database refused the insert (the transaction is rolled back).
 async fn commit_batch(pool: &PgPool, appends: &[Vec<StreamAppend>]) -> Result<Result<Written, StoreError>, StoreError> {
     let recorded_at = now_millis();
+    let checked: Vec<String> = streams_of(appends.iter().map(Vec::as_slice))
+        .into_iter()
+        .filter(|s| appends.iter().flatten().any(|a| a.stream_id == *s && a.expected != ExpectedVersion::NoStream))
+        .collect();
+    if checked.is_empty() {
+        return commit_new_streams(pool, appends, recorded_at).await;
+    }
     let mut tx = begin(pool).await?;
-    let (current, after) = versions(&mut tx, &streams_of(appends.iter().map(Vec::as_slice))).await?;
+    let current = versions(&mut tx, &checked).await?;
     let mut planner = Planner::new(&current);
     let mut plans = Vec::with_capacity(appends.len());
     let mut columns = Columns::default();
@@ -287,15 +367,75 @@ async fn commit_batch(pool: &PgPool, appends: &[Vec<StreamAppend>]) -> Result<Re
             plan
         }));
     }
-    let positions: HashMap<Uuid, i64> = match columns.insert(&mut tx, recorded_at).await {
-        Ok(p) => p.into_iter().collect(),
+    let (positions, after): (HashMap<Uuid, i64>, i64) = match columns.insert_announced(&mut tx, recorded_at).await {
+        Ok((p, after)) => (p.into_iter().collect(), after),
         Err(refused) => {
             tx.rollback().await?;
             return Ok(Err(refused.into()));
         }
     };
-    announce(&mut tx, &positions).await?;
     tx.commit().await?;
+    Ok(Ok(Written { plans, after, recorded_at, positions }))
+}
+
+/// A batch whose every stream is expected not to exist yet (messages and their claims):
+/// one statement in a transaction of its own — the append lock taken inside it, before
+/// any position is drawn, the insert, the `NOTIFY` — so a batch costs one round trip and
+/// one WAL flush.
+async fn commit_new_streams(
+    pool: &PgPool,
+    appends: &[Vec<StreamAppend>],
+    recorded_at: i64,
+) -> Result<Result<Written, StoreError>, StoreError> {
+    let current = HashMap::new();
+    let mut planner = Planner::new(&current);
+    let mut plans = Vec::with_capacity(appends.len());
+    let mut columns = Columns::default();
+    for request in appends {
+        plans.push(planner.plan(request).map(|(plan, ends)| {
+            columns.add(request, &plan);
+            planner.accept(ends);
+            plan
+        }));
+    }
+    if columns.ids.is_empty() {
+        return Ok(Ok(Written { plans, after: 0, recorded_at, positions: HashMap::new() }));
+    }
+    let mut conn = pool.acquire().await?;
+    let rows = sqlx::query(
+        "WITH ins AS ( \
+           INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at) \
+           SELECT s, v, id, t, sv, p, m, $8 \
+           FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::UUID[], $4::TEXT[], $5::INT[], $6::JSONB[], $7::JSONB[]) \
+                WITH ORDINALITY AS x(s, v, id, t, sv, p, m, ord) \
+           CROSS JOIN (SELECT pg_advisory_xact_lock($10)) AS appending \
+           ORDER BY ord RETURNING event_id, position), \
+         note AS (SELECT pg_notify($9, (SELECT MAX(position) FROM ins)::TEXT)) \
+         SELECT ins.event_id, ins.position FROM ins CROSS JOIN note",
+    )
+    .bind(columns.streams)
+    .bind(columns.versions)
+    .bind(columns.ids)
+    .bind(columns.types)
+    .bind(columns.schema_versions)
+    .bind(columns.payloads)
+    .bind(columns.metadata)
+    .bind(recorded_at)
+    .bind(LOG_CHANNEL)
+    .bind(APPEND_LOCK)
+    .fetch_all(&mut *conn)
+    .await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        // Nothing was written (the statement was its own transaction).
+        Err(refused) => return Ok(Err(refused.into())),
+    };
+    let positions: HashMap<Uuid, i64> =
+        rows.into_iter().map(|r| Ok((r.try_get("event_id")?, r.try_get("position")?))).collect::<Result<_, sqlx::Error>>()?;
+    // Under the lock no other writer drew a position between the head and ours, so the
+    // position before our first is the head before this commit — unless a refused insert
+    // left a gap there, and then a reader at that head reads the log instead.
+    let after = positions.values().min().map_or(0, |first| first - 1);
     Ok(Ok(Written { plans, after, recorded_at, positions }))
 }
 
@@ -304,7 +444,8 @@ async fn commit_batch(pool: &PgPool, appends: &[Vec<StreamAppend>]) -> Result<Re
 async fn commit_each(pool: &PgPool, appends: &[Vec<StreamAppend>]) -> Result<Written, StoreError> {
     let recorded_at = now_millis();
     let mut tx = begin(pool).await?;
-    let (current, after) = versions(&mut tx, &streams_of(appends.iter().map(Vec::as_slice))).await?;
+    let current = versions(&mut tx, &streams_of(appends.iter().map(Vec::as_slice))).await?;
+    let after = head_in(&mut tx).await?;
     let mut planner = Planner::new(&current);
     let mut plans = Vec::with_capacity(appends.len());
     let mut positions = HashMap::new();

@@ -258,6 +258,14 @@ impl AppState {
     pub async fn settle(&self, position: i64) -> Result<(), ApiError> {
         Ok(self.0.projector.wait_for(position).await?)
     }
+
+    /// Waits until the read models include everything the log held when this was
+    /// called (an inbox read: rows handed to sockets before they were written, and after
+    /// a restart the ones the projector is still catching up on).
+    pub async fn settle_head(&self) -> Result<(), ApiError> {
+        let head = *self.0.store.watch_head().borrow();
+        self.settle(head).await
+    }
 }
 
 /// Opens the event log (running the migrations) and the read-model database: SQLite

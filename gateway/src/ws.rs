@@ -5,8 +5,8 @@
 //! unless it belongs to the same session (same token), which is a silent reconnect.
 //!
 //! Each connection is two tasks. The writer owns the socket's sending half and drains a
-//! bounded queue of frames, writing whatever is queued in one flush under a timeout; a
-//! frame's inbox row counts as delivered only once that flush succeeded. The reader
+//! bounded queue of frames, writing whatever is queued in one flush under a timeout; the
+//! user's delivery cursor moves only over rows whose frames that flush wrote. The reader
 //! owns the receiving half, the heartbeat and the client's sends, which it pipelines:
 //! each `send` is decided and queued for the log in arrival order, and acked in that
 //! order as it becomes durable, with a bounded number in flight. A socket whose queue
@@ -438,8 +438,15 @@ async fn serve(socket: WebSocket, state: AppState, token: Option<String>) {
         say(&queue, frame("system", json!("欢迎您,登录可以获取更多功能!")).to_string());
     }
     let (sink, mut inbound) = socket.split();
-    let mut writer =
-        tokio::spawn(write_frames(sink, outbound, queued, drained.clone(), me.id.0, state.ledger().clone(), limits.write_timeout));
+    let cursor = match state.inbox().delivered_upto(me.id.0).await {
+        Ok(upto) => Cursor::new(upto),
+        Err(e) => {
+            tracing::warn!(user_id = me.id.0, error = %e, "cannot read the delivery cursor; this socket marks nothing");
+            Cursor::new(i64::MAX)
+        }
+    };
+    let ledger = state.ledger().clone();
+    let mut writer = tokio::spawn(write_frames(sink, outbound, queued, drained.clone(), cursor, me.id.0, ledger, limits.write_timeout));
     let interval = state.heartbeat();
     let mut heartbeat = Heartbeat::new(interval, Instant::now());
     let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
@@ -512,11 +519,13 @@ async fn serve(socket: WebSocket, state: AppState, token: Option<String>) {
 /// The writer: drains the queue, writing what is queued in one flush, each under the
 /// write timeout; reports the inbox rows that reached the socket. Ends with the socket
 /// (closed by the server, an error, or a write that timed out).
+#[allow(clippy::too_many_arguments)]
 async fn write_frames(
     mut sink: SplitSink<WebSocket, Message>,
     mut queue: mpsc::Receiver<Outbound>,
     queued: Arc<AtomicUsize>,
     drained: Arc<Notify>,
+    mut cursor: Cursor,
     user: i64,
     ledger: Ledger,
     timeout: Duration,
@@ -551,13 +560,47 @@ async fn write_frames(
             return;
         }
         drained.notify_one();
-        if !seqs.is_empty() {
-            ledger.mark(Mark::Pushed { user, seqs: std::mem::take(&mut seqs) });
+        if let Some(upto) = cursor.written(seqs.drain(..)) {
+            ledger.mark(Mark::UpTo { user, seq: upto });
         }
         if close {
             let _ = tokio::time::timeout(timeout, sink.send(Message::Close(None))).await;
             return;
         }
+    }
+}
+
+/// The user's delivery cursor as one socket moves it: every row up to `upto` delivered;
+/// rows written above a gap wait until the gap is written too (a row pending from before
+/// the socket connected is delivered once `chatGetmessageOffLine` pushed it).
+#[derive(Debug)]
+struct Cursor {
+    upto: i64,
+    above: BTreeSet<i64>,
+}
+
+impl Cursor {
+    fn new(upto: i64) -> Self {
+        Self { upto, above: BTreeSet::new() }
+    }
+
+    /// These rows were written; the new cursor when it moved.
+    fn written(&mut self, seqs: impl Iterator<Item = i64>) -> Option<i64> {
+        let before = self.upto;
+        for seq in seqs {
+            if seq > self.upto {
+                self.above.insert(seq);
+            }
+        }
+        while self.above.first() == Some(&(self.upto + 1)) {
+            self.above.pop_first();
+            self.upto += 1;
+        }
+        while self.above.len() > PUSHED_KEPT {
+            // Bounded: forget the highest; those rows are pushed again later.
+            self.above.pop_last();
+        }
+        (self.upto > before).then_some(self.upto)
     }
 }
 
@@ -647,6 +690,19 @@ mod tests {
         hb.seen(start + Duration::from_secs(80));
         assert_eq!(hb.tick(start + Duration::from_secs(90)), Beat::Ping);
         assert_eq!(hb.tick(start + Duration::from_secs(170)), Beat::Expired);
+    }
+
+    #[test]
+    fn the_cursor_moves_over_contiguous_rows_only() {
+        let mut c = Cursor::new(3);
+        assert_eq!(c.written([4, 5].into_iter()), Some(5));
+        assert_eq!(c.written([7, 8].into_iter()), None, "6 is missing");
+        assert_eq!(c.written([2].into_iter()), None, "already behind the cursor");
+        assert_eq!(c.written([6].into_iter()), Some(8), "the gap filled");
+        assert_eq!(c.written(std::iter::empty()), None);
+        let mut c = Cursor::new(0);
+        assert_eq!(c.written((2..=PUSHED_KEPT as i64 + 10).rev()), None);
+        assert!(c.above.len() <= PUSHED_KEPT, "bounded");
     }
 
     #[test]

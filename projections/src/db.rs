@@ -28,6 +28,7 @@ pub enum Backend {
 pub struct ReadDb {
     pool: AnyPool,
     backend: Backend,
+    url: Arc<str>,
     /// SQLite: the WAL checkpoints, off the commit path.
     _checkpointer: Option<Arc<im_eventlog::sqlite::Checkpointer>>,
     /// SQLite takes one writer at a time; writers of this process queue here (in
@@ -90,6 +91,10 @@ impl ReadDb {
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
+                    if backend == Backend::Postgres {
+                        // Read models are rebuilt from the log: no fsync wait for theirs.
+                        conn.execute("SET synchronous_commit = off").await?;
+                    }
                     if backend == Backend::Sqlite {
                         let pragmas = format!(
                             "PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
@@ -103,7 +108,7 @@ impl ReadDb {
             })
             .connect_with(options)
             .await?;
-        Ok(Self { pool, backend, _checkpointer: checkpointer, write_lock: Arc::new(Mutex::new(())) })
+        Ok(Self { pool, backend, url: url.into(), _checkpointer: checkpointer, write_lock: Arc::new(Mutex::new(())) })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -112,6 +117,12 @@ impl ReadDb {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Another pool on the same database, made on the runtime this is called on (a task
+    /// on a runtime of its own connects through it).
+    pub async fn reconnect(&self) -> Result<Self, ReadError> {
+        Self::connect(&self.url).await
     }
 
     /// A write transaction without an fsync of its own. On SQLite it waits for this
@@ -123,11 +134,8 @@ impl ReadDb {
                 let turn = self.write_lock.clone().lock_owned().await;
                 WriteTx { tx: self.pool.begin_with("BEGIN IMMEDIATE").await?, _turn: Some(turn) }
             }
-            Backend::Postgres => {
-                let mut tx = self.pool.begin().await?;
-                sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-                WriteTx { tx, _turn: None }
-            }
+            // Every read-model connection has synchronous_commit off.
+            Backend::Postgres => WriteTx { tx: self.pool.begin().await?, _turn: None },
         })
     }
 }

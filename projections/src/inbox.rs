@@ -12,8 +12,9 @@
 //! it — so after a crash that lost the newest read-model commits the replay gives every
 //! message the same seq again, and no seq a client saw ever names another message.
 //!
-//! Delivery bookkeeping ([`Mark`]) goes through the same writer: a row counts as
-//! delivered once its frame was written to a socket, or the client acked it.
+//! Delivery bookkeeping ([`Mark`]) goes through the same writer: a per-user cursor, every
+//! row up to it delivered — moved once a socket has written every frame up to that seq,
+//! or the client acked it. The rows after it are pending.
 
 use crate::db::{ROWS_PER_STATEMENT, values_list};
 use crate::groups::GroupEffect;
@@ -22,11 +23,12 @@ use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
 use im_domain::Event;
 use im_domain::message::{ChatType, MessageSent};
+use im_eventlog::{FeedBatch, StoredEvent};
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 /// What a recipient's inbox row becomes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,23 +153,68 @@ pub trait DeliverySink: Send + Sync + 'static {
 
 /// How many users' last seqs the projection keeps in memory (more are read back).
 pub const HEADS_KEPT: usize = 200_000;
+/// Events the sequencer may plan ahead of the projector's writes.
+pub const PLANNED_AHEAD: usize = 20_000;
+
+/// An event's rows, decided once — by whoever reaches the event first in log order,
+/// the sequencer or the projector — and kept until the transaction that writes them
+/// commits (so a retried batch writes the very same rows).
+#[derive(Debug, Clone, Default)]
+struct Planned {
+    messages: Vec<MessageRow>,
+    rows: Vec<InboxRow>,
+}
 
 #[derive(Default)]
 struct Sequencer {
-    /// user → last seq given.
+    /// user → last seq given. A user with planned rows not yet committed is always here.
     heads: HashMap<i64, i64>,
-    /// What `heads` held for the users this batch touched (`None`: not loaded).
-    undo: HashMap<i64, Option<i64>>,
-    /// Rows produced by the batch that may only leave after its commit.
+    /// Every event up to this position has its rows planned (or needs none).
+    frontier: i64,
+    /// Rows planned and not yet committed, by event position.
+    planned: BTreeMap<i64, Planned>,
+    /// The positions the projector's open transaction writes.
+    writing: Vec<i64>,
+    /// The event the projector is planning right now (the sequencer waits for it).
+    runner_at: Option<i64>,
+    /// Rows that may only leave after their commit (sinks that are not early).
     held: Vec<Delivery>,
+}
+
+impl Sequencer {
+    /// Gives each user their next seq (every user's head must be known).
+    fn assign(&mut self, users: &[i64], row: &RowOf<'_>, out: &mut Vec<Delivery>) -> Vec<InboxRow> {
+        let mut rows = Vec::with_capacity(users.len());
+        for user in users {
+            let seq = self.heads.get(user).copied().unwrap_or(0) + 1;
+            self.heads.insert(*user, seq);
+            rows.push(InboxRow {
+                user_id: *user,
+                seq,
+                message_id: row.message_id.map(str::to_owned),
+                kind: row.kind,
+                payload: row.payload.cloned(),
+                at: row.at,
+            });
+            out.push(Delivery { user_id: *user, seq, kind: row.kind, body: row.body.clone(), sent_at: row.at });
+        }
+        rows
+    }
+
+    fn knows(&self, users: &[i64]) -> bool {
+        users.iter().all(|u| self.heads.contains_key(u))
+    }
 }
 
 pub struct InboxProjection {
     sink: Arc<dyn DeliverySink>,
     state: Mutex<Sequencer>,
+    /// Told whenever the projector planned an event (the sequencer may go on).
+    advanced: tokio::sync::Notify,
 }
 
 /// A `messages` row to write.
+#[derive(Debug, Clone)]
 struct MessageRow {
     id: String,
     position: i64,
@@ -180,6 +227,7 @@ struct MessageRow {
 }
 
 /// An `inbox` row to write.
+#[derive(Debug, Clone)]
 struct InboxRow {
     user_id: i64,
     seq: i64,
@@ -190,24 +238,87 @@ struct InboxRow {
     at: i64,
 }
 
-/// What a batch has planned but not written yet.
-#[derive(Default)]
-struct Pending {
-    messages: Vec<MessageRow>,
-    rows: Vec<InboxRow>,
-    out: Vec<Delivery>,
+/// What every row of one fan-out shares.
+struct RowOf<'a> {
+    message_id: Option<&'a str>,
+    kind: InboxKind,
+    payload: Option<&'a Body>,
+    body: &'a Body,
+    at: i64,
+}
+
+/// A plan made from the event alone, or the reason it needs the database.
+enum Ahead {
+    Planned(Planned, Vec<Delivery>),
+    /// The inbox has nothing to do with this event.
+    NoRows,
+    /// The rows depend on read-model state (recipients of a revoked message, group
+    /// membership) or on a head not in memory: the projector plans it.
+    NeedsDb,
 }
 
 impl InboxProjection {
     pub fn new(sink: Arc<dyn DeliverySink>) -> Self {
-        Self { sink, state: Mutex::new(Sequencer::default()) }
+        Self { sink, state: Mutex::new(Sequencer::default()), advanced: tokio::sync::Notify::new() }
     }
 
     fn state(&self) -> MutexGuard<'_, Sequencer> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Loads the last seq of the users the map does not hold.
+    fn hand_on(&self, out: Vec<Delivery>) {
+        if out.is_empty() {
+            return;
+        }
+        if self.sink.before_commit() {
+            self.sink.deliver(out);
+        } else {
+            self.state().held.extend(out);
+        }
+    }
+
+    /// Plans a message or notice from the event and the heads in memory.
+    fn plan_in_memory(state: &mut Sequencer, stored: &StoredEvent, event: &Event) -> Ahead {
+        let mut out = Vec::new();
+        match event {
+            Event::MessageSent(e) => {
+                let users: Vec<i64> = e.recipients.iter().map(|r| r.0).collect();
+                if !state.knows(&users) {
+                    return Ahead::NeedsDb;
+                }
+                let body = Body::of(&message_json(e));
+                let id = e.message_id.to_string();
+                let row = RowOf { message_id: Some(&id), kind: InboxKind::Message, payload: None, body: &body, at: e.at };
+                let rows = state.assign(&users, &row, &mut out);
+                let message = MessageRow {
+                    id,
+                    position: stored.position,
+                    chat_type: e.chat_type.as_str(),
+                    from_id: e.from.id,
+                    to_id: e.to.id,
+                    client_msg_id: e.client_msg_id.clone(),
+                    body,
+                    at: e.at,
+                };
+                Ahead::Planned(Planned { messages: vec![message], rows }, out)
+            }
+            Event::FriendRequested(_) | Event::FriendRequestAccepted(_) | Event::FriendAdded(_) => {
+                let Some((user, data, at)) = notice_of(event) else { return Ahead::NoRows };
+                if !state.knows(&[user]) {
+                    return Ahead::NeedsDb;
+                }
+                let body = Body::of(&data);
+                let row = RowOf { message_id: None, kind: InboxKind::Notice, payload: Some(&body), body: &body, at };
+                let rows = state.assign(&[user], &row, &mut out);
+                Ahead::Planned(Planned { messages: Vec::new(), rows }, out)
+            }
+            Event::MessageRevoked(_) | Event::GroupCreated(_) | Event::GroupChanged(_) => Ahead::NeedsDb,
+            _ => Ahead::NoRows,
+        }
+    }
+
+    /// Loads the last seq of the users the map does not hold (their rows are all
+    /// committed: a user with planned rows is always in the map).
     async fn load_heads(&self, conn: &mut AnyConnection, users: &[i64]) -> Result<(), ReadError> {
         let missing: Vec<i64> = {
             let state = self.state();
@@ -234,70 +345,260 @@ impl InboxProjection {
                 .collect::<Result<_, ReadError>>()?;
             let mut state = self.state();
             for u in chunk {
-                let last = found.get(u).copied().unwrap_or(0);
-                state.undo.entry(*u).or_insert(None);
-                state.heads.insert(*u, last);
+                state.heads.entry(*u).or_insert_with(|| found.get(u).copied().unwrap_or(0));
             }
         }
         Ok(())
     }
 
-    /// Gives each user their next seq, in order: one row per user.
-    async fn fan_out(&self, conn: &mut AnyConnection, pending: &mut Pending, users: &[i64], row: RowOf<'_>) -> Result<(), ReadError> {
-        self.load_heads(conn, users).await?;
-        let mut state = self.state();
-        for user in users {
-            let before = state.heads.get(user).copied().unwrap_or(0);
-            state.undo.entry(*user).or_insert(Some(before));
-            let seq = before + 1;
-            state.heads.insert(*user, seq);
-            pending.rows.push(InboxRow {
-                user_id: *user,
-                seq,
-                message_id: row.message_id.map(str::to_owned),
-                kind: row.kind,
-                payload: row.payload.cloned(),
-                at: row.at,
-            });
-            pending.out.push(Delivery { user_id: *user, seq, kind: row.kind, body: row.body.clone(), sent_at: row.at });
-        }
-        Ok(())
-    }
-
-    /// Hands the planned rows on and writes everything planned so far.
-    async fn flush(&self, conn: &mut AnyConnection, pending: &mut Pending) -> Result<(), ReadError> {
-        if !pending.out.is_empty() {
-            let out = std::mem::take(&mut pending.out);
-            if self.sink.before_commit() {
-                self.sink.deliver(out);
-            } else {
-                self.state().held.extend(out);
+    /// The projector plans an event the sequencer did not: from the database where it
+    /// must. Writes the table changes the event makes besides its rows (group tables, a
+    /// revoked message) every time it runs; the rows only when not planned before.
+    async fn plan_with_db(
+        &self,
+        conn: &mut AnyConnection,
+        stored: &StoredEvent,
+        event: &Event,
+        planned: bool,
+    ) -> Result<Option<Planned>, ReadError> {
+        let mut out = Vec::new();
+        let mut plan = Planned::default();
+        match event {
+            Event::GroupCreated(_) | Event::GroupChanged(_) => {
+                let effects = crate::groups::apply(conn, event).await?;
+                if planned {
+                    return Ok(None);
+                }
+                for effect in effects {
+                    match effect {
+                        GroupEffect::System { group_id, recipients, text } => {
+                            let group = crate::groups::summary(conn, group_id).await?;
+                            let id = stored.event_id.to_string();
+                            let at = stored.recorded_at;
+                            let body = Body::of(&json!({
+                                "id": id, "from_avatar": "", "from_name": "系统消息", "from_id": 0,
+                                "to_id": group_id, "to_name": group["name"], "to_avatar": group["avatar"],
+                                "chatType": "group", "type": "system", "data": text, "options": {},
+                                "create_time": at, "isremove": 0, "group": group,
+                            }));
+                            self.load_heads(conn, &recipients).await?;
+                            let row = RowOf { message_id: Some(&id), kind: InboxKind::Message, payload: None, body: &body, at };
+                            plan.rows.extend(self.state().assign(&recipients, &row, &mut out));
+                            plan.messages.push(MessageRow {
+                                id: id.clone(),
+                                position: stored.position,
+                                chat_type: ChatType::Group.as_str(),
+                                from_id: 0,
+                                to_id: group_id,
+                                client_msg_id: None,
+                                body,
+                                at,
+                            });
+                        }
+                        GroupEffect::Notice { user, data } => {
+                            let body = Body::of(&data);
+                            self.load_heads(conn, &[user]).await?;
+                            let row = RowOf {
+                                message_id: None,
+                                kind: InboxKind::Notice,
+                                payload: Some(&body),
+                                body: &body,
+                                at: stored.recorded_at,
+                            };
+                            plan.rows.extend(self.state().assign(&[user], &row, &mut out));
+                        }
+                    }
+                }
+            }
+            Event::MessageRevoked(e) => {
+                let id = e.message_id.to_string();
+                let Some(row) =
+                    sqlx::query("SELECT body, isremove FROM messages WHERE id = $1").bind(&id).fetch_optional(&mut *conn).await?
+                else {
+                    return Ok((!planned).then(Planned::default));
+                };
+                if row.try_get::<i64, _>("isremove")? == 1 {
+                    return Ok((!planned).then(Planned::default));
+                }
+                let body = Body::of(&revoked(serde_json::from_str(&row.try_get::<String, _>("body")?)?));
+                sqlx::query("UPDATE messages SET isremove = 1, body = $2 WHERE id = $1")
+                    .bind(&id)
+                    .bind(body.as_str().to_owned())
+                    .execute(&mut *conn)
+                    .await?;
+                if planned {
+                    return Ok(None);
+                }
+                // Every recipient gets the revocation as a new row, so an online client
+                // learns of it; the rows they have show it revoked too.
+                let users: Vec<i64> =
+                    sqlx::query_scalar("SELECT DISTINCT user_id FROM inbox WHERE message_id = $1 AND kind = 'message' ORDER BY user_id")
+                        .bind(&id)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                self.load_heads(conn, &users).await?;
+                let row = RowOf { message_id: Some(&id), kind: InboxKind::Message, payload: None, body: &body, at: e.at };
+                plan.rows = self.state().assign(&users, &row, &mut out);
+            }
+            _ => {
+                if planned {
+                    return Ok(None);
+                }
+                let users: Vec<i64> = match event {
+                    Event::MessageSent(e) => e.recipients.iter().map(|r| r.0).collect(),
+                    _ => notice_of(event).map(|(user, _, _)| vec![user]).unwrap_or_default(),
+                };
+                self.load_heads(conn, &users).await?;
+                let mut state = self.state();
+                match Self::plan_in_memory(&mut state, stored, event) {
+                    Ahead::Planned(p, o) => {
+                        plan = p;
+                        out = o;
+                    }
+                    Ahead::NoRows | Ahead::NeedsDb => {}
+                }
             }
         }
-        write_messages(conn, &std::mem::take(&mut pending.messages)).await?;
-        let rows = std::mem::take(&mut pending.rows);
-        write_rows(conn, &rows).await
+        self.hand_on(out);
+        Ok(Some(plan))
+    }
+
+    /// Runs ahead of the projector on this process's commits: plans every message it
+    /// can from memory and hands its rows to the sink at once; stops at an event that
+    /// needs the database (or a gap in what it has seen) until the projector has planned
+    /// it. Only for sinks that take rows before their commit.
+    async fn run_ahead(self: Arc<Self>, mut feed: broadcast::Receiver<FeedBatch>, mut applied: watch::Receiver<i64>) {
+        loop {
+            let commit = match feed.recv().await {
+                Ok(commit) => commit,
+                // The projector reads what was missed from the log.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let mut at = 0;
+            while at < commit.events.len() {
+                // Everything before the next event must be planned first (by the
+                // projector, which has the log), and the plans ahead stay bounded.
+                let waiting = {
+                    let mut state = self.state();
+                    state.frontier = state.frontier.max(*applied.borrow());
+                    let before = if at == 0 { commit.after } else { commit.events[at - 1].position };
+                    let full = state.planned.len() >= PLANNED_AHEAD || state.heads.len() > HEADS_KEPT;
+                    state.frontier < before || full || state.runner_at.is_some()
+                };
+                if waiting {
+                    tokio::select! {
+                        changed = applied.changed() => if changed.is_err() { return },
+                        _ = self.advanced.notified() => {}
+                    }
+                    continue;
+                }
+                let stored = &commit.events[at];
+                at += 1;
+                if self.state().frontier >= stored.position || !HANDLES.contains(&stored.event_type.as_str()) {
+                    let mut state = self.state();
+                    state.frontier = state.frontier.max(stored.position);
+                    continue;
+                }
+                let Ok(event) = Event::decode(&stored.event_type, stored.schema_version as u32, stored.payload.clone()) else {
+                    // The projector reports it.
+                    at = commit.events.len();
+                    continue;
+                };
+                // Some(rows to hand on), or None: the projector plans it (or is planning
+                // something before it) — wait for it and look again.
+                let planned = {
+                    let mut state = self.state();
+                    if state.frontier >= stored.position {
+                        continue;
+                    }
+                    if state.runner_at.is_some() {
+                        None
+                    } else {
+                        match Self::plan_in_memory(&mut state, stored, &event) {
+                            Ahead::Planned(plan, out) => {
+                                state.planned.insert(stored.position, plan);
+                                state.frontier = stored.position;
+                                Some(out)
+                            }
+                            Ahead::NoRows => {
+                                state.planned.insert(stored.position, Planned::default());
+                                state.frontier = stored.position;
+                                Some(Vec::new())
+                            }
+                            Ahead::NeedsDb => None,
+                        }
+                    }
+                };
+                match planned {
+                    Some(out) => self.hand_on(out),
+                    None => {
+                        at -= 1;
+                        tokio::select! {
+                            changed = applied.changed() => if changed.is_err() { return },
+                            _ = self.advanced.notified() => {}
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
-/// What every row of one fan-out shares.
-struct RowOf<'a> {
-    message_id: Option<&'a str>,
-    kind: InboxKind,
-    payload: Option<&'a Body>,
-    body: &'a Body,
-    at: i64,
+/// The notice a friend event leaves in someone's inbox: (user, data, time).
+fn notice_of(event: &Event) -> Option<(i64, Value, i64)> {
+    match event {
+        Event::FriendRequested(e) => {
+            let request = json!({
+                "id": e.request_id, "user_id": e.from.0, "friend_id": e.to.0, "nickname": e.nickname,
+                "lookme": i64::from(e.lookme), "lookhim": i64::from(e.lookhim), "status": "pending", "create_time": e.at,
+            });
+            Some((e.to.0, json!({"kind": "friend_apply", "request_id": e.request_id, "user_id": e.from.0, "request": request}), e.at))
+        }
+        Event::FriendRequestAccepted(e) => {
+            let request = json!({"id": e.request_id, "user_id": e.from.0, "friend_id": e.to.0, "status": "agree", "update_time": e.at});
+            Some((e.from.0, json!({"kind": "friend_accepted", "request_id": e.request_id, "friend_id": e.to.0, "request": request}), e.at))
+        }
+        Event::FriendAdded(e) => {
+            Some((e.to.0, json!({"kind": "friend_added", "user_id": e.from.0, "friend_id": e.to.0, "create_time": e.at}), e.at))
+        }
+        _ => None,
+    }
 }
 
 async fn write_messages(conn: &mut AnyConnection, rows: &[MessageRow]) -> Result<(), ReadError> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if conn.backend_name() != "SQLite" {
+        // One statement text for any number of rows: prepared once, planned once.
+        let records: Vec<Value> = rows
+            .iter()
+            .map(|m| {
+                json!({"id": m.id, "position": m.position, "chat_type": m.chat_type, "from_id": m.from_id, "to_id": m.to_id,
+                    "client_msg_id": m.client_msg_id, "body": m.body.as_str(), "create_time": m.at})
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO messages (id, position, chat_type, from_id, to_id, client_msg_id, body, create_time) \
+             SELECT r.id, r.position, r.chat_type, r.from_id, r.to_id, r.client_msg_id, r.body, r.create_time \
+             FROM json_to_recordset($1::json) AS r(id TEXT, position BIGINT, chat_type TEXT, from_id BIGINT, to_id BIGINT, \
+                  client_msg_id TEXT, body TEXT, create_time BIGINT) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(serde_json::to_string(&records)?)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(());
+    }
+    for chunk in rows.chunks(MAX_ROWS) {
         let sql = format!(
             "INSERT INTO messages (id, position, chat_type, from_id, to_id, client_msg_id, body, create_time) VALUES {} \
              ON CONFLICT (id) DO NOTHING",
-            values_list(conn, chunk.len(), 8)
+            values_list(conn, padded(chunk.len()), 8)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for m in chunk {
+        for m in padding(chunk) {
             query = query
                 .bind(m.id.clone())
                 .bind(m.position)
@@ -314,13 +615,35 @@ async fn write_messages(conn: &mut AnyConnection, rows: &[MessageRow]) -> Result
 }
 
 async fn write_rows(conn: &mut AnyConnection, rows: &[InboxRow]) -> Result<(), ReadError> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if conn.backend_name() != "SQLite" {
+        let records: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                json!({"user_id": r.user_id, "seq": r.seq, "message_id": r.message_id, "kind": r.kind.as_str(),
+                    "payload": r.payload.as_ref().map(Body::as_str), "create_time": r.at})
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO inbox (user_id, seq, message_id, kind, payload, create_time) \
+             SELECT r.user_id, r.seq, r.message_id, r.kind, r.payload, r.create_time \
+             FROM json_to_recordset($1::json) AS r(user_id BIGINT, seq BIGINT, message_id TEXT, kind TEXT, payload TEXT, create_time BIGINT) \
+             ON CONFLICT (user_id, seq) DO NOTHING",
+        )
+        .bind(serde_json::to_string(&records)?)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(());
+    }
+    for chunk in rows.chunks(MAX_ROWS) {
         let sql = format!(
-            "INSERT INTO inbox (user_id, seq, message_id, kind, payload, create_time) VALUES {}",
-            values_list(conn, chunk.len(), 6)
+            "INSERT INTO inbox (user_id, seq, message_id, kind, payload, create_time) VALUES {} ON CONFLICT (user_id, seq) DO NOTHING",
+            values_list(conn, padded(chunk.len()), 6)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for r in chunk {
+        for r in padding(chunk) {
             query = query
                 .bind(r.user_id)
                 .bind(r.seq)
@@ -332,6 +655,23 @@ async fn write_rows(conn: &mut AnyConnection, rows: &[InboxRow]) -> Result<(), R
         query.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// Rows a multi-row statement takes at most.
+const MAX_ROWS: usize = 256;
+
+/// A multi-row statement's row count: the next power of two, so a handful of statement
+/// texts (prepared once, kept in the connection's cache) serve every batch in one
+/// statement each.
+fn padded(rows: usize) -> usize {
+    rows.next_power_of_two().min(MAX_ROWS)
+}
+
+/// The rows, then the last one again up to [`padded`] (every such statement ignores a
+/// row it already wrote: `ON CONFLICT DO NOTHING`, or an upsert to the same value).
+fn padding<T>(rows: &[T]) -> impl Iterator<Item = &T> {
+    let extra = padded(rows.len()) - rows.len();
+    rows.iter().chain(rows.last().into_iter().cycle().take(extra))
 }
 
 /// The message object of the contract, as its recipients see it.
@@ -374,11 +714,20 @@ impl Projection for InboxProjection {
         HANDLES.contains(&event_type)
     }
 
+    fn run_ahead(self: Arc<Self>, feed: broadcast::Receiver<FeedBatch>, applied: watch::Receiver<i64>) {
+        if self.sink.before_commit() {
+            tokio::spawn(InboxProjection::run_ahead(self, feed, applied));
+        }
+    }
+
     fn committed(&self) {
         let held = {
             let mut state = self.state();
-            state.undo.clear();
-            if state.heads.len() > HEADS_KEPT {
+            let writing = std::mem::take(&mut state.writing);
+            for position in writing {
+                state.planned.remove(&position);
+            }
+            if state.heads.len() > HEADS_KEPT && state.planned.is_empty() {
                 // Bounded: every seq is written, so any user's can be read back.
                 state.heads.clear();
             }
@@ -390,137 +739,71 @@ impl Projection for InboxProjection {
     }
 
     fn aborted(&self) {
-        let mut state = self.state();
-        let undo = std::mem::take(&mut state.undo);
-        for (user, before) in undo {
-            match before {
-                Some(seq) => state.heads.insert(user, seq),
-                None => state.heads.remove(&user),
-            };
+        // The plans stay: the batch is applied again and writes the very same rows.
+        {
+            let mut state = self.state();
+            state.writing.clear();
+            state.runner_at = None;
         }
-        state.held.clear();
+        self.advanced.notify_one();
     }
 
     fn forget(&self) {
-        let mut state = self.state();
-        state.heads.clear();
-        state.undo.clear();
-        state.held.clear();
+        *self.state() = Sequencer::default();
+        self.advanced.notify_one();
     }
 
     async fn apply(&self, conn: &mut AnyConnection, events: &[Applied<'_>]) -> Result<(), ReadError> {
-        let mut pending = Pending::default();
+        let mut messages = Vec::new();
+        let mut rows = Vec::new();
         for a in events {
-            let stored = a.stored;
-            match a.event {
-                Event::MessageSent(e) => {
-                    let body = Body::of(&message_json(e));
-                    let id = e.message_id.to_string();
-                    let users: Vec<i64> = e.recipients.iter().map(|r| r.0).collect();
-                    let row = RowOf { message_id: Some(&id), kind: InboxKind::Message, payload: None, body: &body, at: e.at };
-                    self.fan_out(conn, &mut pending, &users, row).await?;
-                    pending.messages.push(MessageRow {
-                        id,
-                        position: stored.position,
-                        chat_type: e.chat_type.as_str(),
-                        from_id: e.from.id,
-                        to_id: e.to.id,
-                        client_msg_id: e.client_msg_id.clone(),
-                        body,
-                        at: e.at,
-                    });
-                }
-                Event::MessageRevoked(e) => {
-                    // Reads what earlier events of the batch wrote.
-                    self.flush(conn, &mut pending).await?;
-                    let id = e.message_id.to_string();
-                    let Some(row) =
-                        sqlx::query("SELECT body, isremove FROM messages WHERE id = $1").bind(&id).fetch_optional(&mut *conn).await?
-                    else {
-                        continue;
-                    };
-                    if row.try_get::<i64, _>("isremove")? == 1 {
-                        continue;
-                    }
-                    let message = revoked(serde_json::from_str(&row.try_get::<String, _>("body")?)?);
-                    let body = Body::of(&message);
-                    sqlx::query("UPDATE messages SET isremove = 1, body = $2 WHERE id = $1")
-                        .bind(&id)
-                        .bind(body.as_str().to_owned())
-                        .execute(&mut *conn)
-                        .await?;
-                    // Every recipient gets the revocation as a new row, so an online
-                    // client learns of it; the rows they have show it revoked too.
-                    let users: Vec<i64> = sqlx::query_scalar(
-                        "SELECT DISTINCT user_id FROM inbox WHERE message_id = $1 AND kind = 'message' ORDER BY user_id",
-                    )
-                    .bind(&id)
-                    .fetch_all(&mut *conn)
-                    .await?;
-                    let row = RowOf { message_id: Some(&id), kind: InboxKind::Message, payload: None, body: &body, at: e.at };
-                    self.fan_out(conn, &mut pending, &users, row).await?;
-                }
-                Event::GroupCreated(_) | Event::GroupChanged(_) => {
-                    self.flush(conn, &mut pending).await?;
-                    for effect in crate::groups::apply(conn, a.event).await? {
-                        match effect {
-                            GroupEffect::System { group_id, recipients, text } => {
-                                let group = crate::groups::summary(conn, group_id).await?;
-                                let id = stored.event_id.to_string();
-                                let at = stored.recorded_at;
-                                let body = Body::of(&json!({
-                                    "id": id, "from_avatar": "", "from_name": "系统消息", "from_id": 0,
-                                    "to_id": group_id, "to_name": group["name"], "to_avatar": group["avatar"],
-                                    "chatType": "group", "type": "system", "data": text, "options": {},
-                                    "create_time": at, "isremove": 0, "group": group,
-                                }));
-                                let row = RowOf { message_id: Some(&id), kind: InboxKind::Message, payload: None, body: &body, at };
-                                self.fan_out(conn, &mut pending, &recipients, row).await?;
-                                pending.messages.push(MessageRow {
-                                    id: id.clone(),
-                                    position: stored.position,
-                                    chat_type: ChatType::Group.as_str(),
-                                    from_id: 0,
-                                    to_id: group_id,
-                                    client_msg_id: None,
-                                    body,
-                                    at,
-                                });
-                            }
-                            GroupEffect::Notice { user, data } => {
-                                self.notice(conn, &mut pending, user, &data, stored.recorded_at).await?;
-                            }
-                        }
+            let position = a.stored.position;
+            // Planned before (by the sequencer, or by an earlier try of this batch)? If
+            // not, claim it: the sequencer waits until it is planned here.
+            let known = {
+                let mut state = self.state();
+                match state.planned.get(&position) {
+                    Some(plan) => Some(plan.clone()),
+                    None if state.frontier >= position => return Err(ReadError::Unplanned(position)),
+                    None => {
+                        state.runner_at = Some(position);
+                        None
                     }
                 }
-                Event::FriendRequested(e) => {
-                    let request = json!({
-                        "id": e.request_id, "user_id": e.from.0, "friend_id": e.to.0, "nickname": e.nickname,
-                        "lookme": i64::from(e.lookme), "lookhim": i64::from(e.lookhim), "status": "pending", "create_time": e.at,
-                    });
-                    let data = json!({"kind": "friend_apply", "request_id": e.request_id, "user_id": e.from.0, "request": request});
-                    self.notice(conn, &mut pending, e.to.0, &data, e.at).await?;
-                }
-                Event::FriendRequestAccepted(e) => {
-                    let request =
-                        json!({"id": e.request_id, "user_id": e.from.0, "friend_id": e.to.0, "status": "agree", "update_time": e.at});
-                    let data = json!({"kind": "friend_accepted", "request_id": e.request_id, "friend_id": e.to.0, "request": request});
-                    self.notice(conn, &mut pending, e.from.0, &data, e.at).await?;
-                }
-                Event::FriendAdded(e) => {
-                    let data = json!({"kind": "friend_added", "user_id": e.from.0, "friend_id": e.to.0, "create_time": e.at});
-                    self.notice(conn, &mut pending, e.to.0, &data, e.at).await?;
-                }
-                _ => {}
+            };
+            if matches!(a.event, Event::MessageRevoked(_) | Event::GroupCreated(_) | Event::GroupChanged(_)) {
+                // It reads what the events before it in this batch wrote.
+                write_messages(conn, &std::mem::take(&mut messages)).await?;
+                write_rows(conn, &std::mem::take(&mut rows)).await?;
             }
+            let fresh = self.plan_with_db(conn, a.stored, a.event, known.is_some()).await?;
+            let plan = match known {
+                Some(plan) => plan,
+                None => {
+                    let plan = fresh.unwrap_or_default();
+                    {
+                        let mut state = self.state();
+                        state.planned.insert(position, plan.clone());
+                        state.frontier = state.frontier.max(position);
+                        state.runner_at = None;
+                    }
+                    self.advanced.notify_one();
+                    plan
+                }
+            };
+            self.state().writing.push(position);
+            messages.extend(plan.messages);
+            rows.extend(plan.rows);
         }
-        self.flush(conn, &mut pending).await
+        write_messages(conn, &messages).await?;
+        write_rows(conn, &rows).await
     }
 
     async fn reset(&self, conn: &mut AnyConnection) -> Result<(), ReadError> {
         for sql in [
             "DELETE FROM messages",
             "DELETE FROM inbox",
+            "DELETE FROM inbox_cursor",
             "DELETE FROM chat_groups",
             "DELETE FROM group_members",
             "DELETE FROM group_join_requests",
@@ -531,20 +814,10 @@ impl Projection for InboxProjection {
     }
 }
 
-impl InboxProjection {
-    async fn notice(&self, conn: &mut AnyConnection, pending: &mut Pending, user: i64, data: &Value, at: i64) -> Result<(), ReadError> {
-        let body = Body::of(data);
-        let row = RowOf { message_id: None, kind: InboxKind::Notice, payload: Some(&body), body: &body, at };
-        self.fan_out(conn, pending, &[user], row).await
-    }
-}
-
 /// Delivery bookkeeping for one user.
 #[derive(Debug)]
 pub enum Mark {
-    /// These rows' frames were written to the user's socket.
-    Pushed { user: i64, seqs: Vec<i64> },
-    /// The client acknowledged everything up to this seq.
+    /// Every row up to this seq reached the user's socket (or the client acked it).
     UpTo { user: i64, seq: i64 },
     /// Answered once every mark queued before it is written.
     Flushed(oneshot::Sender<()>),
@@ -611,39 +884,44 @@ impl Ledger {
     }
 }
 
-/// Writes delivery marks (part of the projector's transaction, or the gateway's own).
+/// Writes delivery marks (part of the projector's transaction, or the gateway's own):
+/// each user's cursor moves to the highest seq marked, never back.
 pub(crate) async fn apply_marks(conn: &mut AnyConnection, marks: &[Mark]) -> Result<(), ReadError> {
-    let mut pushed: Vec<(i64, i64)> = Vec::new();
     let mut up_to: HashMap<i64, i64> = HashMap::new();
     for mark in marks {
-        match mark {
-            Mark::Pushed { user, seqs } => pushed.extend(seqs.iter().map(|s| (*user, *s))),
-            Mark::UpTo { user, seq } => {
-                let at = up_to.entry(*user).or_insert(*seq);
-                *at = (*at).max(*seq);
-            }
-            Mark::Flushed(_) => {}
+        if let Mark::UpTo { user, seq } = mark {
+            let at = up_to.entry(*user).or_insert(*seq);
+            *at = (*at).max(*seq);
         }
     }
-    pushed.sort_unstable();
-    pushed.dedup();
-    for chunk in pushed.chunks(ROWS_PER_STATEMENT) {
+    let mut cursors: Vec<(i64, i64)> = up_to.into_iter().collect();
+    if cursors.is_empty() {
+        return Ok(());
+    }
+    cursors.sort_unstable();
+    if conn.backend_name() != "SQLite" {
+        // One statement text for any number of users.
+        let records: Vec<Value> = cursors.iter().map(|(u, s)| json!({"u": u, "s": s})).collect();
+        sqlx::query(
+            "INSERT INTO inbox_cursor (user_id, delivered_upto) SELECT m.u, m.s FROM json_to_recordset($1::json) AS m(u BIGINT, s BIGINT) \
+             ON CONFLICT (user_id) DO UPDATE SET delivered_upto = GREATEST(inbox_cursor.delivered_upto, excluded.delivered_upto)",
+        )
+        .bind(serde_json::to_string(&records)?)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(());
+    }
+    for chunk in cursors.chunks(MAX_ROWS) {
         let sql = format!(
-            "UPDATE inbox SET delivered = 1 WHERE delivered = 0 AND (user_id, seq) IN (VALUES {})",
-            values_list(conn, chunk.len(), 2)
+            "INSERT INTO inbox_cursor (user_id, delivered_upto) VALUES {} ON CONFLICT (user_id) DO UPDATE SET delivered_upto = \
+             MAX(inbox_cursor.delivered_upto, excluded.delivered_upto)",
+            values_list(conn, padded(chunk.len()), 2)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (user, seq) in chunk {
+        for (user, seq) in padding(chunk) {
             query = query.bind(*user).bind(*seq);
         }
         query.execute(&mut *conn).await?;
-    }
-    for (user, seq) in up_to {
-        sqlx::query("UPDATE inbox SET delivered = 1 WHERE user_id = $1 AND seq <= $2 AND delivered = 0")
-            .bind(user)
-            .bind(seq)
-            .execute(&mut *conn)
-            .await?;
     }
     Ok(())
 }
@@ -701,11 +979,22 @@ impl Inbox {
         Ok(SyncPage { rows, last_seq, has_more })
     }
 
-    /// Rows after `after` not yet delivered, oldest first.
+    /// Rows after `after` not yet delivered (after the user's delivery cursor), oldest
+    /// first.
     pub async fn pending(&self, user: i64, after: i64, limit: i64) -> Result<Vec<Delivery>, ReadError> {
-        let sql = sqlx::AssertSqlSafe(format!("{ROWS} WHERE i.user_id = $1 AND i.delivered = 0 AND i.seq > $2 ORDER BY i.seq LIMIT $3"));
-        let rows = sqlx::query(sql).bind(user).bind(after).bind(limit).fetch_all(self.db.pool()).await?;
+        let from = after.max(self.delivered_upto(user).await?);
+        let sql = sqlx::AssertSqlSafe(format!("{ROWS} WHERE i.user_id = $1 AND i.seq > $2 ORDER BY i.seq LIMIT $3"));
+        let rows = sqlx::query(sql).bind(user).bind(from).bind(limit).fetch_all(self.db.pool()).await?;
         rows.into_iter().map(delivery).collect()
+    }
+
+    /// The user's delivery cursor: every row up to it was delivered (0: none).
+    pub async fn delivered_upto(&self, user: i64) -> Result<i64, ReadError> {
+        let upto: Option<i64> = sqlx::query_scalar("SELECT delivered_upto FROM inbox_cursor WHERE user_id = $1")
+            .bind(user)
+            .fetch_optional(self.db.pool())
+            .await?;
+        Ok(upto.unwrap_or(0))
     }
 
     /// The user's highest seq (0 when the inbox is empty).
@@ -785,6 +1074,15 @@ mod tests {
         let frame: Value = serde_json::from_str(&notice.frame(1)).unwrap_or(Value::Null);
         assert_eq!(frame["type"], "notice");
         assert_eq!(frame["data"], json!({"kind": "friend_apply", "seq": 3}));
+    }
+
+    #[test]
+    fn padding_repeats_the_last_row_up_to_a_power_of_two() {
+        assert_eq!(padding(&[1, 2, 3]).copied().collect::<Vec<_>>(), [1, 2, 3, 3]);
+        assert_eq!(padding(&[7]).copied().collect::<Vec<_>>(), [7]);
+        assert_eq!(padding::<i32>(&[]).count(), 0);
+        assert_eq!(padded(200), 256);
+        assert_eq!(padded(256), 256);
     }
 
     #[test]

@@ -53,4 +53,6 @@ pub enum ReadError {
     Lagging(i64),
     #[error("read-model migrations: {0}")]
     Migrate(String),
+    #[error("event at position {0} was passed over without its inbox rows")]
+    Unplanned(i64),
 }

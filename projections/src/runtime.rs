@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::TryRecvError;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tracing::Instrument;
 
 /// Events read from the log per batch.
@@ -70,6 +70,9 @@ pub trait Projection: Send + Sync + 'static {
     fn forget(&self) {
         self.aborted()
     }
+    /// Work done ahead of the runner on this process's commits as they are published
+    /// (the inbox's sequencer), given the feed and the runner's applied position.
+    fn run_ahead(self: Arc<Self>, _feed: broadcast::Receiver<FeedBatch>, _applied: watch::Receiver<i64>) {}
 }
 
 /// What else the runner takes care of.
@@ -106,6 +109,9 @@ impl Projector {
         let position = stored.iter().copied().min().unwrap_or(0);
         let (position_tx, position_rx) = watch::channel(position);
         let (checkpoints_tx, checkpoints_rx) = watch::channel(stored.clone());
+        for p in &projections {
+            p.clone().run_ahead(store.subscribe(), position_rx.clone());
+        }
         let runner = Runner {
             store,
             db,
@@ -119,7 +125,38 @@ impl Projector {
             marks: Vec::new(),
             last_flush: Instant::now(),
         };
-        tokio::spawn(runner.run());
+        if runner.db.backend() == crate::db::Backend::Postgres {
+            // On Postgres a batch is a chain of round trips, each waiting on the one before:
+            // the runner gets a thread and connections of its own, so it never waits behind
+            // the sockets' tasks to be polled again.
+            std::thread::Builder::new()
+                .name("im-projector".into())
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                        Ok(r) => r,
+                        Err(e) => return tracing::error!(error = %e, "projector runtime"),
+                    };
+                    runtime.block_on(async move {
+                        let mut runner = runner;
+                        loop {
+                            match runner.db.reconnect().await {
+                                Ok(own) => {
+                                    runner.db = own;
+                                    break;
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, "projector cannot connect; retrying");
+                                    tokio::time::sleep(Duration::from_secs(1)).await;
+                                }
+                            }
+                        }
+                        runner.run().await
+                    });
+                })
+                .map_err(|e| ReadError::Store(im_eventlog::StoreError(format!("starting the projector: {e}"))))?;
+        } else {
+            tokio::spawn(runner.run());
+        }
         Ok(Self { names, position: position_rx, checkpoints: checkpoints_rx })
     }
 

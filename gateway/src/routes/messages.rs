@@ -43,8 +43,10 @@ async fn send(State(state): State<AppState>, addr: ConnectInfo<SocketAddr>, para
 /// stays pending for the next call (or sync).
 async fn offline(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
-    // What reached the socket so far counts as delivered before we look.
+    // What reached the socket so far counts as delivered, and every row the log holds
+    // is written, before we look.
     state.ledger().flushed().await;
+    state.settle_head().await?;
     let mut after = 0;
     loop {
         let pending = state.inbox().pending(me.id.0, after, 500).await?;
@@ -73,6 +75,9 @@ async fn sync(State(state): State<AppState>, params: Params) -> ApiResult {
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad("invalid_limit", "limit 必须在1到500之间"));
     }
+    // Rows may reach sockets before they are written: a sync shows every one the log
+    // holds so far.
+    state.settle_head().await?;
     let page = state.inbox().sync(me.id.0, since, limit).await?;
     let rows: Vec<Value> = page.rows.iter().map(|d| json!({"seq": d.seq, "type": d.kind.frame_type(), "data": d.data()})).collect();
     Ok(ok(json!({"rows": rows, "last_seq": page.last_seq, "has_more": page.has_more})))

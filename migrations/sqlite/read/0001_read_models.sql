@@ -96,14 +96,17 @@ CREATE TABLE inbox (
     -- Notices carry their payload; a message row refers to messages.body (stored once
     -- per message, not once per recipient).
     payload     TEXT,
-    delivered   INTEGER NOT NULL DEFAULT 0,
     create_time INTEGER NOT NULL,
     PRIMARY KEY (user_id, seq)
 );
 CREATE INDEX inbox_message ON inbox (message_id);
--- Undelivered rows only: a row leaves it once delivered. (A user's last seq is
--- MAX(seq), found through the primary key.)
-CREATE INDEX inbox_pending ON inbox (user_id, seq) WHERE delivered = 0;
+-- Delivery bookkeeping (not a projection of the log): every row of the user's inbox
+-- up to this seq reached one of their sockets or was acked; the rows after it are
+-- pending. (A user's last seq is MAX(seq), found through the primary key.)
+CREATE TABLE inbox_cursor (
+    user_id        INTEGER PRIMARY KEY,
+    delivered_upto INTEGER NOT NULL
+);
 
 -- Auto-reply question/answer pairs.
 CREATE TABLE askanswers (
