@@ -177,39 +177,75 @@ pub struct UsernameChanged {
     pub at: i64,
 }
 
-/// Every event of the system.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "data")]
-pub enum Event {
-    UserRegistered(UserRegistered),
-    VisitorUpgraded(VisitorUpgraded),
-    UserLoggedIn(UserLoggedIn),
-    UserLoggedOut(UserLoggedOut),
-    PasswordChanged(PasswordChanged),
-    ProfileUpdated(ProfileUpdated),
-    UserSettingsChanged(UserSettingsChanged),
-    UserStatusChanged(UserStatusChanged),
-    UsernameClaimed(UsernameClaimed),
-    DeviceBound(DeviceBound),
-    FriendRequested(FriendRequested),
-    FriendRequestAccepted(FriendRequestAccepted),
-    FriendRequestRefused(FriendRequestRefused),
-    FriendAdded(FriendAdded),
-    FriendSideChanged(FriendSideChanged),
-    FriendshipEnded(FriendshipEnded),
-    ReportFiled(ReportFiled),
-    MessageSent(MessageSent),
-    MessageRevoked(MessageRevoked),
-    AllowanceUsed(AllowanceUsed),
-    ClientMessageKeyClaimed(ClientMessageKeyClaimed),
-    AskAnswerSaved(AskAnswerSaved),
-    AskAnswerDeleted(AskAnswerDeleted),
-    GroupCreated(GroupCreated),
-    GroupChanged(GroupChanged),
-    AdminCreated(AdminCreated),
-    UserDeleted(UserDeleted),
-    UsernameChanged(UsernameChanged),
+/// The catalogue, listed once: the enum, its type names, and each type's encoding and
+/// decoding of its payload (the variant's struct as JSON, no tag around it).
+macro_rules! catalogue {
+    ($($variant:ident),* $(,)?) => {
+        /// Every event of the system.
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(tag = "type", content = "data")]
+        pub enum Event {
+            $($variant($variant),)*
+        }
+
+        impl Event {
+            /// Every type name this build can decode.
+            pub const TYPES: &'static [&'static str] = &[$(stringify!($variant)),*];
+
+            /// The type name stored beside the payload (the serde tag).
+            pub fn event_type(&self) -> &'static str {
+                match self {
+                    $(Event::$variant(_) => stringify!($variant),)*
+                }
+            }
+
+            fn payload(&self) -> Result<Value, serde_json::Error> {
+                match self {
+                    $(Event::$variant(e) => serde_json::to_value(e),)*
+                }
+            }
+
+            /// The variant named `event_type` from its payload (`None`: no such type).
+            fn from_payload(event_type: &str, payload: &Value) -> Option<Result<Self, serde_json::Error>> {
+                match event_type {
+                    $(stringify!($variant) => Some($variant::deserialize(payload).map(Event::$variant)),)*
+                    _ => None,
+                }
+            }
+        }
+    };
 }
+
+catalogue!(
+    UserRegistered,
+    VisitorUpgraded,
+    UserLoggedIn,
+    UserLoggedOut,
+    PasswordChanged,
+    ProfileUpdated,
+    UserSettingsChanged,
+    UserStatusChanged,
+    UsernameClaimed,
+    DeviceBound,
+    FriendRequested,
+    FriendRequestAccepted,
+    FriendRequestRefused,
+    FriendAdded,
+    FriendSideChanged,
+    FriendshipEnded,
+    ReportFiled,
+    MessageSent,
+    MessageRevoked,
+    AllowanceUsed,
+    ClientMessageKeyClaimed,
+    AskAnswerSaved,
+    AskAnswerDeleted,
+    GroupCreated,
+    GroupChanged,
+    AdminCreated,
+    UserDeleted,
+    UsernameChanged,
+);
 
 /// An event read back from the log could not be understood.
 #[derive(Debug, thiserror::Error)]
@@ -223,72 +259,6 @@ pub enum EventDecodeError {
 }
 
 impl Event {
-    /// Every type name this build can decode.
-    pub const TYPES: &'static [&'static str] = &[
-        "UserRegistered",
-        "VisitorUpgraded",
-        "UserLoggedIn",
-        "UserLoggedOut",
-        "PasswordChanged",
-        "ProfileUpdated",
-        "UserSettingsChanged",
-        "UserStatusChanged",
-        "UsernameClaimed",
-        "DeviceBound",
-        "FriendRequested",
-        "FriendRequestAccepted",
-        "FriendRequestRefused",
-        "FriendAdded",
-        "FriendSideChanged",
-        "FriendshipEnded",
-        "ReportFiled",
-        "MessageSent",
-        "MessageRevoked",
-        "AllowanceUsed",
-        "ClientMessageKeyClaimed",
-        "AskAnswerSaved",
-        "AskAnswerDeleted",
-        "GroupCreated",
-        "GroupChanged",
-        "AdminCreated",
-        "UserDeleted",
-        "UsernameChanged",
-    ];
-
-    /// The type name stored beside the payload (the serde tag).
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            Event::UserRegistered(_) => "UserRegistered",
-            Event::VisitorUpgraded(_) => "VisitorUpgraded",
-            Event::UserLoggedIn(_) => "UserLoggedIn",
-            Event::UserLoggedOut(_) => "UserLoggedOut",
-            Event::PasswordChanged(_) => "PasswordChanged",
-            Event::ProfileUpdated(_) => "ProfileUpdated",
-            Event::UserSettingsChanged(_) => "UserSettingsChanged",
-            Event::UserStatusChanged(_) => "UserStatusChanged",
-            Event::UsernameClaimed(_) => "UsernameClaimed",
-            Event::DeviceBound(_) => "DeviceBound",
-            Event::FriendRequested(_) => "FriendRequested",
-            Event::FriendRequestAccepted(_) => "FriendRequestAccepted",
-            Event::FriendRequestRefused(_) => "FriendRequestRefused",
-            Event::FriendAdded(_) => "FriendAdded",
-            Event::FriendSideChanged(_) => "FriendSideChanged",
-            Event::FriendshipEnded(_) => "FriendshipEnded",
-            Event::ReportFiled(_) => "ReportFiled",
-            Event::MessageSent(_) => "MessageSent",
-            Event::MessageRevoked(_) => "MessageRevoked",
-            Event::AllowanceUsed(_) => "AllowanceUsed",
-            Event::ClientMessageKeyClaimed(_) => "ClientMessageKeyClaimed",
-            Event::AskAnswerSaved(_) => "AskAnswerSaved",
-            Event::AskAnswerDeleted(_) => "AskAnswerDeleted",
-            Event::GroupCreated(_) => "GroupCreated",
-            Event::GroupChanged(_) => "GroupChanged",
-            Event::AdminCreated(_) => "AdminCreated",
-            Event::UserDeleted(_) => "UserDeleted",
-            Event::UsernameChanged(_) => "UsernameChanged",
-        }
-    }
-
     /// The schema version this build writes for the event's type.
     pub fn schema_version(&self) -> u32 {
         1
@@ -296,24 +266,25 @@ impl Event {
 
     /// Splits the event into its stored parts: type name and JSON payload.
     pub fn encode(&self) -> (&'static str, Value) {
-        let payload = match serde_json::to_value(self) {
-            Ok(Value::Object(mut tagged)) => tagged.remove("data").unwrap_or(Value::Null),
-            // Adjacently tagged enums of structs always serialize to an object.
-            _ => Value::Null,
-        };
-        (self.event_type(), payload)
+        // A struct of plain data always serializes.
+        (self.event_type(), self.payload().unwrap_or(Value::Null))
     }
 
     /// Rebuilds an event from its stored parts, upcasting older schema versions.
     pub fn decode(event_type: &str, version: u32, payload: Value) -> Result<Self, EventDecodeError> {
-        if !Self::TYPES.contains(&event_type) {
-            return Err(EventDecodeError::UnknownType(event_type.to_owned()));
-        }
-        if version > 1 {
+        Self::decode_ref(event_type, version, &payload)
+    }
+
+    /// [`Event::decode`] without taking the payload (the variant's fields are read from
+    /// it directly).
+    pub fn decode_ref(event_type: &str, version: u32, payload: &Value) -> Result<Self, EventDecodeError> {
+        if version > 1 && Self::TYPES.contains(&event_type) {
             return Err(EventDecodeError::FutureVersion { event_type: event_type.to_owned(), version });
         }
         // Version 1 is the first shipped schema of every type: nothing to upcast yet.
-        let tagged = serde_json::json!({ "type": event_type, "data": payload });
-        serde_json::from_value(tagged).map_err(|source| EventDecodeError::Payload { event_type: event_type.to_owned(), source })
+        match Self::from_payload(event_type, payload) {
+            Some(decoded) => decoded.map_err(|source| EventDecodeError::Payload { event_type: event_type.to_owned(), source }),
+            None => Err(EventDecodeError::UnknownType(event_type.to_owned())),
+        }
     }
 }

@@ -526,6 +526,13 @@ impl EventStore for PostgresEventStore {
         rows.into_iter().map(decode).collect()
     }
 
+    async fn read_range(&self, after: i64, upto: i64, types: &[&str]) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql =
+            sqlx::AssertSqlSafe(format!("{SELECT} WHERE position > $1 AND position <= $2 AND event_type = ANY($3) ORDER BY position"));
+        let rows = sqlx::query(sql).bind(after).bind(upto).bind(types).fetch_all(&self.pool).await?;
+        rows.into_iter().map(decode).collect()
+    }
+
     async fn head(&self) -> Result<i64, StoreError> {
         head(&self.pool).await
     }

@@ -6,7 +6,8 @@
 //! every request waiting in the queue, runs the whole batch (version checks, inserts,
 //! id counters) synchronously in one transaction with cached prepared statements, and
 //! commits with a full fsync. One hand-off per batch, not one per statement. Reads go
-//! through a small pool of reader connections, which WAL never blocks.
+//! through a small pool of reader connections (rusqlite, memory-mapped, each read a
+//! single hand-off to a blocking thread), which WAL never blocks.
 
 use crate::model::{AppendError, Committed, Metadata, StoreError, StoredEvent, StreamAppend};
 use crate::writer::{MAX_BATCH, Outcome, Plan, Planner, Request, Shared, Writer, rows_of, streams_of};
@@ -14,7 +15,6 @@ use crate::{EventStore, FeedBatch, PendingAppend, now_millis};
 use async_trait::async_trait;
 use rusqlite::{Connection, TransactionBehavior};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row as _, SqlitePool};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -22,9 +22,57 @@ use tokio::sync::{broadcast, mpsc, watch};
 use uuid::Uuid;
 
 pub struct SqliteEventStore {
-    reader: SqlitePool,
+    readers: Readers,
     writer: Writer,
     _checkpointer: Checkpointer,
+}
+
+/// Read connections, opened on demand and kept (at most [`READERS`] idle).
+#[derive(Clone)]
+struct Readers {
+    path: std::path::PathBuf,
+    idle: std::sync::Arc<std::sync::Mutex<Vec<Connection>>>,
+}
+
+/// Idle read connections kept.
+const READERS: usize = 4;
+/// Bytes of the log a reader maps into memory (its pages are then read without a
+/// system call each).
+const READ_MMAP: i64 = 1 << 30;
+
+impl Readers {
+    fn open(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.execute_batch(&format!("PRAGMA mmap_size = {READ_MMAP}; PRAGMA cache_size = -8192;"))?;
+        Ok(conn)
+    }
+
+    /// Runs `read` on a reader connection on the blocking pool.
+    async fn with<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let taken = readers.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match taken {
+                Some(conn) => conn,
+                None => readers.open()?,
+            };
+            let result = read(&conn);
+            let mut idle = readers.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < READERS {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError(format!("log reader: {e}")))?
+    }
 }
 
 fn options(path: &Path) -> SqliteConnectOptions {
@@ -108,8 +156,8 @@ impl SqliteEventStore {
         migrator.set_ignore_missing(true);
         migrator.run(&setup).await.map_err(|e| StoreError(format!("migrations: {e}")))?;
         setup.close().await;
-        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options(path)).await?;
-        let head_now: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events").fetch_one(&reader).await?;
+        let readers = Readers { path: path.to_owned(), idle: Default::default() };
+        let head_now = readers.with(|conn| Ok(conn.query_row(HEAD, [], |r| r.get(0))?)).await?;
         let conn = write_connection(path)?;
         let checkpointer = Checkpointer::start(path)?;
         let shared = Shared::new(head_now);
@@ -118,7 +166,7 @@ impl SqliteEventStore {
             .name("im-log-writer".into())
             .spawn(move || run(conn, queue, &shared))
             .map_err(|e| StoreError(format!("starting the log writer: {e}")))?;
-        Ok(Self { reader, writer, _checkpointer: checkpointer })
+        Ok(Self { readers, writer, _checkpointer: checkpointer })
     }
 }
 
@@ -305,22 +353,34 @@ fn insert(conn: &Connection, request: &[StreamAppend], plan: &Plan, recorded_at:
 
 const SELECT: &str =
     "SELECT position, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at FROM events";
+const HEAD: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
 
-fn decode(row: sqlx::sqlite::SqliteRow) -> Result<StoredEvent, StoreError> {
-    let event_id: &str = row.try_get("event_id")?;
-    let payload: &str = row.try_get("payload")?;
-    let metadata: &str = row.try_get("metadata")?;
+fn decode(row: &rusqlite::Row<'_>) -> Result<StoredEvent, StoreError> {
+    let event_id: String = row.get(3)?;
+    let payload: String = row.get(6)?;
+    let metadata: String = row.get(7)?;
     Ok(StoredEvent {
-        position: row.try_get("position")?,
-        stream_id: row.try_get("stream_id")?,
-        stream_version: row.try_get("stream_version")?,
-        event_id: Uuid::parse_str(event_id).map_err(|e| StoreError(e.to_string()))?,
-        event_type: row.try_get("event_type")?,
-        schema_version: row.try_get("schema_version")?,
-        payload: serde_json::from_str(payload)?,
-        metadata: serde_json::from_str::<Metadata>(metadata)?,
-        recorded_at: row.try_get("recorded_at")?,
+        position: row.get(0)?,
+        stream_id: row.get(1)?,
+        stream_version: row.get(2)?,
+        event_id: Uuid::parse_str(&event_id).map_err(|e| StoreError(e.to_string()))?,
+        event_type: row.get(4)?,
+        schema_version: row.get(5)?,
+        payload: serde_json::from_str(&payload)?,
+        metadata: serde_json::from_str::<Metadata>(&metadata)?,
+        recorded_at: row.get(8)?,
     })
+}
+
+/// Runs a prepared query and decodes every row.
+fn events(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
 }
 
 #[async_trait]
@@ -330,19 +390,41 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn read_stream(&self, stream_id: &str, after_version: i64) -> Result<Vec<StoredEvent>, StoreError> {
-        let sql = sqlx::AssertSqlSafe(format!("{SELECT} WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version"));
-        let rows = sqlx::query(sql).bind(stream_id).bind(after_version).fetch_all(&self.reader).await?;
-        rows.into_iter().map(decode).collect()
+        let stream_id = stream_id.to_owned();
+        self.readers
+            .with(move |conn| {
+                let sql = format!("{SELECT} WHERE stream_id = ?1 AND stream_version > ?2 ORDER BY stream_version");
+                events(conn, &sql, rusqlite::params![stream_id, after_version])
+            })
+            .await
     }
 
     async fn read_all(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
-        let sql = sqlx::AssertSqlSafe(format!("{SELECT} WHERE position > $1 ORDER BY position LIMIT $2"));
-        let rows = sqlx::query(sql).bind(after).bind(limit).fetch_all(&self.reader).await?;
-        rows.into_iter().map(decode).collect()
+        self.readers
+            .with(move |conn| {
+                events(conn, &format!("{SELECT} WHERE position > ?1 ORDER BY position LIMIT ?2"), rusqlite::params![after, limit])
+            })
+            .await
+    }
+
+    async fn read_range(&self, after: i64, upto: i64, types: &[&str]) -> Result<Vec<StoredEvent>, StoreError> {
+        if types.is_empty() {
+            return Ok(Vec::new());
+        }
+        let types: Vec<String> = types.iter().map(|t| (*t).to_owned()).collect();
+        self.readers
+            .with(move |conn| {
+                let list = vec!["?"; types.len()].join(", ");
+                let sql = format!("{SELECT} WHERE position > ? AND position <= ? AND event_type IN ({list}) ORDER BY position");
+                let mut params: Vec<&dyn rusqlite::ToSql> = vec![&after, &upto];
+                params.extend(types.iter().map(|t| t as &dyn rusqlite::ToSql));
+                events(conn, &sql, params.as_slice())
+            })
+            .await
     }
 
     async fn head(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events").fetch_one(&self.reader).await?)
+        self.readers.with(|conn| Ok(conn.query_row(HEAD, [], |r| r.get(0))?)).await
     }
 
     async fn next_id(&self, counter: &str) -> Result<i64, StoreError> {

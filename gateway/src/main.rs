@@ -2,6 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use im_gateway::{Application, Settings};
 use std::net::SocketAddr;
 use std::path::PathBuf;

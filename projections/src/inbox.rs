@@ -172,7 +172,7 @@ struct Sequencer {
     /// Every event up to this position has its rows planned (or needs none).
     frontier: i64,
     /// Rows planned and not yet committed, by event position.
-    planned: BTreeMap<i64, Planned>,
+    planned: BTreeMap<i64, Arc<Planned>>,
     /// The positions the projector's open transaction writes.
     writing: Vec<i64>,
     /// The event the projector is planning right now (the sequencer waits for it).
@@ -286,7 +286,7 @@ impl InboxProjection {
                 if !state.knows(&users) {
                     return Ahead::NeedsDb;
                 }
-                let body = Body::of(&message_json(e));
+                let body = Body::of_message(e);
                 let id = e.message_id.to_string();
                 let row = RowOf { message_id: Some(&id), kind: InboxKind::Message, payload: None, body: &body, at: e.at };
                 let rows = state.assign(&users, &row, &mut out);
@@ -500,7 +500,7 @@ impl InboxProjection {
                     state.frontier = state.frontier.max(stored.position);
                     continue;
                 }
-                let Ok(event) = Event::decode(&stored.event_type, stored.schema_version as u32, stored.payload.clone()) else {
+                let Ok(event) = Event::decode_ref(&stored.event_type, stored.schema_version as u32, &stored.payload) else {
                     // The projector reports it.
                     at = commit.events.len();
                     continue;
@@ -517,12 +517,12 @@ impl InboxProjection {
                     } else {
                         match Self::plan_in_memory(&mut state, stored, &event) {
                             Ahead::Planned(plan, out) => {
-                                state.planned.insert(stored.position, plan);
+                                state.planned.insert(stored.position, Arc::new(plan));
                                 state.frontier = stored.position;
                                 Some(out)
                             }
                             Ahead::NoRows => {
-                                state.planned.insert(stored.position, Planned::default());
+                                state.planned.insert(stored.position, Arc::default());
                                 state.frontier = stored.position;
                                 Some(Vec::new())
                             }
@@ -566,7 +566,15 @@ fn notice_of(event: &Event) -> Option<(i64, Value, i64)> {
     }
 }
 
-async fn write_messages(conn: &mut AnyConnection, rows: &[MessageRow]) -> Result<(), ReadError> {
+/// Writes the rows of these plans.
+async fn write_plans(conn: &mut AnyConnection, plans: &[Arc<Planned>]) -> Result<(), ReadError> {
+    let messages: Vec<&MessageRow> = plans.iter().flat_map(|p| p.messages.iter()).collect();
+    let rows: Vec<&InboxRow> = plans.iter().flat_map(|p| p.rows.iter()).collect();
+    write_messages(conn, &messages).await?;
+    write_rows(conn, &rows).await
+}
+
+async fn write_messages(conn: &mut AnyConnection, rows: &[&MessageRow]) -> Result<(), ReadError> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -600,13 +608,13 @@ async fn write_messages(conn: &mut AnyConnection, rows: &[MessageRow]) -> Result
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for m in padding(chunk) {
             query = query
-                .bind(m.id.clone())
+                .bind(m.id.as_str())
                 .bind(m.position)
                 .bind(m.chat_type)
                 .bind(m.from_id)
                 .bind(m.to_id)
-                .bind(m.client_msg_id.clone())
-                .bind(m.body.as_str().to_owned())
+                .bind(m.client_msg_id.as_deref())
+                .bind(m.body.as_str())
                 .bind(m.at);
         }
         query.execute(&mut *conn).await?;
@@ -614,7 +622,7 @@ async fn write_messages(conn: &mut AnyConnection, rows: &[MessageRow]) -> Result
     Ok(())
 }
 
-async fn write_rows(conn: &mut AnyConnection, rows: &[InboxRow]) -> Result<(), ReadError> {
+async fn write_rows(conn: &mut AnyConnection, rows: &[&InboxRow]) -> Result<(), ReadError> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -647,9 +655,9 @@ async fn write_rows(conn: &mut AnyConnection, rows: &[InboxRow]) -> Result<(), R
             query = query
                 .bind(r.user_id)
                 .bind(r.seq)
-                .bind(r.message_id.clone())
+                .bind(r.message_id.as_deref())
                 .bind(r.kind.as_str())
-                .bind(r.payload.as_ref().map(|p| p.as_str().to_owned()))
+                .bind(r.payload.as_ref().map(Body::as_str))
                 .bind(r.at);
         }
         query.execute(&mut *conn).await?;
@@ -674,23 +682,66 @@ fn padding<T>(rows: &[T]) -> impl Iterator<Item = &T> {
     rows.iter().chain(rows.last().into_iter().cycle().take(extra))
 }
 
-/// The message object of the contract, as its recipients see it.
+/// The message object of the contract, as its recipients see it: built from the event,
+/// in one place, and written out without an intermediate JSON tree.
+#[derive(serde::Serialize)]
+pub struct MessageView<'a> {
+    id: String,
+    from_avatar: &'a str,
+    from_name: &'a str,
+    from_id: i64,
+    to_id: i64,
+    to_name: &'a str,
+    to_avatar: &'a str,
+    #[serde(rename = "chatType")]
+    chat_type: &'static str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    data: &'a str,
+    options: &'a Value,
+    create_time: i64,
+    isremove: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_msg_id: Option<&'a str>,
+}
+
+/// `{}`: what a message without options shows.
+static NO_OPTIONS: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| json!({}));
+
+impl<'a> MessageView<'a> {
+    pub fn of(e: &'a MessageSent) -> Self {
+        Self {
+            id: e.message_id.to_string(),
+            from_avatar: &e.from.avatar,
+            from_name: &e.from.name,
+            from_id: e.from.id,
+            to_id: e.to.id,
+            to_name: &e.to.name,
+            to_avatar: &e.to.avatar,
+            chat_type: e.chat_type.as_str(),
+            kind: &e.kind,
+            data: &e.data,
+            options: if e.options.is_null() { &NO_OPTIONS } else { &e.options },
+            create_time: e.at,
+            isremove: 0,
+            group: e.group.as_ref(),
+            client_msg_id: e.client_msg_id.as_deref(),
+        }
+    }
+}
+
+/// The message object of the contract as a JSON value.
 pub fn message_json(e: &MessageSent) -> Value {
-    let mut m = json!({
-        "id": e.message_id.to_string(),
-        "from_avatar": e.from.avatar, "from_name": e.from.name, "from_id": e.from.id,
-        "to_id": e.to.id, "to_name": e.to.name, "to_avatar": e.to.avatar,
-        "chatType": e.chat_type.as_str(), "type": e.kind, "data": e.data,
-        "options": if e.options.is_null() { json!({}) } else { e.options.clone() },
-        "create_time": e.at, "isremove": 0,
-    });
-    if let Some(group) = &e.group {
-        m["group"] = group.clone();
+    serde_json::to_value(MessageView::of(e)).unwrap_or(Value::Null)
+}
+
+impl Body {
+    /// A message's body, written once.
+    pub fn of_message(e: &MessageSent) -> Self {
+        Self(serde_json::to_string(&MessageView::of(e)).unwrap_or_else(|_| "{}".into()).into())
     }
-    if let Some(key) = &e.client_msg_id {
-        m["client_msg_id"] = json!(key);
-    }
-    m
 }
 
 /// A revoked message shows no content.
@@ -754,8 +805,8 @@ impl Projection for InboxProjection {
     }
 
     async fn apply(&self, conn: &mut AnyConnection, events: &[Applied<'_>]) -> Result<(), ReadError> {
-        let mut messages = Vec::new();
-        let mut rows = Vec::new();
+        // The plans of this batch, written together (before an event that reads them).
+        let mut plans: Vec<Arc<Planned>> = Vec::new();
         for a in events {
             let position = a.stored.position;
             // Planned before (by the sequencer, or by an earlier try of this batch)? If
@@ -773,14 +824,13 @@ impl Projection for InboxProjection {
             };
             if matches!(a.event, Event::MessageRevoked(_) | Event::GroupCreated(_) | Event::GroupChanged(_)) {
                 // It reads what the events before it in this batch wrote.
-                write_messages(conn, &std::mem::take(&mut messages)).await?;
-                write_rows(conn, &std::mem::take(&mut rows)).await?;
+                write_plans(conn, &std::mem::take(&mut plans)).await?;
             }
             let fresh = self.plan_with_db(conn, a.stored, a.event, known.is_some()).await?;
             let plan = match known {
                 Some(plan) => plan,
                 None => {
-                    let plan = fresh.unwrap_or_default();
+                    let plan = Arc::new(fresh.unwrap_or_default());
                     {
                         let mut state = self.state();
                         state.planned.insert(position, plan.clone());
@@ -792,11 +842,9 @@ impl Projection for InboxProjection {
                 }
             };
             self.state().writing.push(position);
-            messages.extend(plan.messages);
-            rows.extend(plan.rows);
+            plans.push(plan);
         }
-        write_messages(conn, &messages).await?;
-        write_rows(conn, &rows).await
+        write_plans(conn, &plans).await
     }
 
     async fn reset(&self, conn: &mut AnyConnection) -> Result<(), ReadError> {

@@ -28,8 +28,10 @@ use tracing::Instrument;
 
 /// Events read from the log per batch.
 const BATCH: i64 = 2000;
-/// Events read per batch while rebuilding.
+/// Events read per batch while rebuilding (past the head it started at).
 const REBUILD_BATCH: i64 = 10_000;
+/// Positions read per batch while rebuilding up to the head it started at.
+const REBUILD_RANGE: i64 = 20_000;
 /// How long a projection's checkpoint may go unwritten while it ignores batches.
 pub const IDLE_FLUSH: Duration = Duration::from_secs(2);
 /// A safety net: how often to look at the log when nothing announced an append.
@@ -452,7 +454,7 @@ fn decode<'a>(events: &[&'a StoredEvent], wanted: impl Fn(&str) -> bool) -> Resu
         .iter()
         .filter(|e| wanted(&e.event_type))
         .map(|stored| {
-            let event = Event::decode(&stored.event_type, stored.schema_version as u32, stored.payload.clone())
+            let event = Event::decode_ref(&stored.event_type, stored.schema_version as u32, &stored.payload)
                 .map_err(|source| ReadError::Decode { position: stored.position, source })?;
             Ok((*stored, event))
         })
@@ -509,11 +511,21 @@ pub async fn rebuild(
     }
     tx.commit().await?;
     let head = store.head().await?;
+    // Only the types these projections read: the others are skipped in the query.
+    let types: Vec<&str> = Event::TYPES.iter().copied().filter(|t| projections.iter().any(|p| p.handles(t))).collect();
     let mut position = 0;
     progress(position, head);
     loop {
-        let batch = store.read_all(position, REBUILD_BATCH).await?;
-        let Some(last) = batch.last().map(|e| e.position) else { return Ok(position) };
+        // Up to the head as it was at the start, a range of positions at a time; then
+        // whatever was appended meanwhile.
+        let (batch, last) = if position < head {
+            let upto = (position + REBUILD_RANGE).min(head);
+            (store.read_range(position, upto, &types).await?, upto)
+        } else {
+            let batch = store.read_all(position, REBUILD_BATCH).await?;
+            let Some(last) = batch.last().map(|e| e.position) else { return Ok(position) };
+            (batch, last)
+        };
         let events: Vec<&StoredEvent> = batch.iter().collect();
         let decoded = decode(&events, |t| projections.iter().any(|p| p.handles(t)))?;
         let applied: Vec<Applied<'_>> = decoded.iter().map(|(stored, event)| Applied { stored, event }).collect();
