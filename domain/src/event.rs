@@ -212,6 +212,14 @@ macro_rules! catalogue {
                     _ => None,
                 }
             }
+
+            /// [`Event::from_payload`] from the payload's JSON text (no tree in between).
+            fn from_text(event_type: &str, text: &str) -> Option<Result<Self, serde_json::Error>> {
+                match event_type {
+                    $(stringify!($variant) => Some(serde_json::from_str::<$variant>(text).map(Event::$variant)),)*
+                    _ => None,
+                }
+            }
         }
     };
 }
@@ -278,11 +286,27 @@ impl Event {
     /// [`Event::decode`] without taking the payload (the variant's fields are read from
     /// it directly).
     pub fn decode_ref(event_type: &str, version: u32, payload: &Value) -> Result<Self, EventDecodeError> {
+        Self::known(event_type, version)?;
+        Self::decoded(event_type, Self::from_payload(event_type, payload))
+    }
+
+    /// [`Event::decode`] from the payload's JSON text as stored.
+    pub fn decode_str(event_type: &str, version: u32, payload: &str) -> Result<Self, EventDecodeError> {
+        Self::known(event_type, version)?;
+        Self::decoded(event_type, Self::from_text(event_type, payload))
+    }
+
+    /// Refuses a schema version newer than this build's. Version 1 is the first shipped
+    /// schema of every type: nothing to upcast yet.
+    fn known(event_type: &str, version: u32) -> Result<(), EventDecodeError> {
         if version > 1 && Self::TYPES.contains(&event_type) {
             return Err(EventDecodeError::FutureVersion { event_type: event_type.to_owned(), version });
         }
-        // Version 1 is the first shipped schema of every type: nothing to upcast yet.
-        match Self::from_payload(event_type, payload) {
+        Ok(())
+    }
+
+    fn decoded(event_type: &str, decoded: Option<Result<Self, serde_json::Error>>) -> Result<Self, EventDecodeError> {
+        match decoded {
             Some(decoded) => decoded.map_err(|source| EventDecodeError::Payload { event_type: event_type.to_owned(), source }),
             None => Err(EventDecodeError::UnknownType(event_type.to_owned())),
         }

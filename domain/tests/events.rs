@@ -336,6 +336,24 @@ fn event_type_is_the_serde_tag() {
 // ---------------------------------------------------------------------------
 
 #[test]
+fn the_text_decoder_agrees_with_the_tree_decoder() {
+    // Bulk readers (rebuild) decode the stored JSON text directly.
+    for fx in all_fixtures() {
+        let text = serde_json::to_string(&fx.payload).unwrap();
+        let from_tree = Event::decode(&fx.event_type, fx.schema_version, fx.payload.clone()).unwrap();
+        let from_text =
+            Event::decode_str(&fx.event_type, fx.schema_version, &text).unwrap_or_else(|e| panic!("{}: {e}", fx.file.display()));
+        assert_eq!(from_text, from_tree, "{}", fx.file.display());
+    }
+    let fx = fixture_for("UserLoggedIn");
+    let text = fx.payload.to_string();
+    assert!(matches!(Event::decode_str("UserTeleported", 1, &text), Err(EventDecodeError::UnknownType(_))));
+    assert!(matches!(Event::decode_str("UserLoggedIn", 2, &text), Err(EventDecodeError::FutureVersion { version: 2, .. })));
+    assert!(matches!(Event::decode_str("UserLoggedIn", 1, r#"{"user_id": 1, "at": 5}"#), Err(EventDecodeError::Payload { .. })));
+    assert!(matches!(Event::decode_str("UserLoggedIn", 1, "{not json"), Err(EventDecodeError::Payload { .. })));
+}
+
+#[test]
 fn unknown_event_type_is_refused() {
     let err = Event::decode("UserTeleported", 1, json!({"user_id": 1})).unwrap_err();
     assert!(matches!(&err, EventDecodeError::UnknownType(t) if t == "UserTeleported"), "{err:?}");

@@ -56,8 +56,9 @@ pub trait EventStore: Send + Sync + 'static {
     async fn read_all(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// The events with a position in `(after, upto]` whose type is one of `types`, in
-    /// position order (a reader that needs a few types skips the others in the query).
-    async fn read_range(&self, after: i64, upto: i64, types: &[&str]) -> Result<Vec<StoredEvent>, StoreError>;
+    /// position order (a reader that needs a few types skips the others in the query),
+    /// each payload as its JSON text (a bulk reader decodes it without a JSON tree).
+    async fn read_range(&self, after: i64, upto: i64, types: &[&str]) -> Result<Vec<StoredEvent<String>>, StoreError>;
 
     /// The highest committed position (0 for an empty log).
     async fn head(&self) -> Result<i64, StoreError>;

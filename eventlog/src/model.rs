@@ -62,16 +62,17 @@ pub struct StreamAppend {
     pub events: Vec<NewEvent>,
 }
 
-/// An event as the log holds it.
+/// An event as the log holds it. The payload is a JSON tree, or (`P = String`, for bulk
+/// readers that decode it straight into their own types) the JSON text as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredEvent {
+pub struct StoredEvent<P = Value> {
     pub position: i64,
     pub stream_id: String,
     pub stream_version: i64,
     pub event_id: Uuid,
     pub event_type: String,
     pub schema_version: i32,
-    pub payload: Value,
+    pub payload: P,
     pub metadata: Metadata,
     pub recorded_at: i64,
 }

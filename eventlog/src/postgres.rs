@@ -526,11 +526,33 @@ impl EventStore for PostgresEventStore {
         rows.into_iter().map(decode).collect()
     }
 
-    async fn read_range(&self, after: i64, upto: i64, types: &[&str]) -> Result<Vec<StoredEvent>, StoreError> {
-        let sql =
-            sqlx::AssertSqlSafe(format!("{SELECT} WHERE position > $1 AND position <= $2 AND event_type = ANY($3) ORDER BY position"));
-        let rows = sqlx::query(sql).bind(after).bind(upto).bind(types).fetch_all(&self.pool).await?;
-        rows.into_iter().map(decode).collect()
+    async fn read_range(&self, after: i64, upto: i64, types: &[&str]) -> Result<Vec<StoredEvent<String>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT position, stream_id, stream_version, event_id, event_type, schema_version, payload::text AS payload, \
+                    metadata, recorded_at FROM events \
+             WHERE position > $1 AND position <= $2 AND event_type = ANY($3) ORDER BY position",
+        )
+        .bind(after)
+        .bind(upto)
+        .bind(types)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let Json(metadata) = row.try_get("metadata")?;
+                Ok(StoredEvent {
+                    position: row.try_get("position")?,
+                    stream_id: row.try_get("stream_id")?,
+                    stream_version: row.try_get("stream_version")?,
+                    event_id: row.try_get("event_id")?,
+                    event_type: row.try_get("event_type")?,
+                    schema_version: row.try_get("schema_version")?,
+                    payload: row.try_get("payload")?,
+                    metadata,
+                    recorded_at: row.try_get("recorded_at")?,
+                })
+            })
+            .collect()
     }
 
     async fn head(&self) -> Result<i64, StoreError> {

@@ -38,7 +38,7 @@ struct Readers {
 const READERS: usize = 4;
 /// Bytes of the log a reader maps into memory (its pages are then read without a
 /// system call each).
-const READ_MMAP: i64 = 1 << 30;
+pub const READ_MMAP: i64 = 1 << 30;
 
 impl Readers {
     fn open(&self) -> Result<Connection, StoreError> {
@@ -356,24 +356,46 @@ const SELECT: &str =
 const HEAD: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
 
 fn decode(row: &rusqlite::Row<'_>) -> Result<StoredEvent, StoreError> {
-    let event_id: String = row.get(3)?;
-    let payload: String = row.get(6)?;
-    let metadata: String = row.get(7)?;
+    let raw = decode_raw(row)?;
+    let payload = serde_json::from_str(&raw.payload)?;
+    Ok(StoredEvent {
+        position: raw.position,
+        stream_id: raw.stream_id,
+        stream_version: raw.stream_version,
+        event_id: raw.event_id,
+        event_type: raw.event_type,
+        schema_version: raw.schema_version,
+        payload,
+        metadata: raw.metadata,
+        recorded_at: raw.recorded_at,
+    })
+}
+
+/// A row with its payload left as text.
+fn decode_raw(row: &rusqlite::Row<'_>) -> Result<StoredEvent<String>, StoreError> {
+    let text = |i: usize| -> Result<&[u8], StoreError> { row.get_ref(i)?.as_bytes().map_err(|e| StoreError(e.to_string())) };
+    let event_id = Uuid::try_parse_ascii(text(3)?).map_err(|e| StoreError(e.to_string()))?;
+    let metadata = text(7)?;
     Ok(StoredEvent {
         position: row.get(0)?,
         stream_id: row.get(1)?,
         stream_version: row.get(2)?,
-        event_id: Uuid::parse_str(&event_id).map_err(|e| StoreError(e.to_string()))?,
+        event_id,
         event_type: row.get(4)?,
         schema_version: row.get(5)?,
-        payload: serde_json::from_str(&payload)?,
-        metadata: serde_json::from_str::<Metadata>(&metadata)?,
+        payload: row.get(6)?,
+        metadata: serde_json::from_slice::<Metadata>(metadata)?,
         recorded_at: row.get(8)?,
     })
 }
 
-/// Runs a prepared query and decodes every row.
-fn events(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<StoredEvent>, StoreError> {
+/// Runs a prepared query and decodes every row with `decode`.
+fn events<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(params)?;
     let mut out = Vec::new();
@@ -394,7 +416,7 @@ impl EventStore for SqliteEventStore {
         self.readers
             .with(move |conn| {
                 let sql = format!("{SELECT} WHERE stream_id = ?1 AND stream_version > ?2 ORDER BY stream_version");
-                events(conn, &sql, rusqlite::params![stream_id, after_version])
+                events(conn, &sql, rusqlite::params![stream_id, after_version], decode)
             })
             .await
     }
@@ -402,12 +424,12 @@ impl EventStore for SqliteEventStore {
     async fn read_all(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
         self.readers
             .with(move |conn| {
-                events(conn, &format!("{SELECT} WHERE position > ?1 ORDER BY position LIMIT ?2"), rusqlite::params![after, limit])
+                events(conn, &format!("{SELECT} WHERE position > ?1 ORDER BY position LIMIT ?2"), rusqlite::params![after, limit], decode)
             })
             .await
     }
 
-    async fn read_range(&self, after: i64, upto: i64, types: &[&str]) -> Result<Vec<StoredEvent>, StoreError> {
+    async fn read_range(&self, after: i64, upto: i64, types: &[&str]) -> Result<Vec<StoredEvent<String>>, StoreError> {
         if types.is_empty() {
             return Ok(Vec::new());
         }
@@ -418,7 +440,7 @@ impl EventStore for SqliteEventStore {
                 let sql = format!("{SELECT} WHERE position > ? AND position <= ? AND event_type IN ({list}) ORDER BY position");
                 let mut params: Vec<&dyn rusqlite::ToSql> = vec![&after, &upto];
                 params.extend(types.iter().map(|t| t as &dyn rusqlite::ToSql));
-                events(conn, &sql, params.as_slice())
+                events(conn, &sql, params.as_slice(), decode_raw)
             })
             .await
     }

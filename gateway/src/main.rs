@@ -394,11 +394,17 @@ fn progress_bar(label: &str, at: i64, head: i64) {
 }
 
 async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let done =
         im_gateway::tools::rebuild(&args.store.settings(), &args.projections, &mut |name, at, head| progress_bar(name, at, head)).await?;
-    for (name, position) in done {
-        eprintln!("im: rebuilt {name} up to position {position}");
-    }
+    let seconds = started.elapsed().as_secs_f64();
+    let names: Vec<&str> = done.iter().map(|(name, _)| *name).collect();
+    let position = done.first().map_or(0, |(_, position)| *position);
+    eprintln!(
+        "im: rebuilt {} up to log position {position} in {seconds:.2} s ({:.0} positions/s)",
+        names.join(", "),
+        position as f64 / seconds.max(1e-9)
+    );
     Ok(())
 }
 

@@ -98,7 +98,9 @@ impl ReadDb {
                     if backend == Backend::Sqlite {
                         let pragmas = format!(
                             "PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {};",
+                             PRAGMA cache_size = -16384; PRAGMA mmap_size = {}; PRAGMA temp_store = MEMORY; \
+                             PRAGMA wal_autocheckpoint = {};",
+                            im_eventlog::sqlite::READ_MMAP,
                             im_eventlog::sqlite::FALLBACK_CHECKPOINT_PAGES
                         );
                         conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
@@ -109,6 +111,16 @@ impl ReadDb {
             .connect_with(options)
             .await?;
         Ok(Self { pool, backend, url: url.into(), _checkpointer: checkpointer, write_lock: Arc::new(Mutex::new(())) })
+    }
+
+    /// Copies everything written so far into the database file itself (SQLite: a
+    /// TRUNCATE checkpoint, so the next open has no WAL to recover); a no-op on Postgres.
+    pub async fn settle(&self) -> Result<(), ReadError> {
+        if self.backend == Backend::Sqlite {
+            let _turn = self.write_lock.lock().await;
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
+        }
+        Ok(())
     }
 
     pub fn pool(&self) -> &AnyPool {

@@ -23,7 +23,7 @@ use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
 use im_domain::Event;
 use im_domain::message::{ChatType, MessageSent};
-use im_eventlog::{FeedBatch, StoredEvent};
+use im_eventlog::FeedBatch;
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, HashMap};
@@ -278,8 +278,9 @@ impl InboxProjection {
     }
 
     /// Plans a message or notice from the event and the heads in memory.
-    fn plan_in_memory(state: &mut Sequencer, stored: &StoredEvent, event: &Event) -> Ahead {
+    fn plan_in_memory(state: &mut Sequencer, a: &Applied<'_>) -> Ahead {
         let mut out = Vec::new();
+        let event = a.event;
         match event {
             Event::MessageSent(e) => {
                 let users: Vec<i64> = e.recipients.iter().map(|r| r.0).collect();
@@ -292,7 +293,7 @@ impl InboxProjection {
                 let rows = state.assign(&users, &row, &mut out);
                 let message = MessageRow {
                     id,
-                    position: stored.position,
+                    position: a.position,
                     chat_type: e.chat_type.as_str(),
                     from_id: e.from.id,
                     to_id: e.to.id,
@@ -354,13 +355,8 @@ impl InboxProjection {
     /// The projector plans an event the sequencer did not: from the database where it
     /// must. Writes the table changes the event makes besides its rows (group tables, a
     /// revoked message) every time it runs; the rows only when not planned before.
-    async fn plan_with_db(
-        &self,
-        conn: &mut AnyConnection,
-        stored: &StoredEvent,
-        event: &Event,
-        planned: bool,
-    ) -> Result<Option<Planned>, ReadError> {
+    async fn plan_with_db(&self, conn: &mut AnyConnection, a: &Applied<'_>, planned: bool) -> Result<Option<Planned>, ReadError> {
+        let event = a.event;
         let mut out = Vec::new();
         let mut plan = Planned::default();
         match event {
@@ -373,8 +369,8 @@ impl InboxProjection {
                     match effect {
                         GroupEffect::System { group_id, recipients, text } => {
                             let group = crate::groups::summary(conn, group_id).await?;
-                            let id = stored.event_id.to_string();
-                            let at = stored.recorded_at;
+                            let id = a.event_id.to_string();
+                            let at = a.recorded_at;
                             let body = Body::of(&json!({
                                 "id": id, "from_avatar": "", "from_name": "系统消息", "from_id": 0,
                                 "to_id": group_id, "to_name": group["name"], "to_avatar": group["avatar"],
@@ -386,7 +382,7 @@ impl InboxProjection {
                             plan.rows.extend(self.state().assign(&recipients, &row, &mut out));
                             plan.messages.push(MessageRow {
                                 id: id.clone(),
-                                position: stored.position,
+                                position: a.position,
                                 chat_type: ChatType::Group.as_str(),
                                 from_id: 0,
                                 to_id: group_id,
@@ -398,13 +394,8 @@ impl InboxProjection {
                         GroupEffect::Notice { user, data } => {
                             let body = Body::of(&data);
                             self.load_heads(conn, &[user]).await?;
-                            let row = RowOf {
-                                message_id: None,
-                                kind: InboxKind::Notice,
-                                payload: Some(&body),
-                                body: &body,
-                                at: stored.recorded_at,
-                            };
+                            let row =
+                                RowOf { message_id: None, kind: InboxKind::Notice, payload: Some(&body), body: &body, at: a.recorded_at };
                             plan.rows.extend(self.state().assign(&[user], &row, &mut out));
                         }
                     }
@@ -450,7 +441,7 @@ impl InboxProjection {
                 };
                 self.load_heads(conn, &users).await?;
                 let mut state = self.state();
-                match Self::plan_in_memory(&mut state, stored, event) {
+                match Self::plan_in_memory(&mut state, a) {
                     Ahead::Planned(p, o) => {
                         plan = p;
                         out = o;
@@ -515,7 +506,7 @@ impl InboxProjection {
                     if state.runner_at.is_some() {
                         None
                     } else {
-                        match Self::plan_in_memory(&mut state, stored, &event) {
+                        match Self::plan_in_memory(&mut state, &Applied::of(stored, &event)) {
                             Ahead::Planned(plan, out) => {
                                 state.planned.insert(stored.position, Arc::new(plan));
                                 state.frontier = stored.position;
@@ -808,7 +799,7 @@ impl Projection for InboxProjection {
         // The plans of this batch, written together (before an event that reads them).
         let mut plans: Vec<Arc<Planned>> = Vec::new();
         for a in events {
-            let position = a.stored.position;
+            let position = a.position;
             // Planned before (by the sequencer, or by an earlier try of this batch)? If
             // not, claim it: the sequencer waits until it is planned here.
             let known = {
@@ -826,7 +817,7 @@ impl Projection for InboxProjection {
                 // It reads what the events before it in this batch wrote.
                 write_plans(conn, &std::mem::take(&mut plans)).await?;
             }
-            let fresh = self.plan_with_db(conn, a.stored, a.event, known.is_some()).await?;
+            let fresh = self.plan_with_db(conn, a, known.is_some()).await?;
             let plan = match known {
                 Some(plan) => plan,
                 None => {

@@ -25,12 +25,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::Instrument;
+use uuid::Uuid;
 
 /// Events read from the log per batch.
 const BATCH: i64 = 2000;
-/// Events read per batch while rebuilding (past the head it started at).
-const REBUILD_BATCH: i64 = 10_000;
-/// Positions read per batch while rebuilding up to the head it started at.
+/// Positions read per batch while rebuilding.
 const REBUILD_RANGE: i64 = 20_000;
 /// How long a projection's checkpoint may go unwritten while it ignores batches.
 pub const IDLE_FLUSH: Duration = Duration::from_secs(2);
@@ -44,11 +43,27 @@ const MARKS_PER_BATCH: usize = 20_000;
 /// The pseudo-checkpoint of the runner itself.
 pub const RUNNER: &str = "projector";
 
-/// One decoded event of a batch.
+/// One decoded event of a batch, with what the log recorded around it.
 #[derive(Clone, Copy)]
 pub struct Applied<'a> {
-    pub stored: &'a StoredEvent,
+    pub position: i64,
+    pub event_type: &'a str,
+    pub event_id: Uuid,
+    pub recorded_at: i64,
     pub event: &'a Event,
+}
+
+impl<'a> Applied<'a> {
+    /// `event`, decoded from `stored` (whose payload may be a tree or its text).
+    pub fn of<P>(stored: &'a StoredEvent<P>, event: &'a Event) -> Self {
+        Self {
+            position: stored.position,
+            event_type: &stored.event_type,
+            event_id: stored.event_id,
+            recorded_at: stored.recorded_at,
+            event,
+        }
+    }
 }
 
 /// One read model.
@@ -344,7 +359,7 @@ impl Runner {
     async fn step(&mut self, events: &[&StoredEvent]) -> Result<Step, ReadError> {
         let last = events.last().map_or(self.position, |e| e.position);
         let decoded = decode(events, |t| self.projections.iter().any(|p| p.handles(t)))?;
-        let applied: Vec<Applied<'_>> = decoded.iter().map(|(stored, event)| Applied { stored, event }).collect();
+        let applied: Vec<Applied<'_>> = decoded.iter().map(|(stored, event)| Applied::of(stored, event)).collect();
         let mut marks = std::mem::take(&mut self.marks);
         if let Some(rx) = self.extras.marks.as_mut() {
             while marks.len() < MARKS_PER_BATCH {
@@ -358,7 +373,7 @@ impl Runner {
             .projections
             .iter()
             .zip(&self.applied)
-            .map(|(p, at)| applied.iter().filter(|a| a.stored.position > *at && p.handles(&a.stored.event_type)).copied().collect())
+            .map(|(p, at)| applied.iter().filter(|a| a.position > *at && p.handles(a.event_type)).copied().collect())
             .collect();
         let flush_idle = self.last_flush.elapsed() >= IDLE_FLUSH;
         if touched.iter().all(Vec::is_empty) && marks.iter().all(|m| matches!(m, Mark::Flushed(_))) {
@@ -513,35 +528,63 @@ pub async fn rebuild(
     let head = store.head().await?;
     // Only the types these projections read: the others are skipped in the query.
     let types: Vec<&str> = Event::TYPES.iter().copied().filter(|t| projections.iter().any(|p| p.handles(t))).collect();
+    // A range of positions at a time, up to the head as it was at the start and then
+    // to whatever was appended meanwhile. Each range is read and decoded while the one
+    // before it is applied.
+    let read = |after: i64| {
+        let types = &types;
+        async move {
+            let head = if after < head { head } else { store.head().await? };
+            if after >= head {
+                return Ok((Vec::new(), after));
+            }
+            let upto = (after + REBUILD_RANGE).min(head);
+            let batch = store.read_range(after, upto, types).await?;
+            // Decoded off the task that applies the batch before it.
+            let decoded = tokio::task::spawn_blocking(move || {
+                batch
+                    .into_iter()
+                    .map(|stored| {
+                        let event = Event::decode_str(&stored.event_type, stored.schema_version as u32, &stored.payload)
+                            .map_err(|source| ReadError::Decode { position: stored.position, source })?;
+                        Ok((stored, event))
+                    })
+                    .collect::<Result<Vec<_>, ReadError>>()
+            })
+            .await
+            .map_err(|e| im_eventlog::StoreError(format!("decoding a rebuild batch: {e}")))??;
+            Ok::<_, ReadError>((decoded, upto))
+        }
+    };
     let mut position = 0;
     progress(position, head);
+    let mut current = read(position).await?;
     loop {
-        // Up to the head as it was at the start, a range of positions at a time; then
-        // whatever was appended meanwhile.
-        let (batch, last) = if position < head {
-            let upto = (position + REBUILD_RANGE).min(head);
-            (store.read_range(position, upto, &types).await?, upto)
-        } else {
-            let batch = store.read_all(position, REBUILD_BATCH).await?;
-            let Some(last) = batch.last().map(|e| e.position) else { return Ok(position) };
-            (batch, last)
-        };
-        let events: Vec<&StoredEvent> = batch.iter().collect();
-        let decoded = decode(&events, |t| projections.iter().any(|p| p.handles(t)))?;
-        let applied: Vec<Applied<'_>> = decoded.iter().map(|(stored, event)| Applied { stored, event }).collect();
-        let mut tx = db.begin_write().await?;
-        for p in projections {
-            let mine: Vec<Applied<'_>> = applied.iter().filter(|a| p.handles(&a.stored.event_type)).copied().collect();
-            if !mine.is_empty() {
-                p.apply(&mut tx, &mine).await?;
-            }
-            move_checkpoint(&mut tx, p.name(), position, last).await?;
+        let (decoded, last) = current;
+        if last == position {
+            db.settle().await?;
+            return Ok(position);
         }
-        tx.commit().await?;
+        let applied: Vec<Applied<'_>> = decoded.iter().map(|(stored, event)| Applied::of(stored, event)).collect();
+        let write = async {
+            let mut tx = db.begin_write().await?;
+            for p in projections {
+                let mine: Vec<Applied<'_>> = applied.iter().filter(|a| p.handles(a.event_type)).copied().collect();
+                if !mine.is_empty() {
+                    p.apply(&mut tx, &mine).await?;
+                }
+                move_checkpoint(&mut tx, p.name(), position, last).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, ReadError>(())
+        };
+        let (written, next) = tokio::join!(write, read(last));
+        written?;
         for p in projections {
             p.committed();
         }
         position = last;
         progress(position, head.max(position));
+        current = next?;
     }
 }
