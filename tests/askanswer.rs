@@ -101,4 +101,23 @@ async fn offline_recipient_auto_replies(backend: Backend) {
     data(server.post("/api/chat/socket/sendmessage", Some(&buyer.token), send("价格多少")).await);
     assert_eq!(shop_ws.next_non_ping().await["data"]["data"], "价格多少");
     assert!(buyer_ws.quiet_for(300).await);
+
+    // Offline again, with a new answer: the pairs the server keeps in memory follow the
+    // change (the old answer is not sent); once deleted, none is.
+    drop(shop_ws);
+    for _ in 0..500 {
+        if !server.state.hub().is_online(im_domain::UserId(shop.id)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let t = Some(shop.token.as_str());
+    let list = data(server.post("/api/chat/askanswer/list", t, json!({})).await);
+    let id = list["rows"][0]["id"].clone();
+    data(server.post("/api/chat/askanswer/update", t, json!({"id": id, "ask": "价格多少", "answer": "88元"})).await);
+    data(server.post("/api/chat/socket/sendmessage", Some(&buyer.token), send("价格多少")).await);
+    assert_eq!(buyer_ws.next_non_ping().await["data"]["data"], "88元");
+    data(server.post("/api/chat/askanswer/delete", t, json!({"id": id})).await);
+    data(server.post("/api/chat/socket/sendmessage", Some(&buyer.token), send("价格多少")).await);
+    assert!(buyer_ws.quiet_for(300).await, "a deleted pair still answers");
 }

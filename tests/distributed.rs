@@ -155,6 +155,18 @@ async fn two_gateways_a_projector_and_a_relay() {
     assert_eq!(frame["data"]["id"], sent["data"]["id"]);
     assert!(frame["seq"].as_i64().unwrap() >= 1);
 
+    // Bob keeps an auto-reply, but he is online (on B): a question from A gets none.
+    let (status, body) = post(&b, "/api/chat/askanswer/create", Some(&bob_t), json!({"ask": "价格多少", "answer": "99元包邮"})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, asked) = send(&a, &alice_t, bob, "single", "请问价格多少?").await;
+    assert_eq!(status, 200, "{asked}");
+    assert_eq!(next_chat(&mut bob_ws).await["data"]["id"], asked["data"]["id"]);
+    // The ack came after any auto-reply was appended; sync settles on the log's head.
+    let alice_rows = get(&a, "/api/chat/sync?since=0&limit=500", &alice_t).await;
+    let replies: Vec<&Value> =
+        alice_rows["rows"].as_array().unwrap().iter().filter(|r| r["data"]["options"]["autoReply"] == json!(true)).collect();
+    assert!(replies.is_empty(), "an online user's auto-reply went out: {replies:?}");
+
     // A group message reaches members on both gateways.
     let (status, group) = post(&a, "/api/chat/group/create", Some(&alice_t), json!({"ids": [bob, carol]})).await;
     assert_eq!(status, 200, "{group}");

@@ -91,50 +91,90 @@ impl DeliveryRecord {
     }
 }
 
+/// Commits' worth of deliveries waiting for the producer task; past it, a commit's rows
+/// are not pushed (they stay in the inbox for `sync`) and a warning says so.
+pub const SINK_QUEUE: usize = 4096;
+/// Records handed to the producer and not yet acknowledged by the broker, at most.
+const OUTSTANDING: usize = 50_000;
+
 /// The projector's side of the delivery bus: every committed inbox row becomes one
 /// record on `im.deliveries`, in the recipient's partition, in seq order.
 pub struct KafkaDeliverySink {
-    tx: mpsc::UnboundedSender<Vec<Delivery>>,
+    tx: mpsc::Sender<Vec<Delivery>>,
 }
 
 impl KafkaDeliverySink {
     pub fn start(settings: &KafkaSettings) -> Result<Self, KafkaError> {
         let producer = producer(settings)?;
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Delivery>>();
+        let (tx, mut rx) = mpsc::channel::<Vec<Delivery>>(SINK_QUEUE);
         let topic = settings.deliveries_topic.clone();
         let partitions = settings.delivery_partitions;
         tokio::spawn(async move {
-            while let Some(batch) = rx.recv().await {
-                let mut pending = Vec::with_capacity(batch.len());
+            // Records are handed to the producer as soon as they arrive (it keeps each
+            // partition's order and batches them); their acknowledgements are awaited
+            // beside that, oldest first, only to report failures and bound the window.
+            let mut outstanding = std::collections::VecDeque::new();
+            loop {
+                let batch = match outstanding.front_mut() {
+                    None => match rx.recv().await {
+                        Some(batch) => batch,
+                        None => return,
+                    },
+                    Some(oldest) => {
+                        let next = tokio::select! {
+                            biased;
+                            batch = rx.recv() => Ok(batch),
+                            acked = oldest => Err(acked),
+                        };
+                        match next {
+                            Ok(Some(batch)) => batch,
+                            Ok(None) => break,
+                            Err(acked) => {
+                                report(acked);
+                                outstanding.pop_front();
+                                continue;
+                            }
+                        }
+                    }
+                };
                 for d in &batch {
                     let Ok(record) = DeliveryRecord::from_delivery(d) else { continue };
-                    let (key, payload) = match serde_json::to_string(&record) {
-                        Ok(p) => (d.user_id.to_string(), p),
-                        Err(_) => continue,
-                    };
-                    let future = producer
-                        .send_result(FutureRecord::to(&topic).key(&key).payload(&payload).partition(partition_for(d.user_id, partitions)));
-                    match future {
-                        Ok(f) => pending.push(f),
+                    let Ok(payload) = serde_json::to_string(&record) else { continue };
+                    let key = d.user_id.to_string();
+                    let record = FutureRecord::to(&topic).key(&key).payload(&payload).partition(partition_for(d.user_id, partitions));
+                    match producer.send_result(record) {
+                        Ok(f) => outstanding.push_back(f),
                         Err((e, _)) => tracing::warn!(error = %e, "delivery not queued; the inbox still has it"),
                     }
-                }
-                for f in pending {
-                    match f.await {
-                        Ok(Ok(delivery)) => tracing::debug!(partition = delivery.partition, offset = delivery.offset, "delivery produced"),
-                        Ok(Err((e, _))) => tracing::warn!(error = %e, "delivery not produced; the inbox still has it"),
-                        Err(_) => tracing::warn!("delivery production canceled; the inbox still has it"),
+                    while outstanding.len() >= OUTSTANDING {
+                        if let Some(oldest) = outstanding.pop_front() {
+                            report(oldest.await);
+                        }
                     }
                 }
+            }
+            for f in outstanding {
+                report(f.await);
             }
         });
         Ok(Self { tx })
     }
 }
 
+/// Logs what the broker answered for one delivery record.
+fn report<Canceled>(acked: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, Canceled>) {
+    match acked {
+        Ok(Ok(delivery)) => tracing::trace!(partition = delivery.partition, offset = delivery.offset, "delivery produced"),
+        Ok(Err((e, _))) => tracing::warn!(error = %e, "delivery not produced; the inbox still has it"),
+        Err(_) => tracing::warn!("delivery production canceled; the inbox still has it"),
+    }
+}
+
 impl DeliverySink for KafkaDeliverySink {
     fn deliver(&self, deliveries: Vec<Delivery>) {
-        let _ = self.tx.send(deliveries);
+        if let Err(mpsc::error::TrySendError::Full(rows)) = self.tx.try_send(deliveries) {
+            tracing::warn!(rows = rows.len(), "delivery producer queue full: these rows are not pushed (the inbox has them)");
+        }
     }
 
     /// Gateways mark consumed rows delivered in the database: they get them once the

@@ -14,7 +14,7 @@
 //! [`EventStore::watch_head`] moves for other processes' appends within a round trip
 //! (with a slow poll behind it in case a notification was missed while reconnecting).
 
-use crate::model::{AppendError, Committed, ExpectedVersion, Metadata, StoreError, StoredEvent, StreamAppend};
+use crate::model::{AppendError, Committed, ExpectedVersion, StoreError, StoredEvent, StreamAppend};
 use crate::writer::{MAX_BATCH, Outcome, Plan, Planner, Request, Shared, Writer, rows_of, streams_of};
 use crate::{EventStore, FeedBatch, PendingAppend, now_millis};
 use async_trait::async_trait;
@@ -253,8 +253,9 @@ struct Columns<'a> {
     ids: Vec<Uuid>,
     types: Vec<&'a str>,
     schema_versions: Vec<i32>,
-    payloads: Vec<Json<&'a Value>>,
-    metadata: Vec<Json<&'a Metadata>>,
+    /// JSON text: the columns are `JSON`, stored as written.
+    payloads: Vec<String>,
+    metadata: Vec<String>,
 }
 
 impl<'a> Columns<'a> {
@@ -266,8 +267,8 @@ impl<'a> Columns<'a> {
                 self.ids.push(e.event_id);
                 self.types.push(&e.event_type);
                 self.schema_versions.push(e.schema_version);
-                self.payloads.push(Json(&e.payload));
-                self.metadata.push(Json(&e.metadata));
+                self.payloads.push(e.payload.to_string());
+                self.metadata.push(serde_json::to_string(&e.metadata).unwrap_or_else(|_| "{}".into()));
             }
         }
     }
@@ -285,8 +286,8 @@ impl<'a> Columns<'a> {
         let rows = sqlx::query(
             "WITH ins AS ( \
                INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at) \
-               SELECT s, v, id, t, sv, p, m, $8 \
-               FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::UUID[], $4::TEXT[], $5::INT[], $6::JSONB[], $7::JSONB[]) \
+               SELECT s, v, id, t, sv, p::JSON, m::JSON, $8 \
+               FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::UUID[], $4::TEXT[], $5::INT[], $6::TEXT[], $7::TEXT[]) \
                     WITH ORDINALITY AS x(s, v, id, t, sv, p, m, ord) \
                ORDER BY ord RETURNING event_id, position), \
              note AS (SELECT pg_notify($9, (SELECT MAX(position) FROM ins)::TEXT)) \
@@ -315,8 +316,8 @@ impl<'a> Columns<'a> {
         }
         let rows = sqlx::query(
             "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at) \
-             SELECT s, v, id, t, sv, p, m, $8 \
-             FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::UUID[], $4::TEXT[], $5::INT[], $6::JSONB[], $7::JSONB[]) \
+             SELECT s, v, id, t, sv, p::JSON, m::JSON, $8 \
+             FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::UUID[], $4::TEXT[], $5::INT[], $6::TEXT[], $7::TEXT[]) \
                   WITH ORDINALITY AS x(s, v, id, t, sv, p, m, ord) \
              ORDER BY ord RETURNING event_id, position",
         )
@@ -405,8 +406,8 @@ async fn commit_new_streams(
     let rows = sqlx::query(
         "WITH ins AS ( \
            INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at) \
-           SELECT s, v, id, t, sv, p, m, $8 \
-           FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::UUID[], $4::TEXT[], $5::INT[], $6::JSONB[], $7::JSONB[]) \
+           SELECT s, v, id, t, sv, p::JSON, m::JSON, $8 \
+           FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::UUID[], $4::TEXT[], $5::INT[], $6::TEXT[], $7::TEXT[]) \
                 WITH ORDINALITY AS x(s, v, id, t, sv, p, m, ord) \
            CROSS JOIN (SELECT pg_advisory_xact_lock($10)) AS appending \
            ORDER BY ord RETURNING event_id, position), \

@@ -180,6 +180,18 @@ async fn submit_group(state: &AppState, me: &Me, sender: Arc<UserRow>, command: 
     Ok(Box::pin(async move { accepted(&state, pending.await?).await }))
 }
 
+/// Whether the user (not connected here) has a socket on another gateway.
+async fn online_elsewhere(state: &AppState, user: i64) -> bool {
+    match state.presence().node_of(user).await {
+        Ok(node) => node.is_some(),
+        Err(e) => {
+            // Unknown: no auto-reply rather than one to a user who may be reading.
+            tracing::warn!(user, error = %e, "presence lookup failed");
+            true
+        }
+    }
+}
+
 /// The answer for a durable send: built from the event; a repeated `client_msg_id`
 /// answers with the first message, read back once the read models hold it.
 async fn accepted(state: &AppState, sent: Sent) -> Result<Accepted, ApiError> {
@@ -195,18 +207,23 @@ async fn accepted(state: &AppState, sent: Sent) -> Result<Accepted, ApiError> {
 }
 
 /// The offline recipient's best-matching auto-reply, sent back to the sender from the
-/// recipient with `options.autoReply = true`.
+/// recipient with `options.autoReply = true`. (The recipient is not connected to this
+/// gateway; their pairs come from memory, and only a match asks presence whether they
+/// are connected elsewhere.)
 async fn auto_reply(state: &AppState, message: &MessageSent, recipient: &UserRow) -> Result<(), ApiError> {
     if message.kind != "text" || message.options.get("autoReply").is_some_and(|v| v == &json!(true)) {
         return Ok(());
     }
-    let rows = state.askanswers().all(recipient.id).await?;
+    let rows = state.directory().auto_replies(recipient.id).await?;
     if rows.is_empty() {
         return Ok(());
     }
     let pairs: Vec<(i64, im_domain::askanswer::Pair)> =
         rows.iter().map(|r| (r.id, im_domain::askanswer::Pair { ask: r.ask.clone(), answer: r.answer.clone() })).collect();
     let Some((_, pair)) = im_domain::askanswer::best_match(pairs.iter().map(|(i, p)| (*i, p)), &message.data) else { return Ok(()) };
+    if online_elsewhere(state, recipient.id).await {
+        return Ok(());
+    }
     let Ok(body) = MessageBody::parse("text", &pair.answer) else { return Ok(()) };
     let reply = Outgoing {
         chat_type: ChatType::Single,

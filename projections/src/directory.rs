@@ -1,6 +1,6 @@
 //! The facts the message path decides on, in memory: user rows (active, role, settings,
-//! live session, display name) and friendship sides (friend or not, blacklisted,
-//! remark). A bounded cache over the `users` and `friends` read models, kept current by
+//! live session, display name), friendship sides (friend or not, blacklisted,
+//! remark) and users' auto-replies. A bounded cache over the `users` and `friends` read models, kept current by
 //! the projector: after each commit it invalidates exactly the keys the batch changed,
 //! in this process directly and, on Postgres, in every other process through
 //! `NOTIFY im_directory` sent in the batch's transaction (so it arrives when the change
@@ -10,6 +10,7 @@
 //! counts its invalidations, and a value read while one happened is used once but not
 //! kept.
 
+use crate::askanswer::{AskAnswerRow, AskAnswers};
 use crate::runtime::Applied;
 use crate::users::UserRow;
 use crate::{ReadDb, ReadError};
@@ -39,6 +40,7 @@ pub struct Side {
 /// How many entries the caches hold.
 #[derive(Debug, Clone, Copy)]
 pub struct Capacity {
+    /// User rows, and (separately) users' auto-reply lists.
     pub users: usize,
     pub sides: usize,
 }
@@ -118,6 +120,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
 type Users = Cache<i64, Option<Arc<UserRow>>>;
 /// (owner, friend) → the owner's side (`None`: not friends).
 type Sides = Cache<(i64, i64), Option<Arc<Side>>>;
+/// user id → their auto-reply pairs, oldest first.
+type Replies = Cache<i64, Arc<Vec<AskAnswerRow>>>;
 
 /// The facts cache. Cheap to clone.
 #[derive(Clone)]
@@ -125,11 +129,29 @@ pub struct Directory {
     db: ReadDb,
     users: Arc<Users>,
     sides: Arc<Sides>,
+    replies: Arc<Replies>,
 }
 
 impl Directory {
     pub fn new(db: ReadDb, capacity: Capacity) -> Self {
-        Self { db, users: Arc::new(Cache::new(capacity.users)), sides: Arc::new(Cache::new(capacity.sides)) }
+        Self {
+            db,
+            users: Arc::new(Cache::new(capacity.users)),
+            sides: Arc::new(Cache::new(capacity.sides)),
+            replies: Arc::new(Cache::new(capacity.users)),
+        }
+    }
+
+    /// A user's auto-reply pairs, oldest first (empty: none).
+    pub async fn auto_replies(&self, user: i64) -> Result<Arc<Vec<AskAnswerRow>>, ReadError> {
+        match self.replies.get(&user) {
+            Ok(hit) => Ok(hit),
+            Err(generation) => {
+                let rows = Arc::new(AskAnswers::new(self.db.clone()).all(user).await?);
+                self.replies.fill(user, rows.clone(), generation);
+                Ok(rows)
+            }
+        }
     }
 
     /// A user's row (`None`: no such user).
@@ -178,12 +200,16 @@ impl Directory {
         for side in &keys.sides {
             self.sides.invalidate(side);
         }
+        for user in &keys.replies {
+            self.replies.invalidate(user);
+        }
     }
 
     /// Forgets everything (a lost notification channel, another projector instance).
     pub fn clear(&self) {
         self.users.clear();
         self.sides.clear();
+        self.replies.clear();
     }
 
     /// Entries held (users, sides).
@@ -230,6 +256,8 @@ pub struct Keys {
     pub users: Vec<i64>,
     /// `(owner, friend)` sides.
     pub sides: Vec<(i64, i64)>,
+    /// Users whose auto-replies changed.
+    pub replies: Vec<i64>,
     /// Forget everything.
     pub everything: bool,
 }
@@ -245,6 +273,8 @@ impl Keys {
         keys.users.dedup();
         keys.sides.sort_unstable();
         keys.sides.dedup();
+        keys.replies.sort_unstable();
+        keys.replies.dedup();
         keys
     }
 
@@ -260,7 +290,12 @@ impl Keys {
             Event::UserSettingsChanged(e) => self.users.push(e.user_id.0),
             Event::UserStatusChanged(e) => self.users.push(e.user_id.0),
             Event::UsernameChanged(e) => self.users.push(e.user_id.0),
-            Event::UserDeleted(e) => self.users.push(e.user_id.0),
+            Event::UserDeleted(e) => {
+                self.users.push(e.user_id.0);
+                self.replies.push(e.user_id.0);
+            }
+            Event::AskAnswerSaved(e) => self.replies.push(e.user_id.0),
+            Event::AskAnswerDeleted(e) => self.replies.push(e.user_id.0),
             Event::FriendRequestAccepted(e) => both(self, e.from.0, e.to.0),
             Event::FriendAdded(e) => both(self, e.from.0, e.to.0),
             Event::FriendSideChanged(e) => self.sides.push((e.user_id.0, e.friend_id.0)),
@@ -276,8 +311,6 @@ impl Keys {
             | Event::MessageRevoked(_)
             | Event::AllowanceUsed(_)
             | Event::ClientMessageKeyClaimed(_)
-            | Event::AskAnswerSaved(_)
-            | Event::AskAnswerDeleted(_)
             | Event::GroupCreated(_)
             | Event::GroupChanged(_)
             | Event::AdminCreated(_) => {}
@@ -285,30 +318,39 @@ impl Keys {
     }
 
     pub fn is_empty(&self) -> bool {
-        !self.everything && self.users.is_empty() && self.sides.is_empty()
+        !self.everything && self.users.is_empty() && self.sides.is_empty() && self.replies.is_empty()
     }
 
-    /// `u1,2;s1-2,2-1` or `*`.
+    /// `u1,2;s1-2,2-1;r2` or `*`.
     pub fn encode(&self) -> String {
         if self.everything {
             return "*".into();
         }
-        let users: Vec<String> = self.users.iter().map(i64::to_string).collect();
+        let list = |ids: &[i64]| ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
         let sides: Vec<String> = self.sides.iter().map(|(a, b)| format!("{a}-{b}")).collect();
-        let text = format!("u{};s{}", users.join(","), sides.join(","));
+        let text = format!("u{};s{};r{}", list(&self.users), sides.join(","), list(&self.replies));
         if text.len() > MAX_NOTICE { "*".into() } else { text }
     }
 
     /// The inverse of [`Keys::encode`]; anything unreadable means everything.
     pub fn parse(text: &str) -> Self {
         let everything = Keys { everything: true, ..Keys::default() };
-        let Some((users, sides)) = text.split_once(';') else { return everything };
-        let (Some(users), Some(sides)) = (users.strip_prefix('u'), sides.strip_prefix('s')) else { return everything };
+        let mut parts = text.split(';');
+        let (Some(users), Some(sides), Some(replies), None) = (
+            parts.next().and_then(|p| p.strip_prefix('u')),
+            parts.next().and_then(|p| p.strip_prefix('s')),
+            parts.next().and_then(|p| p.strip_prefix('r')),
+            parts.next(),
+        ) else {
+            return everything;
+        };
         let mut keys = Keys::default();
-        for u in users.split(',').filter(|u| !u.is_empty()) {
-            match u.parse() {
-                Ok(id) => keys.users.push(id),
-                Err(_) => return everything,
+        for (list, into) in [(users, &mut keys.users), (replies, &mut keys.replies)] {
+            for id in list.split(',').filter(|u| !u.is_empty()) {
+                match id.parse() {
+                    Ok(id) => into.push(id),
+                    Err(_) => return everything,
+                }
             }
         }
         for s in sides.split(',').filter(|s| !s.is_empty()) {
@@ -335,13 +377,16 @@ mod tests {
 
     #[test]
     fn keys_round_trip_through_their_notice() {
-        let keys = Keys { users: vec![1, 22], sides: vec![(1, 2), (2, 1)], everything: false };
-        assert_eq!(keys.encode(), "u1,22;s1-2,2-1");
+        let keys = Keys { users: vec![1, 22], sides: vec![(1, 2), (2, 1)], replies: vec![7], everything: false };
+        assert_eq!(keys.encode(), "u1,22;s1-2,2-1;r7");
         assert_eq!(Keys::parse(&keys.encode()), keys);
-        assert_eq!(Keys::parse("u;s"), Keys::default());
+        assert_eq!(Keys::parse("u;s;r"), Keys::default());
         assert!(Keys::parse("*").everything);
         assert!(Keys::parse("garbage").everything);
-        assert!(Keys::parse("u1,x;s").everything);
+        assert!(Keys::parse("u1,x;s;r").everything);
+        assert!(Keys::parse("u1;s;r;x").everything);
+        // An older process's notice (no auto-replies part) is not understood: everything.
+        assert!(Keys::parse("u1;s").everything);
         let many = Keys { users: (0..5000).collect(), ..Keys::default() };
         assert_eq!(many.encode(), "*");
     }
