@@ -69,6 +69,22 @@ async fn populate(server: &TestServer) {
     let c = server.register("tooluser3", "123456").await;
     server.visitor("tool-device").await;
     ok(server.post("/api/chat/updateUserinfo", Some(&a.token), json!({"nickname": "张三"})).await);
+    // Accounts whose later events come in later batches than their registration (the
+    // rebuild folds them into the new row instead).
+    let upgraded = server.visitor("tool-device-2").await;
+    ok(server.post("/api/chat/updateUserinfo", Some(&upgraded.token), json!({"nickname": "访客"})).await);
+    ok(server.post("/api/visitorregChat", Some(&upgraded.token), json!({"username": "toolupgraded", "password": "123456"})).await);
+    let d = server.register("tooluser5", "123456").await;
+    ok(server.post("/api/chat/userset", Some(&d.token), json!({"userset": r#"{"chatset":{"user":{"sendCount":2}}}"#})).await);
+    ok(server
+        .post("/api/chat/setPassword", Some(&d.token), json!({"oldpassword": "123456", "password": "654321", "repassword": "654321"}))
+        .await);
+    let d = server.login("tooluser5", "654321").await;
+    ok(server.post("/api/chat/logout", Some(&d.token), json!({})).await);
+    let e = server.register("tooluser6", "123456").await;
+    server.state.set_user_active(im_domain::UserId(e.id), false).await.unwrap();
+    let f = server.register("tooluser7", "123456").await;
+    server.state.delete_user(im_domain::UserId(f.id)).await.unwrap();
     for other in [&b, &c] {
         let req = ok(server.post("/api/chat/applyfriend", Some(&a.token), json!({"friend_id": other.id, "nickname": "友"})).await);
         ok(server.post(&format!("/api/chat/handleapply/{}", req["id"]), Some(&other.token), json!({"status": "agree"})).await);

@@ -389,16 +389,18 @@ fn decode_raw(row: &rusqlite::Row<'_>) -> Result<StoredEvent<String>, StoreError
     })
 }
 
-/// Runs a prepared query and decodes every row with `decode`.
+/// Runs a prepared query and decodes every row with `decode` (`expected`: how many rows
+/// are likely, to size the result once).
 fn events<T>(
     conn: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
+    expected: usize,
     decode: fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(params)?;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(expected);
     while let Some(row) = rows.next()? {
         out.push(decode(row)?);
     }
@@ -416,7 +418,7 @@ impl EventStore for SqliteEventStore {
         self.readers
             .with(move |conn| {
                 let sql = format!("{SELECT} WHERE stream_id = ?1 AND stream_version > ?2 ORDER BY stream_version");
-                events(conn, &sql, rusqlite::params![stream_id, after_version], decode)
+                events(conn, &sql, rusqlite::params![stream_id, after_version], 0, decode)
             })
             .await
     }
@@ -424,7 +426,13 @@ impl EventStore for SqliteEventStore {
     async fn read_all(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
         self.readers
             .with(move |conn| {
-                events(conn, &format!("{SELECT} WHERE position > ?1 ORDER BY position LIMIT ?2"), rusqlite::params![after, limit], decode)
+                events(
+                    conn,
+                    &format!("{SELECT} WHERE position > ?1 ORDER BY position LIMIT ?2"),
+                    rusqlite::params![after, limit],
+                    limit.clamp(0, 1 << 16) as usize,
+                    decode,
+                )
             })
             .await
     }
@@ -440,7 +448,8 @@ impl EventStore for SqliteEventStore {
                 let sql = format!("{SELECT} WHERE position > ? AND position <= ? AND event_type IN ({list}) ORDER BY position");
                 let mut params: Vec<&dyn rusqlite::ToSql> = vec![&after, &upto];
                 params.extend(types.iter().map(|t| t as &dyn rusqlite::ToSql));
-                events(conn, &sql, params.as_slice(), decode_raw)
+                // At most one row per position.
+                events(conn, &sql, params.as_slice(), (upto - after).clamp(0, 1 << 16) as usize, decode_raw)
             })
             .await
     }

@@ -542,14 +542,14 @@ pub async fn rebuild(
             let batch = store.read_range(after, upto, types).await?;
             // Decoded off the task that applies the batch before it.
             let decoded = tokio::task::spawn_blocking(move || {
-                batch
-                    .into_iter()
-                    .map(|stored| {
-                        let event = Event::decode_str(&stored.event_type, stored.schema_version as u32, &stored.payload)
-                            .map_err(|source| ReadError::Decode { position: stored.position, source })?;
-                        Ok((stored, event))
-                    })
-                    .collect::<Result<Vec<_>, ReadError>>()
+                // Sized up front: a collect through `Result` would grow it by doubling.
+                let mut decoded = Vec::with_capacity(batch.len());
+                for stored in batch {
+                    let event = Event::decode_str(&stored.event_type, stored.schema_version as u32, &stored.payload)
+                        .map_err(|source| ReadError::Decode { position: stored.position, source })?;
+                    decoded.push((stored, event));
+                }
+                Ok::<_, ReadError>(decoded)
             })
             .await
             .map_err(|e| im_eventlog::StoreError(format!("decoding a rebuild batch: {e}")))??;
@@ -569,7 +569,8 @@ pub async fn rebuild(
         let write = async {
             let mut tx = db.begin_write().await?;
             for p in projections {
-                let mine: Vec<Applied<'_>> = applied.iter().filter(|a| p.handles(a.event_type)).copied().collect();
+                let mut mine: Vec<Applied<'_>> = Vec::with_capacity(applied.len());
+                mine.extend(applied.iter().filter(|a| p.handles(a.event_type)).copied());
                 if !mine.is_empty() {
                     p.apply(&mut tx, &mine).await?;
                 }

@@ -1,13 +1,16 @@
 //! The user directory: one row per account with its public profile, settings, status
 //! and live session. Answers logins' token checks, profile and search queries.
 
+use crate::db::{ROWS_PER_STATEMENT, values_list};
 use crate::runtime::{Applied, Projection};
 use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
 use im_domain::Event;
+use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
+use std::collections::HashMap;
 
 pub struct UsersProjection;
 
@@ -36,10 +39,31 @@ impl Projection for UsersProjection {
     }
 
     async fn apply(&self, conn: &mut AnyConnection, events: &[Applied<'_>]) -> Result<(), ReadError> {
+        // Accounts registered in this batch become whole rows in memory, their later
+        // events in the batch folded in, and go in with one statement; events of other
+        // accounts update their rows one by one (a row is only ever touched by its own
+        // account's events, so the order between the two does not matter).
+        let mut fresh: Vec<NewUser> = Vec::new();
+        let mut index: HashMap<i64, usize> = HashMap::new();
         for a in events {
-            apply(conn, a.event).await?;
+            if let Event::UserRegistered(e) = a.event {
+                index.insert(e.user_id.0, fresh.len());
+                fresh.push(NewUser::of(e)?);
+                continue;
+            }
+            let Some(user) = user_of(a.event) else { continue };
+            match index.get(&user) {
+                Some(&i) => {
+                    if fresh[i].fold(a.event)? == Fold::Deleted {
+                        index.remove(&user);
+                        fresh[i].deleted = true;
+                    }
+                }
+                None => apply(conn, a.event).await?,
+            }
         }
-        Ok(())
+        fresh.retain(|u| !u.deleted);
+        insert_new(conn, &fresh).await
     }
 
     async fn reset(&self, conn: &mut AnyConnection) -> Result<(), ReadError> {
@@ -48,30 +72,189 @@ impl Projection for UsersProjection {
     }
 }
 
+/// The account an event of this projection concerns.
+fn user_of(event: &Event) -> Option<i64> {
+    Some(match event {
+        Event::UserRegistered(e) => e.user_id.0,
+        Event::VisitorUpgraded(e) => e.user_id.0,
+        Event::UserLoggedIn(e) => e.user_id.0,
+        Event::UserLoggedOut(e) => e.user_id.0,
+        Event::PasswordChanged(e) => e.user_id.0,
+        Event::ProfileUpdated(e) => e.user_id.0,
+        Event::UserSettingsChanged(e) => e.user_id.0,
+        Event::UserStatusChanged(e) => e.user_id.0,
+        Event::UsernameChanged(e) => e.user_id.0,
+        Event::UserDeleted(e) => e.user_id.0,
+        _ => return None,
+    })
+}
+
+/// A row registered in the current batch, with the batch's later events folded in
+/// exactly as [`apply`]'s statements would change it.
+#[derive(Debug, Serialize)]
+struct NewUser {
+    id: i64,
+    uuid: String,
+    username: String,
+    username_lower: String,
+    nickname: String,
+    nickname_lower: String,
+    avatar: String,
+    role: &'static str,
+    status: i64,
+    userset: String,
+    sex: String,
+    sign: String,
+    area: String,
+    device_fingerprint: Option<String>,
+    device: Option<String>,
+    session_id: Option<String>,
+    last_login: i64,
+    create_time: i64,
+    update_time: i64,
+    #[serde(skip)]
+    deleted: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Fold {
+    Kept,
+    Deleted,
+}
+
+impl NewUser {
+    fn of(e: &im_domain::event::UserRegistered) -> Result<Self, ReadError> {
+        Ok(Self {
+            id: e.user_id.0,
+            uuid: e.uuid.to_string(),
+            username: e.username.clone(),
+            username_lower: e.username.to_lowercase(),
+            nickname: e.nickname.clone(),
+            nickname_lower: e.nickname.to_lowercase(),
+            avatar: String::new(),
+            role: e.role.as_str(),
+            status: 1,
+            userset: serde_json::to_string(&im_domain::userset::UserSet::default())?,
+            sex: String::new(),
+            sign: String::new(),
+            area: String::new(),
+            device_fingerprint: e.device_fingerprint.clone(),
+            device: e.device.as_ref().map(serde_json::to_string).transpose()?,
+            session_id: None,
+            last_login: e.at,
+            create_time: e.at,
+            update_time: e.at,
+            deleted: false,
+        })
+    }
+
+    fn fold(&mut self, event: &Event) -> Result<Fold, ReadError> {
+        match event {
+            Event::VisitorUpgraded(e) => {
+                self.role = "user";
+                self.username = e.username.clone();
+                self.username_lower = e.username.to_lowercase();
+                self.update_time = e.at;
+            }
+            Event::UserLoggedIn(e) => {
+                self.session_id = Some(e.session_id.to_string());
+                self.last_login = e.at;
+            }
+            Event::UserLoggedOut(e) => {
+                if self.session_id.as_deref() == Some(e.session_id.to_string().as_str()) {
+                    self.session_id = None;
+                }
+            }
+            Event::PasswordChanged(e) => self.update_time = e.at,
+            Event::ProfileUpdated(e) => {
+                if let Some(n) = &e.nickname {
+                    self.nickname = n.clone();
+                    self.nickname_lower = n.to_lowercase();
+                }
+                for (field, value) in
+                    [(&mut self.avatar, &e.avatar), (&mut self.sex, &e.sex), (&mut self.sign, &e.sign), (&mut self.area, &e.area)]
+                {
+                    if let Some(v) = value {
+                        *field = v.clone();
+                    }
+                }
+                self.update_time = e.at;
+            }
+            Event::UserSettingsChanged(e) => {
+                self.userset = serde_json::to_string(&e.userset)?;
+                self.update_time = e.at;
+            }
+            Event::UserStatusChanged(e) => {
+                self.status = i64::from(e.active);
+                if !e.active {
+                    self.session_id = None;
+                }
+                self.update_time = e.at;
+            }
+            Event::UsernameChanged(e) => {
+                self.username = e.username.clone();
+                self.username_lower = e.username.to_lowercase();
+                self.update_time = e.at;
+            }
+            Event::UserDeleted(_) => return Ok(Fold::Deleted),
+            _ => {}
+        }
+        Ok(Fold::Kept)
+    }
+}
+
+const USER_COLUMNS: &str = "id, uuid, username, username_lower, nickname, nickname_lower, avatar, role, status, userset, \
+     sex, sign, area, device_fingerprint, device, session_id, last_login, create_time, update_time";
+
+/// Inserts the batch's new rows, many per statement (on Postgres the rows travel as one
+/// JSON array).
+async fn insert_new(conn: &mut AnyConnection, rows: &[NewUser]) -> Result<(), ReadError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if conn.backend_name() != "SQLite" {
+        let sql = format!(
+            "INSERT INTO users ({USER_COLUMNS}) SELECT {USER_COLUMNS} FROM json_to_recordset($1::json) AS r(id BIGINT, uuid TEXT, \
+             username TEXT, username_lower TEXT, nickname TEXT, nickname_lower TEXT, avatar TEXT, role TEXT, status BIGINT, \
+             userset TEXT, sex TEXT, sign TEXT, area TEXT, device_fingerprint TEXT, device TEXT, session_id TEXT, \
+             last_login BIGINT, create_time BIGINT, update_time BIGINT) ON CONFLICT (id) DO NOTHING"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(serde_json::to_string(rows)?).execute(conn).await?;
+        return Ok(());
+    }
+    for chunk in rows.chunks(ROWS_PER_STATEMENT / 2) {
+        let sql = format!("INSERT INTO users ({USER_COLUMNS}) VALUES {} ON CONFLICT (id) DO NOTHING", values_list(conn, chunk.len(), 19));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for u in chunk {
+            query = query
+                .bind(u.id)
+                .bind(u.uuid.as_str())
+                .bind(u.username.as_str())
+                .bind(u.username_lower.as_str())
+                .bind(u.nickname.as_str())
+                .bind(u.nickname_lower.as_str())
+                .bind(u.avatar.as_str())
+                .bind(u.role)
+                .bind(u.status)
+                .bind(u.userset.as_str())
+                .bind(u.sex.as_str())
+                .bind(u.sign.as_str())
+                .bind(u.area.as_str())
+                .bind(u.device_fingerprint.as_deref())
+                .bind(u.device.as_deref())
+                .bind(u.session_id.as_deref())
+                .bind(u.last_login)
+                .bind(u.create_time)
+                .bind(u.update_time);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// One event of an account registered before this batch.
 async fn apply(tx: &mut AnyConnection, event: &Event) -> Result<(), ReadError> {
     match event {
-        Event::UserRegistered(e) => {
-            let userset = serde_json::to_string(&im_domain::userset::UserSet::default())?;
-            let device = e.device.as_ref().map(serde_json::to_string).transpose()?;
-            sqlx::query(
-                "INSERT INTO users (id, uuid, username, username_lower, nickname, nickname_lower, role, status, userset, \
-                     device_fingerprint, device, last_login, create_time, update_time) \
-                     VALUES ($1, $2, $3, $4, $5, $11, $6, 1, $7, $8, $9, $10, $10, $10) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(e.user_id.0)
-            .bind(e.uuid.to_string())
-            .bind(&e.username)
-            .bind(e.username.to_lowercase())
-            .bind(&e.nickname)
-            .bind(e.role.as_str())
-            .bind(userset)
-            .bind(e.device_fingerprint.clone())
-            .bind(device)
-            .bind(e.at)
-            .bind(e.nickname.to_lowercase())
-            .execute(tx)
-            .await?;
-        }
         Event::VisitorUpgraded(e) => {
             sqlx::query("UPDATE users SET role = 'user', username = $2, username_lower = $3, update_time = $4 WHERE id = $1")
                 .bind(e.user_id.0)
