@@ -160,10 +160,8 @@ impl NewUser {
                 self.session_id = Some(e.session_id.to_string());
                 self.last_login = e.at;
             }
-            Event::UserLoggedOut(e) => {
-                if self.session_id.as_deref() == Some(e.session_id.to_string().as_str()) {
-                    self.session_id = None;
-                }
+            Event::UserLoggedOut(e) if self.session_id.as_deref() == Some(e.session_id.to_string().as_str()) => {
+                self.session_id = None;
             }
             Event::PasswordChanged(e) => self.update_time = e.at,
             Event::ProfileUpdated(e) => {
