@@ -389,7 +389,7 @@ pub async fn handler(ws: WebSocketUpgrade, State(state): State<AppState>, Query(
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(WRITE_BUFFER + MAX_FRAME * 2)
-        .on_upgrade(move |socket| serve(socket, state, token))
+        .on_upgrade(move |socket| serve(Box::new(socket), state, token))
 }
 
 async fn refuse(mut socket: WebSocket, reason: &str) {
@@ -401,11 +401,14 @@ async fn refuse(mut socket: WebSocket, reason: &str) {
 /// An answer to a client frame, ready when its send is durable.
 type Answer = Pin<Box<dyn Future<Output = String> + Send>>;
 
-async fn serve(socket: WebSocket, state: AppState, token: Option<String>) {
-    let me = match state.identify(token.as_deref()).await {
+/// One socket's life. The socket comes boxed and the larger steps are boxed too, so an
+/// idle socket's task holds little more than its loop's state.
+async fn serve(socket: Box<WebSocket>, state: AppState, token: Option<String>) {
+    let identified = Box::pin(state.identify(token.as_deref()));
+    let me = match identified.await {
         Ok(Ok(me)) => me,
-        Ok(Err(refusal)) => return refuse(socket, refusal.ws_reason()).await,
-        Err(_) => return refuse(socket, "服务器内部错误").await,
+        Ok(Err(refusal)) => return Box::pin(refuse(*socket, refusal.ws_reason())).await,
+        Err(_) => return Box::pin(refuse(*socket, "服务器内部错误")).await,
     };
     let limits = state.socket_limits();
     let max_frames = limits.queue.max(4);
@@ -437,7 +440,7 @@ async fn serve(socket: WebSocket, state: AppState, token: Option<String>) {
     if me.is_visitor() {
         say(&queue, frame("system", json!("欢迎您,登录可以获取更多功能!")).to_string());
     }
-    let (sink, mut inbound) = socket.split();
+    let (sink, mut inbound) = (*socket).split();
     let cursor = match state.inbox().delivered_upto(me.id.0).await {
         Ok(upto) => Cursor::new(upto),
         Err(e) => {
@@ -476,7 +479,10 @@ async fn serve(socket: WebSocket, state: AppState, token: Option<String>) {
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => continue,
                 };
-                if let Some(answer) = on_client_frame(&state, &me, &text).await {
+                // Boxed: the send path's state exists only while a frame is handled,
+                // not in every idle socket's task.
+                let handled = Box::pin(on_client_frame(&state, &me, &text));
+                if let Some(answer) = handled.await {
                     in_flight.push_back(answer);
                 }
             }

@@ -340,8 +340,8 @@ pub struct UserRow {
     pub avatar: String,
     pub role: String,
     pub status: i64,
-    pub userset: Value,
-    /// `userset` read once (missing keys take their defaults).
+    /// `userset`, read once (missing keys take their defaults). Kept typed rather than
+    /// as a JSON tree: a cached row is a few hundred bytes instead of ~3 KiB.
     pub settings: im_domain::userset::UserSet,
     pub sex: String,
     pub sign: String,
@@ -362,11 +362,16 @@ impl UserRow {
         if self.nickname.is_empty() { &self.username } else { &self.nickname }
     }
 
+    /// `userset` as the contract shows it.
+    pub fn userset(&self) -> Value {
+        serde_json::to_value(&self.settings).unwrap_or(Value::Null)
+    }
+
     /// The user object of the contract (never the password).
     pub fn to_json(&self) -> Value {
         json!({
             "id": self.id, "uuid": self.uuid, "username": self.username, "nickname": self.nickname,
-            "avatar": self.avatar, "role": self.role, "status": self.status, "userset": self.userset,
+            "avatar": self.avatar, "role": self.role, "status": self.status, "userset": self.userset(),
             "last_login": self.last_login, "create_time": self.create_time, "update_time": self.update_time,
         })
     }
@@ -375,7 +380,7 @@ impl UserRow {
     pub fn to_public_json(&self) -> Value {
         json!({
             "id": self.id, "uuid": self.uuid, "username": self.username, "nickname": self.nickname,
-            "avatar": self.avatar, "role": self.role, "userset": self.userset,
+            "avatar": self.avatar, "role": self.role, "userset": self.userset(),
             "userinfo": {"sex": self.sex, "sign": self.sign, "area": self.area},
         })
     }
@@ -391,9 +396,8 @@ const COLUMNS: &str =
 
 fn decode(row: AnyRow) -> Result<UserRow, ReadError> {
     let userset: String = row.try_get("userset")?;
-    let userset: Value = serde_json::from_str(&userset)?;
     Ok(UserRow {
-        settings: serde_json::from_value(userset.clone()).unwrap_or_default(),
+        settings: serde_json::from_str(&userset).unwrap_or_default(),
         id: row.try_get("id")?,
         uuid: row.try_get("uuid")?,
         username: row.try_get("username")?,
@@ -401,7 +405,6 @@ fn decode(row: AnyRow) -> Result<UserRow, ReadError> {
         avatar: row.try_get("avatar")?,
         role: row.try_get("role")?,
         status: row.try_get("status")?,
-        userset,
         sex: row.try_get("sex")?,
         sign: row.try_get("sign")?,
         area: row.try_get("area")?,

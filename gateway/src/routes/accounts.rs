@@ -13,7 +13,6 @@ use im_commands::Ctx;
 use im_commands::accounts::SessionStarted;
 use im_domain::account::ProfileChanges;
 use im_domain::event::DeviceInfo;
-use im_domain::userset::UserSet;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 
@@ -155,14 +154,13 @@ async fn userset(State(state): State<AppState>, params: Params) -> ApiResult {
     let position = state.accounts().change_settings(&Ctx::user(me.id.0), me.id, &raw).await?;
     state.settle(position).await?;
     let user = state.users().by_id(me.id.0).await?.ok_or_else(ApiError::user_not_found)?;
-    Ok(ok(user.userset))
+    Ok(ok(user.userset()))
 }
 
 async fn get_userset(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
-    // Stored settings are complete; parsing again fills any key added since.
-    let stored: UserSet = serde_json::from_value(me.user.userset.clone()).unwrap_or_default();
-    Ok(ok(serde_json::to_value(stored).map_err(ApiError::internal)?))
+    // Read with defaults for any key added since they were stored.
+    Ok(ok(me.user.userset()))
 }
 
 async fn search_user(State(state): State<AppState>, params: Params) -> ApiResult {
