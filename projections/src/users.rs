@@ -364,7 +364,7 @@ impl UserRow {
 
     /// `userset` as the contract shows it.
     pub fn userset(&self) -> Value {
-        serde_json::to_value(&self.settings).unwrap_or(Value::Null)
+        serde_json::to_value(self.settings).unwrap_or(Value::Null)
     }
 
     /// The user object of the contract (never the password).
