@@ -39,7 +39,7 @@ pub trait Presence: Send + Sync + 'static {
     /// Asks `node` to close the user's socket unless it belongs to `session`.
     async fn kick(&self, node: &str, kick: &Kick) -> Result<(), PresenceError>;
     /// The kicks addressed to `node`.
-    async fn kicks(&self, node: &str) -> Result<mpsc::UnboundedReceiver<Kick>, PresenceError>;
+    async fn kicks(&self, node: &str) -> Result<mpsc::Receiver<Kick>, PresenceError>;
     /// The user's live session as last recorded (`None`: unknown here, ask the database).
     async fn session(&self, user: i64) -> Result<Option<String>, PresenceError>;
     /// Records the user's live session (`None`: no live session).
@@ -67,9 +67,9 @@ impl Presence for LocalPresence {
     async fn kick(&self, _node: &str, _kick: &Kick) -> Result<(), PresenceError> {
         Ok(())
     }
-    async fn kicks(&self, _node: &str) -> Result<mpsc::UnboundedReceiver<Kick>, PresenceError> {
+    async fn kicks(&self, _node: &str) -> Result<mpsc::Receiver<Kick>, PresenceError> {
         // Nobody else sends kicks to a lone node: the channel is closed at once.
-        let (_, rx) = mpsc::unbounded_channel();
+        let (_, rx) = mpsc::channel(1);
         Ok(rx)
     }
     async fn session(&self, _user: i64) -> Result<Option<String>, PresenceError> {
@@ -89,6 +89,9 @@ pub struct RedisPresence {
     prefix: String,
     ttl: Duration,
 }
+
+/// Kicks received from other nodes and not yet carried out by this gateway.
+pub const KICKS_QUEUED: usize = 1024;
 
 const DELETE_IF_OURS: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 const REFRESH_IF_OURS: &str =
@@ -159,18 +162,19 @@ impl Presence for RedisPresence {
         Ok(())
     }
 
-    async fn kicks(&self, node: &str) -> Result<mpsc::UnboundedReceiver<Kick>, PresenceError> {
+    async fn kicks(&self, node: &str) -> Result<mpsc::Receiver<Kick>, PresenceError> {
         use futures_util::StreamExt;
         let mut pubsub = self.client.get_async_pubsub().await?;
         pubsub.subscribe(self.kick_channel(node)).await?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        // Bounded: when the gateway falls behind, the subscription waits for it.
+        let (tx, rx) = mpsc::channel(KICKS_QUEUED);
         tokio::spawn(async move {
             let mut messages = pubsub.into_on_message();
             while let Some(message) = messages.next().await {
                 let Ok(payload) = message.get_payload::<String>() else { continue };
                 match serde_json::from_str::<Kick>(&payload) {
                     Ok(kick) => {
-                        if tx.send(kick).is_err() {
+                        if tx.send(kick).await.is_err() {
                             return;
                         }
                     }

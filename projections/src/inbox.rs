@@ -592,8 +592,9 @@ async fn write_messages(conn: &mut AnyConnection, rows: &[&MessageRow]) -> Resul
     }
     for chunk in rows.chunks(MAX_ROWS) {
         let sql = format!(
-            "INSERT INTO messages (id, position, chat_type, from_id, to_id, client_msg_id, body, create_time) VALUES {} \
-             ON CONFLICT (id) DO NOTHING",
+            // OR IGNORE rather than ON CONFLICT: no constraint can abort the statement
+            // then, so SQLite keeps no statement journal for it.
+            "INSERT OR IGNORE INTO messages (id, position, chat_type, from_id, to_id, client_msg_id, body, create_time) VALUES {}",
             values_list(conn, padded(chunk.len()), 8)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -638,7 +639,7 @@ async fn write_rows(conn: &mut AnyConnection, rows: &[&InboxRow]) -> Result<(), 
     }
     for chunk in rows.chunks(MAX_ROWS) {
         let sql = format!(
-            "INSERT INTO inbox (user_id, seq, message_id, kind, payload, create_time) VALUES {} ON CONFLICT (user_id, seq) DO NOTHING",
+            "INSERT OR IGNORE INTO inbox (user_id, seq, message_id, kind, payload, create_time) VALUES {}",
             values_list(conn, padded(chunk.len()), 6)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -667,7 +668,8 @@ fn padded(rows: usize) -> usize {
 }
 
 /// The rows, then the last one again up to [`padded`] (every such statement ignores a
-/// row it already wrote: `ON CONFLICT DO NOTHING`, or an upsert to the same value).
+/// row it already wrote: `OR IGNORE`, `ON CONFLICT DO NOTHING`, or an upsert to the same
+/// value).
 fn padding<T>(rows: &[T]) -> impl Iterator<Item = &T> {
     let extra = padded(rows.len()) - rows.len();
     rows.iter().chain(rows.last().into_iter().cycle().take(extra))

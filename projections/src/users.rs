@@ -221,7 +221,7 @@ async fn insert_new(conn: &mut AnyConnection, rows: &[NewUser]) -> Result<(), Re
         return Ok(());
     }
     for chunk in rows.chunks(ROWS_PER_STATEMENT / 2) {
-        let sql = format!("INSERT INTO users ({USER_COLUMNS}) VALUES {} ON CONFLICT (id) DO NOTHING", values_list(conn, chunk.len(), 19));
+        let sql = format!("INSERT OR IGNORE INTO users ({USER_COLUMNS}) VALUES {}", values_list(conn, chunk.len(), 19));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for u in chunk {
             query = query

@@ -42,6 +42,7 @@ pub async fn serve(listener: TcpListener) -> anyhow::Result<()> {
 
 async fn connection(ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, user: i64, peers: Peers) {
     let (mut sink, mut stream) = ws.split();
+    // Unbounded: a bench-only relay whose only clients are `im bench`'s own.
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
     peers.lock().unwrap_or_else(|p| p.into_inner()).insert(user, tx.clone());
     let _ = tx.send(Message::Text(json!({"type": "system", "data": "welcome"}).to_string().into()));
