@@ -63,8 +63,21 @@ pub async fn rebuild(
     if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
         return Err(Usage(format!("no projection named {unknown:?}; known: {}", known.join(", "))).into());
     }
-    let (store, db) = open_stores(settings).await?;
     let chosen: Vec<_> = all.into_iter().filter(|p| names.is_empty() || names.iter().any(|n| n == p.name())).collect();
+    if settings.database_url.is_none() && chosen.len() == known.len() {
+        // Every read model of the embedded store: a new read.db is cheaper than emptying
+        // the old one, which reads every page of every table to free it.
+        let path = settings.read_db_path();
+        for suffix in ["", "-wal", "-shm"] {
+            let file = format!("{}{suffix}", path.display());
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(anyhow::Error::new(e).context(format!("removing {file}"))),
+            }
+        }
+    }
+    let (store, db) = open_stores(settings).await?;
     let label: Vec<&'static str> = chosen.iter().map(|p| p.name()).collect();
     // One pass over the log for all of them.
     let position = im_projections::runtime::rebuild(&*store, &db, &chosen, &mut |at, head| progress(&label.join("+"), at, head))
