@@ -193,7 +193,7 @@ async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Respons
 async fn users(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
     let Some(s) = session(&state, &headers) else { return to_login() };
     let query = q.get("q").cloned().unwrap_or_default();
-    let page_no = q.get("page").and_then(|p| p.parse().ok()).filter(|p: &i64| *p >= 1).unwrap_or(1);
+    let page_no = q.get("page").and_then(|p| p.parse().ok()).filter(|p: &i64| (1..=crate::routes::MAX_PAGE).contains(p)).unwrap_or(1);
     let limit = 20;
     let Ok((count, rows)) = state.users().page(&query, page_no, limit).await else {
         return ApiError::internal("users page").into_response();
@@ -347,7 +347,7 @@ async fn delete_user(
 
 async fn reports(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
     let Some(s) = session(&state, &headers) else { return to_login() };
-    let page_no = q.get("page").and_then(|p| p.parse().ok()).filter(|p: &i64| *p >= 1).unwrap_or(1);
+    let page_no = q.get("page").and_then(|p| p.parse().ok()).filter(|p: &i64| (1..=crate::routes::MAX_PAGE).contains(p)).unwrap_or(1);
     let Ok((count, rows)) = state.friends().reports(page_no, 50).await else { return ApiError::internal("reports").into_response() };
     let list: String = rows
         .iter()

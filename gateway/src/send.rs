@@ -63,22 +63,42 @@ pub struct Accepted {
 /// A queued send.
 pub type Pending = Pin<Box<dyn Future<Output = Result<Accepted, ApiError>> + Send>>;
 
-/// `options`: an optional URL-encoded JSON string (or a JSON object).
+/// The most bytes a message's `options` may take as JSON: they are copied into the
+/// event and the message row, and every recipient receives them.
+pub const MAX_OPTIONS_BYTES: usize = 4096;
+
+/// `options`: an optional URL-encoded JSON string (or a JSON object), at most
+/// [`MAX_OPTIONS_BYTES`] as JSON and without a NUL character once decoded.
 fn parse_options(params: &Params) -> Result<Value, ApiError> {
     let invalid = || ApiError::bad("invalid_options", "options 必须是JSON字符串");
-    match params.value("options") {
-        None => Ok(json!({})),
-        Some(Value::Object(o)) => Ok(Value::Object(o.clone())),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(json!({})),
+    let options = match params.value("options") {
+        None => return Ok(json!({})),
+        Some(Value::Object(o)) => Value::Object(o.clone()),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(json!({})),
+        // Refused before decoding: a longer text cannot decode to something short enough
+        // by more than percent-encoding's factor of three.
+        Some(Value::String(s)) if s.len() > MAX_OPTIONS_BYTES * 3 => return Err(options_too_large()),
         Some(Value::String(s)) => {
             let decoded = percent_decode(s).ok_or_else(invalid)?;
             match serde_json::from_str::<Value>(&decoded).map_err(|_| invalid())? {
-                v @ Value::Object(_) => Ok(v),
-                _ => Err(invalid()),
+                v @ Value::Object(_) => v,
+                _ => return Err(invalid()),
             }
         }
-        Some(_) => Err(invalid()),
+        Some(_) => return Err(invalid()),
+    };
+    // `%00` decodes to the NUL the edge filter refuses in plain text.
+    if crate::params::contains_nul(&options) {
+        return Err(crate::params::nul_refused());
     }
+    if options.to_string().len() > MAX_OPTIONS_BYTES {
+        return Err(options_too_large());
+    }
+    Ok(options)
+}
+
+fn options_too_large() -> ApiError {
+    ApiError::bad("options_too_large", format!("options 不能超过{MAX_OPTIONS_BYTES}字节"))
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -161,7 +181,11 @@ async fn submit_single(state: &AppState, me: &Me, sender: Arc<UserRow>, command:
         if let Sent::New { message, .. } = &sent
             && !state.hub().is_online(UserId(to_id))
         {
-            auto_reply(&state, message, &recipient).await?;
+            // The message is durable: a failed auto-reply is logged, never answered as
+            // the send's error (the client would retry a message that was sent).
+            if let Err(e) = auto_reply(&state, message, &recipient).await {
+                tracing::warn!(message_id = %message.message_id, error = %e.reason, "auto-reply failed");
+            }
         }
         accepted(&state, sent).await
     }))

@@ -121,7 +121,7 @@ impl AskAnswers {
         )
         .bind(owner)
         .bind(limit)
-        .bind((page - 1) * limit)
+        .bind(crate::db::offset(page, limit))
         .fetch_all(self.db.pool())
         .await?;
         Ok((count, rows.into_iter().map(decode).collect::<Result<_, _>>()?))

@@ -180,5 +180,11 @@ pub(crate) fn values_list(conn: &AnyConnection, rows: usize, width: usize) -> St
     sql
 }
 
+/// The `OFFSET` of page `page` (from 1) of `limit` rows; saturates instead of overflowing
+/// (the edge refuses absurd page numbers, this keeps every caller safe anyway).
+pub(crate) fn offset(page: i64, limit: i64) -> i64 {
+    page.saturating_sub(1).max(0).saturating_mul(limit.max(0))
+}
+
 /// Rows per multi-row statement (well under both engines' parameter limits).
 pub(crate) const ROWS_PER_STATEMENT: usize = 400;

@@ -358,7 +358,7 @@ impl Friends {
         let count: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM friend_requests WHERE friend_id = $1").bind(me).fetch_one(self.db.pool()).await?;
         let sql = sqlx::AssertSqlSafe(format!("{REQUEST_SELECT} WHERE r.friend_id = $1 ORDER BY r.id DESC LIMIT $2 OFFSET $3"));
-        let rows = sqlx::query(sql).bind(me).bind(limit).bind((page - 1) * limit).fetch_all(self.db.pool()).await?;
+        let rows = sqlx::query(sql).bind(me).bind(limit).bind(crate::db::offset(page, limit)).fetch_all(self.db.pool()).await?;
         Ok((count, rows.into_iter().map(decode_request).collect::<Result<_, _>>()?))
     }
 
@@ -370,7 +370,7 @@ impl Friends {
              ORDER BY id DESC LIMIT $1 OFFSET $2",
         )
         .bind(limit)
-        .bind((page - 1) * limit)
+        .bind(crate::db::offset(page, limit))
         .fetch_all(self.db.pool())
         .await?;
         let rows = rows

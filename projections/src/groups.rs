@@ -263,7 +263,7 @@ impl Groups {
         )
         .bind(user)
         .bind(limit)
-        .bind((page - 1) * limit)
+        .bind(crate::db::offset(page, limit))
         .fetch_all(self.db.pool())
         .await?;
         let rows = rows

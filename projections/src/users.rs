@@ -454,7 +454,7 @@ impl Users {
             .fetch_one(self.db.pool())
             .await?;
         let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE {filter} ORDER BY id DESC LIMIT $2 OFFSET $3"));
-        let rows = sqlx::query(sql).bind(&pattern).bind(limit).bind((page - 1) * limit).fetch_all(self.db.pool()).await?;
+        let rows = sqlx::query(sql).bind(&pattern).bind(limit).bind(crate::db::offset(page, limit)).fetch_all(self.db.pool()).await?;
         Ok((count, rows.into_iter().map(decode).collect::<Result<_, _>>()?))
     }
 

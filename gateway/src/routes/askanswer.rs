@@ -64,11 +64,8 @@ async fn delete(State(state): State<AppState>, params: Params) -> ApiResult {
 
 async fn list(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::Users).await?;
-    let page = params.int("page")?.unwrap_or(1);
+    let page = super::page_number(params.int("page")?.unwrap_or(1))?;
     let limit = params.int("limit")?.unwrap_or(10);
-    if page < 1 {
-        return Err(ApiError::bad("invalid_page", "page 必须大于等于1"));
-    }
     if !(1..=100).contains(&limit) {
         return Err(ApiError::bad("invalid_limit", "limit 必须在1到100之间"));
     }

@@ -34,7 +34,11 @@ async fn send(State(state): State<AppState>, addr: ConnectInfo<SocketAddr>, para
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let command = SendMessage::parse(&params)?;
     let accepted = crate::send::submit(&state, &me, command).await?.await?;
-    state.settle(accepted.position).await?;
+    // The message is durable from here on: a read model slow to catch up is logged, and
+    // the send still answers 200 (an error would make the client send it again).
+    if let Err(e) = state.settle(accepted.position).await {
+        tracing::warn!(position = accepted.position, error = %e.reason, "sent, but the read models did not catch up in time");
+    }
     Ok(ok(accepted.message))
 }
 

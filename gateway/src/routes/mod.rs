@@ -10,6 +10,19 @@ pub mod messages;
 use crate::error::ApiError;
 use crate::params::{Params, path_int};
 
+/// The highest page number a request may ask for (beyond it a page is empty anyway, and
+/// its offset would overflow).
+pub const MAX_PAGE: i64 = 1_000_000;
+
+/// A page number: 1..=[`MAX_PAGE`], else 400 `invalid_page`.
+pub fn page_number(number: i64) -> Result<i64, ApiError> {
+    if (1..=MAX_PAGE).contains(&number) {
+        Ok(number)
+    } else {
+        Err(ApiError::bad("invalid_page", format!("page 必须在1到{MAX_PAGE}之间")))
+    }
+}
+
 /// A `/:page` path parameter (≥ 1) with its `?limit=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
@@ -20,10 +33,7 @@ pub struct Page {
 impl Page {
     /// `default_limit` when `limit` is absent; a limit outside 1..=`max_limit` is refused.
     pub fn parse(raw: &str, params: &Params, default_limit: i64, max_limit: i64) -> Result<Self, ApiError> {
-        let number = path_int(raw, "page")?;
-        if number < 1 {
-            return Err(ApiError::bad("invalid_page", "page 必须大于等于1"));
-        }
+        let number = page_number(path_int(raw, "page")?)?;
         let limit = params.int("limit")?.unwrap_or(default_limit);
         if !(1..=max_limit).contains(&limit) {
             return Err(ApiError::bad("invalid_limit", format!("limit 必须在1到{max_limit}之间")));
@@ -32,6 +42,6 @@ impl Page {
     }
 
     pub fn offset(&self) -> usize {
-        ((self.number - 1) * self.limit) as usize
+        usize::try_from(self.number.saturating_sub(1).saturating_mul(self.limit)).unwrap_or(usize::MAX)
     }
 }
