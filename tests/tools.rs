@@ -177,6 +177,7 @@ async fn rebuild_restores_every_read_model(backend: Backend) {
 async fn events_print_the_log_redacted(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.register("eventsuser", "123456").await;
+    server.visitor("secret-device-fingerprint").await;
     let head = server.state.store().head().await.unwrap();
     let settings = server.settings.clone();
     let mut out = Vec::new();
@@ -187,6 +188,14 @@ async fn events_print_the_log_redacted(backend: Backend) {
     let registered = lines.iter().find(|e| e["event_type"] == "UserRegistered").unwrap();
     assert_eq!(registered["payload"]["password_hash"], "[redacted]");
     assert!(!lines.iter().any(|e| e.to_string().contains("$argon2")), "no hash leaves the system");
+    // A visitor's device fingerprint logs the visitor in: it leaves neither in a payload
+    // nor in the name of the device's claim stream.
+    assert!(!lines.iter().any(|e| e.to_string().contains("secret-device-fingerprint")), "no fingerprint leaves the system");
+    let bound = lines.iter().find(|e| e["event_type"] == "DeviceBound").unwrap();
+    assert_eq!(bound["payload"]["fingerprint"], "[redacted]");
+    assert_eq!(bound["stream_id"], "device-[redacted]");
+    let visitor = lines.iter().find(|e| e["event_type"] == "UserRegistered" && e["payload"]["role"] == "visitor").unwrap();
+    assert_eq!(visitor["payload"]["device_fingerprint"], "[redacted]");
     let mut out = Vec::new();
     im_gateway::tools::events(&settings, head, false, &mut out).await.unwrap();
     assert_eq!(String::from_utf8(out).unwrap().lines().count(), 1, "--from is inclusive");
@@ -204,6 +213,7 @@ async fn replay_publishes_the_log_again() {
     for i in 0..3 {
         server.register(&format!("replayer{i}"), "123456").await;
     }
+    server.visitor("replayed-device-fingerprint").await;
     let head = server.state.store().head().await.unwrap();
     let mut settings = server.settings.clone();
     server.stop().await;
@@ -224,6 +234,8 @@ async fn replay_publishes_the_log_again() {
         let message = tokio::time::timeout(std::time::Duration::from_secs(20), consumer.recv()).await.expect("replayed events").unwrap();
         let event: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
         assert!(!event.to_string().contains("$argon2"), "redacted");
+        assert!(!event.to_string().contains("replayed-device-fingerprint"), "redacted");
+        assert!(!String::from_utf8_lossy(message.key().unwrap_or_default()).contains("replayed-device-fingerprint"), "key redacted");
         positions.push(event["position"].as_i64().unwrap());
     }
     positions.sort();

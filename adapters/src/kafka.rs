@@ -351,8 +351,11 @@ pub async fn run_relay(store: SharedEventStore, db: ReadDb, settings: KafkaSetti
 pub async fn publish(producer: &FutureProducer, topic: &str, batch: &[StoredEvent]) -> Result<(), KafkaError> {
     let mut pending = Vec::with_capacity(batch.len());
     for event in batch {
-        let payload = serde_json::to_string(&event.redacted())?;
-        let record = FutureRecord::to(topic).key(&event.stream_id).payload(&payload);
+        // Keyed by the redacted stream name: device claim streams share one key (and so
+        // one partition, still in order) rather than publish their fingerprints.
+        let public = event.redacted();
+        let payload = serde_json::to_string(&public)?;
+        let record = FutureRecord::to(topic).key(&public.stream_id).payload(&payload);
         match producer.send_result(record) {
             Ok(f) => pending.push(f),
             Err((e, _)) => return Err(e.into()),

@@ -77,17 +77,27 @@ pub struct StoredEvent<P = Value> {
     pub recorded_at: i64,
 }
 
+/// What replaces a secret in an event that leaves the system.
+pub const REDACTED: &str = "[redacted]";
+/// The prefix of a visitor device's claim stream (`device-<fingerprint>`).
+const DEVICE_STREAM: &str = "device-";
+
 impl StoredEvent {
-    /// The event as it may leave the system (the `im.events` stream, `im events`):
-    /// secrets — password hashes — are replaced by `"[redacted]"`.
+    /// The event as it may leave the system (the `im.events` stream and its record key,
+    /// `im events`): secrets are replaced by `"[redacted]"` — password hashes, and visitor
+    /// device fingerprints, which log a visitor in, in the payload and in the name of the
+    /// device's claim stream (`device-[redacted]`).
     pub fn redacted(&self) -> StoredEvent {
         let mut public = self.clone();
         if let Some(payload) = public.payload.as_object_mut() {
-            for key in ["password_hash"] {
+            for key in ["password_hash", "device_fingerprint", "fingerprint"] {
                 if payload.get(key).is_some_and(|v| !v.is_null()) {
-                    payload.insert(key.to_owned(), Value::String("[redacted]".into()));
+                    payload.insert(key.to_owned(), Value::String(REDACTED.into()));
                 }
             }
+        }
+        if public.stream_id.starts_with(DEVICE_STREAM) {
+            public.stream_id = format!("{DEVICE_STREAM}{REDACTED}");
         }
         public
     }
