@@ -32,6 +32,17 @@ async fn session(server: &TestServer) -> (String, String) {
     (cookie, csrf)
 }
 
+/// The session cookie a login sets, with an optional `X-Forwarded-Proto`.
+async fn plain_login_cookie(server: &TestServer, forwarded_proto: Option<&str>) -> String {
+    let mut request = client().post(format!("{}/admin/login", server.base)).form(&[("username", "opsadmin"), ("password", "s3cret-ops")]);
+    if let Some(proto) = forwarded_proto {
+        request = request.header("x-forwarded-proto", proto);
+    }
+    let resp = request.send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 303);
+    resp.headers()["set-cookie"].to_str().unwrap().to_owned()
+}
+
 async fn get(server: &TestServer, cookie: &str, path: &str) -> String {
     let resp = client().get(format!("{}{path}", server.base)).header("cookie", cookie).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200, "{path}");
@@ -51,6 +62,10 @@ async fn console_security_and_operator_actions(backend: Backend) {
     server.state.admins().create("opsadmin", "s3cret-ops").await.unwrap();
     assert_eq!(login(&server, "opsadmin", "wrong-pass").await.status().as_u16(), 401);
     let (cookie, csrf) = session(&server).await;
+    assert!(!plain_login_cookie(&server, None).await.contains("Secure"), "over plain HTTP the cookie cannot be Secure");
+    // Behind a TLS-terminating proxy the browser speaks HTTPS: the cookie is Secure.
+    assert!(plain_login_cookie(&server, Some("https")).await.contains("; Secure"));
+    assert!(!plain_login_cookie(&server, Some("http")).await.contains("Secure"));
 
     // A chat user to operate on, connected over WebSocket.
     let alice = server.register("consoleu1", "123456").await;

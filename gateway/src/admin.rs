@@ -1,6 +1,6 @@
 //! The admin console (SPEC 9): server-rendered pages under `/admin` for operators.
 //!
-//! Sessions are a signed cookie (HS256, HttpOnly, SameSite=Strict, 12 h) naming the
+//! Sessions are a signed cookie (HS256, HttpOnly, SameSite=Strict, Secure over HTTPS, 12 h) naming the
 //! operator and carrying a random CSRF token; every form posts that token back and a
 //! POST without the matching token is refused. Operator accounts come from
 //! `im admin create`; there is no built-in one.
@@ -125,7 +125,18 @@ fn login_form(error: Option<&str>) -> Html<String> {
     )
 }
 
-async fn login(State(state): State<AppState>, Form(form): Form<HashMap<String, String>>) -> Response {
+/// The cookie's attributes: `Secure` when the browser reached us over HTTPS (a proxy in
+/// front says so with `X-Forwarded-Proto: https`; a client that claims it falsely only
+/// makes its own cookie stricter).
+fn cookie_flags(headers: &HeaderMap) -> &'static str {
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.split(',').next().is_some_and(|first| first.trim().eq_ignore_ascii_case("https")));
+    if https { "Path=/admin; HttpOnly; SameSite=Strict; Secure" } else { "Path=/admin; HttpOnly; SameSite=Strict" }
+}
+
+async fn login(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
     let (user, pass) = (form.get("username").cloned().unwrap_or_default(), form.get("password").cloned().unwrap_or_default());
     if let Err(e) = state.limit("admin-login", &user.to_lowercase(), state.limits().login).await {
         return e.into_response();
@@ -139,7 +150,7 @@ async fn login(State(state): State<AppState>, Form(form): Form<HashMap<String, S
     let Ok(token) = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys(&state).0) else {
         return ApiError::internal("admin session").into_response();
     };
-    let cookie = format!("{COOKIE}={token}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}");
+    let cookie = format!("{COOKIE}={token}; {}; Max-Age={SESSION_SECS}", cookie_flags(&headers));
     let mut response = Redirect::to("/admin").into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -152,7 +163,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(form): F
         return *r;
     }
     let mut response = Redirect::to("/admin/login").into_response();
-    let cleared = format!("{COOKIE}=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0");
+    let cleared = format!("{COOKIE}=; {}; Max-Age=0", cookie_flags(&headers));
     if let Ok(value) = HeaderValue::from_str(&cleared) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
