@@ -277,6 +277,20 @@ impl InboxProjection {
         }
     }
 
+    /// [`Self::hand_on`] with the sequencer's lock held: rows planned ahead must reach
+    /// the sink before the frontier they moved lets anyone plan (and hand on) the next
+    /// event, or a recipient could get seq N+1 before seq N.
+    fn hand_on_locked(&self, state: &mut Sequencer, out: Vec<Delivery>) {
+        if out.is_empty() {
+            return;
+        }
+        if self.sink.before_commit() {
+            self.sink.deliver(out);
+        } else {
+            state.held.extend(out);
+        }
+    }
+
     /// Plans a message or notice from the event and the heads in memory.
     fn plan_in_memory(state: &mut Sequencer, a: &Applied<'_>) -> Ahead {
         let mut out = Vec::new();
@@ -496,7 +510,7 @@ impl InboxProjection {
                     at = commit.events.len();
                     continue;
                 };
-                // Some(rows to hand on), or None: the projector plans it (or is planning
+                // Some(()): planned here and handed on; None: the projector plans it (or is planning
                 // something before it) — wait for it and look again.
                 let planned = {
                     let mut state = self.state();
@@ -510,19 +524,20 @@ impl InboxProjection {
                             Ahead::Planned(plan, out) => {
                                 state.planned.insert(stored.position, Arc::new(plan));
                                 state.frontier = stored.position;
-                                Some(out)
+                                self.hand_on_locked(&mut state, out);
+                                Some(())
                             }
                             Ahead::NoRows => {
                                 state.planned.insert(stored.position, Arc::default());
                                 state.frontier = stored.position;
-                                Some(Vec::new())
+                                Some(())
                             }
                             Ahead::NeedsDb => None,
                         }
                     }
                 };
                 match planned {
-                    Some(out) => self.hand_on(out),
+                    Some(()) => {}
                     None => {
                         at -= 1;
                         tokio::select! {
