@@ -77,6 +77,23 @@ pub struct StoredEvent<P = Value> {
     pub recorded_at: i64,
 }
 
+impl<P> StoredEvent<P> {
+    /// The same event with its payload in another form (text parsed into a tree…).
+    pub fn try_map_payload<Q, E>(self, f: impl FnOnce(P) -> Result<Q, E>) -> Result<StoredEvent<Q>, E> {
+        Ok(StoredEvent {
+            position: self.position,
+            stream_id: self.stream_id,
+            stream_version: self.stream_version,
+            event_id: self.event_id,
+            event_type: self.event_type,
+            schema_version: self.schema_version,
+            payload: f(self.payload)?,
+            metadata: self.metadata,
+            recorded_at: self.recorded_at,
+        })
+    }
+}
+
 /// What replaces a secret in an event that leaves the system.
 pub const REDACTED: &str = "[redacted]";
 /// The prefix of a visitor device's claim stream (`device-<fingerprint>`).

@@ -18,7 +18,6 @@ use crate::model::{AppendError, Committed, ExpectedVersion, StoreError, StoredEv
 use crate::writer::{MAX_BATCH, Outcome, Plan, Planner, Request, Shared, Writer, rows_of, streams_of};
 use crate::{EventStore, FeedBatch, PendingAppend, now_millis};
 use async_trait::async_trait;
-use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, Row, Transaction};
@@ -491,10 +490,17 @@ async fn next_id(pool: &PgPool, counter: &str) -> Result<i64, StoreError> {
     .await?)
 }
 
-const SELECT: &str =
-    "SELECT position, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at FROM events";
+/// Every column of the log; the payload as its JSON text (the column stores the text as
+/// given), parsed by the reader that wants a tree.
+const SELECT: &str = "SELECT position, stream_id, stream_version, event_id, event_type, schema_version, payload::text AS payload, \
+     metadata, recorded_at FROM events";
 
 fn decode(row: sqlx::postgres::PgRow) -> Result<StoredEvent, StoreError> {
+    decode_raw(row)?.try_map_payload(|payload| Ok(serde_json::from_str(&payload)?))
+}
+
+/// A row with its payload left as text.
+fn decode_raw(row: sqlx::postgres::PgRow) -> Result<StoredEvent<String>, StoreError> {
     let Json(metadata) = row.try_get("metadata")?;
     Ok(StoredEvent {
         position: row.try_get("position")?,
@@ -503,7 +509,7 @@ fn decode(row: sqlx::postgres::PgRow) -> Result<StoredEvent, StoreError> {
         event_id: row.try_get("event_id")?,
         event_type: row.try_get("event_type")?,
         schema_version: row.try_get("schema_version")?,
-        payload: row.try_get::<Json<Value>, _>("payload")?.0,
+        payload: row.try_get("payload")?,
         metadata,
         recorded_at: row.try_get("recorded_at")?,
     })
@@ -528,32 +534,10 @@ impl EventStore for PostgresEventStore {
     }
 
     async fn read_range(&self, after: i64, upto: i64, types: &[&str]) -> Result<Vec<StoredEvent<String>>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT position, stream_id, stream_version, event_id, event_type, schema_version, payload::text AS payload, \
-                    metadata, recorded_at FROM events \
-             WHERE position > $1 AND position <= $2 AND event_type = ANY($3) ORDER BY position",
-        )
-        .bind(after)
-        .bind(upto)
-        .bind(types)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|row| {
-                let Json(metadata) = row.try_get("metadata")?;
-                Ok(StoredEvent {
-                    position: row.try_get("position")?,
-                    stream_id: row.try_get("stream_id")?,
-                    stream_version: row.try_get("stream_version")?,
-                    event_id: row.try_get("event_id")?,
-                    event_type: row.try_get("event_type")?,
-                    schema_version: row.try_get("schema_version")?,
-                    payload: row.try_get("payload")?,
-                    metadata,
-                    recorded_at: row.try_get("recorded_at")?,
-                })
-            })
-            .collect()
+        let sql =
+            sqlx::AssertSqlSafe(format!("{SELECT} WHERE position > $1 AND position <= $2 AND event_type = ANY($3) ORDER BY position"));
+        let rows = sqlx::query(sql).bind(after).bind(upto).bind(types).fetch_all(&self.pool).await?;
+        rows.into_iter().map(decode_raw).collect()
     }
 
     async fn head(&self) -> Result<i64, StoreError> {

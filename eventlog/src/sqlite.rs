@@ -356,19 +356,7 @@ const SELECT: &str =
 const HEAD: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
 
 fn decode(row: &rusqlite::Row<'_>) -> Result<StoredEvent, StoreError> {
-    let raw = decode_raw(row)?;
-    let payload = serde_json::from_str(&raw.payload)?;
-    Ok(StoredEvent {
-        position: raw.position,
-        stream_id: raw.stream_id,
-        stream_version: raw.stream_version,
-        event_id: raw.event_id,
-        event_type: raw.event_type,
-        schema_version: raw.schema_version,
-        payload,
-        metadata: raw.metadata,
-        recorded_at: raw.recorded_at,
-    })
+    decode_raw(row)?.try_map_payload(|payload| Ok(serde_json::from_str(&payload)?))
 }
 
 /// A row with its payload left as text.
