@@ -5,7 +5,7 @@
 use im_e2e::{Backend, TestServer, TestUser, assert_fail, both_backends};
 use serde_json::{Value, json};
 
-both_backends!(options_are_capped_and_checked, absurd_page_numbers_are_refused);
+both_backends!(options_are_capped_and_checked, absurd_page_numbers_are_refused, admin_logins_are_limited_per_address);
 
 const SEND: &str = "/api/chat/socket/sendmessage";
 
@@ -81,4 +81,60 @@ async fn absurd_page_numbers_are_refused(backend: Backend) {
     }
     assert_fail(&server.post("/api/chat/askanswer/list", Some(&a.token), json!({"page": huge})).await, 400, "invalid_page");
     assert_eq!(server.post("/api/chat/askanswer/list", Some(&a.token), json!({"page": 1_000_000})).await.0, 200);
+}
+
+/// Junk login names cost the server nothing it keeps: 300 logins with 200 KB names (no
+/// per-address limit in the way) leave the resident memory where it was, because only a
+/// name that could exist is counted, and a counter keeps a hash, never the name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_login_names_are_not_kept() {
+    use im_e2e::process::ImProcess;
+    let dir = im_e2e::temp_dir();
+    let env = std::collections::HashMap::from([
+        ("IM_DATA_DIR".to_owned(), dir.display().to_string()),
+        ("IM_RATE_LOGIN".to_owned(), "1000000".to_owned()),
+    ]);
+    let server = ImProcess::start(&env).await;
+    let client = reqwest::Client::new();
+    let login = |name: String| {
+        let client = client.clone();
+        let url = format!("{}/api/loginChat", server.base);
+        async move {
+            let resp = client.post(url).form(&[("username", name.as_str()), ("password", "123456")]).send().await.unwrap();
+            resp.status().as_u16()
+        }
+    };
+    // Warm up the paths (allocator arenas, pools), then measure.
+    for i in 0..20 {
+        assert_eq!(login(format!("warm{i}{}", "w".repeat(200 * 1024))).await, 400);
+    }
+    let before = server.resident_bytes();
+    for i in 0..300 {
+        assert_eq!(login(format!("{i}{}", "j".repeat(200 * 1024))).await, 400, "junk is wrong credentials");
+    }
+    let grown = server.resident_bytes().saturating_sub(before);
+    assert!(grown < 20 << 20, "300 junk names of 200 KB grew the server by {} MB", grown >> 20);
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `/admin/login` counts attempts per client address (whatever names they carry) and
+/// refuses bodies far larger than its form.
+async fn admin_logins_are_limited_per_address(backend: Backend) {
+    let server = TestServer::start_with(backend, |s| s.limits.login = 5).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/admin/login", server.base);
+    let post = |form: Vec<(String, String)>| {
+        let (client, url) = (client.clone(), url.clone());
+        async move { client.post(url).form(&form).send().await.unwrap().status().as_u16() }
+    };
+    let huge = vec![("username".to_owned(), "a".repeat(1 << 20)), ("password".to_owned(), "123456".to_owned())];
+    assert_eq!(post(huge).await, 413, "a 1 MiB form is refused before it is read");
+    // Five wrong attempts under five different names, then the address is over its limit.
+    for i in 0..5 {
+        let form = vec![("username".to_owned(), format!("nobody{i}")), ("password".to_owned(), "123456".to_owned())];
+        assert_eq!(post(form).await, 401);
+    }
+    let form = vec![("username".to_owned(), "another".to_owned()), ("password".to_owned(), "123456".to_owned())];
+    assert_eq!(post(form).await, 429, "the sixth attempt from one address, under a new name");
 }

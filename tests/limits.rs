@@ -15,7 +15,7 @@ fn limited(resp: (u16, serde_json::Value)) {
 }
 
 async fn rate_limits_answer_429(backend: Backend) {
-    let server = TestServer::start_with(backend, |s| s.limits = Limits { login: 3, register: 2, send: 2 }).await;
+    let server = TestServer::start_with(backend, |s| s.limits = Limits { login: 3, register: 2, send: 2, ..Limits::NONE }).await;
     server.register("limited1", "123456").await;
     let b = server.register("limited2", "123456").await;
     limited(server.post("/api/regChat", None, json!({"username": "limited3", "password": "123456"})).await);
@@ -78,7 +78,7 @@ async fn rate_limits_are_shared_through_redis() {
     let redis = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL is not set: run ./scripts/test, which starts Redis");
     let prefix = format!("limits{}:", uuid::Uuid::new_v4().simple());
     let configure = |s: &mut im_gateway::Settings| {
-        s.limits = Limits { login: 0, register: 3, send: 0 };
+        s.limits = Limits { register: 3, ..Limits::NONE };
         s.redis_url = Some(redis.clone());
         s.redis_prefix = prefix.clone();
     };

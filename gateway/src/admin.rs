@@ -9,17 +9,19 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use axum::Form;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use im_commands::Ctx;
 use im_domain::UserId;
 use im_domain::account::ProfileChanges;
+use im_domain::values::Username;
 use im_projections::users::Counted;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
 const COOKIE: &str = "im_admin";
 const SESSION_SECS: i64 = 12 * 3600;
@@ -35,7 +37,12 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users/{id}/status", post(set_status))
         .route("/admin/users/{id}/delete", post(delete_user))
         .route("/admin/reports", get(reports))
+        // The console's forms are a few short fields.
+        .layer(DefaultBodyLimit::max(FORM_LIMIT))
 }
+
+/// The largest body an admin form may have.
+pub const FORM_LIMIT: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Session {
@@ -136,14 +143,25 @@ fn cookie_flags(headers: &HeaderMap) -> &'static str {
     if https { "Path=/admin; HttpOnly; SameSite=Strict; Secure" } else { "Path=/admin; HttpOnly; SameSite=Strict" }
 }
 
-async fn login(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
     let (user, pass) = (form.get("username").cloned().unwrap_or_default(), form.get("password").cloned().unwrap_or_default());
-    if let Err(e) = state.limit("admin-login", &user.to_lowercase(), state.limits().login).await {
+    let wrong = || (StatusCode::UNAUTHORIZED, login_form(Some("用户名或密码错误"))).into_response();
+    if let Err(e) = state.limit("admin-login-ip", &addr.ip().to_string(), state.limits().login).await {
+        return e.into_response();
+    }
+    // Only a name that could be an operator's is counted (and never kept as typed).
+    let Ok(name) = Username::parse(&user) else { return wrong() };
+    if let Err(e) = state.limit("admin-login", &name.as_str().to_lowercase(), state.limits().login).await {
         return e.into_response();
     }
     match state.admins().verify(&user, &pass).await {
         Ok(true) => {}
-        Ok(false) => return (StatusCode::UNAUTHORIZED, login_form(Some("用户名或密码错误"))).into_response(),
+        Ok(false) => return wrong(),
         Err(e) => return ApiError::from(e).into_response(),
     }
     let claims = Session { adm: user, csrf: uuid::Uuid::new_v4().simple().to_string(), exp: crate::now_millis() / 1000 + SESSION_SECS };

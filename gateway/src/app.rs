@@ -354,7 +354,7 @@ impl Application {
         };
         let limiter: Arc<dyn RateLimiter> = match &settings.redis_url {
             Some(url) => Arc::new(RedisRateLimiter::connect(url, &settings.redis_prefix).await.context("connecting to Redis")?),
-            None => Arc::new(LocalRateLimiter::default()),
+            None => Arc::new(LocalRateLimiter::with_capacity(settings.limits.keys)),
         };
         let deliveries = match (&kafka, role.serves_clients()) {
             (Some(k), true) => Some(

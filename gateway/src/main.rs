@@ -197,6 +197,12 @@ struct ServeArgs {
     /// Messages per minute per sender; per IP four times that (0 = no limit).
     #[arg(long, env = "IM_RATE_SEND", default_value_t = 300)]
     rate_send: u32,
+    /// Other writes per minute per user: profile, friends, reports, groups (0 = no limit).
+    #[arg(long, env = "IM_RATE_WRITE", default_value_t = 120)]
+    rate_write: u32,
+    /// Rate-limit counters one process keeps at most (hashed keys; oldest dropped first).
+    #[arg(long, env = "IM_RATE_KEYS", default_value_t = im_adapters::ratelimit::DEFAULT_RATE_KEYS)]
+    rate_keys: usize,
     /// The local upload store, served under /public (default <data-dir>/uploads).
     #[arg(long, env = "IM_UPLOAD_DIR")]
     upload_dir: Option<PathBuf>,
@@ -264,7 +270,13 @@ impl From<ServeArgs> for Settings {
             heartbeat: Duration::from_millis(a.heartbeat_ms.max(10)),
             revoke_window: Duration::from_secs(a.revoke_window_secs),
             max_group_size: a.max_group_size.max(2),
-            limits: im_gateway::settings::Limits { login: a.rate_login, register: a.rate_register, send: a.rate_send },
+            limits: im_gateway::settings::Limits {
+                login: a.rate_login,
+                register: a.rate_register,
+                send: a.rate_send,
+                write: a.rate_write,
+                keys: a.rate_keys.max(1),
+            },
             sockets: im_gateway::ws::SocketLimits {
                 queue: a.ws_queue.max(4),
                 queue_bytes: a.ws_queue_bytes.max(im_gateway::ws::MAX_FRAME),

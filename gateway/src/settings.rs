@@ -114,15 +114,22 @@ pub struct Limits {
     pub register: u32,
     /// `IM_RATE_SEND`: messages per sender (default 300); per client IP, four times that.
     pub send: u32,
+    /// `IM_RATE_WRITE`: every other write per user — profile, settings, friend requests
+    /// and answers, blacklist and remarks, reports, groups, auto-replies, revokes
+    /// (default 120).
+    pub write: u32,
+    /// `IM_RATE_KEYS`: counters one process keeps at most (default 100,000; the
+    /// distributed mode keeps them in Redis, each expiring with its window).
+    pub keys: usize,
 }
 
 impl Limits {
-    pub const NONE: Limits = Limits { login: 0, register: 0, send: 0 };
+    pub const NONE: Limits = Limits { login: 0, register: 0, send: 0, write: 0, keys: im_adapters::ratelimit::DEFAULT_RATE_KEYS };
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { login: 60, register: 30, send: 300 }
+        Self { login: 60, register: 30, send: 300, write: 120, keys: im_adapters::ratelimit::DEFAULT_RATE_KEYS }
     }
 }
 

@@ -62,6 +62,13 @@ impl ImProcess {
         panic!("im did not come up on {base}: {output}");
     }
 
+    /// The process's resident memory (VmRSS), in bytes.
+    pub fn resident_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
+        kb.expect("VmRSS in /proc/<pid>/status") * 1024
+    }
+
     /// SIGKILL, no graceful anything; returns what is needed to start it again.
     pub fn kill(mut self) -> HashMap<String, String> {
         let _ = self.child.kill();

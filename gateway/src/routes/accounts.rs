@@ -9,10 +9,11 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::routing::{get, post};
-use im_commands::Ctx;
 use im_commands::accounts::SessionStarted;
+use im_commands::{CommandError, Ctx};
 use im_domain::account::ProfileChanges;
 use im_domain::event::DeviceInfo;
+use im_domain::values::Username;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 
@@ -67,8 +68,11 @@ async fn login(State(state): State<AppState>, addr: ConnectInfo<SocketAddr>, par
     state.limit("login-ip", &ip(&addr), state.limits().login).await?;
     let username = params.required("username")?;
     let password = params.required("password")?;
-    state.limit("login-user", &username.to_lowercase(), state.limits().login).await?;
-    let started = state.accounts().login(&Ctx::anonymous(), &username, &password).await?;
+    // Only a name that could exist gets a per-name counter: junk is wrong credentials
+    // at once, and a counter never holds what the client typed (keys are hashed).
+    let Ok(name) = Username::parse(&username) else { return Err(CommandError::WrongCredentials.into()) };
+    state.limit("login-user", &name.as_str().to_lowercase(), state.limits().login).await?;
+    let started = state.accounts().login(&Ctx::anonymous(), name.as_str(), &password).await?;
     session_response(&state, started).await
 }
 
