@@ -140,23 +140,34 @@ pub fn keywords(text: &str) -> HashSet<String> {
     out
 }
 
+/// The most characters of a query the matcher reads: the longest question is 200, and a
+/// long message's first 1,000 characters say what it is about. The search route refuses
+/// longer queries; an auto-reply reads a long message's beginning.
+pub const MAX_QUERY_CHARS: usize = 1000;
+
 /// How well `query` matches a question: the share of the question's keywords found in
 /// the query (0.0 – 1.0).
 pub fn score(ask: &str, query: &str) -> f64 {
+    score_keywords(ask, &keywords(query))
+}
+
+fn score_keywords(ask: &str, query: &HashSet<String>) -> f64 {
     let ask = keywords(ask);
     if ask.is_empty() {
         return 0.0;
     }
-    let query = keywords(query);
     ask.iter().filter(|k| query.contains(*k)).count() as f64 / ask.len() as f64
 }
 
 /// The best-matching pair for `query`, if any keyword matches at all. Ties go to the
-/// lower id (the older pair).
+/// lower id (the older pair). The query is cut to [`MAX_QUERY_CHARS`] and tokenized
+/// once; each question is at most 200 characters, so the work is bounded by the pairs.
 pub fn best_match<'a>(pairs: impl IntoIterator<Item = (i64, &'a Pair)>, query: &str) -> Option<(i64, &'a Pair)> {
+    let cut = query.char_indices().nth(MAX_QUERY_CHARS).map_or(query, |(at, _)| &query[..at]);
+    let query = keywords(cut);
     let mut best: Option<(f64, i64, &Pair)> = None;
     for (id, pair) in pairs {
-        let s = score(&pair.ask, query);
+        let s = score_keywords(&pair.ask, &query);
         if s > 0.0 && best.is_none_or(|(b, bid, _)| s > b || (s == b && id < bid)) {
             best = Some((s, id, pair));
         }
@@ -186,7 +197,12 @@ mod tests {
         let refs = pairs.iter().map(|(i, p)| (*i, p));
         assert_eq!(best_match(refs.clone(), "请问价格是多少").map(|(i, _)| i), Some(2));
         assert_eq!(best_match(refs.clone(), "what is your REFUND policy?").map(|(i, _)| i), Some(3));
-        assert_eq!(best_match(refs, "xyz"), None);
+        assert_eq!(best_match(refs.clone(), "xyz"), None);
+        // Only the query's first MAX_QUERY_CHARS count.
+        let late = format!("{}价格多少", "z".repeat(MAX_QUERY_CHARS));
+        assert_eq!(best_match(refs.clone(), &late), None);
+        let early = format!("价格多少{}", " z".repeat(MAX_QUERY_CHARS));
+        assert_eq!(best_match(refs, &early).map(|(i, _)| i), Some(2));
     }
 
     #[test]

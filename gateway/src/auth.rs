@@ -104,4 +104,13 @@ impl AppState {
         }
         Ok(me)
     }
+
+    /// [`AppState::authenticate`] for a call that writes to the log: each user's writes
+    /// share one per-minute budget (`IM_RATE_WRITE`), so nobody grows the log without
+    /// bound through profile edits, friend requests, reports, groups or auto-replies.
+    pub async fn authenticate_write(&self, token: Option<&str>, access: Access) -> Result<Me, ApiError> {
+        let me = self.authenticate(token, access).await?;
+        self.limit("write", &me.id.0.to_string(), self.limits().write).await?;
+        Ok(me)
+    }
 }

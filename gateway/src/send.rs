@@ -242,13 +242,21 @@ async fn auto_reply(state: &AppState, message: &MessageSent, recipient: &UserRow
     if rows.is_empty() {
         return Ok(());
     }
-    let pairs: Vec<(i64, im_domain::askanswer::Pair)> =
-        rows.iter().map(|r| (r.id, im_domain::askanswer::Pair { ask: r.ask.clone(), answer: r.answer.clone() })).collect();
-    let Some((_, pair)) = im_domain::askanswer::best_match(pairs.iter().map(|(i, p)| (*i, p)), &message.data) else { return Ok(()) };
+    // Matching reads up to 200 questions against the message's first 1,000 characters:
+    // on the blocking pool, not on the workers that drive the sockets.
+    let text = message.data.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        let pairs: Vec<(i64, im_domain::askanswer::Pair)> =
+            rows.iter().map(|r| (r.id, im_domain::askanswer::Pair { ask: r.ask.clone(), answer: r.answer.clone() })).collect();
+        im_domain::askanswer::best_match(pairs.iter().map(|(i, p)| (*i, p)), &text).map(|(_, pair)| pair.answer.clone())
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let Some(answer) = answer else { return Ok(()) };
     if online_elsewhere(state, recipient.id).await {
         return Ok(());
     }
-    let Ok(body) = MessageBody::parse("text", &pair.answer) else { return Ok(()) };
+    let Ok(body) = MessageBody::parse("text", &answer) else { return Ok(()) };
     let reply = Outgoing {
         chat_type: ChatType::Single,
         from: Party { id: recipient.id, name: message.to.name.clone(), avatar: message.to.avatar.clone() },

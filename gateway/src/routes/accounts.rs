@@ -135,7 +135,7 @@ async fn set_password(State(state): State<AppState>, params: Params) -> ApiResul
 }
 
 async fn update_userinfo(State(state): State<AppState>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let changes = ProfileChanges {
         nickname: params.optional_bounded("nickname", 50)?,
         avatar: params.optional_bounded("avatar", 500)?,
@@ -148,7 +148,7 @@ async fn update_userinfo(State(state): State<AppState>, params: Params) -> ApiRe
 }
 
 async fn userset(State(state): State<AppState>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let raw = match params.value("userset") {
         Some(Value::String(s)) => s.clone(),
         Some(object @ Value::Object(_)) => object.to_string(),

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
 use im_commands::Ctx;
-use im_domain::askanswer::{Pair, best_match};
+use im_domain::askanswer::{MAX_QUERY_CHARS, Pair, best_match};
 use serde_json::{Value, json};
 
 type ApiResult = Result<Json<Value>, ApiError>;
@@ -38,7 +38,7 @@ fn not_found() -> ApiError {
 }
 
 async fn create(State(state): State<AppState>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::Users).await?;
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
     let (ask, answer) = (params.required("ask")?, params.required("answer")?);
     let (id, position) = state.askanswer_commands().create(&Ctx::user(me.id.0), me.id, &ask, &answer).await?;
     state.settle(position).await?;
@@ -46,7 +46,7 @@ async fn create(State(state): State<AppState>, params: Params) -> ApiResult {
 }
 
 async fn update(State(state): State<AppState>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::Users).await?;
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = id_param(&params, "id")?;
     let (ask, answer) = (params.required("ask")?, params.required("answer")?);
     let position = state.askanswer_commands().update(&Ctx::user(me.id.0), me.id, id, &ask, &answer).await?;
@@ -55,7 +55,7 @@ async fn update(State(state): State<AppState>, params: Params) -> ApiResult {
 }
 
 async fn delete(State(state): State<AppState>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::Users).await?;
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = id_param(&params, "id")?;
     let position = state.askanswer_commands().delete(&Ctx::user(me.id.0), me.id, id).await?;
     state.settle(position).await?;
@@ -84,10 +84,16 @@ async fn search(State(state): State<AppState>, params: Params) -> ApiResult {
     state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let owner = id_param(&params, "create_userId")?;
     let ask = params.required("ask")?;
+    if ask.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::bad("invalid_ask", format!("ask 不能超过{MAX_QUERY_CHARS}个字符")));
+    }
     let rows = state.askanswers().all(owner).await?;
-    let pairs: Vec<(i64, Pair)> = rows.iter().map(|r| (r.id, Pair { ask: r.ask.clone(), answer: r.answer.clone() })).collect();
-    let (id, _) =
-        best_match(pairs.iter().map(|(i, p)| (*i, p)), &ask).ok_or_else(|| ApiError::bad("askanswer_not_found", "未找到相关问答"))?;
-    let row = rows.iter().find(|r| r.id == id).ok_or_else(not_found)?;
-    Ok(ok(row.to_json()))
+    let best = tokio::task::spawn_blocking(move || {
+        let pairs: Vec<(i64, Pair)> = rows.iter().map(|r| (r.id, Pair { ask: r.ask.clone(), answer: r.answer.clone() })).collect();
+        let id = best_match(pairs.iter().map(|(i, p)| (*i, p)), &ask).map(|(id, _)| id)?;
+        rows.into_iter().find(|r| r.id == id)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(ok(best.ok_or_else(|| ApiError::bad("askanswer_not_found", "未找到相关问答"))?.to_json()))
 }

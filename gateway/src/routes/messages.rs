@@ -113,7 +113,7 @@ async fn history(State(state): State<AppState>, Path((chat_type, id)): Path<(Str
 }
 
 async fn revoke(State(state): State<AppState>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let id = params.required("id")?;
     let message_id = uuid::Uuid::parse_str(id.trim()).map_err(|_| ApiError::bad("invalid_id", "id 必须是消息id"))?;
     if let Some(chat_type) = params.text("chatType") {
