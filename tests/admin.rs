@@ -143,6 +143,25 @@ async fn console_security_and_operator_actions(backend: Backend) {
     let resp =
         client().post(format!("{}/admin/logout", server.base)).header("cookie", &cookie).form(&[("csrf", &csrf)]).send().await.unwrap();
     assert!(resp.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    // A copy of the cookie kept elsewhere is dead too: pages send it to the login, forms
+    // are refused, and no operator action happens.
+    let stale = client().get(format!("{}/admin/users", server.base)).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(stale.status().as_u16(), 303, "a logged-out session opens nothing");
+    assert_eq!(stale.headers()["location"], "/admin/login");
+    let refused = client()
+        .post(format!("{}/admin/users/new", server.base))
+        .header("cookie", &cookie)
+        .form(&[("username", "consoleu9"), ("password", "abcdef"), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.headers()["location"], "/admin/login", "a logged-out session's form goes to the login");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let page = get(&server, &session(&server).await.0, "/admin/users?q=consoleu9").await;
+    assert!(page.contains("共 0 个"), "and created nobody: {page}");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (fresh, _) = session(&server).await;
+    assert!(get(&server, &fresh, "/admin/users").await.contains("consoleu"), "a new login works after the logout");
 
     if backend == Backend::Sqlite {
         in_chromium(&server).await;

@@ -4,7 +4,7 @@
 use crate::auth::Passwords;
 use crate::store::{load, stream_append};
 use crate::{CommandError, Ctx, now_millis};
-use im_domain::event::AdminCreated;
+use im_domain::event::{AdminCreated, AdminLoggedOut};
 use im_domain::values::{Password, PasswordHash, Username};
 use im_domain::{Event, StreamId};
 use im_eventlog::{AppendError, ExpectedVersion, SharedEventStore};
@@ -14,9 +14,18 @@ pub struct Admins {
     store: SharedEventStore,
 }
 
-fn evolve(state: Option<String>, event: &Event) -> Option<String> {
+/// An operator as their stream says: the password hash, and the time of their last
+/// logout (console sessions issued before it are dead).
+#[derive(Debug, Clone, Default)]
+struct Operator {
+    hash: String,
+    logged_out_at: i64,
+}
+
+fn evolve(state: Option<Operator>, event: &Event) -> Option<Operator> {
     match event {
-        Event::AdminCreated(e) => Some(e.password_hash.clone()),
+        Event::AdminCreated(e) => Some(Operator { hash: e.password_hash.clone(), logged_out_at: 0 }),
+        Event::AdminLoggedOut(e) => state.map(|o| Operator { logged_out_at: o.logged_out_at.max(e.at), ..o }),
         _ => state,
     }
 }
@@ -45,10 +54,32 @@ impl Admins {
         if Username::parse(username).is_err() {
             return Ok(false);
         }
-        let loaded = load(&*self.store, StreamId::admin(username).as_str(), None, evolve).await?;
-        match loaded.state {
-            Some(hash) => Passwords.verify(password, &PasswordHash(hash)).await,
+        match self.operator(username).await? {
+            Some(operator) => Passwords.verify(password, &PasswordHash(operator.hash)).await,
             None => Ok(false),
         }
+    }
+
+    async fn operator(&self, username: &str) -> Result<Option<Operator>, CommandError> {
+        if Username::parse(username).is_err() {
+            return Ok(None);
+        }
+        Ok(load(&*self.store, StreamId::admin(username).as_str(), None, evolve).await?.state)
+    }
+
+    /// True when a console session of `username` issued at `issued_at` (ms) is still
+    /// live: the operator exists and has not logged out since.
+    pub async fn session_live(&self, username: &str, issued_at: i64) -> Result<bool, CommandError> {
+        Ok(self.operator(username).await?.is_some_and(|o| issued_at > o.logged_out_at))
+    }
+
+    /// Ends every console session of `username` issued until now.
+    pub async fn logout(&self, username: &str) -> Result<(), CommandError> {
+        let stream = StreamId::admin(username).to_string();
+        // Sessions are issued with millisecond times; a logout at the same millisecond
+        // as a login must still end it, and a login after it must live.
+        let event = Event::AdminLoggedOut(AdminLoggedOut { username: username.to_owned(), at: now_millis() });
+        self.store.append(vec![stream_append(&Ctx::anonymous(), stream, ExpectedVersion::Any, &[event])]).await?;
+        Ok(())
     }
 }

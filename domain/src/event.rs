@@ -162,6 +162,14 @@ pub struct AdminCreated {
     pub at: i64,
 }
 
+/// An operator logged out of the admin console: every console session of theirs issued
+/// before `at` is dead (stream `admin-<username>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminLoggedOut {
+    pub username: String,
+    pub at: i64,
+}
+
 /// An operator deleted a chat account: it can no longer log in or be found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserDeleted {
@@ -253,6 +261,7 @@ catalogue!(
     AdminCreated,
     UserDeleted,
     UsernameChanged,
+    AdminLoggedOut,
 );
 
 /// An event read back from the log could not be understood.

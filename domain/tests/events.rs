@@ -5,7 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use im_domain::event::{AdminCreated, AskAnswerDeleted, AskAnswerSaved, GroupChanged, GroupCreated, UserDeleted, UsernameChanged};
+use im_domain::event::{
+    AdminCreated, AdminLoggedOut, AskAnswerDeleted, AskAnswerSaved, GroupChanged, GroupCreated, UserDeleted, UsernameChanged,
+};
 use im_domain::event::{AllowanceUsed, ClientMessageKeyClaimed, MessageRevoked, MessageSent};
 use im_domain::event::{
     DeviceBound, DeviceInfo, PasswordChanged, ProfileUpdated, Role, UserLoggedIn, UserLoggedOut, UserRegistered, UserSettingsChanged,
@@ -122,10 +124,11 @@ fn variant_index(event: &Event) -> usize {
         Event::AdminCreated(_) => 25,
         Event::UserDeleted(_) => 26,
         Event::UsernameChanged(_) => 27,
+        Event::AdminLoggedOut(_) => 28,
     }
 }
 
-const VARIANT_COUNT: usize = 28;
+const VARIANT_COUNT: usize = 29;
 
 fn named(id: UserId, name: &str) -> Named {
     Named { id, name: name.into() }
@@ -277,6 +280,7 @@ fn samples() -> Vec<Event> {
         }),
         Event::UserDeleted(UserDeleted { user_id: USER, at: 1_700_000_022_000 }),
         Event::UsernameChanged(UsernameChanged { user_id: USER, username: "alice_02".into(), at: 1_700_000_023_000 }),
+        Event::AdminLoggedOut(AdminLoggedOut { username: "ops".into(), at: 1_700_000_024_000 }),
     ]
 }
 

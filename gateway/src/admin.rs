@@ -49,6 +49,9 @@ struct Session {
     adm: String,
     csrf: String,
     exp: i64,
+    /// When it was issued (ms): a logout ends every session issued before it.
+    #[serde(default)]
+    iat: i64,
 }
 
 fn keys(state: &AppState) -> (EncodingKey, DecodingKey) {
@@ -56,12 +59,22 @@ fn keys(state: &AppState) -> (EncodingKey, DecodingKey) {
     (EncodingKey::from_secret(secret), DecodingKey::from_secret(secret))
 }
 
-fn session(state: &AppState, headers: &HeaderMap) -> Option<Session> {
+/// The operator's console session: a valid cookie whose operator has not logged out
+/// since it was issued.
+async fn session(state: &AppState, headers: &HeaderMap) -> Option<Session> {
     let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
     let value = cookies.split(';').map(str::trim).find_map(|c| c.strip_prefix(&format!("{COOKIE}=")))?;
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_required_spec_claims(&["exp"]);
-    jsonwebtoken::decode::<Session>(value, &keys(state).1, &validation).ok().map(|d| d.claims)
+    let claims = jsonwebtoken::decode::<Session>(value, &keys(state).1, &validation).ok()?.claims;
+    match state.admins().session_live(&claims.adm, claims.iat).await {
+        Ok(true) => Some(claims),
+        Ok(false) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check an admin session");
+            None
+        }
+    }
 }
 
 /// The page to answer when nobody is logged in.
@@ -70,8 +83,8 @@ fn to_login() -> Response {
 }
 
 /// Checks the form's CSRF token against the session's (and refuses NUL characters).
-fn checked(state: &AppState, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<Session, Box<Response>> {
-    let Some(s) = session(state, headers) else { return Err(Box::new(to_login())) };
+async fn checked(state: &AppState, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<Session, Box<Response>> {
+    let Some(s) = session(state, headers).await else { return Err(Box::new(to_login())) };
     if form.iter().any(|(k, v)| k.contains('\0') || v.contains('\0')) {
         return Err(Box::new(failed(&s, crate::params::nul_refused())));
     }
@@ -113,7 +126,7 @@ fn csrf_field(s: &Session) -> String {
 }
 
 async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if session(&state, &headers).is_some() {
+    if session(&state, &headers).await.is_some() {
         return Redirect::to("/admin").into_response();
     }
     login_form(None).into_response()
@@ -164,7 +177,8 @@ async fn login(
         Ok(false) => return wrong(),
         Err(e) => return ApiError::from(e).into_response(),
     }
-    let claims = Session { adm: user, csrf: uuid::Uuid::new_v4().simple().to_string(), exp: crate::now_millis() / 1000 + SESSION_SECS };
+    let now = crate::now_millis();
+    let claims = Session { adm: user, csrf: uuid::Uuid::new_v4().simple().to_string(), exp: now / 1000 + SESSION_SECS, iat: now };
     let Ok(token) = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys(&state).0) else {
         return ApiError::internal("admin session").into_response();
     };
@@ -177,8 +191,13 @@ async fn login(
 }
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
-    if let Err(r) = checked(&state, &headers, &form) {
-        return *r;
+    let s = match checked(&state, &headers, &form).await {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    // The cookie is cleared in this browser and dead everywhere else it was copied to.
+    if let Err(e) = state.admins().logout(&s.adm).await {
+        return ApiError::from(e).into_response();
     }
     let mut response = Redirect::to("/admin/login").into_response();
     let cleared = format!("{COOKIE}=; {}; Max-Age=0", cookie_flags(&headers));
@@ -189,7 +208,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(form): F
 }
 
 async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(s) = session(&state, &headers) else { return to_login() };
+    let Some(s) = session(&state, &headers).await else { return to_login() };
     let users = state.users();
     let (Ok(u), Ok(g), Ok(m), Ok(r)) = (
         users.count(Counted::Users).await,
@@ -220,7 +239,7 @@ async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Respons
 }
 
 async fn users(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
-    let Some(s) = session(&state, &headers) else { return to_login() };
+    let Some(s) = session(&state, &headers).await else { return to_login() };
     let query = q.get("q").cloned().unwrap_or_default();
     let page_no = q.get("page").and_then(|p| p.parse().ok()).filter(|p: &i64| (1..=crate::routes::MAX_PAGE).contains(p)).unwrap_or(1);
     let limit = 20;
@@ -259,7 +278,7 @@ async fn users(State(state): State<AppState>, headers: HeaderMap, Query(q): Quer
 }
 
 async fn new_user_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(s) = session(&state, &headers) else { return to_login() };
+    let Some(s) = session(&state, &headers).await else { return to_login() };
     let body = format!(
         "<form method=post action=/admin/users/new>{}<p><label>用户名 <input name=username id=new-username></label></p>\
          <p><label>密码 <input type=password name=password id=new-password></label></p><p><button id=create>创建</button></p></form>",
@@ -274,7 +293,7 @@ fn failed(s: &Session, e: ApiError) -> Response {
 }
 
 async fn create_user(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
-    let s = match checked(&state, &headers, &form) {
+    let s = match checked(&state, &headers, &form).await {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -289,7 +308,7 @@ async fn create_user(State(state): State<AppState>, headers: HeaderMap, Form(for
 }
 
 async fn edit_user_page(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
-    let Some(s) = session(&state, &headers) else { return to_login() };
+    let Some(s) = session(&state, &headers).await else { return to_login() };
     let Ok(Some(u)) = state.users().by_id(id).await else { return failed(&s, ApiError::user_not_found()) };
     let body = format!(
         "<form method=post action=/admin/users/{id}>{}<p><label>用户名 <input name=username id=edit-username value=\"{}\"></label></p><p><label>昵称 <input name=nickname id=nickname value=\"{}\"></label></p>\
@@ -309,7 +328,7 @@ async fn edit_user(
     Path(id): Path<i64>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let s = match checked(&state, &headers, &form) {
+    let s = match checked(&state, &headers, &form).await {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -347,7 +366,7 @@ async fn set_status(
     Path(id): Path<i64>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let s = match checked(&state, &headers, &form) {
+    let s = match checked(&state, &headers, &form).await {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -364,7 +383,7 @@ async fn delete_user(
     Path(id): Path<i64>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let s = match checked(&state, &headers, &form) {
+    let s = match checked(&state, &headers, &form).await {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -375,7 +394,7 @@ async fn delete_user(
 }
 
 async fn reports(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
-    let Some(s) = session(&state, &headers) else { return to_login() };
+    let Some(s) = session(&state, &headers).await else { return to_login() };
     let page_no = q.get("page").and_then(|p| p.parse().ok()).filter(|p: &i64| (1..=crate::routes::MAX_PAGE).contains(p)).unwrap_or(1);
     let Ok((count, rows)) = state.friends().reports(page_no, 50).await else { return ApiError::internal("reports").into_response() };
     let list: String = rows

@@ -313,7 +313,8 @@ impl Keys {
             | Event::ClientMessageKeyClaimed(_)
             | Event::GroupCreated(_)
             | Event::GroupChanged(_)
-            | Event::AdminCreated(_) => {}
+            | Event::AdminCreated(_)
+            | Event::AdminLoggedOut(_) => {}
         }
     }
 
