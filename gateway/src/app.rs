@@ -484,6 +484,7 @@ pub fn router(state: AppState) -> Router {
         .nest_service("/public", tower_http::services::ServeDir::new(&state.files().upload_dir))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(crate::error::envelope_rejections))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

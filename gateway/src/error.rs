@@ -160,3 +160,29 @@ impl From<ReadError> for ApiError {
         }
     }
 }
+
+/// Middleware: a request the framework refused before any handler ran (a malformed
+/// multipart body, a path segment that is not a number, an unsupported content type)
+/// gets the contract's envelope like every other refusal under `/api/`, not the
+/// framework's plain-text reason.
+pub async fn envelope_rejections(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let api = request.uri().path().starts_with("/api/");
+    let response = next.run(request).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !api || !status.is_client_error() || json {
+        return response;
+    }
+    let refused = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "body_too_large", "请求体过大"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(status, "unsupported_media_type", "不支持的请求格式"),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(status, "method_not_allowed", "请求方法不允许"),
+        StatusCode::NOT_FOUND => ApiError::not_found("not_found", "请求的接口不存在"),
+        _ => ApiError::new(status, "invalid_request", "请求格式不正确"),
+    };
+    refused.into_response()
+}
