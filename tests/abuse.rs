@@ -194,7 +194,7 @@ async fn huge_auto_reply_queries_are_refused_and_never_stall(backend: Backend) {
 }
 
 /// Writes other than `send` share one per-user budget a minute (here 6, one spent on the
-/// settings of `open_pair`): past it, a profile edit,
+/// settings of `open_pair`): past it, a profile edit, a friend request, a report, a group,
 /// a settings change, an auto-reply or a revoke is refused and the log does not grow.
 async fn every_write_counts_against_one_budget(backend: Backend) {
     let server = TestServer::start_with(backend, |s| s.limits.write = 6).await;
@@ -217,6 +217,9 @@ async fn every_write_counts_against_one_budget(backend: Backend) {
         ("/api/chat/userset", json!({"userset": r#"{"chatset":{"user":{"sendCount":2}}}"#})),
         ("/api/chat/askanswer/create", json!({"ask": "运费", "answer": "包邮"})),
         ("/api/chat/revokeMessage", json!({"id": "00000000-0000-0000-0000-000000000000", "to_id": b.id, "chatType": "single"})),
+        ("/api/chat/applyfriend", json!({"friend_id": b.id})),
+        ("/api/chat/report", json!({"reported_id": b.id, "reported_type": "user", "category": "骚扰", "content": "x"})),
+        ("/api/chat/group/create", json!({"ids": [b.id]})),
     ] {
         assert_fail(&server.post(route, Some(&a.token), body).await, 429, "rate_limited");
     }

@@ -74,7 +74,7 @@ fn friend_param(params: &Params) -> Result<UserId, ApiError> {
 }
 
 async fn apply(State(state): State<AppState>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let to = friend_param(&params)?;
     let choice = choice(&params)?;
     let (request_id, appended) = state.friend_commands().request(&Ctx::user(me.id.0), me.id, to, choice).await?;
@@ -91,7 +91,7 @@ async fn list_requests(State(state): State<AppState>, Path(page): Path<String>, 
 }
 
 async fn handle(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::Users).await?;
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = path_int(&id, "id")?;
     let agree = match params.required("status")?.as_str() {
         "agree" => true,
@@ -108,7 +108,7 @@ async fn handle(State(state): State<AppState>, Path(id): Path<String>, params: P
 }
 
 async fn auto_add(State(state): State<AppState>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let to = friend_param(&params)?;
     let choice = Choice { nickname: params.optional_bounded("nickname", 50)?.unwrap_or_default(), ..Choice::default() };
     let appended = state.friend_commands().add_directly(&Ctx::user(me.id.0), me.id, to, choice).await?;
@@ -153,20 +153,20 @@ fn friend_path(id: &str) -> Result<UserId, ApiError> {
 }
 
 async fn toggle_black(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::Users).await?;
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
     let appended = state.friend_commands().toggle_black(&Ctx::user(me.id.0), me.id, friend_path(&id)?).await?;
     change_side(&state, &me, &id, appended.position).await
 }
 
 async fn set_star(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::Users).await?;
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
     let star = required_flag(&params, "star")?;
     let appended = state.friend_commands().set_star(&Ctx::user(me.id.0), me.id, friend_path(&id)?, star).await?;
     change_side(&state, &me, &id, appended.position).await
 }
 
 async fn set_visibility(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::Users).await?;
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
     let lookme = required_flag(&params, "lookme")?;
     let lookhim = required_flag(&params, "lookhim")?;
     let appended = state.friend_commands().set_visibility(&Ctx::user(me.id.0), me.id, friend_path(&id)?, lookme, lookhim).await?;
@@ -183,7 +183,7 @@ fn parse_tags(raw: &str) -> Result<String, ApiError> {
 }
 
 async fn set_remark(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::Users).await?;
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
     let friend = friend_path(&id)?;
     let nickname = params.optional_bounded("nickname", 50)?;
     let tags = params.text("tags").map(|t| parse_tags(&t)).transpose()?;
@@ -203,7 +203,7 @@ async fn is_my_friend(State(state): State<AppState>, Path(id): Path<String>, par
 }
 
 async fn delete_friend(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let appended = state.friend_commands().end(&Ctx::user(me.id.0), me.id, friend_path(&id)?).await?;
     state.settle(appended.position).await?;
     Ok(ok(true))
@@ -218,7 +218,7 @@ async fn is_apply(State(state): State<AppState>, Path(uuid): Path<String>, param
 }
 
 async fn report(State(state): State<AppState>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let reported_id = params.int("reported_id")?.ok_or_else(|| ApiError::bad("missing_reported_id", "reported_id 参数必填"))?;
     user_id(reported_id, "reported_id")?;
     let kind = match params.required("reported_type")?.as_str() {

@@ -95,7 +95,7 @@ async fn settled_group(state: &AppState, me: &Me, id: i64, position: i64) -> Api
 }
 
 async fn create(State(state): State<AppState>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::Users).await?;
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
     let ids = id_list(&params)?;
     let mut members = Vec::new();
     for id in ids.iter().filter(|i| **i != me.id.0) {
@@ -136,7 +136,7 @@ async fn info(State(state): State<AppState>, Path(id): Path<String>, params: Par
 }
 
 async fn rename(State(state): State<AppState>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::Users).await?;
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = positive(&params, "id")?;
     let name = group_name(&params, "name")?.ok_or_else(|| ApiError::bad("missing_name", "name 参数必填"))?;
     let position = state.group_commands().rename(&Ctx::user(me.id.0), id, named(&me.user), name).await?;
@@ -144,7 +144,7 @@ async fn rename(State(state): State<AppState>, params: Params) -> ApiResult {
 }
 
 async fn remark(State(state): State<AppState>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::Users).await?;
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = positive(&params, "id")?;
     let remark = params.optional_bounded("remark", 500)?.ok_or_else(|| ApiError::bad("missing_remark", "remark 参数必填"))?;
     let position = state.group_commands().set_remark(&Ctx::user(me.id.0), id, named(&me.user), remark).await?;
@@ -159,7 +159,7 @@ async fn user_named(state: &AppState, id: i64) -> Result<(Named, bool), ApiError
 }
 
 async fn remove_member(State(state): State<AppState>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::Users).await?;
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = positive(&params, "id")?;
     let (user, _) = user_named(&state, positive(&params, "user_id")?).await?;
     let position = state.group_commands().remove(&Ctx::user(me.id.0), id, named(&me.user), user).await?;
@@ -167,7 +167,7 @@ async fn remove_member(State(state): State<AppState>, params: Params) -> ApiResu
 }
 
 async fn join_policy(State(state): State<AppState>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::Users).await?;
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = positive(&params, "id")?;
     let invite_confirm = match params.text("invite_confirm").as_deref().map(str::trim) {
         Some("1") => true,
@@ -183,7 +183,7 @@ async fn join_policy(State(state): State<AppState>, params: Params) -> ApiResult
 /// adding themself (QR code, visitor) follows the same policy. Answers `{"status":
 /// "joined"|"pending"}` with the group.
 async fn invite(State(state): State<AppState>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let id = positive(&params, "id")?;
     let (user, active) = user_named(&state, positive(&params, "user_id")?).await?;
     let user_id = user.id;
@@ -194,7 +194,7 @@ async fn invite(State(state): State<AppState>, params: Params) -> ApiResult {
 }
 
 async fn answer_join(State(state): State<AppState>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::Users).await?;
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = positive(&params, "id")?;
     let (user, _) = user_named(&state, positive(&params, "user_id")?).await?;
     let agree = match params.required("status")?.as_str() {
@@ -207,7 +207,7 @@ async fn answer_join(State(state): State<AppState>, params: Params) -> ApiResult
 }
 
 async fn nickname(State(state): State<AppState>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let id = positive(&params, "id")?;
     let nickname = params.optional_bounded("nickname", 30)?.ok_or_else(|| ApiError::bad("missing_nickname", "nickname 参数必填"))?;
     let position = state.group_commands().set_nickname(&Ctx::user(me.id.0), id, named(&me.user), nickname.trim().to_owned()).await?;
@@ -215,7 +215,7 @@ async fn nickname(State(state): State<AppState>, params: Params) -> ApiResult {
 }
 
 async fn delete_or_quit(State(state): State<AppState>, params: Params) -> ApiResult {
-    let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let id = positive(&params, "id")?;
     let position = state.group_commands().delete_or_quit(&Ctx::user(me.id.0), id, named(&me.user)).await?;
     state.settle(position).await?;
