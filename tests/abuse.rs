@@ -86,6 +86,8 @@ async fn absurd_page_numbers_are_refused(backend: Backend) {
         assert_eq!(last.0, 200, "{route}: the highest page is answered (empty): {}", last.1);
     }
     assert_fail(&server.post("/api/chat/askanswer/list", Some(&a.token), json!({"page": huge})).await, 400, "invalid_page");
+    // A NUL percent-encoded in a path segment (found by tests/edge.rs: a 500 on Postgres).
+    assert_fail(&server.post("/api/chat/isApplyfriend/%00", Some(&a.token), json!({})).await, 400, "invalid_characters");
     assert_eq!(server.post("/api/chat/askanswer/list", Some(&a.token), json!({"page": 1_000_000})).await.0, 200);
 }
 

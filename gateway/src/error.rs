@@ -161,12 +161,18 @@ impl From<ReadError> for ApiError {
     }
 }
 
-/// Middleware: a request the framework refused before any handler ran (a malformed
+/// Middleware: a path with a percent-encoded NUL is refused (400 `invalid_characters`),
+/// and a request the framework refused before any handler ran (a malformed
 /// multipart body, a path segment that is not a number, an unsupported content type)
 /// gets the contract's envelope like every other refusal under `/api/`, not the
 /// framework's plain-text reason.
 pub async fn envelope_rejections(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let api = request.uri().path().starts_with("/api/");
+    // A NUL percent-encoded in a path segment reaches handlers as text (Postgres refuses
+    // it in a query parameter): refused here like a NUL anywhere else.
+    if api && request.uri().path().contains("%00") {
+        return crate::params::nul_refused().into_response();
+    }
     let response = next.run(request).await;
     let status = response.status();
     let json = response
