@@ -5,6 +5,9 @@
 use im_e2e::{Backend, TestServer, TestUser, assert_fail, both_backends};
 use serde_json::{Value, json};
 
+#[path = "abuse/revocation.rs"]
+mod revocation;
+
 both_backends!(
     options_are_capped_and_checked,
     absurd_page_numbers_are_refused,

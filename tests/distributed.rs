@@ -41,6 +41,11 @@ fn env_for(common: &HashMap<String, String>, role: &str, node: &str) -> HashMap<
 impl Cluster {
     async fn start() -> Self {
         let redis = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL is not set: run ./scripts/test, which starts Redis");
+        Self::start_with(redis, &[]).await
+    }
+
+    /// A cluster on this Redis, with these extra settings for every process.
+    async fn start_with(redis: String, extra: &[(&str, &str)]) -> Self {
         let kafka = MockKafka::start(&["im.events:4", "im.deliveries:8"]);
         let data_dir = im_e2e::temp_dir();
         let mut env = HashMap::new();
@@ -51,6 +56,9 @@ impl Cluster {
         env.insert("JWT_SECRET".into(), "distributed-test-secret".into());
         env.insert("IM_DELIVERY_PARTITIONS".into(), "8".into());
         env.insert("IM_DATA_DIR".into(), data_dir.display().to_string());
+        for (k, v) in extra {
+            env.insert((*k).into(), (*v).into());
+        }
         // The projector migrates the database first; the others find it ready.
         let projector = ImProcess::start(&env_for(&env, "projector", "projector")).await;
         let relay = ImProcess::start(&env_for(&env, "relay", "relay")).await;
@@ -307,4 +315,269 @@ async fn two_gateways_a_projector_and_a_relay() {
     assert_eq!(next_chat(&mut bob_ws).await["data"]["id"], late["data"]["id"]);
     let _ = bob_ws.close(None).await;
     assert!(cluster.relay.is_some());
+}
+
+/// A Redis server of this test's own, on a free loopback port, without persistence: it
+/// can be killed and restarted (losing every key) without touching anyone else's.
+struct OwnRedis {
+    child: Option<std::process::Child>,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl OwnRedis {
+    fn start() -> Self {
+        let mut redis = Self { child: None, port: im_e2e::process::free_port(), dir: im_e2e::temp_dir() };
+        redis.spawn();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .current_dir(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if self.cli(&["PING"]) == "PONG" {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// Kills the server (every key is lost) and starts it again on the same port.
+    fn restart(&mut self) {
+        self.stop();
+        std::thread::sleep(Duration::from_millis(300));
+        self.spawn();
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A `redis-cli` command's output, trimmed.
+    fn cli(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("redis-cli").args(["-p", &self.port.to_string(), "--raw"]).args(args).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default()
+    }
+
+    /// Waits until `check` holds (polling), or panics with `what`.
+    async fn until(&self, what: &str, check: impl Fn(&Self) -> bool) {
+        for _ in 0..300 {
+            if check(self) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{what}: not within 15s");
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Subscribers of a node's channel.
+fn subscribers(redis: &OwnRedis, prefix: &str, node: &str) -> String {
+    let out = redis.cli(&["PUBSUB", "NUMSUB", &format!("{prefix}kick:{node}")]);
+    out.lines().nth(1).unwrap_or("").to_owned()
+}
+
+/// The frames until the server closes the socket (panics if it stays open 10 s).
+async fn until_closed(ws: &mut Ws) -> Vec<Value> {
+    let mut frames = Vec::new();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("the socket is closed within 10s");
+        match next {
+            Some(Ok(Message::Text(t))) => frames.push(serde_json::from_str(&t).unwrap()),
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return frames,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+fn told_logged_in_elsewhere(frames: &[Value]) -> bool {
+    frames.iter().any(|f| f["type"] == "singleChat" && f["data"]["options"]["showModel"]["showModelType"] == "forceLogin")
+}
+
+/// The socket answers a ping: it is open.
+async fn still_open(ws: &mut Ws) {
+    use futures_util::SinkExt;
+    ws.send(Message::Text(json!({"type": "ping"}).to_string().into())).await.expect("socket open");
+    loop {
+        let f = next_frame(ws).await.expect("the socket stays open");
+        if f["type"] == "pong" {
+            return;
+        }
+    }
+}
+
+/// The admin console's session on `base`: (cookie, csrf).
+async fn console(base: &str) -> (String, String) {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let resp =
+        client.post(format!("{base}/admin/login")).form(&[("username", "opsdist"), ("password", "s3cret-ops")]).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 303);
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let html = client.get(format!("{base}/admin/users")).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    let csrf = html.split("name=csrf value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    (cookie, csrf)
+}
+
+/// The dashboard's "online" figure.
+async fn online_on_dashboard(base: &str, cookie: &str) -> i64 {
+    let html = reqwest::Client::new().get(format!("{base}/admin")).header("cookie", cookie).send().await.unwrap().text().await.unwrap();
+    html.split("id=online><b>").nth(1).unwrap().split('<').next().unwrap().parse().unwrap()
+}
+
+/// Issue 11, items 8 and 11: every revocation closes the socket on the other gateway;
+/// offline pushes and the online count are cluster-wide; the kick subscription and the
+/// presence keys come back after Redis drops its connections or restarts empty; a late
+/// kick never closes a newer socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revocations_and_kicks_across_gateways_survive_redis() {
+    let mut redis = OwnRedis::start();
+    // Pings every 2 s (a silent socket closes after 6 s: the test pings its idle ones).
+    let cluster = Cluster::start_with(redis.url(), &[("IM_HEARTBEAT_MS", "2000")]).await;
+    let prefix = cluster.env["IM_REDIS_PREFIX"].clone();
+    let (a, b) = (cluster.a.base.clone(), cluster.b().base.clone());
+    let (a_ws, b_ws) = (cluster.a.ws_base.clone(), cluster.b().ws_base.clone());
+    let store = im_eventlog::postgres::PostgresEventStore::connect(&cluster.env["DATABASE_URL"]).await.unwrap();
+    im_commands::admin::Admins::new(Arc::new(store)).create("opsdist", "s3cret-ops").await.unwrap();
+
+    // A newer login on B: the socket on A is told and closed; its sends go nowhere.
+    let (u1, t1) = register(&a, "drevoke1").await;
+    let mut ws = connect(&a_ws, &t1).await;
+    let (status, relogin) = post(&b, "/api/loginChat", None, json!({"username": "drevoke1", "password": "123456"})).await;
+    assert_eq!(status, 200, "{relogin}");
+    let frames = until_closed(&mut ws).await;
+    assert!(told_logged_in_elsewhere(&frames), "{frames:?}");
+    let t1 = relogin["data"]["token"].as_str().unwrap().to_owned();
+
+    // Logout on B closes the socket on A.
+    let mut ws = connect(&a_ws, &t1).await;
+    assert_eq!(post(&b, "/api/chat/logout", Some(&t1), json!({})).await.0, 200);
+    until_closed(&mut ws).await;
+    assert_eq!(post(&a, "/api/chat/getUserSetInfo", Some(&t1), json!({})).await.0, 401);
+
+    // A visitor upgrade on B closes the visitor's socket on A.
+    let (status, visitor) = post(&a, "/api/visitorRegister", None, json!({"devicefingeruuid": "dist-revoke"})).await;
+    assert_eq!(status, 200, "{visitor}");
+    let vt = visitor["data"]["token"].as_str().unwrap().to_owned();
+    let mut ws = connect(&a_ws, &vt).await;
+    let (status, body) = post(&b, "/api/visitorregChat", Some(&vt), json!({"username": "drevoke2", "password": "123456"})).await;
+    assert_eq!(status, 200, "{body}");
+    until_closed(&mut ws).await;
+
+    // An operator's password reset on B's console closes the socket on A and kills the token.
+    let (u3, t3) = register(&a, "drevoke3").await;
+    let mut ws = connect(&a_ws, &t3).await;
+    let (cookie, csrf) = console(&b).await;
+    let status = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{b}/admin/users/{u3}"))
+        .header("cookie", &cookie)
+        .form(&[("username", "drevoke3"), ("nickname", ""), ("avatar", ""), ("password", "brandnew1"), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(status, 303);
+    until_closed(&mut ws).await;
+    assert_eq!(post(&a, "/api/chat/getUserSetInfo", Some(&t3), json!({})).await.0, 401);
+
+    // The online count is the cluster's: one user on A, one on B.
+    let (u4, t4) = register(&a, "drevoke4").await;
+    let (_, t5) = register(&b, "drevoke5").await;
+    let mut on_a = connect(&a_ws, &t4).await;
+    let mut on_b = connect(&b_ws, &t5).await;
+    // (The sockets closed above leave presence as their tasks end.)
+    let mut online = (0, 0);
+    for _ in 0..100 {
+        online = (online_on_dashboard(&a, &cookie).await, online_on_dashboard(&b, &cookie).await);
+        if online == (2, 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(online, (2, 2), "each gateway counts the cluster's users");
+
+    // chatGetmessageOffLine asked on B pushes to the socket on A.
+    let (status, body) = post(&a, "/api/chat/userset", Some(&t4), json!({"userset": r#"{"chatset":{"user":{"sendCount":2}}}"#})).await;
+    assert_eq!(status, 200, "{body}");
+    drop(on_a);
+    redis.until("A saw the socket go", |r| r.cli(&["EXISTS", &format!("{prefix}online_{u4}")]) == "0").await;
+    let (status, missed) = send(&b, &t5, u4, "single", "while you were away").await;
+    assert_eq!(status, 200, "{missed}");
+    on_a = connect(&a_ws, &t4).await;
+    assert_eq!(post(&b, "/api/chat/chatGetmessageOffLine", Some(&t4), json!({})).await.0, 200);
+    assert_eq!(next_chat(&mut on_a).await["data"]["id"], missed["data"]["id"], "pushed to the socket on A");
+
+    // Redis drops the subscriptions: every gateway subscribes again.
+    assert_eq!(subscribers(&redis, &prefix, "gw-a"), "1");
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    redis.until("gw-a subscribed again", |r| subscribers(r, &prefix, "gw-a") == "1").await;
+    redis.until("gw-b subscribed again", |r| subscribers(r, &prefix, "gw-b") == "1").await;
+    still_open(&mut on_a).await;
+    still_open(&mut on_b).await;
+
+    // Redis restarts empty: presence comes back with the heartbeat, the subscriptions too.
+    redis.restart();
+    redis.until("gw-a subscribed after the restart", |r| subscribers(r, &prefix, "gw-a") == "1").await;
+    redis.until("gw-b subscribed after the restart", |r| subscribers(r, &prefix, "gw-b") == "1").await;
+    redis.until("u4's presence set again", |r| r.cli(&["GET", &format!("{prefix}online_{u4}")]).ends_with(":gw-a")).await;
+    still_open(&mut on_b).await;
+    still_open(&mut on_a).await;
+    // Auto-reply asks cluster presence: u4 is online (on A), so a question from B's user
+    // gets no auto-reply.
+    let (status, body) = post(&a, "/api/chat/askanswer/create", Some(&t4), json!({"ask": "价格多少", "answer": "99元包邮"})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, asked) = send(&b, &t5, u4, "single", "请问价格多少?").await;
+    assert_eq!(status, 200, "{asked}");
+    assert_eq!(next_chat(&mut on_a).await["data"]["id"], asked["data"]["id"]);
+    let rows = get(&b, "/api/chat/sync?since=0&limit=500", &t5).await;
+    let replies: Vec<&Value> =
+        rows["rows"].as_array().unwrap().iter().filter(|r| r["data"]["options"]["autoReply"] == json!(true)).collect();
+    assert!(replies.is_empty(), "an online user's auto-reply went out: {replies:?}");
+    // A second device logs in on B and connects there: the socket on A is kicked.
+    let (status, second) = post(&b, "/api/loginChat", None, json!({"username": "drevoke4", "password": "123456"})).await;
+    assert_eq!(status, 200, "{second}");
+    let _second_ws = connect(&b_ws, second["data"]["token"].as_str().unwrap()).await;
+    let frames = until_closed(&mut on_a).await;
+    assert!(told_logged_in_elsewhere(&frames), "{frames:?}");
+
+    // A late kick — from a connection older than the socket — leaves it open; a kick
+    // from a newer one closes it.
+    let (u6, t6) = register(&a, "drevoke6").await;
+    let mut ws = connect(&a_ws, &t6).await;
+    let online_key = format!("{prefix}online_{u6}");
+    redis.until("u6 online", |r| r.cli(&["GET", &online_key]).ends_with(":gw-a")).await;
+    let value = redis.cli(&["GET", &online_key]);
+    let generation: u64 = value.split(':').next().unwrap().parse().unwrap();
+    let kick = |g: u64| json!({"kind": "kick", "user": u6, "session": "another", "generation": g}).to_string();
+    redis.cli(&["PUBLISH", &format!("{prefix}kick:gw-a"), &kick(generation - 1)]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    still_open(&mut ws).await;
+    redis.cli(&["PUBLISH", &format!("{prefix}kick:gw-a"), &kick(generation + 1)]);
+    let frames = until_closed(&mut ws).await;
+    assert!(told_logged_in_elsewhere(&frames), "{frames:?}");
+    let _ = (u1, on_b);
 }

@@ -240,12 +240,13 @@ impl Accounts {
         Ok(self.execute(ctx, id, |_| Ok(Command::ChangeSettings { userset, at: now })).await?.1)
     }
 
-    /// Operator: set a new password without the old one.
+    /// Operator: set a new password without the old one. The user's live session ends
+    /// (logged out in the same append), so a stolen token dies with the old password.
     pub async fn reset_password(&self, ctx: &Ctx, id: UserId, new: &str) -> Result<i64, CommandError> {
         let password = Password::parse(new)?;
         let password_hash = self.passwords.hash(&password).await?;
         let now = now_millis();
-        Ok(self.execute(ctx, id, |_| Ok(Command::ChangePassword { password_hash: password_hash.clone(), at: now })).await?.1)
+        Ok(self.execute(ctx, id, |_| Ok(Command::ResetPassword { password_hash: password_hash.clone(), at: now })).await?.1)
     }
 
     /// Operator: change a user's login name (claimed like a registration).

@@ -85,6 +85,11 @@ pub enum Command {
         password_hash: PasswordHash,
         at: i64,
     },
+    /// Operator: a new password without the old one; the live session ends with it.
+    ResetPassword {
+        password_hash: PasswordHash,
+        at: i64,
+    },
     UpdateProfile {
         changes: ProfileChanges,
         at: i64,
@@ -194,6 +199,16 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, AccountErro
                 return Err(AccountError::VisitorForbidden);
             }
             Ok(vec![Event::PasswordChanged(PasswordChanged { user_id, password_hash: password_hash.0, at })])
+        }
+        Command::ResetPassword { password_hash, at } => {
+            if account.role == Role::Visitor {
+                return Err(AccountError::VisitorForbidden);
+            }
+            let mut events = vec![Event::PasswordChanged(PasswordChanged { user_id, password_hash: password_hash.0, at })];
+            if let Some(session) = account.session {
+                events.push(Event::UserLoggedOut(UserLoggedOut { user_id, session_id: session, at }));
+            }
+            Ok(events)
         }
         Command::UpdateProfile { changes, at } => {
             if account.role == Role::Visitor && !changes.only_nickname_and_avatar() {

@@ -374,6 +374,23 @@ fn a_user_changes_their_password() {
 }
 
 #[test]
+fn an_operator_reset_ends_the_live_session() {
+    let state = given(a_user())
+        .when(Command::ResetPassword { password_hash: hash("hash-2"), at: T1 })
+        .then(vec![Event::PasswordChanged(PasswordChanged { user_id: ID, password_hash: "hash-2".into(), at: T1 }), logged_out(s(1), T1)]);
+    let user = account(state);
+    assert_eq!(user.password_hash, Some(hash("hash-2")));
+    assert_eq!(user.session, None, "the old password's session is over");
+    // Without a live session there is nothing to end.
+    let mut logged_off = a_user();
+    logged_off.push(logged_out(s(1), T1));
+    given(logged_off)
+        .when(Command::ResetPassword { password_hash: hash("hash-3"), at: T2 })
+        .then(vec![Event::PasswordChanged(PasswordChanged { user_id: ID, password_hash: "hash-3".into(), at: T2 })]);
+    given(a_visitor()).when(Command::ResetPassword { password_hash: hash("hash-2"), at: T1 }).then_err(AccountError::VisitorForbidden);
+}
+
+#[test]
 fn a_visitor_cannot_change_a_password() {
     given(a_visitor()).when(Command::ChangePassword { password_hash: hash("hash-2"), at: T1 }).then_err(AccountError::VisitorForbidden);
 }

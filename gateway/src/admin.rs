@@ -231,7 +231,7 @@ async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Respons
         stat("users", "用户", u),
         stat("groups", "群聊", g),
         stat("messages", "消息", m),
-        stat("online", "在线", state.hub().online_count() as i64),
+        stat("online", "在线", state.online_count().await as i64),
         stat("log-head", "日志位置", head),
         stat("reports", "举报", r),
     );
@@ -351,9 +351,10 @@ async fn edit_user(
         Err(e) => return failed(&s, e.into()),
     }
     if let Some(password) = form.get("password").filter(|p| !p.is_empty()) {
-        match state.accounts().reset_password(&ctx, UserId(id), password).await {
+        // The user's token stops working and their socket closes, on every gateway.
+        match state.reset_password(UserId(id), password).await {
             Ok(p) => last = p,
-            Err(e) => return failed(&s, e.into()),
+            Err(e) => return failed(&s, e),
         }
     }
     let _ = state.settle(last).await;

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use im_adapters::kafka::{DeliveryConsumer, KafkaDeliverySink, KafkaSettings, run_relay};
 use im_adapters::objects::{LocalStore, ObjectStore, S3Store};
-use im_adapters::presence::{Kick, LocalPresence, Presence, RedisPresence};
+use im_adapters::presence::{LocalPresence, NodeMessage, Presence, RedisPresence};
 use im_adapters::ratelimit::{LocalRateLimiter, RateLimiter, RedisRateLimiter};
 use im_commands::accounts::Accounts;
 use im_commands::askanswer::AskAnswers as AskAnswerCommands;
@@ -204,11 +204,57 @@ impl AppState {
         let position = self.accounts().delete(&im_commands::Ctx::anonymous(), user).await?;
         self.settle(position).await?;
         self.remember_session(user.0, Some("deleted")).await;
-        self.hub().close_user(user);
-        if let Ok(Some(node)) = self.presence().node_of(user.0).await {
-            let _ = self.presence().kick(&node, &Kick { user: user.0, session: String::new() }).await;
-        }
+        self.sessions_changed(user, None, false).await;
         Ok(())
+    }
+
+    /// Operator action: a new password, which ends the user's live session (its token is
+    /// refused and its socket closed everywhere).
+    pub async fn reset_password(&self, user: im_domain::UserId, password: &str) -> Result<i64, ApiError> {
+        let position = self.accounts().reset_password(&im_commands::Ctx::anonymous(), user, password).await?;
+        self.settle(position).await?;
+        self.remember_session(user.0, None).await;
+        self.sessions_changed(user, None, false).await;
+        Ok(position)
+    }
+
+    /// The user's live session changed (it is `live` now): their socket closes unless
+    /// it belongs to `live` — here at once, and on the gateway that holds it through
+    /// Redis, which checks the live session itself (so a late message never closes a
+    /// socket of a newer session). `notice`: the socket is told it was logged in
+    /// elsewhere. Call after the change is settled and remembered.
+    pub async fn sessions_changed(&self, user: im_domain::UserId, live: Option<im_domain::SessionId>, notice: bool) {
+        self.hub().close_unless(user, live, notice);
+        match self.presence().node_of(user.0).await {
+            Ok(Some(node)) if node != self.node_id() => {
+                if let Err(e) = self.presence().tell(&node, &NodeMessage::Recheck { user: user.0, notice }).await {
+                    tracing::warn!(user_id = user.0, error = %e, "could not ask the user's gateway to close the socket");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(user_id = user.0, error = %e, "presence unavailable: the socket closes at its next heartbeat"),
+        }
+    }
+
+    /// Whether the user has a socket on any gateway (errors: presence cannot tell).
+    pub async fn is_online(&self, user: im_domain::UserId) -> Result<bool, im_adapters::presence::PresenceError> {
+        if self.hub().is_online(user) {
+            return Ok(true);
+        }
+        Ok(self.presence().node_of(user.0).await?.is_some())
+    }
+
+    /// Users connected to any gateway (this one's hub when presence is in-process, or
+    /// cannot answer).
+    pub async fn online_count(&self) -> u64 {
+        match self.presence().online_count().await {
+            Ok(Some(count)) => count,
+            Ok(None) => self.hub().online_count() as u64,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence cannot count: this gateway's sockets only");
+                self.hub().online_count() as u64
+            }
+        }
     }
 
     /// The local upload directory (served under `/public`).
@@ -245,11 +291,8 @@ impl AppState {
         self.settle(position).await?;
         if !active {
             self.remember_session(user.0, None).await;
-            self.hub().close_user(user);
             // The socket may be on another gateway.
-            if let Ok(Some(node)) = self.presence().node_of(user.0).await {
-                let _ = self.presence().kick(&node, &Kick { user: user.0, session: String::new() }).await;
-            }
+            self.sessions_changed(user, None, false).await;
         }
         Ok(())
     }
@@ -318,7 +361,7 @@ impl Application {
             Some(url) => {
                 Arc::new(RedisPresence::connect(url, &settings.redis_prefix, settings.heartbeat * 3).await.context("connecting to Redis")?)
             }
-            None => Arc::new(LocalPresence),
+            None => Arc::new(LocalPresence::default()),
         };
         let hub = Hub::default();
         let metrics = Arc::new(crate::metrics::Metrics::default());
@@ -371,15 +414,8 @@ impl Application {
                 }
             });
         }
-        if role.serves_clients() {
-            let mut kicks = presence.kicks(&settings.node_id).await.context("subscribing to kicks")?;
-            let hub = hub.clone();
-            tokio::spawn(async move {
-                while let Some(kick) = kicks.recv().await {
-                    hub.kick_remote(im_domain::UserId(kick.user), &kick.session);
-                }
-            });
-        }
+        let messages =
+            if role.serves_clients() { Some(presence.messages(&settings.node_id).await.context("subscribing to kicks")?) } else { None };
         let secret = settings.load_or_create_secret().context("loading the JWT secret")?;
         let tokens = Tokens::new(&secret, settings.token_ttl_secs);
         let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
@@ -417,6 +453,9 @@ impl Application {
             ledger,
             socket_limits: settings.sockets,
         }));
+        if let Some(messages) = messages {
+            tokio::spawn(crate::ws::carry_out(state.clone(), messages));
+        }
         tracing::info!(addr = %listener.local_addr()?, backend = state.store().backend(), ?role, node = %settings.node_id, "server built");
         Ok(Self { listener, state, shutdown })
     }

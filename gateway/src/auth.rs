@@ -79,21 +79,33 @@ impl AppState {
             Err(TokenError::Expired) => return Ok(Err(Refusal::Expired)),
             Err(TokenError::Invalid) => return Ok(Err(Refusal::Invalid)),
         };
+        let user = match self.check_session(claims.user_id(), claims.session()).await? {
+            Ok(user) => user,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        Ok(Ok(Me { id: claims.user_id(), session: claims.session(), user }))
+    }
+
+    /// Whether `session` is still the user's live session and the user may use it: what
+    /// a token is checked against on every request, and an open socket on each `send`
+    /// frame, each heartbeat and each revocation.
+    pub async fn check_session(&self, user: UserId, session: SessionId) -> Result<Result<Arc<UserRow>, Refusal>, ApiError> {
+        let session = session.to_string();
         // The live session where every gateway records it (Redis): a newer login or a
         // logout anywhere refuses this token without touching the database.
-        if let Ok(Some(live)) = self.presence().session(claims.user_id().0).await
-            && live != claims.sid.to_string()
+        if let Ok(Some(live)) = self.presence().session(user.0).await
+            && live != session
         {
             return Ok(Err(Refusal::Revoked));
         }
-        let Some(user) = self.directory().user(claims.user_id().0).await? else { return Ok(Err(Refusal::UnknownUser)) };
-        if !user.is_active() {
+        let Some(row) = self.directory().user(user.0).await? else { return Ok(Err(Refusal::UnknownUser)) };
+        if !row.is_active() {
             return Ok(Err(Refusal::Disabled));
         }
-        if user.session_id.as_deref() != Some(claims.sid.to_string().as_str()) {
+        if row.session_id.as_deref() != Some(session.as_str()) {
             return Ok(Err(Refusal::Revoked));
         }
-        Ok(Ok(Me { id: claims.user_id(), session: claims.session(), user }))
+        Ok(Ok(row))
     }
 
     /// Authenticates an HTTP call and checks the caller's role may use the route.

@@ -204,10 +204,10 @@ async fn submit_group(state: &AppState, me: &Me, sender: Arc<UserRow>, command: 
     Ok(Box::pin(async move { accepted(&state, pending.await?).await }))
 }
 
-/// Whether the user (not connected here) has a socket on another gateway.
-async fn online_elsewhere(state: &AppState, user: i64) -> bool {
-    match state.presence().node_of(user).await {
-        Ok(node) => node.is_some(),
+/// Whether the user has a socket on any gateway (cluster presence).
+async fn online_anywhere(state: &AppState, user: i64) -> bool {
+    match state.is_online(UserId(user)).await {
+        Ok(online) => online,
         Err(e) => {
             // Unknown: no auto-reply rather than one to a user who may be reading.
             tracing::warn!(user, error = %e, "presence lookup failed");
@@ -232,8 +232,8 @@ async fn accepted(state: &AppState, sent: Sent) -> Result<Accepted, ApiError> {
 
 /// The offline recipient's best-matching auto-reply, sent back to the sender from the
 /// recipient with `options.autoReply = true`. (The recipient is not connected to this
-/// gateway; their pairs come from memory, and only a match asks presence whether they
-/// are connected elsewhere.)
+/// gateway; their pairs come from memory, and only a match asks cluster presence whether
+/// they are connected to another one.)
 async fn auto_reply(state: &AppState, message: &MessageSent, recipient: &UserRow) -> Result<(), ApiError> {
     if message.kind != "text" || message.options.get("autoReply").is_some_and(|v| v == &json!(true)) {
         return Ok(());
@@ -253,7 +253,7 @@ async fn auto_reply(state: &AppState, message: &MessageSent, recipient: &UserRow
     .await
     .map_err(ApiError::internal)?;
     let Some(answer) = answer else { return Ok(()) };
-    if online_elsewhere(state, recipient.id).await {
+    if online_anywhere(state, recipient.id).await {
         return Ok(());
     }
     let Ok(body) = MessageBody::parse("text", &answer) else { return Ok(()) };

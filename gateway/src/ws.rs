@@ -14,13 +14,13 @@
 //! blocked write never stops the heartbeat.
 
 use crate::app::AppState;
-use crate::auth::Me;
+use crate::auth::{Me, Refusal};
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::stream::{FuturesOrdered, SplitSink};
 use futures_util::{SinkExt, StreamExt};
-use im_adapters::presence::Kick;
+use im_adapters::presence::{Connected, Kick, NodeMessage, Refreshed};
 use im_domain::{SessionId, UserId};
 use im_projections::inbox::{Delivery, DeliverySink, Ledger, Mark};
 use im_projections::users::UserRow;
@@ -162,6 +162,8 @@ impl Queue {
 
 struct Conn {
     id: u64,
+    /// The cluster-wide connection generation presence gave it (0: unknown).
+    generation: u64,
     session: SessionId,
     user: Arc<UserRow>,
     queue: Queue,
@@ -206,9 +208,9 @@ impl Hub {
 
     /// Makes `tx` the user's connection. The previous one, if any, is told to close:
     /// with the kick notice when it belongs to another session, silently otherwise.
-    fn register(&self, me: &Me, queue: Queue) -> u64 {
+    fn register(&self, me: &Me, queue: Queue, generation: u64) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let conn = Conn { id, session: me.session, user: me.user.clone(), queue, pushed: BTreeSet::new() };
+        let conn = Conn { id, generation, session: me.session, user: me.user.clone(), queue, pushed: BTreeSet::new() };
         let previous = self.shard(me.id).insert(me.id, conn);
         if let Some(old) = previous {
             let notice = (old.session != me.session).then(|| kick_frame(&old.user));
@@ -217,12 +219,44 @@ impl Hub {
         id
     }
 
-    /// Another node took the user's socket (or an operator disabled them): close ours,
-    /// with the notice unless it is the same session reconnecting elsewhere.
-    pub fn kick_remote(&self, user: UserId, session: &str) {
-        let Some(old) = self.shard(user).remove(&user) else { return };
+    /// Another node took the user's socket with connection `generation`: close ours if
+    /// it is older (a late kick leaves a newer socket open), with the notice unless it is
+    /// the same session reconnecting elsewhere. Generation 0 (an older gateway's kick)
+    /// closes any.
+    pub fn kick_remote(&self, user: UserId, session: &str, generation: u64) -> bool {
+        let Some(old) = self.take_if(user, |c| generation == 0 || c.generation < generation) else { return false };
         let notice = (old.session.to_string() != session).then(|| kick_frame(&old.user));
         old.close(notice);
+        true
+    }
+
+    /// Removes the user's connection if `which` says so.
+    fn take_if(&self, user: UserId, which: impl FnOnce(&Conn) -> bool) -> Option<Conn> {
+        let mut conns = self.shard(user);
+        if conns.get(&user).is_some_and(which) { conns.remove(&user) } else { None }
+    }
+
+    /// The session and connection id of the user's socket here, if any.
+    pub fn session_of(&self, user: UserId) -> Option<(SessionId, u64)> {
+        self.shard(user).get(&user).map(|c| (c.session, c.id))
+    }
+
+    /// Closes connection `conn_id` of the user if it is still theirs here (its session
+    /// was revoked), with the "logged in on another device" notice when `notice`.
+    pub fn close_conn(&self, user: UserId, conn_id: u64, notice: bool) -> bool {
+        let Some(conn) = self.take_if(user, |c| c.id == conn_id) else { return false };
+        let notice = notice.then(|| kick_frame(&conn.user));
+        conn.close(notice);
+        true
+    }
+
+    /// Closes the user's socket here unless it belongs to `live`, the session that is
+    /// live now (`None`: no session is).
+    pub fn close_unless(&self, user: UserId, live: Option<SessionId>, notice: bool) -> bool {
+        match self.session_of(user) {
+            Some((session, conn_id)) if Some(session) != live => self.close_conn(user, conn_id, notice),
+            _ => false,
+        }
     }
 
     fn unregister(&self, user: UserId, conn_id: u64) {
@@ -269,23 +303,6 @@ impl Hub {
         offered
     }
 
-    /// Closes the user's connection if it belongs to `session` (logout, upgrade).
-    pub fn close_session(&self, user: UserId, session: SessionId) {
-        let mut conns = self.shard(user);
-        if conns.get(&user).is_some_and(|c| c.session == session)
-            && let Some(conn) = conns.remove(&user)
-        {
-            conn.close(None);
-        }
-    }
-
-    /// Closes the user's connection whatever its session (disabled account).
-    pub fn close_user(&self, user: UserId) {
-        if let Some(conn) = self.shard(user).remove(&user) {
-            conn.close(None);
-        }
-    }
-
     pub fn is_online(&self, user: UserId) -> bool {
         self.shard(user).contains_key(&user)
     }
@@ -293,6 +310,49 @@ impl Hub {
     pub fn online_count(&self) -> usize {
         self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len()).sum()
     }
+}
+
+/// `chatGetmessageOffLine` requests from other gateways waiting to be carried out here;
+/// beyond it they are dropped (the client asks again, or syncs).
+pub const OFFLINE_QUEUED: usize = 256;
+
+/// Carries out what other gateways ask of this one: kicks, session re-checks, offline
+/// pushes. Re-checks ask the live session themselves, so a late one never closes a
+/// socket of a newer session.
+pub async fn carry_out(state: AppState, mut messages: mpsc::Receiver<NodeMessage>) {
+    let (offline, mut offline_rx) = mpsc::channel::<i64>(OFFLINE_QUEUED);
+    let pusher = state.clone();
+    tokio::spawn(async move {
+        while let Some(user) = offline_rx.recv().await {
+            if let Err(e) = crate::routes::messages::push_pending(&pusher, UserId(user)).await {
+                tracing::warn!(user_id = user, error = %e.reason, "offline push for another gateway failed");
+            }
+        }
+    });
+    while let Some(message) = messages.recv().await {
+        match message {
+            NodeMessage::Kick(kick) => {
+                state.hub().kick_remote(UserId(kick.user), &kick.session, kick.generation);
+            }
+            NodeMessage::Recheck { user, notice } => {
+                let user = UserId(user);
+                let Some((session, conn_id)) = state.hub().session_of(user) else { continue };
+                match state.check_session(user, session).await {
+                    Ok(Err(_)) => {
+                        state.hub().close_conn(user, conn_id, notice);
+                    }
+                    Ok(Ok(_)) => {}
+                    Err(e) => tracing::warn!(user_id = user.0, error = %e.reason, "cannot check the session: left to the heartbeat"),
+                }
+            }
+            NodeMessage::Offline { user } => {
+                if offline.try_send(user).is_err() {
+                    tracing::warn!(user_id = user, "too many offline pushes queued: dropped");
+                }
+            }
+        }
+    }
+    tracing::warn!("this gateway no longer hears other gateways");
 }
 
 /// The embedded delivery path: inbox rows go straight to the sockets of this process
@@ -420,20 +480,25 @@ async fn serve(socket: Box<WebSocket>, state: AppState, token: Option<String>) {
     let queued = Arc::new(AtomicUsize::new(0));
     let queue =
         Queue { tx: tx.clone(), bytes: queued.clone(), max_bytes: limits.queue_bytes.max(MAX_FRAME), max_frames, kill: kill.clone() };
-    let conn_id = state.hub().register(&me, queue.clone());
-    tracing::debug!(user_id = me.id.0, conn_id, "socket connected");
+    let connected = match state.presence().connect(me.id.0, state.node_id()).await {
+        Ok(connected) => connected,
+        Err(e) => {
+            tracing::warn!(user_id = me.id.0, error = %e, "presence unavailable");
+            Connected { generation: 0, previous: None }
+        }
+    };
+    let generation = connected.generation;
+    let conn_id = state.hub().register(&me, queue.clone(), generation);
+    tracing::debug!(user_id = me.id.0, conn_id, generation, "socket connected");
     if let Some(deliveries) = state.deliveries() {
         deliveries.user_connected(me.id.0).await;
     }
-    match state.presence().connect(me.id.0, state.node_id()).await {
-        Ok(Some(previous)) => {
-            let kick = Kick { user: me.id.0, session: me.session.to_string() };
-            if let Err(e) = state.presence().kick(&previous, &kick).await {
-                tracing::warn!(user_id = me.id.0, error = %e, "could not kick the previous connection");
-            }
-        }
-        Ok(None) => {}
-        Err(e) => tracing::warn!(user_id = me.id.0, error = %e, "presence unavailable"),
+    if let Some(previous) = connected.previous {
+        kick_elsewhere(&state, &me, &previous, generation).await;
+    }
+    // A revocation between the token check and the registration did not see this socket.
+    if matches!(state.check_session(me.id, me.session).await, Ok(Err(_))) {
+        state.hub().close_conn(me.id, conn_id, false);
     }
     let say = |queue: &Queue, text: String| queue.queue(Outbound::Frame { text: text.into(), seq: None });
     say(&queue, frame("system", json!("欢迎您访问我们的系统!")).to_string());
@@ -482,14 +547,46 @@ async fn serve(socket: Box<WebSocket>, state: AppState, token: Option<String>) {
                 // Boxed: the send path's state exists only while a frame is handled,
                 // not in every idle socket's task.
                 let handled = Box::pin(on_client_frame(&state, &me, &text));
-                if let Some(answer) = handled.await {
-                    in_flight.push_back(answer);
+                match handled.await {
+                    Ok(Some(answer)) => in_flight.push_back(answer),
+                    Ok(None) => {}
+                    Err(last) => {
+                        // The session is no longer live: the answers already due, this
+                        // refusal, then the close.
+                        while let Some(answer) = in_flight.next().await {
+                            queue.offer(Outbound::Frame { text: answer.into(), seq: None }, Mode::Answer);
+                        }
+                        queue.offer(Outbound::Frame { text: last.into(), seq: None }, Mode::Answer);
+                        tracing::info!(user_id = me.id.0, conn_id, "send on a revoked session: refused and closed");
+                        closing = true;
+                        break;
+                    }
                 }
             }
             _ = ticker.tick() => match heartbeat.tick(Instant::now()) {
                 Beat::Ping => {
-                    if let Err(e) = state.presence().refresh(me.id.0, state.node_id()).await {
-                        tracing::warn!(user_id = me.id.0, error = %e, "presence refresh failed");
+                    match state.presence().refresh(me.id.0, state.node_id(), generation).await {
+                        Ok(Refreshed::Held) => {}
+                        Ok(Refreshed::Reasserted) => tracing::info!(user_id = me.id.0, conn_id, "presence was lost: set again"),
+                        Ok(Refreshed::Superseded { node }) => {
+                            tracing::info!(user_id = me.id.0, conn_id, %node, "a newer connection of the user holds presence: closed");
+                            closing = true;
+                            break;
+                        }
+                        Ok(Refreshed::Displaced { node }) => {
+                            tracing::info!(user_id = me.id.0, conn_id, %node, "an older connection held presence: kicked");
+                            if node != state.node_id() {
+                                kick_elsewhere(&state, &me, &node, generation).await;
+                            }
+                        }
+                        Err(e) => tracing::warn!(user_id = me.id.0, error = %e, "presence refresh failed"),
+                    }
+                    // A revocation whose kick was lost (Redis away) still closes the socket.
+                    if let Ok(Err(refusal)) = state.check_session(me.id, me.session).await {
+                        tracing::info!(user_id = me.id.0, conn_id, ?refusal, "session no longer live: closed");
+                        queue.offer(Outbound::Frame { text: revoked_frame(&Value::Null, refusal).into(), seq: None }, Mode::Answer);
+                        closing = true;
+                        break;
                     }
                     say(&queue, json!({"type": "ping"}).to_string());
                 }
@@ -515,7 +612,7 @@ async fn serve(socket: Box<WebSocket>, state: AppState, token: Option<String>) {
         deliveries.user_disconnected(me.id.0);
     }
     if !state.hub().is_online(me.id)
-        && let Err(e) = state.presence().disconnect(me.id.0, state.node_id()).await
+        && let Err(e) = state.presence().disconnect(me.id.0, state.node_id(), generation).await
     {
         tracing::warn!(user_id = me.id.0, error = %e, "presence cleanup failed");
     }
@@ -615,17 +712,37 @@ async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stopping| *stopping).await;
 }
 
+/// Asks `node` to close the user's older socket there.
+async fn kick_elsewhere(state: &AppState, me: &Me, node: &str, generation: u64) {
+    let kick = NodeMessage::Kick(Kick { user: me.id.0, session: me.session.to_string(), generation });
+    if let Err(e) = state.presence().tell(node, &kick).await {
+        tracing::warn!(user_id = me.id.0, error = %e, "could not kick the previous connection");
+    }
+}
+
+/// The frame that answers a `send` on a session that is no longer live.
+fn revoked_frame(client_msg_id: &Value, refusal: Refusal) -> String {
+    let e = refusal.api_error();
+    json!({"type": "error", "data": {"client_msg_id": client_msg_id, "code": e.code, "msg": e.reason}}).to_string()
+}
+
 /// Handles a client frame; a `send` is decided and queued now, answered when durable.
-/// Unparsable or unknown frames are ignored, never fatal.
-async fn on_client_frame(state: &AppState, me: &Me, text: &str) -> Option<Answer> {
-    let value: Value = serde_json::from_str(text).ok()?;
-    match ClientFrame::parse(value)? {
+/// Unparsable or unknown frames are ignored, never fatal. `Err`: the socket's session
+/// is no longer live — answer this and close.
+async fn on_client_frame(state: &AppState, me: &Me, text: &str) -> Result<Option<Answer>, String> {
+    let Some(frame) = serde_json::from_str::<Value>(text).ok().and_then(ClientFrame::parse) else { return Ok(None) };
+    Ok(match frame {
         ClientFrame::Ping => Some(Box::pin(std::future::ready(json!({"type": "pong"}).to_string()))),
         ClientFrame::Ack(seq) => {
             state.ledger().mark(Mark::UpTo { user: me.id.0, seq });
             None
         }
         ClientFrame::Send { client_msg_id, command } => {
+            // The session may have ended since the socket opened (a login elsewhere, a
+            // logout, a password reset, an operator): nothing is sent on a dead one.
+            if let Ok(Err(refusal)) = state.check_session(me.id, me.session).await {
+                return Err(revoked_frame(&client_msg_id, refusal));
+            }
             let error = move |client_msg_id: &Value, e: crate::error::ApiError| {
                 json!({"type": "error", "data": {"client_msg_id": client_msg_id, "code": e.code, "msg": e.reason}}).to_string()
             };
@@ -643,7 +760,7 @@ async fn on_client_frame(state: &AppState, me: &Me, text: &str) -> Option<Answer
                 Err(e) => Box::pin(std::future::ready(error(&client_msg_id, e))),
             })
         }
-    }
+    })
 }
 
 /// What a client may say over the socket, parsed once.

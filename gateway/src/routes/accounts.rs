@@ -35,10 +35,25 @@ pub fn router() -> Router<AppState> {
         .route("/api/chat/searchUser", post(search_user))
 }
 
+/// How a new session treats the sockets of the one it replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replaces {
+    /// A new account: nothing to replace.
+    Nothing,
+    /// A login: the old session's socket gets the "logged in on another device" notice.
+    WithNotice,
+    /// A visitor upgrade: its socket closes quietly, the client reconnects.
+    Quietly,
+}
+
 /// Waits for the read models, then answers with the user object plus the new token.
-async fn session_response(state: &AppState, started: SessionStarted) -> ApiResult {
+/// The previous session's sockets close on every gateway.
+async fn session_response(state: &AppState, started: SessionStarted, replaces: Replaces) -> ApiResult {
     state.settle(started.position).await?;
     state.remember_session(started.user_id.0, Some(&started.session.to_string())).await;
+    if replaces != Replaces::Nothing {
+        state.sessions_changed(started.user_id, Some(started.session), replaces == Replaces::WithNotice).await;
+    }
     let user = state.users().by_id(started.user_id.0).await?.ok_or_else(|| ApiError::internal("user row missing after settle"))?;
     let mut data = user.to_json();
     data["token"] = Value::String(started.token);
@@ -61,7 +76,7 @@ async fn register(State(state): State<AppState>, addr: ConnectInfo<SocketAddr>, 
     let username = params.required("username")?;
     let password = params.required("password")?;
     let started = state.accounts().register(&Ctx::anonymous(), &username, &password).await?;
-    session_response(&state, started).await
+    session_response(&state, started, Replaces::Nothing).await
 }
 
 async fn login(State(state): State<AppState>, addr: ConnectInfo<SocketAddr>, params: Params) -> ApiResult {
@@ -73,7 +88,7 @@ async fn login(State(state): State<AppState>, addr: ConnectInfo<SocketAddr>, par
     let Ok(name) = Username::parse(&username) else { return Err(CommandError::WrongCredentials.into()) };
     state.limit("login-user", &name.as_str().to_lowercase(), state.limits().login).await?;
     let started = state.accounts().login(&Ctx::anonymous(), name.as_str(), &password).await?;
-    session_response(&state, started).await
+    session_response(&state, started, Replaces::WithNotice).await
 }
 
 async fn visitor_register(State(state): State<AppState>, addr: ConnectInfo<SocketAddr>, params: Params) -> ApiResult {
@@ -88,7 +103,8 @@ async fn visitor_register(State(state): State<AppState>, addr: ConnectInfo<Socke
         screen: params.optional_bounded("screen", 100)?,
     };
     let started = state.accounts().visitor_register(&Ctx::anonymous(), &fingerprint, device).await?;
-    session_response(&state, started).await
+    // The device's visitor may be logged in already (on this device, or a copy of it).
+    session_response(&state, started, Replaces::WithNotice).await
 }
 
 async fn visitor_upgrade(State(state): State<AppState>, params: Params) -> ApiResult {
@@ -99,10 +115,9 @@ async fn visitor_upgrade(State(state): State<AppState>, params: Params) -> ApiRe
     let username = params.required("username")?;
     let password = params.required("password")?;
     let started = state.accounts().visitor_upgrade(&Ctx::user(me.id.0), me.id, &username, &password).await?;
-    // The visitor's session ended with the upgrade; its socket closes quietly and the
-    // client reconnects with the new token.
-    state.hub().close_session(me.id, me.session);
-    session_response(&state, started).await
+    // The visitor's session ended with the upgrade; its socket closes quietly (on any
+    // gateway) and the client reconnects with the new token.
+    session_response(&state, started, Replaces::Quietly).await
 }
 
 async fn userinfo(State(state): State<AppState>, Path(uuid): Path<String>) -> ApiResult {
@@ -120,7 +135,7 @@ async fn logout(State(state): State<AppState>, params: Params) -> ApiResult {
     let position = state.accounts().logout(&Ctx::user(me.id.0), me.id, me.session).await?;
     state.settle(position).await?;
     state.remember_session(me.id.0, None).await;
-    state.hub().close_session(me.id, me.session);
+    state.sessions_changed(me.id, None, false).await;
     Ok(ok(true))
 }
 
@@ -131,6 +146,9 @@ async fn set_password(State(state): State<AppState>, params: Params) -> ApiResul
     let repeat = params.required("repassword")?;
     let position = state.accounts().set_password(&Ctx::user(me.id.0), me.id, &old, &new, &repeat).await?;
     state.settle(position).await?;
+    // SPEC: it revokes every other session. The caller's stays live (one live session
+    // per user), and a socket of any older one still open anywhere closes.
+    state.sessions_changed(me.id, Some(me.session), true).await;
     Ok(ok(true))
 }
 

@@ -11,7 +11,9 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::routing::{get, post};
+use im_adapters::presence::NodeMessage;
 use im_commands::Ctx;
+use im_domain::UserId;
 use im_domain::message::ChatType;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -44,21 +46,38 @@ async fn send(State(state): State<AppState>, addr: ConnectInfo<SocketAddr>, para
 
 /// Pushes every undelivered inbox row to my socket, oldest first, as far as its queue
 /// has room. Each counts as delivered once its frame was written; whatever did not fit
-/// stays pending for the next call (or sync).
+/// stays pending for the next call (or sync). A socket on another gateway is pushed
+/// there (asked through Redis).
 async fn offline(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    if state.hub().is_online(me.id) {
+        push_pending(&state, me.id).await?;
+        return Ok(ok("ok"));
+    }
+    match state.presence().node_of(me.id.0).await {
+        Ok(Some(node)) if node != state.node_id() => {
+            state.presence().tell(&node, &NodeMessage::Offline { user: me.id.0 }).await.map_err(ApiError::internal)?;
+        }
+        Ok(_) => {}
+        Err(e) => return Err(ApiError::internal(e)),
+    }
+    Ok(ok("ok"))
+}
+
+/// Pushes the user's undelivered inbox rows to their socket on this gateway.
+pub async fn push_pending(state: &AppState, user: UserId) -> Result<(), ApiError> {
     // What reached the socket so far counts as delivered, and every row the log holds
     // is written, before we look.
     state.ledger().flushed().await;
     state.settle_head().await?;
     let mut after = 0;
     loop {
-        let pending = state.inbox().pending(me.id.0, after, 500).await?;
+        let pending = state.inbox().pending(user.0, after, 500).await?;
         let Some(last) = pending.last().map(|d| d.seq) else { break };
         let now = crate::now_millis();
         for delivery in &pending {
             if matches!(state.hub().offer_pending(delivery, now), Offer::NotHere | Offer::NoRoom) {
-                return Ok(ok("ok"));
+                return Ok(());
             }
         }
         after = last;
@@ -66,7 +85,7 @@ async fn offline(State(state): State<AppState>, params: Params) -> ApiResult {
             break;
         }
     }
-    Ok(ok("ok"))
+    Ok(())
 }
 
 async fn sync(State(state): State<AppState>, params: Params) -> ApiResult {
