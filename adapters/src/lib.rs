@@ -4,8 +4,10 @@
 //!
 //! # Layout
 //! * [`presence`] — the [`presence::Presence`] trait: which gateway node holds a user's
-//!   socket (`online_<user>` string keys with a TTL, as the reference recommends), the
-//!   live-session check, and cross-node kicks over pub/sub.
+//!   socket (`online_<user>` string keys with a TTL, as the reference recommends, holding
+//!   the connection's generation and node), the live-session check, the cluster's online
+//!   count, and messages between nodes over pub/sub (kicks, session re-checks, offline
+//!   pushes), with a subscription that re-opens itself after Redis drops it.
 //! * [`kafka`] — the relay (log → `im.events`, in log order, from a checkpoint), the
 //!   delivery producer (inbox rows → `im.deliveries`, keyed and partitioned by recipient)
 //!   and the gateway's delivery consumer (assigns itself the partitions of the users

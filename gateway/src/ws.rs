@@ -3,6 +3,10 @@
 //! One connection per user: when a user connects while another connection of theirs
 //! is open, the old one gets the "logged in on another device" notice and is closed —
 //! unless it belongs to the same session (same token), which is a silent reconnect.
+//! Across gateways the same happens through Redis, and only to a socket older than the
+//! new connection (its generation). A socket lives only as long as its session: a
+//! revocation closes it, and each `send` frame and each heartbeat check the session is
+//! still the live one.
 //!
 //! Each connection is two tasks. The writer owns the socket's sending half and drains a
 //! bounded queue of frames, writing whatever is queued in one flush under a timeout; the
