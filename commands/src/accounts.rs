@@ -30,8 +30,8 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    pub fn new(store: SharedEventStore, tokens: Tokens) -> Self {
-        Self { store, passwords: Passwords, tokens }
+    pub fn new(store: SharedEventStore, tokens: Tokens, passwords: Passwords) -> Self {
+        Self { store, passwords, tokens }
     }
 
     pub fn tokens(&self) -> &Tokens {

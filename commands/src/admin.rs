@@ -12,6 +12,7 @@ use im_eventlog::{AppendError, ExpectedVersion, SharedEventStore};
 #[derive(Clone)]
 pub struct Admins {
     store: SharedEventStore,
+    passwords: Passwords,
 }
 
 /// An operator as their stream says: the password hash, and the time of their last
@@ -31,15 +32,21 @@ fn evolve(state: Option<Operator>, event: &Event) -> Option<Operator> {
 }
 
 impl Admins {
+    /// With a hashing pool of its own (the command line's `im admin create`).
     pub fn new(store: SharedEventStore) -> Self {
-        Self { store }
+        Self::with_passwords(store, Passwords::default())
+    }
+
+    /// Sharing the server's hashing pool.
+    pub fn with_passwords(store: SharedEventStore, passwords: Passwords) -> Self {
+        Self { store, passwords }
     }
 
     /// Creates an operator account; fails when the name is taken.
     pub async fn create(&self, username: &str, password: &str) -> Result<(), CommandError> {
         let username = Username::parse(username)?;
         let password = Password::parse(password)?;
-        let hash = Passwords.hash(&password).await?;
+        let hash = self.passwords.hash(&password).await?;
         let event = Event::AdminCreated(AdminCreated { username: username.as_str().to_owned(), password_hash: hash.0, at: now_millis() });
         let append = stream_append(&Ctx::anonymous(), StreamId::admin(username.as_str()).to_string(), ExpectedVersion::NoStream, &[event]);
         match self.store.append(vec![append]).await {
@@ -55,7 +62,7 @@ impl Admins {
             return Ok(false);
         }
         match self.operator(username).await? {
-            Some(operator) => Passwords.verify(password, &PasswordHash(operator.hash)).await,
+            Some(operator) => self.passwords.verify(password, &PasswordHash(operator.hash)).await,
             None => Ok(false),
         }
     }

@@ -45,6 +45,8 @@ pub enum CommandError {
     Corrupt(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("too many password checks waiting; try again shortly")]
+    Busy,
     #[error("internal: {0}")]
     Internal(String),
 }

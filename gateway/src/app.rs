@@ -385,7 +385,8 @@ impl Application {
             }
             Projector::follow(db.clone(), &PROJECTIONS).await?
         };
-        let admins = im_commands::admin::Admins::new(store.clone());
+        let passwords = im_commands::auth::Passwords::new(settings.hashing);
+        let admins = im_commands::admin::Admins::with_passwords(store.clone(), passwords.clone());
         let local_files: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&settings.files.upload_dir));
         let object_store: Arc<dyn ObjectStore> = match &settings.files.s3 {
             Some(s3) => {
@@ -421,7 +422,7 @@ impl Application {
         let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = AppState(Arc::new(Inner {
-            accounts: Accounts::new(store.clone(), tokens),
+            accounts: Accounts::new(store.clone(), tokens, passwords),
             friend_commands: FriendCommands::new(store.clone()),
             users: Users::new(db.clone()),
             friends: Friends::new(db.clone()),

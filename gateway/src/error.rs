@@ -142,6 +142,7 @@ impl From<CommandError> for ApiError {
             CommandError::PasswordMismatch => Self::bad("password_mismatch", "两次输入的密码不一致"),
             CommandError::UnknownUser => Self::user_not_found(),
             CommandError::Contended | CommandError::Stale(_) => Self::new(StatusCode::CONFLICT, "conflict", "操作冲突,请重试"),
+            CommandError::Busy => Self::new(StatusCode::TOO_MANY_REQUESTS, "busy", "服务器繁忙,请稍后再试"),
             CommandError::Corrupt(_) | CommandError::Store(_) | CommandError::Internal(_) => Self::internal(e),
         }
     }

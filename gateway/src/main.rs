@@ -200,6 +200,15 @@ struct ServeArgs {
     /// Other writes per minute per user: profile, friends, reports, groups (0 = no limit).
     #[arg(long, env = "IM_RATE_WRITE", default_value_t = 120)]
     rate_write: u32,
+    /// Password changes and visitor upgrades per minute per user (0 = no limit).
+    #[arg(long, env = "IM_RATE_PASSWORD", default_value_t = 10)]
+    rate_password: u32,
+    /// Threads that hash passwords (default: half the cores, at least one).
+    #[arg(long, env = "IM_HASH_THREADS")]
+    hash_threads: Option<usize>,
+    /// Password hashes that may wait for a thread; more are refused as busy (429).
+    #[arg(long, env = "IM_HASH_QUEUE", default_value_t = 256)]
+    hash_queue: usize,
     /// Rate-limit counters one process keeps at most (hashed keys; oldest dropped first).
     #[arg(long, env = "IM_RATE_KEYS", default_value_t = im_adapters::ratelimit::DEFAULT_RATE_KEYS)]
     rate_keys: usize,
@@ -275,7 +284,12 @@ impl From<ServeArgs> for Settings {
                 register: a.rate_register,
                 send: a.rate_send,
                 write: a.rate_write,
+                password: a.rate_password,
                 keys: a.rate_keys.max(1),
+            },
+            hashing: im_commands::auth::HashingLimits {
+                threads: a.hash_threads.filter(|&n| n > 0).unwrap_or(defaults.hashing.threads),
+                queue: a.hash_queue,
             },
             sockets: im_gateway::ws::SocketLimits {
                 queue: a.ws_queue.max(4),

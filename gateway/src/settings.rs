@@ -69,6 +69,8 @@ pub struct Settings {
     pub max_group_size: usize,
     /// Rate limits per minute (0 = none).
     pub limits: Limits,
+    /// `IM_HASH_THREADS`, `IM_HASH_QUEUE`: the password hashing pool.
+    pub hashing: im_commands::auth::HashingLimits,
     /// Uploads: where and how big.
     pub files: FileSettings,
     /// `IM_WS_QUEUE`, `IM_WS_WRITE_TIMEOUT_MS`, `IM_WS_IN_FLIGHT`: per-socket bounds.
@@ -118,18 +120,22 @@ pub struct Limits {
     /// and answers, blacklist and remarks, reports, groups, auto-replies, revokes
     /// (default 120).
     pub write: u32,
+    /// `IM_RATE_PASSWORD`: password changes and visitor upgrades per user (default 10);
+    /// visitor upgrades also count against `register` per client IP.
+    pub password: u32,
     /// `IM_RATE_KEYS`: counters one process keeps at most (default 100,000; the
     /// distributed mode keeps them in Redis, each expiring with its window).
     pub keys: usize,
 }
 
 impl Limits {
-    pub const NONE: Limits = Limits { login: 0, register: 0, send: 0, write: 0, keys: im_adapters::ratelimit::DEFAULT_RATE_KEYS };
+    pub const NONE: Limits =
+        Limits { login: 0, register: 0, send: 0, write: 0, password: 0, keys: im_adapters::ratelimit::DEFAULT_RATE_KEYS };
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { login: 60, register: 30, send: 300, write: 120, keys: im_adapters::ratelimit::DEFAULT_RATE_KEYS }
+        Self { login: 60, register: 30, send: 300, write: 120, password: 10, keys: im_adapters::ratelimit::DEFAULT_RATE_KEYS }
     }
 }
 
@@ -156,6 +162,7 @@ impl Settings {
             revoke_window: Duration::from_secs(120),
             max_group_size: 500,
             limits: Limits::default(),
+            hashing: im_commands::auth::HashingLimits::default(),
             sockets: crate::ws::SocketLimits::default(),
             directory: im_projections::directory::Capacity::default(),
         }

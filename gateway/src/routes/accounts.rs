@@ -107,11 +107,14 @@ async fn visitor_register(State(state): State<AppState>, addr: ConnectInfo<Socke
     session_response(&state, started, Replaces::WithNotice).await
 }
 
-async fn visitor_upgrade(State(state): State<AppState>, params: Params) -> ApiResult {
+async fn visitor_upgrade(State(state): State<AppState>, addr: ConnectInfo<SocketAddr>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     if !me.is_visitor() {
         return Err(ApiError::bad("not_a_visitor", "当前账号不是游客身份"));
     }
+    // A password is hashed: per user, and per IP like any registration.
+    state.limit("password", &me.id.0.to_string(), state.limits().password).await?;
+    state.limit("register", &ip(&addr), state.limits().register).await?;
     let username = params.required("username")?;
     let password = params.required("password")?;
     let started = state.accounts().visitor_upgrade(&Ctx::user(me.id.0), me.id, &username, &password).await?;
@@ -141,6 +144,7 @@ async fn logout(State(state): State<AppState>, params: Params) -> ApiResult {
 
 async fn set_password(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::Users).await?;
+    state.limit("password", &me.id.0.to_string(), state.limits().password).await?;
     let old = params.required("oldpassword")?;
     let new = params.required("password")?;
     let repeat = params.required("repassword")?;
