@@ -18,8 +18,9 @@ pub enum ObjectError {
 
 #[async_trait]
 pub trait ObjectStore: Send + Sync + 'static {
-    /// Stores `bytes` under `key` (`dir/day/name.ext`) and returns its public URL.
-    async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<String, ObjectError>;
+    /// Stores the finished file at `file` (`size` bytes, on local disk; the store may move
+    /// it away) under `key` (`dir/day/name.ext`) and returns its public URL.
+    async fn put(&self, key: &str, file: &Path, size: u64, content_type: &str) -> Result<String, ObjectError>;
     fn name(&self) -> &'static str;
 }
 
@@ -41,16 +42,19 @@ impl LocalStore {
 
 #[async_trait]
 impl ObjectStore for LocalStore {
-    async fn put(&self, key: &str, bytes: Vec<u8>, _content_type: &str) -> Result<String, ObjectError> {
+    async fn put(&self, key: &str, file: &Path, _size: u64, _content_type: &str) -> Result<String, ObjectError> {
         check_key(key)?;
         let target = self.root.join(key);
         if let Some(parent) = target.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
-        // Write aside, then rename: a reader never sees half a file.
-        let tmp = target.with_extension("part");
-        tokio::fs::write(&tmp, bytes).await?;
-        tokio::fs::rename(&tmp, &target).await?;
+        // A rename when the file is on the same disk; else copy aside, then rename: a
+        // reader never sees half a file.
+        if tokio::fs::rename(file, &target).await.is_err() {
+            let tmp = target.with_extension("part");
+            tokio::fs::copy(file, &tmp).await?;
+            tokio::fs::rename(&tmp, &target).await?;
+        }
         Ok(format!("/public/{key}"))
     }
 
@@ -113,14 +117,17 @@ impl S3Store {
 
 #[async_trait]
 impl ObjectStore for S3Store {
-    async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<String, ObjectError> {
+    async fn put(&self, key: &str, file: &Path, size: u64, content_type: &str) -> Result<String, ObjectError> {
         check_key(key)?;
         let url = self.bucket.put_object(Some(&self.credentials), key).sign(Duration::from_secs(300));
+        // Streamed from disk: an upload is never whole in memory.
+        let body = reqwest::Body::from(tokio::fs::File::open(file).await?);
         let resp = self
             .client
             .put(url)
             .header("content-type", content_type)
-            .body(bytes)
+            .header("content-length", size)
+            .body(body)
             .send()
             .await
             .map_err(|e| ObjectError::Remote(e.to_string()))?;

@@ -11,7 +11,13 @@ use std::time::{Duration, Instant};
 #[async_trait]
 pub trait RateLimiter: Send + Sync + 'static {
     /// Counts one hit on `key`; false when it is over `limit` hits in the current window.
-    async fn allow(&self, key: &str, limit: u32, window: Duration) -> Result<bool, PresenceError>;
+    async fn allow(&self, key: &str, limit: u32, window: Duration) -> Result<bool, PresenceError> {
+        self.allow_n(key, 1, limit, window).await
+    }
+
+    /// Counts `cost` on `key` (a quota: bytes, say); false when the window's total is now
+    /// over `limit`. What was refused still counts.
+    async fn allow_n(&self, key: &str, cost: u32, limit: u32, window: Duration) -> Result<bool, PresenceError>;
 }
 
 /// One process's counters. Keys are kept as 64-bit hashes (a random key per process, so
@@ -58,7 +64,7 @@ impl LocalRateLimiter {
 
 #[async_trait]
 impl RateLimiter for LocalRateLimiter {
-    async fn allow(&self, key: &str, limit: u32, window: Duration) -> Result<bool, PresenceError> {
+    async fn allow_n(&self, key: &str, cost: u32, limit: u32, window: Duration) -> Result<bool, PresenceError> {
         let now = Instant::now();
         let hash = self.hasher.hash_one(key);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -80,7 +86,7 @@ impl RateLimiter for LocalRateLimiter {
         if now >= entry.0 {
             *entry = (now + window, 0);
         }
-        entry.1 = entry.1.saturating_add(1);
+        entry.1 = entry.1.saturating_add(cost);
         Ok(entry.1 <= limit)
     }
 }
@@ -108,12 +114,12 @@ impl RedisRateLimiter {
 
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
-    async fn allow(&self, key: &str, limit: u32, window: Duration) -> Result<bool, PresenceError> {
+    async fn allow_n(&self, key: &str, cost: u32, limit: u32, window: Duration) -> Result<bool, PresenceError> {
         let mut conn = self.conn.clone();
         let key = redis_key(&self.prefix, key);
         let (count,): (u64,) = redis::pipe()
             .atomic()
-            .incr(&key, 1)
+            .incr(&key, cost)
             .cmd("EXPIRE")
             .arg(&key)
             .arg(window.as_secs().max(1))
@@ -139,6 +145,15 @@ mod tests {
         assert!(limiter.allow("other", 2, w).await.unwrap_or(false), "keys are separate");
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert!(limiter.allow("k", 2, w).await.unwrap_or(false), "a new window");
+    }
+
+    #[tokio::test]
+    async fn costs_add_up_to_a_quota() {
+        let limiter = LocalRateLimiter::default();
+        let w = Duration::from_secs(60);
+        assert!(limiter.allow_n("q", 600, 1000, w).await.unwrap_or(false));
+        assert!(limiter.allow_n("q", 400, 1000, w).await.unwrap_or(false), "exactly the quota");
+        assert!(!limiter.allow_n("q", 1, 1000, w).await.unwrap_or(true));
     }
 
     #[tokio::test]

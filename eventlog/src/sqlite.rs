@@ -27,11 +27,14 @@ pub struct SqliteEventStore {
     _checkpointer: Checkpointer,
 }
 
-/// Read connections, opened on demand and kept (at most [`READERS`] idle).
+/// Read connections, opened on demand and kept: at most [`READERS`] exist, and a read
+/// waits for one (a burst of reads neither opens a connection, with its page cache, per
+/// read nor takes a blocking-pool thread per read).
 #[derive(Clone)]
 struct Readers {
     path: std::path::PathBuf,
     idle: std::sync::Arc<std::sync::Mutex<Vec<Connection>>>,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Idle read connections kept.
@@ -57,7 +60,9 @@ impl Readers {
         read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let readers = self.clone();
+        let permit = self.permits.clone().acquire_owned().await.map_err(|e| StoreError(format!("log reader: {e}")))?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let taken = readers.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match taken {
                 Some(conn) => conn,
@@ -156,7 +161,8 @@ impl SqliteEventStore {
         migrator.set_ignore_missing(true);
         migrator.run(&setup).await.map_err(|e| StoreError(format!("migrations: {e}")))?;
         setup.close().await;
-        let readers = Readers { path: path.to_owned(), idle: Default::default() };
+        let readers =
+            Readers { path: path.to_owned(), idle: Default::default(), permits: std::sync::Arc::new(tokio::sync::Semaphore::new(READERS)) };
         let head_now = readers.with(|conn| Ok(conn.query_row(HEAD, [], |r| r.get(0))?)).await?;
         let conn = write_connection(path)?;
         let checkpointer = Checkpointer::start(path)?;

@@ -64,6 +64,7 @@ struct Inner {
     limiter: Arc<dyn RateLimiter>,
     limits: Limits,
     files: FileSettings,
+    uploads: crate::routes::files::Uploads,
     local_files: Arc<dyn ObjectStore>,
     admins: im_commands::admin::Admins,
     admin_secret: Vec<u8>,
@@ -173,10 +174,15 @@ impl AppState {
     /// Counts one `kind` action by `who` (a user id or a client IP) against `limit` per
     /// minute; 429 when over. A limiter that cannot answer lets the request through.
     pub async fn limit(&self, kind: &str, who: &str, limit: u32) -> Result<(), ApiError> {
+        self.charge(kind, who, 1, limit, Duration::from_secs(60)).await
+    }
+
+    /// Counts `cost` against `who`'s `limit` of this kind per `window` (0 = no limit).
+    pub async fn charge(&self, kind: &str, who: &str, cost: u32, limit: u32, window: Duration) -> Result<(), ApiError> {
         if limit == 0 {
             return Ok(());
         }
-        match self.0.limiter.allow(&format!("{kind}:{who}"), limit, Duration::from_secs(60)).await {
+        match self.0.limiter.allow_n(&format!("{kind}:{who}"), cost, limit, window).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "请求过于频繁,请稍后再试")),
             Err(e) => {
@@ -255,6 +261,11 @@ impl AppState {
                 self.hub().online_count() as u64
             }
         }
+    }
+
+    /// How many uploads and screenshots are taken on at once.
+    pub fn uploads(&self) -> &crate::routes::files::Uploads {
+        &self.0.uploads
     }
 
     /// The local upload directory (served under `/public`).
@@ -445,6 +456,7 @@ impl Application {
             limiter,
             limits: settings.limits,
             files: settings.files.clone(),
+            uploads: crate::routes::files::Uploads::new(&settings.files),
             local_files,
             object_store,
             admins,

@@ -221,9 +221,21 @@ struct ServeArgs {
     /// Largest video upload, in bytes.
     #[arg(long, env = "IM_UPLOAD_MAX_VIDEO", default_value_t = 100 << 20)]
     upload_max_video: usize,
+    /// Uploads received at once; more are refused as busy (429).
+    #[arg(long, env = "IM_UPLOAD_CONCURRENCY", default_value_t = 8)]
+    upload_concurrency: usize,
+    /// MiB one user may upload a day; per client IP four times that (0 = no quota).
+    #[arg(long, env = "IM_UPLOAD_QUOTA_MB", default_value_t = 1024)]
+    upload_quota_mb: u32,
     /// The ffmpeg binary used for video screenshots.
     #[arg(long, env = "IM_FFMPEG", default_value = "ffmpeg")]
     ffmpeg: String,
+    /// Video screenshots taken at once; more are refused as busy (429).
+    #[arg(long, env = "IM_FFMPEG_CONCURRENCY", default_value_t = 2)]
+    ffmpeg_concurrency: usize,
+    /// Seconds one ffmpeg run may take before it is killed.
+    #[arg(long, env = "IM_FFMPEG_TIMEOUT_SECS", default_value_t = 20)]
+    ffmpeg_timeout_secs: u64,
     /// S3-compatible endpoint for uploadAliyun (e.g. https://oss-cn-hangzhou.aliyuncs.com).
     #[arg(long, env = "IM_S3_ENDPOINT")]
     s3_endpoint: Option<String>,
@@ -302,7 +314,12 @@ impl From<ServeArgs> for Settings {
                 upload_dir,
                 max_image_bytes: a.upload_max_image,
                 max_video_bytes: a.upload_max_video,
+                incoming_dir: defaults.files.incoming_dir.clone(),
+                max_concurrent: a.upload_concurrency.max(1),
+                quota_mib_per_day: a.upload_quota_mb,
                 ffmpeg: a.ffmpeg,
+                ffmpeg_concurrent: a.ffmpeg_concurrency.max(1),
+                ffmpeg_timeout: Duration::from_secs(a.ffmpeg_timeout_secs.max(1)),
                 s3: a.s3_endpoint.filter(|e| !e.is_empty()).map(|endpoint| im_adapters::objects::S3Settings {
                     endpoint,
                     bucket: a.s3_bucket,

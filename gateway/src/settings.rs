@@ -89,8 +89,19 @@ pub struct FileSettings {
     pub max_image_bytes: usize,
     /// `IM_UPLOAD_MAX_VIDEO`: bytes for video (default 100 MiB).
     pub max_video_bytes: usize,
+    /// Where uploads are written while they arrive (`<data-dir>/incoming`); emptied at start.
+    pub incoming_dir: PathBuf,
+    /// `IM_UPLOAD_CONCURRENCY`: uploads received at once by one process (default 8).
+    pub max_concurrent: usize,
+    /// `IM_UPLOAD_QUOTA_MB`: MiB one user may upload a day (default 1024; per client IP
+    /// four times that; 0 = none).
+    pub quota_mib_per_day: u32,
     /// `IM_FFMPEG`: the ffmpeg binary for video screenshots (default `ffmpeg` on PATH).
     pub ffmpeg: String,
+    /// `IM_FFMPEG_CONCURRENCY`: screenshots taken at once (default 2).
+    pub ffmpeg_concurrent: usize,
+    /// `IM_FFMPEG_TIMEOUT_SECS`: how long one ffmpeg run may take (default 20 s).
+    pub ffmpeg_timeout: Duration,
     /// `IM_S3_*`: the S3-compatible store `uploadAliyun` writes to (default: the local one).
     pub s3: Option<im_adapters::objects::S3Settings>,
 }
@@ -101,7 +112,12 @@ impl FileSettings {
             upload_dir: data_dir.join("uploads"),
             max_image_bytes: 10 << 20,
             max_video_bytes: 100 << 20,
+            incoming_dir: data_dir.join("incoming"),
+            max_concurrent: 8,
+            quota_mib_per_day: 1024,
             ffmpeg: "ffmpeg".into(),
+            ffmpeg_concurrent: 2,
+            ffmpeg_timeout: Duration::from_secs(20),
             s3: None,
         }
     }

@@ -64,9 +64,19 @@ impl ImProcess {
 
     /// The process's resident memory (VmRSS), in bytes.
     pub fn resident_bytes(&self) -> u64 {
+        self.status_bytes("VmRSS:")
+    }
+
+    /// The process's resident memory that is not a mapped file (RssAnon: heap and
+    /// stacks), in bytes. SQLite maps its files, and pages read from them count in VmRSS.
+    pub fn anonymous_bytes(&self) -> u64 {
+        self.status_bytes("RssAnon:")
+    }
+
+    fn status_bytes(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
-        kb.expect("VmRSS in /proc/<pid>/status") * 1024
+        let kb = status.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
+        kb.unwrap_or_else(|| panic!("{field} in /proc/<pid>/status")) * 1024
     }
 
     /// SIGKILL, no graceful anything; returns what is needed to start it again.

@@ -6,16 +6,21 @@ use crate::auth::{Access, Me};
 use crate::error::ApiError;
 use crate::ok;
 use crate::params::Params;
+use crate::settings::FileSettings;
 use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use im_adapters::objects::ObjectStore;
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Component, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt as _;
+use tokio::sync::Semaphore;
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
@@ -31,6 +36,29 @@ fn too_large() -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", "文件过大")
 }
 
+fn busy() -> ApiError {
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", "服务器繁忙,请稍后再试")
+}
+
+/// How many uploads and ffmpeg runs one process takes on at once.
+#[derive(Clone)]
+pub struct Uploads {
+    receiving: Arc<Semaphore>,
+    ffmpeg: Arc<Semaphore>,
+}
+
+impl Uploads {
+    /// Slots as the settings say; the incoming directory is emptied of what a crash
+    /// left behind.
+    pub fn new(files: &FileSettings) -> Self {
+        let _ = std::fs::remove_dir_all(&files.incoming_dir);
+        Self {
+            receiving: Arc::new(Semaphore::new(files.max_concurrent.max(1))),
+            ffmpeg: Arc::new(Semaphore::new(files.ffmpeg_concurrent.max(1))),
+        }
+    }
+}
+
 /// The token of a multipart request: header, Bearer or query (the body is the file).
 async fn uploader(state: &AppState, headers: &HeaderMap, query: &HashMap<String, String>) -> Result<Me, ApiError> {
     let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_owned);
@@ -39,34 +67,82 @@ async fn uploader(state: &AppState, headers: &HeaderMap, query: &HashMap<String,
 }
 
 /// What kind of file the bytes really are (by their content, not their name).
-fn sniff(bytes: &[u8]) -> Result<(&'static str, &'static str, bool), ApiError> {
+struct Kind {
+    mime: &'static str,
+    ext: &'static str,
+    video: bool,
+}
+
+fn sniff(bytes: &[u8]) -> Result<Kind, ApiError> {
     let kind = infer::get(bytes).ok_or_else(|| ApiError::bad("unsupported_type", "不支持的文件类型"))?;
     let mime = kind.mime_type();
     let video = mime.starts_with("video/");
     if !(video || mime.starts_with("image/") || mime.starts_with("audio/")) {
         return Err(ApiError::bad("unsupported_type", "只能上传图片、音频或视频"));
     }
-    Ok((mime, kind.extension(), video))
+    Ok(Kind { mime, ext: kind.extension(), video })
 }
 
-/// Reads the one file of the request, refusing anything over `max` bytes.
-async fn read_file(mut multipart: Multipart, max: usize) -> Result<Vec<u8>, ApiError> {
+/// Bytes read before the type is decided (every signature `infer` knows fits in them).
+const SNIFF_BYTES: usize = 8 * 1024;
+
+/// The most of an upload handed to one disk write.
+const WRITE_BUF: usize = 64 * 1024;
+
+/// An upload on disk while it arrives; the file is removed when this is dropped (a store
+/// that keeps it moves it away first).
+struct Incoming {
+    path: PathBuf,
+    size: u64,
+    kind: Kind,
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Receives the one file of the request into the incoming directory, chunk by chunk:
+/// its type is decided from its first bytes (anything else is refused before the rest is
+/// read), and it is refused as soon as it passes its type's size limit.
+async fn receive(mut multipart: Multipart, files: &FileSettings) -> Result<Incoming, ApiError> {
     let invalid = || ApiError::bad("invalid_upload", "请上传一个文件");
-    while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_error(&e.to_string()))? {
+    let chunk_error = |e: axum::extract::multipart::MultipartError| multipart_error(&e.to_string());
+    while let Some(mut field) = multipart.next_field().await.map_err(chunk_error)? {
         if field.file_name().is_none() {
             continue;
         }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e.to_string()))? {
-            if bytes.len() + chunk.len() > max {
-                return Err(too_large());
+        // The first few KiB (plus at most one chunk) decide the type.
+        let mut head = Vec::new();
+        while head.len() < SNIFF_BYTES {
+            match field.chunk().await.map_err(chunk_error)? {
+                Some(chunk) => head.extend_from_slice(&chunk),
+                None => break,
             }
-            bytes.extend_from_slice(&chunk);
         }
-        if bytes.is_empty() {
+        if head.is_empty() {
             return Err(invalid());
         }
-        return Ok(bytes);
+        let kind = sniff(&head)?;
+        let max = if kind.video { files.max_video_bytes } else { files.max_image_bytes } as u64;
+        tokio::fs::create_dir_all(&files.incoming_dir).await.map_err(ApiError::internal)?;
+        let path = files.incoming_dir.join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+        let mut out = tokio::fs::File::create(&path).await.map_err(ApiError::internal)?;
+        // Each write is copied to the blocking pool; keep that copy small.
+        out.set_max_buf_size(WRITE_BUF);
+        let mut incoming = Incoming { path, size: 0, kind };
+        let mut next = Some(axum::body::Bytes::from(head));
+        while let Some(bytes) = next {
+            incoming.size += bytes.len() as u64;
+            if incoming.size > max {
+                return Err(too_large());
+            }
+            out.write_all(&bytes).await.map_err(ApiError::internal)?;
+            next = field.chunk().await.map_err(chunk_error)?;
+        }
+        out.flush().await.map_err(ApiError::internal)?;
+        return Ok(incoming);
     }
     Err(invalid())
 }
@@ -79,51 +155,54 @@ fn multipart_error(detail: &str) -> ApiError {
     }
 }
 
-/// Stores an upload under `dir/yyyymmdd/<uuid>.<ext>` in `store`.
-async fn store(state: &AppState, store: &dyn ObjectStore, dir: &str, bytes: Vec<u8>) -> ApiResult {
+/// Receives an upload and stores it under `dir/yyyymmdd/<uuid>.<ext>` in `store`: one of
+/// a few at a time, within the uploader's (and their address's) daily quota.
+async fn upload(state: &AppState, me: &Me, ip: &str, store: &dyn ObjectStore, dir: &str, multipart: Multipart) -> ApiResult {
     let files = state.files();
-    let (mime, ext, video) = sniff(&bytes)?;
-    let max = if video { files.max_video_bytes } else { files.max_image_bytes };
-    if bytes.len() > max {
-        return Err(too_large());
+    let _slot = state.uploads().receiving.clone().try_acquire_owned().map_err(|_| busy())?;
+    let incoming = receive(multipart, files).await?;
+    let quota_kib = files.quota_mib_per_day.saturating_mul(1024);
+    if quota_kib > 0 {
+        let cost = u32::try_from(incoming.size.div_ceil(1024)).unwrap_or(u32::MAX);
+        let over = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "upload_quota", "今日上传已达上限");
+        state.charge("upload-user", &me.id.0.to_string(), cost, quota_kib, DAY).await.map_err(|_| over.clone())?;
+        state.charge("upload-ip", ip, cost, quota_kib.saturating_mul(4), DAY).await.map_err(|_| over)?;
     }
+    let Kind { mime, ext, .. } = incoming.kind;
     let day = chrono::Utc::now().format("%Y%m%d");
     let path = format!("{dir}/{day}/{}.{ext}", uuid::Uuid::now_v7().simple());
-    let size = bytes.len();
-    let url = store.put(&path, bytes, mime).await.map_err(ApiError::internal)?;
-    Ok(ok(json!({"url": url, "path": path, "size": size, "mime": mime})))
+    let url = store.put(&path, &incoming.path, incoming.size, mime).await.map_err(ApiError::internal)?;
+    Ok(ok(json!({"url": url, "path": path, "size": incoming.size, "mime": mime})))
 }
 
-fn largest(state: &AppState) -> usize {
-    state.files().max_image_bytes.max(state.files().max_video_bytes)
-}
+const DAY: Duration = Duration::from_secs(24 * 3600);
 
 async fn upload_diy(
     State(state): State<AppState>,
     Path(diydir): Path<String>,
+    addr: ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
     multipart: Multipart,
 ) -> ApiResult {
-    uploader(&state, &headers, &query).await?;
+    let me = uploader(&state, &headers, &query).await?;
     let valid = (1..=32).contains(&diydir.len()) && diydir.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if !valid {
         return Err(ApiError::bad("invalid_diydir", "目录名只能是1到32位字母、数字、下划线或中划线"));
     }
-    let bytes = read_file(multipart, largest(&state)).await?;
-    store(&state, state.local_files().as_ref(), &diydir, bytes).await
+    upload(&state, &me, &addr.0.ip().to_string(), state.local_files().as_ref(), &diydir, multipart).await
 }
 
 /// `uploadAliyun`: into the configured object store; without one, the local store.
 async fn upload_store(
     State(state): State<AppState>,
+    addr: ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
     multipart: Multipart,
 ) -> ApiResult {
-    uploader(&state, &headers, &query).await?;
-    let bytes = read_file(multipart, largest(&state)).await?;
-    store(&state, state.object_store().as_ref(), "oss", bytes).await
+    let me = uploader(&state, &headers, &query).await?;
+    upload(&state, &me, &addr.0.ip().to_string(), state.object_store().as_ref(), "oss", multipart).await
 }
 
 /// The local file a `/public/...` URL (relative or absolute) names, if it is one of ours.
@@ -151,15 +230,18 @@ async fn screenshot(State(state): State<AppState>, params: Params) -> ApiResult 
     }
     let cover_path = format!("{}-cover.jpg", path.rsplit_once('.').map_or(path.as_str(), |(stem, _)| stem));
     let cover = state.files().upload_dir.join(&cover_path);
+    let _slot = state.uploads().ffmpeg.clone().try_acquire_owned().map_err(|_| busy())?;
     for at in ["00:00:01", "00:00:00"] {
         let run = tokio::process::Command::new(&state.files().ffmpeg)
-            .args(["-y", "-loglevel", "error", "-ss", at, "-i"])
+            .args(FFMPEG_INPUT)
+            .args(["-ss", at, "-i"])
             .arg(&file)
             .args(["-frames:v", "1", "-q:v", "3"])
             .arg(&cover)
+            .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
             .output();
-        match tokio::time::timeout(Duration::from_secs(60), run).await {
+        match tokio::time::timeout(state.files().ffmpeg_timeout, run).await {
             Err(_) => return Err(ApiError::bad("screenshot_failed", "截取视频封面超时")),
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ApiError::bad("ffmpeg_unavailable", "服务器未安装 ffmpeg,无法截取视频封面"));
@@ -173,3 +255,18 @@ async fn screenshot(State(state): State<AppState>, params: Params) -> ApiResult 
     }
     Err(ApiError::bad("screenshot_failed", "无法从该视频截取封面"))
 }
+
+/// How ffmpeg reads an uploaded video: a local file only (no network, no playlists that
+/// point elsewhere), as one of the video containers uploads are sniffed as, on one thread.
+const FFMPEG_INPUT: [&str; 10] = [
+    "-y",
+    "-nostdin",
+    "-loglevel",
+    "error",
+    "-protocol_whitelist",
+    "file",
+    "-format_whitelist",
+    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,mpegts,mpeg,asf",
+    "-threads",
+    "1",
+];
