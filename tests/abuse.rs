@@ -5,6 +5,8 @@
 use im_e2e::{Backend, TestServer, TestUser, assert_fail, both_backends};
 use serde_json::{Value, json};
 
+#[path = "abuse/blocks.rs"]
+mod blocks;
 #[path = "abuse/revocation.rs"]
 mod revocation;
 #[path = "abuse/uploads.rs"]

@@ -375,7 +375,8 @@ async fn answering_a_request(backend: Backend) {
     assert_fail(&server.post(&format!("/api/chat/isApplyfriend/{}", a.uuid), Some(&b.token), json!({})).await, 400, "request_not_found");
     assert_eq!(pair_event_count(&server, "FriendRequestAccepted", a.id, b.id).await, 1);
 
-    // Refusing: no friendship, no accepted notice; the applicant may ask again.
+    // Refusing: no friendship, no accepted notice; the applicant may not ask again at
+    // once (IM_FRIEND_RETRY_SECS, a day by default).
     let mut c_ws = server.ws(&c.token).await;
     assert_eq!(c_ws.next_non_ping().await["type"], "system");
     let from_c = ok_data(apply(&server, &c, b.id, json!({})).await)["id"].as_i64().unwrap();
@@ -387,9 +388,9 @@ async fn answering_a_request(backend: Backend) {
     assert_fail(&handle(&server, &b, from_c, json!({"status": "agree"})).await, 400, "already_handled");
     assert!(c_ws.quiet_for(300).await, "a refusal sends no friend_accepted notice");
     assert_eq!(event_count(&server, "FriendRequestRefused").await, 1);
-    let again = ok_data(apply(&server, &c, b.id, json!({})).await);
-    assert_eq!(again["status"], "pending");
-    assert_ne!(again["id"], from_c);
+    let requested = event_count(&server, "FriendRequested").await;
+    assert_fail(&apply(&server, &c, b.id, json!({})).await, 429, "recently_refused");
+    assert_eq!(event_count(&server, "FriendRequested").await, requested, "the repeat appended nothing");
 }
 
 // ---------------------------------------------------------------------------------
@@ -820,9 +821,16 @@ async fn blacklist_and_ismygoodfriend(backend: Backend) {
     assert_fail(&is_friend(&b, a.id).await, 400, "not_friends");
     ok_data(is_friend(&a, b.id).await);
 
-    assert_fail(&server.post(&format!("/api/chat/setblackgoodfriend/{}", c.id), Some(&a.token), json!({})).await, 400, "not_friends");
-    assert_fail(&server.post("/api/chat/setblackgoodfriend/abc", Some(&a.token), json!({})).await, 400, "invalid_id");
+    // Anyone may be blocked, friend or not; the answer says so.
+    let stranger = ok_data(server.post(&format!("/api/chat/setblackgoodfriend/{}", c.id), Some(&a.token), json!({})).await);
+    assert_eq!(stranger, json!({"friend_id": c.id, "isblack": 1}));
+    assert!(friends.is_blocked_by(a.id, c.id).await.unwrap());
+    let lifted = ok_data(server.post(&format!("/api/chat/setblackgoodfriend/{}", c.id), Some(&a.token), json!({})).await);
+    assert_eq!(lifted, json!({"friend_id": c.id, "isblack": 0}));
     assert!(!friends.is_blocked_by(a.id, c.id).await.unwrap());
+    assert_fail(&server.post("/api/chat/setblackgoodfriend/abc", Some(&a.token), json!({})).await, 400, "invalid_id");
+    assert_fail(&server.post("/api/chat/setblackgoodfriend/999999", Some(&a.token), json!({})).await, 404, "user_not_found");
+    assert_fail(&server.post(&format!("/api/chat/setblackgoodfriend/{}", a.id), Some(&a.token), json!({})).await, 400, "self_request");
 
     // A visitor asks about its own friendships.
     let visitor = server.visitor("device-black-01").await;
@@ -851,7 +859,7 @@ async fn deleting_ends_the_friendship_on_both_sides(backend: Backend) {
     assert_eq!(ok_data(server.post(&format!("/api/chat/deletegoodfriend/{}", b.id), Some(&a.token), json!({})).await), json!(true));
     assert_eq!(friend_ids(&server, &a).await, vec![c.id], "only b is gone");
     assert_eq!(friend_count(&server, &b).await, 0);
-    assert!(!server.state.friends().is_blocked_by(a.id, b.id).await.unwrap(), "the blacklist flag went with the friendship");
+    assert!(server.state.friends().is_blocked_by(a.id, b.id).await.unwrap(), "the block is a's: it outlives the friendship");
     assert_fail(&info(&server, &a, b.id).await, 400, "not_friends");
     assert_fail(&info(&server, &b, a.id).await, 400, "not_friends");
     assert_fail(&server.post(&format!("/api/chat/ismygoodfriend/{}", a.id), Some(&b.token), json!({})).await, 400, "not_friends");
@@ -863,7 +871,10 @@ async fn deleting_ends_the_friendship_on_both_sides(backend: Backend) {
     assert_fail(&server.post("/api/chat/deletegoodfriend/abc", Some(&b.token), json!({})).await, 400, "invalid_id");
     assert_eq!(event_count(&server, "FriendshipEnded").await, 1);
 
-    // A new request can be sent and accepted; the old side settings are gone.
+    // b may not ask a while a blocks b; once a lifts the block, a new request can be
+    // sent and accepted, and the old side settings are gone.
+    assert_fail(&apply(&server, &b, a.id, json!({})).await, 400, "blocked");
+    ok_data(server.post(&format!("/api/chat/setblackgoodfriend/{}", b.id), Some(&a.token), json!({})).await);
     let again = ok_data(apply(&server, &b, a.id, json!({})).await);
     assert_eq!(again["status"], "pending");
     ok_data(handle(&server, &a, again["id"].as_i64().unwrap(), json!({"status": "agree"})).await);

@@ -20,7 +20,12 @@ pub struct Appended {
 #[derive(Clone)]
 pub struct Friends {
     store: SharedEventStore,
+    /// How long after a refusal the same request may not be repeated (ms).
+    retry_after: i64,
 }
+
+/// The default wait after a refused friend request: a day.
+pub const DEFAULT_RETRY_AFTER_MS: i64 = 24 * 3600 * 1000;
 
 /// What a report is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +36,12 @@ pub enum ReportedKind {
 
 impl Friends {
     pub fn new(store: SharedEventStore) -> Self {
-        Self { store }
+        Self { store, retry_after: DEFAULT_RETRY_AFTER_MS }
+    }
+
+    /// A refused request may be repeated to the same user only this long after.
+    pub fn with_retry_after(self, retry_after: std::time::Duration) -> Self {
+        Self { retry_after: i64::try_from(retry_after.as_millis()).unwrap_or(i64::MAX), ..self }
     }
 
     async fn account(&self, id: UserId) -> Result<Option<Account>, CommandError> {
@@ -53,8 +63,10 @@ impl Friends {
         let target_active = from != to && self.account(to).await?.is_some_and(|a| a.active);
         let request_id = self.store.next_id("friend_request").await?;
         let at = now_millis();
-        let appended =
-            self.on_pair(ctx, from, to, || Command::Request { request_id, from, to, choice: choice.clone(), target_active, at }).await?;
+        let retry_after = self.retry_after;
+        let appended = self
+            .on_pair(ctx, from, to, || Command::Request { request_id, from, to, choice: choice.clone(), target_active, retry_after, at })
+            .await?;
         Ok((request_id, appended))
     }
 
@@ -82,9 +94,11 @@ impl Friends {
         self.on_pair(ctx, from, to, || Command::AddDirectly { from, to, choice: choice.clone(), target_active, target_confirms, at }).await
     }
 
-    pub async fn toggle_black(&self, ctx: &Ctx, by: UserId, friend: UserId) -> Result<Appended, CommandError> {
+    /// setblackgoodfriend: blocks `other` (friend or not), or lifts my block.
+    pub async fn toggle_black(&self, ctx: &Ctx, by: UserId, other: UserId) -> Result<Appended, CommandError> {
+        let other_exists = by != other && self.account(other).await?.is_some();
         let at = now_millis();
-        self.on_pair(ctx, by, friend, || Command::ToggleBlack { by, at }).await
+        self.on_pair(ctx, by, other, || Command::ToggleBlack { by, other, other_exists, at }).await
     }
 
     pub async fn set_star(&self, ctx: &Ctx, by: UserId, friend: UserId, star: bool) -> Result<Appended, CommandError> {

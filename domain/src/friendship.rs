@@ -55,6 +55,8 @@ pub struct Request {
     pub to: UserId,
     pub status: RequestStatus,
     pub side: Side,
+    /// When it was refused (0: it was not).
+    pub refused_at: i64,
 }
 
 /// Everything the pair's stream says.
@@ -64,6 +66,9 @@ pub struct Pair {
     /// Each user's view of the other, while friends: `(user, side)`.
     pub sides: Vec<(UserId, Side)>,
     pub requests: Vec<Request>,
+    /// Who has blocked the other. A block is the blocker's: it outlives the friendship
+    /// (a friend's side shows it as `black`), and only the blocker lifts it.
+    pub blockers: Vec<UserId>,
 }
 
 impl Pair {
@@ -75,12 +80,29 @@ impl Pair {
         self.sides.iter_mut().find(|(u, _)| *u == of).map(|(_, s)| s)
     }
 
+    /// A new friendship's sides show the blocks that were already there.
+    fn show_blocks(&mut self) {
+        for (user, side) in &mut self.sides {
+            side.black = self.blockers.contains(user);
+        }
+    }
+
     pub fn request(&self, id: i64) -> Option<&Request> {
         self.requests.iter().find(|r| r.id == id)
     }
 
     fn pending_from(&self, from: UserId) -> Option<&Request> {
         self.requests.iter().find(|r| r.from == from && r.status == RequestStatus::Pending)
+    }
+
+    /// True when `user` has blocked the other user of the pair.
+    pub fn blocks(&self, user: UserId) -> bool {
+        self.blockers.contains(&user)
+    }
+
+    /// When `to` last refused a request from `from` (0: never).
+    fn last_refusal(&self, from: UserId, to: UserId) -> i64 {
+        self.requests.iter().filter(|r| r.from == from && r.to == to).map(|r| r.refused_at).max().unwrap_or(0)
     }
 }
 
@@ -106,13 +128,15 @@ impl Choice {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// applyfriend. `target_active`: the addressee exists and is enabled.
+    /// applyfriend. `target_active`: the addressee exists and is enabled; a request the
+    /// addressee refused may not be repeated for `retry_after` milliseconds.
     Request {
         request_id: i64,
         from: UserId,
         to: UserId,
         choice: Choice,
         target_active: bool,
+        retry_after: i64,
         at: i64,
     },
     /// handleapply agree/refuse by the addressee.
@@ -132,9 +156,12 @@ pub enum Command {
         target_confirms: bool,
         at: i64,
     },
-    /// setblackgoodfriend: toggles my blacklist flag.
+    /// setblackgoodfriend: blocks `other`, or lifts my block; friends or not.
+    /// `other_exists`: the other user has an account.
     ToggleBlack {
         by: UserId,
+        other: UserId,
+        other_exists: bool,
         at: i64,
     },
     SetStar {
@@ -181,6 +208,12 @@ pub enum FriendError {
     NotFriends,
     #[error("the other user confirms friend requests")]
     ConfirmationRequired,
+    #[error("the other user has blocked this one")]
+    Blocked,
+    #[error("the other user refused a request lately")]
+    RecentlyRefused,
+    #[error("no such user")]
+    UnknownUser,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,6 +266,8 @@ pub struct FriendAdded {
 }
 
 /// One user changed their view of a friend (blacklist, star, visibility, remark, tags).
+/// A blacklist change is a block placed or lifted, friends or not; it outlives the
+/// friendship.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FriendSideChanged {
     pub user_id: UserId,
@@ -271,7 +306,7 @@ pub struct FriendshipEnded {
 
 pub fn decide(state: &Pair, command: Command) -> Result<Vec<Event>, FriendError> {
     match command {
-        Command::Request { request_id, from, to, choice, target_active, at } => {
+        Command::Request { request_id, from, to, choice, target_active, retry_after, at } => {
             if from == to {
                 return Err(FriendError::SelfRequest);
             }
@@ -281,8 +316,15 @@ pub fn decide(state: &Pair, command: Command) -> Result<Vec<Event>, FriendError>
             if state.friends {
                 return Err(FriendError::AlreadyFriends);
             }
+            if state.blocks(to) {
+                return Err(FriendError::Blocked);
+            }
             if state.pending_from(from).is_some() {
                 return Err(FriendError::RequestPending);
+            }
+            let refused = state.last_refusal(from, to);
+            if refused > 0 && at < refused.saturating_add(retry_after) {
+                return Err(FriendError::RecentlyRefused);
             }
             Ok(vec![Event::FriendRequested(FriendRequested {
                 request_id,
@@ -328,14 +370,29 @@ pub fn decide(state: &Pair, command: Command) -> Result<Vec<Event>, FriendError>
             if state.friends {
                 return Err(FriendError::AlreadyFriends);
             }
+            if state.blocks(to) {
+                return Err(FriendError::Blocked);
+            }
             if target_confirms {
                 return Err(FriendError::ConfirmationRequired);
             }
             Ok(vec![Event::FriendAdded(FriendAdded { from, to, from_side: choice.side(), at })])
         }
-        Command::ToggleBlack { by, at } => {
-            let side = friend_side(state, by)?;
-            side_changed(state, by, SideChange::Blacklist { black: !side.black }, at)
+        Command::ToggleBlack { by, other, other_exists, at } => {
+            if by == other {
+                return Err(FriendError::SelfRequest);
+            }
+            // Lifting my block needs nothing more; placing one needs someone to block.
+            let black = !state.blocks(by);
+            if black && !other_exists {
+                return Err(FriendError::UnknownUser);
+            }
+            Ok(vec![Event::FriendSideChanged(FriendSideChanged {
+                user_id: by,
+                friend_id: other,
+                change: SideChange::Blacklist { black },
+                at,
+            })])
         }
         Command::SetStar { by, star, at } => {
             friend_side(state, by)?;
@@ -401,6 +458,7 @@ pub fn evolve(mut state: Pair, event: &Event) -> Pair {
             to: e.to,
             status: RequestStatus::Pending,
             side: Side { nickname: e.nickname.clone(), lookme: e.lookme, lookhim: e.lookhim, ..Side::default() },
+            refused_at: 0,
         }),
         Event::FriendRequestAccepted(e) => {
             for r in state.requests.iter_mut().filter(|r| r.status == RequestStatus::Pending) {
@@ -408,10 +466,12 @@ pub fn evolve(mut state: Pair, event: &Event) -> Pair {
             }
             state.friends = true;
             state.sides = vec![(e.from, e.applicant_side.clone()), (e.to, e.addressee_side.clone())];
+            state.show_blocks();
         }
         Event::FriendRequestRefused(e) => {
             if let Some(r) = state.requests.iter_mut().find(|r| r.id == e.request_id) {
                 r.status = RequestStatus::Refuse;
+                r.refused_at = e.at;
             }
         }
         Event::FriendAdded(e) => {
@@ -420,8 +480,15 @@ pub fn evolve(mut state: Pair, event: &Event) -> Pair {
             }
             state.friends = true;
             state.sides = vec![(e.from, e.from_side.clone()), (e.to, Side::default())];
+            state.show_blocks();
         }
         Event::FriendSideChanged(e) => {
+            if let SideChange::Blacklist { black } = e.change {
+                state.blockers.retain(|u| *u != e.user_id);
+                if black {
+                    state.blockers.push(e.user_id);
+                }
+            }
             if let Some(side) = state.side_mut(e.user_id) {
                 apply_change(side, &e.change);
             }

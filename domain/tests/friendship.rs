@@ -51,6 +51,14 @@ impl When {
         }
     }
 
+    /// Asserts the command was accepted and returns the state after its events.
+    fn ok(self) -> Pair {
+        match self.result {
+            Ok(events) => fold(self.state, &events),
+            Err(e) => panic!("expected events, got error {e:?}"),
+        }
+    }
+
     fn then_err(self, expected: FriendError) {
         match self.result {
             Ok(events) => panic!("expected {expected:?}, got events {events:?}"),
@@ -84,7 +92,7 @@ fn side_of(choice: &Choice) -> Side {
 }
 
 fn request(request_id: i64, from: UserId, to: UserId, choice: Choice, at: i64) -> Command {
-    Command::Request { request_id, from, to, choice, target_active: true, at }
+    Command::Request { request_id, from, to, choice, target_active: true, retry_after: 0, at }
 }
 
 fn answer(request_id: i64, by: UserId, agree: bool, choice: Choice, at: i64) -> Command {
@@ -151,7 +159,6 @@ fn status(state: &Pair, id: i64) -> RequestStatus {
 /// Every command that needs the pair to be friends, acted by `by`.
 fn friend_commands(by: UserId) -> Vec<Command> {
     vec![
-        Command::ToggleBlack { by, at: T2 },
         Command::SetStar { by, star: true, at: T2 },
         Command::SetVisibility { by, lookme: false, lookhim: false, at: T2 },
         Command::SetRemark { by, nickname: Some("x".into()), tags: Some("t".into()), at: T2 },
@@ -181,7 +188,7 @@ fn a_request_to_yourself_is_refused() {
 #[test]
 fn a_request_to_an_unavailable_user_is_refused() {
     given(vec![])
-        .when(Command::Request { request_id: 1, from: A, to: B, choice: choice_a(), target_active: false, at: T0 })
+        .when(Command::Request { request_id: 1, from: A, to: B, choice: choice_a(), target_active: false, retry_after: 0, at: T0 })
         .then_err(FriendError::TargetUnavailable);
 }
 
@@ -348,7 +355,7 @@ fn adding_directly_settles_pending_requests() {
 
 #[test]
 fn toggle_black_flips_each_time() {
-    let state = given(friends()).when(Command::ToggleBlack { by: A, at: T2 }).then(vec![side_changed(
+    let state = given(friends()).when(Command::ToggleBlack { by: A, other: B, other_exists: true, at: T2 }).then(vec![side_changed(
         A,
         B,
         SideChange::Blacklist { black: true },
@@ -357,7 +364,7 @@ fn toggle_black_flips_each_time() {
     assert!(state.side(A).unwrap().black);
     assert!(!state.side(B).unwrap().black, "only the acting user's side changes");
 
-    let state = Given { state }.when(Command::ToggleBlack { by: A, at: T3 }).then(vec![side_changed(
+    let state = Given { state }.when(Command::ToggleBlack { by: A, other: B, other_exists: true, at: T3 }).then(vec![side_changed(
         A,
         B,
         SideChange::Blacklist { black: false },
@@ -366,7 +373,7 @@ fn toggle_black_flips_each_time() {
     assert!(!state.side(A).unwrap().black);
 
     // B's flag is independent of A's.
-    let state = Given { state }.when(Command::ToggleBlack { by: B, at: T3 }).then(vec![side_changed(
+    let state = Given { state }.when(Command::ToggleBlack { by: B, other: A, other_exists: true, at: T3 }).then(vec![side_changed(
         B,
         A,
         SideChange::Blacklist { black: true },
@@ -585,7 +592,7 @@ fn command(op: Op, issued: &[i64], next_id: &mut i64, at: i64) -> Command {
         Op::Request { from, to, target_active } => {
             let request_id = *next_id;
             *next_id += 1;
-            Command::Request { request_id, from: UserId(from), to: UserId(to), choice, target_active, at }
+            Command::Request { request_id, from: UserId(from), to: UserId(to), choice, target_active, retry_after: 5, at }
         }
         Op::Answer { pick, by, agree } => {
             let request_id = issued.get(pick % (issued.len() + 1)).copied().unwrap_or(*next_id);
@@ -594,7 +601,7 @@ fn command(op: Op, issued: &[i64], next_id: &mut i64, at: i64) -> Command {
         Op::AddDirectly { from, to, target_active, target_confirms } => {
             Command::AddDirectly { from: UserId(from), to: UserId(to), choice, target_active, target_confirms, at }
         }
-        Op::ToggleBlack { by } => Command::ToggleBlack { by: UserId(by), at },
+        Op::ToggleBlack { by } => Command::ToggleBlack { by: UserId(by), other: UserId(3 - by), other_exists: true, at },
         Op::SetStar { by, star } => Command::SetStar { by: UserId(by), star, at },
         Op::SetVisibility { by, lookme, lookhim } => Command::SetVisibility { by: UserId(by), lookme, lookhim, at },
         Op::SetRemark { by, nickname, tags } => Command::SetRemark { by: UserId(by), nickname, tags, at },
@@ -614,6 +621,10 @@ proptest! {
             let issued: Vec<i64> = state.requests.iter().map(|r| r.id).collect();
             let cmd = command(op, &issued, &mut next_id, T0 + i64::try_from(i).unwrap());
             let Ok(events) = friendship::decide(&state, cmd.clone()) else { continue };
+            // Nobody the other has blocked becomes their friend through a request of theirs.
+            if let Command::Request { to, .. } | Command::AddDirectly { to, .. } = &cmd {
+                prop_assert!(!state.blocks(*to), "{cmd:?} went through a block");
+            }
             prop_assert!(!events.is_empty(), "{cmd:?} succeeded without events");
             let before = state.clone();
             for event in &events {
@@ -633,6 +644,16 @@ proptest! {
                     .filter(|r| r.from == applicant && r.status == RequestStatus::Pending)
                     .count();
                 prop_assert!(pending <= 1, "{pending} pending requests from {applicant} after {cmd:?}");
+            }
+            // A friend's side shows exactly the blocks there are.
+            for (user, side) in &state.sides {
+                prop_assert_eq!(side.black, state.blocks(*user), "after {:?}", cmd);
+            }
+            // Only the blocker lifts a block.
+            for blocker in &before.blockers {
+                if !state.blocks(*blocker) {
+                    prop_assert!(matches!(&cmd, Command::ToggleBlack { by, .. } if by == blocker), "{cmd:?} lifted a block");
+                }
             }
             // Friends exactly when both sides are present.
             prop_assert_eq!(state.friends, state.sides.len() == 2, "after {:?}: {:?}", cmd, state);
@@ -654,4 +675,58 @@ proptest! {
             prop_assert_eq!(state.friends, friendships_since_end == 1);
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Blocks outlive the friendship; refused requests wait
+// ---------------------------------------------------------------------------
+
+fn toggle(by: UserId, other: UserId, at: i64) -> Command {
+    Command::ToggleBlack { by, other, other_exists: true, at }
+}
+
+#[test]
+fn a_block_outlives_the_friendship_and_stops_requests() {
+    let state = given(friends()).when(toggle(A, B, T2)).then(vec![side_changed(A, B, SideChange::Blacklist { black: true }, T2)]);
+    // B ends the friendship to shake the block off.
+    let state = Given { state }.when(Command::End { by: B, at: T3 }).then(vec![Event::FriendshipEnded(friendship::FriendshipEnded {
+        user_id: B,
+        friend_id: A,
+        at: T3,
+    })]);
+    assert!(state.blocks(A), "the block is A's, not the friendship's");
+    Given { state: state.clone() }.when(request(9, B, A, choice_b(), T3)).then_err(FriendError::Blocked);
+    Given { state: state.clone() }.when(add_directly(B, A, choice_b(), T3)).then_err(FriendError::Blocked);
+    // A may still ask B; if they become friends again, A's side shows the block.
+    let state = Given { state }.when(request(10, A, B, choice_a(), T3)).ok();
+    let state = Given { state }.when(answer(10, B, true, choice_b(), T3)).ok();
+    assert!(state.side(A).unwrap().black);
+    assert!(!state.side(B).unwrap().black);
+}
+
+#[test]
+fn a_block_is_lifted_or_placed_without_a_friendship() {
+    // Blocking a stranger, and lifting it, friends or not.
+    let state = given(vec![]).when(toggle(A, B, T1)).then(vec![side_changed(A, B, SideChange::Blacklist { black: true }, T1)]);
+    assert!(state.blocks(A) && !state.friends);
+    let state = Given { state }.when(toggle(A, B, T2)).then(vec![side_changed(A, B, SideChange::Blacklist { black: false }, T2)]);
+    assert!(!state.blocks(A));
+    Given { state: state.clone() }.when(request(1, B, A, choice_b(), T2)).ok();
+    // Nobody to block, and not oneself.
+    Given { state: state.clone() }
+        .when(Command::ToggleBlack { by: A, other: C, other_exists: false, at: T2 })
+        .then_err(FriendError::UnknownUser);
+    Given { state }.when(toggle(A, A, T2)).then_err(FriendError::SelfRequest);
+}
+
+#[test]
+fn a_refused_request_is_not_repeated_within_the_cooldown() {
+    let retry =
+        |at: i64| Command::Request { request_id: 2, from: A, to: B, choice: choice_a(), target_active: true, retry_after: 1000, at };
+    let state = given(vec![]).when(request(1, A, B, choice_a(), T0)).ok();
+    let state = Given { state }.when(answer(1, B, false, choice_b(), T1)).ok();
+    Given { state: state.clone() }.when(retry(T1 + 999)).then_err(FriendError::RecentlyRefused);
+    Given { state: state.clone() }.when(retry(T1 + 1000)).ok();
+    // The one refused may still ask the other way.
+    Given { state }.when(request(3, B, A, choice_b(), T1 + 1)).ok();
 }

@@ -434,7 +434,7 @@ impl Application {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = AppState(Arc::new(Inner {
             accounts: Accounts::new(store.clone(), tokens, passwords),
-            friend_commands: FriendCommands::new(store.clone()),
+            friend_commands: FriendCommands::new(store.clone()).with_retry_after(settings.friend_retry),
             users: Users::new(db.clone()),
             friends: Friends::new(db.clone()),
             messages: Messages::new(store.clone()),

@@ -92,6 +92,11 @@ impl From<CommandError> for ApiError {
                 FriendError::AlreadyHandled => Self::bad("already_handled", "该申请已处理过了"),
                 FriendError::NotFriends => Self::not_friends(),
                 FriendError::ConfirmationRequired => Self::bad("confirmation_required", "对方设置了加好友需要验证,请先发送好友申请"),
+                FriendError::Blocked => Self::bad("blocked", "对方拒绝了你的请求"),
+                FriendError::RecentlyRefused => {
+                    Self::new(StatusCode::TOO_MANY_REQUESTS, "recently_refused", "对方已拒绝过你的申请,请稍后再试")
+                }
+                FriendError::UnknownUser => Self::user_not_found(),
             },
             CommandError::Send(e) => match e {
                 SendError::ToSelf => Self::bad("send_to_self", "不能给自己发消息"),

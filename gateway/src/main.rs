@@ -188,6 +188,9 @@ struct ServeArgs {
     /// The most members a group may have.
     #[arg(long, env = "IM_MAX_GROUP_SIZE", default_value_t = 500)]
     max_group_size: usize,
+    /// Seconds after a refusal before the same friend request may be sent again.
+    #[arg(long, env = "IM_FRIEND_RETRY_SECS", default_value_t = 24 * 3600)]
+    friend_retry_secs: u64,
     /// Logins per minute per client IP and per username (0 = no limit).
     #[arg(long, env = "IM_RATE_LOGIN", default_value_t = 60)]
     rate_login: u32,
@@ -291,6 +294,7 @@ impl From<ServeArgs> for Settings {
             heartbeat: Duration::from_millis(a.heartbeat_ms.max(10)),
             revoke_window: Duration::from_secs(a.revoke_window_secs),
             max_group_size: a.max_group_size.max(2),
+            friend_retry: Duration::from_secs(a.friend_retry_secs),
             limits: im_gateway::settings::Limits {
                 login: a.rate_login,
                 register: a.rate_register,

@@ -149,7 +149,7 @@ async fn submit_single(state: &AppState, me: &Me, sender: Arc<UserRow>, command:
         to_self: to_id == me.id.0,
         recipient_active: recipient.as_ref().is_some_and(|r| r.is_active()),
         blocked: their_side.as_ref().is_some_and(|s| s.black),
-        friends: their_side.is_some(),
+        friends: their_side.as_ref().is_some_and(|s| s.friend),
         send_count: rule.unwrap_or_default().send_count,
     };
     let Some(recipient) = recipient else {

@@ -67,6 +67,9 @@ pub struct Settings {
     pub revoke_window: Duration,
     /// `IM_MAX_GROUP_SIZE`: the most members a group may have (default 500).
     pub max_group_size: usize,
+    /// `IM_FRIEND_RETRY_SECS`: how long after a refusal the same friend request may not
+    /// be repeated (default a day).
+    pub friend_retry: Duration,
     /// Rate limits per minute (0 = none).
     pub limits: Limits,
     /// `IM_HASH_THREADS`, `IM_HASH_QUEUE`: the password hashing pool.
@@ -177,6 +180,7 @@ impl Settings {
             heartbeat: Duration::from_secs(30),
             revoke_window: Duration::from_secs(120),
             max_group_size: 500,
+            friend_retry: Duration::from_secs(24 * 3600),
             limits: Limits::default(),
             hashing: im_commands::auth::HashingLimits::default(),
             sockets: crate::ws::SocketLimits::default(),

@@ -28,12 +28,14 @@ pub const CHANNEL: &str = "im_directory";
 /// The largest `NOTIFY` payload sent; beyond it the notice says "everything".
 const MAX_NOTICE: usize = 7000;
 
-/// One user's side of a friendship, as the send rules need it.
+/// One user's view of another, as the send rules need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Side {
+    /// They are friends.
+    pub friend: bool,
     /// The remark this user gave the friend ('' when none).
     pub remark: String,
-    /// This user put the friend on their blacklist.
+    /// This user has blocked the other (friends or not).
     pub black: bool,
 }
 
@@ -166,23 +168,24 @@ impl Directory {
         }
     }
 
-    /// `owner`'s side of their friendship with `friend` (`None`: not friends).
-    pub async fn side(&self, owner: i64, friend: i64) -> Result<Option<Arc<Side>>, ReadError> {
-        match self.sides.get(&(owner, friend)) {
+    /// `owner`'s view of `other` (`None`: not friends, no block).
+    pub async fn side(&self, owner: i64, other: i64) -> Result<Option<Arc<Side>>, ReadError> {
+        match self.sides.get(&(owner, other)) {
             Ok(hit) => Ok(hit),
             Err(generation) => {
-                let row = sqlx::query("SELECT nickname, isblack FROM friends WHERE user_id = $1 AND friend_id = $2")
-                    .bind(owner)
-                    .bind(friend)
-                    .fetch_optional(self.db.pool())
-                    .await?;
-                let side = row
-                    .map(|r| -> Result<Side, ReadError> {
-                        Ok(Side { remark: r.try_get("nickname")?, black: r.try_get::<i64, _>("isblack")? != 0 })
-                    })
-                    .transpose()?
-                    .map(Arc::new);
-                self.sides.fill((owner, friend), side.clone(), generation);
+                let row = sqlx::query(
+                    "SELECT (SELECT nickname FROM friends WHERE user_id = $1 AND friend_id = $2) AS nickname, \
+                     (SELECT COUNT(*) FROM blocks WHERE user_id = $1 AND blocked_id = $2) AS black",
+                )
+                .bind(owner)
+                .bind(other)
+                .fetch_one(self.db.pool())
+                .await?;
+                let remark: Option<String> = row.try_get("nickname")?;
+                let black = row.try_get::<i64, _>("black")? != 0;
+                let side = (remark.is_some() || black)
+                    .then(|| Arc::new(Side { friend: remark.is_some(), remark: remark.unwrap_or_default(), black }));
+                self.sides.fill((owner, other), side.clone(), generation);
                 Ok(side)
             }
         }

@@ -6,7 +6,7 @@ use crate::runtime::{Applied, Projection};
 use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
 use im_domain::Event;
-use im_domain::friendship::{Side, apply_change};
+use im_domain::friendship::{Side, SideChange, apply_change};
 use serde_json::{Value, json};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -30,6 +30,19 @@ async fn insert_side(conn: &mut AnyConnection, user: i64, friend: i64, side: &Si
     .bind(i64::from(side.lookme))
     .bind(i64::from(side.lookhim))
     .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A new friendship's sides show the blocks that were already there.
+async fn show_blocks(conn: &mut AnyConnection, a: i64, b: i64) -> Result<(), ReadError> {
+    sqlx::query(
+        "UPDATE friends SET isblack = 1 WHERE ((user_id = $1 AND friend_id = $2) OR (user_id = $2 AND friend_id = $1)) \
+         AND EXISTS (SELECT 1 FROM blocks WHERE blocks.user_id = friends.user_id AND blocks.blocked_id = friends.friend_id)",
+    )
+    .bind(a)
+    .bind(b)
     .execute(conn)
     .await?;
     Ok(())
@@ -97,7 +110,7 @@ impl Projection for FriendsProjection {
     }
 
     async fn reset(&self, conn: &mut AnyConnection) -> Result<(), ReadError> {
-        for table in ["DELETE FROM friends", "DELETE FROM friend_requests", "DELETE FROM reports"] {
+        for table in ["DELETE FROM friends", "DELETE FROM friend_requests", "DELETE FROM reports", "DELETE FROM blocks"] {
             sqlx::query(table).execute(&mut *conn).await?;
         }
         Ok(())
@@ -125,6 +138,7 @@ async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<(), ReadError>
             agree_pending(conn, e.from.0, e.to.0, e.at).await?;
             insert_side(conn, e.from.0, e.to.0, &e.applicant_side, e.at).await?;
             insert_side(conn, e.to.0, e.from.0, &e.addressee_side, e.at).await?;
+            show_blocks(conn, e.from.0, e.to.0).await?;
         }
         Event::FriendRequestRefused(e) => {
             sqlx::query("UPDATE friend_requests SET status = 'refuse', update_time = $2 WHERE id = $1")
@@ -137,8 +151,20 @@ async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<(), ReadError>
             agree_pending(conn, e.from.0, e.to.0, e.at).await?;
             insert_side(conn, e.from.0, e.to.0, &e.from_side, e.at).await?;
             insert_side(conn, e.to.0, e.from.0, &Side::default(), e.at).await?;
+            show_blocks(conn, e.from.0, e.to.0).await?;
         }
         Event::FriendSideChanged(e) => {
+            if let SideChange::Blacklist { black } = e.change {
+                let query = if black {
+                    sqlx::query("INSERT INTO blocks (user_id, blocked_id, create_time) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                        .bind(e.user_id.0)
+                        .bind(e.friend_id.0)
+                        .bind(e.at)
+                } else {
+                    sqlx::query("DELETE FROM blocks WHERE user_id = $1 AND blocked_id = $2").bind(e.user_id.0).bind(e.friend_id.0)
+                };
+                query.execute(&mut *conn).await?;
+            }
             if let Some(mut side) = load_side(conn, e.user_id.0, e.friend_id.0).await? {
                 apply_change(&mut side, &e.change);
                 insert_side(conn, e.user_id.0, e.friend_id.0, &side, e.at).await?;
@@ -330,9 +356,10 @@ impl Friends {
         Ok(n > 0)
     }
 
-    /// True when `owner` has put `other` on their blacklist: `other` may not message them.
+    /// True when `owner` has blocked `other` (friends or not): `other` may not message
+    /// them, ask to be their friend or invite them anywhere.
     pub async fn is_blocked_by(&self, owner: i64, other: i64) -> Result<bool, ReadError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM friends WHERE user_id = $1 AND friend_id = $2 AND isblack = 1")
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM blocks WHERE user_id = $1 AND blocked_id = $2")
             .bind(owner)
             .bind(other)
             .fetch_one(self.db.pool())

@@ -152,10 +152,18 @@ fn friend_path(id: &str) -> Result<UserId, ApiError> {
     user_id(path_int(id, "id")?, "id")
 }
 
+/// Blocks a friend or anyone else, or lifts my block. A friend answers with the friend's
+/// info as the other side routes do; anyone else with `{friend_id, isblack}`.
 async fn toggle_black(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
-    let appended = state.friend_commands().toggle_black(&Ctx::user(me.id.0), me.id, friend_path(&id)?).await?;
-    change_side(&state, &me, &id, appended.position).await
+    let other = friend_path(&id)?;
+    let appended = state.friend_commands().toggle_black(&Ctx::user(me.id.0), me.id, other).await?;
+    state.settle(appended.position).await?;
+    if state.friends().are_friends(me.id.0, other.0).await? {
+        return Ok(ok(my_friend(&state, &me, &id).await?.to_info_json()));
+    }
+    let black = state.friends().is_blocked_by(me.id.0, other.0).await?;
+    Ok(ok(json!({"friend_id": other.0, "isblack": i64::from(black)})))
 }
 
 async fn set_star(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
