@@ -147,10 +147,13 @@ async fn joining_policies(backend: Backend) {
     let group = create(&server, owner, &[member]).await;
     let gid = group["id"].as_i64().unwrap();
 
-    // Default policy confirms: a member's invitation waits for the owner.
+    // Default policy confirms: a member's invitation waits for the owner. The member is
+    // not the invitee's friend, so the invitee is asked first.
     let mut owner_ws = server.ws(&owner.token).await;
     owner_ws.next_json().await;
-    assert_eq!(data(invite(&server, gid, member, friend.id).await)["status"], "pending");
+    assert_eq!(data(invite(&server, gid, member, friend.id).await)["status"], "invited");
+    let accepted = server.post("/api/chat/groupInvitationHandle", Some(&friend.token), json!({"id": gid, "status": "agree"})).await;
+    assert_eq!(data(accepted)["status"], "pending");
     let notice = loop {
         let f = owner_ws.next_non_ping().await;
         if f["type"] == "notice" {

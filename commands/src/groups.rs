@@ -10,7 +10,7 @@
 use crate::messages::{Messages, Outgoing, Pending, Sent};
 use crate::store::{decide_and_append, load, stream_append};
 use crate::{CommandError, Ctx, now_millis};
-use im_domain::group::{self, Command, Named, State};
+use im_domain::group::{self, Command, Consent, Named, State};
 use im_domain::message::{ChatType, MessageBody, Party, Permit};
 use im_domain::{StreamId, UserId};
 use im_eventlog::{ExpectedVersion, SharedEventStore, StreamAppend};
@@ -108,10 +108,27 @@ impl Groups {
         self.execute(ctx, group_id, || Command::SetJoinPolicy { by: by.clone(), invite_confirm, at }).await
     }
 
-    pub async fn invite(&self, ctx: &Ctx, group_id: i64, by: Named, user: Named, user_active: bool) -> Result<i64, CommandError> {
+    /// `consent`: whether the invitee is the inviter's friend, or has blocked them (the
+    /// caller reads it from the friend read model).
+    pub async fn invite(
+        &self,
+        ctx: &Ctx,
+        group_id: i64,
+        by: Named,
+        user: Named,
+        user_active: bool,
+        consent: Consent,
+    ) -> Result<i64, CommandError> {
         let at = now_millis();
         let max_size = self.max_size;
-        self.execute(ctx, group_id, || Command::Invite { by: by.clone(), user: user.clone(), user_active, max_size, at }).await
+        self.execute(ctx, group_id, || Command::Invite { by: by.clone(), user: user.clone(), user_active, consent, max_size, at }).await
+    }
+
+    /// The invited user accepts or declines.
+    pub async fn answer_invitation(&self, ctx: &Ctx, group_id: i64, by: Named, agree: bool) -> Result<i64, CommandError> {
+        let at = now_millis();
+        let max_size = self.max_size;
+        self.execute(ctx, group_id, || Command::AnswerInvitation { by: by.clone(), agree, max_size, at }).await
     }
 
     pub async fn answer_join(&self, ctx: &Ctx, group_id: i64, by: Named, user: Named, agree: bool) -> Result<i64, CommandError> {

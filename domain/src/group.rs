@@ -55,6 +55,9 @@ pub struct Group {
     pub members: Vec<Member>,
     /// Users waiting for the owner's decision, with who asked for them.
     pub pending: Vec<(UserId, UserId)>,
+    /// Users invited by someone who is not their friend, waiting for their own
+    /// answer, with who invited them.
+    pub invited: Vec<(UserId, UserId)>,
 }
 
 impl Group {
@@ -90,18 +93,56 @@ pub struct GroupChanged {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum GroupChange {
-    Renamed { name: String },
-    RemarkChanged { remark: String },
-    JoinPolicyChanged { invite_confirm: bool },
-    MemberAdded { user: Named },
-    JoinRequested { user: Named },
-    JoinRefused { user: Named },
-    MemberRemoved { user: Named },
+    Renamed {
+        name: String,
+    },
+    RemarkChanged {
+        remark: String,
+    },
+    JoinPolicyChanged {
+        invite_confirm: bool,
+    },
+    MemberAdded {
+        user: Named,
+    },
+    JoinRequested {
+        user: Named,
+    },
+    JoinRefused {
+        user: Named,
+    },
+    /// `by` invited `user`, who is not their friend: `user` is asked first.
+    Invited {
+        user: Named,
+    },
+    /// The invited user (`by`) said no.
+    InvitationDeclined,
+    MemberRemoved {
+        user: Named,
+    },
     MemberLeft,
-    NicknameChanged { nickname: String },
-    MemberMuted { user: Named, muted: bool },
-    Locked { locked: bool },
+    NicknameChanged {
+        nickname: String,
+    },
+    MemberMuted {
+        user: Named,
+        muted: bool,
+    },
+    Locked {
+        locked: bool,
+    },
     Dissolved,
+}
+
+/// What the invitee said, in effect, about being added by the inviter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consent {
+    /// They are friends (or it is a self-join): the join policy decides.
+    Given,
+    /// Not friends: the invitee is asked and joins only by accepting.
+    Needed,
+    /// The invitee has blocked the inviter.
+    Refused,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +176,14 @@ pub enum Command {
         by: Named,
         user: Named,
         user_active: bool,
+        consent: Consent,
+        max_size: usize,
+        at: i64,
+    },
+    /// The invited user (`by`) accepts or declines an invitation.
+    AnswerInvitation {
+        by: Named,
+        agree: bool,
         max_size: usize,
         at: i64,
     },
@@ -204,6 +253,12 @@ pub enum GroupError {
     Muted,
     #[error("already exists")]
     AlreadyExists,
+    #[error("the user has blocked the inviter")]
+    Blocked,
+    #[error("the user was invited already")]
+    AlreadyInvited,
+    #[error("no invitation to this group")]
+    NoInvitation,
 }
 
 fn changed(group: &Group, by: Named, change: GroupChange, at: i64) -> Vec<Event> {
@@ -259,7 +314,7 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, GroupError>
             let g = owned(state, &by)?;
             Ok(changed(g, by, GroupChange::JoinPolicyChanged { invite_confirm }, at))
         }
-        Command::Invite { by, user, user_active, max_size, at } => {
+        Command::Invite { by, user, user_active, consent, max_size, at } => {
             let g = open(state)?;
             if g.status == GroupStatus::Locked {
                 return Err(GroupError::Locked);
@@ -277,7 +332,41 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, GroupError>
             if g.members.len() >= max_size {
                 return Err(GroupError::Full);
             }
+            if !self_join {
+                match consent {
+                    Consent::Refused => return Err(GroupError::Blocked),
+                    Consent::Needed if g.invited.iter().any(|(u, _)| *u == user.id) => return Err(GroupError::AlreadyInvited),
+                    Consent::Needed if g.pending.iter().any(|(u, _)| *u == user.id) => return Err(GroupError::AlreadyPending),
+                    Consent::Needed => return Ok(changed(g, by, GroupChange::Invited { user }, at)),
+                    Consent::Given => {}
+                }
+            }
             if by.id == g.owner || !g.invite_confirm {
+                return Ok(changed(g, by, GroupChange::MemberAdded { user }, at));
+            }
+            if g.pending.iter().any(|(u, _)| *u == user.id) {
+                return Err(GroupError::AlreadyPending);
+            }
+            Ok(changed(g, by, GroupChange::JoinRequested { user }, at))
+        }
+        Command::AnswerInvitation { by, agree, max_size, at } => {
+            let g = open(state)?;
+            let &(_, inviter) = g.invited.iter().find(|(u, _)| *u == by.id).ok_or(GroupError::NoInvitation)?;
+            if !agree {
+                return Ok(changed(g, by, GroupChange::InvitationDeclined, at));
+            }
+            if g.status == GroupStatus::Locked {
+                return Err(GroupError::Locked);
+            }
+            if g.is_member(by.id) {
+                return Err(GroupError::AlreadyMember);
+            }
+            if g.members.len() >= max_size {
+                return Err(GroupError::Full);
+            }
+            // Accepted: now the join policy decides, as for an invitation by a friend.
+            let user = by.clone();
+            if inviter == g.owner || !g.invite_confirm {
                 return Ok(changed(g, by, GroupChange::MemberAdded { user }, at));
             }
             if g.pending.iter().any(|(u, _)| *u == user.id) {
@@ -366,6 +455,7 @@ pub fn evolve(state: State, event: &Event) -> State {
             status: GroupStatus::Normal,
             members: e.members.iter().map(|m| Member { user_id: m.id, nickname: String::new(), muted: false }).collect(),
             pending: Vec::new(),
+            invited: Vec::new(),
         }),
         (Some(mut g), Event::GroupChanged(e)) => {
             match &e.change {
@@ -374,11 +464,20 @@ pub fn evolve(state: State, event: &Event) -> State {
                 GroupChange::JoinPolicyChanged { invite_confirm } => g.invite_confirm = *invite_confirm,
                 GroupChange::MemberAdded { user } => {
                     g.pending.retain(|(u, _)| *u != user.id);
+                    g.invited.retain(|(u, _)| *u != user.id);
                     if !g.is_member(user.id) {
                         g.members.push(Member { user_id: user.id, nickname: String::new(), muted: false });
                     }
                 }
-                GroupChange::JoinRequested { user } => g.pending.push((user.id, e.by.id)),
+                GroupChange::JoinRequested { user } => {
+                    g.invited.retain(|(u, _)| *u != user.id);
+                    g.pending.push((user.id, e.by.id));
+                }
+                GroupChange::Invited { user } => {
+                    g.invited.retain(|(u, _)| *u != user.id);
+                    g.invited.push((user.id, e.by.id));
+                }
+                GroupChange::InvitationDeclined => g.invited.retain(|(u, _)| *u != e.by.id),
                 GroupChange::JoinRefused { user } => g.pending.retain(|(u, _)| *u != user.id),
                 GroupChange::MemberRemoved { user } => g.members.retain(|m| m.user_id != user.id),
                 GroupChange::MemberLeft => g.members.retain(|m| m.user_id != e.by.id),
@@ -418,6 +517,9 @@ pub fn system_text(change: &GroupChange, by: &Named) -> Option<String> {
         GroupChange::Locked { locked: true } => "该群已被锁定".to_owned(),
         GroupChange::Locked { locked: false } => "该群已解除锁定".to_owned(),
         GroupChange::Dissolved => format!("{} 解散了该群", by.name),
-        GroupChange::JoinRequested { .. } | GroupChange::JoinRefused { .. } => return None,
+        GroupChange::JoinRequested { .. }
+        | GroupChange::JoinRefused { .. }
+        | GroupChange::Invited { .. }
+        | GroupChange::InvitationDeclined => return None,
     })
 }

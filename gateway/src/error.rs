@@ -133,6 +133,9 @@ impl From<CommandError> for ApiError {
                 GroupError::OwnerCannotLeave => Self::bad("owner_cannot_leave", "群主不能移除自己,请解散群聊"),
                 GroupError::Muted => Self::bad("muted", "你已被禁言"),
                 GroupError::AlreadyExists => Self::bad("group_exists", "群聊已存在"),
+                GroupError::Blocked => Self::bad("blocked", "对方拒绝了你的邀请"),
+                GroupError::AlreadyInvited => Self::bad("already_invited", "已经邀请过对方了,请等待对方同意"),
+                GroupError::NoInvitation => Self::bad("no_invitation", "没有该群的邀请"),
             },
             CommandError::Invalid(v) => match v {
                 ValueError::Username => Self::bad("invalid_username", "用户名须为4-20位的字母、数字、下划线、汉字等"),

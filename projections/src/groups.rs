@@ -18,6 +18,17 @@ async fn members(conn: &mut AnyConnection, group: i64) -> Result<Vec<i64>, ReadE
     Ok(sqlx::query_scalar("SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id").bind(group).fetch_all(conn).await?)
 }
 
+/// Marks a pending invitation answered (nothing when there is none).
+async fn settle_invitation(conn: &mut AnyConnection, group: i64, user: i64, status: &str) -> Result<(), ReadError> {
+    sqlx::query("UPDATE group_invitations SET status = $3 WHERE group_id = $1 AND user_id = $2 AND status = 'pending'")
+        .bind(group)
+        .bind(user)
+        .bind(status)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 async fn set_member_field(conn: &mut AnyConnection, group: i64, user: i64, sql: &'static str, value: &str) -> Result<(), ReadError> {
     sqlx::query(sql).bind(group).bind(user).bind(value).execute(conn).await?;
     Ok(())
@@ -74,6 +85,7 @@ pub async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<Vec<GroupE
                         .bind(e.at)
                         .execute(&mut *conn)
                         .await?;
+                    settle_invitation(conn, g, user.id.0, "agree").await?;
                     sqlx::query("UPDATE group_join_requests SET status = 'agree' WHERE group_id = $1 AND user_id = $2")
                         .bind(g)
                         .bind(user.id.0)
@@ -81,6 +93,7 @@ pub async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<Vec<GroupE
                         .await?;
                 }
                 GroupChange::JoinRequested { user } => {
+                    settle_invitation(conn, g, user.id.0, "agree").await?;
                     sqlx::query(
                         "INSERT INTO group_join_requests (group_id, user_id, inviter_id, status, create_time) VALUES ($1, $2, $3, 'pending', $4) \
                          ON CONFLICT (group_id, user_id) DO UPDATE SET inviter_id = excluded.inviter_id, status = 'pending', create_time = excluded.create_time",
@@ -98,6 +111,28 @@ pub async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<Vec<GroupE
                         data: json!({"kind": "group_join_request", "group_id": g, "user_id": user.id.0, "user_name": user.name,
                             "inviter_id": e.by.id.0, "inviter_name": e.by.name, "create_time": e.at}),
                     });
+                }
+                GroupChange::Invited { user } => {
+                    sqlx::query(
+                        "INSERT INTO group_invitations (group_id, user_id, inviter_id, status, create_time) VALUES ($1, $2, $3, 'pending', $4) \
+                         ON CONFLICT (user_id, group_id) DO UPDATE SET inviter_id = excluded.inviter_id, status = 'pending', create_time = excluded.create_time",
+                    )
+                    .bind(g)
+                    .bind(user.id.0)
+                    .bind(e.by.id.0)
+                    .bind(e.at)
+                    .execute(&mut *conn)
+                    .await?;
+                    let name: String =
+                        sqlx::query_scalar("SELECT name FROM chat_groups WHERE id = $1").bind(g).fetch_one(&mut *conn).await?;
+                    effects.push(GroupEffect::Notice {
+                        user: user.id.0,
+                        data: json!({"kind": "group_invitation", "group_id": g, "group_name": name, "inviter_id": e.by.id.0,
+                            "inviter_name": e.by.name, "create_time": e.at}),
+                    });
+                }
+                GroupChange::InvitationDeclined => {
+                    settle_invitation(conn, g, e.by.id.0, "refuse").await?;
                 }
                 GroupChange::JoinRefused { user } => {
                     sqlx::query("UPDATE group_join_requests SET status = 'refuse' WHERE group_id = $1 AND user_id = $2")
@@ -237,6 +272,31 @@ impl Groups {
             "create_time": r.try_get::<i64, _>("create_time")?, "update_time": r.try_get::<i64, _>("update_time")?,
             "group_users": group_users,
         })))
+    }
+
+    /// Invitations waiting for `user`'s answer, newest first (at most 100).
+    pub async fn invitations(&self, user: i64) -> Result<Vec<Value>, ReadError> {
+        let rows = sqlx::query(
+            "SELECT i.group_id, i.inviter_id, i.create_time, g.name, g.avatar, u.nickname, u.username \
+             FROM group_invitations i JOIN chat_groups g ON g.id = i.group_id LEFT JOIN users u ON u.id = i.inviter_id \
+             WHERE i.user_id = $1 AND i.status = 'pending' AND g.status <> 0 ORDER BY i.create_time DESC LIMIT 100",
+        )
+        .bind(user)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.into_iter()
+            .map(|r| -> Result<Value, ReadError> {
+                let nickname: Option<String> = r.try_get("nickname")?;
+                let username: Option<String> = r.try_get("username")?;
+                let inviter_name = nickname.filter(|n| !n.is_empty()).or(username).unwrap_or_default();
+                Ok(json!({
+                    "group_id": r.try_get::<i64, _>("group_id")?, "group_name": r.try_get::<String, _>("name")?,
+                    "avatar": r.try_get::<Option<String>, _>("avatar")?.unwrap_or_default(),
+                    "inviter_id": r.try_get::<i64, _>("inviter_id")?, "inviter_name": inviter_name,
+                    "create_time": r.try_get::<i64, _>("create_time")?,
+                }))
+            })
+            .collect()
     }
 
     pub async fn is_member(&self, group: i64, user: i64) -> Result<bool, ReadError> {

@@ -863,6 +863,7 @@ impl Projection for InboxProjection {
             "DELETE FROM chat_groups",
             "DELETE FROM group_members",
             "DELETE FROM group_join_requests",
+            "DELETE FROM group_invitations",
         ] {
             sqlx::query(sql).execute(&mut *conn).await?;
         }

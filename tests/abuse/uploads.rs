@@ -109,17 +109,17 @@ async fn uploads_are_sniffed_early_and_taken_a_few_at_a_time() {
     let slow = stalled(mp4(64 * 1024), vec![0; 64 * 1024], release);
     let (base, token) = (server.base.clone(), user.token.clone());
     let first = tokio::spawn(async move { post(&base, &token, form(slow)).await });
-    // Wait until the first upload holds the one slot.
-    let mut busy = None;
-    for _ in 0..100 {
-        let second = post(&server.base, &user.token, form(reqwest::multipart::Part::bytes(mp4(1024)))).await;
-        if second.0 == 429 {
-            busy = Some(second);
+    // Wait until the first upload is on disk, arriving: it holds the one slot.
+    let incoming = server.settings.files.incoming_dir.clone();
+    for _ in 0..1000 {
+        if count_files(&incoming) > 0 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_fail(&busy.expect("a second upload while the first arrives is refused"), 429, "busy");
+    assert_eq!(count_files(&incoming), 1, "the first upload is arriving");
+    let second = post(&server.base, &user.token, form(reqwest::multipart::Part::bytes(mp4(1024)))).await;
+    assert_fail(&second, 429, "busy");
     let _ = go.send(());
     let (status, body) = first.await.unwrap();
     assert_eq!(status, 200, "{body}");

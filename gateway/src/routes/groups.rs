@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use im_commands::Ctx;
 use im_domain::UserId;
-use im_domain::group::Named;
+use im_domain::group::{Consent, Named};
 use im_projections::users::UserRow;
 use serde_json::{Value, json};
 
@@ -30,6 +30,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/chat/groupAddUserSet", post(join_policy))
         .route("/api/chat/groupInviteUser", post(invite))
         .route("/api/chat/groupAgreeOrNo", post(answer_join))
+        .route("/api/chat/groupInvitations", get(invitations).post(invitations))
+        .route("/api/chat/groupInvitationHandle", post(answer_invitation))
         .route("/api/chat/groupnickname", post(nickname))
         .route("/api/chat/groupDeleteOrQuit", post(delete_or_quit))
         .route("/api/chat/groupQrcode/{id}", get(qrcode))
@@ -108,6 +110,9 @@ async fn create(State(state): State<AppState>, params: Params) -> ApiResult {
             (Some(_), Some(user)) if user.is_active() => members.push(named(&user)),
             _ => return Err(ApiError::bad("not_friends", format!("用户{id}不是你的好友"))),
         }
+        if state.friends().is_blocked_by(*id, me.id.0).await? {
+            return Err(ApiError::bad("blocked", "对方拒绝了你的邀请"));
+        }
     }
     let owner = named(&me.user);
     let name = match group_name(&params, "name")? {
@@ -182,15 +187,63 @@ async fn join_policy(State(state): State<AppState>, params: Params) -> ApiResult
 /// Owner adds at once; a member adds at once unless the group confirms joins; a user
 /// adding themself (QR code, visitor) follows the same policy. Answers `{"status":
 /// "joined"|"pending"}` with the group.
+/// Nobody is pulled into a group against their will: a friend of the inviter joins by
+/// the group's policy, anyone else is asked first (`status: "invited"`), and someone
+/// who blocked the inviter is not asked at all.
 async fn invite(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let id = positive(&params, "id")?;
     let (user, active) = user_named(&state, positive(&params, "user_id")?).await?;
     let user_id = user.id;
-    let position = state.group_commands().invite(&Ctx::user(me.id.0), id, named(&me.user), user, active).await?;
+    let consent = consent(&state, me.id, user_id).await?;
+    let position = state.group_commands().invite(&Ctx::user(me.id.0), id, named(&me.user), user, active, consent).await?;
     state.settle(position).await?;
-    let joined = state.groups().is_member(id, user_id.0).await?;
-    Ok(ok(json!({"status": if joined { "joined" } else { "pending" }, "group_id": id, "user_id": user_id.0})))
+    let status = if state.groups().is_member(id, user_id.0).await? {
+        "joined"
+    } else if consent == Consent::Needed {
+        "invited"
+    } else {
+        "pending"
+    };
+    Ok(ok(json!({"status": status, "group_id": id, "user_id": user_id.0})))
+}
+
+/// Whether `user` agreed, in effect, to be added by `inviter`.
+async fn consent(state: &AppState, inviter: UserId, user: UserId) -> Result<Consent, ApiError> {
+    if inviter == user {
+        return Ok(Consent::Given);
+    }
+    if state.friends().is_blocked_by(user.0, inviter.0).await? {
+        return Ok(Consent::Refused);
+    }
+    Ok(if state.friends().are_friends(user.0, inviter.0).await? { Consent::Given } else { Consent::Needed })
+}
+
+/// The invitations waiting for my answer.
+async fn invitations(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    Ok(ok(json!(state.groups().invitations(me.id.0).await?)))
+}
+
+/// I accept (`status: agree`) or decline (`refuse`) an invitation to group `id`.
+async fn answer_invitation(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
+    let id = positive(&params, "id")?;
+    let agree = match params.required("status")?.as_str() {
+        "agree" => true,
+        "refuse" => false,
+        _ => return Err(ApiError::bad("invalid_status", "status 只能是 agree 或 refuse")),
+    };
+    let position = state.group_commands().answer_invitation(&Ctx::user(me.id.0), id, named(&me.user), agree).await?;
+    state.settle(position).await?;
+    let status = if !agree {
+        "refused"
+    } else if state.groups().is_member(id, me.id.0).await? {
+        "joined"
+    } else {
+        "pending"
+    };
+    Ok(ok(json!({"status": status, "group_id": id, "user_id": me.id.0})))
 }
 
 async fn answer_join(State(state): State<AppState>, params: Params) -> ApiResult {

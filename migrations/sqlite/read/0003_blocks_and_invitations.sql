@@ -7,3 +7,14 @@ CREATE TABLE blocks (
     PRIMARY KEY (user_id, blocked_id)
 ) WITHOUT ROWID;
 INSERT INTO blocks SELECT user_id, friend_id, update_time FROM friends WHERE isblack = 1;
+
+-- Invitations to a group from someone who is not the invitee's friend, waiting for the
+-- invitee's answer.
+CREATE TABLE group_invitations (
+    group_id    INTEGER NOT NULL,
+    user_id     INTEGER NOT NULL,
+    inviter_id  INTEGER NOT NULL,
+    status      TEXT    NOT NULL,
+    create_time INTEGER NOT NULL,
+    PRIMARY KEY (user_id, group_id)
+) WITHOUT ROWID;

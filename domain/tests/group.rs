@@ -1,0 +1,83 @@
+//! The group aggregate's invitation rules (issue 11, item 10): consent before joining.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use im_domain::group::{self, Command, Consent, GroupChange, GroupChanged, GroupCreated, GroupError, Named, State};
+use im_domain::{Event, UserId};
+
+const AT: i64 = 1_700_000_000_000;
+
+fn named(id: i64) -> Named {
+    Named { id: UserId(id), name: format!("u{id}") }
+}
+
+/// Group 1: owner 1, member 2; `invite_confirm` as given.
+fn group(invite_confirm: bool) -> State {
+    let created =
+        Event::GroupCreated(GroupCreated { group_id: 1, owner: named(1), name: "g".into(), members: vec![named(1), named(2)], at: AT });
+    let mut state = group::evolve(None, &created);
+    if !invite_confirm {
+        state = apply(state, Command::SetJoinPolicy { by: named(1), invite_confirm: false, at: AT });
+    }
+    state
+}
+
+fn decide(state: &State, command: Command) -> Result<Vec<GroupChange>, GroupError> {
+    group::decide(state, command).map(|events| {
+        events
+            .into_iter()
+            .map(|e| match e {
+                Event::GroupChanged(GroupChanged { change, .. }) => change,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    })
+}
+
+fn apply(state: State, command: Command) -> State {
+    let events = group::decide(&state, command).unwrap_or_else(|e| panic!("{e:?}"));
+    events.iter().fold(state, group::evolve)
+}
+
+fn invite(by: i64, user: i64, consent: Consent) -> Command {
+    Command::Invite { by: named(by), user: named(user), user_active: true, consent, max_size: 500, at: AT }
+}
+
+fn answer(by: i64, agree: bool) -> Command {
+    Command::AnswerInvitation { by: named(by), agree, max_size: 500, at: AT }
+}
+
+#[test]
+fn a_stranger_is_asked_even_in_an_open_group() {
+    let state = group(false);
+    assert_eq!(decide(&state, invite(2, 3, Consent::Needed)), Ok(vec![GroupChange::Invited { user: named(3) }]));
+    assert_eq!(decide(&state, invite(2, 3, Consent::Given)), Ok(vec![GroupChange::MemberAdded { user: named(3) }]), "a friend joins");
+    let state = apply(state, invite(2, 3, Consent::Needed));
+    assert!(!state.as_ref().unwrap().is_member(UserId(3)));
+    assert_eq!(decide(&state, invite(1, 3, Consent::Needed)), Err(GroupError::AlreadyInvited));
+    let state = apply(state, answer(3, true));
+    assert!(state.as_ref().unwrap().is_member(UserId(3)), "accepting an open group's invitation joins");
+    assert_eq!(decide(&state, answer(3, true)), Err(GroupError::NoInvitation));
+}
+
+#[test]
+fn an_accepted_invitation_from_a_member_still_needs_the_owner_when_confirming() {
+    let state = apply(group(true), invite(2, 3, Consent::Needed));
+    assert_eq!(decide(&state, answer(3, true)), Ok(vec![GroupChange::JoinRequested { user: named(3) }]));
+    let state = apply(state, answer(3, true));
+    assert_eq!(decide(&state, invite(2, 3, Consent::Needed)), Err(GroupError::AlreadyPending));
+    // The owner's own invitation, once accepted, joins at once.
+    let state = apply(group(true), invite(1, 4, Consent::Needed));
+    assert_eq!(decide(&state, answer(4, true)), Ok(vec![GroupChange::MemberAdded { user: named(4) }]));
+}
+
+#[test]
+fn a_declined_invitation_is_gone_and_a_block_refuses_at_once() {
+    let state = apply(group(false), invite(2, 3, Consent::Needed));
+    let state = apply(state, answer(3, false));
+    let g = state.as_ref().unwrap();
+    assert!(!g.is_member(UserId(3)) && g.invited.is_empty());
+    assert_eq!(decide(&state, answer(3, true)), Err(GroupError::NoInvitation));
+    assert_eq!(decide(&state, invite(1, 5, Consent::Refused)), Err(GroupError::Blocked), "even the owner");
+    // Joining oneself (a QR code) needs no consent from anyone.
+    assert_eq!(decide(&state, invite(6, 6, Consent::Refused)), Ok(vec![GroupChange::MemberAdded { user: named(6) }]));
+}
