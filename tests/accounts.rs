@@ -665,3 +665,40 @@ async fn search_public_profile_and_disabled_users(backend: Backend) {
     set_active(&server, vid, true).await;
     assert_eq!(ok(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-search"})).await)["id"], v["id"]);
 }
+
+/// A token used in the last quarter of its life is answered with a fresh one for the
+/// same session, in the `X-Refresh-Token` header and the WebSocket welcome frame; before
+/// that, nothing. The fresh token works, and so does the old one until it expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_refreshed_in_their_last_quarter() {
+    let server = TestServer::start_with(Backend::Sqlite, |s| s.token_ttl_secs = 8).await;
+    let user = server.register("refresh01", "123456").await;
+    let call = |token: String| {
+        let req = server.request(reqwest::Method::POST, SETTINGS).header("token", token);
+        async move {
+            let resp = req.send().await.unwrap();
+            let fresh = resp.headers().get("x-refresh-token").map(|v| v.to_str().unwrap().to_owned());
+            (resp.status().as_u16(), fresh)
+        }
+    };
+    assert_eq!(call(user.token.clone()).await, (200, None), "a young token is not refreshed");
+    let mut ws = server.ws(&user.token).await;
+    let welcome = ws.next_non_ping().await;
+    assert!(welcome.get("token").is_none(), "{welcome}");
+
+    // Issued at second N, expiring at N + 8: after 6.2 s at most 2 s are left.
+    tokio::time::sleep(std::time::Duration::from_millis(6200)).await;
+    let (status, fresh) = call(user.token.clone()).await;
+    assert_eq!(status, 200);
+    let fresh = fresh.expect("a token in its last quarter gets a successor");
+    assert_ne!(fresh, user.token);
+    assert_eq!(call(fresh.clone()).await, (200, None), "the successor works and is young");
+    let mut ws = server.ws(&user.token).await;
+    let welcome = ws.next_non_ping().await;
+    assert_eq!(welcome["type"], "system");
+    assert!(welcome["token"].as_str().is_some_and(|t| !t.is_empty()), "{welcome}");
+    // The old one dies at its expiry; the successor lives on.
+    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+    assert_eq!(call(user.token.clone()).await.0, 401);
+    assert_eq!(call(fresh).await.0, 200);
+}

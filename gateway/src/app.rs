@@ -537,6 +537,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(crate::error::envelope_rejections))
+        .layer(axum::middleware::from_fn(crate::auth::refresh::layer))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

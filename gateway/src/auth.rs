@@ -7,7 +7,7 @@
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use im_commands::auth::TokenError;
+use im_commands::auth::{Claims, TokenError};
 use im_domain::{SessionId, UserId};
 use im_projections::users::UserRow;
 use std::sync::Arc;
@@ -27,6 +27,9 @@ pub struct Me {
     pub id: UserId,
     pub session: SessionId,
     pub user: Arc<UserRow>,
+    /// A fresh token for the same session, when the one presented is in the last quarter
+    /// of its life (the client may switch to it; the old one stays valid until it expires).
+    pub refreshed: Option<String>,
 }
 
 impl Me {
@@ -83,7 +86,23 @@ impl AppState {
             Ok(user) => user,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        Ok(Ok(Me { id: claims.user_id(), session: claims.session(), user }))
+        let refreshed = self.refresh(&claims);
+        if let Some(fresh) = &refreshed {
+            refresh::offer(fresh);
+        }
+        Ok(Ok(Me { id: claims.user_id(), session: claims.session(), user, refreshed }))
+    }
+
+    /// A new token for the claims' session when they are in the last quarter of their
+    /// lifetime.
+    fn refresh(&self, claims: &Claims) -> Option<String> {
+        let now = im_commands::now_millis();
+        let lifetime = claims.exp.saturating_sub(claims.iat);
+        let left = claims.exp.saturating_sub(now / 1000);
+        if lifetime <= 0 || left.saturating_mul(4) > lifetime {
+            return None;
+        }
+        self.accounts().tokens().issue(claims.user_id(), claims.session(), claims.role, now).ok()
     }
 
     /// Whether `session` is still the user's live session and the user may use it: what
@@ -124,5 +143,39 @@ impl AppState {
         let me = self.authenticate(token, access).await?;
         self.limit("write", &me.id.0.to_string(), self.limits().write).await?;
         Ok(me)
+    }
+}
+
+/// Handing a refreshed token back on the HTTP answer: [`layer`](refresh::layer) makes a
+/// place for it around each request, [`offer`](refresh::offer) (called when a token is
+/// checked) fills it, and the answer carries it in the `X-Refresh-Token` header.
+pub mod refresh {
+    use axum::extract::Request;
+    use axum::http::HeaderValue;
+    use axum::middleware::Next;
+    use axum::response::Response;
+    use std::sync::{Arc, Mutex};
+
+    /// The response header a fresh token comes in.
+    pub const HEADER: &str = "x-refresh-token";
+
+    tokio::task_local! {
+        static FRESH: Arc<Mutex<Option<String>>>;
+    }
+
+    /// Records a fresh token for the answer to the request being handled (nothing
+    /// outside a request: a WebSocket says it in its welcome frame).
+    pub fn offer(token: &str) {
+        let _ = FRESH.try_with(|slot| *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.to_owned()));
+    }
+
+    pub async fn layer(request: Request, next: Next) -> Response {
+        let slot = Arc::new(Mutex::new(None::<String>));
+        let mut response = FRESH.scope(slot.clone(), next.run(request)).await;
+        let fresh = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(value) = fresh.and_then(|t| HeaderValue::from_str(&t).ok()) {
+            response.headers_mut().insert(HEADER, value);
+        }
+        response
     }
 }

@@ -177,7 +177,7 @@ struct ServeArgs {
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
     /// Token lifetime in seconds.
-    #[arg(long, env = "IM_TOKEN_TTL_SECS", default_value_t = 7 * 24 * 3600)]
+    #[arg(long, env = "IM_TOKEN_TTL_SECS", default_value_t = 30 * 24 * 3600)]
     token_ttl_secs: i64,
     /// WebSocket heartbeat interval in milliseconds.
     #[arg(long, env = "IM_HEARTBEAT_MS", default_value_t = 30_000)]

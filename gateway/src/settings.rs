@@ -58,7 +58,8 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// `JWT_SECRET`: without it a random secret is generated once and kept in the data dir.
     pub jwt_secret: Option<String>,
-    /// `IM_TOKEN_TTL_SECS`: token lifetime, default 7 days.
+    /// `IM_TOKEN_TTL_SECS`: token lifetime, default 30 days; a token used in its last
+    /// quarter is answered with a fresh one (`X-Refresh-Token`, the welcome frame).
     pub token_ttl_secs: i64,
     /// `IM_HEARTBEAT_MS`: WebSocket ping interval, default 30 s; silent for 3 → closed.
     pub heartbeat: Duration,
@@ -176,7 +177,7 @@ impl Settings {
             data_dir,
             database_url: None,
             jwt_secret: None,
-            token_ttl_secs: 7 * 24 * 3600,
+            token_ttl_secs: 30 * 24 * 3600,
             heartbeat: Duration::from_secs(30),
             revoke_window: Duration::from_secs(120),
             max_group_size: 500,

@@ -505,7 +505,12 @@ async fn serve(socket: Box<WebSocket>, state: AppState, token: Option<String>) {
         state.hub().close_conn(me.id, conn_id, false);
     }
     let say = |queue: &Queue, text: String| queue.queue(Outbound::Frame { text: text.into(), seq: None });
-    say(&queue, frame("system", json!("欢迎您访问我们的系统!")).to_string());
+    let mut welcome = frame("system", json!("欢迎您访问我们的系统!"));
+    if let Some(fresh) = &me.refreshed {
+        // The token is in the last quarter of its life: here is its successor.
+        welcome["token"] = json!(fresh);
+    }
+    say(&queue, welcome.to_string());
     if me.is_visitor() {
         say(&queue, frame("system", json!("欢迎您,登录可以获取更多功能!")).to_string());
     }
