@@ -16,8 +16,10 @@ async fn upload(server: &TestServer, path: &str, token: Option<&str>, name: &str
     server.send(req).await
 }
 
+/// GETs a URL of this server (absolute, or a path).
 async fn fetch(server: &TestServer, url: &str) -> (u16, Vec<u8>) {
-    let resp = server.request(reqwest::Method::GET, url).send().await.unwrap();
+    let url = if url.starts_with('/') { format!("{}{url}", server.base) } else { url.to_owned() };
+    let resp = reqwest::get(url).await.unwrap();
     (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
 }
 
@@ -33,16 +35,22 @@ async fn uploads_are_checked_stored_and_served(backend: Backend) {
 
     let (status, body) = upload(&server, "/api/chat/uploadStreamSingleToServerDiy/avatar_1", t, "me.png", image.clone()).await;
     assert_eq!(status, 200, "{body}");
-    let data = &body["data"];
+    // The reference's shape: an array of the files, each with an absolute URL.
+    let files = body["data"].as_array().expect("an array");
+    assert_eq!(files.len(), 1);
+    let data = &files[0];
+    assert_eq!(data["image_class_id"], 0);
+    assert!(data["create_time"].as_i64().is_some_and(|t| t > 1_700_000_000 && t < 4_000_000_000), "seconds: {data}");
     assert_eq!(data["mime"], "image/png");
     assert_eq!(data["size"], image.len());
     assert!(data["path"].as_str().unwrap().starts_with("avatar_1/"));
     let url = data["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{}/public/avatar_1/", server.base)), "absolute: {url}");
     assert_eq!(fetch(&server, url).await, (200, image.clone()), "served back byte for byte");
 
     let (status, body) = upload(&server, "/api/chat/uploadAliyun", t, "x.png", image.clone()).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(fetch(&server, body["data"]["url"].as_str().unwrap()).await.1, image);
+    assert_eq!(fetch(&server, body["data"][0]["url"].as_str().unwrap()).await.1, image);
 
     // Refusals.
     let fail = |resp: (u16, Value), status: u16, code: &str| {
@@ -87,10 +95,11 @@ async fn video_screenshots(backend: Backend) {
     let (status, body) =
         upload(&server, "/api/chat/uploadStreamSingleToServerDiy/video", t, "clip.mp4", std::fs::read(&video_path).unwrap()).await;
     assert_eq!(status, 200, "{body}");
-    assert!(body["data"]["mime"].as_str().unwrap().starts_with("video/"));
-    let video_url = body["data"]["url"].as_str().unwrap().to_owned();
+    assert!(body["data"][0]["mime"].as_str().unwrap().starts_with("video/"));
+    let video_url = body["data"][0]["url"].as_str().unwrap().to_owned();
 
-    let (status, shot) = server.post("/api/chat/getVideoScreenshot", t, json!({"url": format!("http://cdn.example{video_url}")})).await;
+    let path = video_url.strip_prefix(&server.base).unwrap();
+    let (status, shot) = server.post("/api/chat/getVideoScreenshot", t, json!({"url": format!("http://cdn.example{path}")})).await;
     assert_eq!(status, 200, "{shot}");
     let (status, jpeg) = fetch(&server, shot["data"]["url"].as_str().unwrap()).await;
     assert_eq!(status, 200);
@@ -98,7 +107,7 @@ async fn video_screenshots(backend: Backend) {
 
     let (status, image) = upload(&server, "/api/chat/uploadStreamSingleToServerDiy/video", t, "x.png", png()).await;
     assert_eq!(status, 200);
-    let (status, body) = server.post("/api/chat/getVideoScreenshot", t, json!({"url": image["data"]["url"]})).await;
+    let (status, body) = server.post("/api/chat/getVideoScreenshot", t, json!({"url": image["data"][0]["url"]})).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("not_a_video")), "{body}");
     let (status, body) = server.post("/api/chat/getVideoScreenshot", t, json!({"url": "/public/nope.mp4"})).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("video_not_found")));
@@ -112,7 +121,7 @@ async fn video_screenshots(backend: Backend) {
         upload(&bare, "/api/chat/uploadStreamSingleToServerDiy/video", Some(&u.token), "clip.mp4", std::fs::read(&video_path).unwrap())
             .await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = bare.post("/api/chat/getVideoScreenshot", Some(&u.token), json!({"url": body["data"]["url"]})).await;
+    let (status, body) = bare.post("/api/chat/getVideoScreenshot", Some(&u.token), json!({"url": body["data"][0]["url"]})).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("ffmpeg_unavailable")), "{body}");
     assert!(body["data"].as_str().unwrap().contains("ffmpeg"));
     let _ = std::fs::remove_dir_all(dir);
@@ -137,7 +146,7 @@ async fn upload_to_an_s3_compatible_store(backend: Backend) {
     let image = png();
     let (status, body) = upload(&server, "/api/chat/uploadAliyun", Some(&user.token), "a.png", image.clone()).await;
     assert_eq!(status, 200, "{body}");
-    let url = body["data"]["url"].as_str().unwrap();
+    let url = body["data"][0]["url"].as_str().unwrap();
     assert!(url.starts_with(&format!("{endpoint}/{bucket}/oss/")), "{url}");
     // The object is in the store, byte for byte (read with a signed request: buckets
     // are private unless their owner publishes them).
@@ -151,5 +160,11 @@ async fn upload_to_an_s3_compatible_store(backend: Backend) {
     // The diy route keeps writing to the local store.
     let (status, body) = upload(&server, "/api/chat/uploadStreamSingleToServerDiy/local", Some(&user.token), "a.png", image.clone()).await;
     assert_eq!(status, 200, "{body}");
-    assert!(body["data"]["url"].as_str().unwrap().starts_with("/public/local/"));
+    assert!(body["data"][0]["url"].as_str().unwrap().starts_with(&format!("{}/public/local/", server.base)));
+
+    // With IM_PUBLIC_URL every URL handed out starts with it.
+    let behind = TestServer::start_with(backend, |s| s.public_url = Some("https://im.example.com".into())).await;
+    let user = behind.register("s3user02", "123456").await;
+    let (_, body) = upload(&behind, "/api/chat/uploadStreamSingleToServerDiy/local", Some(&user.token), "a.png", image).await;
+    assert!(body["data"][0]["url"].as_str().unwrap().starts_with("https://im.example.com/public/local/"), "{body}");
 }

@@ -64,6 +64,7 @@ struct Inner {
     limiter: Arc<dyn RateLimiter>,
     limits: Limits,
     files: FileSettings,
+    public_url: Option<String>,
     uploads: crate::routes::files::Uploads,
     local_files: Arc<dyn ObjectStore>,
     admins: im_commands::admin::Admins,
@@ -263,6 +264,21 @@ impl AppState {
         }
     }
 
+    /// The base of the URLs handed to clients: `IM_PUBLIC_URL`, else this request's
+    /// `Host` over http.
+    pub fn public_base(&self, headers: &axum::http::HeaderMap) -> String {
+        if let Some(base) = &self.0.public_url {
+            return base.clone();
+        }
+        let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).filter(|h| !h.is_empty());
+        format!("http://{}", host.unwrap_or("127.0.0.1"))
+    }
+
+    /// `url` as clients get it: a path of ours gets the public base in front.
+    pub fn absolute_url(&self, headers: &axum::http::HeaderMap, url: &str) -> String {
+        if url.starts_with('/') { format!("{}{url}", self.public_base(headers)) } else { url.to_owned() }
+    }
+
     /// How many uploads and screenshots are taken on at once.
     pub fn uploads(&self) -> &crate::routes::files::Uploads {
         &self.0.uploads
@@ -456,6 +472,7 @@ impl Application {
             limiter,
             limits: settings.limits,
             files: settings.files.clone(),
+            public_url: settings.public_url.clone(),
             uploads: crate::routes::files::Uploads::new(&settings.files),
             local_files,
             object_store,

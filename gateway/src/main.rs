@@ -179,6 +179,10 @@ struct ServeArgs {
     /// Token lifetime in seconds.
     #[arg(long, env = "IM_TOKEN_TTL_SECS", default_value_t = 30 * 24 * 3600)]
     token_ttl_secs: i64,
+    /// Base of the URLs handed to clients, e.g. https://im.example.com (default: the
+    /// request's scheme and Host).
+    #[arg(long, env = "IM_PUBLIC_URL")]
+    public_url: Option<String>,
     /// WebSocket heartbeat interval in milliseconds.
     #[arg(long, env = "IM_HEARTBEAT_MS", default_value_t = 30_000)]
     heartbeat_ms: u64,
@@ -291,6 +295,7 @@ impl From<ServeArgs> for Settings {
             database_url: a.database_url.filter(|u| !u.is_empty()),
             jwt_secret: a.jwt_secret.filter(|s| !s.is_empty()),
             token_ttl_secs: a.token_ttl_secs,
+            public_url: a.public_url.filter(|u| !u.is_empty()).map(|u| u.trim_end_matches('/').to_owned()),
             heartbeat: Duration::from_millis(a.heartbeat_ms.max(10)),
             revoke_window: Duration::from_secs(a.revoke_window_secs),
             max_group_size: a.max_group_size.max(2),

@@ -52,6 +52,9 @@ pub struct Settings {
     pub redis_prefix: String,
     /// `--listen` / `IM_LISTEN`, default 127.0.0.1:7001.
     pub listen: SocketAddr,
+    /// `IM_PUBLIC_URL`: the base of every URL handed to clients (`https://im.example.com`);
+    /// default: the scheme and `Host` of the request.
+    pub public_url: Option<String>,
     /// `--data-dir` / `IM_DATA_DIR`, default ./data: SQLite file and the generated JWT secret.
     pub data_dir: PathBuf,
     /// `DATABASE_URL`: a `postgres://` URL switches the log and read models to Postgres.
@@ -178,6 +181,7 @@ impl Settings {
             database_url: None,
             jwt_secret: None,
             token_ttl_secs: 30 * 24 * 3600,
+            public_url: None,
             heartbeat: Duration::from_secs(30),
             revoke_window: Duration::from_secs(120),
             max_group_size: 500,

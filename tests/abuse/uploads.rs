@@ -72,7 +72,7 @@ async fn uploads_stream_to_disk() {
     for u in uploads {
         let (status, body) = u.await.unwrap();
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body["data"]["size"], 40 << 20);
+        assert_eq!(body["data"][0]["size"], 40 << 20);
     }
     let grown = server.anonymous_bytes().saturating_sub(before);
     // What grows is per upload in progress (a connection's buffers, a blocking thread),
@@ -123,7 +123,7 @@ async fn uploads_are_sniffed_early_and_taken_a_few_at_a_time() {
     let _ = go.send(());
     let (status, body) = first.await.unwrap();
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["data"]["size"], 128 * 1024);
+    assert_eq!(body["data"][0]["size"], 128 * 1024);
     assert_eq!(post(&server.base, &user.token, form(reqwest::multipart::Part::bytes(mp4(1024)))).await.0, 200, "the slot came back");
     assert_eq!(count_files(&server.settings.files.incoming_dir), 0, "refused uploads leave nothing behind");
 }
@@ -170,7 +170,7 @@ async fn ffmpeg_is_confined_capped_and_timed() {
     let user = server.visitor("ffmpeg-device-1").await;
     let (status, body) = post(&server.base, &user.token, form(reqwest::multipart::Part::bytes(mp4(4096)))).await;
     assert_eq!(status, 200, "{body}");
-    let url = body["data"]["url"].as_str().unwrap().to_owned();
+    let url = body["data"][0]["url"].as_str().unwrap().to_owned();
     let shot = |token: String, url: String, base: String| async move {
         let resp = reqwest::Client::new()
             .post(format!("{base}/api/chat/getVideoScreenshot"))

@@ -157,7 +157,15 @@ fn multipart_error(detail: &str) -> ApiError {
 
 /// Receives an upload and stores it under `dir/yyyymmdd/<uuid>.<ext>` in `store`: one of
 /// a few at a time, within the uploader's (and their address's) daily quota.
-async fn upload(state: &AppState, me: &Me, ip: &str, store: &dyn ObjectStore, dir: &str, multipart: Multipart) -> ApiResult {
+async fn upload(
+    state: &AppState,
+    me: &Me,
+    ip: &str,
+    headers: &HeaderMap,
+    store: &dyn ObjectStore,
+    dir: &str,
+    multipart: Multipart,
+) -> ApiResult {
     let files = state.files();
     let _slot = state.uploads().receiving.clone().try_acquire_owned().map_err(|_| busy())?;
     let incoming = receive(multipart, files).await?;
@@ -172,7 +180,12 @@ async fn upload(state: &AppState, me: &Me, ip: &str, store: &dyn ObjectStore, di
     let day = chrono::Utc::now().format("%Y%m%d");
     let path = format!("{dir}/{day}/{}.{ext}", uuid::Uuid::now_v7().simple());
     let url = store.put(&path, &incoming.path, incoming.size, mime).await.map_err(ApiError::internal)?;
-    Ok(ok(json!({"url": url, "path": path, "size": incoming.size, "mime": mime})))
+    // The reference's shape: an array of the field's files, each with an absolute URL.
+    let create_time = chrono::Utc::now().timestamp();
+    Ok(ok(json!([{
+        "url": state.absolute_url(headers, &url), "path": path, "image_class_id": 0, "create_time": create_time,
+        "size": incoming.size, "mime": mime,
+    }])))
 }
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -190,7 +203,7 @@ async fn upload_diy(
     if !valid {
         return Err(ApiError::bad("invalid_diydir", "目录名只能是1到32位字母、数字、下划线或中划线"));
     }
-    upload(&state, &me, &addr.0.ip().to_string(), state.local_files().as_ref(), &diydir, multipart).await
+    upload(&state, &me, &addr.0.ip().to_string(), &headers, state.local_files().as_ref(), &diydir, multipart).await
 }
 
 /// `uploadAliyun`: into the configured object store; without one, the local store.
@@ -202,7 +215,7 @@ async fn upload_store(
     multipart: Multipart,
 ) -> ApiResult {
     let me = uploader(&state, &headers, &query).await?;
-    upload(&state, &me, &addr.0.ip().to_string(), state.object_store().as_ref(), "oss", multipart).await
+    upload(&state, &me, &addr.0.ip().to_string(), &headers, state.object_store().as_ref(), "oss", multipart).await
 }
 
 /// The local file a `/public/...` URL (relative or absolute) names, if it is one of ours.
@@ -220,7 +233,7 @@ fn local_file(state: &AppState, url: &str) -> Option<(String, PathBuf)> {
 }
 
 /// `getVideoScreenshot`: a frame of an uploaded video as JPEG.
-async fn screenshot(State(state): State<AppState>, params: Params) -> ApiResult {
+async fn screenshot(State(state): State<AppState>, headers: HeaderMap, params: Params) -> ApiResult {
     state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let url = params.required("url")?;
     let (path, file) = local_file(&state, &url).ok_or_else(|| ApiError::bad("video_not_found", "视频不存在,请先上传"))?;
@@ -248,7 +261,7 @@ async fn screenshot(State(state): State<AppState>, params: Params) -> ApiResult 
             }
             Ok(Err(e)) => return Err(ApiError::internal(e)),
             Ok(Ok(out)) if out.status.success() && cover.is_file() => {
-                return Ok(ok(json!({"url": format!("/public/{cover_path}")})));
+                return Ok(ok(json!({"url": state.absolute_url(&headers, &format!("/public/{cover_path}"))})));
             }
             Ok(Ok(_)) => continue,
         }
