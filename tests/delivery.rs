@@ -99,7 +99,7 @@ async fn a_socket_too_slow_is_closed_and_loses_nothing(backend: Backend) {
     })
     .await;
     let alice = server.visitor("slow-alice").await;
-    let bob = server.visitor("slow-bob").await;
+    let bob = server.register("slowbob1", "123456").await;
     open_to_strangers(&server, &bob).await;
     let bob_ws = sleepy(&server, &bob).await;
 
@@ -147,7 +147,7 @@ async fn the_heartbeat_runs_while_a_write_is_blocked(backend: Backend) {
     })
     .await;
     let alice = server.visitor("beat-alice").await;
-    let bob = server.visitor("beat-bob").await;
+    let bob = server.register("beatbob1", "123456").await;
     open_to_strangers(&server, &bob).await;
     let bob_ws = sleepy(&server, &bob).await;
     let (mut bob_tx, bob_rx) = bob_ws.split();
@@ -177,7 +177,7 @@ async fn a_blocked_write_times_out(backend: Backend) {
     })
     .await;
     let alice = server.visitor("stuck-alice").await;
-    let bob = server.visitor("stuck-bob").await;
+    let bob = server.register("stuckbob", "123456").await;
     open_to_strangers(&server, &bob).await;
     let bob_ws = sleepy(&server, &bob).await;
     flood(&server, &alice, bob.id, 2500, 4000).await;
@@ -190,7 +190,7 @@ async fn a_blocked_write_times_out(backend: Backend) {
 async fn sends_in_flight_are_acked_in_order(backend: Backend) {
     let server = TestServer::start(backend).await;
     let alice = server.visitor("pipe-alice").await;
-    let bob = server.visitor("pipe-bob").await;
+    let bob = server.register("pipebob1", "123456").await;
     open_to_strangers(&server, &bob).await;
     let mut bob_ws = server.ws(&bob.token).await;
     let (ws, _) = tokio_tungstenite::connect_async(format!("{}/ws?token={}", server.ws_base, alice.token)).await.unwrap();

@@ -193,12 +193,12 @@ async fn two_gateways_a_projector_and_a_relay() {
     let bob_on_a = connect(&cluster.a.ws_base, &bob_t).await;
     let kick = loop {
         match next_frame(&mut bob_ws).await {
-            Some(f) if f["type"] == "singleChat" && f["data"]["from_name"] == "账号异常提示" => break f,
+            Some(f) if f["type"] == "singleChat" && f["data"]["from_name"] == "账号异地登录" => break f,
             Some(_) => continue,
             None => panic!("B closed the socket without the notice"),
         }
     };
-    assert_eq!(kick["data"]["options"]["showModel"]["showModelType"], "forceLogin");
+    assert_eq!(kick["data"]["showModel"]["showModelType"], "forceLogin");
     assert!(next_frame(&mut bob_ws).await.is_none(), "then closed");
 
     // The relay publishes the log to im.events in log order, keyed by stream.
@@ -412,7 +412,7 @@ async fn until_closed(ws: &mut Ws) -> Vec<Value> {
 }
 
 fn told_logged_in_elsewhere(frames: &[Value]) -> bool {
-    frames.iter().any(|f| f["type"] == "singleChat" && f["data"]["options"]["showModel"]["showModelType"] == "forceLogin")
+    frames.iter().any(|f| f["type"] == "singleChat" && f["data"]["showModel"]["showModelType"] == "forceLogin")
 }
 
 /// The socket answers a ping: it is open.

@@ -1049,14 +1049,17 @@ async fn visitors_send_and_revoke(backend: Backend) {
     assert_eq!(next_chat(&mut u_ws).await["data"]["id"], ack["data"]["message"]["id"]);
 
     // The user answers; the visitor reads, syncs, fetches history.
+    // (The visitor's seq 1 is the reminder to log in, waiting in their inbox.)
     let reply = send_ok(&server, &u, v.id, "hello visitor").await;
     let frame = next_chat(&mut v_ws).await;
-    assert_eq!((frame["seq"].as_i64(), without_seq(&frame["data"])), (Some(1), reply.clone()));
+    assert_eq!((frame["seq"].as_i64(), without_seq(&frame["data"])), (Some(2), reply.clone()));
     let rows = inbox(&server, &v).await;
-    assert_eq!(rows.len(), 1);
+    assert_eq!(rows.len(), 2);
     let h = history(&server, &v, u.id).await;
     assert_eq!(h.iter().map(|m| m["data"].as_str().unwrap()).collect::<Vec<_>>(), ["hello visitor", "over ws", "more", ""]);
     offline(&server, &v).await;
+    let reminder = next_chat(&mut v_ws).await;
+    assert_eq!((reminder["seq"].as_i64(), reminder["data"]["from_id"].as_i64()), (Some(1), Some(0)), "only the reminder was waiting");
     assert!(v_ws.quiet_for(200).await);
 }
 

@@ -70,11 +70,27 @@ async fn welcome_and_visitor_reminder(backend: Backend) {
     assert_system(&ws.next_json().await, "欢迎您访问我们的系统!");
     assert!(ws.quiet_for(300).await, "a registered user gets no visitor reminder");
 
+    // A new visitor is reminded once, by a message kept in their inbox (so it is in the
+    // chat list), not on every connect: it comes with the offline messages.
     let visitor = server.visitor("device-welcome").await;
     let mut ws = server.ws(&visitor.token).await;
     assert_system(&ws.next_json().await, "欢迎您访问我们的系统!");
-    assert_system(&ws.next_json().await, "欢迎您,登录可以获取更多功能!");
+    assert!(ws.quiet_for(200).await, "no reminder frame on connect");
     assert_eq!(server.get("/healthz", None).await.1["data"]["online"], 2);
+    let (status, body) = server.post("/api/chat/chatGetmessageOffLine", Some(&visitor.token), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let reminder = ws.next_non_ping().await;
+    assert_eq!(reminder["type"], "singleChat", "{reminder}");
+    assert_eq!(reminder["seq"], 1);
+    let data = &reminder["data"];
+    assert_eq!((data["from_id"].as_i64(), data["from_name"].as_str()), (Some(0), Some("系统消息")));
+    assert_eq!(data["data"]["data"], "欢迎您,登录可以获取更多功能!");
+    assert_eq!(data["to_id"], visitor.id);
+    // The same device again: logged in, not reminded again.
+    let again = server.visitor("device-welcome").await;
+    assert_eq!(again.id, visitor.id);
+    let page = server.get("/api/chat/sync?since=0", Some(&again.token)).await;
+    assert_eq!(page.1["data"]["rows"].as_array().map(Vec::len), Some(1), "{}", page.1);
 }
 
 async fn client_ping_gets_pong_and_junk_is_harmless(backend: Backend) {
@@ -135,11 +151,16 @@ async fn second_device_kicks_the_first_with_a_notice(backend: Backend) {
     assert_eq!(frames.len(), 1, "exactly the notice, then close: {frames:?}");
     let notice = &frames[0];
     assert_eq!(notice["type"], "singleChat");
-    assert_eq!(notice["data"]["from_id"], 0);
-    assert_eq!(notice["data"]["from_name"], "账号异常提示");
+    // The reference's `offlineMsg`, read as its client reads it.
+    let key = format!("redirect-forceLogout-{}", first.id);
+    assert_eq!(notice["data"]["from_id"], key.as_str());
+    assert_eq!(notice["data"]["msgidKey"], key.as_str());
+    assert_eq!(notice["data"]["from_name"], "账号异地登录");
     assert_eq!(notice["data"]["to_id"], first.id);
-    assert!(notice["data"]["data"].as_str().unwrap().contains("其他设备登录"));
-    assert_eq!(notice["data"]["options"]["showModel"]["showModelType"], "forceLogin");
+    assert!(notice["data"]["data"]["data"].as_str().unwrap().contains("其他设备登录"));
+    assert_eq!(notice["data"]["data"]["dataType"], false);
+    assert_eq!(notice["data"]["options"], json!({}));
+    assert_eq!(notice["data"]["showModel"]["showModelType"], "forceLogin");
 
     // The new connection is the live one.
     new.send_json(json!({"type": "ping"})).await;

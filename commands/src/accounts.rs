@@ -5,7 +5,7 @@ use crate::auth::{Passwords, Tokens};
 use crate::store::{ATTEMPTS, Loaded, decide_and_append, load, stream_append};
 use crate::{CommandError, Ctx, now_millis};
 use im_domain::account::{self, Account, AccountError, ClaimState, Command, ProfileChanges};
-use im_domain::event::{DeviceInfo, Role};
+use im_domain::event::{DeviceInfo, Role, SystemMessageSent};
 use im_domain::userset::UserSet;
 use im_domain::values::{DeviceFingerprint, Password, Username};
 use im_domain::{Event, SessionId, StreamId, UserId};
@@ -27,11 +27,35 @@ pub struct Accounts {
     store: SharedEventStore,
     passwords: Passwords,
     tokens: Tokens,
+    /// The avatar of messages from the system.
+    system_avatar: String,
 }
+
+/// The reference's avatar for messages from the system (`IM_SYSTEM_AVATAR`).
+pub const DEFAULT_SYSTEM_AVATAR: &str = "https://docs-51yrc-com.oss-cn-hangzhou.aliyuncs.com/chat/kefu.png";
+
+/// What a new visitor is told once, kept in their inbox.
+pub const VISITOR_REMINDER: &str = "欢迎您,登录可以获取更多功能!";
 
 impl Accounts {
     pub fn new(store: SharedEventStore, tokens: Tokens, passwords: Passwords) -> Self {
-        Self { store, passwords, tokens }
+        Self { store, passwords, tokens, system_avatar: DEFAULT_SYSTEM_AVATAR.to_owned() }
+    }
+
+    /// Messages from the system show this avatar.
+    pub fn with_system_avatar(self, system_avatar: String) -> Self {
+        Self { system_avatar, ..self }
+    }
+
+    pub fn system_avatar(&self) -> &str {
+        &self.system_avatar
+    }
+
+    /// Sends one user a message from the system (kept in their inbox).
+    pub async fn send_system_message(&self, ctx: &Ctx, message: SystemMessageSent) -> Result<i64, CommandError> {
+        let stream = StreamId::system(message.message_id).to_string();
+        let append = stream_append(ctx, stream, ExpectedVersion::NoStream, &[Event::SystemMessageSent(message)]);
+        Ok(self.store.append(vec![append]).await?.last_position)
     }
 
     pub fn tokens(&self) -> &Tokens {
@@ -153,9 +177,36 @@ impl Accounts {
                     at: now,
                 },
             )?;
+            // The reminder to log in comes with the registration, once, and stays in the
+            // visitor's inbox.
+            let to_name = events
+                .iter()
+                .find_map(|e| match e {
+                    Event::UserRegistered(r) => Some(if r.nickname.is_empty() { r.username.clone() } else { r.nickname.clone() }),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            let reminder = SystemMessageSent {
+                message_id: Uuid::now_v7(),
+                to: id,
+                to_name,
+                to_avatar: String::new(),
+                from_key: None,
+                from_name: "系统消息".into(),
+                from_avatar: self.system_avatar.clone(),
+                text: VISITOR_REMINDER.into(),
+                redirect: None,
+                at: now,
+            };
             let appends = vec![
                 stream_append(ctx, device_stream.to_string(), claim.expected(), &bind),
                 stream_append(ctx, StreamId::user(id).to_string(), ExpectedVersion::NoStream, &events),
+                stream_append(
+                    ctx,
+                    StreamId::system(reminder.message_id).to_string(),
+                    ExpectedVersion::NoStream,
+                    &[Event::SystemMessageSent(reminder)],
+                ),
             ];
             match self.store.append(appends).await {
                 Ok(committed) => return self.started(id, session, Role::Visitor, committed.last_position, now),

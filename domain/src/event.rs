@@ -170,6 +170,39 @@ pub struct AdminLoggedOut {
     pub at: i64,
 }
 
+/// A message from the system to one user (stream `system-<message_id>`): kept in their
+/// inbox and delivered like a chat message, in the reference client's notice shape
+/// (the visitor's reminder to log in, the avatar-changed message).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemMessageSent {
+    pub message_id: Uuid,
+    pub to: UserId,
+    pub to_name: String,
+    pub to_avatar: String,
+    /// `None`: from the system itself (`from_id` 0); else the client's routing key,
+    /// such as `redirect-userInfoSet-<id>`.
+    #[serde(default)]
+    pub from_key: Option<String>,
+    pub from_name: String,
+    pub from_avatar: String,
+    pub text: String,
+    /// Where the client goes when the message is tapped.
+    #[serde(default)]
+    pub redirect: Option<Redirect>,
+    pub at: i64,
+}
+
+/// A client-side navigation carried by a system message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redirect {
+    pub url: String,
+    /// `navigateTo`, `switchTab`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What the client does with the message (`avatar`: refresh the avatar).
+    pub doaction: String,
+}
+
 /// An operator deleted a chat account: it can no longer log in or be found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserDeleted {
@@ -262,6 +295,7 @@ catalogue!(
     UserDeleted,
     UsernameChanged,
     AdminLoggedOut,
+    SystemMessageSent,
 );
 
 /// An event read back from the log could not be understood.

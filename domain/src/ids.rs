@@ -60,6 +60,11 @@ impl StreamId {
         Self(format!("report-{id}"))
     }
 
+    /// One message from the system to one user.
+    pub fn system(id: uuid::Uuid) -> Self {
+        Self(format!("system-{id}"))
+    }
+
     /// One message: its sending and, maybe, its revocation.
     pub fn message(id: uuid::Uuid) -> Self {
         Self(format!("message-{id}"))

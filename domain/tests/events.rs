@@ -6,7 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use im_domain::event::{
-    AdminCreated, AdminLoggedOut, AskAnswerDeleted, AskAnswerSaved, GroupChanged, GroupCreated, UserDeleted, UsernameChanged,
+    AdminCreated, AdminLoggedOut, AskAnswerDeleted, AskAnswerSaved, GroupChanged, GroupCreated, Redirect, SystemMessageSent, UserDeleted,
+    UsernameChanged,
 };
 use im_domain::event::{AllowanceUsed, ClientMessageKeyClaimed, MessageRevoked, MessageSent};
 use im_domain::event::{
@@ -125,10 +126,11 @@ fn variant_index(event: &Event) -> usize {
         Event::UserDeleted(_) => 26,
         Event::UsernameChanged(_) => 27,
         Event::AdminLoggedOut(_) => 28,
+        Event::SystemMessageSent(_) => 29,
     }
 }
 
-const VARIANT_COUNT: usize = 29;
+const VARIANT_COUNT: usize = 30;
 
 fn named(id: UserId, name: &str) -> Named {
     Named { id, name: name.into() }
@@ -281,6 +283,22 @@ fn samples() -> Vec<Event> {
         Event::UserDeleted(UserDeleted { user_id: USER, at: 1_700_000_022_000 }),
         Event::UsernameChanged(UsernameChanged { user_id: USER, username: "alice_02".into(), at: 1_700_000_023_000 }),
         Event::AdminLoggedOut(AdminLoggedOut { username: "ops".into(), at: 1_700_000_024_000 }),
+        Event::SystemMessageSent(SystemMessageSent {
+            message_id: message_id(),
+            to: USER,
+            to_name: "小王".into(),
+            to_avatar: "/public/avatar/20260101/a.png".into(),
+            from_key: Some("redirect-userInfoSet-1002".into()),
+            from_name: "头像更换成功".into(),
+            from_avatar: "/public/avatar/20260101/a.png".into(),
+            text: "不满意你的头像可以继续更换".into(),
+            redirect: Some(Redirect {
+                url: "/pages/setpageInfo/setpageInfo?action=userinfoSet".into(),
+                kind: "navigateTo".into(),
+                doaction: "avatar".into(),
+            }),
+            at: 1_700_000_025_000,
+        }),
     ]
 }
 

@@ -390,7 +390,7 @@ impl Application {
             }
             None => Arc::new(LocalPresence::default()),
         };
-        let hub = Hub::default();
+        let hub = Hub::new(&settings.system_avatar);
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let hub_sink = HubSink::new(hub.clone(), metrics.clone());
         let directory = Directory::new(db.clone(), settings.directory);
@@ -449,7 +449,7 @@ impl Application {
         let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = AppState(Arc::new(Inner {
-            accounts: Accounts::new(store.clone(), tokens, passwords),
+            accounts: Accounts::new(store.clone(), tokens, passwords).with_system_avatar(settings.system_avatar.clone()),
             friend_commands: FriendCommands::new(store.clone()).with_retry_after(settings.friend_retry),
             users: Users::new(db.clone()),
             friends: Friends::new(db.clone()),

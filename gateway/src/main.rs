@@ -183,6 +183,9 @@ struct ServeArgs {
     /// request's scheme and Host).
     #[arg(long, env = "IM_PUBLIC_URL")]
     public_url: Option<String>,
+    /// The avatar of messages from the system (the visitor reminder, the kick notice).
+    #[arg(long, env = "IM_SYSTEM_AVATAR", default_value = im_commands::accounts::DEFAULT_SYSTEM_AVATAR)]
+    system_avatar: String,
     /// WebSocket heartbeat interval in milliseconds.
     #[arg(long, env = "IM_HEARTBEAT_MS", default_value_t = 30_000)]
     heartbeat_ms: u64,
@@ -296,6 +299,7 @@ impl From<ServeArgs> for Settings {
             jwt_secret: a.jwt_secret.filter(|s| !s.is_empty()),
             token_ttl_secs: a.token_ttl_secs,
             public_url: a.public_url.filter(|u| !u.is_empty()).map(|u| u.trim_end_matches('/').to_owned()),
+            system_avatar: a.system_avatar,
             heartbeat: Duration::from_millis(a.heartbeat_ms.max(10)),
             revoke_window: Duration::from_secs(a.revoke_window_secs),
             max_group_size: a.max_group_size.max(2),

@@ -55,6 +55,9 @@ pub struct Settings {
     /// `IM_PUBLIC_URL`: the base of every URL handed to clients (`https://im.example.com`);
     /// default: the scheme and `Host` of the request.
     pub public_url: Option<String>,
+    /// `IM_SYSTEM_AVATAR`: the avatar of messages from the system (default: the
+    /// reference's kefu.png).
+    pub system_avatar: String,
     /// `--data-dir` / `IM_DATA_DIR`, default ./data: SQLite file and the generated JWT secret.
     pub data_dir: PathBuf,
     /// `DATABASE_URL`: a `postgres://` URL switches the log and read models to Postgres.
@@ -182,6 +185,7 @@ impl Settings {
             jwt_secret: None,
             token_ttl_secs: 30 * 24 * 3600,
             public_url: None,
+            system_avatar: im_commands::accounts::DEFAULT_SYSTEM_AVATAR.to_owned(),
             heartbeat: Duration::from_secs(30),
             revoke_window: Duration::from_secs(120),
             max_group_size: 500,

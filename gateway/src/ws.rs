@@ -196,15 +196,29 @@ impl Conn {
 pub struct Hub {
     shards: Arc<Vec<Mutex<HashMap<UserId, Conn>>>>,
     next_id: Arc<AtomicU64>,
+    /// The avatar of the kick notice (a message from the system).
+    system_avatar: Arc<str>,
 }
 
 impl Default for Hub {
     fn default() -> Self {
-        Self { shards: Arc::new((0..HUB_SHARDS).map(|_| Mutex::new(HashMap::new())).collect()), next_id: Arc::default() }
+        Self::new(im_commands::accounts::DEFAULT_SYSTEM_AVATAR)
     }
 }
 
 impl Hub {
+    pub fn new(system_avatar: &str) -> Self {
+        Self {
+            shards: Arc::new((0..HUB_SHARDS).map(|_| Mutex::new(HashMap::new())).collect()),
+            next_id: Arc::default(),
+            system_avatar: system_avatar.into(),
+        }
+    }
+
+    fn kick_frame(&self, user: &UserRow) -> String {
+        kick_frame(user, &self.system_avatar)
+    }
+
     fn shard(&self, user: UserId) -> MutexGuard<'_, HashMap<UserId, Conn>> {
         // A panic while holding this lock cannot leave the map half-updated.
         self.shards[user.0.unsigned_abs() as usize % HUB_SHARDS].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -217,7 +231,7 @@ impl Hub {
         let conn = Conn { id, generation, session: me.session, user: me.user.clone(), queue, pushed: BTreeSet::new() };
         let previous = self.shard(me.id).insert(me.id, conn);
         if let Some(old) = previous {
-            let notice = (old.session != me.session).then(|| kick_frame(&old.user));
+            let notice = (old.session != me.session).then(|| self.kick_frame(&old.user));
             old.close(notice);
         }
         id
@@ -229,7 +243,7 @@ impl Hub {
     /// closes any.
     pub fn kick_remote(&self, user: UserId, session: &str, generation: u64) -> bool {
         let Some(old) = self.take_if(user, |c| generation == 0 || c.generation < generation) else { return false };
-        let notice = (old.session.to_string() != session).then(|| kick_frame(&old.user));
+        let notice = (old.session.to_string() != session).then(|| self.kick_frame(&old.user));
         old.close(notice);
         true
     }
@@ -249,7 +263,7 @@ impl Hub {
     /// was revoked), with the "logged in on another device" notice when `notice`.
     pub fn close_conn(&self, user: UserId, conn_id: u64, notice: bool) -> bool {
         let Some(conn) = self.take_if(user, |c| c.id == conn_id) else { return false };
-        let notice = notice.then(|| kick_frame(&conn.user));
+        let notice = notice.then(|| self.kick_frame(&conn.user));
         conn.close(notice);
         true
     }
@@ -391,28 +405,25 @@ pub fn frame(kind: &str, data: Value) -> Value {
     json!({"type": kind, "data": data, "timestamp": crate::now_millis()})
 }
 
-fn kick_frame(user: &UserRow) -> String {
+/// The notice an older device gets before its socket closes: the reference's
+/// `offlineMsg` (`from_id` `redirect-forceLogout-<id>`) with its `showModel`.
+fn kick_frame(user: &UserRow, system_avatar: &str) -> String {
     let text = "你的账号在其他设备登录了,您当前设备会下线";
-    frame(
-        "singleChat",
-        json!({
-            "id": uuid::Uuid::now_v7().to_string(),
-            "from_avatar": "",
-            "from_name": "账号异常提示",
-            "from_id": 0,
-            "to_id": user.id,
-            "to_name": user.display_name(),
-            "to_avatar": user.avatar,
-            "chatType": "single",
-            "type": "text",
-            "data": text,
-            "options": {"showModel": {"showModelType": "forceLogin", "content": text}},
-            "create_time": crate::now_millis(),
-            "isremove": 0,
-            "group": {},
-        }),
-    )
-    .to_string()
+    let message = im_domain::event::SystemMessageSent {
+        message_id: uuid::Uuid::now_v7(),
+        to: UserId(user.id),
+        to_name: user.display_name().to_owned(),
+        to_avatar: user.avatar.clone(),
+        from_key: Some(format!("redirect-forceLogout-{}", user.id)),
+        from_name: "账号异地登录".into(),
+        from_avatar: system_avatar.to_owned(),
+        text: text.into(),
+        redirect: None,
+        at: crate::now_millis(),
+    };
+    let mut data = im_projections::inbox::system_message(&message);
+    data["showModel"] = json!({"showModelType": "forceLogin", "content": text});
+    frame("singleChat", data).to_string()
 }
 
 /// Heartbeat bookkeeping: ping every interval, give up after three silent ones.
@@ -511,9 +522,6 @@ async fn serve(socket: Box<WebSocket>, state: AppState, token: Option<String>) {
         welcome["token"] = json!(fresh);
     }
     say(&queue, welcome.to_string());
-    if me.is_visitor() {
-        say(&queue, frame("system", json!("欢迎您,登录可以获取更多功能!")).to_string());
-    }
     let (sink, mut inbound) = (*socket).split();
     let cursor = match state.inbox().delivered_upto(me.id.0).await {
         Ok(upto) => Cursor::new(upto),

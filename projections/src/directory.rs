@@ -317,7 +317,8 @@ impl Keys {
             | Event::GroupCreated(_)
             | Event::GroupChanged(_)
             | Event::AdminCreated(_)
-            | Event::AdminLoggedOut(_) => {}
+            | Event::AdminLoggedOut(_)
+            | Event::SystemMessageSent(_) => {}
         }
     }
 

@@ -317,13 +317,13 @@ impl InboxProjection {
                 };
                 Ahead::Planned(Planned { messages: vec![message], rows }, out)
             }
-            Event::FriendRequested(_) | Event::FriendRequestAccepted(_) | Event::FriendAdded(_) => {
-                let Some((user, data, at)) = notice_of(event) else { return Ahead::NoRows };
+            Event::FriendRequested(_) | Event::FriendRequestAccepted(_) | Event::FriendAdded(_) | Event::SystemMessageSent(_) => {
+                let Some((user, kind, data, at)) = notice_of(event) else { return Ahead::NoRows };
                 if !state.knows(&[user]) {
                     return Ahead::NeedsDb;
                 }
                 let body = Body::of(&data);
-                let row = RowOf { message_id: None, kind: InboxKind::Notice, payload: Some(&body), body: &body, at };
+                let row = RowOf { message_id: None, kind, payload: Some(&body), body: &body, at };
                 let rows = state.assign(&[user], &row, &mut out);
                 Ahead::Planned(Planned { messages: Vec::new(), rows }, out)
             }
@@ -451,7 +451,7 @@ impl InboxProjection {
                 }
                 let users: Vec<i64> = match event {
                     Event::MessageSent(e) => e.recipients.iter().map(|r| r.0).collect(),
-                    _ => notice_of(event).map(|(user, _, _)| vec![user]).unwrap_or_default(),
+                    _ => notice_of(event).map(|(user, ..)| vec![user]).unwrap_or_default(),
                 };
                 self.load_heads(conn, &users).await?;
                 let mut state = self.state();
@@ -551,9 +551,13 @@ impl InboxProjection {
     }
 }
 
-/// The notice a friend event leaves in someone's inbox: (user, data, time).
-fn notice_of(event: &Event) -> Option<(i64, Value, i64)> {
-    match event {
+/// The one row a friend event (a notice) or a system message leaves in someone's
+/// inbox: (user, kind, data, time).
+fn notice_of(event: &Event) -> Option<(i64, InboxKind, Value, i64)> {
+    if let Event::SystemMessageSent(e) = event {
+        return Some((e.to.0, InboxKind::Message, system_message(e), e.at));
+    }
+    let (user, data, at) = match event {
         Event::FriendRequested(e) => {
             let request = json!({
                 "id": e.request_id, "user_id": e.from.0, "friend_id": e.to.0, "nickname": e.nickname,
@@ -569,7 +573,33 @@ fn notice_of(event: &Event) -> Option<(i64, Value, i64)> {
             Some((e.to.0, json!({"kind": "friend_added", "user_id": e.from.0, "friend_id": e.to.0, "create_time": e.at}), e.at))
         }
         _ => None,
-    }
+    }?;
+    Some((user, InboxKind::Notice, data, at))
+}
+
+/// A system message in the reference client's notice shape (its `offlineMsg`): what a
+/// `singleChat` frame carries for the visitor's reminder, the avatar-changed message and
+/// the kick of an older device.
+pub fn system_message(e: &im_domain::event::SystemMessageSent) -> Value {
+    let from_id = e.from_key.as_ref().map_or(json!(0), |k| json!(k));
+    json!({
+        "id": e.message_id.to_string(),
+        "from_avatar": e.from_avatar,
+        "from_name": e.from_name,
+        "from_id": from_id,
+        "to_id": e.to.0,
+        "to_name": e.to_name,
+        "to_avatar": e.to_avatar,
+        "chatType": "single",
+        "type": "text",
+        "data": {"data": e.text, "dataType": false, "otherData": null},
+        "redirect": e.redirect.as_ref().map_or(Value::Null, |r| json!({"url": r.url, "type": r.kind, "doaction": r.doaction})),
+        "options": {},
+        "create_time": e.at,
+        "isremove": 0,
+        "group": {},
+        "msgidKey": from_id,
+    })
 }
 
 /// Writes the rows of these plans.
@@ -760,8 +790,16 @@ fn revoked(mut message: Value) -> Value {
 }
 
 /// The event types this projection reads.
-const HANDLES: &[&str] =
-    &["MessageSent", "MessageRevoked", "GroupCreated", "GroupChanged", "FriendRequested", "FriendRequestAccepted", "FriendAdded"];
+const HANDLES: &[&str] = &[
+    "MessageSent",
+    "MessageRevoked",
+    "GroupCreated",
+    "GroupChanged",
+    "FriendRequested",
+    "FriendRequestAccepted",
+    "FriendAdded",
+    "SystemMessageSent",
+];
 
 #[async_trait]
 impl Projection for InboxProjection {

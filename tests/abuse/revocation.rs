@@ -28,7 +28,7 @@ async fn connected(server: &TestServer, token: &str) -> WsClient {
 }
 
 fn is_notice(frame: &Value) -> bool {
-    frame["type"] == "singleChat" && frame["data"]["options"]["showModel"]["showModelType"] == "forceLogin"
+    frame["type"] == "singleChat" && frame["data"]["showModel"]["showModelType"] == "forceLogin"
 }
 
 fn acks(frames: &[Value]) -> Vec<&Value> {

@@ -11,8 +11,9 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::routing::{get, post};
 use im_commands::accounts::SessionStarted;
 use im_commands::{CommandError, Ctx};
+use im_domain::UserId;
 use im_domain::account::ProfileChanges;
-use im_domain::event::DeviceInfo;
+use im_domain::event::{DeviceInfo, Redirect, SystemMessageSent};
 use im_domain::values::Username;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -165,8 +166,37 @@ async fn update_userinfo(State(state): State<AppState>, params: Params) -> ApiRe
         sign: params.optional_bounded("sign", 200)?,
         area: params.optional_bounded("area", 100)?,
     };
-    let position = state.accounts().update_profile(&Ctx::user(me.id.0), me.id, changes).await?;
+    let avatar = changes.avatar.clone().filter(|a| *a != me.user.avatar);
+    let nickname = changes.nickname.clone();
+    let mut position = state.accounts().update_profile(&Ctx::user(me.id.0), me.id, changes).await?;
+    if let Some(avatar) = avatar {
+        // As the reference did: a message that shows the new avatar in the chat list.
+        let to_name = nickname.filter(|n| !n.is_empty()).unwrap_or_else(|| me.user.display_name().to_owned());
+        match state.accounts().send_system_message(&Ctx::user(me.id.0), avatar_changed(me.id, to_name, avatar)).await {
+            Ok(at) => position = position.max(at),
+            // The profile changed; the courtesy message is not worth an error.
+            Err(e) => tracing::warn!(user_id = me.id.0, error = %e, "could not send the avatar-changed message"),
+        }
+    }
     me_response(&state, &me, position).await
+}
+
+/// The reference's message after an avatar change: it opens the profile settings.
+fn avatar_changed(user: UserId, to_name: String, avatar: String) -> SystemMessageSent {
+    // encodeURIComponent of 账号信息设置 and of the message page, as the reference built it.
+    let url = "/pages/setpageInfo/setpageInfo?action=userinfoSet&title=%E8%B4%A6%E5%8F%B7%E4%BF%A1%E6%81%AF%E8%AE%BE%E7%BD%AE&redirectUrl=%2Fpages%2Fxiaoxi%2Fxiaoxi&redirectType=switchTab".to_owned();
+    SystemMessageSent {
+        message_id: uuid::Uuid::now_v7(),
+        to: user,
+        to_name,
+        to_avatar: avatar.clone(),
+        from_key: Some(format!("redirect-userInfoSet-{}", user.0)),
+        from_name: "头像更换成功".into(),
+        from_avatar: avatar,
+        text: "不满意你的头像可以继续更换".into(),
+        redirect: Some(Redirect { url, kind: "navigateTo".into(), doaction: "avatar".into() }),
+        at: im_commands::now_millis(),
+    }
 }
 
 async fn userset(State(state): State<AppState>, params: Params) -> ApiResult {
