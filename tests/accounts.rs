@@ -59,6 +59,11 @@ fn assert_no_secret_keys(v: &Value) {
     }
 }
 
+/// A `userset` as user objects carry it: JSON text, parsed.
+fn parsed(userset: &Value) -> Value {
+    serde_json::from_str(userset.as_str().unwrap_or_else(|| panic!("userset is a string: {userset}"))).unwrap()
+}
+
 /// The user object of SPEC 2 (with its token, as login-type routes answer).
 fn assert_user_object(u: &Value, role: &str) {
     assert!(u["id"].as_i64().is_some_and(|id| id >= 1), "id: {u}");
@@ -68,7 +73,9 @@ fn assert_user_object(u: &Value, role: &str) {
     assert!(u["avatar"].is_string(), "avatar: {u}");
     assert_eq!(u["role"], role, "{u}");
     assert_eq!(u["status"], 1, "{u}");
-    assert!(u["userset"].is_object(), "userset: {u}");
+    // A JSON text, as the reference's TEXT column was (its client `JSON.parse`s it).
+    let userset = u["userset"].as_str().map(serde_json::from_str::<Value>);
+    assert!(matches!(userset, Some(Ok(Value::Object(_)))), "userset: {u}");
     for key in ["last_login", "create_time", "update_time"] {
         assert!(u[key].as_i64().is_some_and(|t| t > 1_600_000_000_000), "{key} in Unix ms: {u}");
     }
@@ -108,7 +115,7 @@ async fn reg_chat_and_routing(backend: Backend) {
     let alice = ok(reg(&server, "alice1", "secret1").await);
     assert_user_object(&alice, "user");
     assert_eq!(alice["username"], "alice1");
-    assert_eq!(alice["userset"], defaults());
+    assert_eq!(parsed(&alice["userset"]), defaults());
     ok(settings_with(&server, &token(&alice)).await);
 
     // Form body.
@@ -292,7 +299,7 @@ async fn visitor_register_and_whitelist(backend: Backend) {
     let v = ok(server.post("/api/visitorRegister", None, stats).await);
     assert_user_object(&v, "visitor");
     assert!(v["nickname"].as_str().unwrap().starts_with("游客"), "{v}");
-    assert_eq!(v["userset"], defaults());
+    assert_eq!(parsed(&v["userset"]), defaults());
     let v_token = token(&v);
     ok(settings_with(&server, &v_token).await);
 
@@ -345,9 +352,8 @@ async fn visitor_register_and_whitelist(backend: Backend) {
     fail(server.post("/api/chat/setPassword", t, change).await, 403, "visitor_forbidden");
     // … allowed ones answer.
     assert_eq!(ok(server.post(SETTINGS, t, json!({})).await), defaults());
-    let stored = ok(server.post("/api/chat/userset", t, json!({"userset": r#"{"chatset":{"visitor":{"sendCount":0}}}"#})).await);
-    assert_eq!(stored["chatset"]["visitor"]["sendCount"], 0);
-    assert_eq!(ok(server.post(SETTINGS, t, json!({})).await), stored);
+    assert_eq!(ok(server.post("/api/chat/userset", t, json!({"userset": r#"{"chatset":{"visitor":{"sendCount":0}}}"#})).await), "ok");
+    assert_eq!(ok(server.post(SETTINGS, t, json!({})).await)["chatset"]["visitor"]["sendCount"], 0);
     let renamed = ok(server.post("/api/chat/updateUserinfo", t, json!({"nickname": "Guesty", "avatar": "http://x/a.png"})).await);
     assert_eq!(
         (renamed["nickname"].as_str(), renamed["avatar"].as_str(), renamed["role"].as_str()),
@@ -518,20 +524,21 @@ async fn userset_and_get_userset_info(backend: Backend) {
     let t = t.as_deref();
 
     assert_eq!(ok(server.post(SETTINGS, t, json!({})).await), defaults());
-    assert_eq!(u["userset"], defaults());
+    assert_eq!(parsed(&u["userset"]), defaults());
 
-    // A partial JSON string is completed from the defaults.
+    // A partial JSON string is completed from the defaults (getUserSetInfo); the answer
+    // is the reference's "ok", and the text is kept as sent, keys we do not know too.
     let merged = json!({"chatset": {"visitor": {"sendCount": 1, "needFollow": false}, "user": {"sendCount": 2, "needFollow": false}},
                         "friendset": {"invite_confirm": 1}});
-    let stored = ok(server.post("/api/chat/userset", t, json!({"userset": r#"{"chatset":{"user":{"sendCount":2}}}"#})).await);
-    assert_eq!(stored, merged);
+    let sent = r#"{"chatset":{"user":{"sendCount":2}},"theme":"dark"}"#;
+    assert_eq!(ok(server.post("/api/chat/userset", t, json!({"userset": sent})).await), "ok");
     assert_eq!(ok(server.post(SETTINGS, t, json!({})).await), merged);
-    // The user object carries it (login answers it; the public profile shows it).
+    // The user object carries the text (login answers it; the public profile shows it).
     let relogged = ok(login(&server, "settings1", "secret1").await);
-    assert_eq!(relogged["userset"], merged);
+    assert_eq!(relogged["userset"], sent);
     let t = Some(token(&relogged));
     let t = t.as_deref();
-    assert_eq!(ok(server.get(&format!("/api/userinfo/{}", u["uuid"].as_str().unwrap()), None).await)["userset"], merged);
+    assert_eq!(ok(server.get(&format!("/api/userinfo/{}", u["uuid"].as_str().unwrap()), None).await)["userset"], sent);
 
     // Refusals leave the stored settings alone.
     for bad in [
@@ -558,16 +565,21 @@ async fn userset_and_get_userset_info(backend: Backend) {
     let by_form = ok(server.post_form("/api/chat/userset", t, &[("userset", r#"{"friendset":{"invite_confirm":0}}"#)]).await);
     let mut expected = defaults();
     expected["friendset"]["invite_confirm"] = json!(0);
-    assert_eq!(by_form, expected);
+    assert_eq!(by_form, "ok");
     assert_eq!(ok(server.post_form(SETTINGS, t, &[]).await), expected);
 
     // The settings as a JSON object rather than a string are accepted too.
     let full = json!({"chatset": {"visitor": {"sendCount": 0, "needFollow": true}, "user": {"sendCount": 2, "needFollow": false}},
                       "friendset": {"invite_confirm": 0}});
-    assert_eq!(ok(server.post("/api/chat/userset", t, json!({"userset": full})).await), full);
+    assert_eq!(ok(server.post("/api/chat/userset", t, json!({"userset": full})).await), "ok");
     assert_eq!(ok(server.post(SETTINGS, t, json!({})).await), full);
     // Back to the defaults with an empty object.
-    assert_eq!(ok(server.post("/api/chat/userset", t, json!({"userset": "{}"})).await), defaults());
+    assert_eq!(ok(server.post("/api/chat/userset", t, json!({"userset": "{}"})).await), "ok");
+    assert_eq!(ok(server.post(SETTINGS, t, json!({})).await), defaults());
+    // Longer than 4 KiB is refused, and changes nothing.
+    let long = format!(r#"{{"pad":"{}"}}"#, "x".repeat(5000));
+    fail(server.post("/api/chat/userset", t, json!({"userset": long})).await, 400, "invalid_userset");
+    assert_eq!(ok(server.post(SETTINGS, t, json!({})).await), defaults());
 }
 
 async fn search_public_profile_and_disabled_users(backend: Backend) {
@@ -627,7 +639,7 @@ async fn search_public_profile_and_disabled_users(backend: Backend) {
     assert_eq!(public["nickname"], "Mr Wang");
     assert!(public["avatar"].is_string());
     assert_eq!(public["role"], "user");
-    assert_eq!(public["userset"], defaults());
+    assert_eq!(parsed(&public["userset"]), defaults());
     assert_eq!(public["userinfo"], json!({"sex": "", "sign": "hi", "area": "杭州"}));
     assert!(public.get("token").is_none(), "{public}");
     assert_no_secret_keys(&public);

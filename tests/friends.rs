@@ -117,7 +117,7 @@ async fn set_nickname(server: &TestServer, user: &TestUser, nickname: &str) {
 async fn confirm_nobody(server: &TestServer, user: &TestUser) {
     let set =
         ok_data(server.post("/api/chat/userset", Some(&user.token), json!({"userset": r#"{"friendset":{"invite_confirm":0}}"#})).await);
-    assert_eq!(set["friendset"]["invite_confirm"], 0, "{set}");
+    assert_eq!(set, "ok");
 }
 
 // ---------------------------------------------------------------------------------

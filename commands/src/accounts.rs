@@ -288,7 +288,8 @@ impl Accounts {
     pub async fn change_settings(&self, ctx: &Ctx, id: UserId, raw: &str) -> Result<i64, CommandError> {
         let userset = UserSet::parse(raw).map_err(|e| CommandError::InvalidSettings(e.0))?;
         let now = now_millis();
-        Ok(self.execute(ctx, id, |_| Ok(Command::ChangeSettings { userset, at: now })).await?.1)
+        let raw = Some(raw.to_owned());
+        Ok(self.execute(ctx, id, |_| Ok(Command::ChangeSettings { userset, raw: raw.clone(), at: now })).await?.1)
     }
 
     /// Operator: set a new password without the old one. The user's live session ends

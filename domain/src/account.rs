@@ -96,6 +96,8 @@ pub enum Command {
     },
     ChangeSettings {
         userset: UserSet,
+        /// The text `userset` was parsed from, kept as it was sent.
+        raw: Option<String>,
         at: i64,
     },
     SetActive {
@@ -220,7 +222,9 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, AccountErro
             let ProfileChanges { nickname, avatar, sex, sign, area } = changes;
             Ok(vec![Event::ProfileUpdated(ProfileUpdated { user_id, nickname, avatar, sex, sign, area, at })])
         }
-        Command::ChangeSettings { userset, at } => Ok(vec![Event::UserSettingsChanged(UserSettingsChanged { user_id, userset, at })]),
+        Command::ChangeSettings { userset, raw, at } => {
+            Ok(vec![Event::UserSettingsChanged(UserSettingsChanged { user_id, userset, raw, at })])
+        }
         Command::Delete { at } => Ok(vec![Event::UserDeleted(crate::event::UserDeleted { user_id, at })]),
         Command::Rename { username, at } => {
             if account.role == Role::Visitor {

@@ -118,6 +118,10 @@ pub struct ProfileUpdated {
 pub struct UserSettingsChanged {
     pub user_id: UserId,
     pub userset: UserSet,
+    /// The settings JSON as the client sent it, keys this server does not know kept
+    /// (the reference stored the text); absent in events older than this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
     pub at: i64,
 }
 

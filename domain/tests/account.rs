@@ -179,7 +179,7 @@ fn commands_on_an_account() -> Vec<Command> {
         Command::LogOut { session: s(1), at: T2 },
         Command::ChangePassword { password_hash: hash("hash-2"), at: T2 },
         Command::UpdateProfile { changes: ProfileChanges { nickname: Some("Al".into()), ..Default::default() }, at: T2 },
-        Command::ChangeSettings { userset: some_userset(), at: T2 },
+        Command::ChangeSettings { userset: some_userset(), raw: None, at: T2 },
         Command::SetActive { active: false, at: T2 },
     ]
 }
@@ -454,14 +454,14 @@ fn an_empty_profile_change_is_refused() {
 #[test]
 fn settings_change_and_are_folded() {
     let state = given(a_user())
-        .when(Command::ChangeSettings { userset: some_userset(), at: T1 })
-        .then(vec![Event::UserSettingsChanged(UserSettingsChanged { user_id: ID, userset: some_userset(), at: T1 })]);
+        .when(Command::ChangeSettings { userset: some_userset(), raw: None, at: T1 })
+        .then(vec![Event::UserSettingsChanged(UserSettingsChanged { user_id: ID, userset: some_userset(), raw: None, at: T1 })]);
     assert_eq!(account(state).userset, some_userset());
 
     // Visitors have settings too.
     given(a_visitor())
-        .when(Command::ChangeSettings { userset: UserSet::default(), at: T1 })
-        .then(vec![Event::UserSettingsChanged(UserSettingsChanged { user_id: ID, userset: UserSet::default(), at: T1 })]);
+        .when(Command::ChangeSettings { userset: UserSet::default(), raw: None, at: T1 })
+        .then(vec![Event::UserSettingsChanged(UserSettingsChanged { user_id: ID, userset: UserSet::default(), raw: None, at: T1 })]);
 }
 
 // ---------------------------------------------------------------------------

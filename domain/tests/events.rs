@@ -197,6 +197,7 @@ fn samples() -> Vec<Event> {
                 },
                 friendset: FriendSet { invite_confirm: 0 },
             },
+            raw: None,
             at: 1_700_000_006_000,
         }),
         Event::UserStatusChanged(UserStatusChanged { user_id: USER, active: false, at: 1_700_000_007_000 }),
@@ -571,7 +572,7 @@ proptest! {
 
     #[test]
     fn user_settings_changed_round_trips(user_id in user_id(), userset in userset(), at in any::<i64>()) {
-        let event = Event::UserSettingsChanged(UserSettingsChanged { user_id, userset, at });
+        let event = Event::UserSettingsChanged(UserSettingsChanged { user_id, userset, raw: None, at });
         prop_assert_eq!(round_trip(&event), event);
     }
 

@@ -179,7 +179,10 @@ impl NewUser {
                 self.update_time = e.at;
             }
             Event::UserSettingsChanged(e) => {
-                self.userset = serde_json::to_string(&e.userset)?;
+                self.userset = match &e.raw {
+                    Some(raw) => raw.clone(),
+                    None => serde_json::to_string(&e.userset)?,
+                };
                 self.update_time = e.at;
             }
             Event::UserStatusChanged(e) => {
@@ -300,7 +303,10 @@ async fn apply(tx: &mut AnyConnection, event: &Event) -> Result<(), ReadError> {
         Event::UserSettingsChanged(e) => {
             sqlx::query("UPDATE users SET userset = $2, update_time = $3 WHERE id = $1")
                 .bind(e.user_id.0)
-                .bind(serde_json::to_string(&e.userset)?)
+                .bind(match &e.raw {
+                    Some(raw) => raw.clone(),
+                    None => serde_json::to_string(&e.userset)?,
+                })
                 .bind(e.at)
                 .execute(tx)
                 .await?;
@@ -343,6 +349,9 @@ pub struct UserRow {
     /// `userset`, read once (missing keys take their defaults). Kept typed rather than
     /// as a JSON tree: a cached row is a few hundred bytes instead of ~3 KiB.
     pub settings: im_domain::userset::UserSet,
+    /// `userset` as stored: the text the client sent (the reference's TEXT column, which
+    /// its client `JSON.parse`s), unknown keys kept.
+    pub userset_text: Box<str>,
     pub sex: String,
     pub sign: String,
     pub area: String,
@@ -362,7 +371,7 @@ impl UserRow {
         if self.nickname.is_empty() { &self.username } else { &self.nickname }
     }
 
-    /// `userset` as the contract shows it.
+    /// The settings as an object, defaults filled in (`getUserSetInfo`).
     pub fn userset(&self) -> Value {
         serde_json::to_value(self.settings).unwrap_or(Value::Null)
     }
@@ -371,7 +380,7 @@ impl UserRow {
     pub fn to_json(&self) -> Value {
         json!({
             "id": self.id, "uuid": self.uuid, "username": self.username, "nickname": self.nickname,
-            "avatar": self.avatar, "role": self.role, "status": self.status, "userset": self.userset(),
+            "avatar": self.avatar, "role": self.role, "status": self.status, "userset": &*self.userset_text,
             "last_login": self.last_login, "create_time": self.create_time, "update_time": self.update_time,
         })
     }
@@ -380,7 +389,7 @@ impl UserRow {
     pub fn to_public_json(&self) -> Value {
         json!({
             "id": self.id, "uuid": self.uuid, "username": self.username, "nickname": self.nickname,
-            "avatar": self.avatar, "role": self.role, "userset": self.userset(),
+            "avatar": self.avatar, "role": self.role, "userset": &*self.userset_text,
             "userinfo": {"sex": self.sex, "sign": self.sign, "area": self.area},
         })
     }
@@ -398,6 +407,7 @@ fn decode(row: AnyRow) -> Result<UserRow, ReadError> {
     let userset: String = row.try_get("userset")?;
     Ok(UserRow {
         settings: serde_json::from_str(&userset).unwrap_or_default(),
+        userset_text: userset.into_boxed_str(),
         id: row.try_get("id")?,
         uuid: row.try_get("uuid")?,
         username: row.try_get("username")?,

@@ -207,11 +207,18 @@ async fn userset(State(state): State<AppState>, params: Params) -> ApiResult {
         Some(_) => return Err(ApiError::bad("invalid_userset", "userset 设置格式不正确")),
         None => return Err(ApiError::bad("missing_userset", "userset 参数必填")),
     };
+    // Kept as sent (the reference stored the text), so it is bounded.
+    if raw.len() > MAX_USERSET {
+        return Err(ApiError::bad("invalid_userset", "userset 设置格式不正确"));
+    }
     let position = state.accounts().change_settings(&Ctx::user(me.id.0), me.id, &raw).await?;
     state.settle(position).await?;
-    let user = state.users().by_id(me.id.0).await?.ok_or_else(ApiError::user_not_found)?;
-    Ok(ok(user.userset()))
+    // The reference answered "ok"; `getUserSetInfo` reads the settings back.
+    Ok(ok("ok"))
 }
+
+/// The longest `userset` text kept (bytes).
+const MAX_USERSET: usize = 4096;
 
 async fn get_userset(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
