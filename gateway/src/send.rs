@@ -67,14 +67,16 @@ pub type Pending = Pin<Box<dyn Future<Output = Result<Accepted, ApiError>> + Sen
 /// event and the message row, and every recipient receives them.
 pub const MAX_OPTIONS_BYTES: usize = 4096;
 
-/// `options`: an optional URL-encoded JSON string (or a JSON object), at most
+/// `options`: an optional URL-encoded JSON string (or a JSON object; none: `null`, as the
+/// reference answered), at most
 /// [`MAX_OPTIONS_BYTES`] as JSON and without a NUL character once decoded.
 fn parse_options(params: &Params) -> Result<Value, ApiError> {
     let invalid = || ApiError::bad("invalid_options", "options 必须是JSON字符串");
     let options = match params.value("options") {
-        None => return Ok(json!({})),
+        // The reference's value when there are none: `JSON.parse` of nothing failed → null.
+        None | Some(Value::Null) => return Ok(Value::Null),
         Some(Value::Object(o)) => Value::Object(o.clone()),
-        Some(Value::String(s)) if s.trim().is_empty() => return Ok(json!({})),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(Value::Null),
         // Refused before decoding: a longer text cannot decode to something short enough
         // by more than percent-encoding's factor of three.
         Some(Value::String(s)) if s.len() > MAX_OPTIONS_BYTES * 3 => return Err(options_too_large()),

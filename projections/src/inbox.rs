@@ -745,9 +745,6 @@ pub struct MessageView<'a> {
     client_msg_id: Option<&'a str>,
 }
 
-/// `{}`: what a message without options shows.
-static NO_OPTIONS: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| json!({}));
-
 impl<'a> MessageView<'a> {
     pub fn of(e: &'a MessageSent) -> Self {
         Self {
@@ -761,7 +758,8 @@ impl<'a> MessageView<'a> {
             chat_type: e.chat_type.as_str(),
             kind: &e.kind,
             data: &e.data,
-            options: if e.options.is_null() { &NO_OPTIONS } else { &e.options },
+            // `null` when the sender gave none, as the reference showed it.
+            options: &e.options,
             create_time: e.at,
             isremove: 0,
             group: e.group.as_ref(),
