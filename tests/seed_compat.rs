@@ -11,7 +11,7 @@ use im_e2e::{Backend, TestServer, WsClient, both_backends};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 
-both_backends!(a_seed_client_session);
+both_backends!(a_seed_client_session, route_answers_have_the_reference_shapes);
 
 /// `ctx.apiSuccess(data)`: 200 and `{"msg":"ok","data":…}`.
 fn success(resp: (u16, Value)) -> Value {
@@ -146,4 +146,39 @@ async fn a_seed_client_session(backend: Backend) {
     assert_eq!(kick["data"]["showModel"]["showModelType"], "forceLogin");
     assert_eq!(kick["data"]["from_id"], format!("redirect-forceLogout-{visitor_id}"));
     assert!(kick["data"]["data"]["data"].as_str().unwrap().contains("其他设备登录"));
+}
+
+/// The answers of the routes whose code the reference shows, in its shapes.
+async fn route_answers_have_the_reference_shapes(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let a = success(server.post("/api/regChat", None, json!({"username": "shapea01", "password": "123456"})).await);
+    shapes::assert_user_object(&a);
+    let b = success(server.post("/api/loginChat", None, json!({"username": "shapea01", "password": "123456"})).await);
+    shapes::assert_user_object(&b);
+    let visitor = success(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "shape-device-0001"})).await);
+    shapes::assert_user_object(&visitor);
+    // The same user again (the newest login is the live one).
+    let b = success(server.post("/api/visitorloginChat", None, json!({"username": "shapea01", "password": "123456"})).await);
+    shapes::assert_user_object(&b);
+    let a_token = b["token"].as_str().unwrap().to_owned();
+    let c = success(server.post("/api/regChat", None, json!({"username": "shapec01", "password": "123456"})).await);
+    let c_token = c["token"].as_str().unwrap().to_owned();
+
+    shapes::assert_public_profile(&success(server.get(&format!("/api/userinfo/{}", a["uuid"].as_str().unwrap()), None).await));
+    assert_eq!(success(server.post("/api/chat/userset", Some(&a_token), json!({"userset": "{}"})).await), "ok");
+    assert_eq!(success(server.post("/api/chat/chatGetmessageOffLine", Some(&a_token), json!({})).await), "ok");
+
+    // A request, as the addressee sees it pending; then friends.
+    success(server.post("/api/chat/applyfriend", Some(&c_token), json!({"friend_id": a["id"]})).await);
+    let pending =
+        success(server.post(&format!("/api/chat/isApplyfriend/{}", c["uuid"].as_str().unwrap()), Some(&a_token), json!({})).await);
+    shapes::assert_pending_request(&pending);
+    success(server.post(&format!("/api/chat/handleapply/{}", pending["id"]), Some(&a_token), json!({"status": "agree"})).await);
+    shapes::assert_friend_list(&success(server.get("/api/chat/goodfriendlist/1", Some(&a_token)).await));
+    let list = success(server.get("/api/chat/goodfriendlist/1", Some(&a_token)).await);
+    assert_eq!(list["count"], 1, "{list}");
+    shapes::assert_friend_row(&success(server.post(&format!("/api/chat/ismygoodfriend/{}", c["id"]), Some(&a_token), json!({})).await));
+
+    // Logging out answers true.
+    assert_eq!(success(server.post("/api/chat/logout", Some(&c_token), json!({})).await), json!(true));
 }

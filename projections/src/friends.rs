@@ -243,10 +243,11 @@ impl FriendRow {
         })
     }
 
-    /// `ismygoodfriend`: the friendship row.
+    /// `ismygoodfriend`: the friendship row. Its `id` is the friend's id, as in the list
+    /// (the reference's row ids; a side here is keyed by the pair).
     pub fn to_row_json(&self) -> Value {
         json!({
-            "user_id": self.user_id, "friend_id": self.friend_id, "nickname": self.nickname, "tags": self.tags,
+            "id": self.friend_id, "user_id": self.user_id, "friend_id": self.friend_id, "nickname": self.nickname, "tags": self.tags,
             "star": self.star, "isblack": self.isblack, "lookme": self.lookme, "lookhim": self.lookhim,
             "create_time": self.create_time,
         })

@@ -101,3 +101,89 @@ pub fn assert_offline_msg(message: &Value) {
     assert_eq!(message["group"], serde_json::json!({}));
     assert_eq!(message["isremove"], 0);
 }
+
+/// A user object as login-type routes answer it (the `User` row without `password`, plus
+/// `token`): `userset` is the TEXT column.
+pub fn assert_user_object(user: &Value) {
+    use Type::*;
+    assert_fields(
+        "user object",
+        user,
+        &[
+            ("id", Num),
+            ("uuid", Str),
+            ("username", Str),
+            ("nickname", Str),
+            ("avatar", Str),
+            ("role", Str),
+            ("status", Num),
+            ("userset", Str),
+            ("create_time", Num),
+            ("update_time", Num),
+            ("token", Str),
+        ],
+    );
+    assert!(user.get("password").is_none(), "never the password: {user}");
+}
+
+/// `GET /api/userinfo/:uuid` (chatuser.js `userinfo`): the chosen attributes and the
+/// `userinfo` association.
+pub fn assert_public_profile(user: &Value) {
+    use Type::*;
+    assert_fields(
+        "public profile",
+        user,
+        &[
+            ("id", Num),
+            ("uuid", Str),
+            ("username", Str),
+            ("nickname", Str),
+            ("avatar", Str),
+            ("role", Str),
+            ("userset", Str),
+            ("userinfo", Obj),
+        ],
+    );
+}
+
+/// `GET /api/chat/goodfriendlist/:page` (goodfriend.js `goodfriendlist`): `{count, rows}`
+/// with rows grouped by letter, each friend as the reference maps it.
+pub fn assert_friend_list(list: &Value) {
+    use Type::*;
+    assert_fields("friend list", list, &[("count", Num), ("rows", Arr)]);
+    for group in list["rows"].as_array().into_iter().flatten() {
+        assert_fields("friend list group", group, &[("title", Str), ("list", Arr)]);
+        for friend in group["list"].as_array().into_iter().flatten() {
+            assert_fields(
+                "friend list row",
+                friend,
+                &[
+                    ("id", Num),
+                    ("beizhu", Str),
+                    ("username", Str),
+                    ("avatar", Str),
+                    ("friend_nickname", Str),
+                    ("friend_id", Num),
+                    ("name", Str),
+                    ("uuid", Str),
+                ],
+            );
+        }
+    }
+}
+
+/// `POST /api/chat/isApplyfriend/:uuid` (chatuser.js `isApplyfriend`): the pending
+/// `Goodfriendapply` row without `order`, `create_time`, `update_time`.
+pub fn assert_pending_request(request: &Value) {
+    use Type::*;
+    assert_fields("friend request", request, &[("id", Num), ("user_id", Num), ("friend_id", Num), ("status", Str)]);
+    assert_eq!(request["status"], "pending");
+}
+
+/// `POST /api/chat/ismygoodfriend/:id` (goodfriend.js `ismygoodfriend`): the
+/// `Goodfriend` row without `order`, `create_time`, `update_time`.
+pub fn assert_friend_row(row: &Value) {
+    use Type::*;
+    assert_fields("friend row", row, &[("id", Num), ("user_id", Num), ("friend_id", Num), ("nickname", Str), ("isblack", Num)]);
+    assert_eq!(row["isblack"], 0);
+}
