@@ -46,7 +46,13 @@ async fn a_seed_client_session(backend: Backend) {
     let token = visitor["token"].as_str().unwrap().to_owned();
     let visitor_id = visitor["id"].as_i64().unwrap();
     let mut ws = server.ws(&token).await;
-    assert_eq!(ws.next_non_ping().await["type"], "system", "the welcome");
+    let welcome = ws.next_non_ping().await;
+    shapes::assert_fields(
+        "welcome",
+        &welcome,
+        &[("type", shapes::Type::Str), ("data", shapes::Type::Str), ("timestamp", shapes::Type::Num)],
+    );
+    assert_eq!(welcome["type"], "system", "the welcome");
     assert_eq!(success(server.post("/api/chat/chatGetmessageOffLine", Some(&token), json!({})).await), "ok");
     let reminder = next_single_chat(&mut ws).await;
     shapes::assert_offline_msg(&reminder["data"]);
@@ -117,12 +123,41 @@ async fn a_seed_client_session(backend: Backend) {
     assert_eq!(caught_up, waiting, "nothing lost, nothing twice");
     assert!(friend_ws.quiet_for(300).await, "nothing more");
 
+    // 5b. A group: its messages come as singleChat frames with chatType group and the group.
+    let group = success(server.post("/api/chat/group/create", Some(&token), json!({"ids": [friend_id]})).await);
+    let group_id = group["id"].as_i64().unwrap();
+    let sent = success(
+        server
+            .post(
+                "/api/chat/socket/sendmessage",
+                Some(&token),
+                json!({"sendto_id": group_id, "chatType": "group", "type": "text", "data": "大家好"}),
+            )
+            .await,
+    );
+    let frame = loop {
+        let frame = next_single_chat(&mut friend_ws).await;
+        if frame["data"]["id"] == sent["id"] {
+            break frame;
+        }
+    };
+    assert!(frame["timestamp"].is_number(), "{frame}");
+    shapes::assert_chat_message(&frame["data"]);
+    assert_eq!((frame["data"]["chatType"].as_str(), frame["data"]["to_id"].as_i64()), (Some("group"), Some(group_id)));
+    shapes::assert_message_group(&frame["data"]["group"]);
+
     // 6. A new avatar: the redirect message that refreshes it.
     let avatar = "https://cdn.example/avatar/seed.png";
     let me = success(server.post("/api/chat/updateUserinfo", Some(&token), json!({"avatar": avatar})).await);
     assert_eq!(me["avatar"], avatar);
     assert!(client_userset(&me).is_object());
-    let changed = next_single_chat(&mut ws).await;
+    let changed = loop {
+        // (The group's system messages came to this socket too.)
+        let frame = next_single_chat(&mut ws).await;
+        if frame["data"]["chatType"] == "single" {
+            break frame;
+        }
+    };
     shapes::assert_offline_msg(&changed["data"]);
     assert_eq!(changed["data"]["from_id"], format!("redirect-userInfoSet-{visitor_id}"));
     assert_eq!(changed["data"]["msgidKey"], changed["data"]["from_id"]);

@@ -204,6 +204,7 @@ impl Groups {
         let summary = json!({
             "id": group_id, "name": group.name, "avatar": avatar, "user_id": group.owner.0,
             "remark": group.remark, "invite_confirm": i64::from(group.invite_confirm),
+            "status": group.status.code(), "create_time": group.created_at,
         });
         let outgoing = Outgoing {
             chat_type: ChatType::Group,

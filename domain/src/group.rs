@@ -52,6 +52,8 @@ pub struct Group {
     pub remark: String,
     pub invite_confirm: bool,
     pub status: GroupStatus,
+    /// When the group was created (ms).
+    pub created_at: i64,
     pub members: Vec<Member>,
     /// Users waiting for the owner's decision, with who asked for them.
     pub pending: Vec<(UserId, UserId)>,
@@ -453,6 +455,7 @@ pub fn evolve(state: State, event: &Event) -> State {
             remark: String::new(),
             invite_confirm: true,
             status: GroupStatus::Normal,
+            created_at: e.at,
             members: e.members.iter().map(|m| Member { user_id: m.id, nickname: String::new(), muted: false }).collect(),
             pending: Vec::new(),
             invited: Vec::new(),

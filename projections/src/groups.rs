@@ -211,7 +211,7 @@ pub async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<Vec<GroupE
 
 /// The compact summary a group message carries (never the member list).
 pub async fn summary(conn: &mut AnyConnection, group: i64) -> Result<Value, ReadError> {
-    let row = sqlx::query("SELECT id, name, avatar, user_id, remark, invite_confirm FROM chat_groups WHERE id = $1")
+    let row = sqlx::query("SELECT id, name, avatar, user_id, remark, invite_confirm, status, create_time FROM chat_groups WHERE id = $1")
         .bind(group)
         .fetch_optional(conn)
         .await?;
@@ -219,7 +219,8 @@ pub async fn summary(conn: &mut AnyConnection, group: i64) -> Result<Value, Read
         Some(r) => json!({
             "id": r.try_get::<i64, _>("id")?, "name": r.try_get::<String, _>("name")?, "avatar": r.try_get::<String, _>("avatar")?,
             "user_id": r.try_get::<i64, _>("user_id")?, "remark": r.try_get::<String, _>("remark")?,
-            "invite_confirm": r.try_get::<i64, _>("invite_confirm")?,
+            "invite_confirm": r.try_get::<i64, _>("invite_confirm")?, "status": r.try_get::<i64, _>("status")?,
+            "create_time": r.try_get::<i64, _>("create_time")?,
         }),
         None => json!({"id": group}),
     })

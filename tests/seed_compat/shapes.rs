@@ -187,3 +187,23 @@ pub fn assert_friend_row(row: &Value) {
     assert_fields("friend row", row, &[("id", Num), ("user_id", Num), ("friend_id", Num), ("nickname", Str), ("isblack", Num)]);
     assert_eq!(row["isblack"], 0);
 }
+
+/// The group a group message carries (chatwebsocket.js: the `Group` row). Ours is the
+/// group without its member list (see README, Compatibility).
+pub fn assert_message_group(group: &Value) {
+    use Type::*;
+    assert_fields(
+        "message group",
+        group,
+        &[
+            ("id", Num),
+            ("name", Str),
+            ("avatar", Str),
+            ("user_id", Num),
+            ("remark", Str),
+            ("invite_confirm", Num),
+            ("status", Num),
+            ("create_time", Num),
+        ],
+    );
+}
