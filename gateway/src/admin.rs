@@ -86,7 +86,7 @@ fn to_login() -> Response {
 async fn checked(state: &AppState, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<Session, Box<Response>> {
     let Some(s) = session(state, headers).await else { return Err(Box::new(to_login())) };
     if form.iter().any(|(k, v)| k.contains('\0') || v.contains('\0')) {
-        return Err(Box::new(failed(&s, crate::params::nul_refused())));
+        return Err(Box::new(failed(&s, crate::error::ApiError::nul_refused())));
     }
     if form.get("csrf") != Some(&s.csrf) {
         return Err(Box::new(

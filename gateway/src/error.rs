@@ -50,6 +50,11 @@ impl ApiError {
         Self::forbidden("visitor_forbidden", "您没有权限访问,请先注册或登录")
     }
 
+    /// The refusal for input with a NUL character.
+    pub fn nul_refused() -> Self {
+        Self::bad("invalid_characters", "请求包含非法字符")
+    }
+
     pub fn user_not_found() -> Self {
         Self::not_found("user_not_found", "用户不存在")
     }
@@ -180,7 +185,7 @@ pub async fn envelope_rejections(request: axum::extract::Request, next: axum::mi
     // A NUL percent-encoded in a path segment reaches handlers as text (Postgres refuses
     // it in a query parameter): refused here like a NUL anywhere else.
     if api && request.uri().path().contains("%00") {
-        return crate::params::nul_refused().into_response();
+        return ApiError::nul_refused().into_response();
     }
     let response = next.run(request).await;
     let status = response.status();

@@ -86,11 +86,6 @@ pub fn contains_nul(value: &Value) -> bool {
     }
 }
 
-/// The refusal for input with a NUL character.
-pub fn nul_refused() -> ApiError {
-    ApiError::bad("invalid_characters", "请求包含非法字符")
-}
-
 /// Parses an integer path segment ("5"), answering 400 with the parameter's name.
 pub fn path_int(raw: &str, key: &str) -> Result<i64, ApiError> {
     raw.trim().parse().map_err(|_| ApiError::bad(format!("invalid_{key}"), format!("{key} 必须是整数")))
@@ -136,7 +131,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             }
         }
         if params.fields.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)) {
-            return Err(nul_refused());
+            return Err(ApiError::nul_refused());
         }
         params.token = header_token(&parts.headers).or_else(|| params.text("token").filter(|t| !t.is_empty()));
         Ok(params)

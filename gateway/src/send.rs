@@ -91,7 +91,7 @@ fn parse_options(params: &Params) -> Result<Value, ApiError> {
     };
     // `%00` decodes to the NUL the edge filter refuses in plain text.
     if crate::params::contains_nul(&options) {
-        return Err(crate::params::nul_refused());
+        return Err(crate::error::ApiError::nul_refused());
     }
     if options.to_string().len() > MAX_OPTIONS_BYTES {
         return Err(options_too_large());

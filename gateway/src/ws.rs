@@ -805,7 +805,7 @@ impl ClientFrame {
                 let Value::Object(fields) = value.get_mut("data")?.take() else { return None };
                 let client_msg_id = fields.get("client_msg_id").cloned().unwrap_or(Value::Null);
                 let command = if fields.values().any(crate::params::contains_nul) {
-                    Err(crate::params::nul_refused())
+                    Err(crate::error::ApiError::nul_refused())
                 } else {
                     crate::send::SendMessage::parse(&crate::params::Params::from_fields(fields))
                 };
