@@ -5,8 +5,8 @@
 //! POST without the matching token is refused. Operator accounts come from
 //! `im admin create`; there is no built-in one.
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use axum::Form;
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};

@@ -5,8 +5,8 @@
 //! gone or disabled. Visitors may call only the routes that ask for
 //! [`Access::UsersAndVisitors`] — the reference's visitor whitelist.
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use im_commands::auth::{Claims, TokenError};
 use im_domain::{SessionId, UserId};
 use im_projections::users::UserRow;

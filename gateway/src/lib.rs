@@ -5,16 +5,20 @@
 //! # Layout
 //! * [`admin`] — the admin console: signed-cookie sessions, CSRF-checked forms.
 //! * [`settings`] — flags → environment → defaults; the JWT secret kept in the data dir.
-//! * [`app`] — [`Application::build`] opens the stores, starts the projector and binds
-//!   the listener (port 0 works for tests); [`AppState`] is what handlers share.
+//! * [`state`] — [`AppState`], what every handler shares, and the rules on it.
+//! * [`app`] — the wiring: [`Application::build`] opens the stores, starts the projector
+//!   and binds the listener (port 0 works for tests); [`app::router`] maps the routes.
+//! * [`operators`] — operator actions on accounts (admin console, command line).
 //! * [`error`] — [`error::ApiError`]: status + `{msg:"fail",data,code}`, never internals.
 //! * [`params`] — one extractor for JSON, form and query parameters and the token.
 //! * [`auth`] — token → live session → user, and the visitor's allowed routes.
 //! * [`routes`] — one module per section of the contract.
 //! * [`send`] — the send use case, shared by HTTP and the WebSocket `send` frame.
-//! * [`ws`] — the WebSocket hub: connections by user, kick, heartbeat, delivery, each
-//!   socket with a bounded queue and a writer of its own.
-//! * [`metrics`] — `/metrics` (Prometheus text) and the request counter middleware.
+//! * [`hub`] — connections by user, the kick, the embedded delivery sink; each socket
+//!   with a bounded queue.
+//! * [`ws`] — the `/ws` endpoint: a reader and a writer per socket, heartbeat, frames.
+//! * [`metrics`] — the counters `/metrics` (in `routes::health`) renders.
+//! * [`uploads`] — the upload and ffmpeg slots.
 //! * [`tools`] — `im migrate`, `im events`, `im rebuild`, `im replay`.
 //! * [`bench`] — `im bench`: throughput and send→deliver latency on the real pipeline.
 //!
@@ -27,16 +31,21 @@ pub mod app;
 pub mod auth;
 pub mod bench;
 pub mod error;
+pub mod hub;
 pub mod metrics;
+pub mod operators;
 pub mod params;
 pub mod routes;
 pub mod send;
 pub mod settings;
+pub mod state;
 pub mod tools;
+pub mod uploads;
 pub mod ws;
 
-pub use app::{AppState, Application};
+pub use app::Application;
 pub use settings::Settings;
+pub use state::AppState;
 
 use axum::Json;
 use serde_json::{Value, json};

@@ -2,11 +2,6 @@
 //! appended, the log head, projection lag, connected sockets, and a histogram of
 //! send→deliver latency. Counters are plain atomics; nothing here blocks a request.
 
-use crate::app::AppState;
-use axum::extract::{Request, State};
-use axum::http::header;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -42,7 +37,7 @@ impl Metrics {
         self.latency_sum_ms.fetch_add(ms, Ordering::Relaxed);
     }
 
-    fn render_static(&self, out: &mut String) {
+    pub(crate) fn render_static(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP im_http_requests_total HTTP requests by method and status class.");
         let _ = writeln!(out, "# TYPE im_http_requests_total counter");
         for (m, method) in METHODS.iter().enumerate() {
@@ -64,39 +59,6 @@ impl Metrics {
         let _ = writeln!(out, "im_delivery_latency_seconds_sum {}", self.latency_sum_ms.load(Ordering::Relaxed) as f64 / 1000.0);
         let _ = writeln!(out, "im_delivery_latency_seconds_count {count}");
     }
-}
-
-/// Counts every request by method and status class.
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let method = request.method().as_str().to_owned();
-    let response = next.run(request).await;
-    state.metrics().request(&method, response.status().as_u16());
-    response
-}
-
-/// `GET /metrics`.
-pub async fn render(State(state): State<AppState>) -> Response {
-    let mut out = String::with_capacity(4096);
-    state.metrics().render_static(&mut out);
-    let head = state.store().head().await.unwrap_or(0);
-    let _ = writeln!(out, "# HELP im_events_appended_total Events this process appended to the log.");
-    let _ = writeln!(out, "# TYPE im_events_appended_total counter");
-    let _ = writeln!(out, "im_events_appended_total {}", state.store().appended());
-    let _ = writeln!(out, "# HELP im_event_log_head Position of the newest event in the log.");
-    let _ = writeln!(out, "# TYPE im_event_log_head gauge");
-    let _ = writeln!(out, "im_event_log_head {head}");
-    let _ = writeln!(out, "# HELP im_projection_lag_events Events between the log head and each projection's checkpoint.");
-    let _ = writeln!(out, "# TYPE im_projection_lag_events gauge");
-    for (name, position) in state.projector().positions() {
-        let _ = writeln!(out, "im_projection_lag_events{{projection=\"{name}\"}} {}", (head - position).max(0));
-    }
-    let _ = writeln!(out, "# HELP im_connected_sockets WebSocket connections on this process.");
-    let _ = writeln!(out, "# TYPE im_connected_sockets gauge");
-    let _ = writeln!(out, "im_connected_sockets {}", state.hub().online_count());
-    if let Some(process) = ProcessStats::read() {
-        process.render(&mut out);
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
 /// What the kernel says of this process (Linux): resident memory and CPU time.
@@ -123,7 +85,7 @@ impl ProcessStats {
         Some(Self { resident_bytes: rss_kb * 1024, cpu_seconds: ticks as f64 / 100.0 })
     }
 
-    fn render(&self, out: &mut String) {
+    pub(crate) fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP process_resident_memory_bytes Resident memory size in bytes.");
         let _ = writeln!(out, "# TYPE process_resident_memory_bytes gauge");
         let _ = writeln!(out, "process_resident_memory_bytes {}", self.resident_bytes);

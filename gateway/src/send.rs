@@ -4,10 +4,10 @@
 //! states, not SQL per message), queues the append and returns what resolves once it is
 //! durable, with the message object built from the event itself.
 
-use crate::app::AppState;
 use crate::auth::Me;
 use crate::error::ApiError;
 use crate::params::Params;
+use crate::state::AppState;
 use im_commands::Ctx;
 use im_commands::groups::{GroupMessage, GroupSender};
 use im_commands::messages::{Outgoing, Sent};

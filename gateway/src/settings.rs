@@ -84,7 +84,7 @@ pub struct Settings {
     /// Uploads: where and how big.
     pub files: FileSettings,
     /// `IM_WS_QUEUE`, `IM_WS_WRITE_TIMEOUT_MS`, `IM_WS_IN_FLIGHT`: per-socket bounds.
-    pub sockets: crate::ws::SocketLimits,
+    pub sockets: crate::hub::SocketLimits,
     /// `IM_CACHE_USERS`, `IM_CACHE_SIDES`: how many users and friendship sides the
     /// message path keeps in memory.
     pub directory: im_projections::directory::Capacity,
@@ -192,7 +192,7 @@ impl Settings {
             friend_retry: Duration::from_secs(24 * 3600),
             limits: Limits::default(),
             hashing: im_commands::auth::HashingLimits::default(),
-            sockets: crate::ws::SocketLimits::default(),
+            sockets: crate::hub::SocketLimits::default(),
             directory: im_projections::directory::Capacity::default(),
         }
     }

@@ -1,10 +1,10 @@
 //! SPEC section 2: accounts and sessions.
 
-use crate::app::AppState;
 use crate::auth::{Access, Me};
 use crate::error::ApiError;
 use crate::ok;
 use crate::params::Params;
+use crate::state::AppState;
 use axum::Json;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};

@@ -1,10 +1,10 @@
 //! SPEC section 5, auto-reply: a user's question/answer pairs.
 
-use crate::app::AppState;
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::ok;
 use crate::params::Params;
+use crate::state::AppState;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;

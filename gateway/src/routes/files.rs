@@ -1,12 +1,12 @@
 //! SPEC section 7: uploads into the local store (served back under `/public`) or the
 //! configured S3-compatible store, and a video's screenshot through ffmpeg.
 
-use crate::app::AppState;
 use crate::auth::{Access, Me};
 use crate::error::ApiError;
 use crate::ok;
 use crate::params::Params;
 use crate::settings::FileSettings;
+use crate::state::AppState;
 use axum::Json;
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, Query, State};
@@ -17,10 +17,8 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Component, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
-use tokio::sync::Semaphore;
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
@@ -38,25 +36,6 @@ fn too_large() -> ApiError {
 
 fn busy() -> ApiError {
     ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", "服务器繁忙,请稍后再试")
-}
-
-/// How many uploads and ffmpeg runs one process takes on at once.
-#[derive(Clone)]
-pub struct Uploads {
-    receiving: Arc<Semaphore>,
-    ffmpeg: Arc<Semaphore>,
-}
-
-impl Uploads {
-    /// Slots as the settings say; the incoming directory is emptied of what a crash
-    /// left behind.
-    pub fn new(files: &FileSettings) -> Self {
-        let _ = std::fs::remove_dir_all(&files.incoming_dir);
-        Self {
-            receiving: Arc::new(Semaphore::new(files.max_concurrent.max(1))),
-            ffmpeg: Arc::new(Semaphore::new(files.ffmpeg_concurrent.max(1))),
-        }
-    }
 }
 
 /// The token of a multipart request: header, Bearer or query (the body is the file).

@@ -1,10 +1,10 @@
 //! SPEC section 3: friends, requests, blacklist and reports. Notices (`friend_apply`,
 //! `friend_accepted`, `friend_added`) reach the other user through their inbox.
 
-use crate::app::AppState;
 use crate::auth::{Access, Me};
 use crate::error::ApiError;
 use crate::params::{Params, path_int};
+use crate::state::AppState;
 use crate::{ok, routes::Page};
 use axum::Json;
 use axum::Router;

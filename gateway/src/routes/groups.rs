@@ -1,9 +1,9 @@
 //! SPEC section 4: groups.
 
-use crate::app::AppState;
 use crate::auth::{Access, Me};
 use crate::error::ApiError;
 use crate::params::{Params, path_int};
+use crate::state::AppState;
 use crate::{ok, routes::Page};
 use axum::Json;
 use axum::Router;

@@ -1,12 +1,12 @@
 //! SPEC section 5: sending, offline messages, sync, history, revoke.
 
-use crate::app::AppState;
 use crate::auth::Access;
 use crate::error::ApiError;
+use crate::hub::Offer;
 use crate::ok;
 use crate::params::{Params, path_int};
 use crate::send::SendMessage;
-use crate::ws::Offer;
+use crate::state::AppState;
 use axum::Json;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};

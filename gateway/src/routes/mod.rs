@@ -5,6 +5,7 @@ pub mod askanswer;
 pub mod files;
 pub mod friends;
 pub mod groups;
+pub mod health;
 pub mod messages;
 
 use crate::error::ApiError;
