@@ -179,7 +179,7 @@ struct ServeArgs {
     /// Token lifetime in seconds.
     #[arg(long, env = "IM_TOKEN_TTL_SECS", default_value_t = 30 * 24 * 3600)]
     token_ttl_secs: i64,
-    /// Base of the URLs handed to clients, e.g. https://im.example.com (default: the
+    /// Base of the URLs handed to clients, e.g. `https://im.example.com` (default: the
     /// request's scheme and Host).
     #[arg(long, env = "IM_PUBLIC_URL")]
     public_url: Option<String>,
