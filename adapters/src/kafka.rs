@@ -308,12 +308,7 @@ pub const RELAY_CHECKPOINT: &str = "relay:im.events";
 /// checkpoint in the same order (consumers de-duplicate by `event_id` or `position`).
 pub async fn run_relay(store: SharedEventStore, db: ReadDb, settings: KafkaSettings) -> Result<(), KafkaError> {
     let producer = producer(&settings)?;
-    let mut checkpoint: i64 = sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
-        .bind(RELAY_CHECKPOINT)
-        .fetch_optional(db.pool())
-        .await
-        .map_err(ReadError::from)?
-        .unwrap_or(0);
+    let mut checkpoint = im_projections::checkpoints::load(&db, RELAY_CHECKPOINT).await?;
     let mut head = store.watch_head();
     loop {
         let batch = store.read_all(checkpoint, 500).await?;
@@ -327,15 +322,7 @@ pub async fn run_relay(store: SharedEventStore, db: ReadDb, settings: KafkaSetti
         match publish(&producer, &settings.events_topic, &batch).await {
             Ok(()) => {
                 let last = batch.last().map_or(checkpoint, |e| e.position);
-                sqlx::query(
-                    "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
-                     ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-                )
-                .bind(RELAY_CHECKPOINT)
-                .bind(last)
-                .execute(db.pool())
-                .await
-                .map_err(ReadError::from)?;
+                im_projections::checkpoints::store(&db, RELAY_CHECKPOINT, last).await?;
                 checkpoint = last;
                 tracing::debug!(position = checkpoint, events = batch.len(), "relayed");
             }

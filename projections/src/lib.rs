@@ -27,6 +27,7 @@
 //! It never appends events and never decides anything: it only folds facts.
 
 pub mod askanswer;
+pub mod checkpoints;
 pub mod db;
 pub mod directory;
 pub mod friends;

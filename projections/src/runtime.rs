@@ -12,6 +12,7 @@
 //! Every transaction also records the runner's own position (`projector`), which
 //! processes that only follow the projections (gateways) wait on for read-your-writes.
 
+use crate::checkpoints;
 use crate::directory::{Directory, Keys};
 use crate::inbox::{self, Mark};
 use crate::{ReadDb, ReadError};
@@ -121,7 +122,7 @@ impl Projector {
         let names: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
         let mut stored = Vec::with_capacity(names.len());
         for name in &names {
-            stored.push(load_checkpoint(&db, name).await?);
+            stored.push(checkpoints::load(&db, name).await?);
         }
         let position = stored.iter().copied().min().unwrap_or(0);
         let (position_tx, position_rx) = watch::channel(position);
@@ -181,10 +182,10 @@ impl Projector {
     /// position, so this process's commands still get read-your-writes.
     pub async fn follow(db: ReadDb, names: &[&'static str]) -> Result<Self, ReadError> {
         let read = |db: ReadDb| async move {
-            let runner = load_checkpoint(&db, RUNNER).await?;
+            let runner = checkpoints::load(&db, RUNNER).await?;
             let mut each = Vec::new();
             for name in names {
-                each.push(load_checkpoint(&db, name).await?.max(runner));
+                each.push(checkpoints::load(&db, name).await?.max(runner));
             }
             Ok::<_, ReadError>((runner, each))
         };
@@ -196,7 +197,7 @@ impl Projector {
         tokio::spawn(async move {
             while !position_tx.is_closed() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
-                match load_checkpoint(&db, RUNNER).await {
+                match checkpoints::load(&db, RUNNER).await {
                     Ok(p) => {
                         position_tx.send_if_modified(|old| std::mem::replace(old, p.max(*old)) != *old);
                         checkpoints_tx.send_modify(|c| c.iter_mut().for_each(|x| *x = (*x).max(p)));
@@ -346,7 +347,7 @@ impl Runner {
     async fn reload(&mut self) -> Result<(), ReadError> {
         for (i, p) in self.projections.iter().enumerate() {
             p.forget();
-            let c = load_checkpoint(&self.db, p.name()).await?;
+            let c = checkpoints::load(&self.db, p.name()).await?;
             self.stored[i] = c;
             self.applied[i] = c;
         }
@@ -395,13 +396,13 @@ impl Runner {
             let mut written = vec![false; self.projections.len()];
             for (i, p) in self.projections.iter().enumerate() {
                 if self.applied[i] < last && (!touched[i].is_empty() || flush_idle) {
-                    if !move_checkpoint(&mut tx, p.name(), self.stored[i], last).await? {
+                    if !checkpoints::move_from(&mut tx, p.name(), self.stored[i], last).await? {
                         return Ok(None);
                     }
                     written[i] = true;
                 }
             }
-            record_runner(&mut tx, last).await?;
+            checkpoints::advance(&mut tx, RUNNER, last).await?;
             if self.db.backend() == crate::db::Backend::Postgres {
                 keys.announce(&mut tx).await?;
             }
@@ -476,39 +477,6 @@ fn decode<'a>(events: &[&'a StoredEvent], wanted: impl Fn(&str) -> bool) -> Resu
         .collect()
 }
 
-async fn load_checkpoint(db: &ReadDb, name: &str) -> Result<i64, ReadError> {
-    let position: Option<i64> =
-        sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1").bind(name).fetch_optional(db.pool()).await?;
-    Ok(position.unwrap_or(0))
-}
-
-/// Moves a checkpoint from where this runner last stored it; false when another
-/// instance moved it first.
-async fn move_checkpoint(conn: &mut AnyConnection, name: &str, from: i64, to: i64) -> Result<bool, ReadError> {
-    let moved = sqlx::query(
-        "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
-         ON CONFLICT (name) DO UPDATE SET position = excluded.position WHERE projection_checkpoints.position = $3",
-    )
-    .bind(name)
-    .bind(to)
-    .bind(from)
-    .execute(&mut *conn)
-    .await?;
-    Ok(moved.rows_affected() > 0)
-}
-
-async fn record_runner(conn: &mut AnyConnection, to: i64) -> Result<(), ReadError> {
-    sqlx::query(
-        "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
-         ON CONFLICT (name) DO UPDATE SET position = excluded.position WHERE projection_checkpoints.position < excluded.position",
-    )
-    .bind(RUNNER)
-    .bind(to)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
 /// Rebuilds read models: empties their tables and checkpoints, then replays the whole
 /// log into them in large batches. `progress(position, head)` is called after every
 /// batch. Run it while no projector is running these projections.
@@ -522,7 +490,7 @@ pub async fn rebuild(
     for p in projections {
         p.forget();
         p.reset(&mut tx).await?;
-        sqlx::query("DELETE FROM projection_checkpoints WHERE name = $1").bind(p.name()).execute(&mut *tx).await?;
+        checkpoints::forget(&mut tx, p.name()).await?;
     }
     tx.commit().await?;
     let head = store.head().await?;
@@ -574,7 +542,7 @@ pub async fn rebuild(
                 if !mine.is_empty() {
                     p.apply(&mut tx, &mine).await?;
                 }
-                move_checkpoint(&mut tx, p.name(), position, last).await?;
+                checkpoints::move_from(&mut tx, p.name(), position, last).await?;
             }
             tx.commit().await?;
             Ok::<_, ReadError>(())
