@@ -22,15 +22,15 @@ use im_commands::messages::Messages;
 use im_eventlog::SharedEventStore;
 use im_eventlog::postgres::PostgresEventStore;
 use im_eventlog::sqlite::SqliteEventStore;
-use im_projections::askanswer::{AskAnswerProjection, AskAnswers};
+use im_projections::askanswer::AskAnswers;
 use im_projections::directory::Directory;
-use im_projections::friends::{Friends, FriendsProjection};
+use im_projections::friends::Friends;
 use im_projections::groups::Groups;
+use im_projections::inbox::Inbox;
 use im_projections::inbox::{DeliverySink, Ledger};
-use im_projections::inbox::{Inbox, InboxProjection};
 use im_projections::runtime::Extras;
-use im_projections::users::{Users, UsersProjection};
-use im_projections::{Projection, Projector, ReadDb};
+use im_projections::users::Users;
+use im_projections::{Projector, ReadDb};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -53,11 +53,6 @@ pub async fn open_stores(settings: &Settings) -> anyhow::Result<(SharedEventStor
     };
     let db = ReadDb::connect(&read_url).await.context("opening read models")?;
     Ok((store, db))
-}
-
-/// Every projection, with deliveries going to `sink`.
-pub fn projections(sink: Arc<dyn DeliverySink>) -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(UsersProjection), Arc::new(FriendsProjection), Arc::new(InboxProjection::new(sink)), Arc::new(AskAnswerProjection)]
 }
 
 /// A built server with its listener bound, not yet serving.
@@ -100,7 +95,13 @@ impl Application {
             };
             // Sockets of this process report deliveries to the projector's writer.
             let marks = role.serves_clients().then_some(marks);
-            Projector::start(store.clone(), db.clone(), projections(sink), Extras { marks, directory: Some(directory.clone()) }).await?
+            Projector::start(
+                store.clone(),
+                db.clone(),
+                im_projections::catalogue(sink),
+                Extras { marks, directory: Some(directory.clone()) },
+            )
+            .await?
         } else {
             // The projector is another process: deliveries are written here, and the
             // directory follows what it announces.
@@ -108,7 +109,7 @@ impl Application {
             if let Some(url) = &settings.database_url {
                 directory.follow_announcements(url);
             }
-            Projector::follow(db.clone(), &PROJECTIONS).await?
+            Projector::follow(db.clone(), &im_projections::names()).await?
         };
         let passwords = im_commands::auth::Passwords::new(settings.hashing);
         let admins = im_commands::admin::Admins::with_passwords(store.clone(), passwords.clone());
@@ -221,9 +222,6 @@ pub(crate) fn no_delay(listener: TcpListener) -> axum::serve::TapIo<TcpListener,
     }
     listener.tap_io(set as fn(&mut tokio::net::TcpStream))
 }
-
-/// The names of the projections, for processes that follow them.
-pub const PROJECTIONS: [&str; 4] = ["users", "friends", "inbox", "askanswer"];
 
 pub fn router(state: AppState) -> Router {
     if !state.role().serves_clients() {

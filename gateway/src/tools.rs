@@ -1,10 +1,9 @@
 //! Operator tooling behind `im migrate`, `im events`, `im rebuild` and `im replay`.
 
-use crate::app::{open_stores, projections};
+use crate::app::open_stores;
 use crate::settings::Settings;
 use anyhow::Context;
 use im_adapters::kafka::{KafkaSettings, events_producer, publish};
-use im_projections::inbox::{Delivery, DeliverySink};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,13 +43,6 @@ pub async fn events(settings: &Settings, from: i64, follow: bool, out: &mut dyn 
     }
 }
 
-/// Drops deliveries: a rebuild must not push old rows to sockets.
-struct Discard;
-
-impl DeliverySink for Discard {
-    fn deliver(&self, _: Vec<Delivery>) {}
-}
-
 /// `im rebuild [projection…]`: empties the named read models (all when none are named)
 /// and replays the log into them. Stop the projector first.
 pub async fn rebuild(
@@ -58,7 +50,7 @@ pub async fn rebuild(
     names: &[String],
     progress: &mut dyn FnMut(&str, i64, i64),
 ) -> anyhow::Result<Vec<(&'static str, i64)>> {
-    let all = projections(Arc::new(Discard));
+    let all = im_projections::catalogue(Arc::new(im_projections::Discard));
     let known: Vec<&str> = all.iter().map(|p| p.name()).collect();
     if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
         return Err(Usage(format!("no projection named {unknown:?}; known: {}", known.join(", "))).into());

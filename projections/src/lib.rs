@@ -39,6 +39,33 @@ pub mod users;
 pub use db::ReadDb;
 pub use runtime::{Projection, Projector};
 
+use inbox::{Delivery, DeliverySink};
+use std::sync::Arc;
+
+/// Every read model, listed once: what a projector runs (the inbox hands its rows to
+/// `sink` as it assigns their seqs).
+pub fn catalogue(sink: Arc<dyn DeliverySink>) -> Vec<Arc<dyn Projection>> {
+    vec![
+        Arc::new(users::UsersProjection),
+        Arc::new(friends::FriendsProjection),
+        Arc::new(inbox::InboxProjection::new(sink)),
+        Arc::new(askanswer::AskAnswerProjection),
+    ]
+}
+
+/// The names of [`catalogue`]'s projections (`Projection::name`), for processes that
+/// follow a projector running elsewhere and for `im rebuild`.
+pub fn names() -> Vec<&'static str> {
+    catalogue(Arc::new(Discard)).iter().map(|p| p.name()).collect()
+}
+
+/// A sink that drops deliveries: a rebuild must not push old rows to sockets.
+pub struct Discard;
+
+impl DeliverySink for Discard {
+    fn deliver(&self, _: Vec<Delivery>) {}
+}
+
 /// Errors while projecting or querying read models.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
