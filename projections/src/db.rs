@@ -123,7 +123,7 @@ impl ReadDb {
         Ok(())
     }
 
-    pub fn pool(&self) -> &AnyPool {
+    pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
