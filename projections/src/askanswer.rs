@@ -1,6 +1,6 @@
 //! Auto-reply pairs per user.
 
-use crate::runtime::{Applied, Projection};
+use crate::projection::{Applied, Projection};
 use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
 use im_domain::Event;

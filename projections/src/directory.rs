@@ -11,7 +11,7 @@
 //! kept.
 
 use crate::askanswer::{AskAnswerRow, AskAnswers};
-use crate::runtime::Applied;
+use crate::projection::Applied;
 use crate::users::UserRow;
 use crate::{ReadDb, ReadError};
 use im_domain::Event;

@@ -2,7 +2,7 @@
 //! friendship and report streams; plus the queries the friend routes and message
 //! sending use (`is_blocked_by`, `are_friends`).
 
-use crate::runtime::{Applied, Projection};
+use crate::projection::{Applied, Projection};
 use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
 use im_domain::Event;

@@ -18,7 +18,7 @@
 
 use crate::db::{ROWS_PER_STATEMENT, values_list};
 use crate::groups::GroupEffect;
-use crate::runtime::{Applied, Projection};
+use crate::projection::{Applied, Projection};
 use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
 use im_domain::Event;

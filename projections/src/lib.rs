@@ -33,11 +33,13 @@ pub mod directory;
 pub mod friends;
 pub mod groups;
 pub mod inbox;
+pub mod projection;
 pub mod runtime;
 pub mod users;
 
 pub use db::ReadDb;
-pub use runtime::{Projection, Projector};
+pub use projection::Projection;
+pub use runtime::Projector;
 
 use inbox::{Delivery, DeliverySink};
 use std::sync::Arc;

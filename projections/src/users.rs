@@ -2,7 +2,7 @@
 //! and live session. Answers logins' token checks, profile and search queries.
 
 use crate::db::{ROWS_PER_STATEMENT, values_list};
-use crate::runtime::{Applied, Projection};
+use crate::projection::{Applied, Projection};
 use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
 use im_domain::Event;

@@ -1,0 +1,60 @@
+//! What a read model is to the runtime: the [`Projection`] trait and the [`Applied`]
+//! events it is handed. Read models depend on this, the runtime runs them.
+
+use crate::ReadError;
+use async_trait::async_trait;
+use im_domain::Event;
+use im_eventlog::{FeedBatch, StoredEvent};
+use sqlx::AnyConnection;
+use std::sync::Arc;
+use tokio::sync::{broadcast, watch};
+use uuid::Uuid;
+
+/// One decoded event of a batch, with what the log recorded around it.
+#[derive(Clone, Copy)]
+pub struct Applied<'a> {
+    pub position: i64,
+    pub event_type: &'a str,
+    pub event_id: Uuid,
+    pub recorded_at: i64,
+    pub event: &'a Event,
+}
+
+impl<'a> Applied<'a> {
+    /// `event`, decoded from `stored` (whose payload may be a tree or its text).
+    pub fn of<P>(stored: &'a StoredEvent<P>, event: &'a Event) -> Self {
+        Self {
+            position: stored.position,
+            event_type: &stored.event_type,
+            event_id: stored.event_id,
+            recorded_at: stored.recorded_at,
+            event,
+        }
+    }
+}
+
+/// One read model.
+#[async_trait]
+pub trait Projection: Send + Sync + 'static {
+    /// The checkpoint's name; stable forever.
+    fn name(&self) -> &'static str;
+    /// Whether events of this type change the read model (decided before decoding).
+    fn handles(&self, event_type: &str) -> bool;
+    /// Applies a batch's events of the types it handles, in position order, inside the
+    /// batch transaction.
+    async fn apply(&self, conn: &mut AnyConnection, events: &[Applied<'_>]) -> Result<(), ReadError>;
+    /// Empties the read model's tables (for a rebuild).
+    async fn reset(&self, conn: &mut AnyConnection) -> Result<(), ReadError>;
+    /// The batch transaction committed.
+    fn committed(&self) {}
+    /// The batch transaction did not commit (it will be applied again): forget what
+    /// `apply` remembered of it.
+    fn aborted(&self) {}
+    /// Another projector instance moved the checkpoints: forget everything remembered.
+    fn forget(&self) {
+        self.aborted()
+    }
+    /// Work done ahead of the runner on this process's commits as they are published
+    /// (the inbox's sequencer), given the feed and the runner's applied position.
+    fn run_ahead(self: Arc<Self>, _feed: broadcast::Receiver<FeedBatch>, _applied: watch::Receiver<i64>) {}
+}
