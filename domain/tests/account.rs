@@ -13,53 +13,18 @@ use im_domain::values::{DeviceFingerprint, PasswordHash, Username};
 use im_domain::{SessionId, UserId};
 use uuid::Uuid;
 
-// ---------------------------------------------------------------------------
-// given / when / then
-// ---------------------------------------------------------------------------
+mod support;
+use support::{Aggregate, Given};
 
-struct Given {
-    state: State,
-}
+const ACCOUNT: Aggregate<State, Command, AccountError> =
+    Aggregate { initial: <State as Default>::default, decide: account::decide, evolve: account::evolve };
 
-struct When {
-    state: State,
-    result: Result<Vec<Event>, AccountError>,
-}
-
-/// Folds the past events with `evolve` into the state a command is decided against.
-fn given(events: Vec<Event>) -> Given {
-    Given { state: fold(None, &events) }
+fn given(events: Vec<Event>) -> Given<State, Command, AccountError> {
+    ACCOUNT.given(events)
 }
 
 fn fold(state: State, events: &[Event]) -> State {
-    events.iter().fold(state, account::evolve)
-}
-
-impl Given {
-    fn when(self, command: Command) -> When {
-        let result = account::decide(&self.state, command);
-        When { state: self.state, result }
-    }
-}
-
-impl When {
-    /// Asserts the decided events and returns the state after they are applied.
-    fn then(self, expected: Vec<Event>) -> State {
-        match self.result {
-            Ok(events) => {
-                assert_eq!(events, expected);
-                fold(self.state, &events)
-            }
-            Err(e) => panic!("expected events {expected:?}, got error {e:?}"),
-        }
-    }
-
-    fn then_err(self, expected: AccountError) {
-        match self.result {
-            Ok(events) => panic!("expected {expected:?}, got events {events:?}"),
-            Err(e) => assert_eq!(e, expected),
-        }
-    }
+    ACCOUNT.fold(state, events)
 }
 
 // ---------------------------------------------------------------------------
@@ -317,8 +282,9 @@ fn upgrading_a_visitor_makes_it_a_user_in_place_and_logs_in() {
     assert_eq!(user.session, Some(s(2)));
 
     // Once a user, the upgrade cannot happen twice and the password may change.
-    Given { state: state.clone() }.when(upgrade()).then_err(AccountError::NotAVisitor);
-    Given { state }
+    ACCOUNT.given_state(state.clone()).when(upgrade()).then_err(AccountError::NotAVisitor);
+    ACCOUNT
+        .given_state(state)
         .when(Command::ChangePassword { password_hash: hash("hash-3"), at: T2 })
         .then(vec![Event::PasswordChanged(PasswordChanged { user_id: ID, password_hash: "hash-3".into(), at: T2 })]);
 }

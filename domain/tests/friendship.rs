@@ -10,61 +10,18 @@ use im_domain::event::{
 use im_domain::friendship::{self, Choice, Command, FriendError, Pair, RequestStatus, Side, SideChange};
 use proptest::prelude::*;
 
-// ---------------------------------------------------------------------------
-// given / when / then
-// ---------------------------------------------------------------------------
+mod support;
+use support::{Aggregate, Given};
 
-struct Given {
-    state: Pair,
-}
+const FRIENDSHIP: Aggregate<Pair, Command, FriendError> =
+    Aggregate { initial: Pair::default, decide: friendship::decide, evolve: friendship::evolve };
 
-struct When {
-    state: Pair,
-    result: Result<Vec<Event>, FriendError>,
-}
-
-/// Folds the past events with `evolve` into the state a command is decided against.
-fn given(events: Vec<Event>) -> Given {
-    Given { state: fold(Pair::default(), &events) }
+fn given(events: Vec<Event>) -> Given<Pair, Command, FriendError> {
+    FRIENDSHIP.given(events)
 }
 
 fn fold(state: Pair, events: &[Event]) -> Pair {
-    events.iter().fold(state, friendship::evolve)
-}
-
-impl Given {
-    fn when(self, command: Command) -> When {
-        let result = friendship::decide(&self.state, command);
-        When { state: self.state, result }
-    }
-}
-
-impl When {
-    /// Asserts the decided events and returns the state after they are applied.
-    fn then(self, expected: Vec<Event>) -> Pair {
-        match self.result {
-            Ok(events) => {
-                assert_eq!(events, expected);
-                fold(self.state, &events)
-            }
-            Err(e) => panic!("expected events {expected:?}, got error {e:?}"),
-        }
-    }
-
-    /// Asserts the command was accepted and returns the state after its events.
-    fn ok(self) -> Pair {
-        match self.result {
-            Ok(events) => fold(self.state, &events),
-            Err(e) => panic!("expected events, got error {e:?}"),
-        }
-    }
-
-    fn then_err(self, expected: FriendError) {
-        match self.result {
-            Ok(events) => panic!("expected {expected:?}, got events {events:?}"),
-            Err(e) => assert_eq!(e, expected),
-        }
-    }
+    FRIENDSHIP.fold(state, events)
 }
 
 // ---------------------------------------------------------------------------
@@ -276,8 +233,8 @@ fn accepting_settles_every_pending_request_of_the_pair() {
     assert_eq!(status(&state, 2), RequestStatus::Agree, "the crossing request is settled too");
 
     // The crossing request cannot produce a second acceptance.
-    Given { state: state.clone() }.when(answer(2, A, true, choice_a(), T3)).then_err(FriendError::AlreadyHandled);
-    Given { state }.when(answer(2, A, false, choice_a(), T3)).then_err(FriendError::AlreadyHandled);
+    FRIENDSHIP.given_state(state.clone()).when(answer(2, A, true, choice_a(), T3)).then_err(FriendError::AlreadyHandled);
+    FRIENDSHIP.given_state(state).when(answer(2, A, false, choice_a(), T3)).then_err(FriendError::AlreadyHandled);
 }
 
 #[test]
@@ -287,7 +244,7 @@ fn accepting_the_crossing_request_first_also_settles_the_other() {
         .then(vec![accepted(2, B, A, &choice_b(), &choice_a(), T2)]);
     assert_eq!(status(&state, 1), RequestStatus::Agree);
     assert_eq!(status(&state, 2), RequestStatus::Agree);
-    Given { state }.when(answer(1, B, true, choice_b(), T3)).then_err(FriendError::AlreadyHandled);
+    FRIENDSHIP.given_state(state).when(answer(1, B, true, choice_b(), T3)).then_err(FriendError::AlreadyHandled);
 }
 
 #[test]
@@ -346,7 +303,7 @@ fn adding_directly_settles_pending_requests() {
         .then(vec![added(A, B, &choice_a(), T2)]);
     assert_eq!(status(&state, 1), RequestStatus::Agree);
     assert_eq!(status(&state, 2), RequestStatus::Agree);
-    Given { state }.when(answer(1, B, true, choice_b(), T3)).then_err(FriendError::AlreadyHandled);
+    FRIENDSHIP.given_state(state).when(answer(1, B, true, choice_b(), T3)).then_err(FriendError::AlreadyHandled);
 }
 
 // ---------------------------------------------------------------------------
@@ -364,21 +321,17 @@ fn toggle_black_flips_each_time() {
     assert!(state.side(A).unwrap().black);
     assert!(!state.side(B).unwrap().black, "only the acting user's side changes");
 
-    let state = Given { state }.when(Command::ToggleBlack { by: A, other: B, other_exists: true, at: T3 }).then(vec![side_changed(
-        A,
-        B,
-        SideChange::Blacklist { black: false },
-        T3,
-    )]);
+    let state = FRIENDSHIP
+        .given_state(state)
+        .when(Command::ToggleBlack { by: A, other: B, other_exists: true, at: T3 })
+        .then(vec![side_changed(A, B, SideChange::Blacklist { black: false }, T3)]);
     assert!(!state.side(A).unwrap().black);
 
     // B's flag is independent of A's.
-    let state = Given { state }.when(Command::ToggleBlack { by: B, other: A, other_exists: true, at: T3 }).then(vec![side_changed(
-        B,
-        A,
-        SideChange::Blacklist { black: true },
-        T3,
-    )]);
+    let state = FRIENDSHIP
+        .given_state(state)
+        .when(Command::ToggleBlack { by: B, other: A, other_exists: true, at: T3 })
+        .then(vec![side_changed(B, A, SideChange::Blacklist { black: true }, T3)]);
     assert!(state.side(B).unwrap().black);
     assert!(!state.side(A).unwrap().black);
 }
@@ -395,7 +348,7 @@ fn set_star_changes_only_my_side() {
     assert!(state.side(B).unwrap().star);
     assert_eq!(state.side(A), before.side(A));
 
-    let state = Given { state }.when(Command::SetStar { by: B, star: false, at: T3 }).then(vec![side_changed(
+    let state = FRIENDSHIP.given_state(state).when(Command::SetStar { by: B, star: false, at: T3 }).then(vec![side_changed(
         B,
         A,
         SideChange::Star { star: false },
@@ -431,14 +384,16 @@ fn set_remark_changes_only_the_given_fields_of_my_side() {
     assert_eq!(state.side(B), before.side(B));
 
     // Only tags: the remark stays.
-    let state = Given { state }
+    let state = FRIENDSHIP
+        .given_state(state)
         .when(Command::SetRemark { by: A, nickname: None, tags: Some("family".into()), at: T3 })
         .then(vec![side_changed(A, B, SideChange::Remark { nickname: None, tags: Some("family".into()) }, T3)]);
     let a = state.side(A).unwrap();
     assert_eq!((a.nickname.as_str(), a.tags.as_str()), ("Bob", "family"));
 
     // Only the remark: the tags stay.
-    let state = Given { state }
+    let state = FRIENDSHIP
+        .given_state(state)
         .when(Command::SetRemark { by: A, nickname: Some("Robert".into()), tags: None, at: T3 })
         .then(vec![side_changed(A, B, SideChange::Remark { nickname: Some("Robert".into()), tags: None }, T3)]);
     let a = state.side(A).unwrap();
@@ -446,12 +401,10 @@ fn set_remark_changes_only_the_given_fields_of_my_side() {
 
     // Neither: nothing changes.
     let unchanged = state.clone();
-    let state = Given { state }.when(Command::SetRemark { by: A, nickname: None, tags: None, at: T3 }).then(vec![side_changed(
-        A,
-        B,
-        SideChange::Remark { nickname: None, tags: None },
-        T3,
-    )]);
+    let state = FRIENDSHIP
+        .given_state(state)
+        .when(Command::SetRemark { by: A, nickname: None, tags: None, at: T3 })
+        .then(vec![side_changed(A, B, SideChange::Remark { nickname: None, tags: None }, T3)]);
     assert_eq!(state, unchanged);
 }
 
@@ -495,8 +448,9 @@ fn ending_names_the_other_user_and_clears_both_sides() {
 #[test]
 fn after_ending_a_new_request_is_allowed_and_can_be_accepted() {
     let state = given(friends()).when(Command::End { by: B, at: T2 }).then(vec![ended(B, A, T2)]);
-    let state = Given { state }.when(request(2, B, A, choice_b(), T3)).then(vec![requested(2, B, A, &choice_b(), T3)]);
-    let state = Given { state }.when(answer(2, A, true, choice_a(), T3)).then(vec![accepted(2, B, A, &choice_b(), &choice_a(), T3)]);
+    let state = FRIENDSHIP.given_state(state).when(request(2, B, A, choice_b(), T3)).then(vec![requested(2, B, A, &choice_b(), T3)]);
+    let state =
+        FRIENDSHIP.given_state(state).when(answer(2, A, true, choice_a(), T3)).then(vec![accepted(2, B, A, &choice_b(), &choice_a(), T3)]);
     assert!(state.friends);
     assert_eq!(state.side(A), Some(&side_of(&choice_a())));
     assert_eq!(state.side(B), Some(&side_of(&choice_b())));
@@ -689,17 +643,16 @@ fn toggle(by: UserId, other: UserId, at: i64) -> Command {
 fn a_block_outlives_the_friendship_and_stops_requests() {
     let state = given(friends()).when(toggle(A, B, T2)).then(vec![side_changed(A, B, SideChange::Blacklist { black: true }, T2)]);
     // B ends the friendship to shake the block off.
-    let state = Given { state }.when(Command::End { by: B, at: T3 }).then(vec![Event::FriendshipEnded(friendship::FriendshipEnded {
-        user_id: B,
-        friend_id: A,
-        at: T3,
-    })]);
+    let state = FRIENDSHIP
+        .given_state(state)
+        .when(Command::End { by: B, at: T3 })
+        .then(vec![Event::FriendshipEnded(friendship::FriendshipEnded { user_id: B, friend_id: A, at: T3 })]);
     assert!(state.blocks(A), "the block is A's, not the friendship's");
-    Given { state: state.clone() }.when(request(9, B, A, choice_b(), T3)).then_err(FriendError::Blocked);
-    Given { state: state.clone() }.when(add_directly(B, A, choice_b(), T3)).then_err(FriendError::Blocked);
+    FRIENDSHIP.given_state(state.clone()).when(request(9, B, A, choice_b(), T3)).then_err(FriendError::Blocked);
+    FRIENDSHIP.given_state(state.clone()).when(add_directly(B, A, choice_b(), T3)).then_err(FriendError::Blocked);
     // A may still ask B; if they become friends again, A's side shows the block.
-    let state = Given { state }.when(request(10, A, B, choice_a(), T3)).ok();
-    let state = Given { state }.when(answer(10, B, true, choice_b(), T3)).ok();
+    let state = FRIENDSHIP.given_state(state).when(request(10, A, B, choice_a(), T3)).ok();
+    let state = FRIENDSHIP.given_state(state).when(answer(10, B, true, choice_b(), T3)).ok();
     assert!(state.side(A).unwrap().black);
     assert!(!state.side(B).unwrap().black);
 }
@@ -709,14 +662,16 @@ fn a_block_is_lifted_or_placed_without_a_friendship() {
     // Blocking a stranger, and lifting it, friends or not.
     let state = given(vec![]).when(toggle(A, B, T1)).then(vec![side_changed(A, B, SideChange::Blacklist { black: true }, T1)]);
     assert!(state.blocks(A) && !state.friends);
-    let state = Given { state }.when(toggle(A, B, T2)).then(vec![side_changed(A, B, SideChange::Blacklist { black: false }, T2)]);
+    let state =
+        FRIENDSHIP.given_state(state).when(toggle(A, B, T2)).then(vec![side_changed(A, B, SideChange::Blacklist { black: false }, T2)]);
     assert!(!state.blocks(A));
-    Given { state: state.clone() }.when(request(1, B, A, choice_b(), T2)).ok();
+    FRIENDSHIP.given_state(state.clone()).when(request(1, B, A, choice_b(), T2)).ok();
     // Nobody to block, and not oneself.
-    Given { state: state.clone() }
+    FRIENDSHIP
+        .given_state(state.clone())
         .when(Command::ToggleBlack { by: A, other: C, other_exists: false, at: T2 })
         .then_err(FriendError::UnknownUser);
-    Given { state }.when(toggle(A, A, T2)).then_err(FriendError::SelfRequest);
+    FRIENDSHIP.given_state(state).when(toggle(A, A, T2)).then_err(FriendError::SelfRequest);
 }
 
 #[test]
@@ -724,9 +679,9 @@ fn a_refused_request_is_not_repeated_within_the_cooldown() {
     let retry =
         |at: i64| Command::Request { request_id: 2, from: A, to: B, choice: choice_a(), target_active: true, retry_after: 1000, at };
     let state = given(vec![]).when(request(1, A, B, choice_a(), T0)).ok();
-    let state = Given { state }.when(answer(1, B, false, choice_b(), T1)).ok();
-    Given { state: state.clone() }.when(retry(T1 + 999)).then_err(FriendError::RecentlyRefused);
-    Given { state: state.clone() }.when(retry(T1 + 1000)).ok();
+    let state = FRIENDSHIP.given_state(state).when(answer(1, B, false, choice_b(), T1)).ok();
+    FRIENDSHIP.given_state(state.clone()).when(retry(T1 + 999)).then_err(FriendError::RecentlyRefused);
+    FRIENDSHIP.given_state(state.clone()).when(retry(T1 + 1000)).ok();
     // The one refused may still ask the other way.
-    Given { state }.when(request(3, B, A, choice_b(), T1 + 1)).ok();
+    FRIENDSHIP.given_state(state).when(request(3, B, A, choice_b(), T1 + 1)).ok();
 }

@@ -4,6 +4,12 @@
 use im_domain::group::{self, Command, Consent, GroupChange, GroupChanged, GroupCreated, GroupError, Named, State};
 use im_domain::{Event, UserId};
 
+mod support;
+use support::Aggregate;
+
+const GROUP: Aggregate<State, Command, GroupError> =
+    Aggregate { initial: <State as Default>::default, decide: group::decide, evolve: group::evolve };
+
 const AT: i64 = 1_700_000_000_000;
 
 fn named(id: i64) -> Named {
@@ -14,7 +20,7 @@ fn named(id: i64) -> Named {
 fn group(invite_confirm: bool) -> State {
     let created =
         Event::GroupCreated(GroupCreated { group_id: 1, owner: named(1), name: "g".into(), members: vec![named(1), named(2)], at: AT });
-    let mut state = group::evolve(None, &created);
+    let mut state = GROUP.given(vec![created]).state().clone();
     if !invite_confirm {
         state = apply(state, Command::SetJoinPolicy { by: named(1), invite_confirm: false, at: AT });
     }
@@ -22,7 +28,7 @@ fn group(invite_confirm: bool) -> State {
 }
 
 fn decide(state: &State, command: Command) -> Result<Vec<GroupChange>, GroupError> {
-    group::decide(state, command).map(|events| {
+    GROUP.given_state(state.clone()).when(command).result().map(|events| {
         events
             .into_iter()
             .map(|e| match e {
@@ -34,8 +40,7 @@ fn decide(state: &State, command: Command) -> Result<Vec<GroupChange>, GroupErro
 }
 
 fn apply(state: State, command: Command) -> State {
-    let events = group::decide(&state, command).unwrap_or_else(|e| panic!("{e:?}"));
-    events.iter().fold(state, group::evolve)
+    GROUP.given_state(state).when(command).ok()
 }
 
 fn invite(by: i64, user: i64, consent: Consent) -> Command {

@@ -64,6 +64,51 @@ pub struct TestServer {
     pub settings: Settings,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    dir: Option<DataDir>,
+}
+
+/// A data directory the suite made: removed when dropped, unless a test is failing (then it
+/// is kept for a look).
+#[derive(Debug)]
+pub struct DataDir(PathBuf);
+
+impl DataDir {
+    pub fn new() -> Self {
+        Self(temp_dir())
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Default for DataDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A stopped server's settings and data, to start again on (or to drop, which removes the data).
+pub struct Stopped {
+    pub settings: Settings,
+    dir: Option<DataDir>,
+}
+
+impl Stopped {
+    /// Starts a server again on the same settings and data.
+    pub async fn start(self) -> TestServer {
+        let mut server = TestServer::start_settings(self.settings).await;
+        server.dir = self.dir;
+        server
+    }
 }
 
 /// A registered (or visitor) user as the server answered.
@@ -83,7 +128,8 @@ impl TestServer {
 
     /// Starts a server whose settings `tweak` may change first.
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Self {
-        let mut settings = Settings::with_data_dir(temp_dir());
+        let dir = DataDir::new();
+        let mut settings = Settings::with_data_dir(dir.path().to_path_buf());
         settings.listen = "127.0.0.1:0".parse().unwrap();
         // Suites register many users from one address; the limits have their own test.
         settings.limits = im_gateway::settings::Limits::NONE;
@@ -91,7 +137,9 @@ impl TestServer {
             settings.database_url = Some(fresh_postgres_url().await);
         }
         tweak(&mut settings);
-        Self::start_settings(settings).await
+        let mut server = Self::start_settings(settings).await;
+        server.dir = Some(dir);
+        server
     }
 
     /// Starts a server on exactly these settings (e.g. to restart on the same data).
@@ -114,17 +162,29 @@ impl TestServer {
             settings,
             stop: Some(stop),
             task: Some(task),
+            dir: None,
         }
     }
 
-    /// Graceful stop, waiting until the server has finished.
-    pub async fn stop(mut self) {
+    /// Graceful stop, waiting until the server has finished; its data directory goes.
+    pub async fn stop(self) {
+        self.halt().await;
+    }
+
+    /// Graceful stop that keeps the data, to start again on it.
+    pub async fn halt(mut self) -> Stopped {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             tokio::time::timeout(Duration::from_secs(10), task).await.expect("server stops in time").unwrap();
         }
+        Stopped { settings: self.settings.clone(), dir: self.dir.take() }
+    }
+
+    /// Stops and starts again on the same settings and data.
+    pub async fn restart(self) -> Self {
+        self.halt().await.start().await
     }
 
     fn client() -> reqwest::Client {
@@ -191,6 +251,20 @@ impl TestServer {
         let (status, body) = self.post("/api/regChat", None, json!({"username": username, "password": password})).await;
         assert_eq!(status, 200, "register {username}: {body}");
         Self::user_from(&body)
+    }
+
+    /// `a` asks `b` to be friends and `b` agrees; returns the request's id.
+    pub async fn befriend(&self, a: &TestUser, b: &TestUser) -> i64 {
+        let request = ok_data(self.post("/api/chat/applyfriend", Some(&a.token), json!({"friend_id": b.id})).await);
+        let id = request["id"].as_i64().expect("a friend request id");
+        let answered = ok_data(self.post(&format!("/api/chat/handleapply/{id}"), Some(&b.token), json!({"status": "agree"})).await);
+        assert_eq!(answered["status"], "agree", "{answered}");
+        id
+    }
+
+    /// The event log's head position (what a refused request must leave unchanged).
+    pub async fn head(&self) -> i64 {
+        self.state.store().head().await.expect("the log's head")
     }
 
     pub async fn login(&self, username: &str, password: &str) -> TestUser {
@@ -336,5 +410,6 @@ pub fn assert_fail(resp: &(u16, Value), status: u16, code: &str) {
     assert_eq!(*got, status, "expected {status} {code}: {body}");
     assert_eq!(body["msg"], "fail", "{body}");
     assert_eq!(body["code"], code, "{body}");
-    assert!(body["data"].as_str().is_some_and(|s| !s.is_empty()), "a human reason: {body}");
+    assert!(body["data"].as_str().is_some_and(|s| !s.trim().is_empty()), "a human reason: {body}");
+    assert_eq!(body.as_object().map(|o| o.len()), Some(3), "exactly msg/data/code: {body}");
 }

@@ -5,7 +5,6 @@
 //! The cases are drawn by proptest strategies from a fresh seed each run (printed; set
 //! `IM_EDGE_SEED=<64 hex digits>` to replay one) and `IM_EDGE_CASES` per backend
 //! (default 400 requests and 150 frames).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use futures_util::{SinkExt, StreamExt};
 use im_e2e::{Backend, TestServer, both_backends};

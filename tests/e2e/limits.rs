@@ -1,6 +1,5 @@
 //! End-to-end: abuse limits — per-IP and per-user rate limits (429 in the envelope),
 //! the request body limit (413) and the WebSocket frame limit.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use im_e2e::{Backend, TestServer, WsEvent, both_backends};
 use im_gateway::settings::Limits;

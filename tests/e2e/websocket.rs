@@ -1,6 +1,5 @@
 //! End-to-end: the start of SPEC section 6 — `/ws` refusals, welcome, heartbeat,
 //! single-device kick and silent same-session reconnect.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use im_domain::event::Role;
 use im_domain::{SessionId, UserId};

@@ -4,7 +4,6 @@
 //! messages and are kicked across gateways; the relay publishes the log in order; a
 //! gateway and the projector are killed with SIGKILL mid-stream and restarted, and every
 //! acknowledged message reaches its recipient exactly once, in seq order.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use futures_util::StreamExt;
 

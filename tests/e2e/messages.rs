@@ -3,7 +3,6 @@
 //! `client_msg_id` idempotency, live delivery with a dense per-user seq, the offline
 //! inbox, sync, history, revoke (online, offline, the window), the WebSocket
 //! `send`/`ack` frames, and visitors. Every test runs on SQLite and on Postgres.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use im_e2e::{Backend, TestServer, assert_fail, both_backends, ok_data};
 use im_e2e::{TestUser, WsClient};
@@ -74,12 +73,6 @@ async fn revoke(server: &TestServer, by: &TestUser, message: &Value) -> (u16, Va
 }
 
 /// `a` asks, `b` agrees: friends on both sides.
-async fn befriend(server: &TestServer, a: &TestUser, b: &TestUser) {
-    let req = ok_data(server.post("/api/chat/applyfriend", Some(&a.token), json!({"friend_id": b.id})).await);
-    let answered = ok_data(server.post(&format!("/api/chat/handleapply/{}", req["id"]), Some(&b.token), json!({"status": "agree"})).await);
-    assert_eq!(answered["status"], "agree");
-}
-
 async fn set_userset(server: &TestServer, user: &TestUser, raw: &str) {
     ok_data(server.post("/api/chat/userset", Some(&user.token), json!({"userset": raw})).await);
 }
@@ -257,7 +250,7 @@ async fn message_object_names_and_bodies(backend: Backend) {
     assert_eq!((m["from_name"].as_str(), m["to_name"].as_str()), (Some("Alice"), Some("Bob")), "{m}");
 
     // Remarks first: from_name from the recipient's list, to_name from mine.
-    befriend(&server, &a, &b).await;
+    server.befriend(&a, &b).await;
     set_remark(&server, &b, a.id, "老同学").await;
     let m = send_ok(&server, &a, b.id, "remarked by b").await;
     assert_eq!((m["from_name"].as_str(), m["to_name"].as_str()), (Some("老同学"), Some("Bob")), "{m}");
@@ -409,7 +402,7 @@ async fn recipient_rules(backend: Backend) {
     let b = server.register("msgruleb", "123456").await;
 
     // The blacklist: b blacklists a.
-    befriend(&server, &a, &b).await;
+    server.befriend(&a, &b).await;
     ok_data(server.post(&format!("/api/chat/setblackgoodfriend/{}", a.id), Some(&b.token), json!({})).await);
     let blocked = send(&server, &a, text(b.id, "blocked?")).await;
     assert_fail(&blocked, 400, "blocked");
@@ -437,7 +430,7 @@ async fn recipient_rules(backend: Backend) {
         assert_eq!(refused.1["data"], "对方设置成:需要您先登录才能发消息");
     }
     // Friends are never limited.
-    befriend(&server, &d, &c).await;
+    server.befriend(&d, &c).await;
     for i in 0..3 {
         send_ok(&server, &d, c.id, &format!("friend {i}")).await;
     }
@@ -452,7 +445,7 @@ async fn recipient_rules(backend: Backend) {
     send_ok(&server, &f, e.id, "another sender has its own").await;
     send_ok(&server, &e, d.id, "a reply uses e's own allowance at d").await;
     assert_fail(&send(&server, &e, text(d.id, "again")).await, 400, "send_limit");
-    befriend(&server, &d, &e).await;
+    server.befriend(&d, &e).await;
     for i in 0..3 {
         send_ok(&server, &d, e.id, &format!("now friends {i}")).await;
         send_ok(&server, &e, d.id, &format!("and back {i}")).await;
@@ -720,8 +713,8 @@ async fn history_is_the_conversation_newest_first(backend: Backend) {
     let a = server.register("msghista", "123456").await;
     let b = server.register("msghistb", "123456").await;
     let c = server.register("msghistc", "123456").await;
-    befriend(&server, &a, &b).await;
-    befriend(&server, &a, &c).await;
+    server.befriend(&a, &b).await;
+    server.befriend(&a, &c).await;
 
     let mut conversation = Vec::new();
     for i in 0..6 {

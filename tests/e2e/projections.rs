@@ -1,6 +1,5 @@
 //! End-to-end: the projection runtime — read models survive a restart without
 //! re-applying anything, and a wiped read model is rebuilt from the log on start.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use im_e2e::{Backend, TestServer, both_backends};
 use serde_json::json;
@@ -20,11 +19,8 @@ async fn restart_keeps_read_models_and_sessions(backend: Backend) {
     let (_, before) = server.get(&format!("/api/userinfo/{}", alice.uuid), None).await;
     let (status, _) = server.post("/api/chat/updateUserinfo", Some(&alice.token), json!({"nickname": "Alice"})).await;
     assert_eq!(status, 200);
-    let settings = server.settings.clone();
-    let head_before = server.state.store().head().await.unwrap();
-    server.stop().await;
-
-    let server = TestServer::start_settings(settings).await;
+    let head_before = server.head().await;
+    let server = server.restart().await;
     server.state.projector().wait_for(head_before).await.unwrap();
     assert_eq!(server.state.store().head().await.unwrap(), head_before, "a restart appends nothing");
     // The same token is still the live session (the secret was kept in the data dir).
@@ -44,10 +40,9 @@ async fn wiped_read_models_are_rebuilt_from_the_log(backend: Backend) {
         users.push(u);
     }
     let visitor = server.visitor("rebuild-device").await;
-    let settings = server.settings.clone();
     let url = read_url(&server).await;
-    let head = server.state.store().head().await.unwrap();
-    server.stop().await;
+    let head = server.head().await;
+    let stopped = server.halt().await;
 
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
@@ -55,7 +50,7 @@ async fn wiped_read_models_are_rebuilt_from_the_log(backend: Backend) {
     sqlx::query("DELETE FROM projection_checkpoints").execute(&pool).await.unwrap();
     pool.close().await;
 
-    let server = TestServer::start_settings(settings).await;
+    let server = stopped.start().await;
     server.state.projector().wait_for(head).await.unwrap();
     for (i, u) in users.iter().enumerate() {
         let (status, body) = server.get(&format!("/api/userinfo/{}", u.uuid), None).await;

@@ -1,6 +1,5 @@
 //! End-to-end: SPEC section 7 — uploads (type sniffed from the bytes, size limits, no
 //! path escapes), files served back under /public, and video screenshots via ffmpeg.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use im_e2e::{Backend, TestServer, TestUser, both_backends};
 use serde_json::{Value, json};
@@ -84,7 +83,8 @@ async fn video_screenshots(backend: Backend) {
     let user = server.register("videouser", "123456").await;
     let t = Some(user.token.as_str());
     // A two-second test video made by ffmpeg itself.
-    let dir = im_e2e::temp_dir();
+    let dir_kept = im_e2e::DataDir::new();
+    let dir = dir_kept.path().to_path_buf();
     let video_path = dir.join("clip.mp4");
     let made = std::process::Command::new("ffmpeg")
         .args(["-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=duration=2:size=64x64:rate=10", "-pix_fmt", "yuv420p"])

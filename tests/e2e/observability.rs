@@ -1,5 +1,4 @@
 //! End-to-end: `/metrics` (Prometheus text) and `/readyz`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use im_e2e::{Backend, TestServer, both_backends};
 use serde_json::json;

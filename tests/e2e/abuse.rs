@@ -1,15 +1,11 @@
 //! End-to-end: abuse of the request edge (issue 11) — each test asserts the bound, not
 //! only the status: what was refused changed nothing in the log.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use im_e2e::{Backend, TestServer, TestUser, assert_fail, both_backends};
+use im_e2e::{Backend, TestServer, TestUser, assert_fail, both_backends, ok_data};
 use serde_json::{Value, json};
 
-#[path = "abuse/blocks.rs"]
 mod blocks;
-#[path = "abuse/revocation.rs"]
 mod revocation;
-#[path = "abuse/uploads.rs"]
 mod uploads;
 
 both_backends!(
@@ -23,11 +19,6 @@ both_backends!(
 
 const SEND: &str = "/api/chat/socket/sendmessage";
 
-fn ok_data(resp: (u16, Value)) -> Value {
-    assert_eq!(resp.0, 200, "{}", resp.1);
-    resp.1["data"].clone()
-}
-
 /// Users who may message each other without being friends.
 async fn open_pair(server: &TestServer) -> (TestUser, TestUser) {
     let a = server.register("abuser01", "123456").await;
@@ -38,10 +29,6 @@ async fn open_pair(server: &TestServer) -> (TestUser, TestUser) {
     (a, b)
 }
 
-async fn head(server: &TestServer) -> i64 {
-    server.state.store().head().await.unwrap()
-}
-
 /// `options` is copied into the event, the message row and every recipient's frame: it
 /// is capped (4 KiB as JSON) on HTTP and WebSocket, and a NUL smuggled in percent-encoded
 /// is refused like a plain one.
@@ -49,7 +36,7 @@ async fn options_are_capped_and_checked(backend: Backend) {
     let server = TestServer::start(backend).await;
     let (a, b) = open_pair(&server).await;
     let send = |options: Value| json!({"sendto_id": b.id, "chatType": "single", "type": "text", "data": "hi", "options": options});
-    let before = head(&server).await;
+    let before = server.head().await;
 
     let big = json!({"blob": "x".repeat(500 * 1024)});
     assert_fail(&server.post(SEND, Some(&a.token), send(big)).await, 400, "options_too_large");
@@ -71,7 +58,7 @@ async fn options_are_capped_and_checked(backend: Backend) {
     assert_eq!(answer["type"], "error", "{answer}");
     assert_eq!(answer["data"]["code"], "options_too_large", "{answer}");
     assert_eq!(answer["data"]["client_msg_id"], "big", "{answer}");
-    assert_eq!(head(&server).await, before, "nothing refused reached the log");
+    assert_eq!(server.head().await, before, "nothing refused reached the log");
 
     // Up to the cap is fine, as an object or as the seed's URL-encoded string.
     let fits = json!({"blob": "x".repeat(4000)});
@@ -105,7 +92,8 @@ async fn absurd_page_numbers_are_refused(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn junk_login_names_are_not_kept() {
     use im_e2e::process::ImProcess;
-    let dir = im_e2e::temp_dir();
+    let dir_kept = im_e2e::DataDir::new();
+    let dir = dir_kept.path().to_path_buf();
     let env = std::collections::HashMap::from([
         ("IM_DATA_DIR".to_owned(), dir.display().to_string()),
         ("IM_RATE_LOGIN".to_owned(), "1000000".to_owned()),
@@ -142,7 +130,8 @@ async fn junk_login_names_are_not_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_hashing_memory_is_bounded() {
     use im_e2e::process::ImProcess;
-    let dir = im_e2e::temp_dir();
+    let dir_kept = im_e2e::DataDir::new();
+    let dir = dir_kept.path().to_path_buf();
     let env = std::collections::HashMap::from([
         ("IM_DATA_DIR".to_owned(), dir.display().to_string()),
         ("IM_RATE_REGISTER".to_owned(), "0".to_owned()),
@@ -195,9 +184,9 @@ async fn password_writes_are_limited_per_user(backend: Backend) {
     }
     let a = server.login("pwlimit1", "123456").await;
     let body = json!({"oldpassword": "123456", "password": "999999", "repassword": "999999"});
-    let before = head(&server).await;
+    let before = server.head().await;
     assert_fail(&server.post("/api/chat/setPassword", Some(&a.token), body).await, 429, "rate_limited");
-    assert_eq!(head(&server).await, before, "a refused change appends nothing");
+    assert_eq!(server.head().await, before, "a refused change appends nothing");
     assert_eq!(server.login("pwlimit1", "123456").await.id, a.id, "the password is unchanged");
 
     // A visitor's upgrades count before anything is checked: two bad tries, and the
@@ -210,10 +199,10 @@ async fn password_writes_are_limited_per_user(backend: Backend) {
             "invalid_password",
         );
     }
-    let before = head(&server).await;
+    let before = server.head().await;
     let good = json!({"username": "pwvisit1", "password": "123456"});
     assert_fail(&server.post("/api/visitorregChat", Some(&v.token), good.clone()).await, 429, "rate_limited");
-    assert_eq!(head(&server).await, before, "a refused upgrade appends nothing");
+    assert_eq!(server.head().await, before, "a refused upgrade appends nothing");
     let other = server.visitor("pw-device-2").await;
     ok_data(server.post("/api/visitorregChat", Some(&other.token), good).await);
 }
@@ -296,7 +285,7 @@ async fn huge_auto_reply_queries_are_refused_and_never_stall(backend: Backend) {
 async fn every_write_counts_against_one_budget(backend: Backend) {
     let server = TestServer::start_with(backend, |s| s.limits.write = 6).await;
     let (a, b) = open_pair(&server).await;
-    let before = head(&server).await;
+    let before = server.head().await;
     let writes = [
         ("/api/chat/updateUserinfo", json!({"nickname": "n1"})),
         ("/api/chat/askanswer/create", json!({"ask": "价格", "answer": "十元"})),
@@ -307,7 +296,7 @@ async fn every_write_counts_against_one_budget(backend: Backend) {
     for (route, body) in writes {
         ok_data(server.post(route, Some(&a.token), body).await);
     }
-    let used = head(&server).await;
+    let used = server.head().await;
     assert!(used > before);
     for (route, body) in [
         ("/api/chat/updateUserinfo", json!({"nickname": "n5"})),
@@ -320,7 +309,7 @@ async fn every_write_counts_against_one_budget(backend: Backend) {
     ] {
         assert_fail(&server.post(route, Some(&a.token), body).await, 429, "rate_limited");
     }
-    assert_eq!(head(&server).await, used, "nothing over the budget reached the log");
+    assert_eq!(server.head().await, used, "nothing over the budget reached the log");
     // The budget is per user: the other one still writes.
     ok_data(server.post("/api/chat/updateUserinfo", Some(&b.token), json!({"nickname": "b1"})).await);
 }

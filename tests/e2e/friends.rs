@@ -2,7 +2,6 @@
 //! frames), direct adds, the grouped friend list, each side's flags, the blacklist,
 //! ending a friendship, reports, the routes' roles, and exactly-once acceptance under
 //! concurrency. Every test runs on SQLite and on Postgres.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use im_e2e::{Backend, TestServer, assert_fail, both_backends, ok_data};
 use im_e2e::{TestUser, WsClient};
@@ -38,13 +37,6 @@ async fn handle(server: &TestServer, by: &TestUser, request_id: i64, body: Value
 }
 
 /// `a` asks, `b` agrees: friends on both sides. Returns the request id.
-async fn befriend(server: &TestServer, a: &TestUser, b: &TestUser) -> i64 {
-    let id = ok_data(apply(server, a, b.id, json!({})).await)["id"].as_i64().unwrap();
-    let answered = ok_data(handle(server, b, id, json!({"status": "agree"})).await);
-    assert_eq!(answered["status"], "agree");
-    id
-}
-
 async fn friend_list(server: &TestServer, user: &TestUser) -> Value {
     ok_data(server.get("/api/chat/goodfriendlist/1", Some(&user.token)).await)
 }
@@ -670,7 +662,7 @@ async fn friend_info_and_my_side_of_the_flags(backend: Backend) {
             .post("/api/chat/updateUserinfo", Some(&b.token), json!({"nickname": "Bnick", "sign": "hello", "area": "Mars", "sex": "女"}))
             .await,
     );
-    befriend(&server, &a, &b).await;
+    server.befriend(&a, &b).await;
 
     let view = ok_data(info(&server, &a, b.id).await);
     assert_eq!(view["id"], b.id);
@@ -772,7 +764,7 @@ async fn blacklist_and_ismygoodfriend(backend: Backend) {
     let a = server.register("blacka01", "123456").await;
     let b = server.register("blackb01", "123456").await;
     let c = server.register("blackc01", "123456").await;
-    befriend(&server, &a, &b).await;
+    server.befriend(&a, &b).await;
     let friends = server.state.friends();
     let is_friend = |me: &TestUser, other: i64| {
         let server = &server;
@@ -850,8 +842,8 @@ async fn deleting_ends_the_friendship_on_both_sides(backend: Backend) {
     let a = server.register("dela0001", "123456").await;
     let b = server.register("delb0001", "123456").await;
     let c = server.register("delc0001", "123456").await;
-    befriend(&server, &a, &b).await;
-    befriend(&server, &a, &c).await;
+    server.befriend(&a, &b).await;
+    server.befriend(&a, &c).await;
     ok_data(server.post(&format!("/api/chat/setremarktag/{}", b.id), Some(&a.token), json!({"nickname": "old remark"})).await);
     ok_data(server.post(&format!("/api/chat/setblackgoodfriend/{}", b.id), Some(&a.token), json!({})).await);
     assert!(server.state.friends().is_blocked_by(a.id, b.id).await.unwrap());

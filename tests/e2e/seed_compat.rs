@@ -2,9 +2,7 @@
 //! the uni-app client does and reads every answer and frame with the client's own field
 //! paths (`data.data.data`, `showModel.showModelType`, `JSON.parse(user.userset)`), on
 //! both stores: nothing is a 5xx, nothing sent is lost.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "seed_compat/shapes.rs"]
 mod shapes;
 
 use im_e2e::{Backend, TestServer, WsClient, both_backends};

@@ -2,7 +2,7 @@
 //! outlives the friendship, covering messages, friend requests and group invitations; a
 //! refused friend request waits out a cooldown before it may be repeated.
 
-use im_e2e::{Backend, TestServer, TestUser, assert_fail, both_backends};
+use im_e2e::{Backend, TestServer, TestUser, assert_fail, both_backends, ok_data};
 use serde_json::{Value, json};
 
 both_backends!(
@@ -13,22 +13,8 @@ both_backends!(
 
 const SEND: &str = "/api/chat/socket/sendmessage";
 
-fn ok_data(resp: (u16, Value)) -> Value {
-    assert_eq!(resp.0, 200, "{}", resp.1);
-    resp.1["data"].clone()
-}
-
-async fn head(server: &TestServer) -> i64 {
-    server.state.store().head().await.unwrap()
-}
-
 async fn apply(server: &TestServer, from: &TestUser, to: i64) -> (u16, Value) {
     server.post("/api/chat/applyfriend", Some(&from.token), json!({"friend_id": to})).await
-}
-
-async fn befriend(server: &TestServer, a: &TestUser, b: &TestUser) {
-    let id = ok_data(apply(server, a, b.id).await)["id"].as_i64().unwrap();
-    ok_data(server.post(&format!("/api/chat/handleapply/{id}"), Some(&b.token), json!({"status": "agree"})).await);
 }
 
 fn text(to: i64, data: &str) -> Value {
@@ -44,18 +30,18 @@ async fn a_block_survives_the_end_of_the_friendship(backend: Backend) {
     let pest = server.register("pest0001", "123456").await;
     // The blocker takes messages from strangers (so only the block stands in the way).
     ok_data(server.post("/api/chat/userset", Some(&blocker.token), json!({"userset": r#"{"chatset":{"user":{"sendCount":2}}}"#})).await);
-    befriend(&server, &pest, &blocker).await;
+    server.befriend(&pest, &blocker).await;
     ok_data(server.post(SEND, Some(&pest.token), text(blocker.id, "hello friend")).await);
     ok_data(server.post(&format!("/api/chat/setblackgoodfriend/{}", pest.id), Some(&blocker.token), json!({})).await);
     assert_fail(&server.post(SEND, Some(&pest.token), text(blocker.id, "let me in")).await, 400, "blocked");
 
     ok_data(server.post(&format!("/api/chat/deletegoodfriend/{}", blocker.id), Some(&pest.token), json!({})).await);
-    let before = head(&server).await;
+    let before = server.head().await;
     assert_fail(&server.post(SEND, Some(&pest.token), text(blocker.id, "not friends now")).await, 400, "blocked");
     assert_fail(&apply(&server, &pest, blocker.id).await, 400, "blocked");
     let direct = server.post("/api/chat/autoAddFriendAndAgree", Some(&pest.token), json!({"friend_id": blocker.id})).await;
     assert_eq!(direct.0, 400, "{}", direct.1);
-    assert_eq!(head(&server).await, before, "nothing the blocked user tried reached the log");
+    assert_eq!(server.head().await, before, "nothing the blocked user tried reached the log");
 
     // Lifting the block needs no friendship; then the stranger rules apply again.
     let lifted = ok_data(server.post(&format!("/api/chat/setblackgoodfriend/{}", pest.id), Some(&blocker.token), json!({})).await);
@@ -78,11 +64,11 @@ async fn a_refused_request_waits_out_the_cooldown(backend: Backend) {
     let busy = server.register("busy0001", "123456").await;
     let id = ok_data(apply(&server, &asker, busy.id).await)["id"].as_i64().unwrap();
     ok_data(server.post(&format!("/api/chat/handleapply/{id}"), Some(&busy.token), json!({"status": "refuse"})).await);
-    let before = head(&server).await;
+    let before = server.head().await;
     for _ in 0..5 {
         assert_fail(&apply(&server, &asker, busy.id).await, 429, "recently_refused");
     }
-    assert_eq!(head(&server).await, before, "repeats append nothing");
+    assert_eq!(server.head().await, before, "repeats append nothing");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(ok_data(apply(&server, &asker, busy.id).await)["status"], "pending");
 }
@@ -107,8 +93,8 @@ async fn nobody_is_pulled_into_a_group_without_consent(backend: Backend) {
     let member = server.register("gmember1", "123456").await;
     let stranger = server.register("gstrang1", "123456").await;
     let hater = server.register("ghater01", "123456").await;
-    befriend(&server, &owner, &member).await;
-    befriend(&server, &owner, &hater).await;
+    server.befriend(&owner, &member).await;
+    server.befriend(&owner, &hater).await;
     let created = ok_data(server.post("/api/chat/group/create", Some(&owner.token), json!({"ids": [member.id]})).await);
     let group = created["id"].as_i64().unwrap();
     // An open group: members add their friends at once.
@@ -146,10 +132,10 @@ async fn nobody_is_pulled_into_a_group_without_consent(backend: Backend) {
 
     // Someone who blocked the inviter is neither added nor asked, friend or not.
     ok_data(server.post(&format!("/api/chat/setblackgoodfriend/{}", owner.id), Some(&hater.token), json!({})).await);
-    let before = head(&server).await;
+    let before = server.head().await;
     assert_fail(&invite(&server, &owner, group, hater.id).await, 400, "blocked");
     assert_fail(&server.post("/api/chat/group/create", Some(&owner.token), json!({"ids": [hater.id, member.id]})).await, 400, "blocked");
-    assert_eq!(head(&server).await, before, "nothing appended");
+    assert_eq!(server.head().await, before, "nothing appended");
     assert_eq!(ok_data(server.get("/api/chat/groupInvitations", Some(&hater.token)).await), json!([]));
     assert!(!members(&server, group).await.contains(&hater.id));
 }

@@ -42,7 +42,8 @@ fn count_files(dir: &std::path::Path) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_stream_to_disk() {
     use im_e2e::process::ImProcess;
-    let dir = im_e2e::temp_dir();
+    let dir_kept = im_e2e::DataDir::new();
+    let dir = dir_kept.path().to_path_buf();
     let env = std::collections::HashMap::from([
         ("IM_DATA_DIR".to_owned(), dir.display().to_string()),
         ("IM_UPLOAD_MAX_VIDEO".to_owned(), (64 << 20).to_string()),
@@ -159,7 +160,8 @@ fn fake_ffmpeg(dir: &std::path::Path, sleep_secs: u32) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_is_confined_capped_and_timed() {
     let backend = Backend::Sqlite;
-    let tools = im_e2e::temp_dir();
+    let tools_kept = im_e2e::DataDir::new();
+    let tools = tools_kept.path().to_path_buf();
     let ffmpeg = fake_ffmpeg(&tools, 30);
     let server = TestServer::start_with(backend, |s| {
         s.files.ffmpeg = ffmpeg.display().to_string();

@@ -3,11 +3,10 @@
 //! 200 is in the recipient's inbox exactly once, in send order, and the seqs are dense.
 //! Seqs are handed to live sockets before the read models commit them: after the crash
 //! every seq the recipient saw live names the same message it named then.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use futures_util::StreamExt;
 use im_e2e::process::ImProcess;
-use im_e2e::{Backend, both_backends, fresh_postgres_url, temp_dir};
+use im_e2e::{Backend, both_backends, fresh_postgres_url};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -57,7 +56,8 @@ async fn register(client: &reqwest::Client, base: &str, name: &str) -> (i64, Str
 }
 
 async fn killed_mid_stream_loses_no_acknowledged_message(backend: Backend) {
-    let data_dir = temp_dir();
+    let data_dir_kept = im_e2e::DataDir::new();
+    let data_dir = data_dir_kept.path().to_path_buf();
     let database_url = match backend {
         Backend::Postgres => Some(fresh_postgres_url().await),
         Backend::Sqlite => None,

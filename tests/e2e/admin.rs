@@ -1,7 +1,6 @@
 //! End-to-end: the admin console (SPEC 9). Its security properties over plain HTTP
 //! (no default account, cookie flags, CSRF), every operator action, and a real headless
 //! Chromium driven over WebDriver that logs in and takes a screenshot.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use im_e2e::process::free_port;
 use im_e2e::{Backend, TestServer, both_backends};
@@ -209,7 +208,8 @@ async fn in_chromium(server: &TestServer) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let profile = im_e2e::temp_dir();
+    let profile_kept = im_e2e::DataDir::new();
+    let profile = profile_kept.path().to_path_buf();
     let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
         "binary": "/usr/bin/chromium",
         "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",

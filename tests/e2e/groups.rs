@@ -1,25 +1,9 @@
 //! End-to-end: SPEC section 4 (groups) and group messages of section 5.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use im_e2e::{Backend, TestServer, TestUser, WsClient, both_backends};
+use im_e2e::{Backend, TestServer, TestUser, WsClient, assert_fail, both_backends, ok_data};
 use serde_json::{Value, json};
 
 both_backends!(lifecycle_and_owner_rules, joining_policies, group_messages_and_membership_rules, qrcode_png);
-
-fn data(resp: (u16, Value)) -> Value {
-    assert_eq!(resp.0, 200, "{}", resp.1);
-    resp.1["data"].clone()
-}
-
-fn fail(resp: (u16, Value), status: u16, code: &str) {
-    assert_eq!((resp.0, resp.1["code"].as_str().unwrap_or("")), (status, code), "{}", resp.1);
-    assert_eq!(resp.1["msg"], "fail");
-}
-
-async fn befriend(server: &TestServer, a: &TestUser, b: &TestUser) {
-    let req = data(server.post("/api/chat/applyfriend", Some(&a.token), json!({"friend_id": b.id})).await);
-    data(server.post(&format!("/api/chat/handleapply/{}", req["id"]), Some(&b.token), json!({"status": "agree"})).await);
-}
 
 /// Users `names[0]` (the owner) befriended with all the others.
 async fn circle(server: &TestServer, names: &[&str]) -> Vec<TestUser> {
@@ -28,14 +12,14 @@ async fn circle(server: &TestServer, names: &[&str]) -> Vec<TestUser> {
         users.push(server.register(n, "123456").await);
     }
     for other in &users[1..] {
-        befriend(server, &users[0], other).await;
+        server.befriend(&users[0], other).await;
     }
     users
 }
 
 async fn create(server: &TestServer, owner: &TestUser, members: &[&TestUser]) -> Value {
     let ids: Vec<i64> = members.iter().map(|m| m.id).collect();
-    data(server.post("/api/chat/group/create", Some(&owner.token), json!({"ids": ids})).await)
+    ok_data(server.post("/api/chat/group/create", Some(&owner.token), json!({"ids": ids})).await)
 }
 
 fn member_ids(group: &Value) -> Vec<i64> {
@@ -69,12 +53,12 @@ async fn lifecycle_and_owner_rules(backend: Backend) {
     let u = circle(&server, &["gowner01", "gmember1", "gmember2", "gstrange"]).await;
     let (owner, m1, m2, stranger) = (&u[0], &u[1], &u[2], &u[3]);
     // The stranger is no friend of the owner.
-    data(server.post(&format!("/api/chat/deletegoodfriend/{}", stranger.id), Some(&owner.token), json!({})).await);
+    ok_data(server.post(&format!("/api/chat/deletegoodfriend/{}", stranger.id), Some(&owner.token), json!({})).await);
     let mut m1_ws = server.ws(&m1.token).await;
     m1_ws.next_json().await;
 
     // Create: string ids work, default name from member names, creator owns it.
-    let group = data(server.post_form("/api/chat/group/create", Some(&owner.token), &[("ids", &format!("{},{}", m1.id, m2.id))]).await);
+    let group = ok_data(server.post_form("/api/chat/group/create", Some(&owner.token), &[("ids", &format!("{},{}", m1.id, m2.id))]).await);
     let gid = group["id"].as_i64().unwrap();
     assert_eq!(group["user_id"], owner.id);
     assert_eq!(group["name"], "gowner01、gmember1、gmember2");
@@ -90,36 +74,36 @@ async fn lifecycle_and_owner_rules(backend: Backend) {
     assert!(created["data"].as_str().unwrap().contains("创建了群聊"), "{created}");
     assert!(created["group"].get("group_users").is_none(), "messages carry the summary only");
 
-    fail(server.post("/api/chat/group/create", Some(&owner.token), json!({"ids": [stranger.id]})).await, 400, "not_friends");
-    fail(server.post("/api/chat/group/create", Some(&owner.token), json!({"ids": []})).await, 400, "invalid_ids");
-    fail(server.post("/api/chat/group/create", Some(&owner.token), json!({})).await, 400, "missing_ids");
-    fail(server.post("/api/chat/group/create", Some(&owner.token), json!({"ids": [owner.id]})).await, 400, "too_few_members");
+    assert_fail(&server.post("/api/chat/group/create", Some(&owner.token), json!({"ids": [stranger.id]})).await, 400, "not_friends");
+    assert_fail(&server.post("/api/chat/group/create", Some(&owner.token), json!({"ids": []})).await, 400, "invalid_ids");
+    assert_fail(&server.post("/api/chat/group/create", Some(&owner.token), json!({})).await, 400, "missing_ids");
+    assert_fail(&server.post("/api/chat/group/create", Some(&owner.token), json!({"ids": [owner.id]})).await, 400, "too_few_members");
 
     // Lists and info: members only.
-    let list = data(server.get("/api/chat/grouplist/1", Some(&m2.token)).await);
+    let list = ok_data(server.get("/api/chat/grouplist/1", Some(&m2.token)).await);
     assert_eq!(list["count"], 1);
-    data(server.get(&format!("/api/chat/groupinfo/{gid}"), Some(&m2.token)).await);
-    fail(server.get(&format!("/api/chat/groupinfo/{gid}"), Some(&stranger.token)).await, 403, "not_member");
-    fail(server.get("/api/chat/groupinfo/99999", Some(&m2.token)).await, 404, "group_not_found");
+    ok_data(server.get(&format!("/api/chat/groupinfo/{gid}"), Some(&m2.token)).await);
+    assert_fail(&server.get(&format!("/api/chat/groupinfo/{gid}"), Some(&stranger.token)).await, 403, "not_member");
+    assert_fail(&server.get("/api/chat/groupinfo/99999", Some(&m2.token)).await, 404, "group_not_found");
 
     // Owner-only routes answer 403 to members.
     let t = Some(m1.token.as_str());
-    fail(server.post("/api/chat/groupUpdateName", t, json!({"id": gid, "name": "x"})).await, 403, "not_owner");
-    fail(server.post("/api/chat/groupremark", t, json!({"id": gid, "remark": "x"})).await, 403, "not_owner");
-    fail(server.post("/api/chat/groupDeleteUser", t, json!({"id": gid, "user_id": m2.id})).await, 403, "not_owner");
-    fail(server.post("/api/chat/groupAddUserSet", t, json!({"id": gid, "invite_confirm": 0})).await, 403, "not_owner");
+    assert_fail(&server.post("/api/chat/groupUpdateName", t, json!({"id": gid, "name": "x"})).await, 403, "not_owner");
+    assert_fail(&server.post("/api/chat/groupremark", t, json!({"id": gid, "remark": "x"})).await, 403, "not_owner");
+    assert_fail(&server.post("/api/chat/groupDeleteUser", t, json!({"id": gid, "user_id": m2.id})).await, 403, "not_owner");
+    assert_fail(&server.post("/api/chat/groupAddUserSet", t, json!({"id": gid, "invite_confirm": 0})).await, 403, "not_owner");
 
     let o = Some(owner.token.as_str());
-    let renamed = data(server.post("/api/chat/groupUpdateName", o, json!({"id": gid, "name": "周末爬山"})).await);
+    let renamed = ok_data(server.post("/api/chat/groupUpdateName", o, json!({"id": gid, "name": "周末爬山"})).await);
     assert_eq!(renamed["name"], "周末爬山");
     assert!(next_system(&mut m1_ws).await["data"].as_str().unwrap().contains("周末爬山"));
-    fail(server.post("/api/chat/groupUpdateName", o, json!({"id": gid, "name": "x".repeat(31)})).await, 400, "invalid_name");
-    let remarked = data(server.post("/api/chat/groupremark", o, json!({"id": gid, "remark": "周六8点集合"})).await);
+    assert_fail(&server.post("/api/chat/groupUpdateName", o, json!({"id": gid, "name": "x".repeat(31)})).await, 400, "invalid_name");
+    let remarked = ok_data(server.post("/api/chat/groupremark", o, json!({"id": gid, "remark": "周六8点集合"})).await);
     assert_eq!(remarked["remark"], "周六8点集合");
     next_system(&mut m1_ws).await;
 
     // In-group nickname.
-    let nick = data(server.post("/api/chat/groupnickname", t, json!({"id": gid, "nickname": "小一"})).await);
+    let nick = ok_data(server.post("/api/chat/groupnickname", t, json!({"id": gid, "nickname": "小一"})).await);
     let mine = nick["group_users"].as_array().unwrap().iter().find(|m| m["user_id"] == m1.id).unwrap().clone();
     assert_eq!(mine["nickname"], "小一");
     next_system(&mut m1_ws).await;
@@ -127,17 +111,17 @@ async fn lifecycle_and_owner_rules(backend: Backend) {
     // Remove a member: they are told, then no longer a member.
     let mut m2_ws = server.ws(&m2.token).await;
     m2_ws.next_json().await;
-    let after = data(server.post("/api/chat/groupDeleteUser", o, json!({"id": gid, "user_id": m2.id})).await);
+    let after = ok_data(server.post("/api/chat/groupDeleteUser", o, json!({"id": gid, "user_id": m2.id})).await);
     assert!(!member_ids(&after).contains(&m2.id));
     assert!(next_system(&mut m2_ws).await["data"].as_str().unwrap().contains("移出"));
-    fail(server.post("/api/chat/groupDeleteUser", o, json!({"id": gid, "user_id": owner.id})).await, 400, "owner_cannot_leave");
+    assert_fail(&server.post("/api/chat/groupDeleteUser", o, json!({"id": gid, "user_id": owner.id})).await, 400, "owner_cannot_leave");
 
     // A member leaves; the owner dissolves.
-    assert_eq!(data(server.post("/api/chat/groupDeleteOrQuit", t, json!({"id": gid})).await), json!(true));
-    fail(server.get(&format!("/api/chat/groupinfo/{gid}"), t).await, 403, "not_member");
-    assert_eq!(data(server.post("/api/chat/groupDeleteOrQuit", o, json!({"id": gid})).await), json!(true));
-    assert_eq!(data(server.get("/api/chat/grouplist/1", o).await)["count"], 0);
-    fail(server.post("/api/chat/groupUpdateName", o, json!({"id": gid, "name": "again"})).await, 400, "group_dissolved");
+    assert_eq!(ok_data(server.post("/api/chat/groupDeleteOrQuit", t, json!({"id": gid})).await), json!(true));
+    assert_fail(&server.get(&format!("/api/chat/groupinfo/{gid}"), t).await, 403, "not_member");
+    assert_eq!(ok_data(server.post("/api/chat/groupDeleteOrQuit", o, json!({"id": gid})).await), json!(true));
+    assert_eq!(ok_data(server.get("/api/chat/grouplist/1", o).await)["count"], 0);
+    assert_fail(&server.post("/api/chat/groupUpdateName", o, json!({"id": gid, "name": "again"})).await, 400, "group_dissolved");
 }
 
 async fn joining_policies(backend: Backend) {
@@ -151,9 +135,9 @@ async fn joining_policies(backend: Backend) {
     // not the invitee's friend, so the invitee is asked first.
     let mut owner_ws = server.ws(&owner.token).await;
     owner_ws.next_json().await;
-    assert_eq!(data(invite(&server, gid, member, friend.id).await)["status"], "invited");
+    assert_eq!(ok_data(invite(&server, gid, member, friend.id).await)["status"], "invited");
     let accepted = server.post("/api/chat/groupInvitationHandle", Some(&friend.token), json!({"id": gid, "status": "agree"})).await;
-    assert_eq!(data(accepted)["status"], "pending");
+    assert_eq!(ok_data(accepted)["status"], "pending");
     let notice = loop {
         let f = owner_ws.next_non_ping().await;
         if f["type"] == "notice" {
@@ -161,41 +145,47 @@ async fn joining_policies(backend: Backend) {
         }
     };
     assert_eq!(notice["data"]["kind"], "group_join_request");
-    fail(invite(&server, gid, member, friend.id).await, 400, "join_request_pending");
-    fail(
-        server.post("/api/chat/groupAgreeOrNo", Some(&member.token), json!({"id": gid, "user_id": friend.id, "status": "agree"})).await,
+    assert_fail(&invite(&server, gid, member, friend.id).await, 400, "join_request_pending");
+    assert_fail(
+        &server.post("/api/chat/groupAgreeOrNo", Some(&member.token), json!({"id": gid, "user_id": friend.id, "status": "agree"})).await,
         403,
         "not_owner",
     );
-    let agreed = data(
+    let agreed = ok_data(
         server.post("/api/chat/groupAgreeOrNo", Some(&owner.token), json!({"id": gid, "user_id": friend.id, "status": "agree"})).await,
     );
     assert!(member_ids(&agreed).contains(&friend.id));
-    fail(
-        server.post("/api/chat/groupAgreeOrNo", Some(&owner.token), json!({"id": gid, "user_id": friend.id, "status": "agree"})).await,
+    assert_fail(
+        &server.post("/api/chat/groupAgreeOrNo", Some(&owner.token), json!({"id": gid, "user_id": friend.id, "status": "agree"})).await,
         400,
         "no_join_request",
     );
-    fail(invite(&server, gid, member, friend.id).await, 400, "already_member");
+    assert_fail(&invite(&server, gid, member, friend.id).await, 400, "already_member");
 
     // A self-join (QR code) follows the policy; a refusal keeps them out.
-    assert_eq!(data(invite(&server, gid, joiner, joiner.id).await)["status"], "pending");
-    data(server.post("/api/chat/groupAgreeOrNo", Some(&owner.token), json!({"id": gid, "user_id": joiner.id, "status": "refuse"})).await);
-    fail(server.get(&format!("/api/chat/groupinfo/{gid}"), Some(&joiner.token)).await, 403, "not_member");
+    assert_eq!(ok_data(invite(&server, gid, joiner, joiner.id).await)["status"], "pending");
+    ok_data(
+        server.post("/api/chat/groupAgreeOrNo", Some(&owner.token), json!({"id": gid, "user_id": joiner.id, "status": "refuse"})).await,
+    );
+    assert_fail(&server.get(&format!("/api/chat/groupinfo/{gid}"), Some(&joiner.token)).await, 403, "not_member");
 
     // Open policy: anyone joins at once, visitors included.
-    data(server.post("/api/chat/groupAddUserSet", Some(&owner.token), json!({"id": gid, "invite_confirm": 0})).await);
-    assert_eq!(data(invite(&server, gid, joiner, joiner.id).await)["status"], "joined");
+    ok_data(server.post("/api/chat/groupAddUserSet", Some(&owner.token), json!({"id": gid, "invite_confirm": 0})).await);
+    assert_eq!(ok_data(invite(&server, gid, joiner, joiner.id).await)["status"], "joined");
     let visitor = server.visitor("group-visitor").await;
     let (status, body) = server.post("/api/chat/groupInviteUser", Some(&visitor.token), json!({"id": gid, "user_id": visitor.id})).await;
     assert_eq!(status, 200, "{body}");
-    data(server.get(&format!("/api/chat/groupinfo/{gid}"), Some(&visitor.token)).await);
+    ok_data(server.get(&format!("/api/chat/groupinfo/{gid}"), Some(&visitor.token)).await);
     // A non-member cannot invite others; unknown users cannot be invited.
     let outsider = server.register("joutside", "123456").await;
-    fail(server.post("/api/chat/groupInviteUser", Some(&outsider.token), json!({"id": gid, "user_id": owner.id})).await, 403, "not_member");
-    fail(invite(&server, gid, owner, 999_999).await, 400, "user_unavailable");
-    fail(
-        server.post("/api/chat/groupAddUserSet", Some(&owner.token), json!({"id": gid, "invite_confirm": 5})).await,
+    assert_fail(
+        &server.post("/api/chat/groupInviteUser", Some(&outsider.token), json!({"id": gid, "user_id": owner.id})).await,
+        403,
+        "not_member",
+    );
+    assert_fail(&invite(&server, gid, owner, 999_999).await, 400, "user_unavailable");
+    assert_fail(
+        &server.post("/api/chat/groupAddUserSet", Some(&owner.token), json!({"id": gid, "invite_confirm": 5})).await,
         400,
         "invalid_invite_confirm",
     );
@@ -204,8 +194,12 @@ async fn joining_policies(backend: Backend) {
     let small = TestServer::start_with(backend, |s| s.max_group_size = 2).await;
     let su = circle(&small, &["smallown", "smallm01", "smallm02"]).await;
     let g = create(&small, &su[0], &[&su[1]]).await;
-    fail(small.post("/api/chat/groupInviteUser", Some(&su[0].token), json!({"id": g["id"], "user_id": su[2].id})).await, 400, "group_full");
-    fail(small.post("/api/chat/group/create", Some(&su[0].token), json!({"ids": [su[1].id, su[2].id]})).await, 400, "group_full");
+    assert_fail(
+        &small.post("/api/chat/groupInviteUser", Some(&su[0].token), json!({"id": g["id"], "user_id": su[2].id})).await,
+        400,
+        "group_full",
+    );
+    assert_fail(&small.post("/api/chat/group/create", Some(&su[0].token), json!({"ids": [su[1].id, su[2].id]})).await, 400, "group_full");
 }
 
 async fn group_messages_and_membership_rules(backend: Backend) {
@@ -214,11 +208,11 @@ async fn group_messages_and_membership_rules(backend: Backend) {
     let (owner, m1, m2, outsider) = (&u[0], &u[1], &u[2], &u[3]);
     let group = create(&server, owner, &[m1, m2]).await;
     let gid = group["id"].as_i64().unwrap();
-    data(server.post("/api/chat/groupnickname", Some(&owner.token), json!({"id": gid, "nickname": "群主大人"})).await);
+    ok_data(server.post("/api/chat/groupnickname", Some(&owner.token), json!({"id": gid, "nickname": "群主大人"})).await);
 
     let mut m1_ws = server.ws(&m1.token).await;
     m1_ws.next_json().await;
-    let sent = data(send(&server, gid, owner, "大家好").await);
+    let sent = ok_data(send(&server, gid, owner, "大家好").await);
     assert_eq!(sent["chatType"], "group");
     assert_eq!(sent["from_name"], "群主大人", "in-group nickname first");
     assert_eq!(sent["to_id"], gid);
@@ -235,18 +229,18 @@ async fn group_messages_and_membership_rules(backend: Backend) {
     assert!(frame["data"]["seq"].as_i64().unwrap() >= 1);
 
     // The offline member finds it in the inbox; the sender gets no copy of their own.
-    let sync = data(server.get("/api/chat/sync?since=0", Some(&m2.token)).await);
+    let sync = ok_data(server.get("/api/chat/sync?since=0", Some(&m2.token)).await);
     assert!(sync["rows"].as_array().unwrap().iter().any(|r| r["data"]["id"] == sent["id"]));
-    let own = data(server.get("/api/chat/sync?since=0", Some(&owner.token)).await);
+    let own = ok_data(server.get("/api/chat/sync?since=0", Some(&owner.token)).await);
     assert!(!own["rows"].as_array().unwrap().iter().any(|r| r["data"]["id"] == sent["id"]));
-    let history = data(server.get(&format!("/api/chat/history/group/{gid}"), Some(&m2.token)).await);
+    let history = ok_data(server.get(&format!("/api/chat/history/group/{gid}"), Some(&m2.token)).await);
     assert_eq!(history[0]["id"], sent["id"]);
     assert!(history.as_array().unwrap().iter().any(|m| m["type"] == "system"), "system messages are history too");
 
     // Only members send.
-    fail(send(&server, gid, outsider, "hi").await, 403, "not_member");
-    fail(
-        server
+    assert_fail(&send(&server, gid, outsider, "hi").await, 403, "not_member");
+    assert_fail(
+        &server
             .post(
                 "/api/chat/socket/sendmessage",
                 Some(&owner.token),
@@ -258,13 +252,13 @@ async fn group_messages_and_membership_rules(backend: Backend) {
     );
 
     // A removed member stops receiving at once and cannot read the history any more.
-    data(server.post("/api/chat/groupDeleteUser", Some(&owner.token), json!({"id": gid, "user_id": m2.id})).await);
-    let before = data(server.get("/api/chat/sync?since=0", Some(&m2.token)).await)["last_seq"].as_i64().unwrap();
-    data(send(&server, gid, owner, "m2 听不到").await);
-    let after = data(server.get(&format!("/api/chat/sync?since={before}"), Some(&m2.token)).await);
+    ok_data(server.post("/api/chat/groupDeleteUser", Some(&owner.token), json!({"id": gid, "user_id": m2.id})).await);
+    let before = ok_data(server.get("/api/chat/sync?since=0", Some(&m2.token)).await)["last_seq"].as_i64().unwrap();
+    ok_data(send(&server, gid, owner, "m2 听不到").await);
+    let after = ok_data(server.get(&format!("/api/chat/sync?since={before}"), Some(&m2.token)).await);
     assert!(after["rows"].as_array().unwrap().is_empty(), "{after}");
-    fail(server.get(&format!("/api/chat/history/group/{gid}"), Some(&m2.token)).await, 403, "not_member");
-    fail(send(&server, gid, m2, "还在吗").await, 403, "not_member");
+    assert_fail(&server.get(&format!("/api/chat/history/group/{gid}"), Some(&m2.token)).await, 403, "not_member");
+    assert_fail(&send(&server, gid, m2, "还在吗").await, 403, "not_member");
 
     // Muted members and locked groups cannot send (operator actions).
     let op = im_domain::group::Named { id: im_domain::UserId(0), name: "运营".into() };
@@ -276,15 +270,15 @@ async fn group_messages_and_membership_rules(backend: Backend) {
         .await
         .unwrap();
     server.state.settle(muted_at).await.unwrap();
-    fail(send(&server, gid, m1, "禁言中").await, 400, "muted");
-    data(send(&server, gid, owner, "群主可以").await);
+    assert_fail(&send(&server, gid, m1, "禁言中").await, 400, "muted");
+    ok_data(send(&server, gid, owner, "群主可以").await);
     let locked_at = server.state.group_commands().lock(&ctx, gid, op, true).await.unwrap();
     server.state.settle(locked_at).await.unwrap();
-    fail(send(&server, gid, owner, "锁了").await, 400, "group_locked");
+    assert_fail(&send(&server, gid, owner, "锁了").await, 400, "group_locked");
 
     // Dissolved: nobody sends.
     let g2 = create(&server, owner, &[m1]).await;
-    data(server.post("/api/chat/groupDeleteOrQuit", Some(&owner.token), json!({"id": g2["id"]})).await);
+    ok_data(server.post("/api/chat/groupDeleteOrQuit", Some(&owner.token), json!({"id": g2["id"]})).await);
     let (status, body) = server
         .post(
             "/api/chat/socket/sendmessage",
@@ -312,5 +306,5 @@ async fn qrcode_png(backend: Backend) {
         let bytes = resp.bytes().await.unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
     }
-    fail(server.get(&format!("/api/chat/groupQrcode/{gid}"), Some(&u[2].token)).await, 403, "not_member");
+    assert_fail(&server.get(&format!("/api/chat/groupQrcode/{gid}"), Some(&u[2].token)).await, 403, "not_member");
 }

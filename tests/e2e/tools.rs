@@ -1,7 +1,6 @@
 //! End-to-end: operator tooling — `im rebuild` gives back exactly the read models the
 //! running server had built, `im events` prints the log (secrets redacted), and the
 //! binary's exit codes.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use im_e2e::process::binary;
 use im_e2e::{Backend, TestServer, both_backends};
@@ -129,7 +128,7 @@ async fn rebuild_restores_every_read_model(backend: Backend) {
     server.state.projector().wait_for(head).await.unwrap();
     let settings = server.settings.clone();
     let url = url_of(&server);
-    server.stop().await;
+    let _data = server.halt().await;
 
     let before = snapshot(&url).await;
     let empty: Vec<&str> = before.iter().filter(|(_, rows)| rows.is_empty()).map(|(t, _)| t.as_str()).collect();
@@ -216,7 +215,7 @@ async fn replay_publishes_the_log_again() {
     server.visitor("replayed-device-fingerprint").await;
     let head = server.state.store().head().await.unwrap();
     let mut settings = server.settings.clone();
-    server.stop().await;
+    let _data = server.halt().await;
     let kafka = im_e2e::process::MockKafka::start(&["im.events:2"]);
     settings.kafka_brokers = Some(kafka.bootstrap.clone());
     let published = im_gateway::tools::replay(&settings, 3, &mut |_, _| {}).await.unwrap();

@@ -1,8 +1,7 @@
 //! End-to-end: SPEC section 2 (accounts and sessions) route by route, plus the
 //! envelope of unknown routes and the health check, each on SQLite and Postgres.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use im_e2e::{Backend, TestServer, both_backends};
+use im_e2e::{Backend, TestServer, assert_fail, both_backends};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -29,14 +28,6 @@ fn ok(resp: Resp) -> Value {
 }
 
 /// A failure envelope `{"msg":"fail","data":<reason>,"code":<code>}` with this status.
-fn fail(resp: Resp, status: u16, code: &str) {
-    assert_eq!(resp.0, status, "expected {status} {code}: {}", resp.1);
-    assert_eq!(resp.1["msg"], "fail", "{}", resp.1);
-    assert_eq!(resp.1["code"], code, "{}", resp.1);
-    assert!(resp.1["data"].as_str().is_some_and(|r| !r.trim().is_empty()), "a human reason: {}", resp.1);
-    assert_eq!(resp.1.as_object().unwrap().len(), 3, "exactly msg/data/code: {}", resp.1);
-}
-
 fn defaults() -> Value {
     json!({"chatset": {"visitor": {"sendCount": 1, "needFollow": false}, "user": {"sendCount": 1, "needFollow": false}},
            "friendset": {"invite_confirm": 1}})
@@ -134,10 +125,10 @@ async fn reg_chat_and_routing(backend: Backend) {
     ok(server.post("/api/loginChat", None, json!({"username": 12345678, "password": 123456})).await);
 
     // Duplicates, also differing only in case; the first password is untouched.
-    fail(reg(&server, "alice1", "secret9").await, 400, "username_taken");
-    fail(reg(&server, "Alice1", "secret9").await, 400, "username_taken");
-    fail(server.post_form("/api/regChat", None, &[("username", "ALICE1"), ("password", "secret9")]).await, 400, "username_taken");
-    fail(login(&server, "alice1", "secret9").await, 400, "wrong_credentials");
+    assert_fail(&reg(&server, "alice1", "secret9").await, 400, "username_taken");
+    assert_fail(&reg(&server, "Alice1", "secret9").await, 400, "username_taken");
+    assert_fail(&server.post_form("/api/regChat", None, &[("username", "ALICE1"), ("password", "secret9")]).await, 400, "username_taken");
+    assert_fail(&login(&server, "alice1", "secret9").await, 400, "wrong_credentials");
     let alice_again = ok(login(&server, "alice1", "secret1").await);
     assert_eq!(alice_again["id"], alice["id"]);
 
@@ -147,31 +138,31 @@ async fn reg_chat_and_routing(backend: Backend) {
     for resp in futures_util::future::join_all(racers).await {
         match resp.0 {
             200 => winners += 1,
-            _ => fail(resp, 400, "username_taken"),
+            _ => assert_fail(&resp, 400, "username_taken"),
         }
     }
     assert_eq!(winners, 1, "one account per name");
 
     // Validation.
-    fail(reg(&server, "abc", "secret1").await, 400, "invalid_username");
-    fail(reg(&server, &"a".repeat(21), "secret1").await, 400, "invalid_username");
-    fail(reg(&server, "has space", "secret1").await, 400, "invalid_username");
-    fail(reg(&server, "carol01", "12345").await, 400, "invalid_password");
-    fail(reg(&server, "carol02", &"x".repeat(21)).await, 400, "invalid_password");
-    fail(server.post("/api/regChat", None, json!({"password": "secret1"})).await, 400, "missing_username");
-    fail(server.post("/api/regChat", None, json!({"username": "", "password": "secret1"})).await, 400, "missing_username");
-    fail(server.post("/api/regChat", None, json!({"username": "carol03"})).await, 400, "missing_password");
-    fail(server.post_form("/api/regChat", None, &[("username", "carol04")]).await, 400, "missing_password");
+    assert_fail(&reg(&server, "abc", "secret1").await, 400, "invalid_username");
+    assert_fail(&reg(&server, &"a".repeat(21), "secret1").await, 400, "invalid_username");
+    assert_fail(&reg(&server, "has space", "secret1").await, 400, "invalid_username");
+    assert_fail(&reg(&server, "carol01", "12345").await, 400, "invalid_password");
+    assert_fail(&reg(&server, "carol02", &"x".repeat(21)).await, 400, "invalid_password");
+    assert_fail(&server.post("/api/regChat", None, json!({"password": "secret1"})).await, 400, "missing_username");
+    assert_fail(&server.post("/api/regChat", None, json!({"username": "", "password": "secret1"})).await, 400, "missing_username");
+    assert_fail(&server.post("/api/regChat", None, json!({"username": "carol03"})).await, 400, "missing_password");
+    assert_fail(&server.post_form("/api/regChat", None, &[("username", "carol04")]).await, 400, "missing_password");
     let malformed = server.request(Method::POST, "/api/regChat").header("content-type", "application/json").body("{\"username\": ");
-    fail(server.send(malformed).await, 400, "invalid_body");
+    assert_fail(&server.send(malformed).await, 400, "invalid_body");
     let not_object = server.request(Method::POST, "/api/regChat").header("content-type", "application/json").body("[1,2]");
-    fail(server.send(not_object).await, 400, "invalid_body");
+    assert_fail(&server.send(not_object).await, 400, "invalid_body");
 
     // None of the refusals created anything: those names are still free and unknown.
     for name in ["carol01", "carol02", "carol03", "carol04"] {
-        fail(login(&server, name, "secret1").await, 400, "wrong_credentials");
+        assert_fail(&login(&server, name, "secret1").await, 400, "wrong_credentials");
     }
-    fail(login(&server, "has space", "secret1").await, 400, "wrong_credentials");
+    assert_fail(&login(&server, "has space", "secret1").await, 400, "wrong_credentials");
     for name in ["carol01", "carol02", "carol03", "carol04"] {
         assert_user_object(&ok(reg(&server, name, "secret1").await), "user");
     }
@@ -180,10 +171,10 @@ async fn reg_chat_and_routing(backend: Backend) {
     ok(reg(&server, &"b".repeat(20), &"p".repeat(20)).await);
 
     // The envelope everywhere, also off the routes.
-    fail(server.get("/api/nope", None).await, 404, "not_found");
-    fail(server.post("/api/chat/nope", None, json!({})).await, 404, "not_found");
-    fail(server.get("/api/regChat", None).await, 405, "method_not_allowed");
-    fail(server.get("/api/chat/logout", None).await, 405, "method_not_allowed");
+    assert_fail(&server.get("/api/nope", None).await, 404, "not_found");
+    assert_fail(&server.post("/api/chat/nope", None, json!({})).await, 404, "not_found");
+    assert_fail(&server.get("/api/regChat", None).await, 405, "method_not_allowed");
+    assert_fail(&server.get("/api/chat/logout", None).await, 405, "method_not_allowed");
 }
 
 async fn login_tokens_and_logout(backend: Backend) {
@@ -199,23 +190,23 @@ async fn login_tokens_and_logout(backend: Backend) {
     assert_eq!(first["uuid"], registered["uuid"]);
     let t1 = token(&first);
     assert_ne!(t1, t0);
-    fail(settings_with(&server, &t0).await, 401, "token_revoked");
+    assert_fail(&settings_with(&server, &t0).await, 401, "token_revoked");
     ok(settings_with(&server, &t1).await);
 
     // ONE LIVE TOKEN: a second login revokes the first.
     let second = ok(server.post_form("/api/loginChat", None, &[("username", "tokens01"), ("password", "secret1")]).await);
     let t2 = token(&second);
     assert_ne!(t2, t1);
-    fail(settings_with(&server, &t1).await, 401, "token_revoked");
+    assert_fail(&settings_with(&server, &t1).await, 401, "token_revoked");
     ok(settings_with(&server, &t2).await);
 
     // Wrong password and unknown user look the same, and change nothing.
-    fail(login(&server, "tokens01", "secret2").await, 400, "wrong_credentials");
-    fail(login(&server, "nobody99", "secret1").await, 400, "wrong_credentials");
-    fail(login(&server, "ab", "secret1").await, 400, "wrong_credentials");
+    assert_fail(&login(&server, "tokens01", "secret2").await, 400, "wrong_credentials");
+    assert_fail(&login(&server, "nobody99", "secret1").await, 400, "wrong_credentials");
+    assert_fail(&login(&server, "ab", "secret1").await, 400, "wrong_credentials");
     ok(settings_with(&server, &t2).await);
-    fail(server.post("/api/loginChat", None, json!({"password": "secret1"})).await, 400, "missing_username");
-    fail(server.post("/api/loginChat", None, json!({"username": "tokens01"})).await, 400, "missing_password");
+    assert_fail(&server.post("/api/loginChat", None, json!({"password": "secret1"})).await, 400, "missing_username");
+    assert_fail(&server.post("/api/loginChat", None, json!({"username": "tokens01"})).await, 400, "missing_password");
 
     // visitorloginChat: the same as loginChat, with an optional fingerprint.
     let via_device = ok(server
@@ -223,20 +214,20 @@ async fn login_tokens_and_logout(backend: Backend) {
         .await);
     assert_user_object(&via_device, "user");
     assert_eq!(via_device["id"], registered["id"]);
-    fail(settings_with(&server, &t2).await, 401, "token_revoked");
+    assert_fail(&settings_with(&server, &t2).await, 401, "token_revoked");
     let plain = ok(server.post_form("/api/visitorloginChat", None, &[("username", "tokens01"), ("password", "secret1")]).await);
-    fail(settings_with(&server, &token(&via_device)).await, 401, "token_revoked");
-    fail(
-        server.post("/api/visitorloginChat", None, json!({"username": "tokens01", "password": "secret2"})).await,
+    assert_fail(&settings_with(&server, &token(&via_device)).await, 401, "token_revoked");
+    assert_fail(
+        &server.post("/api/visitorloginChat", None, json!({"username": "tokens01", "password": "secret2"})).await,
         400,
         "wrong_credentials",
     );
-    fail(
-        server.post("/api/visitorloginChat", None, json!({"username": "nobody99", "password": "secret1"})).await,
+    assert_fail(
+        &server.post("/api/visitorloginChat", None, json!({"username": "nobody99", "password": "secret1"})).await,
         400,
         "wrong_credentials",
     );
-    fail(server.post("/api/visitorloginChat", None, json!({"username": "tokens01"})).await, 400, "missing_password");
+    assert_fail(&server.post("/api/visitorloginChat", None, json!({"username": "tokens01"})).await, 400, "missing_password");
     let t = token(&plain);
     ok(settings_with(&server, &t).await);
 
@@ -248,47 +239,47 @@ async fn login_tokens_and_logout(backend: Backend) {
     ok(server.post_form(SETTINGS, None, &[("token", &t)]).await);
 
     // Refused tokens.
-    fail(server.post(SETTINGS, None, json!({})).await, 401, "missing_token");
-    fail(server.post_form(SETTINGS, None, &[]).await, 401, "missing_token");
-    fail(server.post(SETTINGS, None, json!({"token": ""})).await, 401, "missing_token");
-    fail(settings_with(&server, "garbage").await, 401, "invalid_token");
-    fail(server.send(server.request(Method::POST, SETTINGS).header("authorization", "Bearer garbage")).await, 401, "invalid_token");
-    fail(server.send(server.request(Method::POST, &format!("{SETTINGS}?token=a.b.c"))).await, 401, "invalid_token");
+    assert_fail(&server.post(SETTINGS, None, json!({})).await, 401, "missing_token");
+    assert_fail(&server.post_form(SETTINGS, None, &[]).await, 401, "missing_token");
+    assert_fail(&server.post(SETTINGS, None, json!({"token": ""})).await, 401, "missing_token");
+    assert_fail(&settings_with(&server, "garbage").await, 401, "invalid_token");
+    assert_fail(&server.send(server.request(Method::POST, SETTINGS).header("authorization", "Bearer garbage")).await, 401, "invalid_token");
+    assert_fail(&server.send(server.request(Method::POST, &format!("{SETTINGS}?token=a.b.c"))).await, 401, "invalid_token");
     // A live token with its signature tampered with.
     let mut tampered: Vec<char> = t.chars().collect();
     let i = tampered.len() - 10;
     tampered[i] = if tampered[i] == 'A' { 'B' } else { 'A' };
-    fail(settings_with(&server, &tampered.into_iter().collect::<String>()).await, 401, "invalid_token");
+    assert_fail(&settings_with(&server, &tampered.into_iter().collect::<String>()).await, 401, "invalid_token");
 
     // Signed with another server's secret (a user with the same id exists here).
     let other = TestServer::start(backend).await;
     let foreign = ok(reg(&other, "tokens01", "secret1").await);
     assert_eq!(foreign["id"], registered["id"], "same id on both servers, so only the signature differs");
     ok(settings_with(&other, &token(&foreign)).await);
-    fail(settings_with(&server, &token(&foreign)).await, 401, "invalid_token");
+    assert_fail(&settings_with(&server, &token(&foreign)).await, 401, "invalid_token");
     other.stop().await;
 
     // Expired (leeway 0; a negative lifetime makes the token expired at issue).
     let expiring = TestServer::start_with(backend, |s| s.token_ttl_secs = -10).await;
     let expired = ok(reg(&expiring, "expired1", "secret1").await);
-    fail(settings_with(&expiring, &token(&expired)).await, 401, "token_expired");
+    assert_fail(&settings_with(&expiring, &token(&expired)).await, 401, "token_expired");
     let relogged = ok(login(&expiring, "expired1", "secret1").await);
-    fail(settings_with(&expiring, &token(&relogged)).await, 401, "token_expired");
-    fail(expiring.post("/api/chat/logout", Some(&token(&relogged)), json!({})).await, 401, "token_expired");
+    assert_fail(&settings_with(&expiring, &token(&relogged)).await, 401, "token_expired");
+    assert_fail(&expiring.post("/api/chat/logout", Some(&token(&relogged)), json!({})).await, 401, "token_expired");
     expiring.stop().await;
 
     // logout: true, then the token is revoked; logging in again works.
-    fail(server.post("/api/chat/logout", None, json!({})).await, 401, "missing_token");
+    assert_fail(&server.post("/api/chat/logout", None, json!({})).await, 401, "missing_token");
     assert_eq!(ok(server.post("/api/chat/logout", Some(&t), json!({})).await), json!(true));
-    fail(settings_with(&server, &t).await, 401, "token_revoked");
-    fail(server.post("/api/chat/logout", Some(&t), json!({})).await, 401, "token_revoked");
+    assert_fail(&settings_with(&server, &t).await, 401, "token_revoked");
+    assert_fail(&server.post("/api/chat/logout", Some(&t), json!({})).await, 401, "token_revoked");
     let back = ok(login(&server, "tokens01", "secret1").await);
     assert_eq!(back["id"], registered["id"]);
     ok(settings_with(&server, &token(&back)).await);
-    fail(settings_with(&server, &t).await, 401, "token_revoked");
+    assert_fail(&settings_with(&server, &t).await, 401, "token_revoked");
     // Form-bodied logout with the token in the body.
     assert_eq!(ok(server.post_form("/api/chat/logout", None, &[("token", &token(&back))]).await), json!(true));
-    fail(settings_with(&server, &token(&back)).await, 401, "token_revoked");
+    assert_fail(&settings_with(&server, &token(&back)).await, 401, "token_revoked");
 }
 
 async fn visitor_register_and_whitelist(backend: Backend) {
@@ -308,10 +299,10 @@ async fn visitor_register_and_whitelist(backend: Backend) {
     assert_user_object(&again, "visitor");
     assert_eq!((&again["id"], &again["uuid"]), (&v["id"], &v["uuid"]));
     assert_ne!(token(&again), v_token);
-    fail(settings_with(&server, &v_token).await, 401, "token_revoked");
+    assert_fail(&settings_with(&server, &v_token).await, 401, "token_revoked");
     let by_form = ok(server.post_form("/api/visitorRegister", None, &[("devicefingeruuid", "dev-0001"), ("platform", "android")]).await);
     assert_eq!(by_form["id"], v["id"]);
-    fail(settings_with(&server, &token(&again)).await, 401, "token_revoked");
+    assert_fail(&settings_with(&server, &token(&again)).await, 401, "token_revoked");
     let vt = token(&by_form);
     ok(settings_with(&server, &vt).await);
 
@@ -329,27 +320,31 @@ async fn visitor_register_and_whitelist(backend: Backend) {
         let (status, body) = settings_with(&server, &token(a)).await;
         match status {
             200 => live += 1,
-            _ => fail((status, body), 401, "token_revoked"),
+            _ => assert_fail(&(status, body), 401, "token_revoked"),
         }
     }
     assert_eq!(live, 1, "one live session");
 
     // Bad fingerprints change nothing.
-    fail(server.post("/api/visitorRegister", None, json!({})).await, 400, "missing_devicefingeruuid");
-    fail(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": ""})).await, 400, "missing_devicefingeruuid");
-    fail(server.post("/api/visitorRegister", None, json!({"ua": "Mozilla"})).await, 400, "missing_devicefingeruuid");
-    fail(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "has space"})).await, 400, "invalid_devicefingeruuid");
+    assert_fail(&server.post("/api/visitorRegister", None, json!({})).await, 400, "missing_devicefingeruuid");
+    assert_fail(&server.post("/api/visitorRegister", None, json!({"devicefingeruuid": ""})).await, 400, "missing_devicefingeruuid");
+    assert_fail(&server.post("/api/visitorRegister", None, json!({"ua": "Mozilla"})).await, 400, "missing_devicefingeruuid");
+    assert_fail(
+        &server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "has space"})).await,
+        400,
+        "invalid_devicefingeruuid",
+    );
     ok(settings_with(&server, &vt).await);
 
     // A visitor cannot log in with a password under its generated name.
     let vname = by_form["username"].as_str().unwrap().to_owned();
-    fail(login(&server, &vname, "secret1").await, 400, "wrong_credentials");
+    assert_fail(&login(&server, &vname, "secret1").await, 400, "wrong_credentials");
 
     // The whitelist: user-only routes are 403 visitor_forbidden.
     let t = Some(vt.as_str());
-    fail(server.post("/api/chat/searchUser", t, json!({"keyword": "abc"})).await, 403, "visitor_forbidden");
+    assert_fail(&server.post("/api/chat/searchUser", t, json!({"keyword": "abc"})).await, 403, "visitor_forbidden");
     let change = json!({"oldpassword": "secret1", "password": "secret2", "repassword": "secret2"});
-    fail(server.post("/api/chat/setPassword", t, change).await, 403, "visitor_forbidden");
+    assert_fail(&server.post("/api/chat/setPassword", t, change).await, 403, "visitor_forbidden");
     // … allowed ones answer.
     assert_eq!(ok(server.post(SETTINGS, t, json!({})).await), defaults());
     assert_eq!(ok(server.post("/api/chat/userset", t, json!({"userset": r#"{"chatset":{"visitor":{"sendCount":0}}}"#})).await), "ok");
@@ -361,16 +356,16 @@ async fn visitor_register_and_whitelist(backend: Backend) {
     );
     assert_no_secret_keys(&renamed);
     // … but only nickname and avatar: sign/sex/area are refused, and nothing changes.
-    fail(server.post("/api/chat/updateUserinfo", t, json!({"sign": "hello"})).await, 403, "visitor_forbidden");
-    fail(server.post("/api/chat/updateUserinfo", t, json!({"sex": "女"})).await, 403, "visitor_forbidden");
-    fail(server.post("/api/chat/updateUserinfo", t, json!({"nickname": "Other", "area": "北京"})).await, 403, "visitor_forbidden");
+    assert_fail(&server.post("/api/chat/updateUserinfo", t, json!({"sign": "hello"})).await, 403, "visitor_forbidden");
+    assert_fail(&server.post("/api/chat/updateUserinfo", t, json!({"sex": "女"})).await, 403, "visitor_forbidden");
+    assert_fail(&server.post("/api/chat/updateUserinfo", t, json!({"nickname": "Other", "area": "北京"})).await, 403, "visitor_forbidden");
     let public = ok(server.get(&format!("/api/userinfo/{}", v["uuid"].as_str().unwrap()), None).await);
     assert_eq!(public["nickname"], "Guesty");
     assert_eq!(public["userinfo"], json!({"sex": "", "sign": "", "area": ""}), "{public}");
 
     // A visitor logs out like a user; the device then logs the same visitor in again.
     assert_eq!(ok(server.post("/api/chat/logout", t, json!({})).await), json!(true));
-    fail(settings_with(&server, &vt).await, 401, "token_revoked");
+    assert_fail(&settings_with(&server, &vt).await, 401, "token_revoked");
     let back = ok(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-0001"})).await);
     assert_eq!(back["id"], v["id"]);
     assert_eq!(back["nickname"], "Guesty");
@@ -385,24 +380,28 @@ async fn visitor_upgrade_in_place(backend: Backend) {
     let user = ok(reg(&server, "taken001", "secret1").await);
 
     // Only visitors upgrade; the username must be free and valid.
-    fail(
-        server.post("/api/visitorregChat", Some(&token(&user)), json!({"username": "fresh001", "password": "secret1"})).await,
+    assert_fail(
+        &server.post("/api/visitorregChat", Some(&token(&user)), json!({"username": "fresh001", "password": "secret1"})).await,
         400,
         "not_a_visitor",
     );
-    fail(server.post("/api/visitorregChat", None, json!({"username": "fresh001", "password": "secret1"})).await, 401, "missing_token");
+    assert_fail(
+        &server.post("/api/visitorregChat", None, json!({"username": "fresh001", "password": "secret1"})).await,
+        401,
+        "missing_token",
+    );
     let up = |username: &str, password: &str| json!({"username": username, "password": password});
-    fail(server.post("/api/visitorregChat", Some(&vt), up("taken001", "secret1")).await, 400, "username_taken");
-    fail(server.post("/api/visitorregChat", Some(&vt), up("TAKEN001", "secret1")).await, 400, "username_taken");
-    fail(server.post("/api/visitorregChat", Some(&vt), up("ab", "secret1")).await, 400, "invalid_username");
-    fail(server.post("/api/visitorregChat", Some(&vt), up("guest001", "123")).await, 400, "invalid_password");
-    fail(server.post("/api/visitorregChat", Some(&vt), json!({"password": "secret1"})).await, 400, "missing_username");
-    fail(server.post("/api/visitorregChat", Some(&vt), json!({"username": "guest001"})).await, 400, "missing_password");
+    assert_fail(&server.post("/api/visitorregChat", Some(&vt), up("taken001", "secret1")).await, 400, "username_taken");
+    assert_fail(&server.post("/api/visitorregChat", Some(&vt), up("TAKEN001", "secret1")).await, 400, "username_taken");
+    assert_fail(&server.post("/api/visitorregChat", Some(&vt), up("ab", "secret1")).await, 400, "invalid_username");
+    assert_fail(&server.post("/api/visitorregChat", Some(&vt), up("guest001", "123")).await, 400, "invalid_password");
+    assert_fail(&server.post("/api/visitorregChat", Some(&vt), json!({"password": "secret1"})).await, 400, "missing_username");
+    assert_fail(&server.post("/api/visitorregChat", Some(&vt), json!({"username": "guest001"})).await, 400, "missing_password");
     // … none of which changed the visitor, or the refused names.
     assert_eq!(ok(server.post("/api/chat/updateUserinfo", Some(&vt), json!({"avatar": "a.png"})).await)["role"], "visitor");
-    fail(login(&server, "guest001", "secret1").await, 400, "wrong_credentials");
-    fail(login(&server, "fresh001", "secret1").await, 400, "wrong_credentials");
-    fail(login(&server, "taken001", "secret9").await, 400, "wrong_credentials");
+    assert_fail(&login(&server, "guest001", "secret1").await, 400, "wrong_credentials");
+    assert_fail(&login(&server, "fresh001", "secret1").await, 400, "wrong_credentials");
+    assert_fail(&login(&server, "taken001", "secret9").await, 400, "wrong_credentials");
 
     // In place: same id and uuid, now a user with the new name and a new token.
     let upgraded = ok(server.post_form("/api/visitorregChat", Some(&vt), &[("username", "guest001"), ("password", "secret1")]).await);
@@ -412,21 +411,21 @@ async fn visitor_upgrade_in_place(backend: Backend) {
     assert_eq!(upgraded["nickname"], "Guesty");
     let ut = token(&upgraded);
     assert_ne!(ut, vt);
-    fail(settings_with(&server, &vt).await, 401, "token_revoked");
+    assert_fail(&settings_with(&server, &vt).await, 401, "token_revoked");
     // The new token is a user's: user-only routes work.
     ok(server.post("/api/chat/searchUser", Some(&ut), json!({"keyword": "taken"})).await);
     ok(server.post("/api/chat/updateUserinfo", Some(&ut), json!({"sign": "now a user"})).await);
-    fail(server.post("/api/visitorregChat", Some(&ut), up("guest002", "secret1")).await, 400, "not_a_visitor");
+    assert_fail(&server.post("/api/visitorregChat", Some(&ut), up("guest002", "secret1")).await, 400, "not_a_visitor");
     let public = ok(server.get(&format!("/api/userinfo/{}", v["uuid"].as_str().unwrap()), None).await);
     assert_eq!((public["role"].as_str(), public["username"].as_str()), (Some("user"), Some("guest001")));
 
     // The name is claimed; the password logs in.
-    fail(reg(&server, "guest001", "secret1").await, 400, "username_taken");
-    fail(reg(&server, "GUEST001", "secret1").await, 400, "username_taken");
+    assert_fail(&reg(&server, "guest001", "secret1").await, 400, "username_taken");
+    assert_fail(&reg(&server, "GUEST001", "secret1").await, 400, "username_taken");
     let logged = ok(login(&server, "guest001", "secret1").await);
     assert_eq!(logged["id"], v["id"]);
     assert_eq!(logged["role"], "user");
-    fail(settings_with(&server, &ut).await, 401, "token_revoked");
+    assert_fail(&settings_with(&server, &ut).await, 401, "token_revoked");
 
     // The device no longer opens the password-protected account: it gets a new visitor.
     let fresh = ok(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-upgrade"})).await);
@@ -445,25 +444,25 @@ async fn set_password_and_update_userinfo(backend: Backend) {
     let pw = |old: &str, new: &str, repeat: &str| json!({"oldpassword": old, "password": new, "repassword": repeat});
 
     // setPassword refusals, each leaving the password and the session as they were.
-    fail(server.post("/api/chat/setPassword", Some(&t), pw("wrong11", "secret2", "secret2")).await, 400, "wrong_old_password");
-    fail(server.post("/api/chat/setPassword", Some(&t), pw("secret1", "secret2", "secret3")).await, 400, "password_mismatch");
-    fail(server.post("/api/chat/setPassword", Some(&t), pw("secret1", "123", "123")).await, 400, "invalid_password");
-    fail(
-        server.post("/api/chat/setPassword", Some(&t), json!({"password": "secret2", "repassword": "secret2"})).await,
+    assert_fail(&server.post("/api/chat/setPassword", Some(&t), pw("wrong11", "secret2", "secret2")).await, 400, "wrong_old_password");
+    assert_fail(&server.post("/api/chat/setPassword", Some(&t), pw("secret1", "secret2", "secret3")).await, 400, "password_mismatch");
+    assert_fail(&server.post("/api/chat/setPassword", Some(&t), pw("secret1", "123", "123")).await, 400, "invalid_password");
+    assert_fail(
+        &server.post("/api/chat/setPassword", Some(&t), json!({"password": "secret2", "repassword": "secret2"})).await,
         400,
         "missing_oldpassword",
     );
-    fail(
-        server.post("/api/chat/setPassword", Some(&t), json!({"oldpassword": "secret1", "repassword": "secret2"})).await,
+    assert_fail(
+        &server.post("/api/chat/setPassword", Some(&t), json!({"oldpassword": "secret1", "repassword": "secret2"})).await,
         400,
         "missing_password",
     );
-    fail(
-        server.post("/api/chat/setPassword", Some(&t), json!({"oldpassword": "secret1", "password": "secret2"})).await,
+    assert_fail(
+        &server.post("/api/chat/setPassword", Some(&t), json!({"oldpassword": "secret1", "password": "secret2"})).await,
         400,
         "missing_repassword",
     );
-    fail(server.post("/api/chat/setPassword", None, pw("secret1", "secret2", "secret2")).await, 401, "missing_token");
+    assert_fail(&server.post("/api/chat/setPassword", None, pw("secret1", "secret2", "secret2")).await, 401, "missing_token");
     ok(settings_with(&server, &t).await);
 
     // Success (form body): the old password stops working, the new one logs in.
@@ -473,10 +472,10 @@ async fn set_password_and_update_userinfo(backend: Backend) {
     assert_eq!(ok(changed), json!(true));
     // The calling session is not an "other" session: it stays live.
     ok(settings_with(&server, &t).await);
-    fail(login(&server, "profile1", "secret1").await, 400, "wrong_credentials");
+    assert_fail(&login(&server, "profile1", "secret1").await, 400, "wrong_credentials");
     let u = ok(login(&server, "profile1", "secret2").await);
     let t = token(&u);
-    fail(server.post("/api/chat/setPassword", Some(&t), pw("secret1", "secret3", "secret3")).await, 400, "wrong_old_password");
+    assert_fail(&server.post("/api/chat/setPassword", Some(&t), pw("secret1", "secret3", "secret3")).await, 400, "wrong_old_password");
 
     // updateUserinfo: every field; the answer is the updated user object.
     let before = ok(settings_with(&server, &t).await);
@@ -503,12 +502,12 @@ async fn set_password_and_update_userinfo(backend: Backend) {
     assert_eq!(public["userinfo"], json!({"sex": "男", "sign": "bye", "area": "上海"}));
 
     // Refusals.
-    fail(server.post("/api/chat/updateUserinfo", Some(&t), json!({})).await, 400, "nothing_to_change");
-    fail(server.post_form("/api/chat/updateUserinfo", Some(&t), &[]).await, 400, "nothing_to_change");
+    assert_fail(&server.post("/api/chat/updateUserinfo", Some(&t), json!({})).await, 400, "nothing_to_change");
+    assert_fail(&server.post_form("/api/chat/updateUserinfo", Some(&t), &[]).await, 400, "nothing_to_change");
     let (status, body) = server.post("/api/chat/updateUserinfo", Some(&t), json!({"nickname": "x".repeat(51)})).await;
     assert_eq!((status, body["msg"].as_str()), (400, Some("fail")), "{body}");
     assert!(body["code"].as_str().is_some_and(|c| c.contains("nickname") || c == "too_long"), "{body}");
-    fail(server.post("/api/chat/updateUserinfo", None, json!({"nickname": "abc"})).await, 401, "missing_token");
+    assert_fail(&server.post("/api/chat/updateUserinfo", None, json!({"nickname": "abc"})).await, 401, "missing_token");
     // 50 characters (also CJK) is the limit, inclusive.
     assert_eq!(
         ok(server.post("/api/chat/updateUserinfo", Some(&t), json!({"nickname": "名".repeat(50)})).await)["nickname"],
@@ -552,13 +551,13 @@ async fn userset_and_get_userset_info(backend: Backend) {
         // An empty string counts as given-but-invalid or as missing; both are 400s.
         let code = if bad.is_empty() { body["code"].as_str().unwrap_or_default().to_owned() } else { "invalid_userset".to_owned() };
         assert!(code == "invalid_userset" || code == "missing_userset", "{body}");
-        fail((status, body), 400, &code);
+        assert_fail(&(status, body), 400, &code);
     }
-    fail(server.post("/api/chat/userset", t, json!({"userset": 5})).await, 400, "invalid_userset");
-    fail(server.post("/api/chat/userset", t, json!({})).await, 400, "missing_userset");
-    fail(server.post_form("/api/chat/userset", t, &[]).await, 400, "missing_userset");
-    fail(server.post("/api/chat/userset", None, json!({"userset": "{}"})).await, 401, "missing_token");
-    fail(server.post(SETTINGS, None, json!({})).await, 401, "missing_token");
+    assert_fail(&server.post("/api/chat/userset", t, json!({"userset": 5})).await, 400, "invalid_userset");
+    assert_fail(&server.post("/api/chat/userset", t, json!({})).await, 400, "missing_userset");
+    assert_fail(&server.post_form("/api/chat/userset", t, &[]).await, 400, "missing_userset");
+    assert_fail(&server.post("/api/chat/userset", None, json!({"userset": "{}"})).await, 401, "missing_token");
+    assert_fail(&server.post(SETTINGS, None, json!({})).await, 401, "missing_token");
     assert_eq!(ok(server.post(SETTINGS, t, json!({})).await), merged);
 
     // Form-encoded: the settings replace the old ones, missing keys at their defaults.
@@ -578,7 +577,7 @@ async fn userset_and_get_userset_info(backend: Backend) {
     assert_eq!(ok(server.post(SETTINGS, t, json!({})).await), defaults());
     // Longer than 4 KiB is refused, and changes nothing.
     let long = format!(r#"{{"pad":"{}"}}"#, "x".repeat(5000));
-    fail(server.post("/api/chat/userset", t, json!({"userset": long})).await, 400, "invalid_userset");
+    assert_fail(&server.post("/api/chat/userset", t, json!({"userset": long})).await, 400, "invalid_userset");
     assert_eq!(ok(server.post(SETTINGS, t, json!({})).await), defaults());
 }
 
@@ -626,9 +625,9 @@ async fn search_public_profile_and_disabled_users(backend: Backend) {
     // LIKE wildcards are literal.
     assert_eq!(ok(search("%").await), json!([]));
     assert_eq!(ok(search("_").await).as_array().unwrap().len(), 1, "only lisi_001 has an underscore");
-    fail(server.post("/api/chat/searchUser", t, json!({})).await, 400, "missing_keyword");
-    fail(server.post("/api/chat/searchUser", t, json!({"keyword": ""})).await, 400, "missing_keyword");
-    fail(server.post("/api/chat/searchUser", None, json!({"keyword": "zha"})).await, 401, "missing_token");
+    assert_fail(&server.post("/api/chat/searchUser", t, json!({})).await, 400, "missing_keyword");
+    assert_fail(&server.post("/api/chat/searchUser", t, json!({"keyword": ""})).await, 400, "missing_keyword");
+    assert_fail(&server.post("/api/chat/searchUser", None, json!({"keyword": "zha"})).await, 401, "missing_token");
 
     // The public profile.
     let zhang_uuid = zhang["uuid"].as_str().unwrap();
@@ -643,26 +642,30 @@ async fn search_public_profile_and_disabled_users(backend: Backend) {
     assert_eq!(public["userinfo"], json!({"sex": "", "sign": "hi", "area": "杭州"}));
     assert!(public.get("token").is_none(), "{public}");
     assert_no_secret_keys(&public);
-    fail(server.get("/api/userinfo/short", None).await, 400, "invalid_uuid");
-    fail(server.get(&format!("/api/userinfo/{zhang_uuid}x"), None).await, 400, "invalid_uuid");
-    fail(server.get(&format!("/api/userinfo/{}", uuid::Uuid::new_v4()), None).await, 404, "user_not_found");
-    fail(server.get(&format!("/api/userinfo/{}", "x".repeat(36)), None).await, 404, "user_not_found");
+    assert_fail(&server.get("/api/userinfo/short", None).await, 400, "invalid_uuid");
+    assert_fail(&server.get(&format!("/api/userinfo/{zhang_uuid}x"), None).await, 400, "invalid_uuid");
+    assert_fail(&server.get(&format!("/api/userinfo/{}", uuid::Uuid::new_v4()), None).await, 404, "user_not_found");
+    assert_fail(&server.get(&format!("/api/userinfo/{}", "x".repeat(36)), None).await, 404, "user_not_found");
 
     // Disabled: token refused, no login, no profile, not searchable.
     let zhao_id = zhao["id"].as_i64().unwrap();
     let zhao_token = token(&zhao);
     ok(settings_with(&server, &zhao_token).await);
     set_active(&server, zhao_id, false).await;
-    fail(settings_with(&server, &zhao_token).await, 403, "user_disabled");
-    fail(login(&server, "ZhaoLiu1", "secret1").await, 403, "user_disabled");
-    fail(server.post("/api/visitorloginChat", None, json!({"username": "ZhaoLiu1", "password": "secret1"})).await, 403, "user_disabled");
-    fail(server.get(&format!("/api/userinfo/{}", zhao["uuid"].as_str().unwrap()), None).await, 404, "user_not_found");
+    assert_fail(&settings_with(&server, &zhao_token).await, 403, "user_disabled");
+    assert_fail(&login(&server, "ZhaoLiu1", "secret1").await, 403, "user_disabled");
+    assert_fail(
+        &server.post("/api/visitorloginChat", None, json!({"username": "ZhaoLiu1", "password": "secret1"})).await,
+        403,
+        "user_disabled",
+    );
+    assert_fail(&server.get(&format!("/api/userinfo/{}", zhao["uuid"].as_str().unwrap()), None).await, 404, "user_not_found");
     assert_eq!(ok(search("zhao").await), json!([]));
     assert_eq!(ids(&ok(search("zha").await)), vec![zhang["id"].as_i64().unwrap()]);
 
     // Re-enabled: logging in works again (the old session stays ended).
     set_active(&server, zhao_id, true).await;
-    fail(settings_with(&server, &zhao_token).await, 401, "token_revoked");
+    assert_fail(&settings_with(&server, &zhao_token).await, 401, "token_revoked");
     let back = ok(login(&server, "ZhaoLiu1", "secret1").await);
     assert_user_object(&back, "user");
     ok(settings_with(&server, &token(&back)).await);
@@ -672,8 +675,8 @@ async fn search_public_profile_and_disabled_users(backend: Backend) {
     // A disabled visitor: the device cannot log it in.
     let vid = v["id"].as_i64().unwrap();
     set_active(&server, vid, false).await;
-    fail(settings_with(&server, &token(&v)).await, 403, "user_disabled");
-    fail(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-search"})).await, 403, "user_disabled");
+    assert_fail(&settings_with(&server, &token(&v)).await, 403, "user_disabled");
+    assert_fail(&server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-search"})).await, 403, "user_disabled");
     set_active(&server, vid, true).await;
     assert_eq!(ok(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-search"})).await)["id"], v["id"]);
 }

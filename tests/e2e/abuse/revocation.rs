@@ -2,19 +2,10 @@
 //! frame on a socket whose session is over is refused with nothing appended, and an
 //! operator's password reset revokes the user's token.
 
-use im_e2e::{Backend, TestServer, WsClient, assert_fail, both_backends};
+use im_e2e::{Backend, TestServer, WsClient, assert_fail, both_backends, ok_data};
 use serde_json::{Value, json};
 
 both_backends!(every_revocation_closes_the_socket_and_sends_nothing, an_operator_password_reset_revokes_the_token);
-
-fn ok_data(resp: (u16, Value)) -> Value {
-    assert_eq!(resp.0, 200, "{}", resp.1);
-    resp.1["data"].clone()
-}
-
-async fn head(server: &TestServer) -> i64 {
-    server.state.store().head().await.unwrap()
-}
 
 fn send_frame(to: i64, key: &str) -> Value {
     json!({"type": "send", "data": {"sendto_id": to, "chatType": "single", "type": "text", "data": "still here?", "client_msg_id": key}})
@@ -45,20 +36,20 @@ async fn every_revocation_closes_the_socket_and_sends_nothing(backend: Backend) 
     // appends nothing, its token is refused.
     let mut old = connected(&server, &alice.token).await;
     let again = server.login("revoker1", "123456").await;
-    let before = head(&server).await;
+    let before = server.head().await;
     // The frame may cross the close on the wire: refused either way.
     old.send_json(send_frame(bob.id, "after-relogin")).await;
     let frames = old.expect_closed(10).await;
     assert!(acks(&frames).is_empty(), "a revoked session's send was acked: {frames:?}");
     assert!(frames.iter().any(is_notice), "the old socket is told it was logged in elsewhere: {frames:?}");
-    assert_eq!(head(&server).await, before, "nothing appended for the revoked socket");
+    assert_eq!(server.head().await, before, "nothing appended for the revoked socket");
     assert_fail(&server.post("/api/chat/getUserSetInfo", Some(&alice.token), json!({})).await, 401, "token_revoked");
 
     // The live session's socket works; the same `send` is acked and appended.
     let mut live = connected(&server, &again.token).await;
     live.send_json(send_frame(bob.id, "live")).await;
     assert_eq!(live.next_non_ping().await["type"], "ack");
-    assert!(head(&server).await > before);
+    assert!(server.head().await > before);
 
     // Changing one's own password keeps the calling session (SPEC: it revokes every
     // *other* session) and its socket.
@@ -76,11 +67,11 @@ async fn every_revocation_closes_the_socket_and_sends_nothing(backend: Backend) 
 
     // Logout: the socket closes quietly and sends nothing more.
     ok_data(server.post("/api/chat/logout", Some(&again.token), json!({})).await);
-    let before = head(&server).await;
+    let before = server.head().await;
     let frames = live.expect_closed(10).await;
     assert!(acks(&frames).is_empty() && !frames.iter().any(is_notice), "{frames:?}");
     assert_fail(&server.post("/api/chat/getUserSetInfo", Some(&again.token), json!({})).await, 401, "token_revoked");
-    assert_eq!(head(&server).await, before);
+    assert_eq!(server.head().await, before);
 
     // A visitor upgrade: the visitor's socket closes, the new token connects.
     let visitor = server.visitor("revocation-device").await;
@@ -136,11 +127,11 @@ async fn an_operator_password_reset_revokes_the_token(backend: Backend) {
         .status()
         .as_u16();
     assert_eq!(status, 303);
-    let before = head(&server).await;
+    let before = server.head().await;
     ws.send_json(send_frame(dave.id, "after-reset")).await;
     let frames = ws.expect_closed(10).await;
     assert!(acks(&frames).is_empty(), "sent after the reset: {frames:?}");
-    assert_eq!(head(&server).await, before, "nothing appended after the reset");
+    assert_eq!(server.head().await, before, "nothing appended after the reset");
     assert_fail(&server.post("/api/chat/getUserSetInfo", Some(&carol.token), json!({})).await, 401, "token_revoked");
     assert_fail(
         &server
@@ -166,9 +157,7 @@ async fn an_operator_password_reset_revokes_the_token(backend: Backend) {
     ok_data(server.post("/api/chat/getUserSetInfo", Some(&fresh.token), json!({})).await);
 
     // The reset survives a restart: it is in the log, not only in memory.
-    let settings = server.settings.clone();
-    server.stop().await;
-    let server = TestServer::start_settings(settings).await;
+    let server = server.restart().await;
     assert_fail(&server.post("/api/chat/getUserSetInfo", Some(&carol.token), json!({})).await, 401, "token_revoked");
     ok_data(server.post("/api/chat/getUserSetInfo", Some(&fresh.token), json!({})).await);
 }

@@ -2,7 +2,6 @@
 //! and what it missed stays in the inbox; a row counts as delivered only once its frame
 //! was written to the socket; a blocked write has a timeout and never stops the
 //! heartbeat; one socket's sends are pipelined and acked in order.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use futures_util::{SinkExt, StreamExt};
 use im_domain::UserId;

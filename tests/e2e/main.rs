@@ -1,0 +1,24 @@
+//! The end-to-end suites, one test binary: each module starts real `im` servers (and, for
+//! the distributed ones, Redis, Postgres and the Kafka-protocol mock) and talks to them over
+//! HTTP and WebSocket as a client would. Shared helpers live in the `im_e2e` library
+//! (`tests/support`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod abuse;
+mod accounts;
+mod admin;
+mod askanswer;
+mod crash;
+mod delivery;
+mod distributed;
+mod edge;
+mod files;
+mod friends;
+mod groups;
+mod limits;
+mod messages;
+mod observability;
+mod projections;
+mod seed_compat;
+mod tools;
+mod websocket;
