@@ -30,6 +30,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod bench;
+pub mod config;
 pub mod error;
 pub mod hub;
 pub mod metrics;

@@ -1,4 +1,5 @@
-//! Runtime settings: command-line flags, then environment variables, then defaults.
+//! Runtime settings and every default (`Settings::with_data_dir`): the one place they
+//! live. [`crate::config`] fills them from flags, the environment and `im.toml`.
 //! Secrets never have a built-in default.
 
 use std::net::SocketAddr;
@@ -6,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// What a process does. `all` is the single-process server; the others split it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Gateway, projector and relay in one process.
     All,
@@ -29,6 +30,24 @@ impl Role {
 
     pub fn runs_relay(self) -> bool {
         matches!(self, Role::All | Role::Relay)
+    }
+
+    /// The role's name, as `--role` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Gateway => "gateway",
+            Role::Projector => "projector",
+            Role::Relay => "relay",
+        }
+    }
+
+    /// The role named `name`.
+    pub fn named(name: &str) -> Result<Self, String> {
+        [Role::All, Role::Gateway, Role::Projector, Role::Relay]
+            .into_iter()
+            .find(|r| r.name().eq_ignore_ascii_case(name.trim()))
+            .ok_or_else(|| "one of all, gateway, projector, relay".to_owned())
     }
 }
 
@@ -195,6 +214,24 @@ impl Settings {
             sockets: crate::hub::SocketLimits::default(),
             directory: im_projections::directory::Capacity::default(),
         }
+    }
+
+    /// The S3 settings before any is given: no endpoint (the local store is used), the
+    /// default bucket and region.
+    pub fn s3_unset() -> im_adapters::objects::S3Settings {
+        im_adapters::objects::S3Settings {
+            endpoint: String::new(),
+            bucket: "im-uploads".into(),
+            region: "us-east-1".into(),
+            access_key: String::new(),
+            secret_key: String::new(),
+            public_url: None,
+        }
+    }
+
+    /// Password-hashing threads when none are configured: half the cores, at least one.
+    pub fn default_hash_threads() -> usize {
+        im_commands::auth::HashingLimits::default().threads
     }
 
     /// The event log's SQLite file in the embedded mode.

@@ -244,3 +244,55 @@ async fn replay_publishes_the_log_again() {
     let err = im_gateway::tools::replay(&settings, 1, &mut |_, _| {}).await.unwrap_err();
     assert!(err.downcast_ref::<im_gateway::tools::Usage>().is_some());
 }
+
+/// One configuration source: an `im.toml` is read before the environment, the server runs
+/// on what it says, `--print-config` shows the result with secrets masked, and a typo in
+/// the file stops the server with the key named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_is_read_before_the_environment() {
+    let dir = im_e2e::DataDir::new();
+    let config = dir.path().join("im.toml");
+    let data = dir.path().join("data");
+    std::fs::write(&config, format!("data_dir = {:?}\nrate_register = 1\nrate_login = 3\n", data.display().to_string())).unwrap();
+    let env = std::collections::HashMap::from([
+        ("IM_CONFIG".to_owned(), config.display().to_string()),
+        ("IM_RATE_LOGIN".to_owned(), "4".to_owned()),
+    ]);
+
+    let printed = std::process::Command::new(binary("im"))
+        .env_remove("DATABASE_URL")
+        .envs(&env)
+        .env("JWT_SECRET", "do-not-print-me")
+        .args(["serve", "--print-config", "--max-group-size", "3"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&printed.stdout);
+    assert_eq!(printed.status.code(), Some(0), "{}", String::from_utf8_lossy(&printed.stderr));
+    assert!(text.contains("rate_register = \"1\"  # IM_RATE_REGISTER, config file"), "{text}");
+    assert!(text.contains("rate_login = \"4\"  # IM_RATE_LOGIN, environment"), "{text}");
+    assert!(text.contains("max_group_size = \"3\"  # IM_MAX_GROUP_SIZE, flag"), "{text}");
+    assert!(text.contains("rate_send = \"300\"  # IM_RATE_SEND, default"), "{text}");
+    assert!(text.contains("jwt_secret = \"********\""), "{text}");
+    assert!(!text.contains("do-not-print-me"), "{text}");
+
+    // The server runs on the file: one registration per minute from this address.
+    let server = im_e2e::process::ImProcess::start(&env).await;
+    let client = reqwest::Client::new();
+    let register = |name: &'static str| {
+        let request = client.post(format!("{}/api/regChat", server.base)).json(&json!({"username": name, "password": "123456"}));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(register("configured1").await, 200);
+    assert_eq!(register("configured2").await, 429, "rate_register = 1 came from im.toml");
+    assert!(data.join("im.db").is_file(), "the data dir came from im.toml");
+    drop(server);
+
+    std::fs::write(&config, "rate_regsiter = 1\n").unwrap();
+    let refused = std::process::Command::new(binary("im")).env_remove("DATABASE_URL").envs(&env).arg("serve").output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("unknown setting \"rate_regsiter\""),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
