@@ -43,10 +43,12 @@ fn s3_shown(s: &Settings, field: fn(&S3Settings) -> String) -> Option<String> {
     Some(field(s.files.s3.as_ref().unwrap_or(&Settings::s3_unset()))).filter(|v| !v.is_empty())
 }
 
+/// `key! { name, "ENV", secret, "help", get |s| <its text>, set |s, v| <store v> }`; braces
+/// keep rustfmt's hands off the table, so that each setting stays two lines.
 macro_rules! key {
-    ($name:literal, $env:literal, $secret:ident, $help:literal, |$g:ident| $get:expr, |$s:ident, $v:ident| $set:expr) => {
+    ($name:ident, $env:literal, $secret:ident, $help:literal, get |$g:ident| $get:expr, set |$s:ident, $v:ident| $set:expr) => {
         Key {
-            name: $name,
+            name: stringify!($name),
             env: $env,
             help: $help,
             secret: Secret::$secret,
@@ -62,334 +64,98 @@ macro_rules! key {
 /// The settings, in the order `--help` and `--print-config` show them. `data_dir` comes
 /// first: the others' defaults (the upload dirs) hang off it.
 pub static KEYS: &[Key] = &[
-    key!(
-        "data_dir",
-        "IM_DATA_DIR",
-        No,
-        "Directory of the embedded database, the generated JWT secret and local uploads",
-        |s| Some(s.data_dir.display().to_string()),
-        |s, v| s.data_dir = v.trim().into()
-    ),
-    key!("listen", "IM_LISTEN", No, "Address to listen on (HTTP and WebSocket)", |s| Some(s.listen.to_string()), |s, v| s.listen =
-        parse(v)?),
-    key!(
-        "database_url",
-        "DATABASE_URL",
-        UrlPassword,
-        "postgres://… to keep the event log and read models in Postgres",
-        |s| shown(&s.database_url),
-        |s, v| s.database_url = optional(v)
-    ),
-    key!("role", "IM_ROLE", No, "What this process does: all, gateway, projector or relay", |s| Some(s.role.name().to_owned()), |s, v| s
-        .role =
-        Role::named(v)?),
-    key!(
-        "kafka_brokers",
-        "KAFKA_BROKERS",
-        No,
-        "Kafka bootstrap servers: the event stream and delivery bus go through Kafka",
-        |s| shown(&s.kafka_brokers),
-        |s, v| s.kafka_brokers = optional(v)
-    ),
-    key!(
-        "redis_url",
-        "REDIS_URL",
-        UrlPassword,
-        "redis://…: presence, sessions, kicks and rate limits go through Redis",
-        |s| shown(&s.redis_url),
-        |s, v| s.redis_url = optional(v)
-    ),
-    key!(
-        "node_id",
-        "IM_NODE_ID",
-        No,
-        "This process's name in presence (default: random)",
-        |s| Some(s.node_id.clone()),
-        |s, v| if let Some(id) = optional(v) {
-            s.node_id = id
-        }
-    ),
-    key!(
-        "delivery_partitions",
-        "IM_DELIVERY_PARTITIONS",
-        No,
-        "Partitions of the delivery topic",
-        |s| Some(s.delivery_partitions.to_string()),
-        |s, v| s.delivery_partitions = at_least(v, 1)?
-    ),
-    key!("events_topic", "IM_KAFKA_EVENTS_TOPIC", No, "Kafka topic of the event stream", |s| Some(s.events_topic.clone()), |s, v| s
-        .events_topic =
-        parse(v)?),
-    key!(
-        "deliveries_topic",
-        "IM_KAFKA_DELIVERIES_TOPIC",
-        No,
-        "Kafka topic of the delivery bus",
-        |s| Some(s.deliveries_topic.clone()),
-        |s, v| s.deliveries_topic = parse(v)?
-    ),
-    key!("redis_prefix", "IM_REDIS_PREFIX", No, "Prefix of every Redis key", |s| Some(s.redis_prefix.clone()), |s, v| s.redis_prefix =
-        v.to_owned()),
-    key!(
-        "jwt_secret",
-        "JWT_SECRET",
-        Whole,
-        "Secret for signing tokens; generated and kept in the data dir when absent",
-        |s| shown(&s.jwt_secret),
-        |s, v| s.jwt_secret = optional(v)
-    ),
-    key!(
-        "token_ttl_secs",
-        "IM_TOKEN_TTL_SECS",
-        No,
-        "Token lifetime in seconds (a token in its last quarter is renewed)",
-        |s| Some(s.token_ttl_secs.to_string()),
-        |s, v| s.token_ttl_secs = at_least(v, 60)?
-    ),
-    key!(
-        "public_url",
-        "IM_PUBLIC_URL",
-        No,
-        "Base of the URLs handed to clients, e.g. https://im.example.com (default: the request's scheme and Host)",
-        |s| shown(&s.public_url),
-        |s, v| s.public_url = optional(v).map(|u| u.trim_end_matches('/').to_owned())
-    ),
-    key!(
-        "system_avatar",
-        "IM_SYSTEM_AVATAR",
-        No,
-        "The avatar of messages from the system (the visitor reminder, the kick notice)",
-        |s| Some(s.system_avatar.clone()),
-        |s, v| s.system_avatar = v.trim().to_owned()
-    ),
-    key!(
-        "heartbeat_ms",
-        "IM_HEARTBEAT_MS",
-        No,
-        "WebSocket heartbeat interval in milliseconds (silent for three: closed)",
-        |s| Some(s.heartbeat.as_millis().to_string()),
-        |s, v| s.heartbeat = Duration::from_millis(at_least(v, 10)?)
-    ),
-    key!(
-        "revoke_window_secs",
-        "IM_REVOKE_WINDOW_SECS",
-        No,
-        "Seconds after sending during which a message may be revoked (0 = no limit)",
-        |s| Some(s.revoke_window.as_secs().to_string()),
-        |s, v| s.revoke_window = Duration::from_secs(parse(v)?)
-    ),
-    key!("max_group_size", "IM_MAX_GROUP_SIZE", No, "The most members a group may have", |s| Some(s.max_group_size.to_string()), |s, v| {
-        s.max_group_size = at_least(v, 2)?
-    }),
-    key!(
-        "friend_retry_secs",
-        "IM_FRIEND_RETRY_SECS",
-        No,
-        "Seconds after a refusal before the same friend request may be sent again",
-        |s| Some(s.friend_retry.as_secs().to_string()),
-        |s, v| s.friend_retry = Duration::from_secs(parse(v)?)
-    ),
-    key!(
-        "rate_login",
-        "IM_RATE_LOGIN",
-        No,
-        "Logins per minute per client IP and per username (0 = no limit)",
-        |s| Some(s.limits.login.to_string()),
-        |s, v| s.limits.login = parse(v)?
-    ),
-    key!(
-        "rate_register",
-        "IM_RATE_REGISTER",
-        No,
-        "Registrations per minute per client IP (0 = no limit)",
-        |s| Some(s.limits.register.to_string()),
-        |s, v| s.limits.register = parse(v)?
-    ),
-    key!(
-        "rate_send",
-        "IM_RATE_SEND",
-        No,
-        "Messages per minute per sender; per IP four times that (0 = no limit)",
-        |s| Some(s.limits.send.to_string()),
-        |s, v| s.limits.send = parse(v)?
-    ),
-    key!(
-        "rate_write",
-        "IM_RATE_WRITE",
-        No,
-        "Other writes per minute per user: profile, friends, reports, groups (0 = no limit)",
-        |s| Some(s.limits.write.to_string()),
-        |s, v| s.limits.write = parse(v)?
-    ),
-    key!(
-        "rate_password",
-        "IM_RATE_PASSWORD",
-        No,
-        "Password changes and visitor upgrades per minute per user (0 = no limit)",
-        |s| Some(s.limits.password.to_string()),
-        |s, v| s.limits.password = parse(v)?
-    ),
-    key!(
-        "rate_keys",
-        "IM_RATE_KEYS",
-        No,
-        "Rate-limit counters one process keeps at most (oldest dropped first)",
-        |s| Some(s.limits.keys.to_string()),
-        |s, v| s.limits.keys = at_least(v, 1)?
-    ),
-    key!(
-        "hash_threads",
-        "IM_HASH_THREADS",
-        No,
-        "Threads that hash passwords (0: half the cores, at least one)",
-        |s| Some(s.hashing.threads.to_string()),
-        |s, v| s.hashing.threads = match parse(v)? {
-            0 => Settings::default_hash_threads(),
-            n => n,
-        }
-    ),
-    key!(
-        "hash_queue",
-        "IM_HASH_QUEUE",
-        No,
-        "Password hashes that may wait for a thread; more are refused as busy (429)",
-        |s| Some(s.hashing.queue.to_string()),
-        |s, v| s.hashing.queue = parse(v)?
-    ),
-    key!(
-        "upload_dir",
-        "IM_UPLOAD_DIR",
-        No,
-        "The local upload store, served under /public (default <data-dir>/uploads)",
-        |s| Some(s.files.upload_dir.display().to_string()),
-        |s, v| if let Some(dir) = optional(v) {
-            s.files.upload_dir = dir.into()
-        }
-    ),
-    key!(
-        "upload_max_image",
-        "IM_UPLOAD_MAX_IMAGE",
-        No,
-        "Largest image or audio upload, in bytes",
-        |s| Some(s.files.max_image_bytes.to_string()),
-        |s, v| s.files.max_image_bytes = at_least(v, 1)?
-    ),
-    key!(
-        "upload_max_video",
-        "IM_UPLOAD_MAX_VIDEO",
-        No,
-        "Largest video upload, in bytes",
-        |s| Some(s.files.max_video_bytes.to_string()),
-        |s, v| s.files.max_video_bytes = at_least(v, 1)?
-    ),
-    key!(
-        "upload_concurrency",
-        "IM_UPLOAD_CONCURRENCY",
-        No,
-        "Uploads received at once; more are refused as busy (429)",
-        |s| Some(s.files.max_concurrent.to_string()),
-        |s, v| s.files.max_concurrent = at_least(v, 1)?
-    ),
-    key!(
-        "upload_quota_mb",
-        "IM_UPLOAD_QUOTA_MB",
-        No,
-        "MiB one user may upload a day; per client IP four times that (0 = no quota)",
-        |s| Some(s.files.quota_mib_per_day.to_string()),
-        |s, v| s.files.quota_mib_per_day = parse(v)?
-    ),
-    key!("ffmpeg", "IM_FFMPEG", No, "The ffmpeg binary used for video screenshots", |s| Some(s.files.ffmpeg.clone()), |s, v| s
-        .files
-        .ffmpeg =
-        v.trim().to_owned()),
-    key!(
-        "ffmpeg_concurrency",
-        "IM_FFMPEG_CONCURRENCY",
-        No,
-        "Video screenshots taken at once; more are refused as busy (429)",
-        |s| Some(s.files.ffmpeg_concurrent.to_string()),
-        |s, v| s.files.ffmpeg_concurrent = at_least(v, 1)?
-    ),
-    key!(
-        "ffmpeg_timeout_secs",
-        "IM_FFMPEG_TIMEOUT_SECS",
-        No,
-        "Seconds one ffmpeg run may take before it is killed",
-        |s| Some(s.files.ffmpeg_timeout.as_secs().to_string()),
-        |s, v| s.files.ffmpeg_timeout = Duration::from_secs(at_least(v, 1)?)
-    ),
-    key!(
-        "s3_endpoint",
-        "IM_S3_ENDPOINT",
-        No,
-        "S3-compatible endpoint for uploadAliyun, e.g. https://oss-cn-hangzhou.aliyuncs.com (default: the local store)",
-        |s| s3_shown(s, |x| x.endpoint.clone()),
-        |s, v| s3(s).endpoint = v.trim().to_owned()
-    ),
-    key!("s3_bucket", "IM_S3_BUCKET", No, "The S3 bucket", |s| s3_shown(s, |x| x.bucket.clone()), |s, v| s3(s).bucket =
-        v.trim().to_owned()),
-    key!("s3_region", "IM_S3_REGION", No, "The S3 region", |s| s3_shown(s, |x| x.region.clone()), |s, v| s3(s).region =
-        v.trim().to_owned()),
-    key!("s3_access_key", "IM_S3_ACCESS_KEY", Whole, "The S3 access key", |s| s3_shown(s, |x| x.access_key.clone()), |s, v| s3(s)
-        .access_key =
-        v.trim().to_owned()),
-    key!("s3_secret_key", "IM_S3_SECRET_KEY", Whole, "The S3 secret key", |s| s3_shown(s, |x| x.secret_key.clone()), |s, v| s3(s)
-        .secret_key =
-        v.trim().to_owned()),
-    key!(
-        "s3_public_url",
-        "IM_S3_PUBLIC_URL",
-        No,
-        "Base of the URLs handed out for stored objects (default <endpoint>/<bucket>)",
-        |s| s3_shown(s, |x| x.public_url.clone().unwrap_or_default()),
-        |s, v| s3(s).public_url = optional(v)
-    ),
-    key!(
-        "ws_queue",
-        "IM_WS_QUEUE",
-        No,
-        "Frames queued per WebSocket; a socket whose queue fills up is closed as too slow",
-        |s| Some(s.sockets.queue.to_string()),
-        |s, v| s.sockets.queue = at_least(v, 4)?
-    ),
-    key!(
-        "ws_queue_bytes",
-        "IM_WS_QUEUE_BYTES",
-        No,
-        "Bytes queued per WebSocket at most (the same rule as ws_queue)",
-        |s| Some(s.sockets.queue_bytes.to_string()),
-        |s, v| s.sockets.queue_bytes = at_least(v, crate::ws::MAX_FRAME)?
-    ),
-    key!(
-        "ws_write_timeout_ms",
-        "IM_WS_WRITE_TIMEOUT_MS",
-        No,
-        "How long a WebSocket write may block before the socket is closed (ms)",
-        |s| Some(s.sockets.write_timeout.as_millis().to_string()),
-        |s, v| s.sockets.write_timeout = Duration::from_millis(at_least(v, 10)?)
-    ),
-    key!(
-        "ws_in_flight",
-        "IM_WS_IN_FLIGHT",
-        No,
-        "`send` frames one socket may have waiting for the log at once",
-        |s| Some(s.sockets.in_flight.to_string()),
-        |s, v| s.sockets.in_flight = at_least(v, 1)?
-    ),
-    key!(
-        "cache_users",
-        "IM_CACHE_USERS",
-        No,
-        "Users whose rows the message path keeps in memory",
-        |s| Some(s.directory.users.to_string()),
-        |s, v| s.directory.users = at_least(v, 1)?
-    ),
-    key!(
-        "cache_sides",
-        "IM_CACHE_SIDES",
-        No,
-        "Friendship sides the message path keeps in memory",
-        |s| Some(s.directory.sides.to_string()),
-        |s, v| s.directory.sides = at_least(v, 1)?
-    ),
+    key! { data_dir, "IM_DATA_DIR", No, "Directory of the embedded database, the generated JWT secret and local uploads",
+    get |s| Some(s.data_dir.display().to_string()), set |s, v| s.data_dir = v.trim().into() },
+    key! { listen, "IM_LISTEN", No, "Address to listen on (HTTP and WebSocket)",
+    get |s| Some(s.listen.to_string()), set |s, v| s.listen = parse(v)? },
+    key! { database_url, "DATABASE_URL", UrlPassword, "postgres://… to keep the event log and read models in Postgres",
+    get |s| shown(&s.database_url), set |s, v| s.database_url = optional(v) },
+    key! { role, "IM_ROLE", No, "What this process does: all, gateway, projector or relay",
+    get |s| Some(s.role.name().to_owned()), set |s, v| s.role = Role::named(v)? },
+    key! { kafka_brokers, "KAFKA_BROKERS", No, "Kafka bootstrap servers: the event stream and delivery bus go through Kafka",
+    get |s| shown(&s.kafka_brokers), set |s, v| s.kafka_brokers = optional(v) },
+    key! { redis_url, "REDIS_URL", UrlPassword, "redis://…: presence, sessions, kicks and rate limits go through Redis",
+    get |s| shown(&s.redis_url), set |s, v| s.redis_url = optional(v) },
+    key! { node_id, "IM_NODE_ID", No, "This process's name in presence (default: random)",
+    get |s| Some(s.node_id.clone()), set |s, v| if let Some(id) = optional(v) { s.node_id = id } },
+    key! { delivery_partitions, "IM_DELIVERY_PARTITIONS", No, "Partitions of the delivery topic",
+    get |s| Some(s.delivery_partitions.to_string()), set |s, v| s.delivery_partitions = at_least(v, 1)? },
+    key! { events_topic, "IM_KAFKA_EVENTS_TOPIC", No, "Kafka topic of the event stream",
+    get |s| Some(s.events_topic.clone()), set |s, v| s.events_topic = parse(v)? },
+    key! { deliveries_topic, "IM_KAFKA_DELIVERIES_TOPIC", No, "Kafka topic of the delivery bus",
+    get |s| Some(s.deliveries_topic.clone()), set |s, v| s.deliveries_topic = parse(v)? },
+    key! { redis_prefix, "IM_REDIS_PREFIX", No, "Prefix of every Redis key",
+    get |s| Some(s.redis_prefix.clone()), set |s, v| s.redis_prefix = v.to_owned() },
+    key! { jwt_secret, "JWT_SECRET", Whole, "Secret for signing tokens; generated and kept in the data dir when absent",
+    get |s| shown(&s.jwt_secret), set |s, v| s.jwt_secret = optional(v) },
+    key! { token_ttl_secs, "IM_TOKEN_TTL_SECS", No, "Token lifetime in seconds (a token in its last quarter is renewed)",
+    get |s| Some(s.token_ttl_secs.to_string()), set |s, v| s.token_ttl_secs = at_least(v, 60)? },
+    key! { public_url, "IM_PUBLIC_URL", No, "Base of the URLs handed to clients, e.g. https://im.example.com (default: the request's scheme and Host)",
+    get |s| shown(&s.public_url), set |s, v| s.public_url = optional(v).map(|u| u.trim_end_matches('/').to_owned()) },
+    key! { system_avatar, "IM_SYSTEM_AVATAR", No, "The avatar of messages from the system (the visitor reminder, the kick notice)",
+    get |s| Some(s.system_avatar.clone()), set |s, v| s.system_avatar = v.trim().to_owned() },
+    key! { heartbeat_ms, "IM_HEARTBEAT_MS", No, "WebSocket heartbeat interval in milliseconds (silent for three: closed)",
+    get |s| Some(s.heartbeat.as_millis().to_string()), set |s, v| s.heartbeat = Duration::from_millis(at_least(v, 10)?) },
+    key! { revoke_window_secs, "IM_REVOKE_WINDOW_SECS", No, "Seconds after sending during which a message may be revoked (0 = no limit)",
+    get |s| Some(s.revoke_window.as_secs().to_string()), set |s, v| s.revoke_window = Duration::from_secs(parse(v)?) },
+    key! { max_group_size, "IM_MAX_GROUP_SIZE", No, "The most members a group may have",
+    get |s| Some(s.max_group_size.to_string()), set |s, v| s.max_group_size = at_least(v, 2)? },
+    key! { friend_retry_secs, "IM_FRIEND_RETRY_SECS", No, "Seconds after a refusal before the same friend request may be sent again",
+    get |s| Some(s.friend_retry.as_secs().to_string()), set |s, v| s.friend_retry = Duration::from_secs(parse(v)?) },
+    key! { rate_login, "IM_RATE_LOGIN", No, "Logins per minute per client IP and per username (0 = no limit)",
+    get |s| Some(s.limits.login.to_string()), set |s, v| s.limits.login = parse(v)? },
+    key! { rate_register, "IM_RATE_REGISTER", No, "Registrations per minute per client IP (0 = no limit)",
+    get |s| Some(s.limits.register.to_string()), set |s, v| s.limits.register = parse(v)? },
+    key! { rate_send, "IM_RATE_SEND", No, "Messages per minute per sender; per IP four times that (0 = no limit)",
+    get |s| Some(s.limits.send.to_string()), set |s, v| s.limits.send = parse(v)? },
+    key! { rate_write, "IM_RATE_WRITE", No, "Other writes per minute per user: profile, friends, reports, groups (0 = no limit)",
+    get |s| Some(s.limits.write.to_string()), set |s, v| s.limits.write = parse(v)? },
+    key! { rate_password, "IM_RATE_PASSWORD", No, "Password changes and visitor upgrades per minute per user (0 = no limit)",
+    get |s| Some(s.limits.password.to_string()), set |s, v| s.limits.password = parse(v)? },
+    key! { rate_keys, "IM_RATE_KEYS", No, "Rate-limit counters one process keeps at most (oldest dropped first)",
+    get |s| Some(s.limits.keys.to_string()), set |s, v| s.limits.keys = at_least(v, 1)? },
+    key! { hash_threads, "IM_HASH_THREADS", No, "Threads that hash passwords (0: half the cores, at least one)",
+    get |s| Some(s.hashing.threads.to_string()), set |s, v| s.hashing.threads = match parse(v)? { 0 => Settings::default_hash_threads(), n => n, } },
+    key! { hash_queue, "IM_HASH_QUEUE", No, "Password hashes that may wait for a thread; more are refused as busy (429)",
+    get |s| Some(s.hashing.queue.to_string()), set |s, v| s.hashing.queue = parse(v)? },
+    key! { upload_dir, "IM_UPLOAD_DIR", No, "The local upload store, served under /public (default <data-dir>/uploads)",
+    get |s| Some(s.files.upload_dir.display().to_string()), set |s, v| if let Some(dir) = optional(v) { s.files.upload_dir = dir.into() } },
+    key! { upload_max_image, "IM_UPLOAD_MAX_IMAGE", No, "Largest image or audio upload, in bytes",
+    get |s| Some(s.files.max_image_bytes.to_string()), set |s, v| s.files.max_image_bytes = at_least(v, 1)? },
+    key! { upload_max_video, "IM_UPLOAD_MAX_VIDEO", No, "Largest video upload, in bytes",
+    get |s| Some(s.files.max_video_bytes.to_string()), set |s, v| s.files.max_video_bytes = at_least(v, 1)? },
+    key! { upload_concurrency, "IM_UPLOAD_CONCURRENCY", No, "Uploads received at once; more are refused as busy (429)",
+    get |s| Some(s.files.max_concurrent.to_string()), set |s, v| s.files.max_concurrent = at_least(v, 1)? },
+    key! { upload_quota_mb, "IM_UPLOAD_QUOTA_MB", No, "MiB one user may upload a day; per client IP four times that (0 = no quota)",
+    get |s| Some(s.files.quota_mib_per_day.to_string()), set |s, v| s.files.quota_mib_per_day = parse(v)? },
+    key! { ffmpeg, "IM_FFMPEG", No, "The ffmpeg binary used for video screenshots",
+    get |s| Some(s.files.ffmpeg.clone()), set |s, v| s.files.ffmpeg = v.trim().to_owned() },
+    key! { ffmpeg_concurrency, "IM_FFMPEG_CONCURRENCY", No, "Video screenshots taken at once; more are refused as busy (429)",
+    get |s| Some(s.files.ffmpeg_concurrent.to_string()), set |s, v| s.files.ffmpeg_concurrent = at_least(v, 1)? },
+    key! { ffmpeg_timeout_secs, "IM_FFMPEG_TIMEOUT_SECS", No, "Seconds one ffmpeg run may take before it is killed",
+    get |s| Some(s.files.ffmpeg_timeout.as_secs().to_string()), set |s, v| s.files.ffmpeg_timeout = Duration::from_secs(at_least(v, 1)?) },
+    key! { s3_endpoint, "IM_S3_ENDPOINT", No, "S3-compatible endpoint for uploadAliyun, e.g. https://oss-cn-hangzhou.aliyuncs.com (default: the local store)",
+    get |s| s3_shown(s, |x| x.endpoint.clone()), set |s, v| s3(s).endpoint = v.trim().to_owned() },
+    key! { s3_bucket, "IM_S3_BUCKET", No, "The S3 bucket",
+    get |s| s3_shown(s, |x| x.bucket.clone()), set |s, v| s3(s).bucket = v.trim().to_owned() },
+    key! { s3_region, "IM_S3_REGION", No, "The S3 region",
+    get |s| s3_shown(s, |x| x.region.clone()), set |s, v| s3(s).region = v.trim().to_owned() },
+    key! { s3_access_key, "IM_S3_ACCESS_KEY", Whole, "The S3 access key",
+    get |s| s3_shown(s, |x| x.access_key.clone()), set |s, v| s3(s) .access_key = v.trim().to_owned() },
+    key! { s3_secret_key, "IM_S3_SECRET_KEY", Whole, "The S3 secret key",
+    get |s| s3_shown(s, |x| x.secret_key.clone()), set |s, v| s3(s) .secret_key = v.trim().to_owned() },
+    key! { s3_public_url, "IM_S3_PUBLIC_URL", No, "Base of the URLs handed out for stored objects (default <endpoint>/<bucket>)",
+    get |s| s3_shown(s, |x| x.public_url.clone().unwrap_or_default()), set |s, v| s3(s).public_url = optional(v) },
+    key! { ws_queue, "IM_WS_QUEUE", No, "Frames queued per WebSocket; a socket whose queue fills up is closed as too slow",
+    get |s| Some(s.sockets.queue.to_string()), set |s, v| s.sockets.queue = at_least(v, 4)? },
+    key! { ws_queue_bytes, "IM_WS_QUEUE_BYTES", No, "Bytes queued per WebSocket at most (the same rule as ws_queue)",
+    get |s| Some(s.sockets.queue_bytes.to_string()), set |s, v| s.sockets.queue_bytes = at_least(v, crate::ws::MAX_FRAME)? },
+    key! { ws_write_timeout_ms, "IM_WS_WRITE_TIMEOUT_MS", No, "How long a WebSocket write may block before the socket is closed (ms)",
+    get |s| Some(s.sockets.write_timeout.as_millis().to_string()), set |s, v| s.sockets.write_timeout = Duration::from_millis(at_least(v, 10)?) },
+    key! { ws_in_flight, "IM_WS_IN_FLIGHT", No, "`send` frames one socket may have waiting for the log at once",
+    get |s| Some(s.sockets.in_flight.to_string()), set |s, v| s.sockets.in_flight = at_least(v, 1)? },
+    key! { cache_users, "IM_CACHE_USERS", No, "Users whose rows the message path keeps in memory",
+    get |s| Some(s.directory.users.to_string()), set |s, v| s.directory.users = at_least(v, 1)? },
+    key! { cache_sides, "IM_CACHE_SIDES", No, "Friendship sides the message path keeps in memory",
+    get |s| Some(s.directory.sides.to_string()), set |s, v| s.directory.sides = at_least(v, 1)? },
 ];
