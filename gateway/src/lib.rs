@@ -36,6 +36,7 @@ pub mod hub;
 pub mod metrics;
 pub mod operators;
 pub mod params;
+pub mod qr;
 pub mod routes;
 pub mod send;
 pub mod settings;

@@ -22,7 +22,7 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Measure a server from outside: messages/s, send→deliver latency, server CPU and
     /// memory (see README, "Benchmark").
-    Bench(BenchArgs),
+    Bench(im_gateway::bench::BenchArgs),
     /// The bare WebSocket relay `im bench --ceiling` measures against (bench-only).
     #[command(hide = true)]
     BenchRelay,
@@ -84,44 +84,6 @@ struct ReplayArgs {
 }
 
 #[derive(clap::Args)]
-struct BenchArgs {
-    /// Servers started separately (`http://127.0.0.1:7001`; several, comma-separated,
-    /// for gateways of one deployment). Without it a server is built in this process.
-    #[arg(long, value_delimiter = ',')]
-    target: Vec<String>,
-    /// Measure the bare in-memory WebSocket relay instead (the machine's ceiling).
-    #[arg(long, conflicts_with = "target")]
-    ceiling: bool,
-    /// Connected sender/receiver pairs.
-    #[arg(long, default_value_t = 50)]
-    pairs: usize,
-    /// Messages each sender sends (group: messages the owner sends; http: sends).
-    #[arg(long, default_value_t = 100)]
-    messages: usize,
-    /// Messages each sender keeps in flight (unacknowledged).
-    #[arg(long, default_value_t = 1)]
-    in_flight: usize,
-    /// Group fan-out instead: one group of this many members, all connected.
-    #[arg(long)]
-    group_size: Option<usize>,
-    /// Idle sockets instead: open this many authenticated sockets, report memory each.
-    #[arg(long)]
-    idle: Option<usize>,
-    /// One client sending over HTTP, one message after another.
-    #[arg(long)]
-    http: bool,
-    /// In-process server only: postgres://… (default: embedded SQLite in a temp dir).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
-    /// In-process server only: Kafka bootstrap servers (the distributed adapters).
-    #[arg(long, env = "KAFKA_BROKERS")]
-    kafka_brokers: Option<String>,
-    /// In-process server only: Redis for presence and sessions.
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    redis_url: Option<String>,
-}
-
-#[derive(clap::Args)]
 struct ServeArgs {
     #[command(flatten)]
     config: ConfigArgs<AllFlags>,
@@ -175,28 +137,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    use im_gateway::bench::{Target, Workload};
-    let workload = if let Some(members) = args.group_size {
-        Workload::Group { members: members.max(2), messages: args.messages.max(1) }
-    } else if let Some(sockets) = args.idle {
-        Workload::Idle { sockets: sockets.max(1) }
-    } else if args.http {
-        Workload::Http { messages: args.messages.max(1) }
-    } else {
-        Workload::Pairs { pairs: args.pairs.max(1), messages: args.messages.max(1), in_flight: args.in_flight.max(1) }
-    };
-    let target = if args.ceiling {
-        Target::Ceiling
-    } else if !args.target.is_empty() {
-        Target::External(args.target.iter().map(|t| t.trim_end_matches('/').to_owned()).collect())
-    } else {
-        Target::InProcess {
-            database_url: args.database_url.filter(|u| !u.is_empty()),
-            kafka_brokers: args.kafka_brokers.filter(|u| !u.is_empty()),
-            redis_url: args.redis_url.filter(|u| !u.is_empty()),
-        }
-    };
+async fn bench(args: im_gateway::bench::BenchArgs) -> anyhow::Result<()> {
+    let (workload, target) = args.workload_and_target();
     let report = im_gateway::bench::run(workload, target).await?;
     #[allow(clippy::print_stdout)]
     {

@@ -23,7 +23,7 @@ async fn fetch(server: &TestServer, url: &str) -> (u16, Vec<u8>) {
 }
 
 fn png() -> Vec<u8> {
-    im_gateway::routes::groups::qr_png("hello").unwrap()
+    im_gateway::qr::png("hello").unwrap()
 }
 
 async fn uploads_are_checked_stored_and_served(backend: Backend) {

@@ -2,12 +2,62 @@
 //! environment variable, its help, and how it is read from and written to [`Settings`].
 //! The defaults are not here: they are [`Settings::with_data_dir`]'s.
 
-use super::{Key, Secret};
 use crate::settings::{Role, Settings};
 use im_adapters::objects::S3Settings;
 use std::fmt::Display;
 use std::str::FromStr;
 use std::time::Duration;
+
+/// How much of a value `--print-config` may show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secret {
+    No,
+    /// Nothing of it.
+    Whole,
+    /// A URL whose password is hidden.
+    UrlPassword,
+}
+
+/// One setting.
+pub struct Key {
+    /// The `im.toml` key; the flag is the same with dashes.
+    pub name: &'static str,
+    pub env: &'static str,
+    pub help: &'static str,
+    pub secret: Secret,
+    /// The value as text (`None`: unset).
+    pub get: fn(&Settings) -> Option<String>,
+    /// Parses and stores a value, or says what is wrong with it.
+    pub set: fn(&mut Settings, &str) -> Result<(), String>,
+}
+
+impl Key {
+    pub fn flag(&self) -> String {
+        self.name.replace('_', "-")
+    }
+
+    /// The value as `--print-config` shows it.
+    pub fn shown(&self, settings: &Settings) -> Option<String> {
+        let value = (self.get)(settings)?;
+        Some(match self.secret {
+            Secret::No => value,
+            Secret::Whole => "********".to_owned(),
+            Secret::UrlPassword => mask_url_password(&value),
+        })
+    }
+}
+
+/// `scheme://user:password@host…` → `scheme://user:********@host…`.
+pub(super) fn mask_url_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else { return url.to_owned() };
+    match rest[..at].find(':') {
+        Some(colon) => format!("{}{}:********{}", &url[..scheme_end], &rest[..colon], &rest[at..]),
+        None => url.to_owned(),
+    }
+}
 
 fn parse<T: FromStr>(v: &str) -> Result<T, String>
 where

@@ -1,5 +1,8 @@
+use super::keys::mask_url_password;
 use super::*;
+use crate::settings::Settings;
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

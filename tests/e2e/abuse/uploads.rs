@@ -17,7 +17,7 @@ fn mp4(len: usize) -> Vec<u8> {
 }
 
 fn png(len: usize) -> Vec<u8> {
-    let mut bytes = im_gateway::routes::groups::qr_png("quota").unwrap();
+    let mut bytes = im_gateway::qr::png("quota").unwrap();
     bytes.resize(len, 0);
     bytes
 }

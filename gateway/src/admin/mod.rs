@@ -1,0 +1,175 @@
+//! The admin console (SPEC 9): server-rendered pages under `/admin` for operators.
+//!
+//! Sessions are a signed cookie (HS256, HttpOnly, SameSite=Strict, Secure over HTTPS, 12 h) naming the
+//! operator and carrying a random CSRF token; every form posts that token back and a
+//! POST without the matching token is refused. Operator accounts come from
+//! `im admin create`; there is no built-in one.
+
+mod forms;
+mod html;
+mod session;
+mod users;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::Form;
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use forms::checked;
+use html::{esc, page};
+use im_domain::values::Username;
+use im_projections::users::Counted;
+use jsonwebtoken::{Algorithm, Header};
+use session::{COOKIE, SESSION_SECS, Session, cookie_flags, keys, session, to_login};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use users::{create_user, delete_user, edit_user, edit_user_page, new_user_page, set_status, users};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(dashboard))
+        .route("/admin/login", get(login_page).post(login))
+        .route("/admin/logout", post(logout))
+        .route("/admin/users", get(users))
+        .route("/admin/users/new", get(new_user_page).post(create_user))
+        .route("/admin/users/{id}", get(edit_user_page).post(edit_user))
+        .route("/admin/users/{id}/status", post(set_status))
+        .route("/admin/users/{id}/delete", post(delete_user))
+        .route("/admin/reports", get(reports))
+        // The console's forms are a few short fields.
+        .layer(DefaultBodyLimit::max(FORM_LIMIT))
+}
+
+/// The largest body an admin form may have.
+pub const FORM_LIMIT: usize = 16 * 1024;
+
+async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if session(&state, &headers).await.is_some() {
+        return Redirect::to("/admin").into_response();
+    }
+    login_form(None).into_response()
+}
+
+fn login_form(error: Option<&str>) -> Html<String> {
+    let error = error.map(|e| format!("<p class=err id=error>{}</p>", esc(e))).unwrap_or_default();
+    page(
+        "管理员登录",
+        &format!(
+            "{error}<form method=post action=/admin/login><p><label>用户名 <input name=username id=username autocomplete=username></label></p>\
+             <p><label>密码 <input type=password name=password id=password autocomplete=current-password></label></p>\
+             <p><button id=login>登录</button></p></form>"
+        ),
+        None,
+    )
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let (user, pass) = (form.get("username").cloned().unwrap_or_default(), form.get("password").cloned().unwrap_or_default());
+    let wrong = || (StatusCode::UNAUTHORIZED, login_form(Some("用户名或密码错误"))).into_response();
+    if let Err(e) = state.limit("admin-login-ip", &addr.ip().to_string(), state.limits().login).await {
+        return e.into_response();
+    }
+    // Only a name that could be an operator's is counted (and never kept as typed).
+    let Ok(name) = Username::parse(&user) else { return wrong() };
+    if let Err(e) = state.limit("admin-login", &name.as_str().to_lowercase(), state.limits().login).await {
+        return e.into_response();
+    }
+    match state.admins().verify(&user, &pass).await {
+        Ok(true) => {}
+        Ok(false) => return wrong(),
+        Err(e) => return ApiError::from(e).into_response(),
+    }
+    let now = crate::now_millis();
+    let claims = Session { adm: user, csrf: uuid::Uuid::new_v4().simple().to_string(), exp: now / 1000 + SESSION_SECS, iat: now };
+    let Ok(token) = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys(&state).0) else {
+        return ApiError::internal("admin session").into_response();
+    };
+    let cookie = format!("{COOKIE}={token}; {}; Max-Age={SESSION_SECS}", cookie_flags(&headers));
+    let mut response = Redirect::to("/admin").into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
+    let s = match checked(&state, &headers, &form).await {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    // The cookie is cleared in this browser and dead everywhere else it was copied to.
+    if let Err(e) = state.admins().logout(&s.adm).await {
+        return ApiError::from(e).into_response();
+    }
+    let mut response = Redirect::to("/admin/login").into_response();
+    let cleared = format!("{COOKIE}=; {}; Max-Age=0", cookie_flags(&headers));
+    if let Ok(value) = HeaderValue::from_str(&cleared) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(s) = session(&state, &headers).await else { return to_login() };
+    let users = state.users();
+    let (Ok(u), Ok(g), Ok(m), Ok(r)) = (
+        users.count(Counted::Users).await,
+        users.count(Counted::Groups).await,
+        users.count(Counted::Messages).await,
+        users.count(Counted::Reports).await,
+    ) else {
+        return ApiError::internal("dashboard counts").into_response();
+    };
+    let head = state.store().head().await.unwrap_or(0);
+    let lag: String = state
+        .projector()
+        .positions()
+        .iter()
+        .map(|(name, p)| format!("<tr><td>{name}</td><td>{p}</td><td>{}</td></tr>", (head - p).max(0)))
+        .collect();
+    let stat = |id: &str, label: &str, v: i64| format!("<div class=stat id={id}><b>{v}</b><br>{label}</div>");
+    let body = format!(
+        "{}{}{}{}{}{}<h2>投影</h2><table><tr><th>投影</th><th>检查点</th><th>落后</th></tr>{lag}</table>",
+        stat("users", "用户", u),
+        stat("groups", "群聊", g),
+        stat("messages", "消息", m),
+        stat("online", "在线", state.online_count().await as i64),
+        stat("log-head", "日志位置", head),
+        stat("reports", "举报", r),
+    );
+    page("概览", &body, Some(&s)).into_response()
+}
+
+async fn reports(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+    let Some(s) = session(&state, &headers).await else { return to_login() };
+    let page_no = q.get("page").and_then(|p| p.parse().ok()).filter(|p: &i64| (1..=crate::routes::MAX_PAGE).contains(p)).unwrap_or(1);
+    let Ok((count, rows)) = state.friends().reports(page_no, 50).await else { return ApiError::internal("reports").into_response() };
+    let list: String = rows
+        .iter()
+        .map(|r| {
+            let cell = |k: &str| esc(&r[k].as_str().map(str::to_owned).unwrap_or_else(|| r[k].to_string()));
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                cell("id"),
+                cell("user_id"),
+                cell("reported_type"),
+                cell("reported_id"),
+                cell("category"),
+                cell("content"),
+                cell("status")
+            )
+        })
+        .collect();
+    let body = format!(
+        "<p id=count>共 {count} 条</p><table><tr><th>ID</th><th>举报人</th><th>对象</th><th>类别</th><th>内容</th><th>状态</th></tr>{list}</table>"
+    );
+    page("举报", &body, Some(&s)).into_response()
+}

@@ -1,0 +1,121 @@
+//! What a client says over the socket: parsed once into a [`ClientFrame`], then handled.
+
+use crate::auth::{Me, Refusal};
+use crate::state::AppState;
+use im_projections::inbox::Mark;
+use serde_json::{Value, json};
+use std::future::Future;
+use std::pin::Pin;
+
+/// An answer to a client frame, ready when its send is durable.
+pub(super) type Answer = Pin<Box<dyn Future<Output = String> + Send>>;
+
+/// The frame that answers a `send` on a session that is no longer live.
+pub(super) fn revoked_frame(client_msg_id: &Value, refusal: Refusal) -> String {
+    let e = refusal.api_error();
+    json!({"type": "error", "data": {"client_msg_id": client_msg_id, "code": e.code, "msg": e.reason}}).to_string()
+}
+
+/// Handles a client frame; a `send` is decided and queued now, answered when durable.
+/// Unparsable or unknown frames are ignored, never fatal. `Err`: the socket's session
+/// is no longer live — answer this and close.
+pub(super) async fn on_client_frame(state: &AppState, me: &Me, text: &str) -> Result<Option<Answer>, String> {
+    let Some(frame) = serde_json::from_str::<Value>(text).ok().and_then(ClientFrame::parse) else { return Ok(None) };
+    Ok(match frame {
+        ClientFrame::Ping => Some(Box::pin(std::future::ready(json!({"type": "pong"}).to_string()))),
+        ClientFrame::Ack(seq) => {
+            state.ledger().mark(Mark::UpTo { user: me.id.0, seq });
+            None
+        }
+        ClientFrame::Send { client_msg_id, command } => {
+            // The session may have ended since the socket opened (a login elsewhere, a
+            // logout, a password reset, an operator): nothing is sent on a dead one.
+            if let Ok(Err(refusal)) = state.check_session(me.id, me.session).await {
+                return Err(revoked_frame(&client_msg_id, refusal));
+            }
+            let error = move |client_msg_id: &Value, e: crate::error::ApiError| {
+                json!({"type": "error", "data": {"client_msg_id": client_msg_id, "code": e.code, "msg": e.reason}}).to_string()
+            };
+            let pending = match command {
+                Ok(command) => crate::send::submit(state, me, command).await,
+                Err(e) => Err(e),
+            };
+            Some(match pending {
+                Ok(pending) => Box::pin(async move {
+                    match pending.await {
+                        Ok(sent) => json!({"type": "ack", "data": {"client_msg_id": client_msg_id, "message": sent.message}}).to_string(),
+                        Err(e) => error(&client_msg_id, e),
+                    }
+                }),
+                Err(e) => Box::pin(std::future::ready(error(&client_msg_id, e))),
+            })
+        }
+    })
+}
+
+/// What a client may say over the socket, parsed once.
+#[derive(Debug)]
+enum ClientFrame {
+    Ping,
+    /// Marks my inbox delivered up to this seq.
+    Ack(i64),
+    /// `sendmessage` as a frame: the command, or why its fields are refused.
+    Send {
+        client_msg_id: Value,
+        command: Result<crate::send::SendMessage, crate::error::ApiError>,
+    },
+}
+
+impl ClientFrame {
+    fn parse(mut value: Value) -> Option<Self> {
+        match value.get("type")?.as_str()? {
+            "ping" => Some(Self::Ping),
+            "ack" => {
+                let seq = value.get("seq")?;
+                seq.as_i64().or_else(|| seq.as_str()?.trim().parse().ok()).map(Self::Ack)
+            }
+            "send" => {
+                let Value::Object(fields) = value.get_mut("data")?.take() else { return None };
+                let client_msg_id = fields.get("client_msg_id").cloned().unwrap_or(Value::Null);
+                let command = if fields.values().any(crate::params::contains_nul) {
+                    Err(crate::error::ApiError::nul_refused())
+                } else {
+                    crate::send::SendMessage::parse(&crate::params::Params::from_fields(fields))
+                };
+                Some(Self::Send { client_msg_id, command })
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_frames_parse_once_and_junk_is_ignored() {
+        let parse = |s: &str| serde_json::from_str::<Value>(s).ok().and_then(ClientFrame::parse);
+        assert!(matches!(parse(r#"{"type":"ping"}"#), Some(ClientFrame::Ping)));
+        assert!(matches!(parse(r#"{"type":"ack","seq":7}"#), Some(ClientFrame::Ack(7))));
+        assert!(matches!(parse(r#"{"type":"ack","seq":"8"}"#), Some(ClientFrame::Ack(8))));
+        assert!(parse(r#"{"type":"ack"}"#).is_none());
+        let send = parse(r#"{"type":"send","data":{"sendto_id":2,"chatType":"single","type":"text","data":"hi","client_msg_id":"k1"}}"#);
+        match send {
+            Some(ClientFrame::Send { client_msg_id, command: Ok(command) }) => {
+                assert_eq!(client_msg_id, json!("k1"));
+                assert_eq!(command.to, 2);
+            }
+            other => panic!("a valid send: {other:?}"),
+        }
+        // A send whose fields are refused is still a send, answered with an error.
+        match parse(r#"{"type":"send","data":{"sendto_id":0}}"#) {
+            Some(ClientFrame::Send { command: Err(e), .. }) => assert_eq!(e.code, "invalid_sendto_id"),
+            other => panic!("a refused send: {other:?}"),
+        }
+        assert!(parse(r#"{"type":"send","data":"x"}"#).is_none());
+        assert!(parse("not json").is_none());
+        assert!(parse(r#"{"type":"whatever"}"#).is_none());
+        assert!(parse(r#"[1,2]"#).is_none());
+    }
+}
