@@ -2,14 +2,14 @@
 //! profile, settings and the operator's enable/disable.
 
 use crate::auth::{Passwords, Tokens};
-use crate::store::{ATTEMPTS, Loaded, decide_and_append, load, stream_append};
+use crate::store::{Deciding, Decision, Loaded, Write, commit, decide_and_append, execute, execute_async, load};
 use crate::{CommandError, Ctx, now_millis};
 use im_domain::account::{self, Account, AccountError, ClaimState, Command, ProfileChanges};
 use im_domain::event::{DeviceInfo, Role, SystemMessageSent};
 use im_domain::userset::UserSet;
 use im_domain::values::{DeviceFingerprint, Password, Username};
 use im_domain::{Event, SessionId, StreamId, UserId};
-use im_eventlog::{AppendError, ExpectedVersion, SharedEventStore, StreamAppend};
+use im_eventlog::SharedEventStore;
 use uuid::Uuid;
 
 /// A new live session: the token to hand out and the log position to wait for.
@@ -54,8 +54,7 @@ impl Accounts {
     /// Sends one user a message from the system (kept in their inbox).
     pub async fn send_system_message(&self, ctx: &Ctx, message: SystemMessageSent) -> Result<i64, CommandError> {
         let stream = StreamId::system(message.message_id).to_string();
-        let append = stream_append(ctx, stream, ExpectedVersion::NoStream, &[Event::SystemMessageSent(message)]);
-        Ok(self.store.append(vec![append]).await?.last_position)
+        commit(&*self.store, vec![Write::new_stream(ctx, stream, &[Event::SystemMessageSent(message)], CommandError::Contended)]).await
     }
 
     pub fn tokens(&self) -> &Tokens {
@@ -102,17 +101,26 @@ impl Accounts {
         let id = UserId(self.store.next_id("user").await?);
         let session = SessionId(Uuid::new_v4());
         let now = now_millis();
-        let claim = account::claim_username(&None, &username, id).map_err(|_| CommandError::UsernameTaken)?;
-        let events = account::decide(&None, Command::Register { id, uuid: Uuid::new_v4(), username, password_hash, session, at: now })?;
-        let appends = vec![
-            stream_append(ctx, claim_stream.to_string(), ExpectedVersion::NoStream, &claim),
-            stream_append(ctx, StreamId::user(id).to_string(), ExpectedVersion::NoStream, &events),
-        ];
-        let committed = self.store.append(appends).await.map_err(|e| match e {
-            AppendError::Conflict { .. } => CommandError::UsernameTaken,
-            other => other.into(),
-        })?;
-        self.started(id, session, Role::User, committed.last_position, now)
+        let (_, _, position) = execute(&*self.store, ctx, StreamId::user(id).as_str(), None, account::evolve, |state| {
+            let register = Command::Register {
+                id,
+                uuid: Uuid::new_v4(),
+                username: username.clone(),
+                password_hash: password_hash.clone(),
+                session,
+                at: now,
+            };
+            Ok(Decision { events: account::decide(state, register)?, also: vec![self.claim(ctx, &username, id)?], answer: () })
+        })
+        .await?;
+        self.started(id, session, Role::User, position, now)
+    }
+
+    /// The claim on `username` for `id`, appended with the account's events: if the name
+    /// was claimed meanwhile, the command fails as taken.
+    fn claim(&self, ctx: &Ctx, username: &Username, id: UserId) -> Result<Write, CommandError> {
+        let claim = account::claim_username(&None, username, id).map_err(|_| CommandError::UsernameTaken)?;
+        Ok(Write::new_stream(ctx, StreamId::username(username).to_string(), &claim, CommandError::UsernameTaken))
     }
 
     /// loginChat / visitorloginChat: check the password and start a new session, which
@@ -152,104 +160,95 @@ impl Accounts {
     pub async fn visitor_register(&self, ctx: &Ctx, fingerprint: &str, device: DeviceInfo) -> Result<SessionStarted, CommandError> {
         let fingerprint = DeviceFingerprint::parse(fingerprint)?;
         let device_stream = StreamId::device(&fingerprint);
-        for _ in 0..ATTEMPTS {
-            let claim = self.load_claim(&device_stream).await?;
-            let holder_is_visitor = match claim.state {
-                Some(holder) => Some(matches!(self.load_account(holder).await?.state, Some(Account { role: Role::Visitor, .. }))),
-                None => None,
-            };
-            let id = UserId(self.store.next_id("user").await?);
-            let bind = match account::bind_device(holder_is_visitor, &claim.state, &fingerprint, id) {
-                Ok(events) => events,
-                // The device already has its visitor: log that one in.
-                Err(account::AlreadyClaimed(holder)) => return self.log_in(&Ctx { actor: Some(holder.0), ..*ctx }, holder).await,
-            };
-            let session = SessionId(Uuid::new_v4());
-            let now = now_millis();
-            let events = account::decide(
-                &None,
-                Command::RegisterVisitor {
-                    id,
-                    uuid: Uuid::new_v4(),
-                    fingerprint: fingerprint.clone(),
-                    device: device.clone(),
-                    session,
-                    at: now,
-                },
-            )?;
-            // The reminder to log in comes with the registration, once, and stays in the
-            // visitor's inbox.
-            let to_name = events
-                .iter()
-                .find_map(|e| match e {
-                    Event::UserRegistered(r) => Some(if r.nickname.is_empty() { r.username.clone() } else { r.nickname.clone() }),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            let reminder = SystemMessageSent {
-                message_id: Uuid::now_v7(),
-                to: id,
-                to_name,
-                to_avatar: String::new(),
-                from_key: None,
-                from_name: "系统消息".into(),
-                from_avatar: self.system_avatar.clone(),
-                text: VISITOR_REMINDER.into(),
-                redirect: None,
-                at: now,
-            };
-            let appends = vec![
-                stream_append(ctx, device_stream.to_string(), claim.expected(), &bind),
-                stream_append(ctx, StreamId::user(id).to_string(), ExpectedVersion::NoStream, &events),
-                stream_append(
-                    ctx,
-                    StreamId::system(reminder.message_id).to_string(),
-                    ExpectedVersion::NoStream,
-                    &[Event::SystemMessageSent(reminder)],
-                ),
-            ];
-            match self.store.append(appends).await {
-                Ok(committed) => return self.started(id, session, Role::Visitor, committed.last_position, now),
-                // Another request bound this device first: go round and log that one in.
-                Err(AppendError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
+        // The device's stream is the one decided on: another request binding it first
+        // makes this one decide again, and find that visitor to log in.
+        let decide = |claim: ClaimState| -> Deciding<'_, _> {
+            let (fingerprint, device) = (fingerprint.clone(), device.clone());
+            Box::pin(async move {
+                let holder_is_visitor = match claim {
+                    Some(holder) => Some(matches!(self.load_account(holder).await?.state, Some(Account { role: Role::Visitor, .. }))),
+                    None => None,
+                };
+                let id = UserId(self.store.next_id("user").await?);
+                let bind = match account::bind_device(holder_is_visitor, &claim, &fingerprint, id) {
+                    Ok(events) => events,
+                    // The device already has its visitor: log that one in.
+                    Err(account::AlreadyClaimed(holder)) => return Ok(Decision::answer(Err(holder))),
+                };
+                let session = SessionId(Uuid::new_v4());
+                let now = now_millis();
+                let registered = account::decide(
+                    &None,
+                    Command::RegisterVisitor {
+                        id,
+                        uuid: Uuid::new_v4(),
+                        fingerprint: fingerprint.clone(),
+                        device,
+                        session,
+                        at: now,
+                    },
+                )?;
+                // The reminder to log in comes with the registration, once, and stays in the
+                // visitor's inbox.
+                let reminder = self.visitor_reminder(id, &registered, now);
+                let also = vec![
+                    Write::new_stream(ctx, StreamId::user(id).to_string(), &registered, CommandError::Contended),
+                    Write::new_stream(
+                        ctx,
+                        StreamId::system(reminder.message_id).to_string(),
+                        &[Event::SystemMessageSent(reminder)],
+                        CommandError::Contended,
+                    ),
+                ];
+                Ok(Decision { events: bind, also, answer: Ok((id, session, now)) })
+            })
+        };
+        let (outcome, _, position) = execute_async(&*self.store, ctx, device_stream.as_str(), None, account::evolve_claim, decide).await?;
+        match outcome {
+            Ok((id, session, now)) => self.started(id, session, Role::Visitor, position, now),
+            Err(holder) => self.log_in(&Ctx { actor: Some(holder.0), ..*ctx }, holder).await,
         }
-        Err(CommandError::Contended)
+    }
+
+    /// The message a new visitor finds in their inbox.
+    fn visitor_reminder(&self, id: UserId, registered: &[Event], now: i64) -> SystemMessageSent {
+        let to_name = registered
+            .iter()
+            .find_map(|e| match e {
+                Event::UserRegistered(r) => Some(if r.nickname.is_empty() { r.username.clone() } else { r.nickname.clone() }),
+                _ => None,
+            })
+            .unwrap_or_default();
+        SystemMessageSent {
+            message_id: Uuid::now_v7(),
+            to: id,
+            to_name,
+            to_avatar: String::new(),
+            from_key: None,
+            from_name: "系统消息".into(),
+            from_avatar: self.system_avatar.clone(),
+            text: VISITOR_REMINDER.into(),
+            redirect: None,
+            at: now,
+        }
     }
 
     /// visitorregChat: the visitor becomes a registered user in place (same id).
     pub async fn visitor_upgrade(&self, ctx: &Ctx, id: UserId, username: &str, password: &str) -> Result<SessionStarted, CommandError> {
         let username = Username::parse(username)?;
         let password = Password::parse(password)?;
-        let claim_stream = StreamId::username(&username);
-        if self.load_claim(&claim_stream).await?.state.is_some() {
+        if self.load_claim(&StreamId::username(&username)).await?.state.is_some() {
             return Err(CommandError::UsernameTaken);
         }
         let password_hash = self.passwords.hash(&password).await?;
         let session = SessionId(Uuid::new_v4());
         let now = now_millis();
-        for _ in 0..ATTEMPTS {
-            let loaded = self.load_account(id).await?;
-            let events = account::decide(
-                &loaded.state,
-                Command::UpgradeVisitor { username: username.clone(), password_hash: password_hash.clone(), session, at: now },
-            )?;
-            let claim = account::claim_username(&None, &username, id).map_err(|_| CommandError::UsernameTaken)?;
-            let appends: Vec<StreamAppend> = vec![
-                stream_append(ctx, claim_stream.to_string(), ExpectedVersion::NoStream, &claim),
-                stream_append(ctx, StreamId::user(id).to_string(), loaded.expected(), &events),
-            ];
-            match self.store.append(appends).await {
-                Ok(committed) => return self.started(id, session, Role::User, committed.last_position, now),
-                Err(AppendError::Conflict { stream_id, .. }) if stream_id == claim_stream.as_str() => {
-                    return Err(CommandError::UsernameTaken);
-                }
-                Err(AppendError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(CommandError::Contended)
+        let (_, _, position) = execute(&*self.store, ctx, StreamId::user(id).as_str(), None, account::evolve, |state| {
+            let upgrade = Command::UpgradeVisitor { username: username.clone(), password_hash: password_hash.clone(), session, at: now };
+            Ok(Decision { events: account::decide(state, upgrade)?, also: vec![self.claim(ctx, &username, id)?], answer: () })
+        })
+        .await?;
+        self.started(id, session, Role::User, position, now)
     }
 
     /// logout: the session ends; its token stops working.
@@ -304,25 +303,12 @@ impl Accounts {
     /// Operator: change a user's login name (claimed like a registration).
     pub async fn rename(&self, ctx: &Ctx, id: UserId, username: &str) -> Result<i64, CommandError> {
         let username = Username::parse(username)?;
-        let claim_stream = StreamId::username(&username);
-        for _ in 0..ATTEMPTS {
-            let loaded = self.load_account(id).await?;
-            let events = account::decide(&loaded.state, Command::Rename { username: username.clone(), at: now_millis() })?;
-            let claim = account::claim_username(&None, &username, id).map_err(|_| CommandError::UsernameTaken)?;
-            let appends = vec![
-                stream_append(ctx, claim_stream.to_string(), ExpectedVersion::NoStream, &claim),
-                stream_append(ctx, StreamId::user(id).to_string(), loaded.expected(), &events),
-            ];
-            match self.store.append(appends).await {
-                Ok(committed) => return Ok(committed.last_position),
-                Err(AppendError::Conflict { stream_id, .. }) if stream_id == claim_stream.as_str() => {
-                    return Err(CommandError::UsernameTaken);
-                }
-                Err(AppendError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(CommandError::Contended)
+        let (_, _, position) = execute(&*self.store, ctx, StreamId::user(id).as_str(), None, account::evolve, |state| {
+            let rename = Command::Rename { username: username.clone(), at: now_millis() };
+            Ok(Decision { events: account::decide(state, rename)?, also: vec![self.claim(ctx, &username, id)?], answer: () })
+        })
+        .await?;
+        Ok(position)
     }
 
     /// Operator: delete an account.

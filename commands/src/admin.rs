@@ -2,12 +2,12 @@
 //! login. They are not chat users.
 
 use crate::auth::Passwords;
-use crate::store::{load, stream_append};
+use crate::store::{Write, commit, load};
 use crate::{CommandError, Ctx, now_millis};
 use im_domain::event::{AdminCreated, AdminLoggedOut};
 use im_domain::values::{Password, PasswordHash, Username};
 use im_domain::{Event, StreamId};
-use im_eventlog::{AppendError, ExpectedVersion, SharedEventStore};
+use im_eventlog::SharedEventStore;
 
 #[derive(Clone)]
 pub struct Admins {
@@ -48,12 +48,9 @@ impl Admins {
         let password = Password::parse(password)?;
         let hash = self.passwords.hash(&password).await?;
         let event = Event::AdminCreated(AdminCreated { username: username.as_str().to_owned(), password_hash: hash.0, at: now_millis() });
-        let append = stream_append(&Ctx::anonymous(), StreamId::admin(username.as_str()).to_string(), ExpectedVersion::NoStream, &[event]);
-        match self.store.append(vec![append]).await {
-            Ok(_) => Ok(()),
-            Err(AppendError::Conflict { .. }) => Err(CommandError::UsernameTaken),
-            Err(e) => Err(e.into()),
-        }
+        let stream = StreamId::admin(username.as_str()).to_string();
+        commit(&*self.store, vec![Write::new_stream(&Ctx::anonymous(), stream, &[event], CommandError::UsernameTaken)]).await?;
+        Ok(())
     }
 
     /// True when the operator exists and the password matches.
@@ -86,7 +83,7 @@ impl Admins {
         // Sessions are issued with millisecond times; a logout at the same millisecond
         // as a login must still end it, and a login after it must live.
         let event = Event::AdminLoggedOut(AdminLoggedOut { username: username.to_owned(), at: now_millis() });
-        self.store.append(vec![stream_append(&Ctx::anonymous(), stream, ExpectedVersion::Any, &[event])]).await?;
+        commit(&*self.store, vec![Write::any(&Ctx::anonymous(), stream, &[event])]).await?;
         Ok(())
     }
 }

@@ -2,13 +2,13 @@
 //! ending a friendship, and reports. All decisions between two users are taken on
 //! their pair's stream, so concurrent or crossing requests are serialized there.
 
-use crate::store::{decide_and_append, load, stream_append};
+use crate::store::{Write, commit, decide_and_append, load};
 use crate::{CommandError, Ctx, now_millis};
 use im_domain::account::{self, Account};
 use im_domain::event::ReportFiled;
 use im_domain::friendship::{self, Choice, Command, Pair};
 use im_domain::{Event, StreamId, UserId};
-use im_eventlog::{ExpectedVersion, SharedEventStore};
+use im_eventlog::SharedEventStore;
 
 /// Events appended by a command and the position to wait for.
 #[derive(Debug, Clone)]
@@ -162,8 +162,9 @@ impl Friends {
             content,
             at: now_millis(),
         })];
-        let append = stream_append(ctx, StreamId::report(report_id).to_string(), ExpectedVersion::NoStream, &events);
-        let committed = self.store.append(vec![append]).await?;
-        Ok((report_id, Appended { events, position: committed.last_position }))
+        let position =
+            commit(&*self.store, vec![Write::new_stream(ctx, StreamId::report(report_id).to_string(), &events, CommandError::Contended)])
+                .await?;
+        Ok((report_id, Appended { events, position }))
     }
 }

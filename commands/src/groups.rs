@@ -8,7 +8,7 @@
 //! change, and nothing has to invalidate it.
 
 use crate::messages::{Messages, Outgoing, Pending, Sent};
-use crate::store::{decide_and_append, load, stream_append};
+use crate::store::{Write, commit, decide_and_append, load};
 use crate::{CommandError, Ctx, now_millis};
 use im_domain::group::{self, Command, Consent, Named, State};
 use im_domain::message::{ChatType, MessageBody, Party, Permit};
@@ -88,9 +88,10 @@ impl Groups {
     pub async fn create(&self, ctx: &Ctx, owner: Named, name: String, members: Vec<Named>) -> Result<(i64, i64), CommandError> {
         let group_id = self.store.next_id("group").await?;
         let events = group::decide(&None, Command::Create { group_id, owner, name, members, max_size: self.max_size, at: now_millis() })?;
-        let append = stream_append(ctx, StreamId::group(group_id).to_string(), ExpectedVersion::NoStream, &events);
-        let committed = self.store.append(vec![append]).await?;
-        Ok((group_id, committed.last_position))
+        let position =
+            commit(&*self.store, vec![Write::new_stream(ctx, StreamId::group(group_id).to_string(), &events, CommandError::Contended)])
+                .await?;
+        Ok((group_id, position))
     }
 
     pub async fn rename(&self, ctx: &Ctx, group_id: i64, by: Named, name: String) -> Result<i64, CommandError> {

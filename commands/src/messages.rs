@@ -6,12 +6,12 @@
 //! client with many messages in flight gets them committed in the order it sent them
 //! without waiting for each.
 
-use crate::store::{load, stream_append};
+use crate::store::{Write, decide_and_append, submit};
 use crate::{CommandError, Ctx, now_millis};
 use im_domain::event::{AllowanceUsed, ClientMessageKeyClaimed};
 use im_domain::message::{self, ChatType, MessageBody, MessageSent, Party, Permit, SendFacts};
 use im_domain::{Event, StreamId, UserId};
-use im_eventlog::{AppendError, ExpectedVersion, PendingAppend, SharedEventStore, StreamAppend};
+use im_eventlog::{SharedEventStore, StreamAppend};
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
@@ -97,69 +97,52 @@ impl Messages {
             group: outgoing.group,
             at: now_millis(),
         };
-        let mut appends = vec![stream_append(
+        let mut writes = vec![Write::new_stream(
             ctx,
             StreamId::message(message_id).to_string(),
-            ExpectedVersion::NoStream,
             &[Event::MessageSent(sent.clone())],
+            CommandError::Contended,
         )];
-        let allowance = StreamId::allowance(from, UserId(sent.to.id)).to_string();
         if permit == Permit::UsesAllowance {
             let used = Event::AllowanceUsed(AllowanceUsed { from, to: UserId(sent.to.id), message_id });
-            appends.push(stream_append(ctx, allowance.clone(), ExpectedVersion::NoStream, &[used]));
+            let allowance = StreamId::allowance(from, UserId(sent.to.id)).to_string();
+            writes.push(Write::new_stream(ctx, allowance, &[used], message::SendError::AllowanceUsed.into()));
         }
         if let Some(key) = &sent.client_msg_id {
             // The claim stream makes the key usable once: a second send with it
             // conflicts there and resolves to the first message.
             let claimed = Event::ClientMessageKeyClaimed(ClientMessageKeyClaimed { from, client_msg_id: key.clone(), message_id });
-            appends.push(stream_append(ctx, StreamId::client_message(from, key).to_string(), ExpectedVersion::NoStream, &[claimed]));
+            writes.push(Write::new_stream(ctx, StreamId::client_message(from, key).to_string(), &[claimed], CommandError::Contended));
         }
-        let guarded: Vec<String> = guards.iter().map(|g| g.stream_id.clone()).collect();
-        appends.extend(guards);
-        let pending = self.store.submit(appends).await?;
-        Ok(Box::pin(self.clone().committed(pending, sent, from, allowance, guarded)))
-    }
-
-    async fn committed(
-        self,
-        pending: PendingAppend,
-        sent: MessageSent,
-        from: UserId,
-        allowance: String,
-        guards: Vec<String>,
-    ) -> Result<Sent, CommandError> {
-        match pending.await {
-            Ok(committed) => Ok(Sent::New { message: Box::new(sent), position: committed.last_position }),
-            Err(AppendError::Conflict { stream_id, .. }) => {
-                // A send with the same key got there first: that is this message,
-                // whichever claim stream the conflict was reported on.
-                if let Some(key) = sent.client_msg_id.as_deref()
-                    && let Some((message_id, position)) = self.claimed_key(from, key).await?
-                {
-                    return Ok(Sent::Duplicate { message_id, position });
-                }
-                if stream_id == allowance {
-                    Err(message::SendError::AllowanceUsed.into())
-                } else if guards.contains(&stream_id) {
-                    Err(CommandError::Stale(stream_id))
-                } else {
-                    Err(CommandError::Contended)
+        writes.extend(guards.into_iter().map(Write::guard));
+        let durable = submit(&*self.store, writes).await?;
+        let this = self.clone();
+        Ok(Box::pin(async move {
+            match durable.await {
+                Ok(position) => Ok(Sent::New { message: Box::new(sent), position }),
+                Err(e @ (CommandError::Store(_) | CommandError::Internal(_))) => Err(e),
+                Err(conflict) => {
+                    // A send with the same key got there first: that is this message,
+                    // whichever stream the conflict was reported on.
+                    if let Some(key) = sent.client_msg_id.as_deref()
+                        && let Some((message_id, position)) = this.claimed_key(from, key).await?
+                    {
+                        return Ok(Sent::Duplicate { message_id, position });
+                    }
+                    Err(conflict)
                 }
             }
-            Err(e) => Err(e.into()),
-        }
+        }))
     }
 
     /// revokeMessage: the sender, within `window_ms` (0 = no limit).
     pub async fn revoke(&self, ctx: &Ctx, by: UserId, message_id: Uuid, window_ms: i64) -> Result<i64, CommandError> {
         let stream = StreamId::message(message_id);
-        let loaded = load(&*self.store, stream.as_str(), None, message::evolve).await?;
-        let events = message::revoke(&loaded.state, by, now_millis(), window_ms)?;
-        let append = stream_append(ctx, stream.to_string(), loaded.expected(), &events);
-        match self.store.append(vec![append]).await {
-            Ok(committed) => Ok(committed.last_position),
-            Err(AppendError::Conflict { .. }) => Err(im_domain::message::RevokeError::AlreadyRevoked.into()),
-            Err(e) => Err(e.into()),
-        }
+        let now = now_millis();
+        let (_, position) = decide_and_append(&*self.store, ctx, stream.as_str(), None, message::evolve, |state| {
+            Ok(message::revoke(state, by, now, window_ms)?)
+        })
+        .await?;
+        Ok(position)
     }
 }
