@@ -179,14 +179,7 @@ impl Accounts {
                 let now = now_millis();
                 let registered = account::decide(
                     &None,
-                    Command::RegisterVisitor {
-                        id,
-                        uuid: Uuid::new_v4(),
-                        fingerprint: fingerprint.clone(),
-                        device,
-                        session,
-                        at: now,
-                    },
+                    Command::RegisterVisitor { id, uuid: Uuid::new_v4(), fingerprint: fingerprint.clone(), device, session, at: now },
                 )?;
                 // The reminder to log in comes with the registration, once, and stays in the
                 // visitor's inbox.
@@ -215,7 +208,7 @@ impl Accounts {
         let to_name = registered
             .iter()
             .find_map(|e| match e {
-                Event::UserRegistered(r) => Some(if r.nickname.is_empty() { r.username.clone() } else { r.nickname.clone() }),
+                Event::UserRegistered(r) => Some(im_domain::values::display_name([r.nickname.as_str(), &r.username]).to_owned()),
                 _ => None,
             })
             .unwrap_or_default();

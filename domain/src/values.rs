@@ -88,6 +88,12 @@ impl DeviceFingerprint {
 }
 
 /// Bounded free text (nickname, avatar URL, signature …).
+/// The name a person is shown by: the first of `names` that is not empty (a remark, then
+/// a nickname, then the username), else "".
+pub fn display_name<'a>(names: impl IntoIterator<Item = &'a str>) -> &'a str {
+    names.into_iter().find(|n| !n.is_empty()).unwrap_or("")
+}
+
 pub fn bounded(raw: &str, max_chars: usize) -> Result<String, ValueError> {
     if raw.chars().count() <= max_chars { Ok(raw.to_owned()) } else { Err(ValueError::TooLong) }
 }

@@ -34,7 +34,7 @@ pub struct Me {
 
 impl Me {
     pub fn is_visitor(&self) -> bool {
-        self.user.role == "visitor"
+        self.user.is_visitor()
     }
 }
 

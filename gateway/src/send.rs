@@ -240,7 +240,7 @@ async fn auto_reply(state: &AppState, message: &MessageSent, recipient: &UserRow
     if message.kind != "text" || message.options.get("autoReply").is_some_and(|v| v == &json!(true)) {
         return Ok(());
     }
-    let rows = state.directory().auto_replies(recipient.id).await?;
+    let rows = state.directory().auto_replies(recipient.id.0).await?;
     if rows.is_empty() {
         return Ok(());
     }
@@ -255,13 +255,13 @@ async fn auto_reply(state: &AppState, message: &MessageSent, recipient: &UserRow
     .await
     .map_err(ApiError::internal)?;
     let Some(answer) = answer else { return Ok(()) };
-    if online_anywhere(state, recipient.id).await {
+    if online_anywhere(state, recipient.id.0).await {
         return Ok(());
     }
     let Ok(body) = MessageBody::parse("text", &answer) else { return Ok(()) };
     let reply = Outgoing {
         chat_type: ChatType::Single,
-        from: Party { id: recipient.id, name: message.to.name.clone(), avatar: message.to.avatar.clone() },
+        from: Party { id: recipient.id.0, name: message.to.name.clone(), avatar: message.to.avatar.clone() },
         to: Party { id: message.from.id, name: message.from.name.clone(), avatar: message.from.avatar.clone() },
         recipients: vec![UserId(message.from.id)],
         body,
@@ -269,6 +269,6 @@ async fn auto_reply(state: &AppState, message: &MessageSent, recipient: &UserRow
         client_msg_id: None,
         group: None,
     };
-    state.messages().send(&Ctx::user(recipient.id), reply, Permit::Free).await?;
+    state.messages().send(&Ctx::user(recipient.id.0), reply, Permit::Free).await?;
     Ok(())
 }

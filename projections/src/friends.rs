@@ -5,8 +5,8 @@
 use crate::projection::{Applied, Projection};
 use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
-use im_domain::Event;
 use im_domain::friendship::{Side, SideChange, apply_change};
+use im_domain::{Event, UserId};
 use serde_json::{Value, json};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -200,8 +200,8 @@ async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<(), ReadError>
 /// One side of a friendship joined with the friend's profile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FriendRow {
-    pub user_id: i64,
-    pub friend_id: i64,
+    pub user_id: UserId,
+    pub friend_id: UserId,
     pub uuid: String,
     pub username: String,
     pub friend_nickname: String,
@@ -211,23 +211,26 @@ pub struct FriendRow {
     pub sex: String,
     pub nickname: String,
     pub tags: String,
-    pub star: i64,
-    pub isblack: i64,
-    pub lookme: i64,
-    pub lookhim: i64,
+    pub star: bool,
+    /// I blacklisted them (`isblack`).
+    pub blocked: bool,
+    /// They may see my moments (`lookme`).
+    pub lookme: bool,
+    /// I see theirs (`lookhim`).
+    pub lookhim: bool,
     pub create_time: i64,
 }
 
 impl FriendRow {
     /// My remark, else their nickname, else their username.
     pub fn name(&self) -> &str {
-        [&self.nickname, &self.friend_nickname, &self.username].into_iter().find(|s| !s.is_empty()).map_or("", |s| s)
+        im_domain::values::display_name([self.nickname.as_str(), &self.friend_nickname, &self.username])
     }
 
     /// An entry of `goodfriendlist`.
     pub fn to_list_json(&self) -> Value {
         json!({
-            "id": self.friend_id, "friend_id": self.friend_id, "uuid": self.uuid, "username": self.username,
+            "id": self.friend_id.0, "friend_id": self.friend_id.0, "uuid": self.uuid, "username": self.username,
             "avatar": self.avatar, "friend_nickname": self.friend_nickname, "beizhu": self.nickname, "name": self.name(),
         })
     }
@@ -235,11 +238,11 @@ impl FriendRow {
     /// `getgoodfriendinfo`: the friend's profile plus my settings for them.
     pub fn to_info_json(&self) -> Value {
         json!({
-            "id": self.friend_id, "friend_id": self.friend_id, "uuid": self.uuid, "username": self.username,
+            "id": self.friend_id.0, "friend_id": self.friend_id.0, "uuid": self.uuid, "username": self.username,
             "avatar": self.avatar, "friend_nickname": self.friend_nickname, "name": self.name(),
             "sex": self.sex, "sign": self.sign, "area": self.area,
-            "nickname": self.nickname, "tags": self.tags, "star": self.star, "isblack": self.isblack,
-            "lookme": self.lookme, "lookhim": self.lookhim, "create_time": self.create_time,
+            "nickname": self.nickname, "tags": self.tags, "star": i64::from(self.star), "isblack": i64::from(self.blocked),
+            "lookme": i64::from(self.lookme), "lookhim": i64::from(self.lookhim), "create_time": self.create_time,
         })
     }
 
@@ -247,8 +250,8 @@ impl FriendRow {
     /// (the reference's row ids; a side here is keyed by the pair).
     pub fn to_row_json(&self) -> Value {
         json!({
-            "id": self.friend_id, "user_id": self.user_id, "friend_id": self.friend_id, "nickname": self.nickname, "tags": self.tags,
-            "star": self.star, "isblack": self.isblack, "lookme": self.lookme, "lookhim": self.lookhim,
+            "id": self.friend_id.0, "user_id": self.user_id.0, "friend_id": self.friend_id.0, "nickname": self.nickname, "tags": self.tags,
+            "star": i64::from(self.star), "isblack": i64::from(self.blocked), "lookme": i64::from(self.lookme), "lookhim": i64::from(self.lookhim),
             "create_time": self.create_time,
         })
     }
@@ -260,8 +263,8 @@ const FRIEND_SELECT: &str = "SELECT f.user_id, f.friend_id, u.uuid, u.username, 
 
 fn decode_friend(r: AnyRow) -> Result<FriendRow, ReadError> {
     Ok(FriendRow {
-        user_id: r.try_get("user_id")?,
-        friend_id: r.try_get("friend_id")?,
+        user_id: UserId(r.try_get("user_id")?),
+        friend_id: UserId(r.try_get("friend_id")?),
         uuid: r.try_get("uuid")?,
         username: r.try_get("username")?,
         friend_nickname: r.try_get("friend_nickname")?,
@@ -271,10 +274,10 @@ fn decode_friend(r: AnyRow) -> Result<FriendRow, ReadError> {
         sex: r.try_get("sex")?,
         nickname: r.try_get("nickname")?,
         tags: r.try_get("tags")?,
-        star: r.try_get("star")?,
-        isblack: r.try_get("isblack")?,
-        lookme: r.try_get("lookme")?,
-        lookhim: r.try_get("lookhim")?,
+        star: r.try_get::<i64, _>("star")? != 0,
+        blocked: r.try_get::<i64, _>("isblack")? != 0,
+        lookme: r.try_get::<i64, _>("lookme")? != 0,
+        lookhim: r.try_get::<i64, _>("lookhim")? != 0,
         create_time: r.try_get("create_time")?,
     })
 }
@@ -457,8 +460,8 @@ mod tests {
 
     fn friend(id: i64, name: &str) -> FriendRow {
         FriendRow {
-            user_id: 1,
-            friend_id: id,
+            user_id: UserId(1),
+            friend_id: UserId(id),
             uuid: String::new(),
             username: format!("user{id}"),
             friend_nickname: name.to_owned(),
@@ -468,10 +471,10 @@ mod tests {
             sex: String::new(),
             nickname: String::new(),
             tags: String::new(),
-            star: 0,
-            isblack: 0,
-            lookme: 1,
-            lookhim: 1,
+            star: false,
+            blocked: false,
+            lookme: true,
+            lookhim: true,
             create_time: 0,
         }
     }

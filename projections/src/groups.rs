@@ -289,7 +289,7 @@ impl Groups {
             .map(|r| -> Result<Value, ReadError> {
                 let nickname: Option<String> = r.try_get("nickname")?;
                 let username: Option<String> = r.try_get("username")?;
-                let inviter_name = nickname.filter(|n| !n.is_empty()).or(username).unwrap_or_default();
+                let inviter_name = im_domain::values::display_name([nickname.as_deref().unwrap_or(""), username.as_deref().unwrap_or("")]);
                 Ok(json!({
                     "group_id": r.try_get::<i64, _>("group_id")?, "group_name": r.try_get::<String, _>("name")?,
                     "avatar": r.try_get::<Option<String>, _>("avatar")?.unwrap_or_default(),

@@ -385,12 +385,7 @@ impl InboxProjection {
                             let group = crate::groups::summary(conn, group_id).await?;
                             let id = a.event_id.to_string();
                             let at = a.recorded_at;
-                            let body = Body::of(&json!({
-                                "id": id, "from_avatar": "", "from_name": "系统消息", "from_id": 0,
-                                "to_id": group_id, "to_name": group["name"], "to_avatar": group["avatar"],
-                                "chatType": "group", "type": "system", "data": text, "options": {},
-                                "create_time": at, "isremove": 0, "group": group,
-                            }));
+                            let body = Body::of_view(&MessageView::group_system(id.clone(), group_id, &group, &text, at));
                             self.load_heads(conn, &recipients).await?;
                             let row = RowOf { message_id: Some(&id), kind: InboxKind::Message, payload: None, body: &body, at };
                             plan.rows.extend(self.state().assign(&recipients, &row, &mut out));
@@ -581,25 +576,7 @@ fn notice_of(event: &Event) -> Option<(i64, InboxKind, Value, i64)> {
 /// `singleChat` frame carries for the visitor's reminder, the avatar-changed message and
 /// the kick of an older device.
 pub fn system_message(e: &im_domain::event::SystemMessageSent) -> Value {
-    let from_id = e.from_key.as_ref().map_or(json!(0), |k| json!(k));
-    json!({
-        "id": e.message_id.to_string(),
-        "from_avatar": e.from_avatar,
-        "from_name": e.from_name,
-        "from_id": from_id,
-        "to_id": e.to.0,
-        "to_name": e.to_name,
-        "to_avatar": e.to_avatar,
-        "chatType": "single",
-        "type": "text",
-        "data": {"data": e.text, "dataType": false, "otherData": null},
-        "redirect": e.redirect.as_ref().map_or(Value::Null, |r| json!({"url": r.url, "type": r.kind, "doaction": r.doaction})),
-        "options": {},
-        "create_time": e.at,
-        "isremove": 0,
-        "group": {},
-        "msgidKey": from_id,
-    })
+    MessageView::system(e).to_value()
 }
 
 /// Writes the rows of these plans.
@@ -720,14 +697,15 @@ fn padding<T>(rows: &[T]) -> impl Iterator<Item = &T> {
     rows.iter().chain(rows.last().into_iter().cycle().take(extra))
 }
 
-/// The message object of the contract, as its recipients see it: built from the event,
-/// in one place, and written out without an intermediate JSON tree.
+/// The message object of the contract, as its recipients see it: built in this one
+/// place for every kind of message (a user's, a group's system line, a system message in
+/// the reference's `offlineMsg` shape) and written out without an intermediate JSON tree.
 #[derive(serde::Serialize)]
 pub struct MessageView<'a> {
     id: String,
     from_avatar: &'a str,
     from_name: &'a str,
-    from_id: i64,
+    from_id: FromId<'a>,
     to_id: i64,
     to_name: &'a str,
     to_avatar: &'a str,
@@ -735,7 +713,9 @@ pub struct MessageView<'a> {
     chat_type: &'static str,
     #[serde(rename = "type")]
     kind: &'a str,
-    data: &'a str,
+    data: Data<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redirect: Option<Option<&'a im_domain::event::Redirect>>,
     options: &'a Value,
     create_time: i64,
     isremove: i64,
@@ -743,40 +723,129 @@ pub struct MessageView<'a> {
     group: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_msg_id: Option<&'a str>,
+    #[serde(rename = "msgidKey", skip_serializing_if = "Option::is_none")]
+    msgid_key: Option<FromId<'a>>,
 }
 
+/// A sender: a user's id, or a system sender's key (`redirect-forceLogout-<id>`).
+#[derive(serde::Serialize, Clone, Copy)]
+#[serde(untagged)]
+enum FromId<'a> {
+    Id(i64),
+    Key(&'a str),
+}
+
+/// A message's `data`: the text (or file URL) of a user's message, or the notice object
+/// of a system message.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Data<'a> {
+    Text(&'a str),
+    Notice {
+        data: &'a str,
+        #[serde(rename = "dataType")]
+        data_type: bool,
+        #[serde(rename = "otherData")]
+        other_data: (),
+    },
+}
+
+/// `{}`, for the fields a system message leaves empty.
+static EMPTY: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| json!({}));
+
 impl<'a> MessageView<'a> {
+    /// A user's message.
     pub fn of(e: &'a MessageSent) -> Self {
         Self {
             id: e.message_id.to_string(),
             from_avatar: &e.from.avatar,
             from_name: &e.from.name,
-            from_id: e.from.id,
+            from_id: FromId::Id(e.from.id),
             to_id: e.to.id,
             to_name: &e.to.name,
             to_avatar: &e.to.avatar,
             chat_type: e.chat_type.as_str(),
             kind: &e.kind,
-            data: &e.data,
+            data: Data::Text(&e.data),
+            redirect: None,
             // `null` when the sender gave none, as the reference showed it.
             options: &e.options,
             create_time: e.at,
             isremove: 0,
             group: e.group.as_ref(),
             client_msg_id: e.client_msg_id.as_deref(),
+            msgid_key: None,
         }
+    }
+
+    /// A group's system line (a member joined, the group was renamed…), `group` being its
+    /// summary.
+    pub fn group_system(id: String, group_id: i64, group: &'a Value, text: &'a str, at: i64) -> Self {
+        Self {
+            id,
+            from_avatar: "",
+            from_name: "系统消息",
+            from_id: FromId::Id(0),
+            to_id: group_id,
+            to_name: group["name"].as_str().unwrap_or(""),
+            to_avatar: group["avatar"].as_str().unwrap_or(""),
+            chat_type: ChatType::Group.as_str(),
+            kind: "system",
+            data: Data::Text(text),
+            redirect: None,
+            options: &EMPTY,
+            create_time: at,
+            isremove: 0,
+            group: Some(group),
+            client_msg_id: None,
+            msgid_key: None,
+        }
+    }
+
+    /// A system message in the reference client's notice shape (its `offlineMsg`): the
+    /// visitor's reminder, the avatar-changed message, the kick of an older device.
+    pub fn system(e: &'a im_domain::event::SystemMessageSent) -> Self {
+        let from_id = e.from_key.as_deref().map_or(FromId::Id(0), FromId::Key);
+        Self {
+            id: e.message_id.to_string(),
+            from_avatar: &e.from_avatar,
+            from_name: &e.from_name,
+            from_id,
+            to_id: e.to.0,
+            to_name: &e.to_name,
+            to_avatar: &e.to_avatar,
+            chat_type: ChatType::Single.as_str(),
+            kind: "text",
+            data: Data::Notice { data: &e.text, data_type: false, other_data: () },
+            redirect: Some(e.redirect.as_ref()),
+            options: &EMPTY,
+            create_time: e.at,
+            isremove: 0,
+            group: Some(&EMPTY),
+            client_msg_id: None,
+            msgid_key: Some(from_id),
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 
 /// The message object of the contract as a JSON value.
 pub fn message_json(e: &MessageSent) -> Value {
-    serde_json::to_value(MessageView::of(e)).unwrap_or(Value::Null)
+    MessageView::of(e).to_value()
 }
 
 impl Body {
     /// A message's body, written once.
     pub fn of_message(e: &MessageSent) -> Self {
-        Self(serde_json::to_string(&MessageView::of(e)).unwrap_or_else(|_| "{}".into()).into())
+        Self::of_view(&MessageView::of(e))
+    }
+
+    /// A message's body from its view, written once.
+    pub fn of_view(view: &MessageView<'_>) -> Self {
+        Self(serde_json::to_string(view).unwrap_or_else(|_| "{}".into()).into())
     }
 }
 
@@ -1176,6 +1245,46 @@ mod tests {
         assert_eq!(padding::<i32>(&[]).count(), 0);
         assert_eq!(padded(200), 256);
         assert_eq!(padded(256), 256);
+    }
+
+    #[test]
+    fn every_message_shape_comes_from_one_view() {
+        use im_domain::event::{Redirect, SystemMessageSent};
+        let system = SystemMessageSent {
+            message_id: uuid::Uuid::nil(),
+            to: im_domain::UserId(7),
+            to_name: "seven".into(),
+            to_avatar: "a.png".into(),
+            from_key: Some("redirect-forceLogout-7".into()),
+            from_name: "账号异地登录".into(),
+            from_avatar: "kefu.png".into(),
+            text: "hello".into(),
+            redirect: Some(Redirect { url: "/pages/x".into(), kind: "navigateTo".into(), doaction: "avatar".into() }),
+            at: 5,
+        };
+        assert_eq!(
+            system_message(&system),
+            json!({
+                "id": uuid::Uuid::nil().to_string(), "from_avatar": "kefu.png", "from_name": "账号异地登录",
+                "from_id": "redirect-forceLogout-7", "to_id": 7, "to_name": "seven", "to_avatar": "a.png",
+                "chatType": "single", "type": "text", "data": {"data": "hello", "dataType": false, "otherData": null},
+                "redirect": {"url": "/pages/x", "type": "navigateTo", "doaction": "avatar"}, "options": {},
+                "create_time": 5, "isremove": 0, "group": {}, "msgidKey": "redirect-forceLogout-7",
+            })
+        );
+        let plain = SystemMessageSent { from_key: None, redirect: None, ..system };
+        let shown = system_message(&plain);
+        assert_eq!((&shown["from_id"], &shown["msgidKey"], &shown["redirect"]), (&json!(0), &json!(0), &Value::Null));
+        let group = json!({"id": 3, "name": "g", "avatar": "g.png"});
+        let line: Value = serde_json::from_str(Body::of_view(&MessageView::group_system("m1".into(), 3, &group, "joined", 9)).as_str())
+            .unwrap_or_default();
+        assert_eq!(
+            line,
+            json!({
+                "id": "m1", "from_avatar": "", "from_name": "系统消息", "from_id": 0, "to_id": 3, "to_name": "g", "to_avatar": "g.png",
+                "chatType": "group", "type": "system", "data": "joined", "options": {}, "create_time": 9, "isremove": 0, "group": group,
+            })
+        );
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub enum ReadError {
     Decode { position: i64, source: im_domain::EventDecodeError },
     #[error("read model json: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("read model holds what its projection never writes: {0}")]
+    Corrupt(String),
     #[error("projections did not reach position {0} in time")]
     Lagging(i64),
     #[error("read-model migrations: {0}")]

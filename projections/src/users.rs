@@ -5,7 +5,9 @@ use crate::db::{ROWS_PER_STATEMENT, values_list};
 use crate::projection::{Applied, Projection};
 use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
-use im_domain::Event;
+use im_domain::event::Role;
+use im_domain::userset::UserSet;
+use im_domain::{Event, UserId};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::any::AnyRow;
@@ -339,13 +341,14 @@ async fn apply(tx: &mut AnyConnection, event: &Event) -> Result<(), ReadError> {
 /// A row of the user directory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserRow {
-    pub id: i64,
+    pub id: UserId,
     pub uuid: String,
     pub username: String,
     pub nickname: String,
     pub avatar: String,
-    pub role: String,
-    pub status: i64,
+    pub role: Role,
+    /// Not disabled by an operator (the contract's `status` 1).
+    pub active: bool,
     /// `userset`, read once (missing keys take their defaults). Kept typed rather than
     /// as a JSON tree: a cached row is a few hundred bytes instead of ~3 KiB.
     pub settings: im_domain::userset::UserSet,
@@ -363,12 +366,21 @@ pub struct UserRow {
 
 impl UserRow {
     pub fn is_active(&self) -> bool {
-        self.status == 1
+        self.active
+    }
+
+    pub fn is_visitor(&self) -> bool {
+        self.role == Role::Visitor
+    }
+
+    /// The contract's `status`: 1 active, 0 disabled.
+    pub fn status(&self) -> i64 {
+        i64::from(self.active)
     }
 
     /// The nickname, else the username.
     pub fn display_name(&self) -> &str {
-        if self.nickname.is_empty() { &self.username } else { &self.nickname }
+        im_domain::values::display_name([self.nickname.as_str(), &self.username])
     }
 
     /// The settings as an object, defaults filled in (`getUserSetInfo`).
@@ -379,8 +391,8 @@ impl UserRow {
     /// The user object of the contract (never the password).
     pub fn to_json(&self) -> Value {
         json!({
-            "id": self.id, "uuid": self.uuid, "username": self.username, "nickname": self.nickname,
-            "avatar": self.avatar, "role": self.role, "status": self.status, "userset": &*self.userset_text,
+            "id": self.id.0, "uuid": self.uuid, "username": self.username, "nickname": self.nickname,
+            "avatar": self.avatar, "role": self.role.as_str(), "status": self.status(), "userset": &*self.userset_text,
             "last_login": self.last_login, "create_time": self.create_time, "update_time": self.update_time,
         })
     }
@@ -388,15 +400,15 @@ impl UserRow {
     /// The public profile of `GET /api/userinfo/:uuid`.
     pub fn to_public_json(&self) -> Value {
         json!({
-            "id": self.id, "uuid": self.uuid, "username": self.username, "nickname": self.nickname,
-            "avatar": self.avatar, "role": self.role, "userset": &*self.userset_text,
+            "id": self.id.0, "uuid": self.uuid, "username": self.username, "nickname": self.nickname,
+            "avatar": self.avatar, "role": self.role.as_str(), "userset": &*self.userset_text,
             "userinfo": {"sex": self.sex, "sign": self.sign, "area": self.area},
         })
     }
 
     /// A search hit: public fields only.
     pub fn to_summary_json(&self) -> Value {
-        json!({"id": self.id, "uuid": self.uuid, "username": self.username, "nickname": self.nickname, "avatar": self.avatar, "role": self.role})
+        json!({"id": self.id.0, "uuid": self.uuid, "username": self.username, "nickname": self.nickname, "avatar": self.avatar, "role": self.role.as_str()})
     }
 }
 
@@ -405,16 +417,22 @@ const COLUMNS: &str =
 
 fn decode(row: AnyRow) -> Result<UserRow, ReadError> {
     let userset: String = row.try_get("userset")?;
+    let id = UserId(row.try_get("id")?);
+    let role = match row.try_get::<String, _>("role")?.as_str() {
+        "user" => Role::User,
+        "visitor" => Role::Visitor,
+        other => return Err(ReadError::Corrupt(format!("user {}: role {other:?}", id.0))),
+    };
     Ok(UserRow {
-        settings: serde_json::from_str(&userset).unwrap_or_default(),
+        settings: UserSet::parse(&userset).map_err(|e| ReadError::Corrupt(format!("user {}: userset: {}", id.0, e.0)))?,
         userset_text: userset.into_boxed_str(),
-        id: row.try_get("id")?,
+        id,
+        role,
+        active: row.try_get::<i64, _>("status")? == 1,
         uuid: row.try_get("uuid")?,
         username: row.try_get("username")?,
         nickname: row.try_get("nickname")?,
         avatar: row.try_get("avatar")?,
-        role: row.try_get("role")?,
-        status: row.try_get("status")?,
         sex: row.try_get("sex")?,
         sign: row.try_get("sign")?,
         area: row.try_get("area")?,

@@ -33,7 +33,7 @@ pub(super) async fn users(State(state): State<AppState>, headers: HeaderMap, Que
                  <form class=inline method=post action=/admin/users/{id}/delete>{csrf}<button>删除</button></form></td></tr>",
                 esc(&u.username),
                 esc(&u.nickname),
-                esc(&u.role),
+                esc(u.role.as_str()),
                 if u.is_active() { "正常" } else { "已禁用" },
                 id = u.id
             )

@@ -83,7 +83,7 @@ impl Hub {
     /// with the kick notice when it belongs to another session, silently otherwise.
     pub(crate) fn register(&self, user: &Arc<UserRow>, session: SessionId, queue: Queue, generation: u64) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let me = UserId(user.id);
+        let me = user.id;
         let conn = Conn { id, generation, session, user: user.clone(), queue, pushed: BTreeSet::new() };
         let previous = self.shard(me).insert(me, conn);
         if let Some(old) = previous {
@@ -224,7 +224,7 @@ fn kick_frame(user: &UserRow, system_avatar: &str) -> String {
     let text = "你的账号在其他设备登录了,您当前设备会下线";
     let message = im_domain::event::SystemMessageSent {
         message_id: uuid::Uuid::now_v7(),
-        to: UserId(user.id),
+        to: user.id,
         to_name: user.display_name().to_owned(),
         to_avatar: user.avatar.clone(),
         from_key: Some(format!("redirect-forceLogout-{}", user.id)),

@@ -205,7 +205,7 @@ async fn set_remark(State(state): State<AppState>, Path(id): Path<String>, param
 async fn is_my_friend(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     match my_friend(&state, &me, &id).await? {
-        row if row.isblack == 0 => Ok(ok(row.to_row_json())),
+        row if !row.blocked => Ok(ok(row.to_row_json())),
         _ => Err(ApiError::not_friends()),
     }
 }
@@ -221,7 +221,7 @@ async fn is_apply(State(state): State<AppState>, Path(uuid): Path<String>, param
     let me = state.authenticate(params.token(), Access::Users).await?;
     let missing = || ApiError::bad("request_not_found", "用户申请信息不存在");
     let applicant = state.users().by_uuid(&uuid).await?.ok_or_else(missing)?;
-    let request = state.friends().pending_request(applicant.id, me.id.0).await?.ok_or_else(missing)?;
+    let request = state.friends().pending_request(applicant.id.0, me.id.0).await?.ok_or_else(missing)?;
     Ok(ok(request.to_json()))
 }
 

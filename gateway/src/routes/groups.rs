@@ -38,7 +38,7 @@ pub fn router() -> Router<AppState> {
 }
 
 fn named(user: &UserRow) -> Named {
-    Named { id: UserId(user.id), name: user.display_name().to_owned() }
+    Named { id: user.id, name: user.display_name().to_owned() }
 }
 
 fn positive(params: &Params, key: &str) -> Result<i64, ApiError> {
