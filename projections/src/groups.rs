@@ -6,6 +6,7 @@ use crate::{ReadDb, ReadError};
 use im_domain::Event;
 use im_domain::group::{GroupChange, GroupStatus, system_text};
 use serde_json::{Value, json};
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 /// What a group event shows: a system message for these users, or a notice for one.
@@ -94,16 +95,7 @@ pub async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<Vec<GroupE
                 }
                 GroupChange::JoinRequested { user } => {
                     settle_invitation(conn, g, user.id.0, "agree").await?;
-                    sqlx::query(
-                        "INSERT INTO group_join_requests (group_id, user_id, inviter_id, status, create_time) VALUES ($1, $2, $3, 'pending', $4) \
-                         ON CONFLICT (group_id, user_id) DO UPDATE SET inviter_id = excluded.inviter_id, status = 'pending', create_time = excluded.create_time",
-                    )
-                    .bind(g)
-                    .bind(user.id.0)
-                    .bind(e.by.id.0)
-                    .bind(e.at)
-                    .execute(&mut *conn)
-                    .await?;
+                    ask(conn, Asked::JoinRequest, g, user.id.0, e.by.id.0, e.at).await?;
                     let owner: i64 =
                         sqlx::query_scalar("SELECT user_id FROM chat_groups WHERE id = $1").bind(g).fetch_one(&mut *conn).await?;
                     effects.push(GroupEffect::Notice {
@@ -113,16 +105,7 @@ pub async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<Vec<GroupE
                     });
                 }
                 GroupChange::Invited { user } => {
-                    sqlx::query(
-                        "INSERT INTO group_invitations (group_id, user_id, inviter_id, status, create_time) VALUES ($1, $2, $3, 'pending', $4) \
-                         ON CONFLICT (user_id, group_id) DO UPDATE SET inviter_id = excluded.inviter_id, status = 'pending', create_time = excluded.create_time",
-                    )
-                    .bind(g)
-                    .bind(user.id.0)
-                    .bind(e.by.id.0)
-                    .bind(e.at)
-                    .execute(&mut *conn)
-                    .await?;
+                    ask(conn, Asked::Invitation, g, user.id.0, e.by.id.0, e.at).await?;
                     let name: String =
                         sqlx::query_scalar("SELECT name FROM chat_groups WHERE id = $1").bind(g).fetch_one(&mut *conn).await?;
                     effects.push(GroupEffect::Notice {
@@ -209,19 +192,53 @@ pub async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<Vec<GroupE
     }
 }
 
+/// A question waiting for an answer: the owner's to a join request, a user's to an
+/// invitation.
+enum Asked {
+    JoinRequest,
+    Invitation,
+}
+
+/// Records (or renews) a pending question about `user` joining `group`, put by `by`.
+async fn ask(conn: &mut AnyConnection, asked: Asked, group: i64, user: i64, by: i64, at: i64) -> Result<(), ReadError> {
+    let sql = match asked {
+        Asked::JoinRequest => {
+            "INSERT INTO group_join_requests (group_id, user_id, inviter_id, status, create_time) VALUES ($1, $2, $3, 'pending', $4) \
+             ON CONFLICT (group_id, user_id) DO UPDATE SET inviter_id = excluded.inviter_id, status = 'pending', create_time = excluded.create_time"
+        }
+        Asked::Invitation => {
+            "INSERT INTO group_invitations (group_id, user_id, inviter_id, status, create_time) VALUES ($1, $2, $3, 'pending', $4) \
+             ON CONFLICT (user_id, group_id) DO UPDATE SET inviter_id = excluded.inviter_id, status = 'pending', create_time = excluded.create_time"
+        }
+    };
+    sqlx::query(sql).bind(group).bind(user).bind(by).bind(at).execute(conn).await?;
+    Ok(())
+}
+
+/// The columns of a group object (`group_json`).
+const GROUP_COLUMNS: &str = "id, name, avatar, user_id, remark, invite_confirm, status, create_time, update_time";
+
+/// The group object of the contract from a `chat_groups` row (`GROUP_COLUMNS`); the
+/// summary a message carries has no `update_time`.
+fn group_json(r: &AnyRow, with_update_time: bool) -> Result<Value, ReadError> {
+    let mut group = json!({
+        "id": r.try_get::<i64, _>("id")?, "name": r.try_get::<String, _>("name")?, "avatar": r.try_get::<String, _>("avatar")?,
+        "user_id": r.try_get::<i64, _>("user_id")?, "remark": r.try_get::<String, _>("remark")?,
+        "invite_confirm": r.try_get::<i64, _>("invite_confirm")?, "status": r.try_get::<i64, _>("status")?,
+        "create_time": r.try_get::<i64, _>("create_time")?,
+    });
+    if with_update_time {
+        group["update_time"] = json!(r.try_get::<i64, _>("update_time")?);
+    }
+    Ok(group)
+}
+
 /// The compact summary a group message carries (never the member list).
 pub async fn summary(conn: &mut AnyConnection, group: i64) -> Result<Value, ReadError> {
-    let row = sqlx::query("SELECT id, name, avatar, user_id, remark, invite_confirm, status, create_time FROM chat_groups WHERE id = $1")
-        .bind(group)
-        .fetch_optional(conn)
-        .await?;
+    let sql = format!("SELECT {GROUP_COLUMNS} FROM chat_groups WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(group).fetch_optional(conn).await?;
     Ok(match row {
-        Some(r) => json!({
-            "id": r.try_get::<i64, _>("id")?, "name": r.try_get::<String, _>("name")?, "avatar": r.try_get::<String, _>("avatar")?,
-            "user_id": r.try_get::<i64, _>("user_id")?, "remark": r.try_get::<String, _>("remark")?,
-            "invite_confirm": r.try_get::<i64, _>("invite_confirm")?, "status": r.try_get::<i64, _>("status")?,
-            "create_time": r.try_get::<i64, _>("create_time")?,
-        }),
+        Some(r) => group_json(&r, false)?,
         None => json!({"id": group}),
     })
 }
@@ -239,13 +256,8 @@ impl Groups {
 
     /// The group object of the contract, with its members (avatars from the users).
     pub async fn group(&self, id: i64) -> Result<Option<Value>, ReadError> {
-        let Some(r) = sqlx::query(
-            "SELECT id, name, avatar, user_id, remark, invite_confirm, status, create_time, update_time FROM chat_groups WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(self.db.pool())
-        .await?
-        else {
+        let sql = format!("SELECT {GROUP_COLUMNS} FROM chat_groups WHERE id = $1");
+        let Some(r) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.db.pool()).await? else {
             return Ok(None);
         };
         let members = sqlx::query(
@@ -266,13 +278,9 @@ impl Groups {
                 }))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(json!({
-            "id": r.try_get::<i64, _>("id")?, "name": r.try_get::<String, _>("name")?, "avatar": r.try_get::<String, _>("avatar")?,
-            "user_id": r.try_get::<i64, _>("user_id")?, "remark": r.try_get::<String, _>("remark")?,
-            "invite_confirm": r.try_get::<i64, _>("invite_confirm")?, "status": r.try_get::<i64, _>("status")?,
-            "create_time": r.try_get::<i64, _>("create_time")?, "update_time": r.try_get::<i64, _>("update_time")?,
-            "group_users": group_users,
-        })))
+        let mut group = group_json(&r, true)?;
+        group["group_users"] = Value::Array(group_users);
+        Ok(Some(group))
     }
 
     /// Invitations waiting for `user`'s answer, newest first (at most 100).
@@ -327,17 +335,7 @@ impl Groups {
         .bind(crate::db::offset(page, limit))
         .fetch_all(self.db.pool())
         .await?;
-        let rows = rows
-            .into_iter()
-            .map(|r| -> Result<Value, ReadError> {
-                Ok(json!({
-                    "id": r.try_get::<i64, _>("id")?, "name": r.try_get::<String, _>("name")?, "avatar": r.try_get::<String, _>("avatar")?,
-                    "user_id": r.try_get::<i64, _>("user_id")?, "remark": r.try_get::<String, _>("remark")?,
-                    "invite_confirm": r.try_get::<i64, _>("invite_confirm")?, "status": r.try_get::<i64, _>("status")?,
-                    "create_time": r.try_get::<i64, _>("create_time")?, "update_time": r.try_get::<i64, _>("update_time")?,
-                }))
-            })
-            .collect::<Result<_, _>>()?;
+        let rows = rows.into_iter().map(|r| group_json(&r, true)).collect::<Result<_, _>>()?;
         Ok((count, rows))
     }
 }

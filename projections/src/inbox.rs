@@ -583,96 +583,103 @@ pub fn system_message(e: &im_domain::event::SystemMessageSent) -> Value {
 async fn write_plans(conn: &mut AnyConnection, plans: &[Arc<Planned>]) -> Result<(), ReadError> {
     let messages: Vec<&MessageRow> = plans.iter().flat_map(|p| p.messages.iter()).collect();
     let rows: Vec<&InboxRow> = plans.iter().flat_map(|p| p.rows.iter()).collect();
-    write_messages(conn, &messages).await?;
-    write_rows(conn, &rows).await
+    insert_all(conn, &messages).await?;
+    insert_all(conn, &rows).await
 }
 
-async fn write_messages(conn: &mut AnyConnection, rows: &[&MessageRow]) -> Result<(), ReadError> {
+/// A row the inbox writes in bulk: its table, its columns (with their Postgres types, for
+/// the one-statement JSON path) and how its values are given.
+trait Record {
+    /// `INSERT INTO` this.
+    const INTO: &'static str;
+    /// The columns, in binding order.
+    const COLUMNS: &'static [&'static str];
+    /// The Postgres type of each column.
+    const PG_TYPES: &'static [&'static str];
+    /// The columns a repeated row conflicts on (Postgres `ON CONFLICT … DO NOTHING`).
+    const KEY: &'static str;
+    /// The row as a JSON object, keyed by column.
+    fn to_json(&self) -> Value;
+    fn bind<'q>(&'q self, query: AnyQuery<'q>) -> AnyQuery<'q>;
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+impl Record for MessageRow {
+    const INTO: &'static str = "messages";
+    const COLUMNS: &'static [&'static str] = &["id", "position", "chat_type", "from_id", "to_id", "client_msg_id", "body", "create_time"];
+    const PG_TYPES: &'static [&'static str] = &["TEXT", "BIGINT", "TEXT", "BIGINT", "BIGINT", "TEXT", "TEXT", "BIGINT"];
+    const KEY: &'static str = "id";
+
+    fn to_json(&self) -> Value {
+        json!({"id": self.id, "position": self.position, "chat_type": self.chat_type, "from_id": self.from_id, "to_id": self.to_id,
+            "client_msg_id": self.client_msg_id, "body": self.body.as_str(), "create_time": self.at})
+    }
+
+    fn bind<'q>(&'q self, query: AnyQuery<'q>) -> AnyQuery<'q> {
+        query
+            .bind(self.id.as_str())
+            .bind(self.position)
+            .bind(self.chat_type)
+            .bind(self.from_id)
+            .bind(self.to_id)
+            .bind(self.client_msg_id.as_deref())
+            .bind(self.body.as_str())
+            .bind(self.at)
+    }
+}
+
+impl Record for InboxRow {
+    const INTO: &'static str = "inbox";
+    const COLUMNS: &'static [&'static str] = &["user_id", "seq", "message_id", "kind", "payload", "create_time"];
+    const PG_TYPES: &'static [&'static str] = &["BIGINT", "BIGINT", "TEXT", "TEXT", "TEXT", "BIGINT"];
+    const KEY: &'static str = "user_id, seq";
+
+    fn to_json(&self) -> Value {
+        json!({"user_id": self.user_id, "seq": self.seq, "message_id": self.message_id, "kind": self.kind.as_str(),
+            "payload": self.payload.as_ref().map(Body::as_str), "create_time": self.at})
+    }
+
+    fn bind<'q>(&'q self, query: AnyQuery<'q>) -> AnyQuery<'q> {
+        query
+            .bind(self.user_id)
+            .bind(self.seq)
+            .bind(self.message_id.as_deref())
+            .bind(self.kind.as_str())
+            .bind(self.payload.as_ref().map(Body::as_str))
+            .bind(self.at)
+    }
+}
+
+/// Inserts the rows, skipping those already written. Postgres: one statement text for
+/// any number of rows (prepared once, planned once), the rows as one JSON array. SQLite:
+/// multi-row `INSERT OR IGNORE`s of [`padded`] sizes (OR IGNORE rather than ON CONFLICT:
+/// no constraint can abort the statement then, so SQLite keeps no statement journal).
+async fn insert_all<R: Record>(conn: &mut AnyConnection, rows: &[&R]) -> Result<(), ReadError> {
     if rows.is_empty() {
         return Ok(());
     }
+    let columns = R::COLUMNS.join(", ");
     if conn.backend_name() != "SQLite" {
-        // One statement text for any number of rows: prepared once, planned once.
-        let records: Vec<Value> = rows
-            .iter()
-            .map(|m| {
-                json!({"id": m.id, "position": m.position, "chat_type": m.chat_type, "from_id": m.from_id, "to_id": m.to_id,
-                    "client_msg_id": m.client_msg_id, "body": m.body.as_str(), "create_time": m.at})
-            })
-            .collect();
-        sqlx::query(
-            "INSERT INTO messages (id, position, chat_type, from_id, to_id, client_msg_id, body, create_time) \
-             SELECT r.id, r.position, r.chat_type, r.from_id, r.to_id, r.client_msg_id, r.body, r.create_time \
-             FROM json_to_recordset($1::json) AS r(id TEXT, position BIGINT, chat_type TEXT, from_id BIGINT, to_id BIGINT, \
-                  client_msg_id TEXT, body TEXT, create_time BIGINT) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(serde_json::to_string(&records)?)
-        .execute(&mut *conn)
-        .await?;
+        let records: Vec<Value> = rows.iter().map(|r| r.to_json()).collect();
+        let selected: Vec<String> = R::COLUMNS.iter().map(|c| format!("r.{c}")).collect();
+        let typed: Vec<String> = R::COLUMNS.iter().zip(R::PG_TYPES).map(|(c, t)| format!("{c} {t}")).collect();
+        let sql = format!(
+            "INSERT INTO {} ({columns}) SELECT {} FROM json_to_recordset($1::json) AS r({}) ON CONFLICT ({}) DO NOTHING",
+            R::INTO,
+            selected.join(", "),
+            typed.join(", "),
+            R::KEY
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(serde_json::to_string(&records)?).execute(&mut *conn).await?;
         return Ok(());
     }
     for chunk in rows.chunks(MAX_ROWS) {
-        let sql = format!(
-            // OR IGNORE rather than ON CONFLICT: no constraint can abort the statement
-            // then, so SQLite keeps no statement journal for it.
-            "INSERT OR IGNORE INTO messages (id, position, chat_type, from_id, to_id, client_msg_id, body, create_time) VALUES {}",
-            values_list(conn, padded(chunk.len()), 8)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for m in padding(chunk) {
-            query = query
-                .bind(m.id.as_str())
-                .bind(m.position)
-                .bind(m.chat_type)
-                .bind(m.from_id)
-                .bind(m.to_id)
-                .bind(m.client_msg_id.as_deref())
-                .bind(m.body.as_str())
-                .bind(m.at);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-async fn write_rows(conn: &mut AnyConnection, rows: &[&InboxRow]) -> Result<(), ReadError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    if conn.backend_name() != "SQLite" {
-        let records: Vec<Value> = rows
-            .iter()
-            .map(|r| {
-                json!({"user_id": r.user_id, "seq": r.seq, "message_id": r.message_id, "kind": r.kind.as_str(),
-                    "payload": r.payload.as_ref().map(Body::as_str), "create_time": r.at})
-            })
-            .collect();
-        sqlx::query(
-            "INSERT INTO inbox (user_id, seq, message_id, kind, payload, create_time) \
-             SELECT r.user_id, r.seq, r.message_id, r.kind, r.payload, r.create_time \
-             FROM json_to_recordset($1::json) AS r(user_id BIGINT, seq BIGINT, message_id TEXT, kind TEXT, payload TEXT, create_time BIGINT) \
-             ON CONFLICT (user_id, seq) DO NOTHING",
-        )
-        .bind(serde_json::to_string(&records)?)
-        .execute(&mut *conn)
-        .await?;
-        return Ok(());
-    }
-    for chunk in rows.chunks(MAX_ROWS) {
-        let sql = format!(
-            "INSERT OR IGNORE INTO inbox (user_id, seq, message_id, kind, payload, create_time) VALUES {}",
-            values_list(conn, padded(chunk.len()), 6)
-        );
+        let sql =
+            format!("INSERT OR IGNORE INTO {} ({columns}) VALUES {}", R::INTO, values_list(conn, padded(chunk.len()), R::COLUMNS.len()));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for r in padding(chunk) {
-            query = query
-                .bind(r.user_id)
-                .bind(r.seq)
-                .bind(r.message_id.as_deref())
-                .bind(r.kind.as_str())
-                .bind(r.payload.as_ref().map(Body::as_str))
-                .bind(r.at);
+            query = r.bind(query);
         }
         query.execute(&mut *conn).await?;
     }

@@ -255,17 +255,19 @@ async fn insert_new(conn: &mut AnyConnection, rows: &[NewUser]) -> Result<(), Re
     Ok(())
 }
 
+/// Runs `sql`, an update of a user's name (`$1` id, `$2` name, `$3` its lower case,
+/// `$4` time).
+async fn set_username(tx: &mut AnyConnection, sql: &'static str, user: UserId, username: &str, at: i64) -> Result<(), ReadError> {
+    sqlx::query(sql).bind(user.0).bind(username).bind(username.to_lowercase()).bind(at).execute(tx).await?;
+    Ok(())
+}
+
 /// One event of an account registered before this batch.
 async fn apply(tx: &mut AnyConnection, event: &Event) -> Result<(), ReadError> {
     match event {
         Event::VisitorUpgraded(e) => {
-            sqlx::query("UPDATE users SET role = 'user', username = $2, username_lower = $3, update_time = $4 WHERE id = $1")
-                .bind(e.user_id.0)
-                .bind(&e.username)
-                .bind(e.username.to_lowercase())
-                .bind(e.at)
-                .execute(tx)
-                .await?;
+            let sql = "UPDATE users SET role = 'user', username = $2, username_lower = $3, update_time = $4 WHERE id = $1";
+            set_username(tx, sql, e.user_id, &e.username, e.at).await?;
         }
         Event::UserLoggedIn(e) => {
             sqlx::query("UPDATE users SET session_id = $2, last_login = $3 WHERE id = $1")
@@ -322,13 +324,8 @@ async fn apply(tx: &mut AnyConnection, event: &Event) -> Result<(), ReadError> {
             sqlx::query(sql).bind(e.user_id.0).bind(e.at).execute(tx).await?;
         }
         Event::UsernameChanged(e) => {
-            sqlx::query("UPDATE users SET username = $2, username_lower = $3, update_time = $4 WHERE id = $1")
-                .bind(e.user_id.0)
-                .bind(&e.username)
-                .bind(e.username.to_lowercase())
-                .bind(e.at)
-                .execute(tx)
-                .await?;
+            let sql = "UPDATE users SET username = $2, username_lower = $3, update_time = $4 WHERE id = $1";
+            set_username(tx, sql, e.user_id, &e.username, e.at).await?;
         }
         Event::UserDeleted(e) => {
             sqlx::query("DELETE FROM users WHERE id = $1").bind(e.user_id.0).execute(tx).await?;

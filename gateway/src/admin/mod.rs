@@ -18,7 +18,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use forms::checked;
+use forms::Posted;
 use html::{esc, page};
 use im_domain::values::Username;
 use im_projections::users::Counted;
@@ -100,11 +100,7 @@ async fn login(
     response
 }
 
-async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
-    let s = match checked(&state, &headers, &form).await {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+async fn logout(State(state): State<AppState>, headers: HeaderMap, Posted { session: s, .. }: Posted) -> Response {
     // The cookie is cleared in this browser and dead everywhere else it was copied to.
     if let Err(e) = state.admins().logout(&s.adm).await {
         return ApiError::from(e).into_response();

@@ -1,11 +1,10 @@
 //! The console's user pages: list, create, edit, activate, delete.
 
-use super::forms::checked;
+use super::forms::Posted;
 use super::html::{csrf_field, esc, failed, page};
 use super::session::{session, to_login};
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -63,11 +62,7 @@ pub(super) async fn new_user_page(State(state): State<AppState>, headers: Header
     page("新建用户", &body, Some(&s)).into_response()
 }
 
-pub(super) async fn create_user(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
-    let s = match checked(&state, &headers, &form).await {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+pub(super) async fn create_user(State(state): State<AppState>, Posted { session: s, form }: Posted) -> Response {
     let (u, p) = (form.get("username").cloned().unwrap_or_default(), form.get("password").cloned().unwrap_or_default());
     match state.accounts().register(&Ctx::anonymous(), &u, &p).await {
         Ok(started) => {
@@ -93,16 +88,7 @@ pub(super) async fn edit_user_page(State(state): State<AppState>, headers: Heade
     page("编辑用户", &body, Some(&s)).into_response()
 }
 
-pub(super) async fn edit_user(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let s = match checked(&state, &headers, &form).await {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+pub(super) async fn edit_user(State(state): State<AppState>, Path(id): Path<i64>, Posted { session: s, form }: Posted) -> Response {
     let changes =
         ProfileChanges { nickname: form.get("nickname").cloned(), avatar: form.get("avatar").cloned(), ..ProfileChanges::default() };
     let ctx = Ctx::anonymous();
@@ -132,16 +118,7 @@ pub(super) async fn edit_user(
     Redirect::to("/admin/users").into_response()
 }
 
-pub(super) async fn set_status(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let s = match checked(&state, &headers, &form).await {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+pub(super) async fn set_status(State(state): State<AppState>, Path(id): Path<i64>, Posted { session: s, form }: Posted) -> Response {
     let active = form.get("active").map(String::as_str) == Some("1");
     match state.set_user_active(UserId(id), active).await {
         Ok(()) => Redirect::to("/admin/users").into_response(),
@@ -149,16 +126,7 @@ pub(super) async fn set_status(
     }
 }
 
-pub(super) async fn delete_user(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let s = match checked(&state, &headers, &form).await {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+pub(super) async fn delete_user(State(state): State<AppState>, Path(id): Path<i64>, Posted { session: s, .. }: Posted) -> Response {
     match state.delete_user(UserId(id)).await {
         Ok(()) => Redirect::to("/admin/users").into_response(),
         Err(e) => failed(&s, e),
