@@ -304,21 +304,28 @@ pub struct FriendshipEnded {
     pub at: i64,
 }
 
+/// What any way of becoming friends needs: two people, the other one reachable, not
+/// friends yet, and not blocked by the other.
+fn may_befriend(state: &Pair, from: UserId, to: UserId, target_active: bool) -> Result<(), FriendError> {
+    if from == to {
+        return Err(FriendError::SelfRequest);
+    }
+    if !target_active {
+        return Err(FriendError::TargetUnavailable);
+    }
+    if state.friends {
+        return Err(FriendError::AlreadyFriends);
+    }
+    if state.blocks(to) {
+        return Err(FriendError::Blocked);
+    }
+    Ok(())
+}
+
 pub fn decide(state: &Pair, command: Command) -> Result<Vec<Event>, FriendError> {
     match command {
         Command::Request { request_id, from, to, choice, target_active, retry_after, at } => {
-            if from == to {
-                return Err(FriendError::SelfRequest);
-            }
-            if !target_active {
-                return Err(FriendError::TargetUnavailable);
-            }
-            if state.friends {
-                return Err(FriendError::AlreadyFriends);
-            }
-            if state.blocks(to) {
-                return Err(FriendError::Blocked);
-            }
+            may_befriend(state, from, to, target_active)?;
             if state.pending_from(from).is_some() {
                 return Err(FriendError::RequestPending);
             }
@@ -361,18 +368,7 @@ pub fn decide(state: &Pair, command: Command) -> Result<Vec<Event>, FriendError>
             })])
         }
         Command::AddDirectly { from, to, choice, target_active, target_confirms, at } => {
-            if from == to {
-                return Err(FriendError::SelfRequest);
-            }
-            if !target_active {
-                return Err(FriendError::TargetUnavailable);
-            }
-            if state.friends {
-                return Err(FriendError::AlreadyFriends);
-            }
-            if state.blocks(to) {
-                return Err(FriendError::Blocked);
-            }
+            may_befriend(state, from, to, target_active)?;
             if target_confirms {
                 return Err(FriendError::ConfirmationRequired);
             }

@@ -272,6 +272,19 @@ impl<'a> Columns<'a> {
         }
     }
 
+    /// `sql` with the columns bound as `$1`…`$7` and the time as `$8`.
+    fn bound(self, sql: &'static str, recorded_at: i64) -> sqlx::query::Query<'a, Postgres, sqlx::postgres::PgArguments> {
+        sqlx::query(sql)
+            .bind(self.streams)
+            .bind(self.versions)
+            .bind(self.ids)
+            .bind(self.types)
+            .bind(self.schema_versions)
+            .bind(self.payloads)
+            .bind(self.metadata)
+            .bind(recorded_at)
+    }
+
     /// One statement: the insert, the `NOTIFY` of the new head and the head before it
     /// (read after the append lock, so nothing of another writer lies in between).
     async fn insert_announced(
@@ -282,8 +295,9 @@ impl<'a> Columns<'a> {
         if self.ids.is_empty() {
             return Ok((Vec::new(), 0));
         }
-        let rows = sqlx::query(
-            "WITH ins AS ( \
+        let rows = self
+            .bound(
+                "WITH ins AS ( \
                INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at) \
                SELECT s, v, id, t, sv, p::JSON, m::JSON, $8 \
                FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::UUID[], $4::TEXT[], $5::INT[], $6::TEXT[], $7::TEXT[]) \
@@ -292,18 +306,11 @@ impl<'a> Columns<'a> {
              note AS (SELECT pg_notify($9, (SELECT MAX(position) FROM ins)::TEXT)) \
              SELECT ins.event_id, ins.position, (SELECT COALESCE(MAX(e.position), 0) FROM events e)::BIGINT AS after \
              FROM ins CROSS JOIN note",
-        )
-        .bind(self.streams)
-        .bind(self.versions)
-        .bind(self.ids)
-        .bind(self.types)
-        .bind(self.schema_versions)
-        .bind(self.payloads)
-        .bind(self.metadata)
-        .bind(recorded_at)
-        .bind(LOG_CHANNEL)
-        .fetch_all(&mut **tx)
-        .await?;
+                recorded_at,
+            )
+            .bind(LOG_CHANNEL)
+            .fetch_all(&mut **tx)
+            .await?;
         let after = rows.first().map(|r| r.try_get::<i64, _>("after")).transpose()?.unwrap_or(0);
         let written = rows.into_iter().map(|r| Ok((r.try_get("event_id")?, r.try_get("position")?))).collect::<Result<_, sqlx::Error>>()?;
         Ok((written, after))
@@ -313,23 +320,17 @@ impl<'a> Columns<'a> {
         if self.ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(
-            "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at) \
+        let rows = self
+            .bound(
+                "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at) \
              SELECT s, v, id, t, sv, p::JSON, m::JSON, $8 \
              FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::UUID[], $4::TEXT[], $5::INT[], $6::TEXT[], $7::TEXT[]) \
                   WITH ORDINALITY AS x(s, v, id, t, sv, p, m, ord) \
              ORDER BY ord RETURNING event_id, position",
-        )
-        .bind(self.streams)
-        .bind(self.versions)
-        .bind(self.ids)
-        .bind(self.types)
-        .bind(self.schema_versions)
-        .bind(self.payloads)
-        .bind(self.metadata)
-        .bind(recorded_at)
-        .fetch_all(&mut **tx)
-        .await?;
+                recorded_at,
+            )
+            .fetch_all(&mut **tx)
+            .await?;
         rows.into_iter().map(|r| Ok((r.try_get("event_id")?, r.try_get("position")?))).collect()
     }
 }

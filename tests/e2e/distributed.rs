@@ -427,15 +427,8 @@ async fn still_open(ws: &mut Ws) {
 }
 
 /// The admin console's session on `base`: (cookie, csrf).
-async fn console(base: &str) -> (String, String) {
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let resp =
-        client.post(format!("{base}/admin/login")).form(&[("username", "opsdist"), ("password", "s3cret-ops")]).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 303);
-    let cookie = resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-    let html = client.get(format!("{base}/admin/users")).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
-    let csrf = html.split("name=csrf value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
-    (cookie, csrf)
+async fn console(base: &str) -> im_e2e::Console {
+    im_e2e::Console::login(base, "opsdist", "s3cret-ops").await
 }
 
 /// The dashboard's "online" figure.
@@ -486,19 +479,8 @@ async fn revocations_and_kicks_across_gateways_survive_redis() {
     // An operator's password reset on B's console closes the socket on A and kills the token.
     let (u3, t3) = register(&a, "drevoke3").await;
     let mut ws = connect(&a_ws, &t3).await;
-    let (cookie, csrf) = console(&b).await;
-    let status = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .post(format!("{b}/admin/users/{u3}"))
-        .header("cookie", &cookie)
-        .form(&[("username", "drevoke3"), ("nickname", ""), ("avatar", ""), ("password", "brandnew1"), ("csrf", &csrf)])
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16();
+    let console_b = console(&b).await;
+    let status = console_b.reset_password(u3, "drevoke3", "brandnew1").await;
     assert_eq!(status, 303);
     until_closed(&mut ws).await;
     assert_eq!(post(&a, "/api/chat/getUserSetInfo", Some(&t3), json!({})).await.0, 401);
@@ -511,7 +493,7 @@ async fn revocations_and_kicks_across_gateways_survive_redis() {
     // (The sockets closed above leave presence as their tasks end.)
     let mut online = (0, 0);
     for _ in 0..100 {
-        online = (online_on_dashboard(&a, &cookie).await, online_on_dashboard(&b, &cookie).await);
+        online = (online_on_dashboard(&a, &console_b.cookie).await, online_on_dashboard(&b, &console_b.cookie).await);
         if online == (2, 2) {
             break;
         }

@@ -413,3 +413,41 @@ pub fn assert_fail(resp: &(u16, Value), status: u16, code: &str) {
     assert!(body["data"].as_str().is_some_and(|s| !s.trim().is_empty()), "a human reason: {body}");
     assert_eq!(body.as_object().map(|o| o.len()), Some(3), "exactly msg/data/code: {body}");
 }
+
+/// An operator logged in to a server's admin console: the session cookie and the CSRF
+/// token its forms carry.
+pub struct Console {
+    pub base: String,
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl Console {
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    }
+
+    /// Logs `username` in to the console at `base` (the operator must exist).
+    pub async fn login(base: &str, username: &str, password: &str) -> Self {
+        let client = Self::client();
+        let resp = client.post(format!("{base}/admin/login")).form(&[("username", username), ("password", password)]).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 303, "console login");
+        let cookie = resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let html = client.get(format!("{base}/admin/users")).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+        let csrf = html.split("name=csrf value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        Self { base: base.to_owned(), cookie, csrf }
+    }
+
+    /// Posts the user edit form setting a new password; answers the status (303 when done).
+    pub async fn reset_password(&self, user_id: i64, username: &str, password: &str) -> u16 {
+        Self::client()
+            .post(format!("{}/admin/users/{user_id}", self.base))
+            .header("cookie", &self.cookie)
+            .form(&[("username", username), ("nickname", ""), ("avatar", ""), ("password", password), ("csrf", &self.csrf)])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}

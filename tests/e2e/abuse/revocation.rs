@@ -99,17 +99,7 @@ async fn every_revocation_closes_the_socket_and_sends_nothing(backend: Backend) 
 async fn an_operator_password_reset_revokes_the_token(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.state.admins().create("opsreset", "s3cret-ops").await.unwrap();
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let resp = client
-        .post(format!("{}/admin/login", server.base))
-        .form(&[("username", "opsreset"), ("password", "s3cret-ops")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 303);
-    let cookie = resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-    let html = client.get(format!("{}/admin/users", server.base)).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
-    let csrf = html.split("name=csrf value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let console = im_e2e::Console::login(&server.base, "opsreset", "s3cret-ops").await;
 
     let carol = server.register("resetme1", "123456").await;
     let dave = server.register("resetme2", "123456").await;
@@ -117,15 +107,7 @@ async fn an_operator_password_reset_revokes_the_token(backend: Backend) {
     let mut ws = connected(&server, &carol.token).await;
 
     // The operator sets a new password in the console.
-    let status = client
-        .post(format!("{}/admin/users/{}", server.base, carol.id))
-        .header("cookie", &cookie)
-        .form(&[("username", "resetme1"), ("nickname", ""), ("avatar", ""), ("password", "brandnew1"), ("csrf", &csrf)])
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16();
+    let status = console.reset_password(carol.id, "resetme1", "brandnew1").await;
     assert_eq!(status, 303);
     let before = server.head().await;
     ws.send_json(send_frame(dave.id, "after-reset")).await;
