@@ -258,6 +258,22 @@ struct Columns<'a> {
 }
 
 impl<'a> Columns<'a> {
+    /// Plans each request against the streams' `current` versions (and the requests
+    /// before it) and gathers the events of those that fit.
+    fn planned(appends: &'a [Vec<StreamAppend>], current: &HashMap<String, i64>) -> (Vec<Result<Plan, AppendError>>, Self) {
+        let mut planner = Planner::new(current);
+        let mut plans = Vec::with_capacity(appends.len());
+        let mut columns = Columns::default();
+        for request in appends {
+            plans.push(planner.plan(request).map(|(plan, ends)| {
+                columns.add(request, &plan);
+                planner.accept(ends);
+                plan
+            }));
+        }
+        (plans, columns)
+    }
+
     fn add(&mut self, request: &'a [StreamAppend], plan: &Plan) {
         for (append, first) in request.iter().zip(plan) {
             for (i, e) in append.events.iter().enumerate() {
@@ -358,16 +374,7 @@ async fn commit_batch(pool: &PgPool, appends: &[Vec<StreamAppend>]) -> Result<Re
     }
     let mut tx = begin(pool).await?;
     let current = versions(&mut tx, &checked).await?;
-    let mut planner = Planner::new(&current);
-    let mut plans = Vec::with_capacity(appends.len());
-    let mut columns = Columns::default();
-    for request in appends {
-        plans.push(planner.plan(request).map(|(plan, ends)| {
-            columns.add(request, &plan);
-            planner.accept(ends);
-            plan
-        }));
-    }
+    let (plans, columns) = Columns::planned(appends, &current);
     let (positions, after): (HashMap<Uuid, i64>, i64) = match columns.insert_announced(&mut tx, recorded_at).await {
         Ok((p, after)) => (p.into_iter().collect(), after),
         Err(refused) => {
@@ -389,22 +396,14 @@ async fn commit_new_streams(
     recorded_at: i64,
 ) -> Result<Result<Written, StoreError>, StoreError> {
     let current = HashMap::new();
-    let mut planner = Planner::new(&current);
-    let mut plans = Vec::with_capacity(appends.len());
-    let mut columns = Columns::default();
-    for request in appends {
-        plans.push(planner.plan(request).map(|(plan, ends)| {
-            columns.add(request, &plan);
-            planner.accept(ends);
-            plan
-        }));
-    }
+    let (plans, columns) = Columns::planned(appends, &current);
     if columns.ids.is_empty() {
         return Ok(Ok(Written { plans, after: 0, recorded_at, positions: HashMap::new() }));
     }
     let mut conn = pool.acquire().await?;
-    let rows = sqlx::query(
-        "WITH ins AS ( \
+    let rows = columns
+        .bound(
+            "WITH ins AS ( \
            INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at) \
            SELECT s, v, id, t, sv, p::JSON, m::JSON, $8 \
            FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::UUID[], $4::TEXT[], $5::INT[], $6::TEXT[], $7::TEXT[]) \
@@ -413,19 +412,12 @@ async fn commit_new_streams(
            ORDER BY ord RETURNING event_id, position), \
          note AS (SELECT pg_notify($9, (SELECT MAX(position) FROM ins)::TEXT)) \
          SELECT ins.event_id, ins.position FROM ins CROSS JOIN note",
-    )
-    .bind(columns.streams)
-    .bind(columns.versions)
-    .bind(columns.ids)
-    .bind(columns.types)
-    .bind(columns.schema_versions)
-    .bind(columns.payloads)
-    .bind(columns.metadata)
-    .bind(recorded_at)
-    .bind(LOG_CHANNEL)
-    .bind(APPEND_LOCK)
-    .fetch_all(&mut *conn)
-    .await;
+            recorded_at,
+        )
+        .bind(LOG_CHANNEL)
+        .bind(APPEND_LOCK)
+        .fetch_all(&mut *conn)
+        .await;
     let rows = match rows {
         Ok(rows) => rows,
         // Nothing was written (the statement was its own transaction).

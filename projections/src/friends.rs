@@ -5,7 +5,7 @@
 use crate::projection::{Applied, Projection};
 use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
-use im_domain::friendship::{Side, SideChange, apply_change};
+use im_domain::friendship::{RequestStatus, Side, SideChange, apply_change};
 use im_domain::{Event, UserId};
 use serde_json::{Value, json};
 use sqlx::any::AnyRow;
@@ -286,12 +286,14 @@ fn decode_friend(r: AnyRow) -> Result<FriendRow, ReadError> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestRow {
     pub id: i64,
-    pub user_id: i64,
-    pub friend_id: i64,
+    /// Who asks.
+    pub user_id: UserId,
+    /// Who is asked.
+    pub friend_id: UserId,
     pub nickname: String,
-    pub lookme: i64,
-    pub lookhim: i64,
-    pub status: String,
+    pub lookme: bool,
+    pub lookhim: bool,
+    pub status: RequestStatus,
     pub create_time: i64,
     pub applicant: Value,
 }
@@ -299,8 +301,8 @@ pub struct RequestRow {
 impl RequestRow {
     pub fn to_json(&self) -> Value {
         json!({
-            "id": self.id, "user_id": self.user_id, "friend_id": self.friend_id, "nickname": self.nickname,
-            "lookme": self.lookme, "lookhim": self.lookhim, "status": self.status, "create_time": self.create_time,
+            "id": self.id, "user_id": self.user_id.0, "friend_id": self.friend_id.0, "nickname": self.nickname,
+            "lookme": i64::from(self.lookme), "lookhim": i64::from(self.lookhim), "status": self.status.as_str(), "create_time": self.create_time,
             "user": self.applicant,
         })
     }
@@ -310,14 +312,21 @@ const REQUEST_SELECT: &str = "SELECT r.id, r.user_id, r.friend_id, r.nickname, r
     u.uuid, u.username, u.nickname AS user_nickname, u.avatar FROM friend_requests r JOIN users u ON u.id = r.user_id";
 
 fn decode_request(r: AnyRow) -> Result<RequestRow, ReadError> {
+    let id: i64 = r.try_get("id")?;
+    let status = match r.try_get::<String, _>("status")?.as_str() {
+        "pending" => RequestStatus::Pending,
+        "agree" => RequestStatus::Agree,
+        "refuse" => RequestStatus::Refuse,
+        other => return Err(ReadError::Corrupt(format!("friend request {id}: status {other:?}"))),
+    };
     Ok(RequestRow {
-        id: r.try_get("id")?,
-        user_id: r.try_get("user_id")?,
-        friend_id: r.try_get("friend_id")?,
+        id,
+        user_id: UserId(r.try_get("user_id")?),
+        friend_id: UserId(r.try_get("friend_id")?),
         nickname: r.try_get("nickname")?,
-        lookme: r.try_get("lookme")?,
-        lookhim: r.try_get("lookhim")?,
-        status: r.try_get("status")?,
+        lookme: r.try_get::<i64, _>("lookme")? != 0,
+        lookhim: r.try_get::<i64, _>("lookhim")? != 0,
+        status,
         create_time: r.try_get("create_time")?,
         applicant: json!({
             "id": r.try_get::<i64, _>("user_id")?, "uuid": r.try_get::<String, _>("uuid")?,

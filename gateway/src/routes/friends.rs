@@ -100,7 +100,7 @@ async fn handle(State(state): State<AppState>, Path(id): Path<String>, params: P
     };
     let choice = choice(&params)?;
     let request = state.friends().request(id).await?.ok_or_else(|| ApiError::not_found("request_not_found", "好友申请不存在"))?;
-    let pair = (UserId(request.user_id), UserId(request.friend_id));
+    let pair = (request.user_id, request.friend_id);
     let appended = state.friend_commands().answer(&Ctx::user(me.id.0), id, pair, me.id, agree, choice).await?;
     state.settle(appended.position).await?;
     let request = state.friends().request(id).await?.ok_or_else(|| ApiError::internal("request row missing"))?;
