@@ -12,7 +12,7 @@ use crate::store::{Write, commit, decide_and_append, load};
 use crate::{CommandError, Ctx, now_millis};
 use im_domain::group::{self, Command, Consent, Named, State};
 use im_domain::message::{ChatType, MessageBody, Party, Permit};
-use im_domain::{StreamId, UserId};
+use im_domain::{GroupId, StreamId, UserId};
 use im_eventlog::{ExpectedVersion, SharedEventStore, StreamAppend};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -32,7 +32,7 @@ pub struct Groups {
 }
 
 /// group id → (stream version, state at that version).
-type Kept = HashMap<i64, (i64, Arc<State>)>;
+type Kept = HashMap<GroupId, (i64, Arc<State>)>;
 
 /// What the sender of a group message looks like in the group.
 #[derive(Debug, Clone)]
@@ -49,7 +49,7 @@ impl Groups {
     }
 
     /// The group's state for sending: kept, or folded from its stream.
-    async fn kept_state(&self, group_id: i64) -> Result<(i64, Arc<State>), CommandError> {
+    async fn kept_state(&self, group_id: GroupId) -> Result<(i64, Arc<State>), CommandError> {
         if let Some(hit) = self.kept.lock().unwrap_or_else(|p| p.into_inner()).get(&group_id).cloned() {
             return Ok(hit);
         }
@@ -67,7 +67,7 @@ impl Groups {
         Ok(slot.clone())
     }
 
-    fn forget(&self, group_id: i64) {
+    fn forget(&self, group_id: GroupId) {
         self.kept.lock().unwrap_or_else(|p| p.into_inner()).remove(&group_id);
     }
 
@@ -75,18 +75,18 @@ impl Groups {
         self.max_size
     }
 
-    pub async fn load(&self, group_id: i64) -> Result<State, CommandError> {
+    pub async fn load(&self, group_id: GroupId) -> Result<State, CommandError> {
         Ok(load(&*self.store, StreamId::group(group_id).as_str(), None, group::evolve).await?.state)
     }
 
-    async fn execute(&self, ctx: &Ctx, group_id: i64, make: impl Fn() -> Command) -> Result<i64, CommandError> {
+    async fn execute(&self, ctx: &Ctx, group_id: GroupId, make: impl Fn() -> Command) -> Result<i64, CommandError> {
         let stream = StreamId::group(group_id);
         Ok(decide_and_append(&*self.store, ctx, stream.as_str(), None, group::evolve, |g| Ok(group::decide(g, make())?)).await?.1)
     }
 
     /// create: `members` are the owner's friends (checked by the caller).
-    pub async fn create(&self, ctx: &Ctx, owner: Named, name: String, members: Vec<Named>) -> Result<(i64, i64), CommandError> {
-        let group_id = self.store.next_id("group").await?;
+    pub async fn create(&self, ctx: &Ctx, owner: Named, name: String, members: Vec<Named>) -> Result<(GroupId, i64), CommandError> {
+        let group_id = GroupId(self.store.next_id("group").await?);
         let events = group::decide(&None, Command::Create { group_id, owner, name, members, max_size: self.max_size, at: now_millis() })?;
         let position =
             commit(&*self.store, vec![Write::new_stream(ctx, StreamId::group(group_id).to_string(), &events, CommandError::Contended)])
@@ -94,17 +94,17 @@ impl Groups {
         Ok((group_id, position))
     }
 
-    pub async fn rename(&self, ctx: &Ctx, group_id: i64, by: Named, name: String) -> Result<i64, CommandError> {
+    pub async fn rename(&self, ctx: &Ctx, group_id: GroupId, by: Named, name: String) -> Result<i64, CommandError> {
         let at = now_millis();
         self.execute(ctx, group_id, || Command::Rename { by: by.clone(), name: name.clone(), at }).await
     }
 
-    pub async fn set_remark(&self, ctx: &Ctx, group_id: i64, by: Named, remark: String) -> Result<i64, CommandError> {
+    pub async fn set_remark(&self, ctx: &Ctx, group_id: GroupId, by: Named, remark: String) -> Result<i64, CommandError> {
         let at = now_millis();
         self.execute(ctx, group_id, || Command::SetRemark { by: by.clone(), remark: remark.clone(), at }).await
     }
 
-    pub async fn set_join_policy(&self, ctx: &Ctx, group_id: i64, by: Named, invite_confirm: bool) -> Result<i64, CommandError> {
+    pub async fn set_join_policy(&self, ctx: &Ctx, group_id: GroupId, by: Named, invite_confirm: bool) -> Result<i64, CommandError> {
         let at = now_millis();
         self.execute(ctx, group_id, || Command::SetJoinPolicy { by: by.clone(), invite_confirm, at }).await
     }
@@ -114,7 +114,7 @@ impl Groups {
     pub async fn invite(
         &self,
         ctx: &Ctx,
-        group_id: i64,
+        group_id: GroupId,
         by: Named,
         user: Named,
         user_active: bool,
@@ -126,48 +126,48 @@ impl Groups {
     }
 
     /// The invited user accepts or declines.
-    pub async fn answer_invitation(&self, ctx: &Ctx, group_id: i64, by: Named, agree: bool) -> Result<i64, CommandError> {
+    pub async fn answer_invitation(&self, ctx: &Ctx, group_id: GroupId, by: Named, agree: bool) -> Result<i64, CommandError> {
         let at = now_millis();
         let max_size = self.max_size;
         self.execute(ctx, group_id, || Command::AnswerInvitation { by: by.clone(), agree, max_size, at }).await
     }
 
-    pub async fn answer_join(&self, ctx: &Ctx, group_id: i64, by: Named, user: Named, agree: bool) -> Result<i64, CommandError> {
+    pub async fn answer_join(&self, ctx: &Ctx, group_id: GroupId, by: Named, user: Named, agree: bool) -> Result<i64, CommandError> {
         let at = now_millis();
         let max_size = self.max_size;
         self.execute(ctx, group_id, || Command::AnswerJoin { by: by.clone(), user: user.clone(), agree, max_size, at }).await
     }
 
-    pub async fn remove(&self, ctx: &Ctx, group_id: i64, by: Named, user: Named) -> Result<i64, CommandError> {
+    pub async fn remove(&self, ctx: &Ctx, group_id: GroupId, by: Named, user: Named) -> Result<i64, CommandError> {
         let at = now_millis();
         self.execute(ctx, group_id, || Command::Remove { by: by.clone(), user: user.clone(), at }).await
     }
 
-    pub async fn set_nickname(&self, ctx: &Ctx, group_id: i64, by: Named, nickname: String) -> Result<i64, CommandError> {
+    pub async fn set_nickname(&self, ctx: &Ctx, group_id: GroupId, by: Named, nickname: String) -> Result<i64, CommandError> {
         let at = now_millis();
         self.execute(ctx, group_id, || Command::SetNickname { by: by.clone(), nickname: nickname.clone(), at }).await
     }
 
-    pub async fn delete_or_quit(&self, ctx: &Ctx, group_id: i64, by: Named) -> Result<i64, CommandError> {
+    pub async fn delete_or_quit(&self, ctx: &Ctx, group_id: GroupId, by: Named) -> Result<i64, CommandError> {
         let at = now_millis();
         self.execute(ctx, group_id, || Command::DeleteOrQuit { by: by.clone(), at }).await
     }
 
     /// Operator: mute or unmute a member.
-    pub async fn mute(&self, ctx: &Ctx, group_id: i64, by: Named, user: Named, muted: bool) -> Result<i64, CommandError> {
+    pub async fn mute(&self, ctx: &Ctx, group_id: GroupId, by: Named, user: Named, muted: bool) -> Result<i64, CommandError> {
         let at = now_millis();
         self.execute(ctx, group_id, || Command::Mute { by: by.clone(), user: user.clone(), muted, at }).await
     }
 
     /// Operator: lock or unlock a group.
-    pub async fn lock(&self, ctx: &Ctx, group_id: i64, by: Named, locked: bool) -> Result<i64, CommandError> {
+    pub async fn lock(&self, ctx: &Ctx, group_id: GroupId, by: Named, locked: bool) -> Result<i64, CommandError> {
         let at = now_millis();
         self.execute(ctx, group_id, || Command::Lock { by: by.clone(), locked, at }).await
     }
 
     /// Sends to every member but the sender, if the group and my membership allow it;
     /// queued like [`Messages::submit`].
-    pub async fn submit_send(&self, ctx: &Ctx, group_id: i64, message: GroupMessage) -> Result<Pending, CommandError> {
+    pub async fn submit_send(&self, ctx: &Ctx, group_id: GroupId, message: GroupMessage) -> Result<Pending, CommandError> {
         let pending = self.submit_once(ctx, group_id, &message).await?;
         let (this, ctx) = (self.clone(), *ctx);
         Ok(Box::pin(async move {
@@ -190,11 +190,11 @@ impl Groups {
     }
 
     /// Sends and waits until it is durable.
-    pub async fn send(&self, ctx: &Ctx, group_id: i64, message: GroupMessage) -> Result<Sent, CommandError> {
+    pub async fn send(&self, ctx: &Ctx, group_id: GroupId, message: GroupMessage) -> Result<Sent, CommandError> {
         self.submit_send(ctx, group_id, message).await?.await
     }
 
-    async fn submit_once(&self, ctx: &Ctx, group_id: i64, message: &GroupMessage) -> Result<Pending, CommandError> {
+    async fn submit_once(&self, ctx: &Ctx, group_id: GroupId, message: &GroupMessage) -> Result<Pending, CommandError> {
         let (version, state) = self.kept_state(group_id).await?;
         let sender = &message.sender;
         let group = group::may_send(&state, sender.id)?;
@@ -210,7 +210,7 @@ impl Groups {
         let outgoing = Outgoing {
             chat_type: ChatType::Group,
             from: Party { id: sender.id.0, name: in_group.unwrap_or_else(|| sender.name.clone()), avatar: sender.avatar.clone() },
-            to: Party { id: group_id, name: group.name.clone(), avatar },
+            to: Party { id: group_id.0, name: group.name.clone(), avatar },
             recipients,
             body: message.body.clone(),
             options: message.options.clone(),

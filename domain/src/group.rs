@@ -7,7 +7,7 @@
 //! anything up.
 
 use crate::event::Event;
-use crate::ids::UserId;
+use crate::ids::{GroupId, UserId};
 use serde::{Deserialize, Serialize};
 
 /// 1 normal, 2 locked (no messages), 0 dissolved.
@@ -46,7 +46,7 @@ pub struct Member {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
-    pub id: i64,
+    pub id: GroupId,
     pub owner: UserId,
     pub name: String,
     pub remark: String,
@@ -76,7 +76,7 @@ pub type State = Option<Group>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupCreated {
-    pub group_id: i64,
+    pub group_id: GroupId,
     pub owner: Named,
     pub name: String,
     /// Every member, the owner first.
@@ -86,7 +86,7 @@ pub struct GroupCreated {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupChanged {
-    pub group_id: i64,
+    pub group_id: GroupId,
     pub by: Named,
     pub change: GroupChange,
     pub at: i64,
@@ -151,7 +151,7 @@ pub enum Consent {
 pub enum Command {
     /// `members` are the owner's friends (checked by the caller), without the owner.
     Create {
-        group_id: i64,
+        group_id: GroupId,
         owner: Named,
         name: String,
         members: Vec<Named>,

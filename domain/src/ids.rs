@@ -15,6 +15,17 @@ impl fmt::Display for UserId {
     }
 }
 
+/// A group's numeric id (positive, assigned once at creation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct GroupId(pub i64);
+
+impl fmt::Display for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// One login of a user. A token names the session it belongs to; only the newest
 /// session of a user is live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -86,7 +97,7 @@ impl StreamId {
     }
 
     /// One group: settings, members, join requests.
-    pub fn group(id: i64) -> Self {
+    pub fn group(id: GroupId) -> Self {
         Self(format!("group-{id}"))
     }
 

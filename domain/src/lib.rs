@@ -28,4 +28,4 @@ pub mod userset;
 pub mod values;
 
 pub use event::{Event, EventDecodeError};
-pub use ids::{SessionId, StreamId, UserId};
+pub use ids::{GroupId, SessionId, StreamId, UserId};

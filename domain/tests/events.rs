@@ -264,14 +264,14 @@ fn samples() -> Vec<Event> {
         }),
         Event::AskAnswerDeleted(AskAnswerDeleted { user_id: USER, id: 4, at: 1_700_000_018_000 }),
         Event::GroupCreated(GroupCreated {
-            group_id: 9,
+            group_id: im_domain::GroupId(9),
             owner: named(USER, "小王"),
             name: "小王、爱丽丝".into(),
             members: vec![named(USER, "小王"), named(FRIEND, "爱丽丝")],
             at: 1_700_000_019_000,
         }),
         Event::GroupChanged(GroupChanged {
-            group_id: 9,
+            group_id: im_domain::GroupId(9),
             by: named(USER, "小王"),
             change: GroupChange::MemberAdded { user: named(UserId(1004), "张三") },
             at: 1_700_000_020_000,

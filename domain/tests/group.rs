@@ -18,8 +18,13 @@ fn named(id: i64) -> Named {
 
 /// Group 1: owner 1, member 2; `invite_confirm` as given.
 fn group(invite_confirm: bool) -> State {
-    let created =
-        Event::GroupCreated(GroupCreated { group_id: 1, owner: named(1), name: "g".into(), members: vec![named(1), named(2)], at: AT });
+    let created = Event::GroupCreated(GroupCreated {
+        group_id: im_domain::GroupId(1),
+        owner: named(1),
+        name: "g".into(),
+        members: vec![named(1), named(2)],
+        at: AT,
+    });
     let mut state = GROUP.given(vec![created]).state().clone();
     if !invite_confirm {
         state = apply(state, Command::SetJoinPolicy { by: named(1), invite_confirm: false, at: AT });

@@ -194,7 +194,7 @@ async fn submit_single(state: &AppState, me: &Me, sender: Arc<UserRow>, command:
 }
 
 async fn submit_group(state: &AppState, me: &Me, sender: Arc<UserRow>, command: SendMessage) -> Result<Pending, ApiError> {
-    let group_id = command.to;
+    let group_id = im_domain::GroupId(command.to);
     let message = GroupMessage {
         sender: GroupSender { id: me.id, name: sender.display_name().to_owned(), avatar: sender.avatar.clone() },
         body: command.body,

@@ -3,8 +3,8 @@
 //! plus the group queries.
 
 use crate::{ReadDb, ReadError};
-use im_domain::Event;
 use im_domain::group::{GroupChange, GroupStatus, system_text};
+use im_domain::{Event, GroupId};
 use serde_json::{Value, json};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -42,7 +42,7 @@ pub async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<Vec<GroupE
             sqlx::query(
                 "INSERT INTO chat_groups (id, name, user_id, create_time, update_time) VALUES ($1, $2, $3, $4, $4) ON CONFLICT (id) DO NOTHING",
             )
-            .bind(e.group_id)
+            .bind(e.group_id.0)
             .bind(&e.name)
             .bind(e.owner.id.0)
             .bind(e.at)
@@ -50,7 +50,7 @@ pub async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<Vec<GroupE
             .await?;
             for m in &e.members {
                 sqlx::query("INSERT INTO group_members (group_id, user_id, create_time) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                    .bind(e.group_id)
+                    .bind(e.group_id.0)
                     .bind(m.id.0)
                     .bind(e.at)
                     .execute(&mut *conn)
@@ -58,10 +58,10 @@ pub async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<Vec<GroupE
             }
             let names: Vec<&str> = e.members.iter().skip(1).map(|m| m.name.as_str()).collect();
             let text = format!("{} 创建了群聊,并邀请了 {}", e.owner.name, names.join("、"));
-            Ok(vec![GroupEffect::System { group_id: e.group_id, recipients: members(conn, e.group_id).await?, text }])
+            Ok(vec![GroupEffect::System { group_id: e.group_id.0, recipients: members(conn, e.group_id.0).await?, text }])
         }
         Event::GroupChanged(e) => {
-            let g = e.group_id;
+            let g = e.group_id.0;
             let before = members(conn, g).await?;
             sqlx::query("UPDATE chat_groups SET update_time = $2 WHERE id = $1").bind(g).bind(e.at).execute(&mut *conn).await?;
             let mut effects = Vec::new();
@@ -255,7 +255,8 @@ impl Groups {
     }
 
     /// The group object of the contract, with its members (avatars from the users).
-    pub async fn group(&self, id: i64) -> Result<Option<Value>, ReadError> {
+    pub async fn group(&self, id: GroupId) -> Result<Option<Value>, ReadError> {
+        let id = id.0;
         let sql = format!("SELECT {GROUP_COLUMNS} FROM chat_groups WHERE id = $1");
         let Some(r) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.db.pool()).await? else {
             return Ok(None);
@@ -308,7 +309,8 @@ impl Groups {
             .collect()
     }
 
-    pub async fn is_member(&self, group: i64, user: i64) -> Result<bool, ReadError> {
+    pub async fn is_member(&self, group: GroupId, user: i64) -> Result<bool, ReadError> {
+        let group = group.0;
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM group_members WHERE group_id = $1 AND user_id = $2")
             .bind(group)
             .bind(user)

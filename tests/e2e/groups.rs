@@ -266,13 +266,13 @@ async fn group_messages_and_membership_rules(backend: Backend) {
     let muted_at = server
         .state
         .group_commands()
-        .mute(&ctx, gid, op.clone(), im_domain::group::Named { id: im_domain::UserId(m1.id), name: "m1".into() }, true)
+        .mute(&ctx, im_domain::GroupId(gid), op.clone(), im_domain::group::Named { id: im_domain::UserId(m1.id), name: "m1".into() }, true)
         .await
         .unwrap();
     server.state.settle(muted_at).await.unwrap();
     assert_fail(&send(&server, gid, m1, "禁言中").await, 400, "muted");
     ok_data(send(&server, gid, owner, "群主可以").await);
-    let locked_at = server.state.group_commands().lock(&ctx, gid, op, true).await.unwrap();
+    let locked_at = server.state.group_commands().lock(&ctx, im_domain::GroupId(gid), op, true).await.unwrap();
     server.state.settle(locked_at).await.unwrap();
     assert_fail(&send(&server, gid, owner, "锁了").await, 400, "group_locked");
 

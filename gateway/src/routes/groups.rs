@@ -12,8 +12,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use im_commands::Ctx;
-use im_domain::UserId;
 use im_domain::group::{Consent, Named};
+use im_domain::{GroupId, UserId};
 use im_projections::users::UserRow;
 use serde_json::{Value, json};
 
@@ -83,7 +83,7 @@ fn group_name(params: &Params, key: &str) -> Result<Option<String>, ApiError> {
 }
 
 /// The group as its members see it, or 404 / 403 for others.
-async fn member_view(state: &AppState, me: &Me, id: i64) -> Result<Value, ApiError> {
+async fn member_view(state: &AppState, me: &Me, id: GroupId) -> Result<Value, ApiError> {
     let group = state.groups().group(id).await?.ok_or_else(|| ApiError::not_found("group_not_found", "群聊不存在"))?;
     if !state.groups().is_member(id, me.id.0).await? {
         return Err(ApiError::forbidden("not_member", "你不是该群成员"));
@@ -91,7 +91,7 @@ async fn member_view(state: &AppState, me: &Me, id: i64) -> Result<Value, ApiErr
     Ok(group)
 }
 
-async fn settled_group(state: &AppState, me: &Me, id: i64, position: i64) -> ApiResult {
+async fn settled_group(state: &AppState, me: &Me, id: GroupId, position: i64) -> ApiResult {
     state.settle(position).await?;
     Ok(ok(member_view(state, me, id).await?))
 }
@@ -136,13 +136,13 @@ async fn list(State(state): State<AppState>, Path(page): Path<String>, params: P
 
 async fn info(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
-    let id = path_int(&id, "id")?;
+    let id = GroupId(path_int(&id, "id")?);
     Ok(ok(member_view(&state, &me, id).await?))
 }
 
 async fn rename(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
-    let id = positive(&params, "id")?;
+    let id = GroupId(positive(&params, "id")?);
     let name = group_name(&params, "name")?.ok_or_else(|| ApiError::bad("missing_name", "name 参数必填"))?;
     let position = state.group_commands().rename(&Ctx::user(me.id.0), id, named(&me.user), name).await?;
     settled_group(&state, &me, id, position).await
@@ -150,7 +150,7 @@ async fn rename(State(state): State<AppState>, params: Params) -> ApiResult {
 
 async fn remark(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
-    let id = positive(&params, "id")?;
+    let id = GroupId(positive(&params, "id")?);
     let remark = params.optional_bounded("remark", 500)?.ok_or_else(|| ApiError::bad("missing_remark", "remark 参数必填"))?;
     let position = state.group_commands().set_remark(&Ctx::user(me.id.0), id, named(&me.user), remark).await?;
     settled_group(&state, &me, id, position).await
@@ -165,7 +165,7 @@ async fn user_named(state: &AppState, id: i64) -> Result<(Named, bool), ApiError
 
 async fn remove_member(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
-    let id = positive(&params, "id")?;
+    let id = GroupId(positive(&params, "id")?);
     let (user, _) = user_named(&state, positive(&params, "user_id")?).await?;
     let position = state.group_commands().remove(&Ctx::user(me.id.0), id, named(&me.user), user).await?;
     settled_group(&state, &me, id, position).await
@@ -173,7 +173,7 @@ async fn remove_member(State(state): State<AppState>, params: Params) -> ApiResu
 
 async fn join_policy(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
-    let id = positive(&params, "id")?;
+    let id = GroupId(positive(&params, "id")?);
     let invite_confirm = match params.text("invite_confirm").as_deref().map(str::trim) {
         Some("1") => true,
         Some("0") => false,
@@ -192,7 +192,7 @@ async fn join_policy(State(state): State<AppState>, params: Params) -> ApiResult
 /// who blocked the inviter is not asked at all.
 async fn invite(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
-    let id = positive(&params, "id")?;
+    let id = GroupId(positive(&params, "id")?);
     let (user, active) = user_named(&state, positive(&params, "user_id")?).await?;
     let user_id = user.id;
     let consent = consent(&state, me.id, user_id).await?;
@@ -228,7 +228,7 @@ async fn invitations(State(state): State<AppState>, params: Params) -> ApiResult
 /// I accept (`status: agree`) or decline (`refuse`) an invitation to group `id`.
 async fn answer_invitation(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
-    let id = positive(&params, "id")?;
+    let id = GroupId(positive(&params, "id")?);
     let agree = match params.required("status")?.as_str() {
         "agree" => true,
         "refuse" => false,
@@ -248,7 +248,7 @@ async fn answer_invitation(State(state): State<AppState>, params: Params) -> Api
 
 async fn answer_join(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
-    let id = positive(&params, "id")?;
+    let id = GroupId(positive(&params, "id")?);
     let (user, _) = user_named(&state, positive(&params, "user_id")?).await?;
     let agree = match params.required("status")?.as_str() {
         "agree" => true,
@@ -261,7 +261,7 @@ async fn answer_join(State(state): State<AppState>, params: Params) -> ApiResult
 
 async fn nickname(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
-    let id = positive(&params, "id")?;
+    let id = GroupId(positive(&params, "id")?);
     let nickname = params.optional_bounded("nickname", 30)?.ok_or_else(|| ApiError::bad("missing_nickname", "nickname 参数必填"))?;
     let position = state.group_commands().set_nickname(&Ctx::user(me.id.0), id, named(&me.user), nickname.trim().to_owned()).await?;
     settled_group(&state, &me, id, position).await
@@ -269,7 +269,7 @@ async fn nickname(State(state): State<AppState>, params: Params) -> ApiResult {
 
 async fn delete_or_quit(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
-    let id = positive(&params, "id")?;
+    let id = GroupId(positive(&params, "id")?);
     let position = state.group_commands().delete_or_quit(&Ctx::user(me.id.0), id, named(&me.user)).await?;
     state.settle(position).await?;
     Ok(ok(true))
@@ -279,7 +279,7 @@ async fn delete_or_quit(State(state): State<AppState>, params: Params) -> ApiRes
 /// URL, otherwise `{"id":…,"name":…}`. A PNG.
 async fn qrcode(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> Result<Response, ApiError> {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
-    let id = path_int(&id, "id")?;
+    let id = GroupId(path_int(&id, "id")?);
     let group = member_view(&state, &me, id).await?;
     let h5 = params.text("type").as_deref() == Some("H5") && params.text("chatType").as_deref() == Some("group");
     let payload = match (h5, params.text("http").filter(|h| !h.is_empty())) {

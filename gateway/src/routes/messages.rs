@@ -123,7 +123,7 @@ async fn history(State(state): State<AppState>, Path((chat_type, id)): Path<(Str
     {
         return Err(ApiError::bad("invalid_before", "before 必须是消息id"));
     }
-    if chat_type == ChatType::Group && !state.groups().is_member(other, me.id.0).await? {
+    if chat_type == ChatType::Group && !state.groups().is_member(im_domain::GroupId(other), me.id.0).await? {
         // A removed member cannot read the group any more.
         return Err(ApiError::forbidden("not_member", "你不是该群成员"));
     }

@@ -78,7 +78,7 @@ async fn invite(server: &TestServer, by: &TestUser, group: i64, user: i64) -> (u
 }
 
 async fn members(server: &TestServer, group: i64) -> Vec<i64> {
-    let info = server.state.groups().group(group).await.unwrap().unwrap();
+    let info = server.state.groups().group(im_domain::GroupId(group)).await.unwrap().unwrap();
     let mut ids: Vec<i64> = info["group_users"].as_array().unwrap().iter().map(|m| m["user_id"].as_i64().unwrap()).collect();
     ids.sort_unstable();
     ids
