@@ -1,7 +1,7 @@
 //! End-to-end: SPEC section 2 (accounts and sessions) route by route, plus the
 //! envelope of unknown routes and the health check, each on SQLite and Postgres.
 
-use im_e2e::{Backend, TestServer, assert_fail, both_backends};
+use im_e2e::{Backend, TestServer, assert_fail, both_backends, ok_data};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -18,14 +18,6 @@ both_backends!(
 type Resp = (u16, Value);
 
 const SETTINGS: &str = "/api/chat/getUserSetInfo";
-
-/// The payload of a success envelope.
-fn ok(resp: Resp) -> Value {
-    assert_eq!(resp.0, 200, "expected success: {}", resp.1);
-    assert_eq!(resp.1["msg"], "ok", "{}", resp.1);
-    assert!(resp.1.get("data").is_some(), "data in {}", resp.1);
-    resp.1["data"].clone()
-}
 
 /// A failure envelope `{"msg":"fail","data":<reason>,"code":<code>}` with this status.
 fn defaults() -> Value {
@@ -99,37 +91,37 @@ async fn set_active(server: &TestServer, id: i64, active: bool) {
 async fn reg_chat_and_routing(backend: Backend) {
     let server = TestServer::start(backend).await;
 
-    let health = ok(server.get("/healthz", None).await);
+    let health = ok_data(server.get("/healthz", None).await);
     assert_eq!(health["status"], "ok");
 
     // JSON body: the user object, logged in, no password anywhere.
-    let alice = ok(reg(&server, "alice1", "secret1").await);
+    let alice = ok_data(reg(&server, "alice1", "secret1").await);
     assert_user_object(&alice, "user");
     assert_eq!(alice["username"], "alice1");
     assert_eq!(parsed(&alice["userset"]), defaults());
-    ok(settings_with(&server, &token(&alice)).await);
+    ok_data(settings_with(&server, &token(&alice)).await);
 
     // Form body.
-    let form = ok(server.post_form("/api/regChat", None, &[("username", "bob_form"), ("password", "secret2")]).await);
+    let form = ok_data(server.post_form("/api/regChat", None, &[("username", "bob_form"), ("password", "secret2")]).await);
     assert_user_object(&form, "user");
     assert_eq!(form["username"], "bob_form");
     assert_ne!(form["id"], alice["id"]);
     assert_ne!(form["uuid"], alice["uuid"]);
-    ok(settings_with(&server, &token(&form)).await);
+    ok_data(settings_with(&server, &token(&form)).await);
     server.login("bob_form", "secret2").await;
 
     // Integer-ish values: numbers are written out as text.
-    let numeric = ok(server.post("/api/regChat", None, json!({"username": 12345678, "password": 123456})).await);
+    let numeric = ok_data(server.post("/api/regChat", None, json!({"username": 12345678, "password": 123456})).await);
     assert_eq!(numeric["username"], "12345678");
-    ok(server.post("/api/loginChat", None, json!({"username": "12345678", "password": "123456"})).await);
-    ok(server.post("/api/loginChat", None, json!({"username": 12345678, "password": 123456})).await);
+    ok_data(server.post("/api/loginChat", None, json!({"username": "12345678", "password": "123456"})).await);
+    ok_data(server.post("/api/loginChat", None, json!({"username": 12345678, "password": 123456})).await);
 
     // Duplicates, also differing only in case; the first password is untouched.
     assert_fail(&reg(&server, "alice1", "secret9").await, 400, "username_taken");
     assert_fail(&reg(&server, "Alice1", "secret9").await, 400, "username_taken");
     assert_fail(&server.post_form("/api/regChat", None, &[("username", "ALICE1"), ("password", "secret9")]).await, 400, "username_taken");
     assert_fail(&login(&server, "alice1", "secret9").await, 400, "wrong_credentials");
-    let alice_again = ok(login(&server, "alice1", "secret1").await);
+    let alice_again = ok_data(login(&server, "alice1", "secret1").await);
     assert_eq!(alice_again["id"], alice["id"]);
 
     // Racing registrations of one name (in any case): exactly one wins.
@@ -164,11 +156,11 @@ async fn reg_chat_and_routing(backend: Backend) {
     }
     assert_fail(&login(&server, "has space", "secret1").await, 400, "wrong_credentials");
     for name in ["carol01", "carol02", "carol03", "carol04"] {
-        assert_user_object(&ok(reg(&server, name, "secret1").await), "user");
+        assert_user_object(&ok_data(reg(&server, name, "secret1").await), "user");
     }
     // Boundaries are inclusive: 4 and 20 characters, 6 and 20.
-    ok(reg(&server, "abcd", "123456").await);
-    ok(reg(&server, &"b".repeat(20), &"p".repeat(20)).await);
+    ok_data(reg(&server, "abcd", "123456").await);
+    ok_data(reg(&server, &"b".repeat(20), &"p".repeat(20)).await);
 
     // The envelope everywhere, also off the routes.
     assert_fail(&server.get("/api/nope", None).await, 404, "not_found");
@@ -179,43 +171,45 @@ async fn reg_chat_and_routing(backend: Backend) {
 
 async fn login_tokens_and_logout(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let registered = ok(reg(&server, "tokens01", "secret1").await);
+    let registered = ok_data(reg(&server, "tokens01", "secret1").await);
     let t0 = token(&registered);
-    ok(settings_with(&server, &t0).await);
+    ok_data(settings_with(&server, &t0).await);
 
     // loginChat: a new token for the same user; the previous one is revoked.
-    let first = ok(login(&server, "tokens01", "secret1").await);
+    let first = ok_data(login(&server, "tokens01", "secret1").await);
     assert_user_object(&first, "user");
     assert_eq!(first["id"], registered["id"]);
     assert_eq!(first["uuid"], registered["uuid"]);
     let t1 = token(&first);
     assert_ne!(t1, t0);
     assert_fail(&settings_with(&server, &t0).await, 401, "token_revoked");
-    ok(settings_with(&server, &t1).await);
+    ok_data(settings_with(&server, &t1).await);
 
     // ONE LIVE TOKEN: a second login revokes the first.
-    let second = ok(server.post_form("/api/loginChat", None, &[("username", "tokens01"), ("password", "secret1")]).await);
+    let second = ok_data(server.post_form("/api/loginChat", None, &[("username", "tokens01"), ("password", "secret1")]).await);
     let t2 = token(&second);
     assert_ne!(t2, t1);
     assert_fail(&settings_with(&server, &t1).await, 401, "token_revoked");
-    ok(settings_with(&server, &t2).await);
+    ok_data(settings_with(&server, &t2).await);
 
     // Wrong password and unknown user look the same, and change nothing.
     assert_fail(&login(&server, "tokens01", "secret2").await, 400, "wrong_credentials");
     assert_fail(&login(&server, "nobody99", "secret1").await, 400, "wrong_credentials");
     assert_fail(&login(&server, "ab", "secret1").await, 400, "wrong_credentials");
-    ok(settings_with(&server, &t2).await);
+    ok_data(settings_with(&server, &t2).await);
     assert_fail(&server.post("/api/loginChat", None, json!({"password": "secret1"})).await, 400, "missing_username");
     assert_fail(&server.post("/api/loginChat", None, json!({"username": "tokens01"})).await, 400, "missing_password");
 
     // visitorloginChat: the same as loginChat, with an optional fingerprint.
-    let via_device = ok(server
-        .post("/api/visitorloginChat", None, json!({"username": "tokens01", "password": "secret1", "devicefingeruuid": "dev-login-1"}))
-        .await);
+    let via_device = ok_data(
+        server
+            .post("/api/visitorloginChat", None, json!({"username": "tokens01", "password": "secret1", "devicefingeruuid": "dev-login-1"}))
+            .await,
+    );
     assert_user_object(&via_device, "user");
     assert_eq!(via_device["id"], registered["id"]);
     assert_fail(&settings_with(&server, &t2).await, 401, "token_revoked");
-    let plain = ok(server.post_form("/api/visitorloginChat", None, &[("username", "tokens01"), ("password", "secret1")]).await);
+    let plain = ok_data(server.post_form("/api/visitorloginChat", None, &[("username", "tokens01"), ("password", "secret1")]).await);
     assert_fail(&settings_with(&server, &token(&via_device)).await, 401, "token_revoked");
     assert_fail(
         &server.post("/api/visitorloginChat", None, json!({"username": "tokens01", "password": "secret2"})).await,
@@ -229,14 +223,14 @@ async fn login_tokens_and_logout(backend: Backend) {
     );
     assert_fail(&server.post("/api/visitorloginChat", None, json!({"username": "tokens01"})).await, 400, "missing_password");
     let t = token(&plain);
-    ok(settings_with(&server, &t).await);
+    ok_data(settings_with(&server, &t).await);
 
     // Every transport of the token.
-    ok(server.send(server.request(Method::POST, SETTINGS).header("token", &t)).await);
-    ok(server.send(server.request(Method::POST, SETTINGS).header("authorization", format!("Bearer {t}"))).await);
-    ok(server.send(server.request(Method::POST, &format!("{SETTINGS}?token={t}"))).await);
-    ok(server.post(SETTINGS, None, json!({"token": t})).await);
-    ok(server.post_form(SETTINGS, None, &[("token", &t)]).await);
+    ok_data(server.send(server.request(Method::POST, SETTINGS).header("token", &t)).await);
+    ok_data(server.send(server.request(Method::POST, SETTINGS).header("authorization", format!("Bearer {t}"))).await);
+    ok_data(server.send(server.request(Method::POST, &format!("{SETTINGS}?token={t}"))).await);
+    ok_data(server.post(SETTINGS, None, json!({"token": t})).await);
+    ok_data(server.post_form(SETTINGS, None, &[("token", &t)]).await);
 
     // Refused tokens.
     assert_fail(&server.post(SETTINGS, None, json!({})).await, 401, "missing_token");
@@ -253,32 +247,32 @@ async fn login_tokens_and_logout(backend: Backend) {
 
     // Signed with another server's secret (a user with the same id exists here).
     let other = TestServer::start(backend).await;
-    let foreign = ok(reg(&other, "tokens01", "secret1").await);
+    let foreign = ok_data(reg(&other, "tokens01", "secret1").await);
     assert_eq!(foreign["id"], registered["id"], "same id on both servers, so only the signature differs");
-    ok(settings_with(&other, &token(&foreign)).await);
+    ok_data(settings_with(&other, &token(&foreign)).await);
     assert_fail(&settings_with(&server, &token(&foreign)).await, 401, "invalid_token");
     other.stop().await;
 
     // Expired (leeway 0; a negative lifetime makes the token expired at issue).
     let expiring = TestServer::start_with(backend, |s| s.token_ttl_secs = -10).await;
-    let expired = ok(reg(&expiring, "expired1", "secret1").await);
+    let expired = ok_data(reg(&expiring, "expired1", "secret1").await);
     assert_fail(&settings_with(&expiring, &token(&expired)).await, 401, "token_expired");
-    let relogged = ok(login(&expiring, "expired1", "secret1").await);
+    let relogged = ok_data(login(&expiring, "expired1", "secret1").await);
     assert_fail(&settings_with(&expiring, &token(&relogged)).await, 401, "token_expired");
     assert_fail(&expiring.post("/api/chat/logout", Some(&token(&relogged)), json!({})).await, 401, "token_expired");
     expiring.stop().await;
 
     // logout: true, then the token is revoked; logging in again works.
     assert_fail(&server.post("/api/chat/logout", None, json!({})).await, 401, "missing_token");
-    assert_eq!(ok(server.post("/api/chat/logout", Some(&t), json!({})).await), json!(true));
+    assert_eq!(ok_data(server.post("/api/chat/logout", Some(&t), json!({})).await), json!(true));
     assert_fail(&settings_with(&server, &t).await, 401, "token_revoked");
     assert_fail(&server.post("/api/chat/logout", Some(&t), json!({})).await, 401, "token_revoked");
-    let back = ok(login(&server, "tokens01", "secret1").await);
+    let back = ok_data(login(&server, "tokens01", "secret1").await);
     assert_eq!(back["id"], registered["id"]);
-    ok(settings_with(&server, &token(&back)).await);
+    ok_data(settings_with(&server, &token(&back)).await);
     assert_fail(&settings_with(&server, &t).await, 401, "token_revoked");
     // Form-bodied logout with the token in the body.
-    assert_eq!(ok(server.post_form("/api/chat/logout", None, &[("token", &token(&back))]).await), json!(true));
+    assert_eq!(ok_data(server.post_form("/api/chat/logout", None, &[("token", &token(&back))]).await), json!(true));
     assert_fail(&settings_with(&server, &token(&back)).await, 401, "token_revoked");
 }
 
@@ -287,33 +281,34 @@ async fn visitor_register_and_whitelist(backend: Backend) {
 
     let stats = json!({"devicefingeruuid": "dev-0001", "ua": "Mozilla/5.0", "platform": "ios", "system": "iOS 17",
                        "model": "iPhone", "brand": "Apple", "screen": "390x844"});
-    let v = ok(server.post("/api/visitorRegister", None, stats).await);
+    let v = ok_data(server.post("/api/visitorRegister", None, stats).await);
     assert_user_object(&v, "visitor");
     assert!(v["nickname"].as_str().unwrap().starts_with("游客"), "{v}");
     assert_eq!(parsed(&v["userset"]), defaults());
     let v_token = token(&v);
-    ok(settings_with(&server, &v_token).await);
+    ok_data(settings_with(&server, &v_token).await);
 
     // Idempotent per fingerprint: same account, new token, the old one revoked.
-    let again = ok(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-0001"})).await);
+    let again = ok_data(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-0001"})).await);
     assert_user_object(&again, "visitor");
     assert_eq!((&again["id"], &again["uuid"]), (&v["id"], &v["uuid"]));
     assert_ne!(token(&again), v_token);
     assert_fail(&settings_with(&server, &v_token).await, 401, "token_revoked");
-    let by_form = ok(server.post_form("/api/visitorRegister", None, &[("devicefingeruuid", "dev-0001"), ("platform", "android")]).await);
+    let by_form =
+        ok_data(server.post_form("/api/visitorRegister", None, &[("devicefingeruuid", "dev-0001"), ("platform", "android")]).await);
     assert_eq!(by_form["id"], v["id"]);
     assert_fail(&settings_with(&server, &token(&again)).await, 401, "token_revoked");
     let vt = token(&by_form);
-    ok(settings_with(&server, &vt).await);
+    ok_data(settings_with(&server, &vt).await);
 
     // Another device, another visitor; an integer-ish fingerprint is fine.
-    let other = ok(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": 424242})).await);
+    let other = ok_data(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": 424242})).await);
     assert_ne!(other["id"], v["id"]);
-    assert_eq!(ok(server.post_form("/api/visitorRegister", None, &[("devicefingeruuid", "424242")]).await)["id"], other["id"]);
+    assert_eq!(ok_data(server.post_form("/api/visitorRegister", None, &[("devicefingeruuid", "424242")]).await)["id"], other["id"]);
 
     // Concurrent first use of one fingerprint: one account; exactly one token stays live.
     let calls = (0..5).map(|_| server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-parallel"})));
-    let answers: Vec<Value> = futures_util::future::join_all(calls).await.into_iter().map(ok).collect();
+    let answers: Vec<Value> = futures_util::future::join_all(calls).await.into_iter().map(ok_data).collect();
     assert!(answers.iter().all(|a| a["id"] == answers[0]["id"] && a["role"] == "visitor"), "one visitor per device: {answers:?}");
     let mut live = 0;
     for a in &answers {
@@ -334,7 +329,7 @@ async fn visitor_register_and_whitelist(backend: Backend) {
         400,
         "invalid_devicefingeruuid",
     );
-    ok(settings_with(&server, &vt).await);
+    ok_data(settings_with(&server, &vt).await);
 
     // A visitor cannot log in with a password under its generated name.
     let vname = by_form["username"].as_str().unwrap().to_owned();
@@ -346,10 +341,10 @@ async fn visitor_register_and_whitelist(backend: Backend) {
     let change = json!({"oldpassword": "secret1", "password": "secret2", "repassword": "secret2"});
     assert_fail(&server.post("/api/chat/setPassword", t, change).await, 403, "visitor_forbidden");
     // … allowed ones answer.
-    assert_eq!(ok(server.post(SETTINGS, t, json!({})).await), defaults());
-    assert_eq!(ok(server.post("/api/chat/userset", t, json!({"userset": r#"{"chatset":{"visitor":{"sendCount":0}}}"#})).await), "ok");
-    assert_eq!(ok(server.post(SETTINGS, t, json!({})).await)["chatset"]["visitor"]["sendCount"], 0);
-    let renamed = ok(server.post("/api/chat/updateUserinfo", t, json!({"nickname": "Guesty", "avatar": "http://x/a.png"})).await);
+    assert_eq!(ok_data(server.post(SETTINGS, t, json!({})).await), defaults());
+    assert_eq!(ok_data(server.post("/api/chat/userset", t, json!({"userset": r#"{"chatset":{"visitor":{"sendCount":0}}}"#})).await), "ok");
+    assert_eq!(ok_data(server.post(SETTINGS, t, json!({})).await)["chatset"]["visitor"]["sendCount"], 0);
+    let renamed = ok_data(server.post("/api/chat/updateUserinfo", t, json!({"nickname": "Guesty", "avatar": "http://x/a.png"})).await);
     assert_eq!(
         (renamed["nickname"].as_str(), renamed["avatar"].as_str(), renamed["role"].as_str()),
         (Some("Guesty"), Some("http://x/a.png"), Some("visitor"))
@@ -359,25 +354,25 @@ async fn visitor_register_and_whitelist(backend: Backend) {
     assert_fail(&server.post("/api/chat/updateUserinfo", t, json!({"sign": "hello"})).await, 403, "visitor_forbidden");
     assert_fail(&server.post("/api/chat/updateUserinfo", t, json!({"sex": "女"})).await, 403, "visitor_forbidden");
     assert_fail(&server.post("/api/chat/updateUserinfo", t, json!({"nickname": "Other", "area": "北京"})).await, 403, "visitor_forbidden");
-    let public = ok(server.get(&format!("/api/userinfo/{}", v["uuid"].as_str().unwrap()), None).await);
+    let public = ok_data(server.get(&format!("/api/userinfo/{}", v["uuid"].as_str().unwrap()), None).await);
     assert_eq!(public["nickname"], "Guesty");
     assert_eq!(public["userinfo"], json!({"sex": "", "sign": "", "area": ""}), "{public}");
 
     // A visitor logs out like a user; the device then logs the same visitor in again.
-    assert_eq!(ok(server.post("/api/chat/logout", t, json!({})).await), json!(true));
+    assert_eq!(ok_data(server.post("/api/chat/logout", t, json!({})).await), json!(true));
     assert_fail(&settings_with(&server, &vt).await, 401, "token_revoked");
-    let back = ok(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-0001"})).await);
+    let back = ok_data(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-0001"})).await);
     assert_eq!(back["id"], v["id"]);
     assert_eq!(back["nickname"], "Guesty");
-    ok(settings_with(&server, &token(&back)).await);
+    ok_data(settings_with(&server, &token(&back)).await);
 }
 
 async fn visitor_upgrade_in_place(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let v = ok(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-upgrade"})).await);
+    let v = ok_data(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-upgrade"})).await);
     let vt = token(&v);
-    ok(server.post("/api/chat/updateUserinfo", Some(&vt), json!({"nickname": "Guesty"})).await);
-    let user = ok(reg(&server, "taken001", "secret1").await);
+    ok_data(server.post("/api/chat/updateUserinfo", Some(&vt), json!({"nickname": "Guesty"})).await);
+    let user = ok_data(reg(&server, "taken001", "secret1").await);
 
     // Only visitors upgrade; the username must be free and valid.
     assert_fail(
@@ -398,13 +393,13 @@ async fn visitor_upgrade_in_place(backend: Backend) {
     assert_fail(&server.post("/api/visitorregChat", Some(&vt), json!({"password": "secret1"})).await, 400, "missing_username");
     assert_fail(&server.post("/api/visitorregChat", Some(&vt), json!({"username": "guest001"})).await, 400, "missing_password");
     // … none of which changed the visitor, or the refused names.
-    assert_eq!(ok(server.post("/api/chat/updateUserinfo", Some(&vt), json!({"avatar": "a.png"})).await)["role"], "visitor");
+    assert_eq!(ok_data(server.post("/api/chat/updateUserinfo", Some(&vt), json!({"avatar": "a.png"})).await)["role"], "visitor");
     assert_fail(&login(&server, "guest001", "secret1").await, 400, "wrong_credentials");
     assert_fail(&login(&server, "fresh001", "secret1").await, 400, "wrong_credentials");
     assert_fail(&login(&server, "taken001", "secret9").await, 400, "wrong_credentials");
 
     // In place: same id and uuid, now a user with the new name and a new token.
-    let upgraded = ok(server.post_form("/api/visitorregChat", Some(&vt), &[("username", "guest001"), ("password", "secret1")]).await);
+    let upgraded = ok_data(server.post_form("/api/visitorregChat", Some(&vt), &[("username", "guest001"), ("password", "secret1")]).await);
     assert_user_object(&upgraded, "user");
     assert_eq!((&upgraded["id"], &upgraded["uuid"]), (&v["id"], &v["uuid"]));
     assert_eq!(upgraded["username"], "guest001");
@@ -413,33 +408,33 @@ async fn visitor_upgrade_in_place(backend: Backend) {
     assert_ne!(ut, vt);
     assert_fail(&settings_with(&server, &vt).await, 401, "token_revoked");
     // The new token is a user's: user-only routes work.
-    ok(server.post("/api/chat/searchUser", Some(&ut), json!({"keyword": "taken"})).await);
-    ok(server.post("/api/chat/updateUserinfo", Some(&ut), json!({"sign": "now a user"})).await);
+    ok_data(server.post("/api/chat/searchUser", Some(&ut), json!({"keyword": "taken"})).await);
+    ok_data(server.post("/api/chat/updateUserinfo", Some(&ut), json!({"sign": "now a user"})).await);
     assert_fail(&server.post("/api/visitorregChat", Some(&ut), up("guest002", "secret1")).await, 400, "not_a_visitor");
-    let public = ok(server.get(&format!("/api/userinfo/{}", v["uuid"].as_str().unwrap()), None).await);
+    let public = ok_data(server.get(&format!("/api/userinfo/{}", v["uuid"].as_str().unwrap()), None).await);
     assert_eq!((public["role"].as_str(), public["username"].as_str()), (Some("user"), Some("guest001")));
 
     // The name is claimed; the password logs in.
     assert_fail(&reg(&server, "guest001", "secret1").await, 400, "username_taken");
     assert_fail(&reg(&server, "GUEST001", "secret1").await, 400, "username_taken");
-    let logged = ok(login(&server, "guest001", "secret1").await);
+    let logged = ok_data(login(&server, "guest001", "secret1").await);
     assert_eq!(logged["id"], v["id"]);
     assert_eq!(logged["role"], "user");
     assert_fail(&settings_with(&server, &ut).await, 401, "token_revoked");
 
     // The device no longer opens the password-protected account: it gets a new visitor.
-    let fresh = ok(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-upgrade"})).await);
+    let fresh = ok_data(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-upgrade"})).await);
     assert_user_object(&fresh, "visitor");
     assert_ne!(fresh["id"], v["id"]);
     assert_ne!(fresh["uuid"], v["uuid"]);
-    ok(settings_with(&server, &token(&logged)).await);
-    let same_fresh = ok(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-upgrade"})).await);
+    ok_data(settings_with(&server, &token(&logged)).await);
+    let same_fresh = ok_data(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-upgrade"})).await);
     assert_eq!(same_fresh["id"], fresh["id"]);
 }
 
 async fn set_password_and_update_userinfo(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let registered = ok(reg(&server, "profile1", "secret1").await);
+    let registered = ok_data(reg(&server, "profile1", "secret1").await);
     let t = token(&registered);
     let pw = |old: &str, new: &str, repeat: &str| json!({"oldpassword": old, "password": new, "repassword": repeat});
 
@@ -463,25 +458,25 @@ async fn set_password_and_update_userinfo(backend: Backend) {
         "missing_repassword",
     );
     assert_fail(&server.post("/api/chat/setPassword", None, pw("secret1", "secret2", "secret2")).await, 401, "missing_token");
-    ok(settings_with(&server, &t).await);
+    ok_data(settings_with(&server, &t).await);
 
     // Success (form body): the old password stops working, the new one logs in.
     let changed = server
         .post_form("/api/chat/setPassword", Some(&t), &[("oldpassword", "secret1"), ("password", "secret2"), ("repassword", "secret2")])
         .await;
-    assert_eq!(ok(changed), json!(true));
+    assert_eq!(ok_data(changed), json!(true));
     // The calling session is not an "other" session: it stays live.
-    ok(settings_with(&server, &t).await);
+    ok_data(settings_with(&server, &t).await);
     assert_fail(&login(&server, "profile1", "secret1").await, 400, "wrong_credentials");
-    let u = ok(login(&server, "profile1", "secret2").await);
+    let u = ok_data(login(&server, "profile1", "secret2").await);
     let t = token(&u);
     assert_fail(&server.post("/api/chat/setPassword", Some(&t), pw("secret1", "secret3", "secret3")).await, 400, "wrong_old_password");
 
     // updateUserinfo: every field; the answer is the updated user object.
-    let before = ok(settings_with(&server, &t).await);
+    let before = ok_data(settings_with(&server, &t).await);
     assert_eq!(before, defaults());
     let profile = json!({"nickname": "小明", "avatar": "http://x/y.png", "sex": "男", "sign": "hello", "area": "上海"});
-    let updated = ok(server.post("/api/chat/updateUserinfo", Some(&t), profile).await);
+    let updated = ok_data(server.post("/api/chat/updateUserinfo", Some(&t), profile).await);
     assert_eq!((updated["id"].as_i64(), updated["uuid"].as_str()), (u["id"].as_i64(), u["uuid"].as_str()));
     assert_eq!((updated["nickname"].as_str(), updated["avatar"].as_str()), (Some("小明"), Some("http://x/y.png")));
     assert_eq!((updated["role"].as_str(), updated["status"].as_i64()), (Some("user"), Some(1)));
@@ -490,15 +485,15 @@ async fn set_password_and_update_userinfo(backend: Backend) {
     assert_eq!(updated["last_login"], u["last_login"], "a profile change is no login");
     assert!(updated.get("token").is_none_or(|x| x.as_str() == Some(t.as_str())), "no new token: {updated}");
     assert_no_secret_keys(&updated);
-    ok(settings_with(&server, &t).await);
-    let public = ok(server.get(&format!("/api/userinfo/{}", u["uuid"].as_str().unwrap()), None).await);
+    ok_data(settings_with(&server, &t).await);
+    let public = ok_data(server.get(&format!("/api/userinfo/{}", u["uuid"].as_str().unwrap()), None).await);
     assert_eq!(public["userinfo"], json!({"sex": "男", "sign": "hello", "area": "上海"}));
     assert_eq!(public["nickname"], "小明");
 
     // A partial update keeps the rest; a form body works.
-    let partial = ok(server.post_form("/api/chat/updateUserinfo", Some(&t), &[("sign", "bye")]).await);
+    let partial = ok_data(server.post_form("/api/chat/updateUserinfo", Some(&t), &[("sign", "bye")]).await);
     assert_eq!((partial["nickname"].as_str(), partial["avatar"].as_str()), (Some("小明"), Some("http://x/y.png")));
-    let public = ok(server.get(&format!("/api/userinfo/{}", u["uuid"].as_str().unwrap()), None).await);
+    let public = ok_data(server.get(&format!("/api/userinfo/{}", u["uuid"].as_str().unwrap()), None).await);
     assert_eq!(public["userinfo"], json!({"sex": "男", "sign": "bye", "area": "上海"}));
 
     // Refusals.
@@ -510,19 +505,19 @@ async fn set_password_and_update_userinfo(backend: Backend) {
     assert_fail(&server.post("/api/chat/updateUserinfo", None, json!({"nickname": "abc"})).await, 401, "missing_token");
     // 50 characters (also CJK) is the limit, inclusive.
     assert_eq!(
-        ok(server.post("/api/chat/updateUserinfo", Some(&t), json!({"nickname": "名".repeat(50)})).await)["nickname"],
+        ok_data(server.post("/api/chat/updateUserinfo", Some(&t), json!({"nickname": "名".repeat(50)})).await)["nickname"],
         "名".repeat(50)
     );
-    ok(settings_with(&server, &t).await);
+    ok_data(settings_with(&server, &t).await);
 }
 
 async fn userset_and_get_userset_info(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let u = ok(reg(&server, "settings1", "secret1").await);
+    let u = ok_data(reg(&server, "settings1", "secret1").await);
     let t = Some(token(&u));
     let t = t.as_deref();
 
-    assert_eq!(ok(server.post(SETTINGS, t, json!({})).await), defaults());
+    assert_eq!(ok_data(server.post(SETTINGS, t, json!({})).await), defaults());
     assert_eq!(parsed(&u["userset"]), defaults());
 
     // A partial JSON string is completed from the defaults (getUserSetInfo); the answer
@@ -530,14 +525,14 @@ async fn userset_and_get_userset_info(backend: Backend) {
     let merged = json!({"chatset": {"visitor": {"sendCount": 1, "needFollow": false}, "user": {"sendCount": 2, "needFollow": false}},
                         "friendset": {"invite_confirm": 1}});
     let sent = r#"{"chatset":{"user":{"sendCount":2}},"theme":"dark"}"#;
-    assert_eq!(ok(server.post("/api/chat/userset", t, json!({"userset": sent})).await), "ok");
-    assert_eq!(ok(server.post(SETTINGS, t, json!({})).await), merged);
+    assert_eq!(ok_data(server.post("/api/chat/userset", t, json!({"userset": sent})).await), "ok");
+    assert_eq!(ok_data(server.post(SETTINGS, t, json!({})).await), merged);
     // The user object carries the text (login answers it; the public profile shows it).
-    let relogged = ok(login(&server, "settings1", "secret1").await);
+    let relogged = ok_data(login(&server, "settings1", "secret1").await);
     assert_eq!(relogged["userset"], sent);
     let t = Some(token(&relogged));
     let t = t.as_deref();
-    assert_eq!(ok(server.get(&format!("/api/userinfo/{}", u["uuid"].as_str().unwrap()), None).await)["userset"], sent);
+    assert_eq!(ok_data(server.get(&format!("/api/userinfo/{}", u["uuid"].as_str().unwrap()), None).await)["userset"], sent);
 
     // Refusals leave the stored settings alone.
     for bad in [
@@ -558,39 +553,41 @@ async fn userset_and_get_userset_info(backend: Backend) {
     assert_fail(&server.post_form("/api/chat/userset", t, &[]).await, 400, "missing_userset");
     assert_fail(&server.post("/api/chat/userset", None, json!({"userset": "{}"})).await, 401, "missing_token");
     assert_fail(&server.post(SETTINGS, None, json!({})).await, 401, "missing_token");
-    assert_eq!(ok(server.post(SETTINGS, t, json!({})).await), merged);
+    assert_eq!(ok_data(server.post(SETTINGS, t, json!({})).await), merged);
 
     // Form-encoded: the settings replace the old ones, missing keys at their defaults.
-    let by_form = ok(server.post_form("/api/chat/userset", t, &[("userset", r#"{"friendset":{"invite_confirm":0}}"#)]).await);
+    let by_form = ok_data(server.post_form("/api/chat/userset", t, &[("userset", r#"{"friendset":{"invite_confirm":0}}"#)]).await);
     let mut expected = defaults();
     expected["friendset"]["invite_confirm"] = json!(0);
     assert_eq!(by_form, "ok");
-    assert_eq!(ok(server.post_form(SETTINGS, t, &[]).await), expected);
+    assert_eq!(ok_data(server.post_form(SETTINGS, t, &[]).await), expected);
 
     // The settings as a JSON object rather than a string are accepted too.
     let full = json!({"chatset": {"visitor": {"sendCount": 0, "needFollow": true}, "user": {"sendCount": 2, "needFollow": false}},
                       "friendset": {"invite_confirm": 0}});
-    assert_eq!(ok(server.post("/api/chat/userset", t, json!({"userset": full})).await), "ok");
-    assert_eq!(ok(server.post(SETTINGS, t, json!({})).await), full);
+    assert_eq!(ok_data(server.post("/api/chat/userset", t, json!({"userset": full})).await), "ok");
+    assert_eq!(ok_data(server.post(SETTINGS, t, json!({})).await), full);
     // Back to the defaults with an empty object.
-    assert_eq!(ok(server.post("/api/chat/userset", t, json!({"userset": "{}"})).await), "ok");
-    assert_eq!(ok(server.post(SETTINGS, t, json!({})).await), defaults());
+    assert_eq!(ok_data(server.post("/api/chat/userset", t, json!({"userset": "{}"})).await), "ok");
+    assert_eq!(ok_data(server.post(SETTINGS, t, json!({})).await), defaults());
     // Longer than 4 KiB is refused, and changes nothing.
     let long = format!(r#"{{"pad":"{}"}}"#, "x".repeat(5000));
     assert_fail(&server.post("/api/chat/userset", t, json!({"userset": long})).await, 400, "invalid_userset");
-    assert_eq!(ok(server.post(SETTINGS, t, json!({})).await), defaults());
+    assert_eq!(ok_data(server.post(SETTINGS, t, json!({})).await), defaults());
 }
 
 async fn search_public_profile_and_disabled_users(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let me = ok(reg(&server, "searcher", "secret1").await);
-    let zhang = ok(reg(&server, "zhangsan", "secret1").await);
-    ok(server.post("/api/chat/updateUserinfo", Some(&token(&zhang)), json!({"nickname": "Mr Wang", "sign": "hi", "area": "杭州"})).await);
-    let zhao = ok(reg(&server, "ZhaoLiu1", "secret1").await);
-    let lisi = ok(reg(&server, "lisi_001", "secret1").await);
+    let me = ok_data(reg(&server, "searcher", "secret1").await);
+    let zhang = ok_data(reg(&server, "zhangsan", "secret1").await);
+    ok_data(
+        server.post("/api/chat/updateUserinfo", Some(&token(&zhang)), json!({"nickname": "Mr Wang", "sign": "hi", "area": "杭州"})).await,
+    );
+    let zhao = ok_data(reg(&server, "ZhaoLiu1", "secret1").await);
+    let lisi = ok_data(reg(&server, "lisi_001", "secret1").await);
     // A visitor whose nickname would match.
-    let v = ok(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-search"})).await);
-    ok(server.post("/api/chat/updateUserinfo", Some(&token(&v)), json!({"nickname": "zhang visitor"})).await);
+    let v = ok_data(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-search"})).await);
+    ok_data(server.post("/api/chat/updateUserinfo", Some(&token(&v)), json!({"nickname": "zhang visitor"})).await);
     let t = Some(token(&me));
     let t = t.as_deref();
 
@@ -602,7 +599,7 @@ async fn search_public_profile_and_disabled_users(backend: Backend) {
     let search = |keyword: &'static str| server.post("/api/chat/searchUser", t, json!({"keyword": keyword}));
 
     // Username or nickname substring, case-insensitively; never visitors.
-    let found = ok(search("ZHA").await);
+    let found = ok_data(search("ZHA").await);
     assert_eq!(ids(&found), vec![zhang["id"].as_i64().unwrap(), zhao["id"].as_i64().unwrap()]);
     for hit in found.as_array().unwrap() {
         for key in ["id", "uuid", "username", "nickname", "avatar"] {
@@ -611,27 +608,30 @@ async fn search_public_profile_and_disabled_users(backend: Backend) {
         assert!(hit.get("token").is_none(), "{hit}");
         assert_no_secret_keys(hit);
     }
-    assert_eq!(ids(&ok(search("wang").await)), vec![zhang["id"].as_i64().unwrap()], "by nickname");
+    assert_eq!(ids(&ok_data(search("wang").await)), vec![zhang["id"].as_i64().unwrap()], "by nickname");
     // Case folding works beyond ASCII on both stores.
-    ok(server.post("/api/chat/updateUserinfo", Some(&token(&lisi)), json!({"nickname": "ÄRGER Ωmega"})).await);
-    assert_eq!(ids(&ok(search("ärger ωmega").await)), vec![lisi["id"].as_i64().unwrap()], "non-ASCII nickname, any case");
-    assert_eq!(ids(&ok(search("liu1").await)), vec![zhao["id"].as_i64().unwrap()]);
-    assert_eq!(ids(&ok(server.post_form("/api/chat/searchUser", t, &[("keyword", "LISI")]).await)), vec![lisi["id"].as_i64().unwrap()]);
+    ok_data(server.post("/api/chat/updateUserinfo", Some(&token(&lisi)), json!({"nickname": "ÄRGER Ωmega"})).await);
+    assert_eq!(ids(&ok_data(search("ärger ωmega").await)), vec![lisi["id"].as_i64().unwrap()], "non-ASCII nickname, any case");
+    assert_eq!(ids(&ok_data(search("liu1").await)), vec![zhao["id"].as_i64().unwrap()]);
+    assert_eq!(
+        ids(&ok_data(server.post_form("/api/chat/searchUser", t, &[("keyword", "LISI")]).await)),
+        vec![lisi["id"].as_i64().unwrap()]
+    );
     // Never me, never visitors (by nickname, by generated name or by 游客).
-    assert_eq!(ok(search("searcher").await), json!([]));
-    assert!(!ids(&ok(search("s").await)).contains(&me["id"].as_i64().unwrap()));
-    assert_eq!(ok(search("visitor").await), json!([]));
-    assert_eq!(ok(search("游客").await), json!([]));
+    assert_eq!(ok_data(search("searcher").await), json!([]));
+    assert!(!ids(&ok_data(search("s").await)).contains(&me["id"].as_i64().unwrap()));
+    assert_eq!(ok_data(search("visitor").await), json!([]));
+    assert_eq!(ok_data(search("游客").await), json!([]));
     // LIKE wildcards are literal.
-    assert_eq!(ok(search("%").await), json!([]));
-    assert_eq!(ok(search("_").await).as_array().unwrap().len(), 1, "only lisi_001 has an underscore");
+    assert_eq!(ok_data(search("%").await), json!([]));
+    assert_eq!(ok_data(search("_").await).as_array().unwrap().len(), 1, "only lisi_001 has an underscore");
     assert_fail(&server.post("/api/chat/searchUser", t, json!({})).await, 400, "missing_keyword");
     assert_fail(&server.post("/api/chat/searchUser", t, json!({"keyword": ""})).await, 400, "missing_keyword");
     assert_fail(&server.post("/api/chat/searchUser", None, json!({"keyword": "zha"})).await, 401, "missing_token");
 
     // The public profile.
     let zhang_uuid = zhang["uuid"].as_str().unwrap();
-    let public = ok(server.get(&format!("/api/userinfo/{zhang_uuid}"), None).await);
+    let public = ok_data(server.get(&format!("/api/userinfo/{zhang_uuid}"), None).await);
     assert_eq!(public["id"], zhang["id"]);
     assert_eq!(public["uuid"], zhang_uuid);
     assert_eq!(public["username"], "zhangsan");
@@ -650,7 +650,7 @@ async fn search_public_profile_and_disabled_users(backend: Backend) {
     // Disabled: token refused, no login, no profile, not searchable.
     let zhao_id = zhao["id"].as_i64().unwrap();
     let zhao_token = token(&zhao);
-    ok(settings_with(&server, &zhao_token).await);
+    ok_data(settings_with(&server, &zhao_token).await);
     set_active(&server, zhao_id, false).await;
     assert_fail(&settings_with(&server, &zhao_token).await, 403, "user_disabled");
     assert_fail(&login(&server, "ZhaoLiu1", "secret1").await, 403, "user_disabled");
@@ -660,17 +660,17 @@ async fn search_public_profile_and_disabled_users(backend: Backend) {
         "user_disabled",
     );
     assert_fail(&server.get(&format!("/api/userinfo/{}", zhao["uuid"].as_str().unwrap()), None).await, 404, "user_not_found");
-    assert_eq!(ok(search("zhao").await), json!([]));
-    assert_eq!(ids(&ok(search("zha").await)), vec![zhang["id"].as_i64().unwrap()]);
+    assert_eq!(ok_data(search("zhao").await), json!([]));
+    assert_eq!(ids(&ok_data(search("zha").await)), vec![zhang["id"].as_i64().unwrap()]);
 
     // Re-enabled: logging in works again (the old session stays ended).
     set_active(&server, zhao_id, true).await;
     assert_fail(&settings_with(&server, &zhao_token).await, 401, "token_revoked");
-    let back = ok(login(&server, "ZhaoLiu1", "secret1").await);
+    let back = ok_data(login(&server, "ZhaoLiu1", "secret1").await);
     assert_user_object(&back, "user");
-    ok(settings_with(&server, &token(&back)).await);
-    assert_eq!(ids(&ok(search("zhao").await)), vec![zhao_id]);
-    ok(server.get(&format!("/api/userinfo/{}", zhao["uuid"].as_str().unwrap()), None).await);
+    ok_data(settings_with(&server, &token(&back)).await);
+    assert_eq!(ids(&ok_data(search("zhao").await)), vec![zhao_id]);
+    ok_data(server.get(&format!("/api/userinfo/{}", zhao["uuid"].as_str().unwrap()), None).await);
 
     // A disabled visitor: the device cannot log it in.
     let vid = v["id"].as_i64().unwrap();
@@ -678,7 +678,7 @@ async fn search_public_profile_and_disabled_users(backend: Backend) {
     assert_fail(&settings_with(&server, &token(&v)).await, 403, "user_disabled");
     assert_fail(&server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-search"})).await, 403, "user_disabled");
     set_active(&server, vid, true).await;
-    assert_eq!(ok(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-search"})).await)["id"], v["id"]);
+    assert_eq!(ok_data(server.post("/api/visitorRegister", None, json!({"devicefingeruuid": "dev-search"})).await)["id"], v["id"]);
 }
 
 /// A token used in the last quarter of its life is answered with a fresh one for the

@@ -1,7 +1,7 @@
 //! End-to-end: abuse limits — per-IP and per-user rate limits (429 in the envelope),
 //! the request body limit (413) and the WebSocket frame limit.
 
-use im_e2e::{Backend, TestServer, WsEvent, both_backends};
+use im_e2e::{Backend, TestServer, WsEvent, both_backends, ok_data};
 use im_gateway::settings::Limits;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -30,10 +30,10 @@ async fn rate_limits_answer_429(backend: Backend) {
     limited(server.post("/api/loginChat", None, json!({"username": "limited1", "password": "123456"})).await);
 
     // Sends: per sender.
-    data_ok(server.post("/api/chat/userset", Some(&b.token), json!({"userset": r#"{"chatset":{"user":{"sendCount":2}}}"#})).await);
+    ok_data(server.post("/api/chat/userset", Some(&b.token), json!({"userset": r#"{"chatset":{"user":{"sendCount":2}}}"#})).await);
     let send = json!({"sendto_id": b.id, "chatType": "single", "type": "text", "data": "hi"});
     for _ in 0..2 {
-        data_ok(server.post("/api/chat/socket/sendmessage", Some(&a.token), send.clone()).await);
+        ok_data(server.post("/api/chat/socket/sendmessage", Some(&a.token), send.clone()).await);
     }
     limited(server.post("/api/chat/socket/sendmessage", Some(&a.token), send.clone()).await);
     // The same limit over the WebSocket `send` frame.
@@ -42,10 +42,6 @@ async fn rate_limits_answer_429(backend: Backend) {
     ws.send_json(json!({"type": "send", "data": send})).await;
     let answer = ws.next_non_ping().await;
     assert_eq!((answer["type"].as_str(), answer["data"]["code"].as_str()), (Some("error"), Some("rate_limited")), "{answer}");
-}
-
-fn data_ok(resp: (u16, serde_json::Value)) {
-    assert_eq!(resp.0, 200, "{}", resp.1);
 }
 
 async fn oversized_bodies_and_frames_are_refused(backend: Backend) {

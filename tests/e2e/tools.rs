@@ -3,7 +3,7 @@
 //! binary's exit codes.
 
 use im_e2e::process::binary;
-use im_e2e::{Backend, TestServer, both_backends};
+use im_e2e::{Backend, TestServer, both_backends, ok_data};
 use serde_json::{Value, json};
 use sqlx::{Column, Row};
 
@@ -55,11 +55,6 @@ fn url_of(server: &TestServer) -> String {
     server.settings.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", server.settings.read_db_path().display()))
 }
 
-fn ok(resp: (u16, Value)) -> Value {
-    assert_eq!(resp.0, 200, "{}", resp.1);
-    resp.1["data"].clone()
-}
-
 /// Some of everything: users and a visitor, a friendship with flags, a report, messages
 /// (one revoked), an auto-reply pair, a group with a change.
 async fn populate(server: &TestServer) {
@@ -67,58 +62,72 @@ async fn populate(server: &TestServer) {
     let b = server.register("tooluser2", "123456").await;
     let c = server.register("tooluser3", "123456").await;
     server.visitor("tool-device").await;
-    ok(server.post("/api/chat/updateUserinfo", Some(&a.token), json!({"nickname": "张三"})).await);
+    ok_data(server.post("/api/chat/updateUserinfo", Some(&a.token), json!({"nickname": "张三"})).await);
     // Accounts whose later events come in later batches than their registration (the
     // rebuild folds them into the new row instead).
     let upgraded = server.visitor("tool-device-2").await;
-    ok(server.post("/api/chat/updateUserinfo", Some(&upgraded.token), json!({"nickname": "访客"})).await);
-    ok(server.post("/api/visitorregChat", Some(&upgraded.token), json!({"username": "toolupgraded", "password": "123456"})).await);
+    ok_data(server.post("/api/chat/updateUserinfo", Some(&upgraded.token), json!({"nickname": "访客"})).await);
+    ok_data(server.post("/api/visitorregChat", Some(&upgraded.token), json!({"username": "toolupgraded", "password": "123456"})).await);
     let d = server.register("tooluser5", "123456").await;
-    ok(server.post("/api/chat/userset", Some(&d.token), json!({"userset": r#"{"chatset":{"user":{"sendCount":2}}}"#})).await);
-    ok(server
-        .post("/api/chat/setPassword", Some(&d.token), json!({"oldpassword": "123456", "password": "654321", "repassword": "654321"}))
-        .await);
+    ok_data(server.post("/api/chat/userset", Some(&d.token), json!({"userset": r#"{"chatset":{"user":{"sendCount":2}}}"#})).await);
+    ok_data(
+        server
+            .post("/api/chat/setPassword", Some(&d.token), json!({"oldpassword": "123456", "password": "654321", "repassword": "654321"}))
+            .await,
+    );
     let d = server.login("tooluser5", "654321").await;
-    ok(server.post("/api/chat/logout", Some(&d.token), json!({})).await);
+    ok_data(server.post("/api/chat/logout", Some(&d.token), json!({})).await);
     let e = server.register("tooluser6", "123456").await;
     server.state.set_user_active(im_domain::UserId(e.id), false).await.unwrap();
     let f = server.register("tooluser7", "123456").await;
     server.state.delete_user(im_domain::UserId(f.id)).await.unwrap();
     for other in [&b, &c] {
-        let req = ok(server.post("/api/chat/applyfriend", Some(&a.token), json!({"friend_id": other.id, "nickname": "友"})).await);
-        ok(server.post(&format!("/api/chat/handleapply/{}", req["id"]), Some(&other.token), json!({"status": "agree"})).await);
+        let req = ok_data(server.post("/api/chat/applyfriend", Some(&a.token), json!({"friend_id": other.id, "nickname": "友"})).await);
+        ok_data(server.post(&format!("/api/chat/handleapply/{}", req["id"]), Some(&other.token), json!({"status": "agree"})).await);
     }
-    ok(server.post(&format!("/api/chat/setstargoodfriend/{}", b.id), Some(&a.token), json!({"star": 1})).await);
-    ok(server
-        .post("/api/chat/report", Some(&b.token), json!({"reported_id": c.id, "reported_type": "user", "category": "spam", "content": "x"}))
-        .await);
-    let m = ok(server
-        .post(
-            "/api/chat/socket/sendmessage",
-            Some(&a.token),
-            json!({"sendto_id": b.id, "chatType": "single", "type": "text", "data": "hi"}),
-        )
-        .await);
-    ok(server
-        .post(
-            "/api/chat/socket/sendmessage",
-            Some(&b.token),
-            json!({"sendto_id": a.id, "chatType": "single", "type": "text", "data": "yo"}),
-        )
-        .await);
-    ok(server.post("/api/chat/revokeMessage", Some(&a.token), json!({"id": m["id"], "to_id": b.id, "chatType": "single"})).await);
-    ok(server.post("/api/chat/askanswer/create", Some(&c.token), json!({"ask": "价格", "answer": "99"})).await);
-    let g = ok(server.post("/api/chat/group/create", Some(&a.token), json!({"ids": [b.id, c.id]})).await);
-    ok(server.post("/api/chat/groupUpdateName", Some(&a.token), json!({"id": g["id"], "name": "工具组"})).await);
-    ok(server
-        .post(
-            "/api/chat/socket/sendmessage",
-            Some(&c.token),
-            json!({"sendto_id": g["id"], "chatType": "group", "type": "text", "data": "群消息"}),
-        )
-        .await);
+    ok_data(server.post(&format!("/api/chat/setstargoodfriend/{}", b.id), Some(&a.token), json!({"star": 1})).await);
+    ok_data(
+        server
+            .post(
+                "/api/chat/report",
+                Some(&b.token),
+                json!({"reported_id": c.id, "reported_type": "user", "category": "spam", "content": "x"}),
+            )
+            .await,
+    );
+    let m = ok_data(
+        server
+            .post(
+                "/api/chat/socket/sendmessage",
+                Some(&a.token),
+                json!({"sendto_id": b.id, "chatType": "single", "type": "text", "data": "hi"}),
+            )
+            .await,
+    );
+    ok_data(
+        server
+            .post(
+                "/api/chat/socket/sendmessage",
+                Some(&b.token),
+                json!({"sendto_id": a.id, "chatType": "single", "type": "text", "data": "yo"}),
+            )
+            .await,
+    );
+    ok_data(server.post("/api/chat/revokeMessage", Some(&a.token), json!({"id": m["id"], "to_id": b.id, "chatType": "single"})).await);
+    ok_data(server.post("/api/chat/askanswer/create", Some(&c.token), json!({"ask": "价格", "answer": "99"})).await);
+    let g = ok_data(server.post("/api/chat/group/create", Some(&a.token), json!({"ids": [b.id, c.id]})).await);
+    ok_data(server.post("/api/chat/groupUpdateName", Some(&a.token), json!({"id": g["id"], "name": "工具组"})).await);
+    ok_data(
+        server
+            .post(
+                "/api/chat/socket/sendmessage",
+                Some(&c.token),
+                json!({"sendto_id": g["id"], "chatType": "group", "type": "text", "data": "群消息"}),
+            )
+            .await,
+    );
     let d = server.register("tooluser4", "123456").await;
-    ok(server.post("/api/chat/groupInviteUser", Some(&d.token), json!({"id": g["id"], "user_id": d.id})).await);
+    ok_data(server.post("/api/chat/groupInviteUser", Some(&d.token), json!({"id": g["id"], "user_id": d.id})).await);
 }
 
 async fn rebuild_restores_every_read_model(backend: Backend) {
