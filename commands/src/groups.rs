@@ -81,7 +81,11 @@ impl Groups {
 
     async fn execute(&self, ctx: &Ctx, group_id: GroupId, make: impl Fn() -> Command) -> Result<i64, CommandError> {
         let stream = StreamId::group(group_id);
-        Ok(decide_and_append(&*self.store, ctx, stream.as_str(), None, group::evolve, |g| Ok(group::decide(g, make())?)).await?.1)
+        let (_, position) =
+            decide_and_append(&*self.store, ctx, stream.as_str(), None, group::evolve, |g| Ok(group::decide(g, make())?)).await?;
+        // This process's sends decide on the new state at once.
+        self.forget(group_id);
+        Ok(position)
     }
 
     /// create: `members` are the owner's friends (checked by the caller).
@@ -153,16 +157,31 @@ impl Groups {
         self.execute(ctx, group_id, || Command::DeleteOrQuit { by: by.clone(), at }).await
     }
 
-    /// Operator: mute or unmute a member.
-    pub async fn mute(&self, ctx: &Ctx, group_id: GroupId, by: Named, user: Named, muted: bool) -> Result<i64, CommandError> {
+    /// The owner mutes a member for `minutes` (`None`: until lifted), or lifts the mute.
+    pub async fn mute(
+        &self,
+        ctx: &Ctx,
+        group_id: GroupId,
+        by: Named,
+        user: Named,
+        muted: bool,
+        minutes: Option<i64>,
+    ) -> Result<i64, CommandError> {
         let at = now_millis();
-        self.execute(ctx, group_id, || Command::Mute { by: by.clone(), user: user.clone(), muted, at }).await
+        let until = minutes.map(|m| at.saturating_add(m.saturating_mul(60_000)));
+        self.execute(ctx, group_id, || Command::Mute { by: by.clone(), user: user.clone(), muted, until, at }).await
     }
 
-    /// Operator: lock or unlock a group.
-    pub async fn lock(&self, ctx: &Ctx, group_id: GroupId, by: Named, locked: bool) -> Result<i64, CommandError> {
+    /// The owner lets only themself speak, or everyone again.
+    pub async fn mute_all(&self, ctx: &Ctx, group_id: GroupId, by: Named, muted: bool) -> Result<i64, CommandError> {
         let at = now_millis();
-        self.execute(ctx, group_id, || Command::Lock { by: by.clone(), locked, at }).await
+        self.execute(ctx, group_id, || Command::MuteAll { by: by.clone(), muted, at }).await
+    }
+
+    /// The owner, or an operator (`operator`), locks or unlocks a group.
+    pub async fn lock(&self, ctx: &Ctx, group_id: GroupId, by: Named, operator: bool, locked: bool) -> Result<i64, CommandError> {
+        let at = now_millis();
+        self.execute(ctx, group_id, || Command::Lock { by: by.clone(), operator, locked, at }).await
     }
 
     /// Sends to every member but the sender, if the group and my membership allow it;
@@ -195,9 +214,16 @@ impl Groups {
     }
 
     async fn submit_once(&self, ctx: &Ctx, group_id: GroupId, message: &GroupMessage) -> Result<Pending, CommandError> {
-        let (version, state) = self.kept_state(group_id).await?;
         let sender = &message.sender;
-        let group = group::may_send(&state, sender.id)?;
+        let now = now_millis();
+        let (mut version, mut state) = self.kept_state(group_id).await?;
+        if group::may_send(&state, sender.id, now).is_err() {
+            // A refusal is decided on the group as it is now, not as it was kept (a mute
+            // may have been lifted since, here or on another gateway).
+            self.forget(group_id);
+            (version, state) = self.kept_state(group_id).await?;
+        }
+        let group = group::may_send(&state, sender.id, now)?;
         let in_group = group.member(sender.id).map(|m| m.nickname.clone()).filter(|n| !n.is_empty());
         let recipients: Vec<UserId> = group.members.iter().map(|m| m.user_id).filter(|u| *u != sender.id).collect();
         // The compact group summary a group message carries (never the member list).

@@ -42,6 +42,15 @@ pub struct Member {
     /// In-group nickname ('' = none).
     pub nickname: String,
     pub muted: bool,
+    /// When a mute for a while ends (ms); `None` with `muted`: until it is lifted.
+    pub muted_until: Option<i64>,
+}
+
+impl Member {
+    /// Muted at `now`.
+    pub fn is_muted(&self, now: i64) -> bool {
+        self.muted && self.muted_until.is_none_or(|until| now < until)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +69,8 @@ pub struct Group {
     /// Users invited by someone who is not their friend, waiting for their own
     /// answer, with who invited them.
     pub invited: Vec<(UserId, UserId)>,
+    /// Only the owner speaks.
+    pub all_muted: bool,
 }
 
 impl Group {
@@ -128,6 +139,13 @@ pub enum GroupChange {
     },
     MemberMuted {
         user: Named,
+        muted: bool,
+        /// The end of a mute for a while (ms); absent: until it is lifted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<i64>,
+    },
+    /// Only the owner may speak (or everyone again).
+    AllMuted {
         muted: bool,
     },
     Locked {
@@ -211,15 +229,24 @@ pub enum Command {
         by: Named,
         at: i64,
     },
-    /// Operator actions.
+    /// The owner mutes a member until `until` (ms; `None`: until lifted), or lifts it.
     Mute {
         by: Named,
         user: Named,
         muted: bool,
+        until: Option<i64>,
         at: i64,
     },
+    /// The owner lets only themself speak, or everyone again.
+    MuteAll {
+        by: Named,
+        muted: bool,
+        at: i64,
+    },
+    /// The owner or an operator (`operator`) locks the group (nobody sends) or unlocks it.
     Lock {
         by: Named,
+        operator: bool,
         locked: bool,
         at: i64,
     },
@@ -253,6 +280,12 @@ pub enum GroupError {
     OwnerCannotLeave,
     #[error("muted in this group")]
     Muted,
+    #[error("only the owner speaks in this group now")]
+    AllMuted,
+    #[error("the owner cannot be muted")]
+    OwnerCannotBeMuted,
+    #[error("a mute must end in the future")]
+    MuteInPast,
     #[error("already exists")]
     AlreadyExists,
     #[error("the user has blocked the inviter")]
@@ -417,22 +450,45 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, GroupError>
             let change = if by.id == g.owner { GroupChange::Dissolved } else { GroupChange::MemberLeft };
             Ok(changed(g, by, change, at))
         }
-        Command::Mute { by, user, muted, at } => {
+        Command::Mute { by, user, muted, until, at } => {
             let g = open(state)?;
+            if by.id != g.owner {
+                return Err(GroupError::NotOwner);
+            }
             if !g.is_member(user.id) {
                 return Err(GroupError::NotMember);
             }
-            Ok(changed(g, by, GroupChange::MemberMuted { user, muted }, at))
+            if user.id == g.owner {
+                return Err(GroupError::OwnerCannotBeMuted);
+            }
+            if muted && until.is_some_and(|t| t <= at) {
+                return Err(GroupError::MuteInPast);
+            }
+            let until = until.filter(|_| muted);
+            Ok(changed(g, by, GroupChange::MemberMuted { user, muted, until }, at))
         }
-        Command::Lock { by, locked, at } => {
+        Command::MuteAll { by, muted, at } => {
             let g = open(state)?;
+            if by.id != g.owner {
+                return Err(GroupError::NotOwner);
+            }
+            Ok(changed(g, by, GroupChange::AllMuted { muted }, at))
+        }
+        Command::Lock { by, operator, locked, at } => {
+            let g = state.as_ref().ok_or(GroupError::NotFound)?;
+            if g.status == GroupStatus::Dissolved {
+                return Err(GroupError::Dissolved);
+            }
+            if !operator && by.id != g.owner {
+                return Err(GroupError::NotOwner);
+            }
             Ok(changed(g, by, GroupChange::Locked { locked }, at))
         }
     }
 }
 
-/// May `from` send to this group now?
-pub fn may_send(state: &State, from: UserId) -> Result<&Group, GroupError> {
+/// May `from` send to this group at `now`?
+pub fn may_send(state: &State, from: UserId, now: i64) -> Result<&Group, GroupError> {
     let g = state.as_ref().ok_or(GroupError::NotFound)?;
     match g.status {
         GroupStatus::Dissolved => return Err(GroupError::Dissolved),
@@ -440,8 +496,11 @@ pub fn may_send(state: &State, from: UserId) -> Result<&Group, GroupError> {
         GroupStatus::Normal => {}
     }
     let member = g.member(from).ok_or(GroupError::NotMember)?;
-    if member.muted {
+    if member.is_muted(now) {
         return Err(GroupError::Muted);
+    }
+    if g.all_muted && from != g.owner {
+        return Err(GroupError::AllMuted);
     }
     Ok(g)
 }
@@ -456,9 +515,10 @@ pub fn evolve(state: State, event: &Event) -> State {
             invite_confirm: true,
             status: GroupStatus::Normal,
             created_at: e.at,
-            members: e.members.iter().map(|m| Member { user_id: m.id, nickname: String::new(), muted: false }).collect(),
+            members: e.members.iter().map(|m| Member { user_id: m.id, nickname: String::new(), muted: false, muted_until: None }).collect(),
             pending: Vec::new(),
             invited: Vec::new(),
+            all_muted: false,
         }),
         (Some(mut g), Event::GroupChanged(e)) => {
             match &e.change {
@@ -469,7 +529,7 @@ pub fn evolve(state: State, event: &Event) -> State {
                     g.pending.retain(|(u, _)| *u != user.id);
                     g.invited.retain(|(u, _)| *u != user.id);
                     if !g.is_member(user.id) {
-                        g.members.push(Member { user_id: user.id, nickname: String::new(), muted: false });
+                        g.members.push(Member { user_id: user.id, nickname: String::new(), muted: false, muted_until: None });
                     }
                 }
                 GroupChange::JoinRequested { user } => {
@@ -489,11 +549,13 @@ pub fn evolve(state: State, event: &Event) -> State {
                         m.nickname = nickname.clone();
                     }
                 }
-                GroupChange::MemberMuted { user, muted } => {
+                GroupChange::MemberMuted { user, muted, until } => {
                     if let Some(m) = g.members.iter_mut().find(|m| m.user_id == user.id) {
                         m.muted = *muted;
+                        m.muted_until = *until;
                     }
                 }
+                GroupChange::AllMuted { muted } => g.all_muted = *muted,
                 GroupChange::Locked { locked } => g.status = if *locked { GroupStatus::Locked } else { GroupStatus::Normal },
                 GroupChange::Dissolved => g.status = GroupStatus::Dissolved,
             }
@@ -515,8 +577,10 @@ pub fn system_text(change: &GroupChange, by: &Named) -> Option<String> {
         GroupChange::MemberRemoved { user } => format!("{} 将 {} 移出了群聊", by.name, user.name),
         GroupChange::MemberLeft => format!("{} 退出了群聊", by.name),
         GroupChange::NicknameChanged { nickname } => format!("{} 修改群昵称为 {}", by.name, nickname),
-        GroupChange::MemberMuted { user, muted: true } => format!("{} 已被禁言", user.name),
-        GroupChange::MemberMuted { user, muted: false } => format!("{} 已被解除禁言", user.name),
+        GroupChange::MemberMuted { user, muted: true, .. } => format!("{} 已被禁言", user.name),
+        GroupChange::MemberMuted { user, muted: false, .. } => format!("{} 已被解除禁言", user.name),
+        GroupChange::AllMuted { muted: true } => "群主开启了全员禁言".to_owned(),
+        GroupChange::AllMuted { muted: false } => "群主关闭了全员禁言".to_owned(),
         GroupChange::Locked { locked: true } => "该群已被锁定".to_owned(),
         GroupChange::Locked { locked: false } => "该群已解除锁定".to_owned(),
         GroupChange::Dissolved => format!("{} 解散了该群", by.name),

@@ -91,3 +91,38 @@ fn a_declined_invitation_is_gone_and_a_block_refuses_at_once() {
     // Joining oneself (a QR code) needs no consent from anyone.
     assert_eq!(decide(&state, invite(6, 6, Consent::Refused)), Ok(vec![GroupChange::MemberAdded { user: named(6) }]));
 }
+
+fn mute(by: i64, user: i64, muted: bool, until: Option<i64>) -> Command {
+    Command::Mute { by: named(by), user: named(user), muted, until, at: AT }
+}
+
+#[test]
+fn the_owner_mutes_a_member_for_a_while_or_until_lifted() {
+    let state = group(false);
+    assert_eq!(decide(&state, mute(2, 1, true, None)), Err(GroupError::NotOwner));
+    assert_eq!(decide(&state, mute(1, 1, true, None)), Err(GroupError::OwnerCannotBeMuted));
+    assert_eq!(decide(&state, mute(1, 9, true, None)), Err(GroupError::NotMember));
+    assert_eq!(decide(&state, mute(1, 2, true, Some(AT))), Err(GroupError::MuteInPast));
+    let muted = apply(state.clone(), mute(1, 2, true, Some(AT + 60_000)));
+    assert_eq!(group::may_send(&muted, UserId(2), AT + 59_999).err(), Some(GroupError::Muted));
+    assert!(group::may_send(&muted, UserId(2), AT + 60_000).is_ok(), "a mute for a while ends by itself");
+    let forever = apply(state, mute(1, 2, true, None));
+    assert_eq!(group::may_send(&forever, UserId(2), i64::MAX).err(), Some(GroupError::Muted));
+    let lifted = apply(forever, mute(1, 2, false, None));
+    assert!(group::may_send(&lifted, UserId(2), AT).is_ok());
+}
+
+#[test]
+fn mute_all_leaves_only_the_owner_and_a_lock_silences_everyone() {
+    let state = group(false);
+    assert_eq!(decide(&state, Command::MuteAll { by: named(2), muted: true, at: AT }), Err(GroupError::NotOwner));
+    let hushed = apply(state.clone(), Command::MuteAll { by: named(1), muted: true, at: AT });
+    assert_eq!(group::may_send(&hushed, UserId(2), AT).err(), Some(GroupError::AllMuted));
+    assert!(group::may_send(&hushed, UserId(1), AT).is_ok());
+    let lock = |by: i64, operator: bool, locked: bool| Command::Lock { by: named(by), operator, locked, at: AT };
+    assert_eq!(decide(&state, lock(2, false, true)), Err(GroupError::NotOwner));
+    let locked = apply(state, lock(9, true, true));
+    assert_eq!(group::may_send(&locked, UserId(1), AT).err(), Some(GroupError::Locked));
+    let unlocked = apply(locked, lock(1, false, false));
+    assert!(group::may_send(&unlocked, UserId(1), AT).is_ok());
+}

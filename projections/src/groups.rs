@@ -152,11 +152,19 @@ pub async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<Vec<GroupE
                     )
                     .await?;
                 }
-                GroupChange::MemberMuted { user, muted } => {
-                    sqlx::query("UPDATE group_members SET status = $3 WHERE group_id = $1 AND user_id = $2")
+                GroupChange::MemberMuted { user, muted, until } => {
+                    sqlx::query("UPDATE group_members SET status = $3, mute_until = $4 WHERE group_id = $1 AND user_id = $2")
                         .bind(g)
                         .bind(user.id.0)
                         .bind(if *muted { 0_i64 } else { 1 })
+                        .bind(*until)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                GroupChange::AllMuted { muted } => {
+                    sqlx::query("UPDATE chat_groups SET all_muted = $2 WHERE id = $1")
+                        .bind(g)
+                        .bind(i64::from(*muted))
                         .execute(&mut *conn)
                         .await?;
                 }
@@ -216,19 +224,20 @@ async fn ask(conn: &mut AnyConnection, asked: Asked, group: i64, user: i64, by: 
 }
 
 /// The columns of a group object (`group_json`).
-const GROUP_COLUMNS: &str = "id, name, avatar, user_id, remark, invite_confirm, status, create_time, update_time";
+const GROUP_COLUMNS: &str = "id, name, avatar, user_id, remark, invite_confirm, status, all_muted, create_time, update_time";
 
 /// The group object of the contract from a `chat_groups` row (`GROUP_COLUMNS`); the
-/// summary a message carries has no `update_time`.
-fn group_json(r: &AnyRow, with_update_time: bool) -> Result<Value, ReadError> {
+/// summary a message carries has no `update_time` nor `all_muted`.
+fn group_json(r: &AnyRow, full: bool) -> Result<Value, ReadError> {
     let mut group = json!({
         "id": r.try_get::<i64, _>("id")?, "name": r.try_get::<String, _>("name")?, "avatar": r.try_get::<String, _>("avatar")?,
         "user_id": r.try_get::<i64, _>("user_id")?, "remark": r.try_get::<String, _>("remark")?,
         "invite_confirm": r.try_get::<i64, _>("invite_confirm")?, "status": r.try_get::<i64, _>("status")?,
         "create_time": r.try_get::<i64, _>("create_time")?,
     });
-    if with_update_time {
+    if full {
         group["update_time"] = json!(r.try_get::<i64, _>("update_time")?);
+        group["all_muted"] = json!(r.try_get::<i64, _>("all_muted")?);
     }
     Ok(group)
 }
@@ -262,7 +271,7 @@ impl Groups {
             return Ok(None);
         };
         let members = sqlx::query(
-            "SELECT m.user_id, m.nickname, m.status, u.avatar, u.nickname AS user_nickname, u.username \
+            "SELECT m.user_id, m.nickname, m.status, m.mute_until, u.avatar, u.nickname AS user_nickname, u.username \
              FROM group_members m LEFT JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 ORDER BY m.create_time, m.user_id",
         )
         .bind(id)
@@ -274,6 +283,7 @@ impl Groups {
                 Ok(json!({
                     "user_id": m.try_get::<i64, _>("user_id")?, "nickname": m.try_get::<String, _>("nickname")?,
                     "avatar": m.try_get::<Option<String>, _>("avatar")?.unwrap_or_default(), "status": m.try_get::<i64, _>("status")?,
+                    "mute_until": m.try_get::<Option<i64>, _>("mute_until")?,
                     "user_nickname": m.try_get::<Option<String>, _>("user_nickname")?.unwrap_or_default(),
                     "username": m.try_get::<Option<String>, _>("username")?.unwrap_or_default(),
                 }))
@@ -328,7 +338,7 @@ impl Groups {
         .fetch_one(self.db.pool())
         .await?;
         let rows = sqlx::query(
-            "SELECT g.id, g.name, g.avatar, g.user_id, g.remark, g.invite_confirm, g.status, g.create_time, g.update_time \
+            "SELECT g.id, g.name, g.avatar, g.user_id, g.remark, g.invite_confirm, g.status, g.all_muted, g.create_time, g.update_time \
              FROM group_members m JOIN chat_groups g ON g.id = m.group_id WHERE m.user_id = $1 AND g.status <> 0 \
              ORDER BY g.id DESC LIMIT $2 OFFSET $3",
         )

@@ -3,7 +3,7 @@
 use im_e2e::{Backend, TestServer, TestUser, WsClient, assert_fail, both_backends, ok_data};
 use serde_json::{Value, json};
 
-both_backends!(lifecycle_and_owner_rules, joining_policies, group_messages_and_membership_rules, qrcode_png);
+both_backends!(lifecycle_and_owner_rules, joining_policies, group_messages_and_membership_rules, qrcode_png, moderation);
 
 /// Users `names[0]` (the owner) befriended with all the others.
 async fn circle(server: &TestServer, names: &[&str]) -> Vec<TestUser> {
@@ -260,19 +260,10 @@ async fn group_messages_and_membership_rules(backend: Backend) {
     assert_fail(&server.get(&format!("/api/chat/history/group/{gid}"), Some(&m2.token)).await, 403, "not_member");
     assert_fail(&send(&server, gid, m2, "还在吗").await, 403, "not_member");
 
-    // Muted members and locked groups cannot send (operator actions).
+    // An operator locks the group from outside it: nobody sends, not even the owner.
     let op = im_domain::group::Named { id: im_domain::UserId(0), name: "运营".into() };
     let ctx = im_commands::Ctx::anonymous();
-    let muted_at = server
-        .state
-        .group_commands()
-        .mute(&ctx, im_domain::GroupId(gid), op.clone(), im_domain::group::Named { id: im_domain::UserId(m1.id), name: "m1".into() }, true)
-        .await
-        .unwrap();
-    server.state.settle(muted_at).await.unwrap();
-    assert_fail(&send(&server, gid, m1, "禁言中").await, 400, "muted");
-    ok_data(send(&server, gid, owner, "群主可以").await);
-    let locked_at = server.state.group_commands().lock(&ctx, im_domain::GroupId(gid), op, true).await.unwrap();
+    let locked_at = server.state.group_commands().lock(&ctx, im_domain::GroupId(gid), op, true, true).await.unwrap();
     server.state.settle(locked_at).await.unwrap();
     assert_fail(&send(&server, gid, owner, "锁了").await, 400, "group_locked");
 
@@ -307,4 +298,75 @@ async fn qrcode_png(backend: Backend) {
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
     }
     assert_fail(&server.get(&format!("/api/chat/groupQrcode/{gid}"), Some(&u[2].token)).await, 403, "not_member");
+}
+
+/// Issue 14, item 2: the owner mutes a member for a while or until lifted, mutes everyone
+/// but themself, and locks the group; each is enforced on send, reaches the members as a
+/// group system message, and shows in `groupinfo`; nobody else may do it.
+async fn moderation(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let u = circle(&server, &["modowner", "modmemb1", "modmemb2"]).await;
+    let (owner, m1, m2) = (&u[0], &u[1], &u[2]);
+    let gid = create(&server, owner, &[m1, m2]).await["id"].as_i64().unwrap();
+    let post = |who: &TestUser, route: &str, body: Value| {
+        let token = who.token.clone();
+        let route = route.to_owned();
+        let server = &server;
+        async move { server.post(&route, Some(&token), body).await }
+    };
+
+    // A mute for a while: the member cannot send, the others can; groupinfo shows when it ends.
+    let before = server.head().await;
+    assert_fail(&post(m1, "/api/chat/groupMute", json!({"id": gid, "user_id": m2.id})).await, 403, "not_owner");
+    assert_fail(&post(owner, "/api/chat/groupMute", json!({"id": gid, "user_id": owner.id})).await, 400, "owner_cannot_be_muted");
+    assert_fail(&post(owner, "/api/chat/groupMute", json!({"id": gid, "user_id": m1.id, "minutes": -5})).await, 400, "invalid_minutes");
+    assert_fail(&post(owner, "/api/chat/groupMute", json!({"id": gid, "user_id": m1.id, "mute": "yes"})).await, 400, "invalid_mute");
+    assert_eq!(server.head().await, before, "refusals write nothing");
+    let group = ok_data(post(owner, "/api/chat/groupMute", json!({"id": gid, "user_id": m1.id, "minutes": 10})).await);
+    let m1_row = group["group_users"].as_array().unwrap().iter().find(|m| m["user_id"] == m1.id).unwrap().clone();
+    assert_eq!(m1_row["status"], 0, "{m1_row}");
+    assert!(m1_row["mute_until"].as_i64().unwrap() > 0, "{m1_row}");
+    assert_fail(&send(&server, gid, m1, "禁言中").await, 400, "muted");
+    ok_data(send(&server, gid, m2, "我可以").await);
+    // Lifted: the member speaks again.
+    ok_data(post(owner, "/api/chat/groupMute", json!({"id": gid, "user_id": m1.id, "mute": 0})).await);
+    ok_data(send(&server, gid, m1, "解禁了").await);
+    // Until lifted (form body).
+    let muted =
+        server.post_form("/api/chat/groupMute", Some(&owner.token), &[("id", &gid.to_string()), ("user_id", &m1.id.to_string())]).await;
+    ok_data(muted);
+    assert_fail(&send(&server, gid, m1, "还是禁言").await, 400, "muted");
+    ok_data(post(owner, "/api/chat/groupMute", json!({"id": gid, "user_id": m1.id, "mute": 0})).await);
+
+    // Everyone muted but the owner.
+    assert_fail(&post(m1, "/api/chat/groupMuteAll", json!({"id": gid, "mute": 1})).await, 403, "not_owner");
+    assert_fail(&post(owner, "/api/chat/groupMuteAll", json!({"id": gid})).await, 400, "missing_mute");
+    let group = ok_data(post(owner, "/api/chat/groupMuteAll", json!({"id": gid, "mute": 1})).await);
+    assert_eq!(group["all_muted"], 1, "{group}");
+    assert_fail(&send(&server, gid, m2, "全员禁言").await, 400, "all_muted");
+    ok_data(send(&server, gid, owner, "群主发言").await);
+    ok_data(post(owner, "/api/chat/groupMuteAll", json!({"id": gid, "mute": 0})).await);
+    ok_data(send(&server, gid, m2, "恢复了").await);
+
+    // Locked by the owner: nobody sends until unlocked.
+    assert_fail(&post(m1, "/api/chat/groupLock", json!({"id": gid, "lock": 1})).await, 403, "not_owner");
+    ok_data(post(owner, "/api/chat/groupLock", json!({"id": gid, "lock": 1})).await);
+    assert_fail(&send(&server, gid, owner, "锁了").await, 400, "group_locked");
+    ok_data(post(owner, "/api/chat/groupLock", json!({"id": gid, "lock": 0})).await);
+    ok_data(send(&server, gid, m1, "解锁了").await);
+
+    // Every change reached the members as a group system line, in order.
+    let rows = ok_data(server.get("/api/chat/sync?since=0", Some(&m2.token)).await)["rows"].as_array().unwrap().clone();
+    let lines: Vec<String> = rows
+        .iter()
+        .filter(|r| r["message"]["type"] == "system" || r["data"]["type"] == "system")
+        .map(|r| {
+            let m = if r["message"].is_object() { &r["message"] } else { &r["data"] };
+            m["data"].as_str().unwrap_or("").to_owned()
+        })
+        .collect();
+    for expected in ["已被禁言", "已被解除禁言", "开启了全员禁言", "关闭了全员禁言", "该群已被锁定", "该群已解除锁定"]
+    {
+        assert!(lines.iter().any(|l| l.contains(expected)), "{expected} missing from {lines:?}");
+    }
 }

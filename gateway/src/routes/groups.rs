@@ -37,11 +37,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/chat/groupQrcode/{id}", get(qrcode))
 }
 
-fn named(user: &UserRow) -> Named {
+pub(crate) fn named(user: &UserRow) -> Named {
     Named { id: user.id, name: user.display_name().to_owned() }
 }
 
-fn positive(params: &Params, key: &str) -> Result<i64, ApiError> {
+pub(crate) fn positive(params: &Params, key: &str) -> Result<i64, ApiError> {
     match params.int(key)? {
         Some(v) if v >= 1 => Ok(v),
         Some(_) => Err(ApiError::bad(format!("invalid_{key}"), format!("{key} 必须是正整数"))),
@@ -91,7 +91,7 @@ async fn member_view(state: &AppState, me: &Me, id: GroupId) -> Result<Value, Ap
     Ok(group)
 }
 
-async fn settled_group(state: &AppState, me: &Me, id: GroupId, position: i64) -> ApiResult {
+pub(crate) async fn settled_group(state: &AppState, me: &Me, id: GroupId, position: i64) -> ApiResult {
     state.settle(position).await?;
     Ok(ok(member_view(state, me, id).await?))
 }
@@ -156,7 +156,7 @@ async fn remark(State(state): State<AppState>, params: Params) -> ApiResult {
     settled_group(&state, &me, id, position).await
 }
 
-async fn user_named(state: &AppState, id: i64) -> Result<(Named, bool), ApiError> {
+pub(crate) async fn user_named(state: &AppState, id: i64) -> Result<(Named, bool), ApiError> {
     match state.users().by_id(id).await? {
         Some(user) => Ok((named(&user), user.is_active())),
         None => Err(ApiError::bad("user_unavailable", "该用户不存在或已被禁用")),

@@ -7,6 +7,7 @@ pub mod friends;
 pub mod groups;
 pub mod health;
 pub mod messages;
+pub mod moderation;
 
 use crate::error::ApiError;
 use crate::params::{Params, path_int};

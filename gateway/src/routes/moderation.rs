@@ -1,0 +1,73 @@
+//! Group moderation (issue 14, item 2): the owner mutes a member for a while or until
+//! lifted, mutes everyone but themself, locks the group. Each change is an event, reaches
+//! the members as a group system message, and the send rules enforce it.
+
+use super::groups::{named, positive, settled_group, user_named};
+use crate::auth::Access;
+use crate::error::ApiError;
+use crate::params::Params;
+use crate::state::AppState;
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+use im_commands::Ctx;
+use im_domain::GroupId;
+use serde_json::Value;
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+/// The longest mute for a while: 30 days, in minutes.
+pub const MAX_MUTE_MINUTES: i64 = 30 * 24 * 60;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/chat/groupMute", post(mute))
+        .route("/api/chat/groupMuteAll", post(mute_all))
+        .route("/api/chat/groupLock", post(lock))
+}
+
+/// A 0/1 switch; `default` when absent (`None`: required).
+fn switch(params: &Params, key: &str, default: Option<bool>) -> Result<bool, ApiError> {
+    match params.text(key).as_deref().map(str::trim) {
+        Some("1") => Ok(true),
+        Some("0") => Ok(false),
+        Some(_) => Err(ApiError::bad(format!("invalid_{key}"), format!("{key} 只能是0或1"))),
+        None => default.ok_or_else(|| ApiError::bad(format!("missing_{key}"), format!("{key} 参数必填"))),
+    }
+}
+
+/// `groupMute`: `id`, `user_id`, `mute` (1 mutes, the default; 0 lifts) and `minutes`
+/// (1 to 43200; absent or 0: until lifted).
+async fn mute(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
+    let id = GroupId(positive(&params, "id")?);
+    let muted = switch(&params, "mute", Some(true))?;
+    let minutes = match params.int("minutes")? {
+        None | Some(0) => None,
+        Some(m) if (1..=MAX_MUTE_MINUTES).contains(&m) => Some(m),
+        Some(_) => return Err(ApiError::bad("invalid_minutes", format!("minutes 必须在0到{MAX_MUTE_MINUTES}之间"))),
+    };
+    let (user, _) = user_named(&state, positive(&params, "user_id")?).await?;
+    let position = state.group_commands().mute(&Ctx::user(me.id.0), id, named(&me.user), user, muted, minutes).await?;
+    settled_group(&state, &me, id, position).await
+}
+
+/// `groupMuteAll`: `id`, `mute` (1: only the owner speaks; 0: everyone again).
+async fn mute_all(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
+    let id = GroupId(positive(&params, "id")?);
+    let muted = switch(&params, "mute", None)?;
+    let position = state.group_commands().mute_all(&Ctx::user(me.id.0), id, named(&me.user), muted).await?;
+    settled_group(&state, &me, id, position).await
+}
+
+/// `groupLock`: `id`, `lock` (1 locks: nobody sends; 0 unlocks). The owner's; operators
+/// lock from the console.
+async fn lock(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
+    let id = GroupId(positive(&params, "id")?);
+    let locked = switch(&params, "lock", None)?;
+    let position = state.group_commands().lock(&Ctx::user(me.id.0), id, named(&me.user), false, locked).await?;
+    settled_group(&state, &me, id, position).await
+}
