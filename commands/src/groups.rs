@@ -172,6 +172,12 @@ impl Groups {
         self.execute(ctx, group_id, || Command::Mute { by: by.clone(), user: user.clone(), muted, until, at }).await
     }
 
+    /// The owner sets the group's picture.
+    pub async fn set_avatar(&self, ctx: &Ctx, group_id: GroupId, by: Named, avatar: String) -> Result<i64, CommandError> {
+        let at = now_millis();
+        self.execute(ctx, group_id, || Command::SetAvatar { by: by.clone(), avatar: avatar.clone(), at }).await
+    }
+
     /// The owner lets only themself speak, or everyone again.
     pub async fn mute_all(&self, ctx: &Ctx, group_id: GroupId, by: Named, muted: bool) -> Result<i64, CommandError> {
         let at = now_millis();
@@ -227,7 +233,7 @@ impl Groups {
         let in_group = group.member(sender.id).map(|m| m.nickname.clone()).filter(|n| !n.is_empty());
         let recipients: Vec<UserId> = group.members.iter().map(|m| m.user_id).filter(|u| *u != sender.id).collect();
         // The compact group summary a group message carries (never the member list).
-        let avatar = String::new();
+        let avatar = group.avatar.clone();
         let summary = json!({
             "id": group_id, "name": group.name, "avatar": avatar, "user_id": group.owner.0,
             "remark": group.remark, "invite_confirm": i64::from(group.invite_confirm),

@@ -59,6 +59,8 @@ pub struct Group {
     pub owner: UserId,
     pub name: String,
     pub remark: String,
+    /// The group's picture ('' = none).
+    pub avatar: String,
     pub invite_confirm: bool,
     pub status: GroupStatus,
     /// When the group was created (ms).
@@ -111,6 +113,10 @@ pub enum GroupChange {
     },
     RemarkChanged {
         remark: String,
+    },
+    /// The group's picture (an uploaded image's URL).
+    AvatarChanged {
+        avatar: String,
     },
     JoinPolicyChanged {
         invite_confirm: bool,
@@ -179,6 +185,12 @@ pub enum Command {
     Rename {
         by: Named,
         name: String,
+        at: i64,
+    },
+    /// The owner sets the group's picture.
+    SetAvatar {
+        by: Named,
+        avatar: String,
         at: i64,
     },
     SetRemark {
@@ -340,6 +352,10 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, GroupError>
         Command::Rename { by, name, at } => {
             let g = owned(state, &by)?;
             Ok(changed(g, by, GroupChange::Renamed { name }, at))
+        }
+        Command::SetAvatar { by, avatar, at } => {
+            let g = owned(state, &by)?;
+            Ok(changed(g, by, GroupChange::AvatarChanged { avatar }, at))
         }
         Command::SetRemark { by, remark, at } => {
             let g = owned(state, &by)?;
@@ -512,6 +528,7 @@ pub fn evolve(state: State, event: &Event) -> State {
             owner: e.owner.id,
             name: e.name.clone(),
             remark: String::new(),
+            avatar: String::new(),
             invite_confirm: true,
             status: GroupStatus::Normal,
             created_at: e.at,
@@ -524,6 +541,7 @@ pub fn evolve(state: State, event: &Event) -> State {
             match &e.change {
                 GroupChange::Renamed { name } => g.name = name.clone(),
                 GroupChange::RemarkChanged { remark } => g.remark = remark.clone(),
+                GroupChange::AvatarChanged { avatar } => g.avatar = avatar.clone(),
                 GroupChange::JoinPolicyChanged { invite_confirm } => g.invite_confirm = *invite_confirm,
                 GroupChange::MemberAdded { user } => {
                     g.pending.retain(|(u, _)| *u != user.id);
@@ -570,6 +588,7 @@ pub fn system_text(change: &GroupChange, by: &Named) -> Option<String> {
     Some(match change {
         GroupChange::Renamed { name } => format!("{} 修改群名称为 {}", by.name, name),
         GroupChange::RemarkChanged { remark } => format!("{} 修改了群公告: {}", by.name, remark),
+        GroupChange::AvatarChanged { .. } => format!("{} 修改了群头像", by.name),
         GroupChange::JoinPolicyChanged { invite_confirm: true } => format!("{} 开启了进群验证", by.name),
         GroupChange::JoinPolicyChanged { invite_confirm: false } => format!("{} 关闭了进群验证", by.name),
         GroupChange::MemberAdded { user } if user.id == by.id => format!("{} 加入了群聊", user.name),

@@ -245,6 +245,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::askanswer::router())
         .merge(routes::groups::router())
         .merge(routes::moderation::router())
+        .merge(routes::group_members::router())
         .merge(crate::admin::router())
         .merge(routes::files::router(state.files().max_video_bytes.max(state.files().max_image_bytes) + (1 << 20)))
         .nest_service("/public", tower_http::services::ServeDir::new(&state.files().upload_dir))

@@ -66,6 +66,9 @@ pub async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<Vec<GroupE
             sqlx::query("UPDATE chat_groups SET update_time = $2 WHERE id = $1").bind(g).bind(e.at).execute(&mut *conn).await?;
             let mut effects = Vec::new();
             match &e.change {
+                GroupChange::AvatarChanged { avatar } => {
+                    sqlx::query("UPDATE chat_groups SET avatar = $2 WHERE id = $1").bind(g).bind(avatar).execute(&mut *conn).await?;
+                }
                 GroupChange::Renamed { name } => {
                     sqlx::query("UPDATE chat_groups SET name = $2 WHERE id = $1").bind(g).bind(name).execute(&mut *conn).await?;
                 }
@@ -252,6 +255,9 @@ pub async fn summary(conn: &mut AnyConnection, group: i64) -> Result<Value, Read
     })
 }
 
+/// Members `groupinfo` carries; the rest come page by page (`members_page`).
+pub const MEMBERS_IN_INFO: i64 = 100;
+
 /// Group queries.
 #[derive(Clone)]
 pub struct Groups {
@@ -270,14 +276,28 @@ impl Groups {
         let Some(r) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.db.pool()).await? else {
             return Ok(None);
         };
+        let (count, group_users) = self.members_page(GroupId(id), 0, MEMBERS_IN_INFO).await?;
+        let mut group = group_json(&r, true)?;
+        group["group_users"] = Value::Array(group_users);
+        group["member_count"] = json!(count);
+        Ok(Some(group))
+    }
+
+    /// A page of the members, in the order they joined: (how many there are, the page).
+    pub async fn members_page(&self, group: GroupId, offset: i64, limit: i64) -> Result<(i64, Vec<Value>), ReadError> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM group_members WHERE group_id = $1").bind(group.0).fetch_one(self.db.pool()).await?;
         let members = sqlx::query(
             "SELECT m.user_id, m.nickname, m.status, m.mute_until, u.avatar, u.nickname AS user_nickname, u.username \
-             FROM group_members m LEFT JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 ORDER BY m.create_time, m.user_id",
+             FROM group_members m LEFT JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 ORDER BY m.create_time, m.user_id \
+             LIMIT $2 OFFSET $3",
         )
-        .bind(id)
+        .bind(group.0)
+        .bind(limit)
+        .bind(offset)
         .fetch_all(self.db.pool())
         .await?;
-        let group_users = members
+        let page = members
             .into_iter()
             .map(|m| -> Result<Value, ReadError> {
                 Ok(json!({
@@ -289,9 +309,7 @@ impl Groups {
                 }))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut group = group_json(&r, true)?;
-        group["group_users"] = Value::Array(group_users);
-        Ok(Some(group))
+        Ok((count, page))
     }
 
     /// Invitations waiting for `user`'s answer, newest first (at most 100).

@@ -85,6 +85,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/chat/groupMute"),
     ("POST", "/api/chat/groupMuteAll"),
     ("POST", "/api/chat/groupLock"),
+    ("POST", "/api/chat/groupAvatar"),
+    ("GET", "/api/chat/groupMembers/{}"),
     ("GET", "/api/chat/groupQrcode/{}"),
     ("POST", "/api/chat/uploadAliyun"),
     ("POST", "/api/chat/uploadStreamSingleToServerDiy/{}"),

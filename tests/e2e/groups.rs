@@ -3,7 +3,14 @@
 use im_e2e::{Backend, TestServer, TestUser, WsClient, assert_fail, both_backends, ok_data};
 use serde_json::{Value, json};
 
-both_backends!(lifecycle_and_owner_rules, joining_policies, group_messages_and_membership_rules, qrcode_png, moderation);
+both_backends!(
+    lifecycle_and_owner_rules,
+    joining_policies,
+    group_messages_and_membership_rules,
+    qrcode_png,
+    moderation,
+    avatar_and_member_pages
+);
 
 /// Users `names[0]` (the owner) befriended with all the others.
 async fn circle(server: &TestServer, names: &[&str]) -> Vec<TestUser> {
@@ -369,4 +376,56 @@ async fn moderation(backend: Backend) {
     {
         assert!(lines.iter().any(|l| l.contains(expected)), "{expected} missing from {lines:?}");
     }
+}
+
+/// Issue 14, item 3: the owner sets the group's picture from an upload URL (members see it
+/// in groupinfo and on group messages); members page through a large group's members.
+async fn avatar_and_member_pages(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let u = circle(&server, &["picowner", "picmemb1", "picmemb2", "picoutsd"]).await;
+    let (owner, m1, m2, outsider) = (&u[0], &u[1], &u[2], &u[3]);
+    let gid = create(&server, owner, &[m1, m2]).await["id"].as_i64().unwrap();
+    let set = |who: &TestUser, avatar: &str| {
+        let (token, body) = (who.token.clone(), json!({"id": gid, "avatar": avatar}));
+        let server = &server;
+        async move { server.post("/api/chat/groupAvatar", Some(&token), body).await }
+    };
+
+    let before = server.head().await;
+    assert_fail(&set(m1, "https://cdn.example.com/g.png").await, 403, "not_owner");
+    assert_fail(&set(owner, "").await, 400, "missing_avatar");
+    assert_fail(&set(owner, "javascript:alert(1)").await, 400, "invalid_avatar");
+    assert_fail(&set(owner, &format!("https://x/{}", "a".repeat(600))).await, 400, "invalid_avatar");
+    assert_eq!(server.head().await, before, "refusals write nothing");
+    let group = ok_data(set(owner, "/public/2026/group.png").await);
+    assert_eq!(group["avatar"], "/public/2026/group.png");
+    assert_eq!(group["member_count"], 3, "{group}");
+    let sent = ok_data(send(&server, gid, m1, "新头像").await);
+    assert_eq!(sent["group"]["avatar"], "/public/2026/group.png", "{sent}");
+    assert_eq!(sent["to_avatar"], "/public/2026/group.png", "{sent}");
+
+    let page = |who: &TestUser, n: i64, limit: i64| {
+        let token = who.token.clone();
+        let server = &server;
+        async move { server.get(&format!("/api/chat/groupMembers/{n}?id={gid}&limit={limit}"), Some(&token)).await }
+    };
+    let first = ok_data(page(m2, 1, 2).await);
+    assert_eq!(first["count"], 3);
+    let second = ok_data(page(m2, 2, 2).await);
+    let ids: Vec<i64> = first["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["rows"].as_array().unwrap())
+        .map(|m| m["user_id"].as_i64().unwrap())
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    let mut expected = vec![owner.id, m1.id, m2.id];
+    expected.sort();
+    assert_eq!(sorted, expected, "two pages hold every member once: {ids:?}");
+    assert_eq!(ids[0], owner.id, "in the order they joined");
+    assert_fail(&page(outsider, 1, 2).await, 403, "not_member");
+    assert_fail(&page(m1, 1, 501).await, 400, "invalid_limit");
+    assert_fail(&server.get("/api/chat/groupMembers/1?id=999999", Some(&m1.token)).await, 404, "group_not_found");
 }

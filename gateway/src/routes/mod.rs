@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod askanswer;
 pub mod files;
 pub mod friends;
+pub mod group_members;
 pub mod groups;
 pub mod health;
 pub mod messages;

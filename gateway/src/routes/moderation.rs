@@ -1,6 +1,7 @@
-//! Group moderation (issue 14, item 2): the owner mutes a member for a while or until
-//! lifted, mutes everyone but themself, locks the group. Each change is an event, reaches
-//! the members as a group system message, and the send rules enforce it.
+//! What the owner does to run a group (issue 14): mute a member for a while or until
+//! lifted, mute everyone but themself, lock the group, set its picture. Each change is an
+//! event and reaches the members as a group system message; the send rules enforce the
+//! mutes and the lock.
 
 use super::groups::{named, positive, settled_group, user_named};
 use crate::auth::Access;
@@ -25,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/chat/groupMute", post(mute))
         .route("/api/chat/groupMuteAll", post(mute_all))
         .route("/api/chat/groupLock", post(lock))
+        .route("/api/chat/groupAvatar", post(avatar))
 }
 
 /// A 0/1 switch; `default` when absent (`None`: required).
@@ -69,5 +71,22 @@ async fn lock(State(state): State<AppState>, params: Params) -> ApiResult {
     let id = GroupId(positive(&params, "id")?);
     let locked = switch(&params, "lock", None)?;
     let position = state.group_commands().lock(&Ctx::user(me.id.0), id, named(&me.user), false, locked).await?;
+    settled_group(&state, &me, id, position).await
+}
+
+/// `groupAvatar`: `id`, `avatar` (the URL an upload answered: `http(s)://…` or a `/public`
+/// path; at most 500 characters).
+async fn avatar(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
+    let id = GroupId(positive(&params, "id")?);
+    let avatar = params.text("avatar").map(|a| a.trim().to_owned()).unwrap_or_default();
+    let usable = ["http://", "https://", "/"].iter().any(|p| avatar.starts_with(p)) && avatar.chars().count() <= 500;
+    if avatar.is_empty() {
+        return Err(ApiError::bad("missing_avatar", "avatar 参数必填"));
+    }
+    if !usable || avatar.chars().any(char::is_whitespace) {
+        return Err(ApiError::bad("invalid_avatar", "avatar 必须是上传后得到的图片地址"));
+    }
+    let position = state.group_commands().set_avatar(&Ctx::user(me.id.0), id, named(&me.user), avatar).await?;
     settled_group(&state, &me, id, position).await
 }

@@ -1,0 +1,40 @@
+//! A group's members page by page (`groupinfo` carries the first
+//! [`im_projections::groups::MEMBERS_IN_INFO`]).
+
+use super::groups::positive;
+use crate::auth::Access;
+use crate::error::ApiError;
+use crate::ok;
+use crate::params::Params;
+use crate::routes::Page;
+use crate::state::AppState;
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::get;
+use im_domain::GroupId;
+use serde_json::{Value, json};
+
+/// Members per page at most.
+pub const MAX_MEMBERS_PER_PAGE: i64 = 500;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/chat/groupMembers/{page}", get(members))
+}
+
+/// `GET /api/chat/groupMembers/:page?id=&limit=` (members only): `{count, rows}`, rows in
+/// the order members joined, `limit` 1 to 500 (default 100).
+async fn members(State(state): State<AppState>, Path(page): Path<String>, params: Params) -> Result<Json<Value>, ApiError> {
+    let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    let page = Page::parse(&page, &params, im_projections::groups::MEMBERS_IN_INFO, MAX_MEMBERS_PER_PAGE)?;
+    let id = GroupId(positive(&params, "id")?);
+    if state.groups().group(id).await?.is_none() {
+        return Err(ApiError::not_found("group_not_found", "群聊不存在"));
+    }
+    if !state.groups().is_member(id, me.id.0).await? {
+        return Err(ApiError::forbidden("not_member", "你不是该群成员"));
+    }
+    let offset = i64::try_from(page.offset()).unwrap_or(i64::MAX);
+    let (count, rows) = state.groups().members_page(id, offset, page.limit).await?;
+    Ok(ok(json!({"count": count, "rows": rows})))
+}
