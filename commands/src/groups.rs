@@ -172,7 +172,19 @@ impl Groups {
         self.execute(ctx, group_id, || Command::Mute { by: by.clone(), user: user.clone(), muted, until, at }).await
     }
 
-    /// The owner sets the group's picture.
+    /// The owner appoints an admin (`admin`) or removes one.
+    pub async fn set_admin(&self, ctx: &Ctx, group_id: GroupId, by: Named, user: Named, admin: bool) -> Result<i64, CommandError> {
+        let at = now_millis();
+        self.execute(ctx, group_id, || Command::SetAdmin { by: by.clone(), user: user.clone(), admin, at }).await
+    }
+
+    /// The owner hands the group to a member.
+    pub async fn transfer(&self, ctx: &Ctx, group_id: GroupId, by: Named, to: Named) -> Result<i64, CommandError> {
+        let at = now_millis();
+        self.execute(ctx, group_id, || Command::Transfer { by: by.clone(), to: to.clone(), at }).await
+    }
+
+    /// The owner or an admin sets the group's picture.
     pub async fn set_avatar(&self, ctx: &Ctx, group_id: GroupId, by: Named, avatar: String) -> Result<i64, CommandError> {
         let at = now_millis();
         self.execute(ctx, group_id, || Command::SetAvatar { by: by.clone(), avatar: avatar.clone(), at }).await

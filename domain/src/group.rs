@@ -44,6 +44,8 @@ pub struct Member {
     pub muted: bool,
     /// When a mute for a while ends (ms); `None` with `muted`: until it is lifted.
     pub muted_until: Option<i64>,
+    /// Helps the owner run the group.
+    pub admin: bool,
 }
 
 impl Member {
@@ -83,7 +85,31 @@ impl Group {
     pub fn is_member(&self, user: UserId) -> bool {
         self.member(user).is_some()
     }
+
+    /// The owner or an admin.
+    pub fn manages(&self, user: UserId) -> bool {
+        user == self.owner || self.member(user).is_some_and(|m| m.admin)
+    }
+
+    pub fn admins(&self) -> usize {
+        self.members.iter().filter(|m| m.admin).count()
+    }
+
+    /// May `by` remove or mute `user`? The owner anyone but themself; an admin ordinary
+    /// members only.
+    fn outranks(&self, by: UserId, user: UserId) -> Result<(), GroupError> {
+        if user == self.owner {
+            return Err(GroupError::Outranked);
+        }
+        if by != self.owner && self.manages(user) {
+            return Err(GroupError::Outranked);
+        }
+        Ok(())
+    }
 }
+
+/// The most admins a group may have.
+pub const MAX_ADMINS: usize = 10;
 
 pub type State = Option<Group>;
 
@@ -117,6 +143,15 @@ pub enum GroupChange {
     /// The group's picture (an uploaded image's URL).
     AvatarChanged {
         avatar: String,
+    },
+    /// The owner made `user` an admin, or took it back.
+    AdminSet {
+        user: Named,
+        admin: bool,
+    },
+    /// The owner handed the group to `to` (a member), staying an ordinary member.
+    OwnerChanged {
+        to: Named,
     },
     JoinPolicyChanged {
         invite_confirm: bool,
@@ -187,7 +222,20 @@ pub enum Command {
         name: String,
         at: i64,
     },
-    /// The owner sets the group's picture.
+    /// The owner appoints an admin or removes one.
+    SetAdmin {
+        by: Named,
+        user: Named,
+        admin: bool,
+        at: i64,
+    },
+    /// The owner hands the group over to a member.
+    Transfer {
+        by: Named,
+        to: Named,
+        at: i64,
+    },
+    /// The owner or an admin sets the group's picture.
     SetAvatar {
         by: Named,
         avatar: String,
@@ -292,10 +340,18 @@ pub enum GroupError {
     OwnerCannotLeave,
     #[error("muted in this group")]
     Muted,
-    #[error("only the owner speaks in this group now")]
+    #[error("only the owner and admins speak in this group now")]
     AllMuted,
     #[error("the owner cannot be muted")]
     OwnerCannotBeMuted,
+    #[error("only the owner or an admin may do this")]
+    NotManager,
+    #[error("the owner and admins are out of an admin's reach")]
+    Outranked,
+    #[error("a group has at most 10 admins")]
+    TooManyAdmins,
+    #[error("already the owner")]
+    AlreadyOwner,
     #[error("a mute must end in the future")]
     MuteInPast,
     #[error("already exists")]
@@ -317,6 +373,15 @@ fn open(state: &State) -> Result<&Group, GroupError> {
     let group = state.as_ref().ok_or(GroupError::NotFound)?;
     if group.status == GroupStatus::Dissolved {
         return Err(GroupError::Dissolved);
+    }
+    Ok(group)
+}
+
+/// The group, if `by` is its owner or an admin.
+fn managed<'a>(state: &'a State, by: &Named) -> Result<&'a Group, GroupError> {
+    let group = open(state)?;
+    if !group.manages(by.id) {
+        return Err(GroupError::NotManager);
     }
     Ok(group)
 }
@@ -350,15 +415,36 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, GroupError>
             Ok(vec![Event::GroupCreated(GroupCreated { group_id, owner, name, members: all, at })])
         }
         Command::Rename { by, name, at } => {
-            let g = owned(state, &by)?;
+            let g = managed(state, &by)?;
             Ok(changed(g, by, GroupChange::Renamed { name }, at))
         }
-        Command::SetAvatar { by, avatar, at } => {
+        Command::SetAdmin { by, user, admin, at } => {
             let g = owned(state, &by)?;
+            let member = g.member(user.id).ok_or(GroupError::NotMember)?;
+            if user.id == g.owner {
+                return Err(GroupError::Outranked);
+            }
+            if admin && !member.admin && g.admins() >= MAX_ADMINS {
+                return Err(GroupError::TooManyAdmins);
+            }
+            Ok(changed(g, by, GroupChange::AdminSet { user, admin }, at))
+        }
+        Command::Transfer { by, to, at } => {
+            let g = owned(state, &by)?;
+            if to.id == g.owner {
+                return Err(GroupError::AlreadyOwner);
+            }
+            if !g.is_member(to.id) {
+                return Err(GroupError::NotMember);
+            }
+            Ok(changed(g, by, GroupChange::OwnerChanged { to }, at))
+        }
+        Command::SetAvatar { by, avatar, at } => {
+            let g = managed(state, &by)?;
             Ok(changed(g, by, GroupChange::AvatarChanged { avatar }, at))
         }
         Command::SetRemark { by, remark, at } => {
-            let g = owned(state, &by)?;
+            let g = managed(state, &by)?;
             Ok(changed(g, by, GroupChange::RemarkChanged { remark }, at))
         }
         Command::SetJoinPolicy { by, invite_confirm, at } => {
@@ -392,7 +478,7 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, GroupError>
                     Consent::Given => {}
                 }
             }
-            if by.id == g.owner || !g.invite_confirm {
+            if g.manages(by.id) || !g.invite_confirm {
                 return Ok(changed(g, by, GroupChange::MemberAdded { user }, at));
             }
             if g.pending.iter().any(|(u, _)| *u == user.id) {
@@ -417,7 +503,7 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, GroupError>
             }
             // Accepted: now the join policy decides, as for an invitation by a friend.
             let user = by.clone();
-            if inviter == g.owner || !g.invite_confirm {
+            if g.manages(inviter) || !g.invite_confirm {
                 return Ok(changed(g, by, GroupChange::MemberAdded { user }, at));
             }
             if g.pending.iter().any(|(u, _)| *u == user.id) {
@@ -426,7 +512,7 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, GroupError>
             Ok(changed(g, by, GroupChange::JoinRequested { user }, at))
         }
         Command::AnswerJoin { by, user, agree, max_size, at } => {
-            let g = owned(state, &by)?;
+            let g = managed(state, &by)?;
             if !g.pending.iter().any(|(u, _)| *u == user.id) {
                 return Err(GroupError::NoPendingRequest);
             }
@@ -442,13 +528,14 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, GroupError>
             Ok(changed(g, by, GroupChange::MemberAdded { user }, at))
         }
         Command::Remove { by, user, at } => {
-            let g = owned(state, &by)?;
+            let g = managed(state, &by)?;
             if user.id == g.owner {
                 return Err(GroupError::OwnerCannotLeave);
             }
             if !g.is_member(user.id) {
                 return Err(GroupError::NotMember);
             }
+            g.outranks(by.id, user.id)?;
             Ok(changed(g, by, GroupChange::MemberRemoved { user }, at))
         }
         Command::SetNickname { by, nickname, at } => {
@@ -467,16 +554,14 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, GroupError>
             Ok(changed(g, by, change, at))
         }
         Command::Mute { by, user, muted, until, at } => {
-            let g = open(state)?;
-            if by.id != g.owner {
-                return Err(GroupError::NotOwner);
-            }
+            let g = managed(state, &by)?;
             if !g.is_member(user.id) {
                 return Err(GroupError::NotMember);
             }
             if user.id == g.owner {
                 return Err(GroupError::OwnerCannotBeMuted);
             }
+            g.outranks(by.id, user.id)?;
             if muted && until.is_some_and(|t| t <= at) {
                 return Err(GroupError::MuteInPast);
             }
@@ -484,10 +569,7 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, GroupError>
             Ok(changed(g, by, GroupChange::MemberMuted { user, muted, until }, at))
         }
         Command::MuteAll { by, muted, at } => {
-            let g = open(state)?;
-            if by.id != g.owner {
-                return Err(GroupError::NotOwner);
-            }
+            let g = managed(state, &by)?;
             Ok(changed(g, by, GroupChange::AllMuted { muted }, at))
         }
         Command::Lock { by, operator, locked, at } => {
@@ -515,7 +597,7 @@ pub fn may_send(state: &State, from: UserId, now: i64) -> Result<&Group, GroupEr
     if member.is_muted(now) {
         return Err(GroupError::Muted);
     }
-    if g.all_muted && from != g.owner {
+    if g.all_muted && !g.manages(from) {
         return Err(GroupError::AllMuted);
     }
     Ok(g)
@@ -532,7 +614,11 @@ pub fn evolve(state: State, event: &Event) -> State {
             invite_confirm: true,
             status: GroupStatus::Normal,
             created_at: e.at,
-            members: e.members.iter().map(|m| Member { user_id: m.id, nickname: String::new(), muted: false, muted_until: None }).collect(),
+            members: e
+                .members
+                .iter()
+                .map(|m| Member { user_id: m.id, nickname: String::new(), muted: false, muted_until: None, admin: false })
+                .collect(),
             pending: Vec::new(),
             invited: Vec::new(),
             all_muted: false,
@@ -542,12 +628,23 @@ pub fn evolve(state: State, event: &Event) -> State {
                 GroupChange::Renamed { name } => g.name = name.clone(),
                 GroupChange::RemarkChanged { remark } => g.remark = remark.clone(),
                 GroupChange::AvatarChanged { avatar } => g.avatar = avatar.clone(),
+                GroupChange::AdminSet { user, admin } => {
+                    if let Some(m) = g.members.iter_mut().find(|m| m.user_id == user.id) {
+                        m.admin = *admin;
+                    }
+                }
+                GroupChange::OwnerChanged { to } => {
+                    g.owner = to.id;
+                    if let Some(m) = g.members.iter_mut().find(|m| m.user_id == to.id) {
+                        m.admin = false;
+                    }
+                }
                 GroupChange::JoinPolicyChanged { invite_confirm } => g.invite_confirm = *invite_confirm,
                 GroupChange::MemberAdded { user } => {
                     g.pending.retain(|(u, _)| *u != user.id);
                     g.invited.retain(|(u, _)| *u != user.id);
                     if !g.is_member(user.id) {
-                        g.members.push(Member { user_id: user.id, nickname: String::new(), muted: false, muted_until: None });
+                        g.members.push(Member { user_id: user.id, nickname: String::new(), muted: false, muted_until: None, admin: false });
                     }
                 }
                 GroupChange::JoinRequested { user } => {
@@ -589,6 +686,9 @@ pub fn system_text(change: &GroupChange, by: &Named) -> Option<String> {
         GroupChange::Renamed { name } => format!("{} 修改群名称为 {}", by.name, name),
         GroupChange::RemarkChanged { remark } => format!("{} 修改了群公告: {}", by.name, remark),
         GroupChange::AvatarChanged { .. } => format!("{} 修改了群头像", by.name),
+        GroupChange::AdminSet { user, admin: true } => format!("{} 将 {} 设为管理员", by.name, user.name),
+        GroupChange::AdminSet { user, admin: false } => format!("{} 取消了 {} 的管理员身份", by.name, user.name),
+        GroupChange::OwnerChanged { to } => format!("{} 将群主转让给 {}", by.name, to.name),
         GroupChange::JoinPolicyChanged { invite_confirm: true } => format!("{} 开启了进群验证", by.name),
         GroupChange::JoinPolicyChanged { invite_confirm: false } => format!("{} 关闭了进群验证", by.name),
         GroupChange::MemberAdded { user } if user.id == by.id => format!("{} 加入了群聊", user.name),
@@ -598,8 +698,8 @@ pub fn system_text(change: &GroupChange, by: &Named) -> Option<String> {
         GroupChange::NicknameChanged { nickname } => format!("{} 修改群昵称为 {}", by.name, nickname),
         GroupChange::MemberMuted { user, muted: true, .. } => format!("{} 已被禁言", user.name),
         GroupChange::MemberMuted { user, muted: false, .. } => format!("{} 已被解除禁言", user.name),
-        GroupChange::AllMuted { muted: true } => "群主开启了全员禁言".to_owned(),
-        GroupChange::AllMuted { muted: false } => "群主关闭了全员禁言".to_owned(),
+        GroupChange::AllMuted { muted: true } => format!("{} 开启了全员禁言", by.name),
+        GroupChange::AllMuted { muted: false } => format!("{} 关闭了全员禁言", by.name),
         GroupChange::Locked { locked: true } => "该群已被锁定".to_owned(),
         GroupChange::Locked { locked: false } => "该群已解除锁定".to_owned(),
         GroupChange::Dissolved => format!("{} 解散了该群", by.name),

@@ -99,7 +99,7 @@ fn mute(by: i64, user: i64, muted: bool, until: Option<i64>) -> Command {
 #[test]
 fn the_owner_mutes_a_member_for_a_while_or_until_lifted() {
     let state = group(false);
-    assert_eq!(decide(&state, mute(2, 1, true, None)), Err(GroupError::NotOwner));
+    assert_eq!(decide(&state, mute(2, 1, true, None)), Err(GroupError::NotManager));
     assert_eq!(decide(&state, mute(1, 1, true, None)), Err(GroupError::OwnerCannotBeMuted));
     assert_eq!(decide(&state, mute(1, 9, true, None)), Err(GroupError::NotMember));
     assert_eq!(decide(&state, mute(1, 2, true, Some(AT))), Err(GroupError::MuteInPast));
@@ -115,7 +115,7 @@ fn the_owner_mutes_a_member_for_a_while_or_until_lifted() {
 #[test]
 fn mute_all_leaves_only_the_owner_and_a_lock_silences_everyone() {
     let state = group(false);
-    assert_eq!(decide(&state, Command::MuteAll { by: named(2), muted: true, at: AT }), Err(GroupError::NotOwner));
+    assert_eq!(decide(&state, Command::MuteAll { by: named(2), muted: true, at: AT }), Err(GroupError::NotManager));
     let hushed = apply(state.clone(), Command::MuteAll { by: named(1), muted: true, at: AT });
     assert_eq!(group::may_send(&hushed, UserId(2), AT).err(), Some(GroupError::AllMuted));
     assert!(group::may_send(&hushed, UserId(1), AT).is_ok());
@@ -125,4 +125,57 @@ fn mute_all_leaves_only_the_owner_and_a_lock_silences_everyone() {
     assert_eq!(group::may_send(&locked, UserId(1), AT).err(), Some(GroupError::Locked));
     let unlocked = apply(locked, lock(1, false, false));
     assert!(group::may_send(&unlocked, UserId(1), AT).is_ok());
+}
+
+fn set_admin(by: i64, user: i64, admin: bool) -> Command {
+    Command::SetAdmin { by: named(by), user: named(user), admin, at: AT }
+}
+
+#[test]
+fn admins_help_run_the_group_but_only_the_owner_appoints_transfers_and_dissolves() {
+    // Group 1: owner 1, members 2 and 3 (and 4).
+    let mut state = group(false);
+    for user in [3, 4] {
+        state = apply(state, invite(1, user, Consent::Given));
+    }
+    assert_eq!(decide(&state, set_admin(2, 3, true)), Err(GroupError::NotOwner));
+    assert_eq!(decide(&state, set_admin(1, 1, true)), Err(GroupError::Outranked));
+    assert_eq!(decide(&state, set_admin(1, 9, true)), Err(GroupError::NotMember));
+    assert_eq!(decide(&state, Command::Rename { by: named(2), name: "x".into(), at: AT }), Err(GroupError::NotManager));
+    let state = apply(state, set_admin(1, 2, true));
+    // The admin renames, mutes and removes ordinary members, not the owner or other admins.
+    assert!(decide(&state, Command::Rename { by: named(2), name: "x".into(), at: AT }).is_ok());
+    assert!(decide(&state, mute(2, 3, true, None)).is_ok());
+    assert_eq!(decide(&state, mute(2, 1, true, None)), Err(GroupError::OwnerCannotBeMuted));
+    let with_two = apply(state.clone(), set_admin(1, 3, true));
+    assert_eq!(decide(&with_two, mute(2, 3, true, None)), Err(GroupError::Outranked));
+    assert_eq!(decide(&with_two, Command::Remove { by: named(2), user: named(3), at: AT }), Err(GroupError::Outranked));
+    assert!(decide(&with_two, Command::Remove { by: named(1), user: named(3), at: AT }).is_ok(), "the owner removes an admin");
+    assert!(decide(&state, Command::Remove { by: named(2), user: named(4), at: AT }).is_ok());
+    // Mute-all leaves the owner and admins speaking.
+    let hushed = apply(state.clone(), Command::MuteAll { by: named(2), muted: true, at: AT });
+    assert!(group::may_send(&hushed, UserId(2), AT).is_ok());
+    assert_eq!(group::may_send(&hushed, UserId(3), AT).err(), Some(GroupError::AllMuted));
+    // Only the owner transfers; the new owner is no longer an admin, the old one a member.
+    assert_eq!(decide(&state, Command::Transfer { by: named(2), to: named(3), at: AT }), Err(GroupError::NotOwner));
+    assert_eq!(decide(&state, Command::Transfer { by: named(1), to: named(1), at: AT }), Err(GroupError::AlreadyOwner));
+    let moved = apply(state, Command::Transfer { by: named(1), to: named(2), at: AT });
+    let g = moved.as_ref().unwrap();
+    assert_eq!(g.owner, UserId(2));
+    assert!(!g.member(UserId(2)).unwrap().admin && g.is_member(UserId(1)) && !g.manages(UserId(1)));
+    assert_eq!(decide(&moved, set_admin(1, 3, true)), Err(GroupError::NotOwner), "the old owner appoints no one");
+}
+
+#[test]
+fn at_most_ten_admins() {
+    let mut state = group(false);
+    for user in 3..=12 {
+        state = apply(state, invite(1, user, Consent::Given));
+    }
+    for user in 2..=11 {
+        state = apply(state, set_admin(1, user, true));
+    }
+    assert_eq!(state.as_ref().unwrap().admins(), group::MAX_ADMINS);
+    assert_eq!(decide(&state, set_admin(1, 12, true)), Err(GroupError::TooManyAdmins));
+    assert!(decide(&state, set_admin(1, 11, true)).is_ok(), "re-appointing an admin is no new admin");
 }

@@ -66,6 +66,22 @@ pub async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<Vec<GroupE
             sqlx::query("UPDATE chat_groups SET update_time = $2 WHERE id = $1").bind(g).bind(e.at).execute(&mut *conn).await?;
             let mut effects = Vec::new();
             match &e.change {
+                GroupChange::AdminSet { user, admin } => {
+                    sqlx::query("UPDATE group_members SET admin = $3 WHERE group_id = $1 AND user_id = $2")
+                        .bind(g)
+                        .bind(user.id.0)
+                        .bind(i64::from(*admin))
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                GroupChange::OwnerChanged { to } => {
+                    sqlx::query("UPDATE chat_groups SET user_id = $2 WHERE id = $1").bind(g).bind(to.id.0).execute(&mut *conn).await?;
+                    sqlx::query("UPDATE group_members SET admin = 0 WHERE group_id = $1 AND user_id = $2")
+                        .bind(g)
+                        .bind(to.id.0)
+                        .execute(&mut *conn)
+                        .await?;
+                }
                 GroupChange::AvatarChanged { avatar } => {
                     sqlx::query("UPDATE chat_groups SET avatar = $2 WHERE id = $1").bind(g).bind(avatar).execute(&mut *conn).await?;
                 }
@@ -288,7 +304,7 @@ impl Groups {
         let count: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM group_members WHERE group_id = $1").bind(group.0).fetch_one(self.db.pool()).await?;
         let members = sqlx::query(
-            "SELECT m.user_id, m.nickname, m.status, m.mute_until, u.avatar, u.nickname AS user_nickname, u.username \
+            "SELECT m.user_id, m.nickname, m.status, m.mute_until, m.admin, u.avatar, u.nickname AS user_nickname, u.username \
              FROM group_members m LEFT JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 ORDER BY m.create_time, m.user_id \
              LIMIT $2 OFFSET $3",
         )
@@ -303,7 +319,7 @@ impl Groups {
                 Ok(json!({
                     "user_id": m.try_get::<i64, _>("user_id")?, "nickname": m.try_get::<String, _>("nickname")?,
                     "avatar": m.try_get::<Option<String>, _>("avatar")?.unwrap_or_default(), "status": m.try_get::<i64, _>("status")?,
-                    "mute_until": m.try_get::<Option<i64>, _>("mute_until")?,
+                    "mute_until": m.try_get::<Option<i64>, _>("mute_until")?, "admin": m.try_get::<i64, _>("admin")?,
                     "user_nickname": m.try_get::<Option<String>, _>("user_nickname")?.unwrap_or_default(),
                     "username": m.try_get::<Option<String>, _>("username")?.unwrap_or_default(),
                 }))

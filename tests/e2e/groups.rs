@@ -9,7 +9,8 @@ both_backends!(
     group_messages_and_membership_rules,
     qrcode_png,
     moderation,
-    avatar_and_member_pages
+    avatar_and_member_pages,
+    admins_and_transfer
 );
 
 /// Users `names[0]` (the owner) befriended with all the others.
@@ -95,9 +96,9 @@ async fn lifecycle_and_owner_rules(backend: Backend) {
 
     // Owner-only routes answer 403 to members.
     let t = Some(m1.token.as_str());
-    assert_fail(&server.post("/api/chat/groupUpdateName", t, json!({"id": gid, "name": "x"})).await, 403, "not_owner");
-    assert_fail(&server.post("/api/chat/groupremark", t, json!({"id": gid, "remark": "x"})).await, 403, "not_owner");
-    assert_fail(&server.post("/api/chat/groupDeleteUser", t, json!({"id": gid, "user_id": m2.id})).await, 403, "not_owner");
+    assert_fail(&server.post("/api/chat/groupUpdateName", t, json!({"id": gid, "name": "x"})).await, 403, "not_manager");
+    assert_fail(&server.post("/api/chat/groupremark", t, json!({"id": gid, "remark": "x"})).await, 403, "not_manager");
+    assert_fail(&server.post("/api/chat/groupDeleteUser", t, json!({"id": gid, "user_id": m2.id})).await, 403, "not_manager");
     assert_fail(&server.post("/api/chat/groupAddUserSet", t, json!({"id": gid, "invite_confirm": 0})).await, 403, "not_owner");
 
     let o = Some(owner.token.as_str());
@@ -156,7 +157,7 @@ async fn joining_policies(backend: Backend) {
     assert_fail(
         &server.post("/api/chat/groupAgreeOrNo", Some(&member.token), json!({"id": gid, "user_id": friend.id, "status": "agree"})).await,
         403,
-        "not_owner",
+        "not_manager",
     );
     let agreed = ok_data(
         server.post("/api/chat/groupAgreeOrNo", Some(&owner.token), json!({"id": gid, "user_id": friend.id, "status": "agree"})).await,
@@ -324,7 +325,7 @@ async fn moderation(backend: Backend) {
 
     // A mute for a while: the member cannot send, the others can; groupinfo shows when it ends.
     let before = server.head().await;
-    assert_fail(&post(m1, "/api/chat/groupMute", json!({"id": gid, "user_id": m2.id})).await, 403, "not_owner");
+    assert_fail(&post(m1, "/api/chat/groupMute", json!({"id": gid, "user_id": m2.id})).await, 403, "not_manager");
     assert_fail(&post(owner, "/api/chat/groupMute", json!({"id": gid, "user_id": owner.id})).await, 400, "owner_cannot_be_muted");
     assert_fail(&post(owner, "/api/chat/groupMute", json!({"id": gid, "user_id": m1.id, "minutes": -5})).await, 400, "invalid_minutes");
     assert_fail(&post(owner, "/api/chat/groupMute", json!({"id": gid, "user_id": m1.id, "mute": "yes"})).await, 400, "invalid_mute");
@@ -346,7 +347,7 @@ async fn moderation(backend: Backend) {
     ok_data(post(owner, "/api/chat/groupMute", json!({"id": gid, "user_id": m1.id, "mute": 0})).await);
 
     // Everyone muted but the owner.
-    assert_fail(&post(m1, "/api/chat/groupMuteAll", json!({"id": gid, "mute": 1})).await, 403, "not_owner");
+    assert_fail(&post(m1, "/api/chat/groupMuteAll", json!({"id": gid, "mute": 1})).await, 403, "not_manager");
     assert_fail(&post(owner, "/api/chat/groupMuteAll", json!({"id": gid})).await, 400, "missing_mute");
     let group = ok_data(post(owner, "/api/chat/groupMuteAll", json!({"id": gid, "mute": 1})).await);
     assert_eq!(group["all_muted"], 1, "{group}");
@@ -392,7 +393,7 @@ async fn avatar_and_member_pages(backend: Backend) {
     };
 
     let before = server.head().await;
-    assert_fail(&set(m1, "https://cdn.example.com/g.png").await, 403, "not_owner");
+    assert_fail(&set(m1, "https://cdn.example.com/g.png").await, 403, "not_manager");
     assert_fail(&set(owner, "").await, 400, "missing_avatar");
     assert_fail(&set(owner, "javascript:alert(1)").await, 400, "invalid_avatar");
     assert_fail(&set(owner, &format!("https://x/{}", "a".repeat(600))).await, 400, "invalid_avatar");
@@ -428,4 +429,59 @@ async fn avatar_and_member_pages(backend: Backend) {
     assert_fail(&page(outsider, 1, 2).await, 403, "not_member");
     assert_fail(&page(m1, 1, 501).await, 400, "invalid_limit");
     assert_fail(&server.get("/api/chat/groupMembers/1?id=999999", Some(&m1.token)).await, 404, "group_not_found");
+}
+
+/// Issue 14, item 1: the owner appoints admins, who help run the group within their rank;
+/// the owner hands the group over (`groupTransfer`) and is then an ordinary member.
+async fn admins_and_transfer(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let u = circle(&server, &["admowner", "admmemb1", "admmemb2", "admmemb3"]).await;
+    let (owner, m1, m2, m3) = (&u[0], &u[1], &u[2], &u[3]);
+    let gid = create(&server, owner, &[m1, m2, m3]).await["id"].as_i64().unwrap();
+    let post = |who: &TestUser, route: &str, body: Value| {
+        let token = who.token.clone();
+        let route = route.to_owned();
+        let server = &server;
+        async move { server.post(&route, Some(&token), body).await }
+    };
+
+    assert_fail(&post(m1, "/api/chat/groupSetAdmin", json!({"id": gid, "user_id": m2.id})).await, 403, "not_owner");
+    assert_fail(&post(m1, "/api/chat/groupUpdateName", json!({"id": gid, "name": "改名"})).await, 403, "not_manager");
+    let group = ok_data(post(owner, "/api/chat/groupSetAdmin", json!({"id": gid, "user_id": m1.id})).await);
+    let row = |group: &Value, id: i64| group["group_users"].as_array().unwrap().iter().find(|m| m["user_id"] == id).unwrap().clone();
+    assert_eq!(row(&group, m1.id)["admin"], 1, "{group}");
+
+    // The admin renames, mutes and removes ordinary members; not the owner.
+    ok_data(post(m1, "/api/chat/groupUpdateName", json!({"id": gid, "name": "管理员改的名"})).await);
+    ok_data(post(m1, "/api/chat/groupMute", json!({"id": gid, "user_id": m2.id, "minutes": 5})).await);
+    assert_fail(&post(m1, "/api/chat/groupMute", json!({"id": gid, "user_id": owner.id})).await, 400, "owner_cannot_be_muted");
+    assert_fail(&post(m1, "/api/chat/groupDeleteUser", json!({"id": gid, "user_id": owner.id})).await, 400, "owner_cannot_leave");
+    ok_data(post(m1, "/api/chat/groupDeleteUser", json!({"id": gid, "user_id": m3.id})).await);
+    assert_fail(&post(m1, "/api/chat/groupLock", json!({"id": gid, "lock": 1})).await, 403, "not_owner");
+    // With everyone muted, the admin still speaks.
+    ok_data(post(owner, "/api/chat/groupMuteAll", json!({"id": gid, "mute": 1})).await);
+    ok_data(send(&server, gid, m1, "管理员发言").await);
+    ok_data(post(m1, "/api/chat/groupMuteAll", json!({"id": gid, "mute": 0})).await);
+
+    // The owner hands the group to m2; m2 now appoints, the old owner no longer does.
+    assert_fail(&post(m1, "/api/chat/groupTransfer", json!({"id": gid, "user_id": m2.id})).await, 403, "not_owner");
+    assert_fail(&post(owner, "/api/chat/groupTransfer", json!({"id": gid, "user_id": m3.id})).await, 403, "not_member");
+    assert_fail(&post(owner, "/api/chat/groupTransfer", json!({"id": gid, "user_id": owner.id})).await, 400, "already_owner");
+    let before = server.head().await;
+    assert_fail(&post(owner, "/api/chat/groupTransfer", json!({"id": gid})).await, 400, "missing_user_id");
+    assert_eq!(server.head().await, before);
+    let group = ok_data(post(owner, "/api/chat/groupTransfer", json!({"id": gid, "user_id": m2.id})).await);
+    assert_eq!(group["user_id"], m2.id, "{group}");
+    assert_fail(&post(owner, "/api/chat/groupSetAdmin", json!({"id": gid, "user_id": m1.id, "admin": 0})).await, 403, "not_owner");
+    let group = ok_data(post(m2, "/api/chat/groupSetAdmin", json!({"id": gid, "user_id": m1.id, "admin": 0})).await);
+    assert_eq!(row(&group, m1.id)["admin"], 0, "{group}");
+    // The old owner is an ordinary member: the new owner may remove them.
+    ok_data(post(m2, "/api/chat/groupDeleteUser", json!({"id": gid, "user_id": owner.id})).await);
+
+    // The members heard each change.
+    let rows = ok_data(server.get("/api/chat/sync?since=0", Some(&m2.token)).await)["rows"].as_array().unwrap().clone();
+    let text: String = rows.iter().map(|r| r.to_string()).collect();
+    for expected in ["设为管理员", "将群主转让给", "取消了"] {
+        assert!(text.contains(expected), "{expected} missing");
+    }
 }

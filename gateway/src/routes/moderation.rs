@@ -1,5 +1,6 @@
-//! What the owner does to run a group (issue 14): mute a member for a while or until
-//! lifted, mute everyone but themself, lock the group, set its picture. Each change is an
+//! Running a group (issue 14): the owner appoints admins (at most 10) and hands the group
+//! over; the owner and admins mute a member for a while or until lifted, mute everyone
+//! but themselves, set the group's picture; the owner locks it. Each change is an
 //! event and reaches the members as a group system message; the send rules enforce the
 //! mutes and the lock.
 
@@ -27,6 +28,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/chat/groupMuteAll", post(mute_all))
         .route("/api/chat/groupLock", post(lock))
         .route("/api/chat/groupAvatar", post(avatar))
+        .route("/api/chat/groupSetAdmin", post(set_admin))
+        .route("/api/chat/groupTransfer", post(transfer))
 }
 
 /// A 0/1 switch; `default` when absent (`None`: required).
@@ -88,5 +91,27 @@ async fn avatar(State(state): State<AppState>, params: Params) -> ApiResult {
         return Err(ApiError::bad("invalid_avatar", "avatar 必须是上传后得到的图片地址"));
     }
     let position = state.group_commands().set_avatar(&Ctx::user(me.id.0), id, named(&me.user), avatar).await?;
+    settled_group(&state, &me, id, position).await
+}
+
+/// `groupSetAdmin`: `id`, `user_id`, `admin` (1 appoints, the default; 0 removes). The owner's.
+async fn set_admin(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
+    let id = GroupId(positive(&params, "id")?);
+    let admin = switch(&params, "admin", Some(true))?;
+    let (user, _) = user_named(&state, positive(&params, "user_id")?).await?;
+    let position = state.group_commands().set_admin(&Ctx::user(me.id.0), id, named(&me.user), user, admin).await?;
+    settled_group(&state, &me, id, position).await
+}
+
+/// `groupTransfer`: `id`, `user_id` (a member, who becomes the owner). The owner's.
+async fn transfer(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
+    let id = GroupId(positive(&params, "id")?);
+    let (to, active) = user_named(&state, positive(&params, "user_id")?).await?;
+    if !active {
+        return Err(ApiError::bad("user_unavailable", "该用户不存在或已被禁用"));
+    }
+    let position = state.group_commands().transfer(&Ctx::user(me.id.0), id, named(&me.user), to).await?;
     settled_group(&state, &me, id, position).await
 }

@@ -1,0 +1,2 @@
+-- Admins help the owner run a group.
+ALTER TABLE group_members ADD COLUMN admin BIGINT NOT NULL DEFAULT 0;
