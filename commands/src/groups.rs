@@ -190,7 +190,13 @@ impl Groups {
         self.execute(ctx, group_id, || Command::SetAvatar { by: by.clone(), avatar: avatar.clone(), at }).await
     }
 
-    /// The owner lets only themself speak, or everyone again.
+    /// The owner lets new members read the history from before they joined, or not.
+    pub async fn share_history(&self, ctx: &Ctx, group_id: GroupId, by: Named, shared: bool) -> Result<i64, CommandError> {
+        let at = now_millis();
+        self.execute(ctx, group_id, || Command::ShareHistory { by: by.clone(), shared, at }).await
+    }
+
+    /// The owner or an admin lets only the managers speak, or everyone again.
     pub async fn mute_all(&self, ctx: &Ctx, group_id: GroupId, by: Named, muted: bool) -> Result<i64, CommandError> {
         let at = now_millis();
         self.execute(ctx, group_id, || Command::MuteAll { by: by.clone(), muted, at }).await

@@ -73,8 +73,10 @@ pub struct Group {
     /// Users invited by someone who is not their friend, waiting for their own
     /// answer, with who invited them.
     pub invited: Vec<(UserId, UserId)>,
-    /// Only the owner speaks.
+    /// Only the owner and admins speak.
     pub all_muted: bool,
+    /// New members read the history from before they joined.
+    pub share_history: bool,
 }
 
 impl Group {
@@ -185,9 +187,13 @@ pub enum GroupChange {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         until: Option<i64>,
     },
-    /// Only the owner may speak (or everyone again).
+    /// Only the owner and admins may speak (or everyone again).
     AllMuted {
         muted: bool,
+    },
+    /// New members read the history from before they joined (or only from their joining).
+    HistoryShared {
+        shared: bool,
     },
     Locked {
         locked: bool,
@@ -297,7 +303,13 @@ pub enum Command {
         until: Option<i64>,
         at: i64,
     },
-    /// The owner lets only themself speak, or everyone again.
+    /// The owner lets new members read the history from before they joined, or not.
+    ShareHistory {
+        by: Named,
+        shared: bool,
+        at: i64,
+    },
+    /// The owner or an admin lets only the managers speak, or everyone again.
     MuteAll {
         by: Named,
         muted: bool,
@@ -568,6 +580,10 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, GroupError>
             let until = until.filter(|_| muted);
             Ok(changed(g, by, GroupChange::MemberMuted { user, muted, until }, at))
         }
+        Command::ShareHistory { by, shared, at } => {
+            let g = owned(state, &by)?;
+            Ok(changed(g, by, GroupChange::HistoryShared { shared }, at))
+        }
         Command::MuteAll { by, muted, at } => {
             let g = managed(state, &by)?;
             Ok(changed(g, by, GroupChange::AllMuted { muted }, at))
@@ -622,6 +638,7 @@ pub fn evolve(state: State, event: &Event) -> State {
             pending: Vec::new(),
             invited: Vec::new(),
             all_muted: false,
+            share_history: false,
         }),
         (Some(mut g), Event::GroupChanged(e)) => {
             match &e.change {
@@ -671,6 +688,7 @@ pub fn evolve(state: State, event: &Event) -> State {
                     }
                 }
                 GroupChange::AllMuted { muted } => g.all_muted = *muted,
+                GroupChange::HistoryShared { shared } => g.share_history = *shared,
                 GroupChange::Locked { locked } => g.status = if *locked { GroupStatus::Locked } else { GroupStatus::Normal },
                 GroupChange::Dissolved => g.status = GroupStatus::Dissolved,
             }
@@ -700,6 +718,8 @@ pub fn system_text(change: &GroupChange, by: &Named) -> Option<String> {
         GroupChange::MemberMuted { user, muted: false, .. } => format!("{} 已被解除禁言", user.name),
         GroupChange::AllMuted { muted: true } => format!("{} 开启了全员禁言", by.name),
         GroupChange::AllMuted { muted: false } => format!("{} 关闭了全员禁言", by.name),
+        GroupChange::HistoryShared { shared: true } => format!("{} 允许新成员查看入群前的消息", by.name),
+        GroupChange::HistoryShared { shared: false } => format!("{} 关闭了新成员查看入群前的消息", by.name),
         GroupChange::Locked { locked: true } => "该群已被锁定".to_owned(),
         GroupChange::Locked { locked: false } => "该群已解除锁定".to_owned(),
         GroupChange::Dissolved => format!("{} 解散了该群", by.name),

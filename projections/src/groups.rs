@@ -180,6 +180,13 @@ pub async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<Vec<GroupE
                         .execute(&mut *conn)
                         .await?;
                 }
+                GroupChange::HistoryShared { shared } => {
+                    sqlx::query("UPDATE chat_groups SET share_history = $2 WHERE id = $1")
+                        .bind(g)
+                        .bind(i64::from(*shared))
+                        .execute(&mut *conn)
+                        .await?;
+                }
                 GroupChange::AllMuted { muted } => {
                     sqlx::query("UPDATE chat_groups SET all_muted = $2 WHERE id = $1")
                         .bind(g)
@@ -243,7 +250,7 @@ async fn ask(conn: &mut AnyConnection, asked: Asked, group: i64, user: i64, by: 
 }
 
 /// The columns of a group object (`group_json`).
-const GROUP_COLUMNS: &str = "id, name, avatar, user_id, remark, invite_confirm, status, all_muted, create_time, update_time";
+const GROUP_COLUMNS: &str = "id, name, avatar, user_id, remark, invite_confirm, status, all_muted, share_history, create_time, update_time";
 
 /// The group object of the contract from a `chat_groups` row (`GROUP_COLUMNS`); the
 /// summary a message carries has no `update_time` nor `all_muted`.
@@ -257,6 +264,7 @@ fn group_json(r: &AnyRow, full: bool) -> Result<Value, ReadError> {
     if full {
         group["update_time"] = json!(r.try_get::<i64, _>("update_time")?);
         group["all_muted"] = json!(r.try_get::<i64, _>("all_muted")?);
+        group["share_history"] = json!(r.try_get::<i64, _>("share_history")?);
     }
     Ok(group)
 }
@@ -297,6 +305,23 @@ impl Groups {
         group["group_users"] = Value::Array(group_users);
         group["member_count"] = json!(count);
         Ok(Some(group))
+    }
+
+    /// From when `user` reads the group's history: `None` for all of it (the group shares
+    /// its history, or `user` is not a member), else the time they (last) joined.
+    pub async fn history_since(&self, group: GroupId, user: i64) -> Result<Option<i64>, ReadError> {
+        let row = sqlx::query(
+            "SELECT g.share_history, m.create_time FROM chat_groups g JOIN group_members m ON m.group_id = g.id \
+             WHERE g.id = $1 AND m.user_id = $2",
+        )
+        .bind(group.0)
+        .bind(user)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(match row {
+            Some(r) if r.try_get::<i64, _>("share_history")? == 0 => Some(r.try_get::<i64, _>("create_time")?),
+            _ => None,
+        })
     }
 
     /// A page of the members, in the order they joined: (how many there are, the page).
@@ -372,7 +397,7 @@ impl Groups {
         .fetch_one(self.db.pool())
         .await?;
         let rows = sqlx::query(
-            "SELECT g.id, g.name, g.avatar, g.user_id, g.remark, g.invite_confirm, g.status, g.all_muted, g.create_time, g.update_time \
+            "SELECT g.id, g.name, g.avatar, g.user_id, g.remark, g.invite_confirm, g.status, g.all_muted, g.share_history, g.create_time, g.update_time \
              FROM group_members m JOIN chat_groups g ON g.id = m.group_id WHERE m.user_id = $1 AND g.status <> 0 \
              ORDER BY g.id DESC LIMIT $2 OFFSET $3",
         )

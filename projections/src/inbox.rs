@@ -1173,14 +1173,15 @@ impl Inbox {
         Ok(seq.unwrap_or(0))
     }
 
-    /// The one-to-one conversation between `me` and `other`, newest first, before the
-    /// message `before` (exclusive) when given.
+    /// The conversation between `me` and `other` (a user or a group), newest first, before
+    /// the message `before` (exclusive) when given; a group's from `since` (ms) on when given.
     pub async fn history(
         &self,
         chat_type: ChatType,
         me: i64,
         other: i64,
         before: Option<&str>,
+        since: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Value>, ReadError> {
         let before_position = match before {
@@ -1191,29 +1192,32 @@ impl Inbox {
             }
             None => i64::MAX,
         };
-        let rows: Vec<String> =
-            match chat_type {
-                ChatType::Single => {
-                    sqlx::query_scalar(
-                        "SELECT body FROM messages WHERE chat_type = 'single' AND position < $3 \
+        let rows: Vec<String> = match chat_type {
+            ChatType::Single => {
+                sqlx::query_scalar(
+                    "SELECT body FROM messages WHERE chat_type = 'single' AND position < $3 \
                      AND ((from_id = $1 AND to_id = $2) OR (from_id = $2 AND to_id = $1)) ORDER BY position DESC LIMIT $4",
-                    )
-                    .bind(me)
-                    .bind(other)
-                    .bind(before_position)
-                    .bind(limit)
-                    .fetch_all(self.db.pool())
-                    .await?
-                }
-                ChatType::Group => sqlx::query_scalar(
-                    "SELECT body FROM messages WHERE chat_type = 'group' AND to_id = $1 AND position < $2 ORDER BY position DESC LIMIT $3",
                 )
+                .bind(me)
                 .bind(other)
                 .bind(before_position)
                 .bind(limit)
                 .fetch_all(self.db.pool())
-                .await?,
-            };
+                .await?
+            }
+            ChatType::Group => {
+                sqlx::query_scalar(
+                    "SELECT body FROM messages WHERE chat_type = 'group' AND to_id = $1 AND position < $2 AND create_time >= $4 \
+                     ORDER BY position DESC LIMIT $3",
+                )
+                .bind(other)
+                .bind(before_position)
+                .bind(limit)
+                .bind(since.unwrap_or(i64::MIN))
+                .fetch_all(self.db.pool())
+                .await?
+            }
+        };
         rows.iter().map(|b| Ok(serde_json::from_str(b)?)).collect()
     }
 

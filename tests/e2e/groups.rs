@@ -10,7 +10,8 @@ both_backends!(
     qrcode_png,
     moderation,
     avatar_and_member_pages,
-    admins_and_transfer
+    admins_and_transfer,
+    history_from_joining
 );
 
 /// Users `names[0]` (the owner) befriended with all the others.
@@ -484,4 +485,47 @@ async fn admins_and_transfer(backend: Backend) {
     for expected in ["设为管理员", "将群主转让给", "取消了"] {
         assert!(text.contains(expected), "{expected} missing");
     }
+}
+
+/// Issue 14, item 4: a member reads a group's history from when they joined (a re-joined
+/// member not what was said while out), unless the owner shares the history.
+async fn history_from_joining(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let u = circle(&server, &["hisowner", "hismemb1", "hisnewcm"]).await;
+    let (owner, m1, newcomer) = (&u[0], &u[1], &u[2]);
+    let gid = create(&server, owner, &[m1]).await["id"].as_i64().unwrap();
+    ok_data(send(&server, gid, owner, "入群前的消息").await);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    ok_data(server.post("/api/chat/groupInviteUser", Some(&owner.token), json!({"id": gid, "user_id": newcomer.id})).await);
+    ok_data(send(&server, gid, m1, "入群后的消息").await);
+    let texts = |who: &TestUser| {
+        let token = who.token.clone();
+        let server = &server;
+        async move {
+            let rows = ok_data(server.get(&format!("/api/chat/history/group/{gid}?limit=100"), Some(&token)).await);
+            rows.as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["type"] == "text")
+                .map(|m| m["data"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(texts(newcomer).await, vec!["入群后的消息"], "only what was said since joining");
+    assert_eq!(texts(m1).await, vec!["入群后的消息", "入群前的消息"], "a founding member reads everything");
+
+    // Shared history: the newcomer reads it all; not shared again: back to their joining.
+    assert_fail(&server.post("/api/chat/groupShareHistory", Some(&m1.token), json!({"id": gid, "share": 1})).await, 403, "not_owner");
+    let group = ok_data(server.post("/api/chat/groupShareHistory", Some(&owner.token), json!({"id": gid, "share": 1})).await);
+    assert_eq!(group["share_history"], 1, "{group}");
+    assert_eq!(texts(newcomer).await, vec!["入群后的消息", "入群前的消息"]);
+    ok_data(server.post("/api/chat/groupShareHistory", Some(&owner.token), json!({"id": gid, "share": 0})).await);
+
+    // Out and back in: what was said while out stays unseen.
+    ok_data(server.post("/api/chat/groupDeleteUser", Some(&owner.token), json!({"id": gid, "user_id": newcomer.id})).await);
+    ok_data(send(&server, gid, m1, "他不在时的消息").await);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    ok_data(server.post("/api/chat/groupInviteUser", Some(&owner.token), json!({"id": gid, "user_id": newcomer.id})).await);
+    ok_data(send(&server, gid, owner, "回来后的消息").await);
+    assert_eq!(texts(newcomer).await, vec!["回来后的消息"]);
 }

@@ -127,7 +127,12 @@ async fn history(State(state): State<AppState>, Path((chat_type, id)): Path<(Str
         // A removed member cannot read the group any more.
         return Err(ApiError::forbidden("not_member", "你不是该群成员"));
     }
-    let rows = state.inbox().history(chat_type, me.id.0, other, before.as_deref(), limit).await?;
+    // A member reads a group from when they joined, unless the group shares its history.
+    let since = match chat_type {
+        ChatType::Group => state.groups().history_since(im_domain::GroupId(other), me.id.0).await?,
+        ChatType::Single => None,
+    };
+    let rows = state.inbox().history(chat_type, me.id.0, other, before.as_deref(), since, limit).await?;
     Ok(ok(json!(rows)))
 }
 

@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/chat/groupAvatar", post(avatar))
         .route("/api/chat/groupSetAdmin", post(set_admin))
         .route("/api/chat/groupTransfer", post(transfer))
+        .route("/api/chat/groupShareHistory", post(share_history))
 }
 
 /// A 0/1 switch; `default` when absent (`None`: required).
@@ -113,5 +114,15 @@ async fn transfer(State(state): State<AppState>, params: Params) -> ApiResult {
         return Err(ApiError::bad("user_unavailable", "该用户不存在或已被禁用"));
     }
     let position = state.group_commands().transfer(&Ctx::user(me.id.0), id, named(&me.user), to).await?;
+    settled_group(&state, &me, id, position).await
+}
+
+/// `groupShareHistory`: `id`, `share` (1: new members read what was said before they
+/// joined; 0: from their joining on, the default). The owner's.
+async fn share_history(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate_write(params.token(), Access::Users).await?;
+    let id = GroupId(positive(&params, "id")?);
+    let shared = switch(&params, "share", None)?;
+    let position = state.group_commands().share_history(&Ctx::user(me.id.0), id, named(&me.user), shared).await?;
     settled_group(&state, &me, id, position).await
 }
