@@ -305,3 +305,19 @@ async fn a_config_file_is_read_before_the_environment() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+/// `im-kafka-mock --help` explains itself; bad arguments are a usage error (exit 2).
+#[test]
+fn the_kafka_mock_explains_itself() {
+    let help = std::process::Command::new(binary("im-kafka-mock")).arg("--help").output().unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&help.stdout);
+    for needle in ["usage: im-kafka-mock [BROKERS] [TOPIC:PARTITIONS ...]", "BOOTSTRAP=", "5 MiB"] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    for bad in [&["0"][..], &["im.events:zero"][..], &["2", ":4"][..]] {
+        let out = std::process::Command::new(binary("im-kafka-mock")).args(bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("usage:"), "{bad:?}");
+    }
+}
