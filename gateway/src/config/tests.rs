@@ -9,12 +9,26 @@ fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     move |name| map.get(name).cloned()
 }
 
-fn file_with(text: &str) -> PathBuf {
+/// A config file in a directory of its own, removed when dropped.
+struct ConfigFile(PathBuf);
+
+impl ConfigFile {
+    fn path(&self) -> PathBuf {
+        self.0.join("im.toml")
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn file_with(text: &str) -> ConfigFile {
     let dir = std::env::temp_dir().join(format!("im-config-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let path = dir.join("im.toml");
-    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
-    path
+    std::fs::write(dir.join("im.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+    ConfigFile(dir)
 }
 
 fn resolved(given: &Given, env: &[(&str, &str)]) -> Resolved {
@@ -24,7 +38,7 @@ fn resolved(given: &Given, env: &[(&str, &str)]) -> Resolved {
 #[test]
 fn flag_beats_environment_beats_file_beats_default() {
     let file = file_with("listen = \"127.0.0.1:9001\"\nrate_send = 7\nrate_login = 8\nws_queue = 99\n");
-    let mut given = Given { file: Some(file.clone()), ..Given::default() };
+    let mut given = Given { file: Some(file.path()), ..Given::default() };
     given.flags.insert("listen", "127.0.0.1:9003".into());
     let r = resolved(&given, &[("IM_LISTEN", "127.0.0.1:9002"), ("IM_RATE_SEND", "70")]);
     assert_eq!(r.settings.listen.port(), 9003);
@@ -36,7 +50,6 @@ fn flag_beats_environment_beats_file_beats_default() {
     assert_eq!(r.origins["rate_send"], Origin::Environment);
     assert_eq!(r.origins["rate_login"], Origin::File);
     assert_eq!(r.origins["rate_write"], Origin::Default);
-    let _ = std::fs::remove_dir_all(file.parent().unwrap_or(&file));
 }
 
 #[test]
@@ -57,9 +70,11 @@ fn bad_values_and_unknown_keys_are_refused_by_name() {
     let mut flagged = Given::default();
     flagged.flags.insert("rate_send", "-1".into());
     assert!(err(&flagged, &[]).starts_with("--rate-send:"));
-    let typo = Given { file: Some(file_with("rate_sned = 5\n")), ..Given::default() };
+    let typo_file = file_with("rate_sned = 5\n");
+    let typo = Given { file: Some(typo_file.path()), ..Given::default() };
     assert!(err(&typo, &[]).contains("unknown setting \"rate_sned\""));
-    let nested = Given { file: Some(file_with("[limits]\nsend = 5\n")), ..Given::default() };
+    let nested_file = file_with("[limits]\nsend = 5\n");
+    let nested = Given { file: Some(nested_file.path()), ..Given::default() };
     assert!(err(&nested, &[]).contains("unknown setting"));
     let missing = Given { file: Some(PathBuf::from("/nonexistent/im.toml")), ..Given::default() };
     assert!(err(&missing, &[]).starts_with("config file /nonexistent/im.toml"));
@@ -97,7 +112,8 @@ fn printing_masks_secrets_and_reads_back() {
     assert!(printed.contains("# kafka_brokers is unset"), "{printed}");
     // What is printed (without the masked secrets) is a config file that gives the same settings.
     let kept: String = printed.lines().filter(|l| !l.contains("********")).map(|l| format!("{l}\n")).collect();
-    let again = resolved(&Given { file: Some(file_with(&kept)), ..Given::default() }, &[]);
+    let kept_file = file_with(&kept);
+    let again = resolved(&Given { file: Some(kept_file.path()), ..Given::default() }, &[]);
     assert_eq!(again.settings.limits, r.settings.limits);
     assert_eq!(again.settings.files.s3.map(|s| s.endpoint), Some("http://s3".to_owned()));
 }
