@@ -28,10 +28,11 @@ async fn members(State(state): State<AppState>, Path(page): Path<String>, params
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let page = Page::parse(&page, &params, im_projections::groups::MEMBERS_IN_INFO, MAX_MEMBERS_PER_PAGE)?;
     let id = GroupId(positive(&params, "id")?);
-    if state.groups().group(id).await?.is_none() {
-        return Err(ApiError::not_found("group_not_found", "群聊不存在"));
-    }
+    // A member's group exists; only a refusal looks further, to say which it is.
     if !state.groups().is_member(id, me.id.0).await? {
+        if state.groups().group(id).await?.is_none() {
+            return Err(ApiError::not_found("group_not_found", "群聊不存在"));
+        }
         return Err(ApiError::forbidden("not_member", "你不是该群成员"));
     }
     let offset = i64::try_from(page.offset()).unwrap_or(i64::MAX);
