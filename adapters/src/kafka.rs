@@ -52,6 +52,14 @@ fn producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
         .create()?)
 }
 
+/// How many partitions `topic` has on the brokers; `None` when the brokers do not know
+/// it (yet). Blocks for up to `timeout`: call it off the async threads.
+pub fn topic_partitions(settings: &KafkaSettings, topic: &str, timeout: Duration) -> Result<Option<usize>, KafkaError> {
+    let client: rdkafka::consumer::BaseConsumer = ClientConfig::new().set("bootstrap.servers", &settings.brokers).create()?;
+    let metadata = client.fetch_metadata(Some(topic), timeout)?;
+    Ok(metadata.topics().iter().find(|t| t.name() == topic && t.error().is_none()).map(|t| t.partitions().len()).filter(|n| *n > 0))
+}
+
 /// The delivery partition of a user: a stable hash of the id, mod P.
 pub fn partition_for(user: i64, partitions: i32) -> i32 {
     let mut x = user as u64;

@@ -99,6 +99,8 @@ impl Accounts {
         }
         let password_hash = self.passwords.hash(&password).await?;
         let id = UserId(self.store.next_id("user").await?);
+        // The new user is the one acting (docs/events.md: `metadata.actor`).
+        let ctx = &Ctx { actor: Some(id.0), ..*ctx };
         let session = SessionId(Uuid::new_v4());
         let now = now_millis();
         let (_, _, position) = execute(&*self.store, ctx, StreamId::user(id).as_str(), None, account::evolve, |state| {
@@ -160,6 +162,10 @@ impl Accounts {
     pub async fn visitor_register(&self, ctx: &Ctx, fingerprint: &str, device: DeviceInfo) -> Result<SessionStarted, CommandError> {
         let fingerprint = DeviceFingerprint::parse(fingerprint)?;
         let device_stream = StreamId::device(&fingerprint);
+        // The visitor this device would become is the one acting; when the device already
+        // has its visitor, nothing is appended under this id and that visitor logs in.
+        let id = UserId(self.store.next_id("user").await?);
+        let ctx = &Ctx { actor: Some(id.0), ..*ctx };
         // The device's stream is the one decided on: another request binding it first
         // makes this one decide again, and find that visitor to log in.
         let decide = |claim: ClaimState| -> Deciding<'_, _> {
@@ -169,7 +175,6 @@ impl Accounts {
                     Some(holder) => Some(matches!(self.load_account(holder).await?.state, Some(Account { role: Role::Visitor, .. }))),
                     None => None,
                 };
-                let id = UserId(self.store.next_id("user").await?);
                 let bind = match account::bind_device(holder_is_visitor, &claim, &fingerprint, id) {
                     Ok(events) => events,
                     // The device already has its visitor: log that one in.

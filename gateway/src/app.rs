@@ -60,6 +60,8 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     shutdown: watch::Sender<bool>,
+    /// The settings this process shares with the rest of its deployment, kept recorded.
+    _shared: Vec<im_projections::deployment::Held>,
 }
 
 impl Application {
@@ -77,6 +79,14 @@ impl Application {
         if role != Role::All && kafka.is_none() {
             anyhow::bail!("--role {role:?} splits the server across processes and needs KAFKA_BROKERS");
         }
+        let secret = settings.load_or_create_secret().context("loading the JWT secret")?;
+        let shared = crate::shared::agree(
+            &settings,
+            &db,
+            Some(secret.as_slice()).filter(|_| role.serves_clients()),
+            kafka.as_ref().filter(|_| role.uses_deliveries()),
+        )
+        .await?;
         let presence: Arc<dyn Presence> = match &settings.redis_url {
             Some(url) => {
                 Arc::new(RedisPresence::connect(url, &settings.redis_prefix, settings.heartbeat * 3).await.context("connecting to Redis")?)
@@ -143,7 +153,6 @@ impl Application {
         }
         let messages =
             if role.serves_clients() { Some(presence.messages(&settings.node_id).await.context("subscribing to kicks")?) } else { None };
-        let secret = settings.load_or_create_secret().context("loading the JWT secret")?;
         let tokens = Tokens::new(&secret, settings.token_ttl_secs);
         let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -186,7 +195,7 @@ impl Application {
             tokio::spawn(crate::ws::carry_out(state.clone(), messages));
         }
         tracing::info!(addr = %listener.local_addr()?, backend = state.store().backend(), ?role, node = %settings.node_id, "server built");
-        Ok(Self { listener, state, shutdown })
+        Ok(Self { listener, state, shutdown, _shared: shared })
     }
 
     pub fn port(&self) -> u16 {

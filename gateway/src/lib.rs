@@ -40,6 +40,7 @@ pub mod qr;
 pub mod routes;
 pub mod send;
 pub mod settings;
+pub mod shared;
 pub mod state;
 pub mod tools;
 pub mod uploads;

@@ -127,6 +127,10 @@ impl ReadDb {
         &self.pool
     }
 
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -29,6 +29,7 @@
 pub mod askanswer;
 pub mod checkpoints;
 pub mod db;
+pub mod deployment;
 pub mod directory;
 pub mod friends;
 pub mod groups;

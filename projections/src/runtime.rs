@@ -41,6 +41,14 @@ const READY_BATCHES: usize = 1024;
 const MARKS_PER_BATCH: usize = 20_000;
 /// The pseudo-checkpoint of the runner itself.
 pub const RUNNER: &str = "projector";
+/// The channel on which the runner announces its position after each commit (Postgres).
+const PROJECTED: &str = "im_projected";
+/// A follower's safety net: how often it reads the runner's stored position while it
+/// hears the runner's announcements.
+pub const FOLLOW_SAFETY_NET: Duration = Duration::from_secs(1);
+/// How often a follower reads the runner's stored position when it cannot hear the
+/// announcements (SQLite, or the listening connection is down).
+const FOLLOW_POLL: Duration = Duration::from_millis(10);
 
 /// What else the runner takes care of.
 #[derive(Default)]
@@ -128,33 +136,28 @@ impl Projector {
     }
 
     /// Follows the runner of another process (the `projector` role) through its stored
-    /// position, so this process's commands still get read-your-writes.
+    /// position, so this process's commands still get read-your-writes. On Postgres the
+    /// runner announces each commit (`NOTIFY im_projected`), so a command's wait ends
+    /// as soon as the projector has committed; the stored position is read again only as
+    /// a safety net (every [`FOLLOW_SAFETY_NET`], and every [`FOLLOW_POLL`] while the
+    /// announcements cannot be heard).
     pub async fn follow(db: ReadDb, names: &[&'static str]) -> Result<Self, ReadError> {
-        let read = |db: ReadDb| async move {
-            let runner = checkpoints::load(&db, RUNNER).await?;
-            let mut each = Vec::new();
-            for name in names {
-                each.push(checkpoints::load(&db, name).await?.max(runner));
-            }
-            Ok::<_, ReadError>((runner, each))
-        };
-        let (runner, each) = read(db.clone()).await?;
+        Self::follow_with(db, names, FOLLOW_SAFETY_NET).await
+    }
+
+    /// [`follow`](Self::follow) with another safety net (tests use a long one to show
+    /// that the announcements alone keep up).
+    pub async fn follow_with(db: ReadDb, names: &[&'static str], safety_net: Duration) -> Result<Self, ReadError> {
+        let runner = checkpoints::load(&db, RUNNER).await?;
+        let mut each = Vec::new();
+        for name in names {
+            each.push(checkpoints::load(&db, name).await?.max(runner));
+        }
         let (position_tx, position) = watch::channel(runner);
         let (checkpoints_tx, checkpoints) = watch::channel(each);
         let names = names.to_vec();
-        let polled = names.clone();
-        tokio::spawn(async move {
-            while !position_tx.is_closed() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                match checkpoints::load(&db, RUNNER).await {
-                    Ok(p) => {
-                        position_tx.send_if_modified(|old| std::mem::replace(old, p.max(*old)) != *old);
-                        checkpoints_tx.send_modify(|c| c.iter_mut().for_each(|x| *x = (*x).max(p)));
-                    }
-                    Err(e) => tracing::warn!(error = %e, projections = ?polled, "cannot read the projector's position"),
-                }
-            }
-        });
+        let followed = Followed { position: position_tx, checkpoints: checkpoints_tx };
+        tokio::spawn(followed.run(db, safety_net, names.clone()));
         Ok(Self { names, position, checkpoints })
     }
 
@@ -177,6 +180,83 @@ impl Projector {
             .map_err(|_| ReadError::Lagging(position))?
             .map_err(|_| ReadError::Lagging(position))?;
         Ok(())
+    }
+}
+
+/// The follower's side: where the runner of another process has got to.
+struct Followed {
+    position: watch::Sender<i64>,
+    checkpoints: watch::Sender<Vec<i64>>,
+}
+
+impl Followed {
+    fn saw(&self, p: i64) {
+        self.position.send_if_modified(|old| std::mem::replace(old, p.max(*old)) != *old);
+        self.checkpoints.send_if_modified(|c| {
+            let before = c.clone();
+            c.iter_mut().for_each(|x| *x = (*x).max(p));
+            *c != before
+        });
+    }
+
+    fn gone(&self) -> bool {
+        self.position.is_closed()
+    }
+
+    /// Reads the stored position (after a gap in the announcements, and as a safety net).
+    async fn read(&self, db: &ReadDb, names: &[&'static str]) {
+        match checkpoints::load(db, RUNNER).await {
+            Ok(p) => self.saw(p),
+            Err(e) => tracing::warn!(error = %e, projections = ?names, "cannot read the projector's position"),
+        }
+    }
+
+    async fn run(self, db: ReadDb, safety_net: Duration, names: Vec<&'static str>) {
+        while !self.gone() {
+            if db.backend() == crate::db::Backend::Postgres {
+                match sqlx::postgres::PgListener::connect(db.url()).await {
+                    Ok(mut listener) => match listener.listen(PROJECTED).await {
+                        Ok(()) => self.hear(&mut listener, &db, safety_net, &names).await,
+                        Err(e) => tracing::warn!(error = %e, "cannot listen for the projector's commits"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "cannot connect to hear the projector's commits"),
+                }
+            }
+            // Not hearing the announcements: poll for a while, then try again.
+            let until = Instant::now() + Duration::from_secs(1);
+            while Instant::now() < until && !self.gone() {
+                tokio::time::sleep(FOLLOW_POLL).await;
+                self.read(&db, &names).await;
+            }
+        }
+    }
+
+    /// Follows the announcements until the connection fails or nobody follows any more.
+    async fn hear(&self, listener: &mut sqlx::postgres::PgListener, db: &ReadDb, safety_net: Duration, names: &[&'static str]) {
+        loop {
+            // Whatever was committed before (or while) we were not listening.
+            self.read(db, names).await;
+            let deadline = tokio::time::sleep(safety_net);
+            tokio::pin!(deadline);
+            loop {
+                if self.gone() {
+                    return;
+                }
+                tokio::select! {
+                    note = listener.recv() => match note {
+                        Ok(note) => match note.payload().parse::<i64>() {
+                            Ok(p) => self.saw(p),
+                            Err(_) => tracing::warn!(payload = note.payload(), "an announcement that is not a position"),
+                        },
+                        Err(e) => {
+                            tracing::warn!(error = %e, "lost the projector's announcements");
+                            return;
+                        }
+                    },
+                    _ = &mut deadline => break,
+                }
+            }
+        }
     }
 }
 
@@ -354,6 +434,8 @@ impl Runner {
             checkpoints::advance(&mut tx, RUNNER, last).await?;
             if self.db.backend() == crate::db::Backend::Postgres {
                 keys.announce(&mut tx).await?;
+                // Delivered on commit, to the processes that follow this runner.
+                sqlx::query("SELECT pg_notify($1, $2)").bind(PROJECTED).bind(last.to_string()).execute(&mut *tx).await?;
             }
             Ok::<_, ReadError>(Some(written))
         }

@@ -562,3 +562,114 @@ async fn revocations_and_kicks_across_gateways_survive_redis() {
     assert!(told_logged_in_elsewhere(&frames), "{frames:?}");
     let _ = (u1, on_b);
 }
+
+/// A process whose shared settings differ from the running deployment's stops at once,
+/// naming the setting, instead of serving tokens the others refuse or reading delivery
+/// partitions nobody writes to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_process_with_different_shared_settings_refuses_to_start() {
+    let cluster = Cluster::start().await;
+    let mut other_secret = env_for(&cluster.env, "gateway", "gw-c");
+    other_secret.insert("JWT_SECRET".into(), "another-secret".into());
+    let printed = ImProcess::refused(&other_secret).await;
+    assert!(printed.contains("JWT_SECRET differs"), "{printed}");
+    assert!(!printed.contains("another-secret") && !printed.contains("distributed-test-secret"), "no secret is printed: {printed}");
+    // Without JWT_SECRET a process makes its own in its data dir: refused the same way.
+    let mut no_secret = env_for(&cluster.env, "gateway", "gw-d");
+    no_secret.remove("JWT_SECRET");
+    no_secret.insert("IM_DATA_DIR".into(), im_e2e::temp_dir().display().to_string());
+    assert!(ImProcess::refused(&no_secret).await.contains("JWT_SECRET differs"));
+    let mut other_partitions = env_for(&cluster.env, "gateway", "gw-e");
+    other_partitions.insert("IM_DELIVERY_PARTITIONS".into(), "4".into());
+    let printed = ImProcess::refused(&other_partitions).await;
+    assert!(printed.contains("IM_DELIVERY_PARTITIONS is 4 but the topic im.deliveries has 8 partitions"), "{printed}");
+    // The deployment itself is unharmed, and a process that agrees still joins it.
+    let c = ImProcess::start(&env_for(&cluster.env, "gateway", "gw-f")).await;
+    let (_, token) = register(&cluster.a.base, "shared_a").await;
+    let (status, body) = post(&c.base, "/api/chat/getUserSetInfo", Some(&token), json!({})).await;
+    assert_eq!(status, 200, "a token of one gateway is good on another: {body}");
+}
+
+/// README's "Distributed mode" runs as written: its shell block is read from README.md
+/// and run with loopback values put in for the placeholders (the exported addresses, each
+/// `--listen` port, each `--data-dir` under a temp dir), against the broker README names
+/// (`im-kafka-mock …`); then a message crosses from the first gateway to the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_readmes_distributed_commands_run_as_written() {
+    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let section = readme.split("\n## Distributed mode\n").nth(1).expect("README has a Distributed mode section");
+    let section = section.split("\n## ").next().unwrap();
+    let block = section.split("```sh\n").nth(1).expect("the section has a sh block").split("\n```").next().unwrap();
+    let mock = section.split("`im-kafka-mock ").nth(1).expect("the section names the broker's command").split('`').next().unwrap();
+    let topics: Vec<&str> = mock.split_whitespace().skip(1).collect();
+    assert!(topics.iter().any(|t| t.starts_with("im.deliveries:")), "README's broker has the delivery topic: {mock}");
+    let kafka = MockKafka::start(&topics);
+    let redis = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL is not set: run ./scripts/test, which starts Redis");
+    let dir = im_e2e::temp_dir();
+    let mut env = HashMap::from([("IM_REDIS_PREFIX".to_owned(), format!("t{}:", uuid::Uuid::new_v4().simple()))]);
+    let mut commands = Vec::new();
+    for line in block.lines() {
+        let line = line.split(" #").next().unwrap().trim();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.first() {
+            None => {}
+            Some(&"export") => {
+                for pair in &words[1..] {
+                    let (key, value) = pair.split_once('=').unwrap_or_else(|| panic!("export {pair}"));
+                    let value = match key {
+                        "DATABASE_URL" => fresh_postgres_url().await,
+                        "KAFKA_BROKERS" => kafka.bootstrap.clone(),
+                        "REDIS_URL" => redis.clone(),
+                        "JWT_SECRET" => "readme-secret".into(),
+                        _ => value.to_owned(),
+                    };
+                    env.insert(key.to_owned(), value);
+                }
+            }
+            Some(&"im") => commands.push(words[1..].iter().map(|w| w.to_string()).collect::<Vec<String>>()),
+            Some(other) => panic!("README's block has a line this test cannot run ({other}…): {line}"),
+        }
+    }
+    for shared in ["DATABASE_URL", "KAFKA_BROKERS", "REDIS_URL", "JWT_SECRET"] {
+        assert!(env.contains_key(shared), "README exports {shared}");
+    }
+    assert!(commands.len() >= 4, "a projector, a relay and gateways: {commands:?}");
+    let mut processes = Vec::new();
+    for mut args in commands {
+        assert_eq!(args[0], "serve", "{args:?}");
+        let mut port = None;
+        for i in 1..args.len() {
+            match args[i - 1].as_str() {
+                "--listen" => {
+                    let p = im_e2e::process::free_port();
+                    args[i] = format!("127.0.0.1:{p}");
+                    port = Some(p);
+                }
+                "--data-dir" => args[i] = dir.join(args[i].trim_start_matches("./")).display().to_string(),
+                _ => {}
+            }
+        }
+        let port = port.unwrap_or_else(|| panic!("every process listens on its own port: {args:?}"));
+        let role = args.iter().skip_while(|a| *a != "--role").nth(1).cloned().unwrap_or_default();
+        // In README's order, each ready before the next starts.
+        let process = ImProcess::start_args(&args, &env, port).await;
+        let ready = reqwest::get(format!("{}/readyz", process.base)).await.unwrap();
+        assert_eq!(ready.status().as_u16(), 200, "{role} is ready");
+        processes.push((role, process));
+    }
+    let gateways: Vec<&ImProcess> = processes.iter().filter(|(role, _)| role == "gateway").map(|(_, p)| p).collect();
+    assert!(gateways.len() >= 2, "README runs at least two gateways");
+    assert!(processes.iter().any(|(r, _)| r == "projector") && processes.iter().any(|(r, _)| r == "relay"));
+    let (a, b) = (gateways[0], gateways[1]);
+    let (_, alice_t) = register(&a.base, "readme_a").await;
+    let (bob, bob_t) = register(&b.base, "readme_b").await;
+    let (status, req) = post(&a.base, "/api/chat/applyfriend", Some(&alice_t), json!({"friend_id": bob})).await;
+    assert_eq!(status, 200, "{req}");
+    let (status, body) =
+        post(&b.base, &format!("/api/chat/handleapply/{}", req["data"]["id"]), Some(&bob_t), json!({"status": "agree"})).await;
+    assert_eq!(status, 200, "{body}");
+    let mut bob_ws = connect(&b.ws_base, &bob_t).await;
+    let (status, sent) = send(&a.base, &alice_t, bob, "single", "hello from README").await;
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(next_chat(&mut bob_ws).await["data"]["id"], sent["data"]["id"]);
+}

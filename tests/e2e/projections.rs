@@ -63,3 +63,26 @@ async fn wiped_read_models_are_rebuilt_from_the_log(backend: Backend) {
     let (status, _) = server.post("/api/chat/getUserSetInfo", Some(&visitor.token), json!({})).await;
     assert_eq!(status, 200);
 }
+
+/// A process that follows the projector of another (a gateway in distributed mode) hears
+/// each of its commits (`NOTIFY im_projected`): with the stored position read only once a
+/// minute, a command's read-your-writes wait still ends when the projector commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_hears_the_projectors_commits() {
+    let server = TestServer::start(Backend::Postgres).await;
+    let db = im_projections::ReadDb::connect(&read_url(&server).await).await.unwrap();
+    let follower =
+        im_projections::runtime::Projector::follow_with(db, &im_projections::names(), std::time::Duration::from_secs(60)).await.unwrap();
+    // Past the first read of the stored position, which the follower does on starting.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for i in 0..3 {
+        server.register(&format!("heard{i}"), "123456").await;
+        let head = server.head().await;
+        tokio::time::timeout(std::time::Duration::from_secs(20), follower.wait_for(head))
+            .await
+            .expect("the follower heard the commit, long before its safety net")
+            .unwrap();
+        assert!(follower.position() >= head);
+        assert!(follower.positions().iter().all(|(_, p)| *p >= head), "{:?}", follower.positions());
+    }
+}

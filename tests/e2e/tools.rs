@@ -184,7 +184,9 @@ async fn rebuild_restores_every_read_model(backend: Backend) {
 
 async fn events_print_the_log_redacted(backend: Backend) {
     let server = TestServer::start(backend).await;
-    server.register("eventsuser", "123456").await;
+    let user = server.register("eventsuser", "123456").await;
+    server.login("eventsuser", "123456").await;
+    let visiting = server.visitor("secret-device-fingerprint").await;
     server.visitor("secret-device-fingerprint").await;
     let head = server.state.store().head().await.unwrap();
     let settings = server.settings.clone();
@@ -204,6 +206,15 @@ async fn events_print_the_log_redacted(backend: Backend) {
     assert_eq!(bound["stream_id"], "device-[redacted]");
     let visitor = lines.iter().find(|e| e["event_type"] == "UserRegistered" && e["payload"]["role"] == "visitor").unwrap();
     assert_eq!(visitor["payload"]["device_fingerprint"], "[redacted]");
+    // Whoever acted is named, the new user included (docs/events.md: `metadata.actor`).
+    assert_eq!(registered["metadata"]["actor"], user.id, "{registered}");
+    assert_eq!(visitor["metadata"]["actor"], visiting.id, "{visitor}");
+    assert_eq!(bound["metadata"]["actor"], visiting.id, "{bound}");
+    let logins: Vec<&Value> = lines.iter().filter(|e| e["event_type"] == "UserLoggedIn").collect();
+    assert_eq!(logins.len(), 4, "registering logs in, then the login, the visitor and its second visit");
+    for login in logins {
+        assert_eq!(login["metadata"]["actor"], login["payload"]["user_id"], "{login}");
+    }
     let mut out = Vec::new();
     im_gateway::tools::events(&settings, head, false, &mut out).await.unwrap();
     assert_eq!(String::from_utf8(out).unwrap().lines().count(), 1, "--from is inclusive");

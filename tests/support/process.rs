@@ -33,8 +33,14 @@ impl ImProcess {
     /// `/healthz`.
     pub async fn start(env: &HashMap<String, String>) -> Self {
         let port = free_port();
+        Self::start_args(&["serve".into(), "--listen".into(), format!("127.0.0.1:{port}")], env, port).await
+    }
+
+    /// Starts `im` with these arguments and environment variables and waits for
+    /// `/healthz` on `port` (where the arguments make it listen).
+    pub async fn start_args(args: &[String], env: &HashMap<String, String>, port: u16) -> Self {
         let mut cmd = Command::new(binary("im"));
-        cmd.arg("serve").env_remove("DATABASE_URL").env("IM_LISTEN", format!("127.0.0.1:{port}")).env("RUST_LOG", "warn");
+        cmd.args(args).env_remove("DATABASE_URL").env("RUST_LOG", "warn");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -60,6 +66,24 @@ impl ImProcess {
         let _ = child.wait();
         let output = std::fs::read_to_string(&log).unwrap_or_default();
         panic!("im did not come up on {base}: {output}");
+    }
+
+    /// Runs `im serve` with these environment variables expecting it to refuse to start:
+    /// waits for it to exit (it must, and not successfully) and returns what it printed.
+    pub async fn refused(env: &HashMap<String, String>) -> String {
+        let port = free_port();
+        let mut cmd = Command::new(binary("im"));
+        cmd.arg("serve").env_remove("DATABASE_URL").env("IM_LISTEN", format!("127.0.0.1:{port}")).env("RUST_LOG", "warn");
+        cmd.envs(env).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = cmd.spawn().expect("spawn im");
+        let output = tokio::time::timeout(Duration::from_secs(60), tokio::task::spawn_blocking(move || child.wait_with_output()))
+            .await
+            .expect("im exits instead of serving")
+            .expect("join")
+            .expect("wait for im");
+        let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(!output.status.success(), "im refused to start: {printed}");
+        printed
     }
 
     /// The process's resident memory (VmRSS), in bytes.

@@ -22,6 +22,11 @@ impl Role {
         matches!(self, Role::All | Role::Projector)
     }
 
+    /// Produces to or consumes from the delivery topic (when Kafka is configured).
+    pub fn uses_deliveries(self) -> bool {
+        self.serves_clients() || self.runs_projections()
+    }
+
     pub fn runs_relay(self) -> bool {
         matches!(self, Role::All | Role::Relay)
     }
