@@ -673,3 +673,132 @@ async fn the_readmes_distributed_commands_run_as_written() {
     assert_eq!(status, 200, "{sent}");
     assert_eq!(next_chat(&mut bob_ws).await["data"]["id"], sent["data"]["id"]);
 }
+
+/// Receivers on gateway B keep getting messages that senders on A send without pause; B
+/// is killed with SIGKILL and not restarted. Each receiver reconnects to A, syncs from the
+/// last `seq` it saw and goes on live: in the end each has every acknowledged message, no
+/// `seq` ever named two messages, and the inbox holds each message once, seqs dense.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_of_a_killed_gateway_recover_on_another_under_load() {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    let mut cluster = Cluster::start().await;
+    let (a, a_ws, b_ws) = (cluster.a.base.clone(), cluster.a.ws_base.clone(), cluster.b().ws_base.clone());
+    let b = cluster.b().base.clone();
+    const PAIRS: usize = 4;
+    const MESSAGES: usize = 150;
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    for i in 0..PAIRS {
+        let (_, sender_t) = register(&a, &format!("fo_s{i}")).await;
+        let (receiver, receiver_t) = register(&b, &format!("fo_r{i}")).await;
+        let (status, req) = post(&a, "/api/chat/applyfriend", Some(&sender_t), json!({"friend_id": receiver})).await;
+        assert_eq!(status, 200, "{req}");
+        let (status, body) =
+            post(&b, &format!("/api/chat/handleapply/{}", req["data"]["id"]), Some(&receiver_t), json!({"status": "agree"})).await;
+        assert_eq!(status, 200, "{body}");
+        senders.push(sender_t);
+        receivers.push((receiver, receiver_t));
+    }
+    // What each receiver has seen: seq → message id, from live frames and from sync.
+    let seen: Vec<Arc<Mutex<BTreeMap<i64, String>>>> = (0..PAIRS).map(|_| Arc::default()).collect();
+    // A row without a message id (a notice) is known by its seq.
+    fn record(seen: &Mutex<BTreeMap<i64, String>>, row: &Value) {
+        let seq = row["seq"].as_i64().unwrap();
+        let id = row["data"]["id"].as_str().map_or_else(|| format!("notice {seq}"), str::to_owned);
+        let mut seen = seen.lock().unwrap();
+        if let Some(before) = seen.insert(seq, id.clone()) {
+            assert_eq!(before, id, "seq {seq} named two messages");
+        }
+    }
+    let (done_tx, done) = tokio::sync::watch::channel(false);
+    let mut receiving = Vec::new();
+    for ((_, token), seen) in receivers.iter().zip(&seen) {
+        let (token, seen, b_ws, a_ws, a, b, mut done) =
+            (token.clone(), seen.clone(), b_ws.clone(), a_ws.clone(), a.clone(), b.clone(), done.clone());
+        receiving.push(tokio::spawn(async move {
+            let mut ws = connect(&b_ws, &token).await;
+            // What came before the socket (the friendship's notice), as a client fetches it.
+            for row in get(&b, "/api/chat/sync?since=0&limit=500", &token).await["rows"].as_array().unwrap() {
+                record(&seen, row);
+            }
+            let mut moved = false;
+            loop {
+                let frame = tokio::select! {
+                    frame = ws.next() => frame,
+                    _ = done.wait_for(|d| *d) => return moved,
+                };
+                match frame {
+                    Some(Ok(Message::Text(t))) => {
+                        let f: Value = serde_json::from_str(&t).unwrap();
+                        if f["type"] == "singleChat" && f["seq"].is_i64() {
+                            record(&seen, &f);
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => {
+                        // The gateway is gone: to the other one, then catch up from the last seq seen.
+                        assert!(!moved, "the second gateway stays up");
+                        moved = true;
+                        ws = connect(&a_ws, &token).await;
+                        let mut since = seen.lock().unwrap().keys().next_back().copied().unwrap_or(0);
+                        loop {
+                            let page = get(&a, &format!("/api/chat/sync?since={since}&limit=500"), &token).await;
+                            for row in page["rows"].as_array().unwrap() {
+                                record(&seen, row);
+                            }
+                            since = page["last_seq"].as_i64().unwrap();
+                            if !page["has_more"].as_bool().unwrap() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let acked = Arc::new(AtomicUsize::new(0));
+    let mut sending = Vec::new();
+    for (token, (receiver, _)) in senders.iter().zip(&receivers) {
+        let (a, token, receiver, acked) = (a.clone(), token.clone(), *receiver, acked.clone());
+        sending.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0..MESSAGES {
+                let (status, body) = send(&a, &token, receiver, "single", &format!("m{n}")).await;
+                assert_eq!(status, 200, "gateway A keeps serving: {body}");
+                ids.push(body["data"]["id"].as_str().unwrap().to_owned());
+                acked.fetch_add(1, Ordering::SeqCst);
+            }
+            ids
+        }));
+    }
+    while acked.load(Ordering::SeqCst) < PAIRS * MESSAGES / 4 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cluster.b.take().unwrap().kill();
+    let mut acked_ids = Vec::new();
+    for s in sending {
+        acked_ids.push(tokio::time::timeout(Duration::from_secs(120), s).await.unwrap().unwrap());
+    }
+    assert!(acked.load(Ordering::SeqCst) == PAIRS * MESSAGES, "the load went on while B was gone");
+    // Live deliveries of the last messages may still be on their way.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for (want, seen) in acked_ids.iter().zip(&seen) {
+        while tokio::time::Instant::now() < deadline && !want.iter().all(|id| seen.lock().unwrap().values().any(|v| v == id)) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    done_tx.send_replace(true);
+    for r in receiving {
+        assert!(r.await.unwrap(), "every receiver had to move to the other gateway");
+    }
+    for (i, (want, seen)) in acked_ids.iter().zip(&seen).enumerate() {
+        let seen = seen.lock().unwrap();
+        let got: Vec<&String> = seen.values().collect();
+        assert_eq!(got.iter().collect::<HashSet<_>>().len(), got.len(), "receiver {i}: no message under two seqs");
+        assert_eq!(seen.keys().copied().collect::<Vec<_>>(), (1..=seen.len() as i64).collect::<Vec<_>>(), "receiver {i}: dense seqs");
+        // After the friendship's notice, the sender's messages: every one, once, in order.
+        assert!(got.len() > want.len(), "receiver {i}: the notice and the messages");
+        assert_eq!(got[got.len() - want.len()..], want.iter().collect::<Vec<_>>(), "receiver {i}: every acknowledged message, in order");
+    }
+}

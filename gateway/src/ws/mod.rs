@@ -89,6 +89,14 @@ async fn serve(socket: Box<WebSocket>, state: AppState, token: Option<String>) {
     let queued = Arc::new(AtomicUsize::new(0));
     let queue =
         Queue { tx: tx.clone(), bytes: queued.clone(), max_bytes: limits.queue_bytes.max(MAX_FRAME), max_frames, kill: kill.clone() };
+    // The welcome goes first, before any delivery can be queued for this socket.
+    let say = |queue: &Queue, text: String| queue.queue(Outbound::Frame { text: text.into(), seq: None });
+    let mut welcome = frame("system", json!("欢迎您访问我们的系统!"));
+    if let Some(fresh) = &me.refreshed {
+        // The token is in the last quarter of its life: here is its successor.
+        welcome["token"] = json!(fresh);
+    }
+    say(&queue, welcome.to_string());
     let connected = match state.presence().connect(me.id.0, state.node_id()).await {
         Ok(connected) => connected,
         Err(e) => {
@@ -109,13 +117,6 @@ async fn serve(socket: Box<WebSocket>, state: AppState, token: Option<String>) {
     if matches!(state.check_session(me.id, me.session).await, Ok(Err(_))) {
         state.hub().close_conn(me.id, conn_id, false);
     }
-    let say = |queue: &Queue, text: String| queue.queue(Outbound::Frame { text: text.into(), seq: None });
-    let mut welcome = frame("system", json!("欢迎您访问我们的系统!"));
-    if let Some(fresh) = &me.refreshed {
-        // The token is in the last quarter of its life: here is its successor.
-        welcome["token"] = json!(fresh);
-    }
-    say(&queue, welcome.to_string());
     let (sink, mut inbound) = (*socket).split();
     let cursor = match state.inbox().delivered_upto(me.id.0).await {
         Ok(upto) => Cursor::new(upto),
