@@ -11,7 +11,7 @@ use crate::messages::{Messages, Outgoing, Pending, Sent};
 use crate::store::{Write, commit, decide_and_append, load};
 use crate::{CommandError, Ctx, now_millis};
 use im_domain::group::{self, Command, Consent, Named, State};
-use im_domain::message::{ChatType, MessageBody, Party, Permit};
+use im_domain::message::{ChatType, Mentions, MessageBody, Party, Permit};
 use im_domain::{GroupId, StreamId, UserId};
 use im_eventlog::{ExpectedVersion, SharedEventStore, StreamAppend};
 use serde_json::{Value, json};
@@ -241,13 +241,17 @@ impl Groups {
         let sender = &message.sender;
         let now = now_millis();
         let (mut version, mut state) = self.kept_state(group_id).await?;
-        if group::may_send(&state, sender.id, now).is_err() {
+        let refused = |state: &State| {
+            group::may_send(state, sender.id, now).and_then(|g| group::may_mention(g, sender.id, &message.mentions)).is_err()
+        };
+        if refused(&state) {
             // A refusal is decided on the group as it is now, not as it was kept (a mute
             // may have been lifted since, here or on another gateway).
             self.forget(group_id);
             (version, state) = self.kept_state(group_id).await?;
         }
         let group = group::may_send(&state, sender.id, now)?;
+        let mentions = group::may_mention(group, sender.id, &message.mentions)?;
         let in_group = group.member(sender.id).map(|m| m.nickname.clone()).filter(|n| !n.is_empty());
         let recipients: Vec<UserId> = group.members.iter().map(|m| m.user_id).filter(|u| *u != sender.id).collect();
         // The compact group summary a group message carries (never the member list).
@@ -266,6 +270,7 @@ impl Groups {
             options: message.options.clone(),
             client_msg_id: message.client_msg_id.clone(),
             group: Some(summary),
+            mentions,
         };
         let guard = StreamAppend {
             stream_id: StreamId::group(group_id).to_string(),
@@ -283,4 +288,6 @@ pub struct GroupMessage {
     pub body: MessageBody,
     pub options: Value,
     pub client_msg_id: Option<String>,
+    /// Who the message calls out (`@`).
+    pub mentions: Mentions,
 }

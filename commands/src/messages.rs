@@ -9,7 +9,7 @@
 use crate::store::{Write, decide_and_append, submit};
 use crate::{CommandError, Ctx, now_millis};
 use im_domain::event::{AllowanceUsed, ClientMessageKeyClaimed};
-use im_domain::message::{self, ChatType, MessageBody, MessageSent, Party, Permit, SendFacts};
+use im_domain::message::{self, ChatType, Mentions, MessageBody, MessageSent, Party, Permit, SendFacts};
 use im_domain::{Event, StreamId, UserId};
 use im_eventlog::{SharedEventStore, StreamAppend};
 use serde_json::Value;
@@ -28,6 +28,8 @@ pub struct Outgoing {
     pub options: Value,
     pub client_msg_id: Option<String>,
     pub group: Option<Value>,
+    /// Group messages: who is called out (checked against the group).
+    pub mentions: Mentions,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +97,7 @@ impl Messages {
             options: outgoing.options,
             client_msg_id: outgoing.client_msg_id,
             group: outgoing.group,
+            mentions: outgoing.mentions,
             at: now_millis(),
         };
         let mut writes = vec![Write::new_stream(

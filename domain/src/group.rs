@@ -8,6 +8,7 @@
 
 use crate::event::Event;
 use crate::ids::{GroupId, UserId};
+use crate::message::Mentions;
 use serde::{Deserialize, Serialize};
 
 /// 1 normal, 2 locked (no messages), 0 dissolved.
@@ -374,6 +375,8 @@ pub enum GroupError {
     AlreadyInvited,
     #[error("no invitation to this group")]
     NoInvitation,
+    #[error("a mentioned user is not a member")]
+    MentionedNotMember,
 }
 
 fn changed(group: &Group, by: Named, change: GroupChange, at: i64) -> Vec<Event> {
@@ -617,6 +620,24 @@ pub fn may_send(state: &State, from: UserId, now: i64) -> Result<&Group, GroupEr
         return Err(GroupError::AllMuted);
     }
     Ok(g)
+}
+
+/// The mentions `from` may put in a message to `g`: everyone only for the owner and
+/// admins; members only (the sender and repeats dropped).
+pub fn may_mention(g: &Group, from: UserId, mentions: &Mentions) -> Result<Mentions, GroupError> {
+    if mentions.all {
+        return if g.manages(from) { Ok(Mentions { users: Vec::new(), all: true }) } else { Err(GroupError::NotManager) };
+    }
+    let mut users: Vec<UserId> = Vec::with_capacity(mentions.users.len());
+    for user in &mentions.users {
+        if g.member(*user).is_none() {
+            return Err(GroupError::MentionedNotMember);
+        }
+        if *user != from && !users.contains(user) {
+            users.push(*user);
+        }
+    }
+    Ok(Mentions { users, all: false })
 }
 
 pub fn evolve(state: State, event: &Event) -> State {

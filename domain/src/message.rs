@@ -100,7 +100,33 @@ pub struct MessageSent {
     /// For group messages: the compact group summary the message carries.
     #[serde(default)]
     pub group: Option<Value>,
+    /// For group messages: the members it calls out (`@`), whose copies are flagged.
+    #[serde(default, skip_serializing_if = "Mentions::is_empty")]
+    pub mentions: Mentions,
     pub at: i64,
+}
+
+/// Who a group message calls out (`@`): some members, or everyone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mentions {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<UserId>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+}
+
+/// A message names at most this many members (beyond that: everyone, for those who may).
+pub const MAX_MENTIONS: usize = 50;
+
+impl Mentions {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && !self.all
+    }
+
+    /// Is `user` called out?
+    pub fn names(&self, user: UserId) -> bool {
+        self.all || self.users.contains(&user)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

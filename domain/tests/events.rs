@@ -249,6 +249,7 @@ fn samples() -> Vec<Event> {
             options: json!({"autoReply": false}),
             client_msg_id: Some("c-1".into()),
             group: None,
+            mentions: Default::default(),
             at: 1_700_000_015_000,
         }),
         Event::MessageRevoked(MessageRevoked { message_id: message_id(), by: USER, at: 1_700_000_016_000 }),

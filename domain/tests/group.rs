@@ -179,3 +179,18 @@ fn at_most_ten_admins() {
     assert_eq!(decide(&state, set_admin(1, 12, true)), Err(GroupError::TooManyAdmins));
     assert!(decide(&state, set_admin(1, 11, true)).is_ok(), "re-appointing an admin is no new admin");
 }
+
+#[test]
+fn mentions_name_members_and_everyone_only_for_managers() {
+    use im_domain::message::Mentions;
+    let state = group(true);
+    let g = state.as_ref().unwrap();
+    let some = |ids: &[i64]| Mentions { users: ids.iter().copied().map(UserId).collect(), all: false };
+    let everyone = Mentions { users: Vec::new(), all: true };
+    // The sender and repeats are dropped; the others kept in order.
+    assert_eq!(group::may_mention(g, UserId(2), &some(&[1, 2, 1])), Ok(some(&[1])));
+    assert_eq!(group::may_mention(g, UserId(2), &some(&[3])), Err(GroupError::MentionedNotMember));
+    assert_eq!(group::may_mention(g, UserId(2), &everyone), Err(GroupError::NotManager));
+    assert_eq!(group::may_mention(g, UserId(1), &everyone), Ok(everyone.clone()));
+    assert!(everyone.names(UserId(7)) && some(&[1]).names(UserId(1)) && !some(&[1]).names(UserId(2)));
+}

@@ -148,6 +148,7 @@ impl From<CommandError> for ApiError {
                 GroupError::Blocked => Self::bad("blocked", "对方拒绝了你的邀请"),
                 GroupError::AlreadyInvited => Self::bad("already_invited", "已经邀请过对方了,请等待对方同意"),
                 GroupError::NoInvitation => Self::bad("no_invitation", "没有该群的邀请"),
+                GroupError::MentionedNotMember => Self::bad("invalid_mentions", "只能@本群成员"),
             },
             CommandError::Invalid(v) => match v {
                 ValueError::Username => Self::bad("invalid_username", "用户名须为4-20位的字母、数字、下划线、汉字等"),

@@ -12,7 +12,7 @@ use im_commands::Ctx;
 use im_commands::groups::{GroupMessage, GroupSender};
 use im_commands::messages::{Outgoing, Sent};
 use im_domain::UserId;
-use im_domain::message::{BodyError, ChatType, MessageBody, MessageSent, Party, Permit, SendFacts, SenderRole};
+use im_domain::message::{BodyError, ChatType, MAX_MENTIONS, Mentions, MessageBody, MessageSent, Party, Permit, SendFacts, SenderRole};
 use im_projections::inbox::message_json;
 use im_projections::users::UserRow;
 use serde_json::{Value, json};
@@ -28,11 +28,14 @@ pub struct SendMessage {
     pub body: MessageBody,
     pub options: Value,
     pub client_msg_id: Option<String>,
+    /// Group messages: the members called out (`@`).
+    pub mentions: Mentions,
 }
 
 impl SendMessage {
     /// `sendto_id`, `chatType`, `type`, `data`, `options` (an optional URL-encoded JSON
-    /// string, or an object), `client_msg_id`.
+    /// string, or an object), `client_msg_id`, `mentions` (group messages: user ids, or
+    /// `all`).
     pub fn parse(params: &Params) -> Result<Self, ApiError> {
         let to = params.int("sendto_id")?.ok_or_else(|| ApiError::bad("missing_sendto_id", "sendto_id 参数必填"))?;
         if to < 1 {
@@ -49,7 +52,53 @@ impl SendMessage {
         })?;
         let options = parse_options(params)?;
         let client_msg_id = params.optional_bounded("client_msg_id", 64)?.filter(|k| !k.trim().is_empty());
-        Ok(Self { to, chat_type, body, options, client_msg_id })
+        let mentions = parse_mentions(params)?;
+        if !mentions.is_empty() && chat_type != ChatType::Group {
+            return Err(ApiError::bad("invalid_mentions", "只有群消息可以@成员"));
+        }
+        Ok(Self { to, chat_type, body, options, client_msg_id, mentions })
+    }
+}
+
+/// `mentions`: `all`, or user ids — a JSON array (of numbers or numeric strings), or
+/// that array as a string, or ids separated by commas; at most [`MAX_MENTIONS`].
+fn parse_mentions(params: &Params) -> Result<Mentions, ApiError> {
+    let invalid = || ApiError::bad("invalid_mentions", format!("mentions 必须是 all 或最多{MAX_MENTIONS}个用户id"));
+    let id = |v: &Value| -> Result<UserId, ApiError> {
+        let n = match v {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.trim().parse::<i64>().ok(),
+            _ => None,
+        };
+        n.filter(|n| *n > 0).map(UserId).ok_or_else(invalid)
+    };
+    let ids = |items: &[Value]| -> Result<Mentions, ApiError> {
+        if items.len() > MAX_MENTIONS {
+            return Err(invalid());
+        }
+        Ok(Mentions { users: items.iter().map(id).collect::<Result<_, _>>()?, all: false })
+    };
+    match params.value("mentions") {
+        None => Ok(Mentions::default()),
+        Some(Value::Array(items)) => ids(items),
+        Some(one @ Value::Number(_)) => ids(std::slice::from_ref(one)),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            if s.is_empty() {
+                Ok(Mentions::default())
+            } else if s == "all" {
+                Ok(Mentions { users: Vec::new(), all: true })
+            } else if s.starts_with('[') {
+                match serde_json::from_str::<Value>(s) {
+                    Ok(Value::Array(items)) => ids(&items),
+                    _ => Err(invalid()),
+                }
+            } else {
+                let items: Vec<Value> = s.split(',').map(|p| Value::String(p.to_owned())).collect();
+                ids(&items)
+            }
+        }
+        Some(_) => Err(invalid()),
     }
 }
 
@@ -175,6 +224,7 @@ async fn submit_single(state: &AppState, me: &Me, sender: Arc<UserRow>, command:
         options: command.options,
         client_msg_id: command.client_msg_id,
         group: None,
+        mentions: Mentions::default(),
     };
     let pending = state.messages().submit_single(&Ctx::user(me.id.0), outgoing, facts).await?;
     let state = state.clone();
@@ -200,6 +250,7 @@ async fn submit_group(state: &AppState, me: &Me, sender: Arc<UserRow>, command: 
         body: command.body,
         options: command.options,
         client_msg_id: command.client_msg_id,
+        mentions: command.mentions,
     };
     let pending = state.group_commands().submit_send(&Ctx::user(me.id.0), group_id, message).await?;
     let state = state.clone();
@@ -268,6 +319,7 @@ async fn auto_reply(state: &AppState, message: &MessageSent, recipient: &UserRow
         options: json!({"autoReply": true}),
         client_msg_id: None,
         group: None,
+        mentions: Mentions::default(),
     };
     state.messages().send(&Ctx::user(recipient.id.0), reply, Permit::Free).await?;
     Ok(())

@@ -21,8 +21,8 @@ use crate::groups::GroupEffect;
 use crate::projection::{Applied, Projection};
 use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
-use im_domain::Event;
 use im_domain::message::{ChatType, MessageSent};
+use im_domain::{Event, UserId};
 use im_eventlog::FeedBatch;
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
@@ -303,8 +303,16 @@ impl InboxProjection {
                 }
                 let body = Body::of_message(e);
                 let id = e.message_id.to_string();
+                // The members it calls out get a copy of their own (`options.mentioned`),
+                // kept in their row; everyone else's row reads the one stored body.
+                let (called, others): (Vec<i64>, Vec<i64>) = users.iter().partition(|u| e.mentions.names(UserId(**u)));
                 let row = RowOf { message_id: Some(&id), kind: InboxKind::Message, payload: None, body: &body, at: e.at };
-                let rows = state.assign(&users, &row, &mut out);
+                let mut rows = state.assign(&others, &row, &mut out);
+                if !called.is_empty() {
+                    let flagged = Body::of_mentioned(e);
+                    let row = RowOf { message_id: Some(&id), kind: InboxKind::Message, payload: Some(&flagged), body: &flagged, at: e.at };
+                    rows.extend(state.assign(&called, &row, &mut out));
+                }
                 let message = MessageRow {
                     id,
                     position: a.position,
@@ -424,6 +432,11 @@ impl InboxProjection {
                 sqlx::query("UPDATE messages SET isremove = 1, body = $2 WHERE id = $1")
                     .bind(&id)
                     .bind(body.as_str().to_owned())
+                    .execute(&mut *conn)
+                    .await?;
+                // A called-out member's own copy goes back to the (now emptied) shared body.
+                sqlx::query("UPDATE inbox SET payload = NULL WHERE message_id = $1 AND kind = 'message' AND payload IS NOT NULL")
+                    .bind(&id)
                     .execute(&mut *conn)
                     .await?;
                 if planned {
@@ -732,6 +745,9 @@ pub struct MessageView<'a> {
     client_msg_id: Option<&'a str>,
     #[serde(rename = "msgidKey", skip_serializing_if = "Option::is_none")]
     msgid_key: Option<FromId<'a>>,
+    /// Who a group message calls out (`@`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mentions: Option<&'a im_domain::message::Mentions>,
 }
 
 /// A sender: a user's id, or a system sender's key (`redirect-forceLogout-<id>`).
@@ -782,6 +798,7 @@ impl<'a> MessageView<'a> {
             group: e.group.as_ref(),
             client_msg_id: e.client_msg_id.as_deref(),
             msgid_key: None,
+            mentions: Some(&e.mentions).filter(|m| !m.is_empty()),
         }
     }
 
@@ -806,6 +823,7 @@ impl<'a> MessageView<'a> {
             group: Some(group),
             client_msg_id: None,
             msgid_key: None,
+            mentions: None,
         }
     }
 
@@ -831,6 +849,7 @@ impl<'a> MessageView<'a> {
             group: Some(&EMPTY),
             client_msg_id: None,
             msgid_key: Some(from_id),
+            mentions: None,
         }
     }
 
@@ -848,6 +867,14 @@ impl Body {
     /// A message's body, written once.
     pub fn of_message(e: &MessageSent) -> Self {
         Self::of_view(&MessageView::of(e))
+    }
+
+    /// The copy of a message for a member it calls out: `options.mentioned` is true.
+    pub fn of_mentioned(e: &MessageSent) -> Self {
+        let mut options = e.options.as_object().cloned().unwrap_or_default();
+        options.insert("mentioned".into(), Value::Bool(true));
+        let options = Value::Object(options);
+        Self::of_view(&MessageView { options: &options, ..MessageView::of(e) })
     }
 
     /// A message's body from its view, written once.

@@ -121,6 +121,7 @@ const KEYS: &[&str] = &[
     "data",
     "options",
     "client_msg_id",
+    "mentions",
     "userset",
     "ask",
     "answer",

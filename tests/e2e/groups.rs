@@ -11,7 +11,8 @@ both_backends!(
     moderation,
     avatar_and_member_pages,
     admins_and_transfer,
-    history_from_joining
+    history_from_joining,
+    mentions
 );
 
 /// Users `names[0]` (the owner) befriended with all the others.
@@ -528,4 +529,109 @@ async fn history_from_joining(backend: Backend) {
     ok_data(server.post("/api/chat/groupInviteUser", Some(&owner.token), json!({"id": gid, "user_id": newcomer.id})).await);
     ok_data(send(&server, gid, owner, "回来后的消息").await);
     assert_eq!(texts(newcomer).await, vec!["回来后的消息"]);
+}
+
+/// `@`: a group message names members (or everyone, for the owner and admins); each named
+/// member's copy — live, in sync, after a restart's rebuild — carries
+/// `options.mentioned: true`, the others' do not; a revocation empties every copy.
+async fn mentions(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let u = circle(&server, &["mentowner", "mentmem1", "mentmem2", "mentmem3"]).await;
+    let (owner, m1, m2, m3) = (&u[0], &u[1], &u[2], &u[3]);
+    let outsider = server.register("mentoutsd", "123456").await;
+    let gid = create(&server, owner, &[m1, m2, m3]).await["id"].as_i64().unwrap();
+    let say = |by: &TestUser, mentions: Value, text: &str| {
+        let body = json!({"sendto_id": gid, "chatType": "group", "type": "text", "data": text, "mentions": mentions});
+        let token = by.token.clone();
+        let server = &server;
+        async move { server.post("/api/chat/socket/sendmessage", Some(&token), body).await }
+    };
+    let mut ws2 = server.ws(&m2.token).await;
+    let mut ws3 = server.ws(&m3.token).await;
+
+    // Refused, writing nothing: everyone by a plain member, a non-member, bad values, a single chat.
+    let before = server.head().await;
+    assert_fail(&say(m1, json!("all"), "大家好").await, 403, "not_manager");
+    assert_fail(&say(m1, json!([outsider.id]), "你好").await, 400, "invalid_mentions");
+    assert_fail(&say(m1, json!(["x"]), "你好").await, 400, "invalid_mentions");
+    assert_fail(&say(m1, json!([0]), "你好").await, 400, "invalid_mentions");
+    assert_fail(&say(m1, json!({"users": [m2.id]}), "你好").await, 400, "invalid_mentions");
+    assert_fail(&say(m1, json!((1..=51).collect::<Vec<i64>>()), "你好").await, 400, "invalid_mentions");
+    let single = json!({"sendto_id": owner.id, "chatType": "single", "type": "text", "data": "hi", "mentions": [owner.id]});
+    assert_fail(&server.post("/api/chat/socket/sendmessage", Some(&m1.token), single).await, 400, "invalid_mentions");
+    assert_eq!(server.head().await, before, "refusals write nothing");
+
+    // A member names m2 (and themself, and m2 twice: dropped): only m2's copy is flagged.
+    let sent = ok_data(say(m1, json!([m2.id, m1.id, m2.id]), "@mentmem2 看一下").await);
+    assert_eq!(sent["mentions"], json!({"users": [m2.id]}), "{sent}");
+    assert!(sent["options"].is_null(), "the sender's copy is not flagged: {sent}");
+    let live2 = copy_of(&mut ws2, &sent["id"]).await;
+    assert_eq!(live2["data"]["options"]["mentioned"], true, "{live2}");
+    let live3 = copy_of(&mut ws3, &sent["id"]).await;
+    assert!(live3["data"]["options"]["mentioned"].is_null(), "{live3}");
+    // As a form field too, with the sender's own options kept beside the flag.
+    let form = server
+        .post_form(
+            "/api/chat/socket/sendmessage",
+            Some(&m1.token),
+            &[
+                ("sendto_id", &gid.to_string()),
+                ("chatType", "group"),
+                ("type", "text"),
+                ("data", "又@你"),
+                ("mentions", &format!("{},{}", m2.id, m3.id)),
+                ("options", "%7B%22k%22%3A1%7D"),
+            ],
+        )
+        .await;
+    let second = ok_data(form);
+    let live2 = copy_of(&mut ws2, &second["id"]).await;
+    assert_eq!(live2["data"]["options"], json!({"k": 1, "mentioned": true}), "{live2}");
+    assert_eq!(copy_of(&mut ws3, &second["id"]).await["data"]["options"]["mentioned"], true);
+    // The owner calls out everyone.
+    let all = ok_data(say(owner, json!("all"), "全体成员注意").await);
+    assert_eq!(all["mentions"], json!({"all": true}), "{all}");
+    assert_eq!(copy_of(&mut ws2, &all["id"]).await["data"]["options"]["mentioned"], true);
+    assert_eq!(copy_of(&mut ws3, &all["id"]).await["data"]["options"]["mentioned"], true);
+
+    // The inbox keeps each member's own copy.
+    let flags = |rows: &Value, id: &Value| -> Value {
+        let row = rows["rows"].as_array().unwrap().iter().rfind(|r| &r["data"]["id"] == id).unwrap().clone();
+        row["data"]["options"]["mentioned"].clone()
+    };
+    let rows2 = ok_data(server.get("/api/chat/sync?since=0", Some(&m2.token)).await);
+    let rows3 = ok_data(server.get("/api/chat/sync?since=0", Some(&m3.token)).await);
+    assert_eq!(flags(&rows2, &sent["id"]), true);
+    assert!(flags(&rows3, &sent["id"]).is_null());
+    assert_eq!(flags(&rows3, &second["id"]), true);
+    assert_eq!(flags(&rows3, &all["id"]), true);
+
+    // Revoked: the flagged copy shows nothing of the message either.
+    let revoked =
+        server.post("/api/chat/revokeMessage", Some(&m1.token), json!({"id": sent["id"], "to_id": gid, "chatType": "group"})).await;
+    ok_data(revoked);
+    let rows2 = ok_data(server.get("/api/chat/sync?since=0", Some(&m2.token)).await);
+    for row in rows2["rows"].as_array().unwrap().iter().filter(|r| r["data"]["id"] == sent["id"]) {
+        assert_eq!(row["data"]["isremove"], 1, "{row}");
+        assert_eq!(row["data"]["data"], "", "{row}");
+    }
+
+    // Rebuilt from the log after a restart: the same copies.
+    let rows3 = ok_data(server.get("/api/chat/sync?since=0", Some(&m3.token)).await);
+    drop((ws2, ws3));
+    let stopped = server.halt().await;
+    im_gateway::tools::rebuild(&stopped.settings, &["inbox".to_owned()], &mut |_, _, _| {}).await.unwrap();
+    let server = stopped.start().await;
+    let again = ok_data(server.get("/api/chat/sync?since=0", Some(&m3.token)).await);
+    assert_eq!(again["rows"], rows3["rows"], "the same rows, flags included, after a rebuild");
+}
+
+/// The next frame on `ws` that carries message `id` (the welcome and others skipped).
+async fn copy_of(ws: &mut WsClient, id: &Value) -> Value {
+    loop {
+        let frame = ws.next_non_ping().await;
+        if &frame["data"]["id"] == id {
+            return frame;
+        }
+    }
 }
