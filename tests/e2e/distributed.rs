@@ -5,7 +5,7 @@
 //! gateway and the projector are killed with SIGKILL mid-stream and restarted, and every
 //! acknowledged message reaches its recipient exactly once, in seq order.
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 
 use im_e2e::fresh_postgres_url;
 use im_e2e::process::{ImProcess, MockKafka};
@@ -672,6 +672,34 @@ async fn the_readmes_distributed_commands_run_as_written() {
     let (status, sent) = send(&a.base, &alice_t, bob, "single", "hello from README").await;
     assert_eq!(status, 200, "{sent}");
     assert_eq!(next_chat(&mut bob_ws).await["data"]["id"], sent["data"]["id"]);
+
+    // Pipelined on one socket here too: frames keep being read while earlier ones await
+    // the projector in the other process; each ack names its frame, in the order sent,
+    // and the receiver on the other gateway gets them in that order.
+    let alice_ws = connect(&a.ws_base, &alice_t).await;
+    let (mut sink, mut stream) = alice_ws.split();
+    const PIPELINED: usize = 50;
+    for n in 0..PIPELINED {
+        let data =
+            json!({"sendto_id": bob, "chatType": "single", "type": "text", "data": format!("p{n}"), "client_msg_id": format!("k{n}")});
+        sink.send(Message::Text(json!({"type": "send", "data": data}).to_string().into())).await.unwrap();
+    }
+    let mut acks = Vec::new();
+    while acks.len() < PIPELINED {
+        let message = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.expect("acks keep coming").unwrap().unwrap();
+        let Ok(text) = message.to_text() else { continue };
+        let frame: Value = serde_json::from_str(text).unwrap();
+        if matches!(frame["type"].as_str(), Some("ack" | "error")) {
+            acks.push(frame);
+        }
+    }
+    for (n, ack) in acks.iter().enumerate() {
+        assert_eq!(ack["type"], "ack", "{ack}");
+        assert_eq!(ack["data"]["client_msg_id"], format!("k{n}"), "acks in the order sent");
+    }
+    for n in 0..PIPELINED {
+        assert_eq!(next_chat(&mut bob_ws).await["data"]["data"], format!("p{n}"), "delivered in the order sent");
+    }
 }
 
 /// Receivers on gateway B keep getting messages that senders on A send without pause; B
