@@ -2,14 +2,14 @@
 //! profile, settings and the operator's enable/disable.
 
 use crate::auth::{Passwords, Tokens};
-use crate::store::{Deciding, Decision, Loaded, Write, commit, decide_and_append, execute, execute_async, load};
+use crate::store::{Deciding, Decision, Loaded, OnConflict, Write, commit, decide_and_append, execute, execute_async, load, stream_append};
 use crate::{CommandError, Ctx, now_millis};
 use im_domain::account::{self, Account, AccountError, ClaimState, Command, ProfileChanges};
-use im_domain::event::{DeviceInfo, Role, SystemMessageSent};
+use im_domain::event::{DeviceInfo, Role, SystemMessageSent, UsernameClaimed};
 use im_domain::userset::UserSet;
 use im_domain::values::{DeviceFingerprint, Password, Username};
 use im_domain::{Event, SessionId, StreamId, UserId};
-use im_eventlog::SharedEventStore;
+use im_eventlog::{ExpectedVersion, SharedEventStore};
 use uuid::Uuid;
 
 /// A new live session: the token to hand out and the log position to wait for.
@@ -29,6 +29,19 @@ pub struct Accounts {
     tokens: Tokens,
     /// The avatar of messages from the system.
     system_avatar: String,
+    /// How long a deleted account's username stays unavailable (`IM_USERNAME_GRACE_SECS`).
+    username_grace: std::time::Duration,
+}
+
+/// The default of `IM_USERNAME_GRACE_SECS`: 30 days.
+pub const DEFAULT_USERNAME_GRACE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// How a username can be claimed: from scratch, or taken over from a deleted account at
+/// the claim stream's version.
+#[derive(Debug, Clone, Copy)]
+struct Claimable {
+    expected: ExpectedVersion,
+    released_from: Option<UserId>,
 }
 
 /// The reference's avatar for messages from the system (`IM_SYSTEM_AVATAR`).
@@ -39,7 +52,12 @@ pub const VISITOR_REMINDER: &str = "欢迎您,登录可以获取更多功能!";
 
 impl Accounts {
     pub fn new(store: SharedEventStore, tokens: Tokens, passwords: Passwords) -> Self {
-        Self { store, passwords, tokens, system_avatar: DEFAULT_SYSTEM_AVATAR.to_owned() }
+        Self { store, passwords, tokens, system_avatar: DEFAULT_SYSTEM_AVATAR.to_owned(), username_grace: DEFAULT_USERNAME_GRACE }
+    }
+
+    /// A deleted account's username may be taken again this long after the deletion.
+    pub fn with_username_grace(self, username_grace: std::time::Duration) -> Self {
+        Self { username_grace, ..self }
     }
 
     /// Messages from the system show this avatar.
@@ -93,10 +111,7 @@ impl Accounts {
     pub async fn register(&self, ctx: &Ctx, username: &str, password: &str) -> Result<SessionStarted, CommandError> {
         let username = Username::parse(username)?;
         let password = Password::parse(password)?;
-        let claim_stream = StreamId::username(&username);
-        if self.load_claim(&claim_stream).await?.state.is_some() {
-            return Err(CommandError::UsernameTaken);
-        }
+        let claimable = self.claimable(&username).await?;
         let password_hash = self.passwords.hash(&password).await?;
         let id = UserId(self.store.next_id("user").await?);
         // The new user is the one acting (docs/events.md: `metadata.actor`).
@@ -112,17 +127,31 @@ impl Accounts {
                 session,
                 at: now,
             };
-            Ok(Decision { events: account::decide(state, register)?, also: vec![self.claim(ctx, &username, id)?], answer: () })
+            Ok(Decision { events: account::decide(state, register)?, also: vec![self.claim(ctx, &username, id, claimable)], answer: () })
         })
         .await?;
         self.started(id, session, Role::User, position, now)
     }
 
+    /// Whether `username` can be claimed: nobody holds it, or the account that did was
+    /// deleted longer ago than the grace period. Otherwise the command fails as taken.
+    async fn claimable(&self, username: &Username) -> Result<Claimable, CommandError> {
+        let claim = self.load_claim(&StreamId::username(username)).await?;
+        let Some(holder) = claim.state else { return Ok(Claimable { expected: ExpectedVersion::NoStream, released_from: None }) };
+        let deleted_at = load(&*self.store, StreamId::user(holder).as_str(), None, account::evolve_deleted_at).await?.state;
+        let grace = i64::try_from(self.username_grace.as_millis()).unwrap_or(i64::MAX);
+        account::reclaim_username(holder, deleted_at, now_millis(), grace, username, holder).map_err(|_| CommandError::UsernameTaken)?;
+        Ok(Claimable { expected: ExpectedVersion::after(claim.version), released_from: Some(holder) })
+    }
+
     /// The claim on `username` for `id`, appended with the account's events: if the name
-    /// was claimed meanwhile, the command fails as taken.
-    fn claim(&self, ctx: &Ctx, username: &Username, id: UserId) -> Result<Write, CommandError> {
-        let claim = account::claim_username(&None, username, id).map_err(|_| CommandError::UsernameTaken)?;
-        Ok(Write::new_stream(ctx, StreamId::username(username).to_string(), &claim, CommandError::UsernameTaken))
+    /// was claimed meanwhile (the claim stream moved), the command fails as taken.
+    fn claim(&self, ctx: &Ctx, username: &Username, id: UserId, claimable: Claimable) -> Write {
+        let claim = UsernameClaimed { username: username.as_str().to_owned(), user_id: id, released_from: claimable.released_from };
+        Write {
+            append: stream_append(ctx, StreamId::username(username).to_string(), claimable.expected, &[Event::UsernameClaimed(claim)]),
+            on_conflict: OnConflict::Fail(CommandError::UsernameTaken),
+        }
     }
 
     /// loginChat / visitorloginChat: check the password and start a new session, which
@@ -235,15 +264,13 @@ impl Accounts {
     pub async fn visitor_upgrade(&self, ctx: &Ctx, id: UserId, username: &str, password: &str) -> Result<SessionStarted, CommandError> {
         let username = Username::parse(username)?;
         let password = Password::parse(password)?;
-        if self.load_claim(&StreamId::username(&username)).await?.state.is_some() {
-            return Err(CommandError::UsernameTaken);
-        }
+        let claimable = self.claimable(&username).await?;
         let password_hash = self.passwords.hash(&password).await?;
         let session = SessionId(Uuid::new_v4());
         let now = now_millis();
         let (_, _, position) = execute(&*self.store, ctx, StreamId::user(id).as_str(), None, account::evolve, |state| {
             let upgrade = Command::UpgradeVisitor { username: username.clone(), password_hash: password_hash.clone(), session, at: now };
-            Ok(Decision { events: account::decide(state, upgrade)?, also: vec![self.claim(ctx, &username, id)?], answer: () })
+            Ok(Decision { events: account::decide(state, upgrade)?, also: vec![self.claim(ctx, &username, id, claimable)], answer: () })
         })
         .await?;
         self.started(id, session, Role::User, position, now)
@@ -301,9 +328,10 @@ impl Accounts {
     /// Operator: change a user's login name (claimed like a registration).
     pub async fn rename(&self, ctx: &Ctx, id: UserId, username: &str) -> Result<i64, CommandError> {
         let username = Username::parse(username)?;
+        let claimable = self.claimable(&username).await?;
         let (_, _, position) = execute(&*self.store, ctx, StreamId::user(id).as_str(), None, account::evolve, |state| {
             let rename = Command::Rename { username: username.clone(), at: now_millis() };
-            Ok(Decision { events: account::decide(state, rename)?, also: vec![self.claim(ctx, &username, id)?], answer: () })
+            Ok(Decision { events: account::decide(state, rename)?, also: vec![self.claim(ctx, &username, id, claimable)], answer: () })
         })
         .await?;
         Ok(position)

@@ -292,7 +292,35 @@ pub struct AlreadyClaimed(pub UserId);
 pub fn claim_username(state: &ClaimState, username: &Username, user_id: UserId) -> Result<Vec<Event>, AlreadyClaimed> {
     match state {
         Some(holder) => Err(AlreadyClaimed(*holder)),
-        None => Ok(vec![Event::UsernameClaimed(UsernameClaimed { username: username.as_str().to_owned(), user_id })]),
+        None => Ok(vec![Event::UsernameClaimed(UsernameClaimed { username: username.as_str().to_owned(), user_id, released_from: None })]),
+    }
+}
+
+/// Take over a username its holder gave up by being deleted (at `deleted_at`), once
+/// `grace_ms` have passed since; a live holder, or one deleted more recently, keeps it.
+pub fn reclaim_username(
+    holder: UserId,
+    deleted_at: Option<i64>,
+    now: i64,
+    grace_ms: i64,
+    username: &Username,
+    user_id: UserId,
+) -> Result<Vec<Event>, AlreadyClaimed> {
+    match deleted_at {
+        Some(at) if now >= at.saturating_add(grace_ms) => Ok(vec![Event::UsernameClaimed(UsernameClaimed {
+            username: username.as_str().to_owned(),
+            user_id,
+            released_from: Some(holder),
+        })]),
+        _ => Err(AlreadyClaimed(holder)),
+    }
+}
+
+/// When the account was deleted, folded from its stream (`None`: it was not).
+pub fn evolve_deleted_at(state: Option<i64>, event: &Event) -> Option<i64> {
+    match event {
+        Event::UserDeleted(e) => Some(e.at),
+        _ => state,
     }
 }
 
@@ -314,6 +342,8 @@ pub fn bind_device(
 
 pub fn evolve_claim(state: ClaimState, event: &Event) -> ClaimState {
     match event {
+        // A take-over replaces the deleted holder; a first claim never replaces anyone.
+        Event::UsernameClaimed(e) if e.released_from.is_some() => Some(e.user_id),
         Event::UsernameClaimed(e) => state.or(Some(e.user_id)),
         Event::DeviceBound(e) => Some(e.user_id),
         _ => state,

@@ -137,6 +137,10 @@ pub struct UserStatusChanged {
 pub struct UsernameClaimed {
     pub username: String,
     pub user_id: UserId,
+    /// A deleted account that held the name, whose grace period is over: the name is
+    /// taken over from it (absent for a first claim).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_from: Option<UserId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

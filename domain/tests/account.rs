@@ -470,7 +470,7 @@ fn evolve_ignores_what_it_does_not_fold() {
         &[
             profile_updated(all_profile_fields(), T1),
             user_registered(),
-            Event::UsernameClaimed(UsernameClaimed { username: "x_y_z_w".into(), user_id: UserId(9) }),
+            Event::UsernameClaimed(UsernameClaimed { username: "x_y_z_w".into(), user_id: UserId(9), released_from: None }),
             Event::DeviceBound(DeviceBound { fingerprint: "fp".into(), user_id: UserId(9) }),
         ],
     );
@@ -482,7 +482,7 @@ fn evolve_ignores_what_it_does_not_fold() {
 // ---------------------------------------------------------------------------
 
 fn claimed(user: i64) -> Event {
-    Event::UsernameClaimed(UsernameClaimed { username: "alice_01".into(), user_id: UserId(user) })
+    Event::UsernameClaimed(UsernameClaimed { username: "alice_01".into(), user_id: UserId(user), released_from: None })
 }
 
 fn bound(user: i64) -> Event {
@@ -551,4 +551,19 @@ fn a_visitor_then_upgrade_then_new_visitor_flow() {
     assert_eq!(account::bind_device(Some(true), &state, &fingerprint(), UserId(2)), Err(AlreadyClaimed(UserId(1))));
     device_stream.extend(account::bind_device(Some(false), &state, &fingerprint(), UserId(2)).unwrap());
     assert_eq!(claim_state(&device_stream), Some(UserId(2)));
+}
+
+#[test]
+fn a_deleted_accounts_name_is_taken_over_only_after_the_grace_period() {
+    let name = Username::parse("alice_01").unwrap();
+    let (old, new) = (UserId(1), UserId(2));
+    assert_eq!(account::reclaim_username(old, None, 10_000, 0, &name, new), Err(AlreadyClaimed(old)), "a live holder keeps it");
+    assert_eq!(account::reclaim_username(old, Some(5_000), 9_999, 5_000, &name, new), Err(AlreadyClaimed(old)));
+    let taken = account::reclaim_username(old, Some(5_000), 10_000, 5_000, &name, new).unwrap();
+    // The claim stream now names the new holder (a first claim never replaces one).
+    let held = taken.iter().fold(account::evolve_claim(None, &claimed(1)), account::evolve_claim);
+    assert_eq!(held, Some(new));
+    assert_eq!(account::evolve_claim(Some(old), &claimed(3)), Some(old));
+    let deleted = Event::UserDeleted(im_domain::event::UserDeleted { user_id: old, at: 5_000 });
+    assert_eq!(account::evolve_deleted_at(None, &deleted), Some(5_000));
 }

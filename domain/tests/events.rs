@@ -201,7 +201,7 @@ fn samples() -> Vec<Event> {
             at: 1_700_000_006_000,
         }),
         Event::UserStatusChanged(UserStatusChanged { user_id: USER, active: false, at: 1_700_000_007_000 }),
-        Event::UsernameClaimed(UsernameClaimed { username: "alice_01".into(), user_id: USER }),
+        Event::UsernameClaimed(UsernameClaimed { username: "alice_01".into(), user_id: USER, released_from: None }),
         Event::DeviceBound(DeviceBound { fingerprint: FINGERPRINT.into(), user_id: USER }),
         Event::FriendRequested(FriendRequested {
             request_id: 7,

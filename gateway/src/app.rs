@@ -157,7 +157,9 @@ impl Application {
         let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = AppState(Arc::new(Inner {
-            accounts: Accounts::new(store.clone(), tokens, passwords).with_system_avatar(settings.system_avatar.clone()),
+            accounts: Accounts::new(store.clone(), tokens, passwords)
+                .with_system_avatar(settings.system_avatar.clone())
+                .with_username_grace(settings.username_grace),
             friend_commands: FriendCommands::new(store.clone()).with_retry_after(settings.friend_retry),
             users: Users::new(db.clone()),
             friends: Friends::new(db.clone()),

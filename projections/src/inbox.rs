@@ -335,7 +335,7 @@ impl InboxProjection {
                 let rows = state.assign(&[user], &row, &mut out);
                 Ahead::Planned(Planned { messages: Vec::new(), rows }, out)
             }
-            Event::MessageRevoked(_) | Event::GroupCreated(_) | Event::GroupChanged(_) => Ahead::NeedsDb,
+            Event::MessageRevoked(_) | Event::GroupCreated(_) | Event::GroupChanged(_) | Event::UserDeleted(_) => Ahead::NeedsDb,
             _ => Ahead::NoRows,
         }
     }
@@ -416,6 +416,13 @@ impl InboxProjection {
                             plan.rows.extend(self.state().assign(&[user], &row, &mut out));
                         }
                     }
+                }
+            }
+            Event::UserDeleted(e) => {
+                // Their messages stay, shown as from a deleted user; no rows for anyone.
+                anonymise_sender(conn, e.user_id.0).await?;
+                if planned {
+                    return Ok(None);
                 }
             }
             Event::MessageRevoked(e) => {
@@ -883,6 +890,31 @@ impl Body {
     }
 }
 
+/// How a deleted account's messages name their sender.
+pub const DELETED_USER: &str = "已注销用户";
+
+/// Rewrites the sender of every message `user` sent (the stored bodies and the copies
+/// kept for members they called out) as a deleted user without an avatar.
+async fn anonymise_sender(conn: &mut AnyConnection, user: i64) -> Result<(), ReadError> {
+    let sqlite = conn.backend_name() == "SQLite";
+    let rewrite = |column: &str| {
+        if sqlite {
+            format!("json_set({column}, '$.from_name', $2, '$.from_avatar', '')")
+        } else {
+            format!("({column}::jsonb || jsonb_build_object('from_name', $2::text, 'from_avatar', ''))::text")
+        }
+    };
+    let messages = format!("UPDATE messages SET body = {} WHERE from_id = $1", rewrite("body"));
+    sqlx::query(sqlx::AssertSqlSafe(messages)).bind(user).bind(DELETED_USER).execute(&mut *conn).await?;
+    let copies = format!(
+        "UPDATE inbox SET payload = {} WHERE payload IS NOT NULL AND kind = 'message' \
+         AND message_id IN (SELECT id FROM messages WHERE from_id = $1)",
+        rewrite("payload")
+    );
+    sqlx::query(sqlx::AssertSqlSafe(copies)).bind(user).bind(DELETED_USER).execute(&mut *conn).await?;
+    Ok(())
+}
+
 /// A revoked message shows no content.
 fn revoked(mut message: Value) -> Value {
     message["isremove"] = json!(1);
@@ -900,6 +932,7 @@ const HANDLES: &[&str] = &[
     "FriendRequestAccepted",
     "FriendAdded",
     "SystemMessageSent",
+    "UserDeleted",
 ];
 
 #[async_trait]
@@ -969,7 +1002,7 @@ impl Projection for InboxProjection {
                     }
                 }
             };
-            if matches!(a.event, Event::MessageRevoked(_) | Event::GroupCreated(_) | Event::GroupChanged(_)) {
+            if matches!(a.event, Event::MessageRevoked(_) | Event::GroupCreated(_) | Event::GroupChanged(_) | Event::UserDeleted(_)) {
                 // It reads what the events before it in this batch wrote.
                 write_plans(conn, &std::mem::take(&mut plans)).await?;
             }

@@ -13,6 +13,7 @@ both_backends!(
     set_password_and_update_userinfo,
     userset_and_get_userset_info,
     search_public_profile_and_disabled_users,
+    deleting_a_user,
 );
 
 type Resp = (u16, Value);
@@ -716,4 +717,80 @@ async fn tokens_are_refreshed_in_their_last_quarter() {
     tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
     assert_eq!(call(user.token.clone()).await.0, 401);
     assert_eq!(call(fresh).await.0, 200);
+}
+
+/// An operator deletes a user: their session ends, their profile is gone from the
+/// directory, the messages they sent stay with the people who got them — shown as from a
+/// deleted user, rebuilt the same from the log — and their username is free again only
+/// after the grace period (`IM_USERNAME_GRACE_SECS`).
+async fn deleting_a_user(backend: Backend) {
+    let server = TestServer::start_with(backend, |s| s.username_grace = std::time::Duration::ZERO).await;
+    let alice = server.register("delalice", "123456").await;
+    let bob = server.register("delbob01", "123456").await;
+    let carol = server.register("delcarol", "123456").await;
+    server.befriend(&alice, &bob).await;
+    server.befriend(&alice, &carol).await;
+    let send = |to: i64, chat_type: &str, text: &str, mentions: Value| {
+        let body = json!({"sendto_id": to, "chatType": chat_type, "type": "text", "data": text, "mentions": mentions});
+        let token = alice.token.clone();
+        let server = &server;
+        async move { ok_data(server.post("/api/chat/socket/sendmessage", Some(&token), body).await) }
+    };
+    let single = send(bob.id, "single", "我要注销了", Value::Null).await;
+    let group = ok_data(server.post("/api/chat/group/create", Some(&alice.token), json!({"ids": [bob.id, carol.id]})).await);
+    let gid = group["id"].as_i64().unwrap();
+    let in_group = send(gid, "group", "@delbob01 再见", json!([bob.id])).await;
+    assert_eq!(single["from_name"], "delalice");
+
+    server.state.delete_user(im_domain::UserId(alice.id)).await.unwrap();
+    let (status, _) = server.post(SETTINGS, Some(&alice.token), json!({})).await;
+    assert_eq!(status, 401, "the deleted user's session ended");
+    assert_eq!(server.get(&format!("/api/userinfo/{}", alice.uuid), None).await.0, 404, "the profile is gone");
+    let shown = |rows: &Value, id: &Value| -> Value {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .rfind(|r| &r["data"]["id"] == id || &r["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} in {rows}"))
+    };
+    let synced = ok_data(server.get("/api/chat/sync?since=0", Some(&bob.token)).await);
+    for id in [&single["id"], &in_group["id"]] {
+        let row = shown(&synced["rows"], id)["data"].clone();
+        assert_eq!(row["from_name"], "已注销用户", "{row}");
+        assert_eq!(row["from_avatar"], "", "{row}");
+        assert_eq!(row["from_id"], alice.id, "the sender's id stays: {row}");
+    }
+    assert_eq!(shown(&synced["rows"], &single["id"])["data"]["data"], "我要注销了", "the message is kept");
+    assert_eq!(shown(&synced["rows"], &in_group["id"])["data"]["options"]["mentioned"], true, "bob's own copy keeps its flag");
+    let history = ok_data(server.get(&format!("/api/chat/history/single/{}?limit=100", alice.id), Some(&bob.token)).await);
+    assert_eq!(shown(&history, &single["id"])["from_name"], "已注销用户", "{history}");
+    let group_history = ok_data(server.get(&format!("/api/chat/history/group/{gid}?limit=100"), Some(&carol.token)).await);
+    assert_eq!(shown(&group_history, &in_group["id"])["from_name"], "已注销用户", "{group_history}");
+
+    // The name is free again (no grace here): a new account, a new id; the old password
+    // does not log into it.
+    let again = server.register("delalice", "654321").await;
+    assert_ne!(again.id, alice.id);
+    assert_fail(
+        &server.post("/api/loginChat", None, json!({"username": "delalice", "password": "123456"})).await,
+        400,
+        "wrong_credentials",
+    );
+    server.login("delalice", "654321").await;
+    // Taken again now that someone live holds it.
+    assert_fail(&server.post("/api/regChat", None, json!({"username": "DELALICE", "password": "123456"})).await, 400, "username_taken");
+
+    // Rebuilt from the log: the same.
+    let stopped = server.halt().await;
+    im_gateway::tools::rebuild(&stopped.settings, &[], &mut |_, _, _| {}).await.unwrap();
+    let server = stopped.start().await;
+    let rebuilt = ok_data(server.get("/api/chat/sync?since=0", Some(&bob.token)).await);
+    assert_eq!(rebuilt["rows"], synced["rows"]);
+
+    // With the default grace period the name stays taken after a deletion.
+    let strict = TestServer::start(backend).await;
+    let dave = strict.register("deldave1", "123456").await;
+    strict.state.delete_user(im_domain::UserId(dave.id)).await.unwrap();
+    assert_fail(&strict.post("/api/regChat", None, json!({"username": "deldave1", "password": "123456"})).await, 400, "username_taken");
 }

@@ -152,6 +152,8 @@ pub static KEYS: &[Key] = &[
     get |s| Some(s.max_group_size.to_string()), set |s, v| s.max_group_size = at_least(v, 2)? },
     key! { friend_retry_secs, "IM_FRIEND_RETRY_SECS", No, "Seconds after a refusal before the same friend request may be sent again",
     get |s| Some(s.friend_retry.as_secs().to_string()), set |s, v| s.friend_retry = Duration::from_secs(parse(v)?) },
+    key! { username_grace_secs, "IM_USERNAME_GRACE_SECS", No, "Seconds after an account's deletion before its username may be registered again",
+    get |s| Some(s.username_grace.as_secs().to_string()), set |s, v| s.username_grace = Duration::from_secs(parse(v)?) },
     key! { rate_login, "IM_RATE_LOGIN", No, "Logins per minute per client IP and per username (0 = no limit)",
     get |s| Some(s.limits.login.to_string()), set |s, v| s.limits.login = parse(v)? },
     key! { rate_register, "IM_RATE_REGISTER", No, "Registrations per minute per client IP (0 = no limit)",

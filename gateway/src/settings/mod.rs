@@ -55,6 +55,9 @@ pub struct Settings {
     /// `IM_FRIEND_RETRY_SECS`: how long after a refusal the same friend request may not
     /// be repeated (default a day).
     pub friend_retry: Duration,
+    /// `IM_USERNAME_GRACE_SECS`: how long a deleted account's username stays unavailable
+    /// (default 30 days).
+    pub username_grace: Duration,
     /// Rate limits per minute (0 = none).
     pub limits: Limits,
     /// `IM_HASH_THREADS`, `IM_HASH_QUEUE`: the password hashing pool.
@@ -168,6 +171,7 @@ impl Settings {
             revoke_window: Duration::from_secs(120),
             max_group_size: 500,
             friend_retry: Duration::from_secs(24 * 3600),
+            username_grace: im_commands::accounts::DEFAULT_USERNAME_GRACE,
             limits: Limits::default(),
             hashing: im_commands::auth::HashingLimits::default(),
             sockets: crate::hub::SocketLimits::default(),
