@@ -7,6 +7,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use im_gateway::Application;
 use im_gateway::config::{AllFlags, ConfigArgs, ReplayFlags, StoreFlags};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -92,11 +93,25 @@ struct ServeArgs {
     print_config: bool,
 }
 
+/// `IM_LOG_FORMAT`: `text` (the default) or `json` (one object per line, for log
+/// shippers). Colours only when stdout is a terminal.
+fn init_logs() -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match std::env::var("IM_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("" | "text") => logs.with_ansi(std::io::stdout().is_terminal()).init(),
+        Ok("json") => logs.json().with_ansi(false).init(),
+        Ok(other) => return Err(format!("IM_LOG_FORMAT: must be text or json, not {other:?}")),
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()))
-        .init();
+    if let Err(e) = init_logs() {
+        eprintln!("im: {e}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(*args).await,
@@ -170,23 +185,46 @@ async fn events(args: EventsArgs) -> anyhow::Result<()> {
 }
 
 /// A one-line progress bar on stderr.
-fn progress_bar(label: &str, at: i64, head: i64) {
-    use std::io::Write;
-    let width = 30;
-    let done = if head > 0 { (at * width / head).clamp(0, width) } else { width };
-    let bar: String = "#".repeat(done as usize) + &"-".repeat((width - done) as usize);
-    let mut err = std::io::stderr();
-    let _ = write!(err, "\r{label:<10} [{bar}] {at}/{head}");
-    if at >= head {
-        let _ = writeln!(err);
+/// A rebuild's progress on stderr: a bar redrawn in place on a terminal; elsewhere (a
+/// file, a pipe, a journal) a plain line at each tenth and at the end, never a redraw.
+struct Progress {
+    terminal: bool,
+    /// Per label: the last tenth written as a line.
+    written: std::collections::HashMap<String, i64>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self { terminal: std::io::stderr().is_terminal(), written: Default::default() }
     }
-    let _ = err.flush();
+
+    fn show(&mut self, label: &str, at: i64, head: i64) {
+        use std::io::Write;
+        let mut err = std::io::stderr();
+        if !self.terminal {
+            let tenth = if head > 0 { (at * 10 / head).clamp(0, 10) } else { 10 };
+            if self.written.get(label) != Some(&tenth) {
+                self.written.insert(label.to_owned(), tenth);
+                let _ = writeln!(err, "{label:<10} {at}/{head}");
+            }
+            return;
+        }
+        let width = 30;
+        let done = if head > 0 { (at * width / head).clamp(0, width) } else { width };
+        let bar: String = "#".repeat(done as usize) + &"-".repeat((width - done) as usize);
+        let _ = write!(err, "\r{label:<10} [{bar}] {at}/{head}");
+        if at >= head {
+            let _ = writeln!(err);
+        }
+        let _ = err.flush();
+    }
 }
 
 async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    let mut progress = Progress::new();
     let done =
-        im_gateway::tools::rebuild(&store_settings(&args.store)?, &args.projections, &mut |name, at, head| progress_bar(name, at, head))
+        im_gateway::tools::rebuild(&store_settings(&args.store)?, &args.projections, &mut |name, at, head| progress.show(name, at, head))
             .await?;
     let seconds = started.elapsed().as_secs_f64();
     let names: Vec<&str> = done.iter().map(|(name, _)| *name).collect();
@@ -201,7 +239,8 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
 
 async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let settings = store_settings(&args.store)?;
-    let count = im_gateway::tools::replay(&settings, args.from, &mut |at, head| progress_bar("replay", at, head)).await?;
+    let mut progress = Progress::new();
+    let count = im_gateway::tools::replay(&settings, args.from, &mut |at, head| progress.show("replay", at, head)).await?;
     eprintln!("im: published {count} events");
     Ok(())
 }

@@ -47,3 +47,59 @@ async fn metrics_and_readiness(backend: Backend) {
     assert!(metric(&text, "im_delivery_latency_seconds_count") >= 1.0);
     assert!(text.contains("# TYPE im_delivery_latency_seconds histogram"));
 }
+
+/// `docs/grafana-dashboard.json` charts only series the server really serves: every
+/// metric a panel's query names is in `/metrics` (a renamed metric fails here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grafana_dashboard_charts_served_series() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/grafana-dashboard.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 6, "a panel per series family");
+    let server = TestServer::start(Backend::Sqlite).await;
+    server.register("grafana1", "123456").await;
+    let text = server.request(reqwest::Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
+    let mut named = 0;
+    for panel in panels {
+        assert!(panel["title"].as_str().is_some_and(|t| !t.is_empty()), "{panel}");
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let metrics: Vec<&str> = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("im_") || w.starts_with("process_"))
+                .collect();
+            assert!(!metrics.is_empty(), "a query names a metric: {expr}");
+            for metric in metrics {
+                named += 1;
+                assert!(text.lines().any(|l| l.starts_with(metric)), "{metric} (in {expr:?}) is not served:\n{text}");
+            }
+        }
+    }
+    assert!(named >= 8);
+}
+
+/// `IM_LOG_FORMAT=json` writes one JSON object per log line; other values are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_can_be_json() {
+    let dir = im_e2e::temp_dir();
+    let env = std::collections::HashMap::from([
+        ("IM_DATA_DIR".to_owned(), dir.display().to_string()),
+        ("IM_LOG_FORMAT".to_owned(), "json".to_owned()),
+        ("RUST_LOG".to_owned(), "info".to_owned()),
+    ]);
+    let process = im_e2e::process::ImProcess::start(&env).await;
+    let log = std::env::temp_dir().join(format!("im-proc-{}.log", process.port));
+    drop(process);
+    let text = std::fs::read_to_string(log).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "the server logged at info");
+    for line in lines {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(entry["level"].is_string() && entry["timestamp"].is_string(), "{line}");
+        assert!(!line.contains('\u{1b}'), "no colour escapes: {line}");
+    }
+    let mut bad = env.clone();
+    bad.insert("IM_LOG_FORMAT".into(), "xml".into());
+    let printed = im_e2e::process::ImProcess::refused(&bad).await;
+    assert!(printed.contains("IM_LOG_FORMAT"), "{printed}");
+}

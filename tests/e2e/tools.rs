@@ -172,7 +172,12 @@ async fn rebuild_restores_every_read_model(backend: Backend) {
     }
     let out = cmd.arg("inbox").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("rebuilt inbox"));
+    let printed = String::from_utf8_lossy(&out.stderr);
+    assert!(printed.contains("rebuilt inbox"));
+    // Into a pipe: plain lines, no bar redrawn with carriage returns, no colours.
+    assert!(!printed.contains('\r') && !printed.contains('\u{1b}'), "{printed:?}");
+    assert!(printed.lines().any(|l| l.starts_with("inbox") && l.ends_with(&format!("{head}/{head}"))), "{printed}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains('\u{1b}'));
     assert_eq!(snapshot(&url).await, before);
     let bad = std::process::Command::new(binary("im"))
         .env_remove("DATABASE_URL")
