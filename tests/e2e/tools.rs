@@ -337,3 +337,50 @@ fn the_kafka_mock_explains_itself() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("usage:"), "{bad:?}");
     }
 }
+
+/// `examples/analytics` (`im-analytics`) reads `im.events` from a Kafka-protocol broker and
+/// keeps daily active users and messages per day; reading the topic again (another
+/// consumer group) counts nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_analytics_example_counts_active_users_and_messages() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let a = server.register("analyst1", "123456").await;
+    let b = server.register("analyst2", "123456").await;
+    server.register("analyst3", "123456").await;
+    server.befriend(&a, &b).await;
+    for text in ["一", "二", "三"] {
+        let body = json!({"sendto_id": b.id, "chatType": "single", "type": "text", "data": text});
+        ok_data(server.post("/api/chat/socket/sendmessage", Some(&a.token), body).await);
+    }
+    let body = json!({"sendto_id": a.id, "chatType": "single", "type": "text", "data": "四"});
+    ok_data(server.post("/api/chat/socket/sendmessage", Some(&b.token), body).await);
+    let mut settings = server.settings.clone();
+    let _data = server.halt().await;
+    let kafka = im_e2e::process::MockKafka::start(&["im.events:3"]);
+    settings.kafka_brokers = Some(kafka.bootstrap.clone());
+    im_gateway::tools::replay(&settings, 1, &mut |_, _| {}).await.unwrap();
+
+    let db = im_e2e::temp_dir().join("analytics.db");
+    let analytics = |args: &[&str]| {
+        let out = std::process::Command::new(binary("im-analytics")).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let db_arg = db.display().to_string();
+    let today = {
+        analytics(&["consume", "--brokers", &kafka.bootstrap, "--db", &db_arg, "--group", "g1", "--idle-exit", "3"]);
+        analytics(&["report", "--db", &db_arg]).0
+    };
+    let lines: Vec<&str> = today.lines().collect();
+    assert_eq!(lines[0], "day\tactive_users\tmessages", "{today}");
+    assert_eq!(lines.len(), 2, "one day: {today}");
+    // Three users registered (each acting for themself); four messages.
+    assert!(lines[1].ends_with("\t3\t4"), "{today}");
+    // Another group reads everything again: nothing is counted twice.
+    let (_, said) = analytics(&["consume", "--brokers", &kafka.bootstrap, "--db", &db_arg, "--group", "g2", "--idle-exit", "3"]);
+    assert!(said.contains("applied 0 new records"), "{said}");
+    assert_eq!(analytics(&["report", "--db", &db_arg]).0, today);
+    // Bad usage fails with the usage text.
+    let out = std::process::Command::new(binary("im-analytics")).arg("nope").output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("usage"));
+}
