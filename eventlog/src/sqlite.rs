@@ -472,3 +472,34 @@ impl EventStore for SqliteEventStore {
         "sqlite"
     }
 }
+
+/// What a copy of the log holds: its head and how many events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogFigures {
+    pub head: i64,
+    pub events: i64,
+}
+
+/// Writes a consistent copy of the log at `path` to `to` (a new file) while the server
+/// may keep appending: `VACUUM INTO` reads one snapshot inside a single read transaction,
+/// so the copy holds every event committed before it started and nothing after.
+/// Blocking: call it off the async threads.
+pub fn snapshot(path: &Path, to: &Path) -> Result<LogFigures, StoreError> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    let target = to.to_str().ok_or_else(|| StoreError(format!("{} is not valid UTF-8", to.display())))?;
+    conn.execute("VACUUM INTO ?1", [target])?;
+    verify(to)
+}
+
+/// Checks a copy of the log (SQLite's integrity check) and returns what it holds.
+/// Blocking.
+pub fn verify(path: &Path) -> Result<LogFigures, StoreError> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    if check != "ok" {
+        return Err(StoreError(format!("{} fails SQLite's integrity check: {check}", path.display())));
+    }
+    let (head, events) = conn.query_row("SELECT COALESCE(MAX(position), 0), COUNT(*) FROM events", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(LogFigures { head, events })
+}

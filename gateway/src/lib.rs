@@ -29,6 +29,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod bench;
 pub mod config;
 pub mod error;

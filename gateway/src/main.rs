@@ -35,6 +35,10 @@ enum Command {
     Rebuild(RebuildArgs),
     /// Publish the log again to Kafka im.events from a position.
     Replay(ReplayArgs),
+    /// Back the embedded store up while it runs: the log, the token secret, the uploads.
+    Backup(BackupArgs),
+    /// Restore a backup into an empty data dir (read models are rebuilt on start).
+    Restore(RestoreArgs),
     /// Admin console accounts.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -73,6 +77,24 @@ struct RebuildArgs {
     store: StoreArgs,
     /// Projections to rebuild (users, friends, inbox, askanswer); all when none is named.
     projections: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// A new (or empty) directory to write the backup into.
+    #[arg(long)]
+    to: std::path::PathBuf,
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The directory `im backup` wrote.
+    #[arg(long)]
+    from: std::path::PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -121,6 +143,8 @@ async fn main() -> ExitCode {
         Command::Events(args) => events(args).await,
         Command::Rebuild(args) => rebuild(args).await,
         Command::Replay(args) => replay(args).await,
+        Command::Backup(args) => backup(args).await,
+        Command::Restore(args) => restore(args).await,
         Command::Admin(AdminCommand::Create { store, username }) => admin_create(store, username).await,
     };
     match result {
@@ -271,6 +295,32 @@ async fn admin_create(store: StoreArgs, username: String) -> anyhow::Result<()> 
 }
 
 /// A tool's settings; one that cannot be read is a usage error (exit 2).
+async fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    let m = im_gateway::backup::backup(&store_settings(&args.store)?, &args.to).await?;
+    eprintln!(
+        "im: backed up {} events (log head {}), {} upload files{} into {}",
+        m.events,
+        m.log_head,
+        m.uploads,
+        if m.secret { ", the token secret" } else { "" },
+        args.to.display()
+    );
+    Ok(())
+}
+
+async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    let settings = store_settings(&args.store)?;
+    let m = im_gateway::backup::restore(&settings, &args.from).await?;
+    eprintln!(
+        "im: restored {} events (log head {}) and {} upload files into {}; read models are rebuilt when the server starts",
+        m.events,
+        m.log_head,
+        m.uploads,
+        settings.data_dir.display()
+    );
+    Ok(())
+}
+
 fn store_settings<F: im_gateway::config::Flags>(args: &ConfigArgs<F>) -> anyhow::Result<im_gateway::Settings> {
     Ok(args.settings().map_err(|e| im_gateway::tools::Usage(e.to_string()))?)
 }

@@ -384,3 +384,66 @@ async fn the_analytics_example_counts_active_users_and_messages() {
     let out = std::process::Command::new(binary("im-analytics")).arg("nope").output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("usage"));
 }
+
+/// `im backup` while the server runs, then `im restore` into another data dir (another
+/// machine): the new server has everything written before the backup — accounts, the
+/// same tokens (the secret moved), friends, messages, uploaded files — and nothing after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_and_restore_move_the_embedded_store() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let a = server.register("backup01", "123456").await;
+    let b = server.register("backup02", "123456").await;
+    server.befriend(&a, &b).await;
+    let say = |text: &str| {
+        let body = json!({"sendto_id": b.id, "chatType": "single", "type": "text", "data": text});
+        let token = a.token.clone();
+        let server = &server;
+        async move { ok_data(server.post("/api/chat/socket/sendmessage", Some(&token), body).await) }
+    };
+    say("before the backup").await;
+    let image = im_gateway::qr::png("backed up").unwrap();
+    let part = reqwest::multipart::Part::bytes(image.clone()).file_name("qr.png");
+    let upload = server.request(reqwest::Method::POST, "/api/chat/uploadAliyun").header("token", &a.token);
+    let uploaded = ok_data(server.send(upload.multipart(reqwest::multipart::Form::new().part("file", part))).await);
+    let url = uploaded[0]["url"].as_str().unwrap().to_owned();
+    let path = url.split_once("/public/").map(|(_, p)| format!("/public/{p}")).unwrap();
+    let head = server.head().await;
+
+    let to = im_e2e::temp_dir().join("backup");
+    let im = |args: &[&std::ffi::OsStr]| std::process::Command::new(binary("im")).env_remove("DATABASE_URL").args(args).output().unwrap();
+    let data_dir = server.settings.data_dir.clone();
+    let out = im(&["backup".as_ref(), "--data-dir".as_ref(), data_dir.as_os_str(), "--to".as_ref(), to.as_os_str()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // Into the same directory again: refused, nothing overwritten.
+    let again = im(&["backup".as_ref(), "--data-dir".as_ref(), data_dir.as_os_str(), "--to".as_ref(), to.as_os_str()]);
+    assert_eq!(again.status.code(), Some(2), "{}", String::from_utf8_lossy(&again.stderr));
+    say("after the backup").await;
+    let _old = server.halt().await;
+    let manifest: Value = serde_json::from_slice(&std::fs::read(to.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["log_head"], head, "{manifest}");
+    assert_eq!((manifest["secret"].as_bool(), manifest["uploads"].as_u64()), (Some(true), Some(1)), "{manifest}");
+
+    let restored = im_e2e::temp_dir().join("restored");
+    let out = im(&["restore".as_ref(), "--data-dir".as_ref(), restored.as_os_str(), "--from".as_ref(), to.as_os_str()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let twice = im(&["restore".as_ref(), "--data-dir".as_ref(), restored.as_os_str(), "--from".as_ref(), to.as_os_str()]);
+    assert_eq!(twice.status.code(), Some(2), "a data dir with a log is not overwritten");
+    let not_a_backup =
+        im(&["restore".as_ref(), "--data-dir".as_ref(), im_e2e::temp_dir().as_os_str(), "--from".as_ref(), restored.as_os_str()]);
+    assert_eq!(not_a_backup.status.code(), Some(2));
+
+    let mut settings = im_gateway::Settings::with_data_dir(restored.clone());
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    let server = TestServer::start_settings(settings).await;
+    server.state.projector().wait_for(head).await.unwrap();
+    assert_eq!(server.head().await, head, "the log up to the backup, nothing after");
+    // The same token works: the secret came along.
+    let history = ok_data(server.get(&format!("/api/chat/history/single/{}?limit=100", b.id), Some(&a.token)).await);
+    let texts: Vec<&str> = history.as_array().unwrap().iter().filter_map(|m| m["data"].as_str()).collect();
+    assert!(texts.contains(&"before the backup") && !texts.contains(&"after the backup"), "{texts:?}");
+    let friends = ok_data(server.get("/api/chat/goodfriendlist/1", Some(&b.token)).await);
+    assert!(friends.to_string().contains("backup01"), "{friends}");
+    let served = reqwest::get(format!("{}{path}", server.base)).await.unwrap();
+    assert_eq!(served.status().as_u16(), 200);
+    assert_eq!(served.bytes().await.unwrap().to_vec(), image, "the upload, byte for byte");
+}
