@@ -132,7 +132,16 @@ async fn console_security_and_operator_actions(backend: Backend) {
     assert!(listed.contains("&lt;b&gt;改名&lt;/b&gt;"), "escaped");
     assert!(listed.contains("共 2 个"));
     assert_eq!(post(&server, &cookie, "/admin/users/new", &[("username", "x"), ("password", "abcdef"), ("csrf", &csrf)]).await, 400);
-    assert_eq!(post(&server, &cookie, &format!("/admin/users/{}/delete", alice.id), &[("csrf", &csrf)]).await, 303);
+    // Deleting asks first: the list links to a confirmation page, and a post without the
+    // confirmation shows that page again and deletes nothing.
+    let delete = format!("/admin/users/{}/delete", alice.id);
+    assert!(listed.contains(&format!("href={delete}>删除</a>")), "{listed}");
+    let confirm = get(&server, &cookie, &delete).await;
+    assert!(confirm.contains("id=confirm-delete") && confirm.contains("已注销用户") && confirm.contains("id=cancel"), "{confirm}");
+    assert_eq!(post(&server, &cookie, &delete, &[("csrf", &csrf)]).await, 200);
+    let (status, _) = server.post("/api/chat/getUserSetInfo", Some(&alice.token), json!({})).await;
+    assert_eq!(status, 200, "not deleted without the confirmation");
+    assert_eq!(post(&server, &cookie, &delete, &[("csrf", &csrf), ("confirm", "1")]).await, 303);
     let (status, _) = server.post("/api/chat/getUserSetInfo", Some(&alice.token), json!({})).await;
     assert_eq!(status, 401, "a deleted user's token is dead");
     assert_eq!(server.post("/api/loginChat", None, json!({"username": "consoleu1", "password": "123456"})).await.0, 400);
@@ -245,6 +254,19 @@ async fn in_chromium(server: &TestServer) {
     let path = std::env::temp_dir().join("im-admin-console.png");
     std::fs::write(&path, &png).unwrap();
     eprintln!("admin console screenshot: {}", path.display());
+    // "删除" leads to a confirmation page; cancelling deletes nothing.
+    let count_before = d.call(reqwest::Method::GET, &format!("/element/{}/text", d.element("#count").await), json!(null)).await;
+    let delete = d.element("a.danger").await;
+    d.call(reqwest::Method::POST, &format!("/element/{delete}/click"), json!({})).await;
+    d.element("#confirm-delete").await;
+    let shot = d.call(reqwest::Method::GET, "/screenshot", json!(null)).await;
+    let path = std::env::temp_dir().join("im-admin-confirm-delete.png");
+    std::fs::write(&path, decode(shot.as_str().unwrap())).unwrap();
+    eprintln!("delete confirmation screenshot: {}", path.display());
+    let cancel = d.element("#cancel").await;
+    d.call(reqwest::Method::POST, &format!("/element/{cancel}/click"), json!({})).await;
+    let count_after = d.call(reqwest::Method::GET, &format!("/element/{}/text", d.element("#count").await), json!(null)).await;
+    assert_eq!(count_after, count_before, "cancelled: nobody deleted");
     d.call(reqwest::Method::DELETE, "", json!(null)).await;
     let _ = chromedriver.kill().await;
     let _ = std::fs::remove_dir_all(profile);

@@ -22,7 +22,7 @@ pub(super) fn page(title: &str, body: &str, s: Option<&Session>) -> Html<String>
         "<!doctype html><html lang=zh><head><meta charset=utf-8><title>{} · IM 管理后台</title><style>\
          body{{font-family:sans-serif;margin:2em;color:#222}}nav a{{margin-right:1em}}.inline{{display:inline}}\
          table{{border-collapse:collapse;margin-top:1em}}td,th{{border:1px solid #ccc;padding:.3em .6em}}\
-         .err{{color:#b00}}.stat{{display:inline-block;margin:.5em 1em;padding:1em;border:1px solid #ddd}}</style></head>\
+         .err{{color:#b00}}.danger{{color:#b00}}button.danger{{color:#fff;background:#b00;border:0;padding:.4em 1em}}.stat{{display:inline-block;margin:.5em 1em;padding:1em;border:1px solid #ddd}}</style></head>\
          <body>{nav}<h1>{}</h1>{body}</body></html>",
         esc(title),
         esc(title)

@@ -26,7 +26,7 @@ use jsonwebtoken::{Algorithm, Header};
 use session::{COOKIE, SESSION_SECS, Session, cookie_flags, keys, session, to_login};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use users::{create_user, delete_user, edit_user, edit_user_page, new_user_page, set_status, users};
+use users::{confirm_delete_page, create_user, delete_user, edit_user, edit_user_page, new_user_page, set_status, users};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -37,7 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users/new", get(new_user_page).post(create_user))
         .route("/admin/users/{id}", get(edit_user_page).post(edit_user))
         .route("/admin/users/{id}/status", post(set_status))
-        .route("/admin/users/{id}/delete", post(delete_user))
+        .route("/admin/users/{id}/delete", get(confirm_delete_page).post(delete_user))
         .route("/admin/reports", get(reports))
         // The console's forms are a few short fields.
         .layer(DefaultBodyLimit::max(FORM_LIMIT))

@@ -29,7 +29,7 @@ pub(super) async fn users(State(state): State<AppState>, headers: HeaderMap, Que
             format!(
                 "<tr id=user-{id}><td>{id}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=/admin/users/{id}>编辑</a> \
                  <form class=inline method=post action=/admin/users/{id}/status>{csrf}<input type=hidden name=active value={next}><button>{label}</button></form> \
-                 <form class=inline method=post action=/admin/users/{id}/delete>{csrf}<button>删除</button></form></td></tr>",
+                 <a class=danger href=/admin/users/{id}/delete>删除</a></td></tr>",
                 esc(&u.username),
                 esc(&u.nickname),
                 esc(u.role.as_str()),
@@ -126,7 +126,33 @@ pub(super) async fn set_status(State(state): State<AppState>, Path(id): Path<i64
     }
 }
 
-pub(super) async fn delete_user(State(state): State<AppState>, Path(id): Path<i64>, Posted { session: s, .. }: Posted) -> Response {
+/// The confirmation step before a deletion: what it does, and a form that confirms it.
+pub(super) async fn confirm_delete_page(State(state): State<AppState>, Path(id): Path<i64>, headers: HeaderMap) -> Response {
+    let Some(s) = session(&state, &headers).await else { return to_login() };
+    confirm_delete(&state, &s, id).await
+}
+
+async fn confirm_delete(state: &AppState, s: &super::session::Session, id: i64) -> Response {
+    let user = match state.users().by_id(id).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return failed(s, ApiError::not_found("user_not_found", "用户不存在")),
+        Err(e) => return failed(s, e.into()),
+    };
+    let body = format!(
+        "<h2>删除用户 {} ({})?</h2><p id=consequences>会话立即结束,资料从目录中移除;其发出的消息保留,显示为“已注销用户”;         用户名在保留期(IM_USERNAME_GRACE_SECS)之后才能被重新注册。此操作不能撤销。</p>         <form method=post action=/admin/users/{id}/delete>{}<input type=hidden name=confirm value=1>         <button id=confirm-delete class=danger>确认删除</button> <a id=cancel href=/admin/users>取消</a></form>",
+        esc(&user.username),
+        esc(user.display_name()),
+        csrf_field(s)
+    );
+    page("删除用户", &body, Some(s)).into_response()
+}
+
+/// Deletes only when the confirmation form was sent (`confirm=1`); any other post shows
+/// the confirmation step instead.
+pub(super) async fn delete_user(State(state): State<AppState>, Path(id): Path<i64>, Posted { session: s, form }: Posted) -> Response {
+    if form.get("confirm").map(String::as_str) != Some("1") {
+        return confirm_delete(&state, &s, id).await;
+    }
     match state.delete_user(UserId(id)).await {
         Ok(()) => Redirect::to("/admin/users").into_response(),
         Err(e) => failed(&s, e),
