@@ -5,7 +5,7 @@ use crate::auth::{Passwords, Tokens};
 use crate::store::{Deciding, Decision, Loaded, OnConflict, Write, commit, decide_and_append, execute, execute_async, load, stream_append};
 use crate::{CommandError, Ctx, now_millis};
 use im_domain::account::{self, Account, AccountError, ClaimState, Command, ProfileChanges};
-use im_domain::event::{DeviceInfo, Role, SystemMessageSent, UsernameClaimed};
+use im_domain::event::{DeviceInfo, Role, SystemMessageSent};
 use im_domain::userset::UserSet;
 use im_domain::values::{DeviceFingerprint, Password, Username};
 use im_domain::{Event, SessionId, StreamId, UserId};
@@ -140,16 +140,16 @@ impl Accounts {
         let Some(holder) = claim.state else { return Ok(Claimable { expected: ExpectedVersion::NoStream, released_from: None }) };
         let deleted_at = load(&*self.store, StreamId::user(holder).as_str(), None, account::evolve_deleted_at).await?.state;
         let grace = i64::try_from(self.username_grace.as_millis()).unwrap_or(i64::MAX);
-        account::reclaim_username(holder, deleted_at, now_millis(), grace, username, holder).map_err(|_| CommandError::UsernameTaken)?;
+        account::reclaimable(holder, deleted_at, now_millis(), grace).map_err(|_| CommandError::UsernameTaken)?;
         Ok(Claimable { expected: ExpectedVersion::after(claim.version), released_from: Some(holder) })
     }
 
     /// The claim on `username` for `id`, appended with the account's events: if the name
     /// was claimed meanwhile (the claim stream moved), the command fails as taken.
     fn claim(&self, ctx: &Ctx, username: &Username, id: UserId, claimable: Claimable) -> Write {
-        let claim = UsernameClaimed { username: username.as_str().to_owned(), user_id: id, released_from: claimable.released_from };
+        let claim = account::username_claimed(username, id, claimable.released_from);
         Write {
-            append: stream_append(ctx, StreamId::username(username).to_string(), claimable.expected, &[Event::UsernameClaimed(claim)]),
+            append: stream_append(ctx, StreamId::username(username).to_string(), claimable.expected, &[claim]),
             on_conflict: OnConflict::Fail(CommandError::UsernameTaken),
         }
     }

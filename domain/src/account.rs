@@ -292,7 +292,22 @@ pub struct AlreadyClaimed(pub UserId);
 pub fn claim_username(state: &ClaimState, username: &Username, user_id: UserId) -> Result<Vec<Event>, AlreadyClaimed> {
     match state {
         Some(holder) => Err(AlreadyClaimed(*holder)),
-        None => Ok(vec![Event::UsernameClaimed(UsernameClaimed { username: username.as_str().to_owned(), user_id, released_from: None })]),
+        None => Ok(vec![username_claimed(username, user_id, None)]),
+    }
+}
+
+/// The claim of `username` by `user_id`, taking it over from `released_from` when that
+/// deleted account held it.
+pub fn username_claimed(username: &Username, user_id: UserId, released_from: Option<UserId>) -> Event {
+    Event::UsernameClaimed(UsernameClaimed { username: username.as_str().to_owned(), user_id, released_from })
+}
+
+/// May a name its holder gave up by being deleted (at `deleted_at`) be taken over now?
+/// Once `grace_ms` have passed since; a live holder, or one deleted more recently, keeps it.
+pub fn reclaimable(holder: UserId, deleted_at: Option<i64>, now: i64, grace_ms: i64) -> Result<(), AlreadyClaimed> {
+    match deleted_at {
+        Some(at) if now >= at.saturating_add(grace_ms) => Ok(()),
+        _ => Err(AlreadyClaimed(holder)),
     }
 }
 
@@ -306,14 +321,8 @@ pub fn reclaim_username(
     username: &Username,
     user_id: UserId,
 ) -> Result<Vec<Event>, AlreadyClaimed> {
-    match deleted_at {
-        Some(at) if now >= at.saturating_add(grace_ms) => Ok(vec![Event::UsernameClaimed(UsernameClaimed {
-            username: username.as_str().to_owned(),
-            user_id,
-            released_from: Some(holder),
-        })]),
-        _ => Err(AlreadyClaimed(holder)),
-    }
+    reclaimable(holder, deleted_at, now, grace_ms)?;
+    Ok(vec![username_claimed(username, user_id, Some(holder))])
 }
 
 /// When the account was deleted, folded from its stream (`None`: it was not).

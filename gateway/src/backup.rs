@@ -58,7 +58,8 @@ pub async fn backup(settings: &Settings, to: &Path) -> anyhow::Result<Manifest> 
         copy_private(&secret, &to.join(SECRET))?;
     }
     let uploads = copy_tree(&settings.files.upload_dir, &to.join(UPLOADS))?;
-    let manifest = Manifest { format: 1, log_head: figures.head, events: figures.events, secret: has_secret, uploads, made_at: now_ms() };
+    let manifest =
+        Manifest { format: 1, log_head: figures.head, events: figures.events, secret: has_secret, uploads, made_at: crate::now_millis() };
     std::fs::write(to.join(MANIFEST), serde_json::to_vec_pretty(&manifest)?)?;
     Ok(manifest)
 }
@@ -128,8 +129,4 @@ fn copy_private(from: &Path, to: &Path) -> anyhow::Result<()> {
         std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600))?;
     }
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -208,7 +208,6 @@ async fn events(args: EventsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A one-line progress bar on stderr.
 /// A rebuild's progress on stderr: a bar redrawn in place on a terminal; elsewhere (a
 /// file, a pipe, a journal) a plain line at each tenth and at the end, never a redraw.
 struct Progress {
@@ -294,7 +293,6 @@ async fn admin_create(store: StoreArgs, username: String) -> anyhow::Result<()> 
     }
 }
 
-/// A tool's settings; one that cannot be read is a usage error (exit 2).
 async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     let m = im_gateway::backup::backup(&store_settings(&args.store)?, &args.to).await?;
     eprintln!(
@@ -321,6 +319,7 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A tool's settings; one that cannot be read is a usage error (exit 2).
 fn store_settings<F: im_gateway::config::Flags>(args: &ConfigArgs<F>) -> anyhow::Result<im_gateway::Settings> {
     Ok(args.settings().map_err(|e| im_gateway::tools::Usage(e.to_string()))?)
 }

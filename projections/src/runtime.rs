@@ -193,9 +193,9 @@ impl Followed {
     fn saw(&self, p: i64) {
         self.position.send_if_modified(|old| std::mem::replace(old, p.max(*old)) != *old);
         self.checkpoints.send_if_modified(|c| {
-            let before = c.clone();
+            let behind = c.iter().any(|x| *x < p);
             c.iter_mut().for_each(|x| *x = (*x).max(p));
-            *c != before
+            behind
         });
     }
 
