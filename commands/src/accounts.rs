@@ -115,7 +115,7 @@ impl Accounts {
         let password_hash = self.passwords.hash(&password).await?;
         let id = UserId(self.store.next_id("user").await?);
         // The new user is the one acting (docs/events.md: `metadata.actor`).
-        let ctx = &Ctx { actor: Some(id.0), ..*ctx };
+        let ctx = &Ctx { actor: Some(id.0), ..ctx.clone() };
         let session = SessionId(Uuid::new_v4());
         let now = now_millis();
         let (_, _, position) = execute(&*self.store, ctx, StreamId::user(id).as_str(), None, account::evolve, |state| {
@@ -170,7 +170,7 @@ impl Accounts {
         if !self.passwords.verify(password, hash).await? {
             return Err(CommandError::WrongCredentials);
         }
-        let ctx = Ctx { actor: Some(id.0), ..*ctx };
+        let ctx = Ctx { actor: Some(id.0), ..ctx.clone() };
         self.log_in(&ctx, id).await
     }
 
@@ -194,7 +194,7 @@ impl Accounts {
         // The visitor this device would become is the one acting; when the device already
         // has its visitor, nothing is appended under this id and that visitor logs in.
         let id = UserId(self.store.next_id("user").await?);
-        let ctx = &Ctx { actor: Some(id.0), ..*ctx };
+        let ctx = &Ctx { actor: Some(id.0), ..ctx.clone() };
         // The device's stream is the one decided on: another request binding it first
         // makes this one decide again, and find that visitor to log in.
         let decide = |claim: ClaimState| -> Deciding<'_, _> {
@@ -233,7 +233,7 @@ impl Accounts {
         let (outcome, _, position) = execute_async(&*self.store, ctx, device_stream.as_str(), None, account::evolve_claim, decide).await?;
         match outcome {
             Ok((id, session, now)) => self.started(id, session, Role::Visitor, position, now),
-            Err(holder) => self.log_in(&Ctx { actor: Some(holder.0), ..*ctx }, holder).await,
+            Err(holder) => self.log_in(&Ctx { actor: Some(holder.0), ..ctx.clone() }, holder).await,
         }
     }
 

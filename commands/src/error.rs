@@ -6,6 +6,7 @@ use im_domain::askanswer::AskAnswerError;
 use im_domain::friendship::FriendError;
 use im_domain::group::GroupError;
 use im_domain::message::{RevokeError, SendError};
+use im_domain::report::ReportError;
 use im_domain::values::ValueError;
 use im_eventlog::{AppendError, StoreError};
 
@@ -23,6 +24,8 @@ pub enum CommandError {
     AskAnswer(#[from] AskAnswerError),
     #[error(transparent)]
     Group(#[from] GroupError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
     #[error(transparent)]
     Invalid(#[from] ValueError),
     #[error("invalid settings: {0}")]

@@ -7,6 +7,7 @@ use crate::{CommandError, Ctx, now_millis};
 use im_domain::account::{self, Account};
 use im_domain::event::ReportFiled;
 use im_domain::friendship::{self, Choice, Command, Pair};
+use im_domain::report::{self, ReportAction};
 use im_domain::{Event, StreamId, UserId};
 use im_eventlog::SharedEventStore;
 
@@ -134,6 +135,16 @@ impl Friends {
     pub async fn end(&self, ctx: &Ctx, by: UserId, friend: UserId) -> Result<Appended, CommandError> {
         let at = now_millis();
         self.on_pair(ctx, by, friend, || Command::End { by, at }).await
+    }
+
+    /// An operator handles a pending report, once, saying what they did about it.
+    pub async fn handle_report(&self, ctx: &Ctx, report_id: i64, action: ReportAction, note: &str) -> Result<i64, CommandError> {
+        let stream = StreamId::report(report_id).to_string();
+        let at = now_millis();
+        let (_, position) =
+            decide_and_append(&*self.store, ctx, &stream, None, report::evolve, |state| Ok(report::handle(state, action, note, at)?))
+                .await?;
+        Ok(position)
     }
 
     /// report: stored for the operators. A reported user must exist.

@@ -202,6 +202,12 @@ impl Groups {
         self.execute(ctx, group_id, || Command::MuteAll { by: by.clone(), muted, at }).await
     }
 
+    /// An operator dissolves a group (`by`: the operator as members see them).
+    pub async fn dissolve(&self, ctx: &Ctx, group_id: GroupId, by: Named) -> Result<i64, CommandError> {
+        let at = now_millis();
+        self.execute(ctx, group_id, || Command::Dissolve { by: by.clone(), at }).await
+    }
+
     /// The owner, or an operator (`operator`), locks or unlocks a group.
     pub async fn lock(&self, ctx: &Ctx, group_id: GroupId, by: Named, operator: bool, locked: bool) -> Result<i64, CommandError> {
         let at = now_millis();
@@ -212,7 +218,7 @@ impl Groups {
     /// queued like [`Messages::submit`].
     pub async fn submit_send(&self, ctx: &Ctx, group_id: GroupId, message: GroupMessage) -> Result<Pending, CommandError> {
         let pending = self.submit_once(ctx, group_id, &message).await?;
-        let (this, ctx) = (self.clone(), *ctx);
+        let (this, ctx) = (self.clone(), ctx.clone());
         Ok(Box::pin(async move {
             let mut pending = pending;
             for _ in 1..SEND_ATTEMPTS {

@@ -29,22 +29,30 @@ pub mod store;
 
 pub use error::CommandError;
 
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Who is acting and the request being served; becomes every event's metadata.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Ctx {
     pub actor: Option<i64>,
+    /// The admin console operator acting (their name), recorded on every event.
+    pub operator: Option<Arc<str>>,
     pub correlation_id: Uuid,
 }
 
 impl Ctx {
     pub fn anonymous() -> Self {
-        Self { actor: None, correlation_id: Uuid::now_v7() }
+        Self { actor: None, operator: None, correlation_id: Uuid::now_v7() }
     }
 
     pub fn user(id: i64) -> Self {
-        Self { actor: Some(id), correlation_id: Uuid::now_v7() }
+        Self { actor: Some(id), operator: None, correlation_id: Uuid::now_v7() }
+    }
+
+    /// An operator of the admin console (or of the command line, named `cli`).
+    pub fn operator(name: &str) -> Self {
+        Self { actor: None, operator: Some(Arc::from(name)), correlation_id: Uuid::now_v7() }
     }
 }
 

@@ -138,6 +138,16 @@ impl Messages {
         }))
     }
 
+    /// An operator removes a message for everyone, with a reason.
+    pub async fn remove(&self, ctx: &Ctx, message_id: Uuid, reason: &str) -> Result<i64, CommandError> {
+        let stream = StreamId::message(message_id);
+        let now = now_millis();
+        let (_, position) =
+            decide_and_append(&*self.store, ctx, stream.as_str(), None, message::evolve, |state| Ok(message::remove(state, reason, now)?))
+                .await?;
+        Ok(position)
+    }
+
     /// revokeMessage: the sender, within `window_ms` (0 = no limit).
     pub async fn revoke(&self, ctx: &Ctx, by: UserId, message_id: Uuid, window_ms: i64) -> Result<i64, CommandError> {
         let stream = StreamId::message(message_id);

@@ -48,7 +48,12 @@ pub fn stream_append(ctx: &Ctx, stream_id: String, expected: ExpectedVersion, ev
                 event_type: event_type.to_owned(),
                 schema_version: event.schema_version() as i32,
                 payload,
-                metadata: Metadata { actor: ctx.actor, correlation_id: Some(ctx.correlation_id), causation_id: None },
+                metadata: Metadata {
+                    actor: ctx.actor,
+                    operator: ctx.operator.as_deref().map(str::to_owned),
+                    correlation_id: Some(ctx.correlation_id),
+                    causation_id: None,
+                },
             }
         })
         .collect();

@@ -162,6 +162,18 @@ pub struct ReportFiled {
     pub at: i64,
 }
 
+/// An operator handled a report (stream `report-<id>`): `action` is what they did about
+/// it (`report::ReportAction`: `dismissed`, `user_disabled`, `user_deleted`,
+/// `group_locked`, `group_dissolved`); the operator's name is `metadata.operator`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportHandled {
+    pub report_id: i64,
+    pub action: String,
+    #[serde(default)]
+    pub note: String,
+    pub at: i64,
+}
+
 /// An operator account of the admin console (stream `admin-<username>`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminCreated {
@@ -304,6 +316,7 @@ catalogue!(
     UsernameChanged,
     AdminLoggedOut,
     SystemMessageSent,
+    ReportHandled,
 );
 
 /// An event read back from the log could not be understood.

@@ -316,6 +316,11 @@ pub enum Command {
         muted: bool,
         at: i64,
     },
+    /// An operator dissolves the group (`by` names the operator as members see it).
+    Dissolve {
+        by: Named,
+        at: i64,
+    },
     /// The owner or an operator (`operator`) locks the group (nobody sends) or unlocks it.
     Lock {
         by: Named,
@@ -590,6 +595,13 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, GroupError>
         Command::MuteAll { by, muted, at } => {
             let g = managed(state, &by)?;
             Ok(changed(g, by, GroupChange::AllMuted { muted }, at))
+        }
+        Command::Dissolve { by, at } => {
+            let g = state.as_ref().ok_or(GroupError::NotFound)?;
+            if g.status == GroupStatus::Dissolved {
+                return Err(GroupError::Dissolved);
+            }
+            Ok(changed(g, by, GroupChange::Dissolved, at))
         }
         Command::Lock { by, operator, locked, at } => {
             let g = state.as_ref().ok_or(GroupError::NotFound)?;

@@ -12,6 +12,7 @@
 //! * [`message`] — one stream per message: send rules, revoke, the non-friend allowance.
 //! * [`group`] — one stream per group: settings, members, join requests, send rules.
 //! * [`askanswer`] — auto-reply pairs per user and the keyword score that picks one.
+//! * [`report`] — one stream per report: filed by a user, handled once by an operator.
 //!
 //! # What this crate never does
 //! No IO, no async, no clock and no randomness: ids, hashes and times come in as
@@ -24,6 +25,7 @@ pub mod friendship;
 pub mod group;
 pub mod ids;
 pub mod message;
+pub mod report;
 pub mod userset;
 pub mod values;
 

@@ -132,8 +132,13 @@ impl Mentions {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageRevoked {
     pub message_id: Uuid,
+    /// The sender, who revoked it, or whose message an operator removed.
     pub by: UserId,
     pub at: i64,
+    /// Set when an operator removed the message for everyone: why (the operator's name
+    /// is the event's `metadata.operator`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A non-friend used the one message the recipient's settings allow.
@@ -242,6 +247,8 @@ pub enum RevokeError {
     AlreadyRevoked,
     #[error("the revoke window has passed")]
     WindowPassed,
+    #[error("a removal needs a reason of 1 to 200 characters")]
+    Reason,
 }
 
 /// Revoke: the sender only, within `window_ms` of sending (0 = no limit).
@@ -256,7 +263,24 @@ pub fn revoke(state: &State, by: UserId, at: i64, window_ms: i64) -> Result<Vec<
     if window_ms > 0 && at - message.at > window_ms {
         return Err(RevokeError::WindowPassed);
     }
-    Ok(vec![Event::MessageRevoked(MessageRevoked { message_id: message.id, by, at })])
+    Ok(vec![Event::MessageRevoked(MessageRevoked { message_id: message.id, by, at, reason: None })])
+}
+
+/// The most characters an operator's reason for removing a message may have.
+pub const MAX_REASON_CHARS: usize = 200;
+
+/// An operator removes a message for everyone, saying why (1 to [`MAX_REASON_CHARS`]
+/// characters); any age, whoever sent it.
+pub fn remove(state: &State, reason: &str, at: i64) -> Result<Vec<Event>, RevokeError> {
+    let message = state.as_ref().ok_or(RevokeError::NoSuchMessage)?;
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+        return Err(RevokeError::Reason);
+    }
+    if message.revoked {
+        return Err(RevokeError::AlreadyRevoked);
+    }
+    Ok(vec![Event::MessageRevoked(MessageRevoked { message_id: message.id, by: message.from, at, reason: Some(reason.to_owned()) })])
 }
 
 pub fn evolve(state: State, event: &Event) -> State {
@@ -314,7 +338,27 @@ mod tests {
         assert_eq!(revoke(&sent(0), UserId(1), 120_001, 120_000), Err(RevokeError::WindowPassed));
         assert!(revoke(&sent(0), UserId(1), 120_000, 120_000).is_ok());
         assert!(revoke(&sent(0), UserId(1), 10_000_000, 0).is_ok());
-        let revoked = evolve(sent(0), &Event::MessageRevoked(MessageRevoked { message_id: Uuid::nil(), by: UserId(1), at: 5 }));
+        let revoked =
+            evolve(sent(0), &Event::MessageRevoked(MessageRevoked { message_id: Uuid::nil(), by: UserId(1), at: 5, reason: None }));
         assert_eq!(revoke(&revoked, UserId(1), 6, 0), Err(RevokeError::AlreadyRevoked));
+    }
+
+    #[test]
+    fn an_operator_removes_any_message_with_a_reason() {
+        assert_eq!(remove(&None, "spam", 0), Err(RevokeError::NoSuchMessage));
+        assert_eq!(remove(&sent(0), "  ", 10), Err(RevokeError::Reason));
+        assert_eq!(remove(&sent(0), &"x".repeat(MAX_REASON_CHARS + 1), 10), Err(RevokeError::Reason));
+        let Ok(events) = remove(&sent(0), " spam ", 10_000_000) else { panic!("an old message is removable") };
+        assert_eq!(
+            events,
+            vec![Event::MessageRevoked(MessageRevoked {
+                message_id: Uuid::nil(),
+                by: UserId(1),
+                at: 10_000_000,
+                reason: Some("spam".into())
+            })]
+        );
+        let removed = evolve(sent(0), &events[0]);
+        assert_eq!(remove(&removed, "again", 11), Err(RevokeError::AlreadyRevoked));
     }
 }

@@ -9,7 +9,7 @@ use im_domain::event::{
     AdminCreated, AdminLoggedOut, AskAnswerDeleted, AskAnswerSaved, GroupChanged, GroupCreated, Redirect, SystemMessageSent, UserDeleted,
     UsernameChanged,
 };
-use im_domain::event::{AllowanceUsed, ClientMessageKeyClaimed, MessageRevoked, MessageSent};
+use im_domain::event::{AllowanceUsed, ClientMessageKeyClaimed, MessageRevoked, MessageSent, ReportHandled};
 use im_domain::event::{
     DeviceBound, DeviceInfo, PasswordChanged, ProfileUpdated, Role, UserLoggedIn, UserLoggedOut, UserRegistered, UserSettingsChanged,
     UserStatusChanged, UsernameClaimed, VisitorUpgraded,
@@ -127,10 +127,11 @@ fn variant_index(event: &Event) -> usize {
         Event::UsernameChanged(_) => 27,
         Event::AdminLoggedOut(_) => 28,
         Event::SystemMessageSent(_) => 29,
+        Event::ReportHandled(_) => 30,
     }
 }
 
-const VARIANT_COUNT: usize = 30;
+const VARIANT_COUNT: usize = 31;
 
 fn named(id: UserId, name: &str) -> Named {
     Named { id, name: name.into() }
@@ -252,7 +253,7 @@ fn samples() -> Vec<Event> {
             mentions: Default::default(),
             at: 1_700_000_015_000,
         }),
-        Event::MessageRevoked(MessageRevoked { message_id: message_id(), by: USER, at: 1_700_000_016_000 }),
+        Event::MessageRevoked(MessageRevoked { message_id: message_id(), by: USER, at: 1_700_000_016_000, reason: None }),
         Event::AllowanceUsed(AllowanceUsed { from: USER, to: FRIEND, message_id: message_id() }),
         Event::ClientMessageKeyClaimed(ClientMessageKeyClaimed { from: USER, client_msg_id: "c-1".into(), message_id: message_id() }),
         Event::AskAnswerSaved(AskAnswerSaved {
@@ -300,6 +301,12 @@ fn samples() -> Vec<Event> {
                 doaction: "avatar".into(),
             }),
             at: 1_700_000_025_000,
+        }),
+        Event::ReportHandled(ReportHandled {
+            report_id: 3,
+            action: "user_disabled".into(),
+            note: "屡次发广告".into(),
+            at: 1_700_000_026_000,
         }),
     ]
 }

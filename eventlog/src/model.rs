@@ -10,6 +10,9 @@ pub struct Metadata {
     /// The acting user's id, when a user acted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<i64>,
+    /// The admin console operator's name, when an operator acted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
     /// Shared by every event that one request caused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<Uuid>,

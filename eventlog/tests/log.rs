@@ -64,7 +64,7 @@ fn event(n: i64) -> NewEvent {
         event_type: "Tested".into(),
         schema_version: 1,
         payload: json!({"n": n, "text": "你好"}),
-        metadata: Metadata { actor: Some(n), correlation_id: Some(Uuid::now_v7()), causation_id: None },
+        metadata: Metadata { actor: Some(n), operator: None, correlation_id: Some(Uuid::now_v7()), causation_id: None },
     }
 }
 

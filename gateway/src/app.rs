@@ -168,7 +168,8 @@ impl Application {
             askanswer_commands: AskAnswerCommands::new(store.clone()),
             askanswers: AskAnswers::new(db.clone()),
             group_commands: GroupCommands::new(store.clone(), settings.max_group_size),
-            groups: Groups::new(db),
+            groups: Groups::new(db.clone()),
+            audit: im_projections::audit::Audit::new(db),
             revoke_window: settings.revoke_window,
             projector,
             store,
@@ -192,7 +193,11 @@ impl Application {
             directory,
             ledger,
             socket_limits: settings.sockets,
+            samples: crate::samples::Samples::default(),
         }));
+        if role.serves_clients() {
+            tokio::spawn(crate::admin::dashboard::sample(state.clone(), settings.console_sample));
+        }
         if let Some(messages) = messages {
             tokio::spawn(crate::ws::carry_out(state.clone(), messages));
         }

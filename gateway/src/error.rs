@@ -12,6 +12,7 @@ use im_domain::askanswer::AskAnswerError;
 use im_domain::friendship::FriendError;
 use im_domain::group::GroupError;
 use im_domain::message::{RevokeError, SendError};
+use im_domain::report::ReportError;
 use im_domain::values::ValueError;
 use im_projections::ReadError;
 use serde_json::json;
@@ -116,6 +117,13 @@ impl From<CommandError> for ApiError {
                 RevokeError::NotSender => Self::forbidden("not_sender", "只能撤回自己发送的消息"),
                 RevokeError::AlreadyRevoked => Self::bad("already_revoked", "消息已撤回"),
                 RevokeError::WindowPassed => Self::bad("revoke_window_passed", "消息发送超过可撤回时间,不能撤回"),
+                RevokeError::Reason => Self::bad("invalid_reason", "请填写1到200个字的删除原因"),
+            },
+            CommandError::Report(e) => match e {
+                ReportError::NotFound => Self::not_found("report_not_found", "举报不存在"),
+                ReportError::AlreadyHandled => Self::bad("report_handled", "该举报已处理过了"),
+                ReportError::ActionDoesNotFit => Self::bad("invalid_action", "该处理方式不适用于被举报的对象"),
+                ReportError::NoteTooLong => Self::bad("invalid_note", "处理备注最多500个字"),
             },
             CommandError::AskAnswer(e) => match e {
                 AskAnswerError::Ask => Self::bad("invalid_ask", "ask 必须是1到200个字符"),

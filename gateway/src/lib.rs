@@ -8,7 +8,7 @@
 //! * [`state`] — [`AppState`], what every handler shares, and the rules on it.
 //! * [`app`] — the wiring: [`Application::build`] opens the stores, starts the projector
 //!   and binds the listener (port 0 works for tests); [`app::router`] maps the routes.
-//! * [`operators`] — operator actions on accounts (admin console, command line).
+//! * [`operators`] — operator actions (admin console, command line): accounts, groups, messages, reports.
 //! * [`error`] — [`error::ApiError`]: status + `{msg:"fail",data,code}`, never internals.
 //! * [`params`] — one extractor for JSON, form and query parameters and the token.
 //! * [`auth`] — token → live session → user, and the visitor's allowed routes.
@@ -18,6 +18,7 @@
 //!   with a bounded queue.
 //! * [`ws`] — the `/ws` endpoint: a reader and a writer per socket, heartbeat, frames.
 //! * [`metrics`] — the counters `/metrics` (in `routes::health`) renders.
+//! * [`samples`] — the admin dashboard's bounded history of chart samples.
 //! * [`uploads`] — the upload and ffmpeg slots.
 //! * [`tools`] — `im migrate`, `im events`, `im rebuild`, `im replay`.
 //! * [`bench`] — `im bench`: throughput and send→deliver latency on the real pipeline.
@@ -39,6 +40,7 @@ pub mod operators;
 pub mod params;
 pub mod qr;
 pub mod routes;
+pub mod samples;
 pub mod send;
 pub mod settings;
 pub mod shared;

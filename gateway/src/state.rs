@@ -65,6 +65,8 @@ pub(crate) struct Inner {
     pub(crate) directory: Directory,
     pub(crate) ledger: Ledger,
     pub(crate) socket_limits: SocketLimits,
+    pub(crate) audit: im_projections::audit::Audit,
+    pub(crate) samples: crate::samples::Samples,
 }
 
 impl AppState {
@@ -96,6 +98,16 @@ impl AppState {
 
     pub fn friend_commands(&self) -> &FriendCommands {
         &self.0.friend_commands
+    }
+
+    /// The admin console's audit trail.
+    pub fn audit(&self) -> &im_projections::audit::Audit {
+        &self.0.audit
+    }
+
+    /// The chart samples of the admin console.
+    pub fn samples(&self) -> &crate::samples::Samples {
+        &self.0.samples
     }
 
     pub fn friends(&self) -> &Friends {

@@ -310,6 +310,7 @@ impl Keys {
             | Event::FriendRequested(_)
             | Event::FriendRequestRefused(_)
             | Event::ReportFiled(_)
+            | Event::ReportHandled(_)
             | Event::MessageSent(_)
             | Event::MessageRevoked(_)
             | Event::AllowanceUsed(_)

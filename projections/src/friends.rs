@@ -90,6 +90,7 @@ const HANDLES: &[&str] = &[
     "FriendSideChanged",
     "FriendshipEnded",
     "ReportFiled",
+    "ReportHandled",
 ];
 
 #[async_trait]
@@ -104,7 +105,20 @@ impl Projection for FriendsProjection {
 
     async fn apply(&self, conn: &mut AnyConnection, events: &[Applied<'_>]) -> Result<(), ReadError> {
         for a in events {
-            apply(conn, a.event).await?;
+            if let Event::ReportHandled(e) = a.event {
+                sqlx::query(
+                    "UPDATE reports SET status = 'handled', action = $2, note = $3, handled_by = $4, handled_time = $5 WHERE id = $1",
+                )
+                .bind(e.report_id)
+                .bind(&e.action)
+                .bind(&e.note)
+                .bind(a.operator.unwrap_or_default())
+                .bind(e.at)
+                .execute(&mut *conn)
+                .await?;
+            } else {
+                apply(conn, a.event).await?;
+            }
         }
         Ok(())
     }
@@ -403,29 +417,40 @@ impl Friends {
     }
 
     /// Reports, newest first: (total, page rows).
-    pub async fn reports(&self, page: i64, limit: i64) -> Result<(i64, Vec<Value>), ReadError> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reports").fetch_one(self.db.pool()).await?;
-        let rows = sqlx::query(
-            "SELECT id, user_id, reported_id, reported_type, category, content, status, create_time FROM reports \
-             ORDER BY id DESC LIMIT $1 OFFSET $2",
-        )
-        .bind(limit)
-        .bind(crate::db::offset(page, limit))
-        .fetch_all(self.db.pool())
-        .await?;
-        let rows = rows
-            .into_iter()
-            .map(|r| -> Result<Value, ReadError> {
-                Ok(json!({
-                    "id": r.try_get::<i64, _>("id")?, "user_id": r.try_get::<i64, _>("user_id")?,
-                    "reported_id": r.try_get::<i64, _>("reported_id")?, "reported_type": r.try_get::<String, _>("reported_type")?,
-                    "category": r.try_get::<String, _>("category")?, "content": r.try_get::<String, _>("content")?,
-                    "status": r.try_get::<String, _>("status")?, "create_time": r.try_get::<i64, _>("create_time")?,
-                }))
-            })
-            .collect::<Result<_, _>>()?;
+    /// Reports, newest first; `pending` only the ones nobody handled yet.
+    pub async fn reports(&self, pending: bool, page: i64, limit: i64) -> Result<(i64, Vec<Value>), ReadError> {
+        let filter = if pending { "WHERE status = 'pending'" } else { "" };
+        let count: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM reports {filter}"))).fetch_one(self.db.pool()).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{REPORT_COLUMNS} {filter} ORDER BY id DESC LIMIT $1 OFFSET $2")))
+            .bind(limit)
+            .bind(crate::db::offset(page, limit))
+            .fetch_all(self.db.pool())
+            .await?;
+        let rows = rows.iter().map(report_json).collect::<Result<_, _>>()?;
         Ok((count, rows))
     }
+
+    /// One report, as [`Friends::reports`] shows it.
+    pub async fn report(&self, id: i64) -> Result<Option<Value>, ReadError> {
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(format!("{REPORT_COLUMNS} WHERE id = $1"))).bind(id).fetch_optional(self.db.pool()).await?;
+        row.as_ref().map(report_json).transpose()
+    }
+}
+
+const REPORT_COLUMNS: &str = "SELECT id, user_id, reported_id, reported_type, category, content, status, create_time, \
+     action, note, handled_by, handled_time FROM reports";
+
+fn report_json(r: &sqlx::any::AnyRow) -> Result<Value, ReadError> {
+    Ok(json!({
+        "id": r.try_get::<i64, _>("id")?, "user_id": r.try_get::<i64, _>("user_id")?,
+        "reported_id": r.try_get::<i64, _>("reported_id")?, "reported_type": r.try_get::<String, _>("reported_type")?,
+        "category": r.try_get::<String, _>("category")?, "content": r.try_get::<String, _>("content")?,
+        "status": r.try_get::<String, _>("status")?, "create_time": r.try_get::<i64, _>("create_time")?,
+        "action": r.try_get::<String, _>("action")?, "note": r.try_get::<String, _>("note")?,
+        "handled_by": r.try_get::<String, _>("handled_by")?, "handled_time": r.try_get::<Option<i64>, _>("handled_time")?,
+    }))
 }
 
 /// The index letter of a display name: A–Z for Latin letters and for Chinese

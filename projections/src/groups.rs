@@ -388,6 +388,40 @@ impl Groups {
         Ok(n > 0)
     }
 
+    /// For operators: every group (dissolved ones included), newest first, whose name
+    /// contains `query` or whose id it is, with its member count: (total, page).
+    pub async fn search(&self, query: &str, page: i64, limit: i64) -> Result<(i64, Vec<Value>), ReadError> {
+        let query = query.trim();
+        let id: i64 = query.parse().unwrap_or(-1);
+        let pattern = format!("%{}%", query.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let filter = "(g.name LIKE $1 ESCAPE '\\' OR g.id = $2)";
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM chat_groups g WHERE {filter}")))
+            .bind(&pattern)
+            .bind(id)
+            .fetch_one(self.db.pool())
+            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT g.id, g.name, g.avatar, g.user_id, g.remark, g.invite_confirm, g.status, g.all_muted, g.share_history, \
+             g.create_time, g.update_time, (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id) AS member_count \
+             FROM chat_groups g WHERE {filter} ORDER BY g.id DESC LIMIT $3 OFFSET $4"
+        )))
+        .bind(&pattern)
+        .bind(id)
+        .bind(limit)
+        .bind(crate::db::offset(page, limit))
+        .fetch_all(self.db.pool())
+        .await?;
+        let rows = rows
+            .into_iter()
+            .map(|r| -> Result<Value, ReadError> {
+                let mut group = group_json(&r, true)?;
+                group["member_count"] = json!(r.try_get::<i64, _>("member_count")?);
+                Ok(group)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((count, rows))
+    }
+
     /// My groups (not dissolved), newest first: (total, page).
     pub async fn groups_of(&self, user: i64, page: i64, limit: i64) -> Result<(i64, Vec<Value>), ReadError> {
         let count: i64 = sqlx::query_scalar(

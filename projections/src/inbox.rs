@@ -1233,6 +1233,44 @@ impl Inbox {
         Ok(seq.unwrap_or(0))
     }
 
+    /// For operators: the messages a user sent or received one-to-one (`Single`), or a
+    /// group's (`Group`), created in `[from_ms, to_ms]`, newest first, revoked ones
+    /// included; and how many there are.
+    pub async fn search_for_operator(
+        &self,
+        chat_type: ChatType,
+        id: i64,
+        from_ms: i64,
+        to_ms: i64,
+        page: i64,
+        limit: i64,
+    ) -> Result<(i64, Vec<Value>), ReadError> {
+        let scope = match chat_type {
+            ChatType::Single => "chat_type = 'single' AND (from_id = $1 OR to_id = $1)",
+            ChatType::Group => "chat_type = 'group' AND to_id = $1",
+        };
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM messages WHERE {scope} AND create_time >= $2 AND create_time <= $3"
+        )))
+        .bind(id)
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_one(self.db.pool())
+        .await?;
+        let bodies: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT body FROM messages WHERE {scope} AND create_time >= $2 AND create_time <= $3 ORDER BY position DESC LIMIT $4 OFFSET $5"
+        )))
+        .bind(id)
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(limit)
+        .bind(crate::db::offset(page, limit))
+        .fetch_all(self.db.pool())
+        .await?;
+        let rows = bodies.iter().map(|b| serde_json::from_str(b)).collect::<Result<_, _>>()?;
+        Ok((count, rows))
+    }
+
     /// The conversation between `me` and `other` (a user or a group), newest first, before
     /// the message `before` (exclusive) when given; a group's from `since` (ms) on when given.
     pub async fn history(

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! * [`askanswer`] — auto-reply pairs per user.
+//! * [`audit`] — the admin console's audit trail: every event an operator caused.
 //! * [`db`] — [`db::ReadDb`]: the read-model database (SQLite or Postgres through
 //!   sqlx's `Any` driver, so each read model is written once in portable SQL); commits
 //!   without an fsync of their own (the log replays what a crash loses).
@@ -27,6 +28,7 @@
 //! It never appends events and never decides anything: it only folds facts.
 
 pub mod askanswer;
+pub mod audit;
 pub mod checkpoints;
 pub mod db;
 pub mod deployment;
@@ -53,6 +55,7 @@ pub fn catalogue(sink: Arc<dyn DeliverySink>) -> Vec<Arc<dyn Projection>> {
         Arc::new(friends::FriendsProjection),
         Arc::new(inbox::InboxProjection::new(sink)),
         Arc::new(askanswer::AskAnswerProjection),
+        Arc::new(audit::AuditProjection),
     ]
 }
 

@@ -18,6 +18,10 @@ pub struct Applied<'a> {
     pub event_id: Uuid,
     pub recorded_at: i64,
     pub event: &'a Event,
+    /// The stream the event belongs to.
+    pub stream_id: &'a str,
+    /// The admin console operator who caused it (`metadata.operator`).
+    pub operator: Option<&'a str>,
 }
 
 impl<'a> Applied<'a> {
@@ -29,6 +33,8 @@ impl<'a> Applied<'a> {
             event_id: stored.event_id,
             recorded_at: stored.recorded_at,
             event,
+            stream_id: &stored.stream_id,
+            operator: stored.metadata.operator.as_deref(),
         }
     }
 }

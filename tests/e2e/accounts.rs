@@ -742,7 +742,7 @@ async fn deleting_a_user(backend: Backend) {
     let in_group = send(gid, "group", "@delbob01 再见", json!([bob.id])).await;
     assert_eq!(single["from_name"], "delalice");
 
-    server.state.delete_user(im_domain::UserId(alice.id)).await.unwrap();
+    server.state.delete_user("ops", im_domain::UserId(alice.id)).await.unwrap();
     let (status, _) = server.post(SETTINGS, Some(&alice.token), json!({})).await;
     assert_eq!(status, 401, "the deleted user's session ended");
     assert_eq!(server.get(&format!("/api/userinfo/{}", alice.uuid), None).await.0, 404, "the profile is gone");
@@ -791,6 +791,6 @@ async fn deleting_a_user(backend: Backend) {
     // With the default grace period the name stays taken after a deletion.
     let strict = TestServer::start(backend).await;
     let dave = strict.register("deldave1", "123456").await;
-    strict.state.delete_user(im_domain::UserId(dave.id)).await.unwrap();
+    strict.state.delete_user("ops", im_domain::UserId(dave.id)).await.unwrap();
     assert_fail(&strict.post("/api/regChat", None, json!({"username": "deldave1", "password": "123456"})).await, 400, "username_taken");
 }

@@ -3,11 +3,11 @@
 //! Chromium driven over WebDriver that logs in and takes a screenshot.
 
 use im_e2e::process::free_port;
-use im_e2e::{Backend, TestServer, both_backends};
+use im_e2e::{Backend, TestServer, assert_fail, both_backends, ok_data};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-both_backends!(console_security_and_operator_actions);
+both_backends!(console_security_and_operator_actions, console_moderates_groups_messages_and_reports);
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
@@ -94,8 +94,12 @@ async fn console_security_and_operator_actions(backend: Backend) {
     let (status, _) = server.post("/api/chat/getUserSetInfo", Some(&alice.token), json!({})).await;
     assert_eq!(status, 200, "still enabled");
 
-    // Disabling revokes the token and closes the socket at once.
-    assert_eq!(post(&server, &cookie, &status_path, &[("active", "0"), ("csrf", &csrf)]).await, 303);
+    // Disabling asks first (a post without the confirmation shows that step and changes
+    // nothing); then it revokes the token and closes the socket at once.
+    assert_eq!(post(&server, &cookie, &status_path, &[("active", "0"), ("csrf", &csrf)]).await, 200);
+    let (status, _) = server.post("/api/chat/getUserSetInfo", Some(&alice.token), json!({})).await;
+    assert_eq!(status, 200, "not disabled without the confirmation");
+    assert_eq!(post(&server, &cookie, &status_path, &[("active", "0"), ("csrf", &csrf), ("confirm", "1")]).await, 303);
     let (status, body) = server.post("/api/chat/getUserSetInfo", Some(&alice.token), json!({})).await;
     assert_eq!((status, body["code"].as_str()), (403, Some("user_disabled")));
     ws.expect_closed(10).await;
@@ -137,7 +141,7 @@ async fn console_security_and_operator_actions(backend: Backend) {
     let delete = format!("/admin/users/{}/delete", alice.id);
     assert!(listed.contains(&format!("href={delete}>删除</a>")), "{listed}");
     let confirm = get(&server, &cookie, &delete).await;
-    assert!(confirm.contains("id=confirm-delete") && confirm.contains("已注销用户") && confirm.contains("id=cancel"), "{confirm}");
+    assert!(confirm.contains("id=confirm ") && confirm.contains("已注销用户") && confirm.contains("id=cancel"), "{confirm}");
     assert_eq!(post(&server, &cookie, &delete, &[("csrf", &csrf)]).await, 200);
     let (status, _) = server.post("/api/chat/getUserSetInfo", Some(&alice.token), json!({})).await;
     assert_eq!(status, 200, "not deleted without the confirmation");
@@ -176,6 +180,180 @@ async fn console_security_and_operator_actions(backend: Backend) {
     }
 }
 
+/// A group message from `who`.
+async fn send(server: &TestServer, gid: i64, who: &im_e2e::TestUser, text: &str) -> (u16, Value) {
+    server
+        .post(
+            "/api/chat/socket/sendmessage",
+            Some(&who.token),
+            json!({"sendto_id": gid, "chatType": "group", "type": "text", "data": text}),
+        )
+        .await
+}
+
+/// The form's CSRF token on a console page.
+fn csrf_of(html: &str) -> String {
+    html.split("name=csrf value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned()
+}
+
+/// Groups, messages, reports and the audit trail from the console: each destructive
+/// action asks first and does nothing without the confirmation; each one is an event
+/// with the operator's name, listed on the audit page; the read models rebuilt from the
+/// log show the same.
+async fn console_moderates_groups_messages_and_reports(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.state.admins().create("opsadmin", "s3cret-ops").await.unwrap();
+    let (cookie, csrf) = session(&server).await;
+    let owner = server.register("modowner", "123456").await;
+    let member = server.register("modmember", "123456").await;
+    let spammer = server.register("modspam", "123456").await;
+    server.befriend(&owner, &member).await;
+    server.befriend(&owner, &spammer).await;
+    let group = ok_data(server.post("/api/chat/group/create", Some(&owner.token), json!({"ids": [member.id, spammer.id]})).await);
+    let gid = group["id"].as_i64().unwrap();
+    let sent = ok_data(
+        server
+            .post(
+                "/api/chat/socket/sendmessage",
+                Some(&spammer.token),
+                json!({"sendto_id": gid, "chatType": "group", "type": "text", "data": "买便宜货加我"}),
+            )
+            .await,
+    );
+    let message_id = sent["id"].as_str().unwrap().to_owned();
+    ok_data(
+        server
+            .post(
+                "/api/chat/socket/sendmessage",
+                Some(&owner.token),
+                json!({"sendto_id": member.id, "chatType": "single", "type": "text", "data": "你好"}),
+            )
+            .await,
+    );
+    for (kind, id) in [("user", spammer.id), ("group", gid)] {
+        let (_, body) = server
+            .post(
+                "/api/chat/report",
+                Some(&member.token),
+                json!({"reported_id": id, "reported_type": kind, "category": "spam", "content": format!("举报{kind}")}),
+            )
+            .await;
+        assert_eq!(body["msg"], "ok");
+    }
+
+    // Groups: list and search, one group with its members.
+    let list = get(&server, &cookie, "/admin/groups").await;
+    assert!(list.contains(&format!("id=group-{gid}")) && list.contains("正常"), "{list}");
+    let name = group["name"].as_str().unwrap();
+    let found = get(&server, &cookie, &format!("/admin/groups?q={gid}")).await;
+    assert!(found.contains("共 1 个群") && found.contains(name), "{found}");
+    assert!(get(&server, &cookie, "/admin/groups?q=nosuchgroupname").await.contains("共 0 个群"));
+    let detail = get(&server, &cookie, &format!("/admin/groups/{gid}")).await;
+    assert!(
+        detail.contains("群主") && detail.contains(&format!("href=/admin/users/{}", spammer.id)) && detail.contains("id=lock"),
+        "{detail}"
+    );
+
+    // Messages: a group's and a user's conversation, within a time range.
+    let messages = get(&server, &cookie, &format!("/admin/messages?chat=group&id={gid}")).await;
+    assert!(messages.contains("买便宜货加我") && !messages.contains("共 0 条"), "{messages}");
+    let single = get(&server, &cookie, &format!("/admin/messages?chat=single&id={}", member.id)).await;
+    assert!(single.contains("你好") && !single.contains("买便宜货加我"), "{single}");
+    let before = get(&server, &cookie, &format!("/admin/messages?chat=group&id={gid}&to=2000-01-01T00:00")).await;
+    assert!(before.contains("共 0 条"), "nothing before 2000: {before}");
+
+    // Removing a message asks for a reason; without the confirmation nothing happens,
+    // an empty reason is refused.
+    let remove = format!("/admin/messages/{message_id}/delete");
+    let confirm = get(&server, &cookie, &remove).await;
+    assert!(confirm.contains("id=reason") && confirm.contains("买便宜货加我"), "{confirm}");
+    assert_eq!(post(&server, &cookie, &remove, &[("csrf", &csrf), ("reason", "广告")]).await, 200);
+    assert_eq!(post(&server, &cookie, &remove, &[("csrf", &csrf), ("reason", " "), ("confirm", "1")]).await, 400);
+    let (_, h) = server.get(&format!("/api/chat/history/group/{gid}"), Some(&member.token)).await;
+    assert_eq!(h["data"].as_array().unwrap().iter().find(|m| m["id"] == message_id.as_str()).unwrap()["isremove"], 0);
+    assert_eq!(post(&server, &cookie, &remove, &[("csrf", &csrf), ("reason", "广告"), ("confirm", "1")]).await, 303);
+    let (_, h) = server.get(&format!("/api/chat/history/group/{gid}"), Some(&member.token)).await;
+    assert_eq!(
+        h["data"].as_array().unwrap().iter().find(|m| m["id"] == message_id.as_str()).unwrap()["isremove"],
+        1,
+        "removed for everyone"
+    );
+    assert!(get(&server, &cookie, &format!("/admin/messages?chat=group&id={gid}")).await.contains("已撤回/删除"));
+    assert_eq!(post(&server, &cookie, &remove, &[("csrf", &csrf), ("reason", "again"), ("confirm", "1")]).await, 400, "once");
+
+    // Lock asks first; locked, nobody sends; unlock.
+    let lock = format!("/admin/groups/{gid}/lock");
+    assert_eq!(post(&server, &cookie, &lock, &[("csrf", &csrf), ("locked", "1")]).await, 200);
+    assert_eq!(send(&server, gid, &owner, "未锁定").await.0, 200);
+    assert_eq!(post(&server, &cookie, &lock, &[("csrf", &csrf), ("locked", "1"), ("confirm", "1")]).await, 303);
+    assert_fail(&send(&server, gid, &owner, "锁定了").await, 400, "group_locked");
+    assert!(get(&server, &cookie, &format!("/admin/groups/{gid}")).await.contains("已锁定"));
+    assert_eq!(post(&server, &cookie, &lock, &[("csrf", &csrf), ("locked", "0")]).await, 303, "unlocking needs no confirmation");
+    assert_eq!(send(&server, gid, &owner, "解锁了").await.0, 200);
+
+    // Reports: pending ones, handled once from the page; acting on the reported user.
+    let reports = get(&server, &cookie, "/admin/reports").await;
+    assert!(reports.contains("共 2 条待处理") && reports.contains("user_disabled") && reports.contains("group_dissolved"), "{reports}");
+    let user_report =
+        server.state.friends().reports(true, 1, 10).await.unwrap().1.into_iter().find(|r| r["reported_type"] == "user").unwrap();
+    let group_report =
+        server.state.friends().reports(true, 1, 10).await.unwrap().1.into_iter().find(|r| r["reported_type"] == "group").unwrap();
+    let handle = format!("/admin/reports/{}/handle", user_report["id"]);
+    assert_eq!(post(&server, &cookie, &handle, &[("csrf", &csrf), ("action", "group_locked")]).await, 200, "asks first");
+    assert_eq!(
+        post(&server, &cookie, &handle, &[("csrf", &csrf), ("action", "group_locked"), ("confirm", "1")]).await,
+        400,
+        "not for a user"
+    );
+    assert_eq!(post(&server, &cookie, &handle, &[("csrf", &csrf), ("action", "nuke"), ("confirm", "1")]).await, 400);
+    assert_eq!(post(&server, &cookie, &handle, &[("csrf", &csrf), ("action", "user_disabled"), ("note", "发广告")]).await, 200);
+    assert_eq!(server.post("/api/chat/getUserSetInfo", Some(&spammer.token), json!({})).await.0, 200, "not yet");
+    assert_eq!(
+        post(&server, &cookie, &handle, &[("csrf", &csrf), ("action", "user_disabled"), ("note", "发广告"), ("confirm", "1")]).await,
+        303
+    );
+    assert_fail(&server.post("/api/chat/getUserSetInfo", Some(&spammer.token), json!({})).await, 403, "user_disabled");
+    assert_eq!(post(&server, &cookie, &handle, &[("csrf", &csrf), ("action", "dismissed")]).await, 400, "handled once");
+    // Dissolving the reported group from its report.
+    let handle = format!("/admin/reports/{}/handle", group_report["id"]);
+    assert_eq!(post(&server, &cookie, &handle, &[("csrf", &csrf), ("action", "group_dissolved"), ("confirm", "1")]).await, 303);
+    assert_fail(&send(&server, gid, &owner, "解散了").await, 400, "group_dissolved");
+    let all = get(&server, &cookie, "/admin/reports?all=1").await;
+    assert!(all.contains("已处理") && all.contains("禁用该用户") && all.contains("解散该群") && all.contains("opsadmin"), "{all}");
+    assert!(get(&server, &cookie, "/admin/reports").await.contains("共 0 条待处理"));
+
+    // The audit page: every operator action, with the operator's name, from the log.
+    let audit = get(&server, &cookie, "/admin/audit").await;
+    for action in ["删除消息", "锁定群聊", "解锁群聊", "禁用用户", "解散群聊", "处理举报"] {
+        assert!(audit.contains(action), "{action} on the audit page: {audit}");
+    }
+    assert!(audit.contains("opsadmin") && audit.contains("广告"), "{audit}");
+    assert!(get(&server, &cookie, "/admin/audit?operator=someoneelse").await.contains("共 0 条操作"));
+    let events = server.state.store().read_all(0, 10_000).await.unwrap();
+    let by_operator: Vec<&str> =
+        events.iter().filter(|e| e.metadata.operator.as_deref() == Some("opsadmin")).map(|e| e.event_type.as_str()).collect();
+    for t in ["MessageRevoked", "GroupChanged", "UserStatusChanged", "ReportHandled"] {
+        assert!(by_operator.contains(&t), "{t} carries the operator: {by_operator:?}");
+    }
+    let removed = events.iter().find(|e| e.event_type == "MessageRevoked").unwrap();
+    assert_eq!(removed.payload["reason"], "广告");
+
+    // The dashboard charts its samples.
+    let dashboard = get(&server, &cookie, "/admin").await;
+    for chart in ["chart-messages", "chart-online", "chart-lag"] {
+        assert!(dashboard.contains(&format!("id={chart}")) && dashboard.contains("<polyline"), "{chart}: {dashboard}");
+    }
+    let css = client().get(format!("{}/admin/static/console.css", server.base)).send().await.unwrap();
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    assert!(dashboard.contains("/admin/static/console.css"));
+    // The CSRF token stays the session's on every page.
+    assert_eq!(csrf_of(&dashboard), csrf);
+
+    if backend == Backend::Sqlite {
+        screenshots(&server, gid, &message_id, spammer.id).await;
+    }
+}
+
 /// A minimal WebDriver client: enough to log in through the real form and screenshot.
 struct Driver {
     base: String,
@@ -200,50 +378,102 @@ impl Driver {
     }
 }
 
-async fn in_chromium(server: &TestServer) {
-    let port = free_port();
-    let mut chromedriver = tokio::process::Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .kill_on_drop(true)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("chromedriver is installed by scripts/test");
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    for _ in 0..100 {
-        if http.get(format!("{base}/status")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let profile_kept = im_e2e::DataDir::new();
-    let profile = profile_kept.path().to_path_buf();
-    let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
-        "binary": "/usr/bin/chromium",
-        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1200,900",
-                 format!("--user-data-dir={}", profile.display())]}}}});
-    let created: Value = http.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
-    let session = created["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {created}")).to_owned();
-    let d = Driver { base, session, http };
+/// A headless Chromium under chromedriver, logged in to the console through its form.
+struct Browser {
+    d: Driver,
+    chromedriver: tokio::process::Child,
+    profile: im_e2e::DataDir,
+}
 
-    d.call(reqwest::Method::POST, "/url", json!({"url": format!("{}/admin", server.base)})).await;
-    let user = d.element("#username").await;
-    d.call(reqwest::Method::POST, &format!("/element/{user}/value"), json!({"text": "opsadmin"})).await;
-    let pass = d.element("#password").await;
-    d.call(reqwest::Method::POST, &format!("/element/{pass}/value"), json!({"text": "s3cret-ops"})).await;
-    let button = d.element("#login").await;
-    d.call(reqwest::Method::POST, &format!("/element/{button}/click"), json!({})).await;
-    let mut title = Value::Null;
-    for _ in 0..50 {
-        title = d.call(reqwest::Method::GET, "/title", json!(null)).await;
-        if title.as_str().is_some_and(|t| t.starts_with("概览")) {
-            break;
+impl Browser {
+    async fn start(server: &TestServer) -> Self {
+        let port = free_port();
+        let chromedriver = tokio::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .kill_on_drop(true)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("chromedriver is installed by scripts/test");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if http.get(format!("{base}/status")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let profile = im_e2e::DataDir::new();
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1200,900",
+                     format!("--user-data-dir={}", profile.path().display())]}}}});
+        let created: Value = http.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
+        let session = created["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {created}")).to_owned();
+        let d = Driver { base, session, http };
+        d.call(reqwest::Method::POST, "/url", json!({"url": format!("{}/admin", server.base)})).await;
+        let user = d.element("#username").await;
+        d.call(reqwest::Method::POST, &format!("/element/{user}/value"), json!({"text": "opsadmin"})).await;
+        let pass = d.element("#password").await;
+        d.call(reqwest::Method::POST, &format!("/element/{pass}/value"), json!({"text": "s3cret-ops"})).await;
+        let button = d.element("#login").await;
+        d.call(reqwest::Method::POST, &format!("/element/{button}/click"), json!({})).await;
+        let mut title = Value::Null;
+        for _ in 0..50 {
+            title = d.call(reqwest::Method::GET, "/title", json!(null)).await;
+            if title.as_str().is_some_and(|t| t.starts_with("概览")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(title.as_str().unwrap_or("").starts_with("概览"), "the dashboard after logging in: {title}");
+        Self { d, chromedriver, profile }
     }
-    assert!(title.as_str().unwrap_or("").starts_with("概览"), "the dashboard after logging in: {title}");
+
+    /// Opens `path`, waits for `css`, saves a screenshot as `im-admin-<name>.png`.
+    async fn shoot(&self, server: &TestServer, path: &str, css: &str, name: &str) {
+        self.d.call(reqwest::Method::POST, "/url", json!({"url": format!("{}{path}", server.base)})).await;
+        self.d.element(css).await;
+        let shot = self.d.call(reqwest::Method::GET, "/screenshot", json!(null)).await;
+        let png = base64_decode(shot.as_str().unwrap());
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{name}");
+        let file = std::env::temp_dir().join(format!("im-admin-{name}.png"));
+        std::fs::write(&file, &png).unwrap();
+        eprintln!("admin console screenshot ({path}): {}", file.display());
+    }
+
+    async fn stop(mut self) {
+        self.d.call(reqwest::Method::DELETE, "", json!(null)).await;
+        let _ = self.chromedriver.kill().await;
+        drop(self.profile);
+    }
+}
+
+/// Every moderation page in the browser, with a screenshot of each.
+async fn screenshots(server: &TestServer, gid: i64, message_id: &str, user: i64) {
+    let b = Browser::start(server).await;
+    b.shoot(server, "/admin", "#chart-messages", "dashboard").await;
+    b.shoot(server, "/admin/groups", "#groups", "groups").await;
+    b.shoot(server, &format!("/admin/groups/{gid}"), "#members", "group").await;
+    b.shoot(server, &format!("/admin/messages?chat=group&id={gid}"), "#messages", "messages").await;
+    b.shoot(server, &format!("/admin/messages/{message_id}/delete"), "#reason", "confirm-remove").await;
+    b.shoot(server, "/admin/reports?all=1", "#reports", "reports").await;
+    b.shoot(server, "/admin/audit", "#audit", "audit").await;
+    b.shoot(server, "/admin/users", "#users", "users").await;
+    b.shoot(server, &format!("/admin/users/{user}"), "#nickname", "edit-user").await;
+    b.shoot(server, "/admin/users/new", "#new-username", "new-user").await;
+    b.shoot(server, &format!("/admin/users/{user}/delete"), "#consequences", "confirm-delete").await;
+    // The stylesheet applied: the side navigation is dark.
+    let nav = b.d.element("nav.side").await;
+    let colour = b.d.call(reqwest::Method::GET, &format!("/element/{nav}/css/background-color"), json!(null)).await;
+    assert_eq!(colour, "rgba(17, 24, 39, 1)", "the console's stylesheet is applied");
+    b.stop().await;
+}
+
+async fn in_chromium(server: &TestServer) {
+    let b = Browser::start(server).await;
+    let d = &b.d;
     d.element("#log-head").await;
     d.call(reqwest::Method::POST, "/url", json!({"url": format!("{}/admin/users", server.base)})).await;
     d.element("#count").await;
@@ -258,7 +488,7 @@ async fn in_chromium(server: &TestServer) {
     let count_before = d.call(reqwest::Method::GET, &format!("/element/{}/text", d.element("#count").await), json!(null)).await;
     let delete = d.element("a.danger").await;
     d.call(reqwest::Method::POST, &format!("/element/{delete}/click"), json!({})).await;
-    d.element("#confirm-delete").await;
+    d.element("#confirm").await;
     let shot = d.call(reqwest::Method::GET, "/screenshot", json!(null)).await;
     let path = std::env::temp_dir().join("im-admin-confirm-delete.png");
     std::fs::write(&path, decode(shot.as_str().unwrap())).unwrap();
@@ -267,9 +497,7 @@ async fn in_chromium(server: &TestServer) {
     d.call(reqwest::Method::POST, &format!("/element/{cancel}/click"), json!({})).await;
     let count_after = d.call(reqwest::Method::GET, &format!("/element/{}/text", d.element("#count").await), json!(null)).await;
     assert_eq!(count_after, count_before, "cancelled: nobody deleted");
-    d.call(reqwest::Method::DELETE, "", json!(null)).await;
-    let _ = chromedriver.kill().await;
-    let _ = std::fs::remove_dir_all(profile);
+    b.stop().await;
 }
 
 /// Standard base64 (the WebDriver screenshot encoding).

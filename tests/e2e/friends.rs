@@ -166,7 +166,7 @@ async fn apply_succeeds_notifies_and_refusals_change_nothing(backend: Backend) {
     assert_eq!(next_notice(&mut b_ws).await["data"]["kind"], "friend_apply");
 
     // Refusals: each leaves everything as it was.
-    server.state.set_user_active(im_domain::UserId(d.id), false).await.unwrap();
+    server.state.set_user_active("ops", im_domain::UserId(d.id), false).await.unwrap();
     let requested_before = event_count(&server, "FriendRequested").await;
     let b_requests_before = requests_to(&server, &b).await;
     assert_eq!(b_requests_before["count"], 2);
@@ -946,7 +946,7 @@ async fn reports_are_stored(backend: Backend) {
     assert_fail(&report(&a, with("content", json!("   "))).await, 400, "missing_content");
     assert_fail(&server.post("/api/chat/report", None, full.clone()).await, 401, "missing_token");
 
-    let (count, rows) = server.state.friends().reports(1, 10).await.unwrap();
+    let (count, rows) = server.state.friends().reports(false, 1, 10).await.unwrap();
     assert_eq!(count, 3, "{rows:?}");
     let ids: Vec<i64> = rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
     assert_eq!(ids, vec![third_id, second_id, first_id], "newest first");

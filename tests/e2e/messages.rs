@@ -339,7 +339,7 @@ async fn invalid_sends_are_refused_and_store_nothing(backend: Backend) {
     let c = server.register("msgvalc1", "123456").await;
     open_to_users(&server, &b).await;
     open_to_users(&server, &c).await;
-    server.state.set_user_active(im_domain::UserId(c.id), false).await.unwrap();
+    server.state.set_user_active("ops", im_domain::UserId(c.id), false).await.unwrap();
     let bid = b.id;
 
     let cases: Vec<(Value, &str)> = vec![

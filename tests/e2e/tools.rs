@@ -22,6 +22,7 @@ const TABLES: &[(&str, &str)] = &[
     ("chat_groups", "id"),
     ("group_members", "group_id, user_id"),
     ("group_join_requests", "group_id, user_id"),
+    ("operator_actions", "position"),
 ];
 
 async fn snapshot(url: &str) -> Vec<(String, Vec<Vec<String>>)> {
@@ -78,9 +79,9 @@ async fn populate(server: &TestServer) {
     let d = server.login("tooluser5", "654321").await;
     ok_data(server.post("/api/chat/logout", Some(&d.token), json!({})).await);
     let e = server.register("tooluser6", "123456").await;
-    server.state.set_user_active(im_domain::UserId(e.id), false).await.unwrap();
+    server.state.set_user_active("ops", im_domain::UserId(e.id), false).await.unwrap();
     let f = server.register("tooluser7", "123456").await;
-    server.state.delete_user(im_domain::UserId(f.id)).await.unwrap();
+    server.state.delete_user("ops", im_domain::UserId(f.id)).await.unwrap();
     for other in [&b, &c] {
         let req = ok_data(server.post("/api/chat/applyfriend", Some(&a.token), json!({"friend_id": other.id, "nickname": "友"})).await);
         ok_data(server.post(&format!("/api/chat/handleapply/{}", req["id"]), Some(&other.token), json!({"status": "agree"})).await);
@@ -144,7 +145,7 @@ async fn rebuild_restores_every_read_model(backend: Backend) {
     assert!(empty.is_empty(), "every table has rows to compare; empty: {empty:?}");
     let mut progress = Vec::new();
     let done = im_gateway::tools::rebuild(&settings, &[], &mut |name, at, head| progress.push((name.to_owned(), at, head))).await.unwrap();
-    assert_eq!(done.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec!["users", "friends", "inbox", "askanswer"]);
+    assert_eq!(done.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec!["users", "friends", "inbox", "askanswer", "audit"]);
     assert!(done.iter().all(|(_, p)| *p == head));
     assert!(progress.iter().any(|(_, at, h)| at == h), "progress reaches the head");
     let after = snapshot(&url).await;

@@ -47,7 +47,7 @@ async fn bad_starts_get_a_fail_frame_then_close(backend: Backend) {
 
     // Disabled by an operator.
     let victim = server.register("wsuser2", "123456").await;
-    server.state.set_user_active(UserId(victim.id), false).await.unwrap();
+    server.state.set_user_active("ops", UserId(victim.id), false).await.unwrap();
     expect_refusal(&server, &format!("/ws?token={}", victim.token), "你已被管理员禁用").await;
 
     // Expired: a server whose tokens are born expired.

@@ -5,8 +5,13 @@
 //! POST without the matching token is refused. Operator accounts come from
 //! `im admin create`; there is no built-in one.
 
+mod audit;
+pub mod dashboard;
 mod forms;
+mod groups;
 mod html;
+mod messages;
+mod reports;
 mod session;
 mod users;
 
@@ -14,23 +19,23 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Form;
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use forms::Posted;
 use html::{esc, page};
 use im_domain::values::Username;
-use im_projections::users::Counted;
 use jsonwebtoken::{Algorithm, Header};
-use session::{COOKIE, SESSION_SECS, Session, cookie_flags, keys, session, to_login};
+use session::{COOKIE, SESSION_SECS, Session, cookie_flags, keys, session};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use users::{confirm_delete_page, create_user, delete_user, edit_user, edit_user_page, new_user_page, set_status, users};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/admin", get(dashboard))
+        .route("/admin", get(dashboard::dashboard))
+        .route("/admin/static/console.css", get(html::stylesheet))
         .route("/admin/login", get(login_page).post(login))
         .route("/admin/logout", post(logout))
         .route("/admin/users", get(users))
@@ -38,7 +43,15 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users/{id}", get(edit_user_page).post(edit_user))
         .route("/admin/users/{id}/status", post(set_status))
         .route("/admin/users/{id}/delete", get(confirm_delete_page).post(delete_user))
-        .route("/admin/reports", get(reports))
+        .route("/admin/groups", get(groups::groups))
+        .route("/admin/groups/{id}", get(groups::group))
+        .route("/admin/groups/{id}/lock", post(groups::lock))
+        .route("/admin/groups/{id}/dissolve", post(groups::dissolve))
+        .route("/admin/messages", get(messages::messages))
+        .route("/admin/messages/{id}/delete", get(messages::confirm_remove_page).post(messages::remove))
+        .route("/admin/reports", get(reports::reports))
+        .route("/admin/reports/{id}/handle", post(reports::handle))
+        .route("/admin/audit", get(audit::audit))
         // The console's forms are a few short fields.
         .layer(DefaultBodyLimit::max(FORM_LIMIT))
 }
@@ -58,8 +71,8 @@ fn login_form(error: Option<&str>) -> Html<String> {
     page(
         "管理员登录",
         &format!(
-            "{error}<form method=post action=/admin/login><p><label>用户名 <input name=username id=username autocomplete=username></label></p>\
-             <p><label>密码 <input type=password name=password id=password autocomplete=current-password></label></p>\
+            "{error}<form method=post action=/admin/login><label>用户名 <input name=username id=username autocomplete=username></label>\
+             <label>密码 <input type=password name=password id=password autocomplete=current-password></label>\
              <p><button id=login>登录</button></p></form>"
         ),
         None,
@@ -111,61 +124,4 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, Posted { sess
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
-}
-
-async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(s) = session(&state, &headers).await else { return to_login() };
-    let users = state.users();
-    let (Ok(u), Ok(g), Ok(m), Ok(r)) = (
-        users.count(Counted::Users).await,
-        users.count(Counted::Groups).await,
-        users.count(Counted::Messages).await,
-        users.count(Counted::Reports).await,
-    ) else {
-        return ApiError::internal("dashboard counts").into_response();
-    };
-    let head = state.store().head().await.unwrap_or(0);
-    let lag: String = state
-        .projector()
-        .positions()
-        .iter()
-        .map(|(name, p)| format!("<tr><td>{name}</td><td>{p}</td><td>{}</td></tr>", (head - p).max(0)))
-        .collect();
-    let stat = |id: &str, label: &str, v: i64| format!("<div class=stat id={id}><b>{v}</b><br>{label}</div>");
-    let body = format!(
-        "{}{}{}{}{}{}<h2>投影</h2><table><tr><th>投影</th><th>检查点</th><th>落后</th></tr>{lag}</table>",
-        stat("users", "用户", u),
-        stat("groups", "群聊", g),
-        stat("messages", "消息", m),
-        stat("online", "在线", state.online_count().await as i64),
-        stat("log-head", "日志位置", head),
-        stat("reports", "举报", r),
-    );
-    page("概览", &body, Some(&s)).into_response()
-}
-
-async fn reports(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
-    let Some(s) = session(&state, &headers).await else { return to_login() };
-    let page_no = q.get("page").and_then(|p| p.parse().ok()).filter(|p: &i64| (1..=crate::routes::MAX_PAGE).contains(p)).unwrap_or(1);
-    let Ok((count, rows)) = state.friends().reports(page_no, 50).await else { return ApiError::internal("reports").into_response() };
-    let list: String = rows
-        .iter()
-        .map(|r| {
-            let cell = |k: &str| esc(&r[k].as_str().map(str::to_owned).unwrap_or_else(|| r[k].to_string()));
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                cell("id"),
-                cell("user_id"),
-                cell("reported_type"),
-                cell("reported_id"),
-                cell("category"),
-                cell("content"),
-                cell("status")
-            )
-        })
-        .collect();
-    let body = format!(
-        "<p id=count>共 {count} 条</p><table><tr><th>ID</th><th>举报人</th><th>对象</th><th>类别</th><th>内容</th><th>状态</th></tr>{list}</table>"
-    );
-    page("举报", &body, Some(&s)).into_response()
 }

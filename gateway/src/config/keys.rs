@@ -154,6 +154,8 @@ pub static KEYS: &[Key] = &[
     get |s| Some(s.friend_retry.as_secs().to_string()), set |s, v| s.friend_retry = Duration::from_secs(parse(v)?) },
     key! { username_grace_secs, "IM_USERNAME_GRACE_SECS", No, "Seconds after an account's deletion before its username may be registered again",
     get |s| Some(s.username_grace.as_secs().to_string()), set |s, v| s.username_grace = Duration::from_secs(parse(v)?) },
+    key! { console_sample_secs, "IM_CONSOLE_SAMPLE_SECS", No, "Seconds between the admin dashboard's chart samples (it keeps the last 60)",
+    get |s| Some(s.console_sample.as_secs().to_string()), set |s, v| s.console_sample = Duration::from_secs(at_least(v, 1)?) },
     key! { rate_login, "IM_RATE_LOGIN", No, "Logins per minute per client IP and per username (0 = no limit)",
     get |s| Some(s.limits.login.to_string()), set |s, v| s.limits.login = parse(v)? },
     key! { rate_register, "IM_RATE_REGISTER", No, "Registrations per minute per client IP (0 = no limit)",

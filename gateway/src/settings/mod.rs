@@ -58,6 +58,9 @@ pub struct Settings {
     /// `IM_USERNAME_GRACE_SECS`: how long a deleted account's username stays unavailable
     /// (default 30 days).
     pub username_grace: Duration,
+    /// `IM_CONSOLE_SAMPLE_SECS`: how often the admin console's dashboard takes a sample
+    /// for its charts (it keeps the last 60; default a minute: the last hour).
+    pub console_sample: Duration,
     /// Rate limits per minute (0 = none).
     pub limits: Limits,
     /// `IM_HASH_THREADS`, `IM_HASH_QUEUE`: the password hashing pool.
@@ -172,6 +175,7 @@ impl Settings {
             max_group_size: 500,
             friend_retry: Duration::from_secs(24 * 3600),
             username_grace: im_commands::accounts::DEFAULT_USERNAME_GRACE,
+            console_sample: Duration::from_secs(60),
             limits: Limits::default(),
             hashing: im_commands::auth::HashingLimits::default(),
             sockets: crate::hub::SocketLimits::default(),

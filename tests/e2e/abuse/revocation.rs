@@ -91,7 +91,7 @@ async fn every_revocation_closes_the_socket_and_sends_nothing(backend: Backend) 
     assert!(frames.iter().any(is_notice), "{frames:?}");
 
     // An operator disables the upgraded user: closed, refused.
-    server.state.set_user_active(im_domain::UserId(upgraded["id"].as_i64().unwrap()), false).await.unwrap();
+    server.state.set_user_active("ops", im_domain::UserId(upgraded["id"].as_i64().unwrap()), false).await.unwrap();
     upgraded_ws.expect_closed(10).await;
     assert_fail(&server.post("/api/chat/getUserSetInfo", Some(upgraded["token"].as_str().unwrap()), json!({})).await, 403, "user_disabled");
 }
