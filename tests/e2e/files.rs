@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 both_backends!(uploads_are_checked_stored_and_served, video_screenshots, upload_to_an_s3_compatible_store);
 
-async fn upload(server: &TestServer, path: &str, token: Option<&str>, name: &str, bytes: Vec<u8>) -> (u16, Value) {
+pub(crate) async fn upload(server: &TestServer, path: &str, token: Option<&str>, name: &str, bytes: Vec<u8>) -> (u16, Value) {
     let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned());
     let mut req = server.request(reqwest::Method::POST, path).multipart(reqwest::multipart::Form::new().part("file", part));
     if let Some(t) = token {
@@ -22,7 +22,7 @@ async fn fetch(server: &TestServer, url: &str) -> (u16, Vec<u8>) {
     (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
 }
 
-fn png() -> Vec<u8> {
+pub(crate) fn png() -> Vec<u8> {
     im_gateway::qr::png("hello").unwrap()
 }
 
