@@ -263,8 +263,10 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::moderation::router())
         .merge(routes::group_members::router())
         .merge(crate::admin::router())
-        .merge(routes::files::router(state.files().max_video_bytes.max(state.files().max_image_bytes) + (1 << 20)))
-        .nest_service("/public", tower_http::services::ServeDir::new(&state.files().upload_dir))
+        .merge(routes::files::router(
+            state.files().max_video_bytes.max(state.files().max_image_bytes).max(state.files().max_file_bytes) + (1 << 20),
+        ))
+        .merge(routes::files::public(&state.files().upload_dir))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(crate::error::envelope_rejections))

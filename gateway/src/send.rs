@@ -51,6 +51,9 @@ impl SendMessage {
             BodyError::TooLong => ApiError::bad("invalid_data", "消息内容过长"),
         })?;
         let options = parse_options(params)?;
+        if body.kind == "file" {
+            check_file_message(&body.data, &options)?;
+        }
         let client_msg_id = params.optional_bounded("client_msg_id", 64)?.filter(|k| !k.trim().is_empty());
         let mentions = parse_mentions(params)?;
         if !mentions.is_empty() && chat_type != ChatType::Group {
@@ -58,6 +61,19 @@ impl SendMessage {
         }
         Ok(Self { to, chat_type, body, options, client_msg_id, mentions })
     }
+}
+
+/// A `file` message: `data` is the file's URL (what the upload answered: `http(s)://…` or
+/// a `/public/…` path) and `options` carries its `name` (1 to 255 characters) and `size`
+/// (bytes, a non-negative integer), so that a client can show it before downloading.
+fn check_file_message(data: &str, options: &Value) -> Result<(), ApiError> {
+    let invalid = || ApiError::bad("invalid_file_message", "文件消息的 data 须为文件地址,options 须带 name(文件名)和 size(字节数)");
+    let url = data.trim();
+    let is_url =
+        (url.starts_with("http://") || url.starts_with("https://") || url.starts_with('/')) && !url.chars().any(char::is_whitespace);
+    let name_ok = options["name"].as_str().is_some_and(|n| (1..=255).contains(&n.trim().chars().count()));
+    let size_ok = options["size"].as_u64().is_some();
+    if is_url && name_ok && size_ok { Ok(()) } else { Err(invalid()) }
 }
 
 /// `mentions`: `all`, or user ids — a JSON array (of numbers or numeric strings), or

@@ -178,6 +178,8 @@ pub static KEYS: &[Key] = &[
     get |s| Some(s.files.max_image_bytes.to_string()), set |s, v| s.files.max_image_bytes = at_least(v, 1)? },
     key! { upload_max_video, "IM_UPLOAD_MAX_VIDEO", No, "Largest video upload, in bytes",
     get |s| Some(s.files.max_video_bytes.to_string()), set |s, v| s.files.max_video_bytes = at_least(v, 1)? },
+    key! { upload_max_file, "IM_UPLOAD_MAX_FILE", No, "Largest document upload (pdf, office, archives, text), in bytes",
+    get |s| Some(s.files.max_file_bytes.to_string()), set |s, v| s.files.max_file_bytes = at_least(v, 1)? },
     key! { upload_concurrency, "IM_UPLOAD_CONCURRENCY", No, "Uploads received at once; more are refused as busy (429)",
     get |s| Some(s.files.max_concurrent.to_string()), set |s, v| s.files.max_concurrent = at_least(v, 1)? },
     key! { upload_quota_mb, "IM_UPLOAD_QUOTA_MB", No, "MiB one user may upload a day; per client IP four times that (0 = no quota)",

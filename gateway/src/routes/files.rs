@@ -12,11 +12,11 @@ use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use im_adapters::objects::ObjectStore;
+use im_adapters::objects::{ObjectError, ObjectStore};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Component, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
 
@@ -28,6 +28,31 @@ pub fn router(max_body: usize) -> Router<AppState> {
         .route("/api/chat/uploadAliyun", post(upload_store))
         .layer(DefaultBodyLimit::max(max_body))
         .route("/api/chat/getVideoScreenshot", post(screenshot))
+}
+
+/// Extensions the local store serves inline (what images, audio and video are stored
+/// as); every other file under `/public` is a download.
+const INLINE_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "png", "gif", "webp", "bmp", "ico", "tif", "tiff", "heif", "heic", "avif", "jxr", "psd", "cr2", "mp4", "m4v", "mkv",
+    "webm", "mov", "avi", "wmv", "mpg", "mpeg", "flv", "3gp", "mp3", "m4a", "ogg", "oga", "opus", "flac", "wav", "amr", "aac", "aiff",
+    "mid", "dsf", "ape",
+];
+
+/// `/public`: the local store's files. None is ever sniffed into another type by the
+/// browser (`X-Content-Type-Options: nosniff`), and only media are shown inline:
+/// documents come with `Content-Disposition: attachment`.
+pub fn public(dir: &std::path::Path) -> Router<AppState> {
+    async fn headers(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+        let ext = request.uri().path().rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+        let mut response = next.run(request).await;
+        let h = response.headers_mut();
+        h.insert("x-content-type-options", axum::http::HeaderValue::from_static("nosniff"));
+        if !INLINE_EXTENSIONS.contains(&ext.as_str()) {
+            h.insert("content-disposition", axum::http::HeaderValue::from_static("attachment"));
+        }
+        response
+    }
+    Router::new().nest_service("/public", tower_http::services::ServeDir::new(dir)).layer(axum::middleware::from_fn(headers))
 }
 
 fn too_large() -> ApiError {
@@ -49,17 +74,82 @@ async fn uploader(state: &AppState, headers: &HeaderMap, query: &HashMap<String,
 struct Kind {
     mime: &'static str,
     ext: &'static str,
-    video: bool,
+    class: Class,
 }
 
-fn sniff(bytes: &[u8]) -> Result<Kind, ApiError> {
-    let kind = infer::get(bytes).ok_or_else(|| ApiError::bad("unsupported_type", "不支持的文件类型"))?;
-    let mime = kind.mime_type();
-    let video = mime.starts_with("video/");
-    if !(video || mime.starts_with("image/") || mime.starts_with("audio/")) {
-        return Err(ApiError::bad("unsupported_type", "只能上传图片、音频或视频"));
+/// What an upload is, for its size limit and how it is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Images and audio: shown inline.
+    Media,
+    Video,
+    /// Documents: pdf, office files, archives, text — always a download.
+    Document,
+}
+
+/// Document types by the content's signature (office files are zip or OLE containers,
+/// which `infer` tells apart).
+const DOCUMENT_MIMES: &[&str] = &[
+    "application/pdf",
+    "application/zip",
+    "application/x-7z-compressed",
+    "application/vnd.rar",
+    "application/x-rar-compressed",
+    "application/gzip",
+    "application/x-tar",
+    "application/msword",
+    "application/vnd.ms-excel",
+    "application/vnd.ms-powerpoint",
+    "application/x-ole-storage",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.oasis.opendocument.text",
+    "application/vnd.oasis.opendocument.spreadsheet",
+    "application/vnd.oasis.opendocument.presentation",
+    "application/rtf",
+    "application/epub+zip",
+];
+
+/// Plain-text documents, by the name's extension (text has no signature).
+const TEXT_EXTENSIONS: &[&str] = &["txt", "csv", "md", "log", "json"];
+
+/// The type of an upload named `name` whose first bytes are `head` (`complete`: the
+/// whole file): media and video by signature, documents by signature, or text — valid
+/// UTF-8 without NUL bytes under a text extension. Anything else (programs, scripts,
+/// HTML) is refused.
+fn sniff(head: &[u8], name: &str, complete: bool) -> Result<Kind, ApiError> {
+    if let Some(kind) = infer::get(head) {
+        let mime = kind.mime_type();
+        let class = if mime.starts_with("video/") {
+            Class::Video
+        } else if mime.starts_with("image/") || mime.starts_with("audio/") {
+            Class::Media
+        } else if DOCUMENT_MIMES.contains(&mime) {
+            Class::Document
+        } else {
+            return Err(ApiError::bad("unsupported_type", "只能上传图片、音频、视频或文档(pdf、office、压缩包、文本)"));
+        };
+        return Ok(Kind { mime, ext: kind.extension(), class });
     }
-    Ok(Kind { mime, ext: kind.extension(), video })
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    let text_ext = TEXT_EXTENSIONS.iter().find(|t| **t == ext);
+    let text = match std::str::from_utf8(head) {
+        Ok(t) => !t.contains('\0'),
+        // Cut in the middle of a character at the end of the first chunk.
+        Err(e) => !complete && e.error_len().is_none() && !head[..e.valid_up_to()].contains(&0),
+    };
+    match text_ext {
+        Some(ext) if text => Ok(Kind { mime: "text/plain; charset=utf-8", ext, class: Class::Document }),
+        _ => Err(ApiError::bad("unsupported_type", "只能上传图片、音频、视频或文档(pdf、office、压缩包、文本)")),
+    }
+}
+
+/// A file name as the uploader gave it, for a file message: its last path component,
+/// control characters dropped, at most 255 characters.
+fn display_name(raw: &str) -> String {
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+    last.chars().filter(|c| !c.is_control()).take(255).collect::<String>().trim().to_owned()
 }
 
 /// Bytes read before the type is decided (every signature `infer` knows fits in them).
@@ -74,6 +164,8 @@ struct Incoming {
     path: PathBuf,
     size: u64,
     kind: Kind,
+    /// The name the uploader gave it.
+    name: String,
 }
 
 impl Drop for Incoming {
@@ -89,28 +181,34 @@ async fn receive(mut multipart: Multipart, files: &FileSettings) -> Result<Incom
     let invalid = || ApiError::bad("invalid_upload", "请上传一个文件");
     let chunk_error = |e: axum::extract::multipart::MultipartError| multipart_error(&e.to_string());
     while let Some(mut field) = multipart.next_field().await.map_err(chunk_error)? {
-        if field.file_name().is_none() {
-            continue;
-        }
+        let Some(name) = field.file_name().map(display_name) else { continue };
         // The first few KiB (plus at most one chunk) decide the type.
         let mut head = Vec::new();
+        let mut complete = false;
         while head.len() < SNIFF_BYTES {
             match field.chunk().await.map_err(chunk_error)? {
                 Some(chunk) => head.extend_from_slice(&chunk),
-                None => break,
+                None => {
+                    complete = true;
+                    break;
+                }
             }
         }
         if head.is_empty() {
             return Err(invalid());
         }
-        let kind = sniff(&head)?;
-        let max = if kind.video { files.max_video_bytes } else { files.max_image_bytes } as u64;
+        let kind = sniff(&head, &name, complete)?;
+        let max = match kind.class {
+            Class::Video => files.max_video_bytes,
+            Class::Media => files.max_image_bytes,
+            Class::Document => files.max_file_bytes,
+        } as u64;
         tokio::fs::create_dir_all(&files.incoming_dir).await.map_err(ApiError::internal)?;
         let path = files.incoming_dir.join(format!("{}.part", uuid::Uuid::new_v4().simple()));
         let mut out = tokio::fs::File::create(&path).await.map_err(ApiError::internal)?;
         // Each write is copied to the blocking pool; keep that copy small.
         out.set_max_buf_size(WRITE_BUF);
-        let mut incoming = Incoming { path, size: 0, kind };
+        let mut incoming = Incoming { path, size: 0, kind, name };
         let mut next = Some(axum::body::Bytes::from(head));
         while let Some(bytes) = next {
             incoming.size += bytes.len() as u64;
@@ -155,15 +253,17 @@ async fn upload(
         state.charge("upload-user", &me.id.0.to_string(), cost, quota_kib, DAY).await.map_err(|_| over.clone())?;
         state.charge("upload-ip", ip, cost, quota_kib.saturating_mul(4), DAY).await.map_err(|_| over)?;
     }
-    let Kind { mime, ext, .. } = incoming.kind;
+    let Kind { mime, ext, class } = incoming.kind;
     let day = chrono::Utc::now().format("%Y%m%d");
     let path = format!("{dir}/{day}/{}.{ext}", uuid::Uuid::now_v7().simple());
-    let url = store.put(&path, &incoming.path, incoming.size, mime).await.map_err(ApiError::internal)?;
-    // The reference's shape: an array of the field's files, each with an absolute URL.
+    let attachment = class == Class::Document;
+    let url = store.put(&path, &incoming.path, incoming.size, mime, attachment).await.map_err(ApiError::internal)?;
+    // The reference's shape: an array of the field's files, each with an absolute URL;
+    // `name` and `size` are what a `file` message carries.
     let create_time = chrono::Utc::now().timestamp();
     Ok(ok(json!([{
         "url": state.absolute_url(headers, &url), "path": path, "image_class_id": 0, "create_time": create_time,
-        "size": incoming.size, "mime": mime,
+        "size": incoming.size, "mime": mime, "name": incoming.name,
     }])))
 }
 
@@ -197,50 +297,78 @@ async fn upload_store(
     upload(&state, &me, &addr.0.ip().to_string(), &headers, state.object_store().as_ref(), "oss", multipart).await
 }
 
-/// The local file a `/public/...` URL (relative or absolute) names, if it is one of ours.
-fn local_file(state: &AppState, url: &str) -> Option<(String, PathBuf)> {
-    let path = match url.find("/public/") {
-        Some(i) => &url[i + "/public/".len()..],
-        None => return None,
-    };
-    let relative = PathBuf::from(path);
-    if relative.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return None;
+/// A temporary file in the incoming directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
-    let full = state.files().upload_dir.join(&relative);
-    full.is_file().then(|| (path.to_owned(), full))
 }
 
-/// `getVideoScreenshot`: a frame of an uploaded video as JPEG.
+impl Scratch {
+    async fn new(files: &FileSettings, ext: &str) -> Result<Self, ApiError> {
+        tokio::fs::create_dir_all(&files.incoming_dir).await.map_err(ApiError::internal)?;
+        Ok(Self(files.incoming_dir.join(format!("{}.{ext}", uuid::Uuid::new_v4().simple()))))
+    }
+}
+
+/// `getVideoScreenshot`: a frame of an uploaded video as JPEG, stored beside the video
+/// (`<name>-cover.jpg`) in the store that holds it — the local one, read in place, or the
+/// S3-compatible one, copied to a scratch file for ffmpeg first.
 async fn screenshot(State(state): State<AppState>, headers: HeaderMap, params: Params) -> ApiResult {
     state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let url = params.required("url")?;
-    let (path, file) = local_file(&state, &url).ok_or_else(|| ApiError::bad("video_not_found", "视频不存在,请先上传"))?;
-    let is_video = infer::get_from_path(&file).ok().flatten().is_some_and(|k| k.mime_type().starts_with("video/"));
+    let not_found = || ApiError::bad("video_not_found", "视频不存在,请先上传");
+    let files = state.files();
+    let (store, key) = [state.local_files(), state.object_store()]
+        .into_iter()
+        .find_map(|store| store.key_of(&url).map(|key| (store.clone(), key)))
+        .ok_or_else(not_found)?;
+    let _slot = state.uploads().ffmpeg.clone().try_acquire_owned().map_err(|_| busy())?;
+    let copy;
+    let video = if store.name() == "local" {
+        let file = files.upload_dir.join(&key);
+        if !file.is_file() {
+            return Err(not_found());
+        }
+        file
+    } else {
+        copy = Scratch::new(files, "video").await?;
+        match store.fetch(&key, &copy.0, files.max_video_bytes as u64).await {
+            Ok(()) => {}
+            Err(ObjectError::NotFound(_)) => return Err(not_found()),
+            Err(ObjectError::TooLarge(_)) => return Err(too_large()),
+            Err(e) => return Err(ApiError::internal(e)),
+        }
+        copy.0.clone()
+    };
+    let is_video = infer::get_from_path(&video).ok().flatten().is_some_and(|k| k.mime_type().starts_with("video/"));
     if !is_video {
         return Err(ApiError::bad("not_a_video", "该文件不是视频"));
     }
-    let cover_path = format!("{}-cover.jpg", path.rsplit_once('.').map_or(path.as_str(), |(stem, _)| stem));
-    let cover = state.files().upload_dir.join(&cover_path);
-    let _slot = state.uploads().ffmpeg.clone().try_acquire_owned().map_err(|_| busy())?;
+    let cover_key = format!("{}-cover.jpg", key.rsplit_once('.').map_or(key.as_str(), |(stem, _)| stem));
+    let cover = Scratch::new(files, "jpg").await?;
     for at in ["00:00:01", "00:00:00"] {
-        let run = tokio::process::Command::new(&state.files().ffmpeg)
+        let run = tokio::process::Command::new(&files.ffmpeg)
             .args(FFMPEG_INPUT)
             .args(["-ss", at, "-i"])
-            .arg(&file)
-            .args(["-frames:v", "1", "-q:v", "3"])
-            .arg(&cover)
+            .arg(&video)
+            .args(["-frames:v", "1", "-q:v", "3", "-f", "image2"])
+            .arg(&cover.0)
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
             .output();
-        match tokio::time::timeout(state.files().ffmpeg_timeout, run).await {
+        match tokio::time::timeout(files.ffmpeg_timeout, run).await {
             Err(_) => return Err(ApiError::bad("screenshot_failed", "截取视频封面超时")),
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ApiError::bad("ffmpeg_unavailable", "服务器未安装 ffmpeg,无法截取视频封面"));
             }
             Ok(Err(e)) => return Err(ApiError::internal(e)),
-            Ok(Ok(out)) if out.status.success() && cover.is_file() => {
-                return Ok(ok(json!({"url": state.absolute_url(&headers, &format!("/public/{cover_path}"))})));
+            Ok(Ok(out)) if out.status.success() && cover.0.is_file() => {
+                let size = tokio::fs::metadata(&cover.0).await.map_err(ApiError::internal)?.len();
+                let stored = store.put(&cover_key, &cover.0, size, "image/jpeg", false).await.map_err(ApiError::internal)?;
+                return Ok(ok(json!({"url": state.absolute_url(&headers, &stored)})));
             }
             Ok(Ok(_)) => continue,
         }

@@ -83,6 +83,9 @@ pub struct FileSettings {
     pub max_image_bytes: usize,
     /// `IM_UPLOAD_MAX_VIDEO`: bytes for video (default 100 MiB).
     pub max_video_bytes: usize,
+    /// `IM_UPLOAD_MAX_FILE`: bytes for documents — pdf, office, archives, text (default
+    /// 20 MiB).
+    pub max_file_bytes: usize,
     /// Where uploads are written while they arrive (`<data-dir>/incoming`); emptied at start.
     pub incoming_dir: PathBuf,
     /// `IM_UPLOAD_CONCURRENCY`: uploads received at once by one process (default 8).
@@ -106,6 +109,7 @@ impl FileSettings {
             upload_dir: data_dir.join("uploads"),
             max_image_bytes: 10 << 20,
             max_video_bytes: 100 << 20,
+            max_file_bytes: 20 << 20,
             incoming_dir: data_dir.join("incoming"),
             max_concurrent: 8,
             quota_mib_per_day: 1024,
