@@ -84,6 +84,67 @@ impl PostgresEventStore {
     }
 }
 
+impl PostgresEventStore {
+    /// Copies events from another log as they are — positions, ids, payloads, metadata,
+    /// times — into this one (`im store copy`); nothing else may be writing. Call
+    /// [`PostgresEventStore::finish_import`] after the last batch.
+    pub async fn import(&self, events: &[StoredEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for e in events {
+            columns.0.push(e.position);
+            columns.1.push(e.stream_id.as_str());
+            columns.2.push(e.stream_version);
+            columns.3.push(e.event_id);
+            columns.4.push(e.event_type.as_str());
+            columns.5.push(e.schema_version);
+            columns.6.push(e.payload.to_string());
+            columns.7.push(serde_json::to_string(&e.metadata).map_err(|e| StoreError(format!("metadata: {e}")))?);
+            columns.8.push(e.recorded_at);
+        }
+        sqlx::query(
+            "INSERT INTO events (position, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at) \
+             OVERRIDING SYSTEM VALUE \
+             SELECT p, s, v, e, t, sv, pl::JSON, m::JSON, r FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::UUID[], $5::TEXT[], \
+             $6::INTEGER[], $7::TEXT[], $8::TEXT[], $9::BIGINT[]) AS x(p, s, v, e, t, sv, pl, m, r)",
+        )
+        .bind(&columns.0)
+        .bind(&columns.1)
+        .bind(&columns.2)
+        .bind(&columns.3)
+        .bind(&columns.4)
+        .bind(&columns.5)
+        .bind(&columns.6)
+        .bind(&columns.7)
+        .bind(&columns.8)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// After an import: new appends continue after the copied head, and the id counters
+    /// (users, groups, reports …) continue from the copied values.
+    pub async fn finish_import(&self, counters: &[(String, i64)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT setval(pg_get_serial_sequence('events', 'position'), GREATEST((SELECT MAX(position) FROM events), 1))")
+            .execute(&mut *tx)
+            .await?;
+        for (name, value) in counters {
+            sqlx::query(
+                "INSERT INTO id_counters (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = GREATEST(id_counters.value, excluded.value)",
+            )
+            .bind(name)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 async fn head(pool: &PgPool) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar("SELECT COALESCE(MAX(position), 0)::BIGINT FROM events").fetch_one(pool).await?)
 }

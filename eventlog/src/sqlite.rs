@@ -494,6 +494,14 @@ pub fn snapshot(path: &Path, to: &Path) -> Result<LogFigures, StoreError> {
 
 /// Checks a copy of the log (SQLite's integrity check) and returns what it holds.
 /// Blocking.
+/// The id counters of a log file (users, groups, reports …), read-only.
+pub fn counters(path: &Path) -> Result<Vec<(String, i64)>, StoreError> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    let mut statement = conn.prepare("SELECT name, value FROM id_counters ORDER BY name")?;
+    let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 pub fn verify(path: &Path) -> Result<LogFigures, StoreError> {
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;

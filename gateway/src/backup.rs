@@ -97,7 +97,7 @@ pub async fn restore(settings: &Settings, from: &Path) -> anyhow::Result<Manifes
 }
 
 /// Copies the files under `from` (if it exists) into `to`; returns how many.
-fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<u64> {
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<u64> {
     if !from.exists() {
         return Ok(0);
     }
@@ -121,7 +121,7 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<u64> {
 }
 
 /// Copies a secret, readable by its owner only.
-fn copy_private(from: &Path, to: &Path) -> anyhow::Result<()> {
+pub(crate) fn copy_private(from: &Path, to: &Path) -> anyhow::Result<()> {
     std::fs::copy(from, to).with_context(|| format!("copying {}", from.display()))?;
     #[cfg(unix)]
     {

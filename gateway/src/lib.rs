@@ -21,6 +21,7 @@
 //! * [`samples`] — the admin dashboard's bounded history of chart samples.
 //! * [`uploads`] — the upload and ffmpeg slots.
 //! * [`tools`] — `im migrate`, `im events`, `im rebuild`, `im replay`.
+//! * [`store_copy`] — `im store copy`: the embedded deployment moved to Postgres, checked.
 //! * [`bench`] — `im bench`: throughput and send→deliver latency on the real pipeline.
 //!
 //! # What this crate never does
@@ -45,6 +46,7 @@ pub mod send;
 pub mod settings;
 pub mod shared;
 pub mod state;
+pub mod store_copy;
 pub mod tools;
 pub mod uploads;
 pub mod ws;

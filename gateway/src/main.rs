@@ -42,6 +42,26 @@ enum Command {
     /// Admin console accounts.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Move the embedded store elsewhere.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy the embedded deployment (stopped) to Postgres: the log in order, checked by
+    /// count and checksum, the read models rebuilt there, the token secret and uploads
+    /// into a new data dir.
+    Copy {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The Postgres database to copy into (its event log must be empty).
+        #[arg(long)]
+        to: String,
+        /// The data dir of the server that will run on Postgres (token secret, uploads).
+        #[arg(long)]
+        to_data_dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -145,6 +165,7 @@ async fn main() -> ExitCode {
         Command::Replay(args) => replay(args).await,
         Command::Backup(args) => backup(args).await,
         Command::Restore(args) => restore(args).await,
+        Command::Store(StoreCommand::Copy { store, to, to_data_dir }) => store_copy(store, to, to_data_dir).await,
         Command::Admin(AdminCommand::Create { store, username }) => admin_create(store, username).await,
     };
     match result {
@@ -315,6 +336,23 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         m.log_head,
         m.uploads,
         settings.data_dir.display()
+    );
+    Ok(())
+}
+
+async fn store_copy(store: StoreArgs, to: String, to_data_dir: std::path::PathBuf) -> anyhow::Result<()> {
+    let settings = store_settings(&store)?;
+    let mut progress = Progress::new();
+    let c =
+        im_gateway::store_copy::copy_to_postgres(&settings, &to, &to_data_dir, &mut |stage, at, of| progress.show(stage, at, of)).await?;
+    eprintln!(
+        "im: copied {} events (log head {}, sha256 {}) to Postgres, rebuilt the read models there, moved {} upload files{} into {}",
+        c.events,
+        c.head,
+        c.checksum,
+        c.uploads,
+        if c.secret { " and the token secret" } else { "" },
+        to_data_dir.display()
     );
     Ok(())
 }

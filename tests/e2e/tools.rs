@@ -448,3 +448,89 @@ async fn backup_and_restore_move_the_embedded_store() {
     assert_eq!(served.status().as_u16(), 200);
     assert_eq!(served.bytes().await.unwrap().to_vec(), image, "the upload, byte for byte");
 }
+
+/// `im store copy`: an embedded deployment with users, friends, a group, messages and an
+/// upload moves to Postgres; a server there serves the same — with the same tokens (the
+/// secret moved), ids continuing after the copied ones — and a second copy into the
+/// now-filled database is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_copy_moves_an_embedded_deployment_to_postgres() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let a = server.register("copyuser1", "123456").await;
+    let b = server.register("copyuser2", "123456").await;
+    let c = server.register("copyuser3", "123456").await;
+    server.befriend(&a, &b).await;
+    server.befriend(&a, &c).await;
+    let body = json!({"sendto_id": b.id, "chatType": "single", "type": "text", "data": "搬到 Postgres 之前"});
+    ok_data(server.post("/api/chat/socket/sendmessage", Some(&a.token), body).await);
+    let group = ok_data(server.post("/api/chat/group/create", Some(&a.token), json!({"ids": [b.id, c.id], "name": "搬家群"})).await);
+    let gid = group["id"].as_i64().unwrap();
+    let body = json!({"sendto_id": gid, "chatType": "group", "type": "text", "data": "群里说一句"});
+    ok_data(server.post("/api/chat/socket/sendmessage", Some(&b.token), body).await);
+    let image = im_gateway::qr::png("copied").unwrap();
+    let part = reqwest::multipart::Part::bytes(image.clone()).file_name("qr.png");
+    let upload = server.request(reqwest::Method::POST, "/api/chat/uploadStreamSingleToServerDiy/files").header("token", &a.token);
+    let uploaded = ok_data(server.send(upload.multipart(reqwest::multipart::Form::new().part("file", part))).await);
+    let path = uploaded[0]["url"].as_str().unwrap().split_once("/public/").map(|(_, p)| format!("/public/{p}")).unwrap();
+    let head = server.head().await;
+    let data_dir = server.settings.data_dir.clone();
+    let _stopped = server.halt().await;
+
+    let url = im_e2e::fresh_postgres_url().await;
+    let to_data_dir = im_e2e::temp_dir().join("on-postgres");
+    let im = |args: &[&std::ffi::OsStr]| std::process::Command::new(binary("im")).env_remove("DATABASE_URL").args(args).output().unwrap();
+    let copy = || {
+        im(&[
+            "store".as_ref(),
+            "copy".as_ref(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+            "--to".as_ref(),
+            url.as_ref(),
+            "--to-data-dir".as_ref(),
+            to_data_dir.as_os_str(),
+        ])
+    };
+    let out = copy();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains(&format!("log head {head}")) && said.contains("sha256") && said.contains("1 upload files"), "{said}");
+    let again = copy();
+    assert_eq!(again.status.code(), Some(2), "a filled database is not copied into: {}", String::from_utf8_lossy(&again.stderr));
+    let not_postgres = im(&[
+        "store".as_ref(),
+        "copy".as_ref(),
+        "--data-dir".as_ref(),
+        data_dir.as_os_str(),
+        "--to".as_ref(),
+        "mysql://x".as_ref(),
+        "--to-data-dir".as_ref(),
+        to_data_dir.as_os_str(),
+    ]);
+    assert_eq!(not_postgres.status.code(), Some(2));
+
+    let mut settings = im_gateway::Settings::with_data_dir(to_data_dir.clone());
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.database_url = Some(url.clone());
+    let moved = TestServer::start_settings(settings).await;
+    assert_eq!(moved.head().await, head, "the whole log");
+    // The same tokens work: the secret came along.
+    let history = ok_data(moved.get(&format!("/api/chat/history/single/{}?limit=100", b.id), Some(&a.token)).await);
+    assert!(history.to_string().contains("搬到 Postgres 之前"), "{history}");
+    let friends = ok_data(moved.get("/api/chat/goodfriendlist/1", Some(&a.token)).await);
+    assert!(friends.to_string().contains("copyuser2") && friends.to_string().contains("copyuser3"), "{friends}");
+    let info = ok_data(moved.get(&format!("/api/chat/groupinfo/{gid}"), Some(&c.token)).await);
+    assert_eq!((info["name"].as_str(), info["group_users"].as_array().map(Vec::len)), (Some("搬家群"), Some(3)), "{info}");
+    let group_history = ok_data(moved.get(&format!("/api/chat/history/group/{gid}?limit=100"), Some(&c.token)).await);
+    assert!(group_history.to_string().contains("群里说一句"), "{group_history}");
+    let served = reqwest::get(format!("{}{path}", moved.base)).await.unwrap();
+    assert_eq!(served.bytes().await.unwrap().to_vec(), image, "the upload, byte for byte");
+    // New ids continue after the copied ones; the moved deployment keeps working.
+    let d = moved.register("copyuser4", "123456").await;
+    assert!(d.id > c.id, "a new user gets a new id: {} after {}", d.id, c.id);
+    let group2 = ok_data(moved.post("/api/chat/group/create", Some(&a.token), json!({"ids": [b.id]})).await);
+    assert!(group2["id"].as_i64().unwrap() > gid);
+    let body = json!({"sendto_id": b.id, "chatType": "single", "type": "text", "data": "搬完了"});
+    ok_data(moved.post("/api/chat/socket/sendmessage", Some(&a.token), body).await);
+    assert!(moved.head().await > head);
+}
