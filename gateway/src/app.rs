@@ -58,6 +58,8 @@ pub async fn open_stores(settings: &Settings) -> anyhow::Result<(SharedEventStor
 /// A built server with its listener bound, not yet serving.
 pub struct Application {
     listener: TcpListener,
+    /// With `--tls-cert`/`--tls-key`: the listener speaks TLS.
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     state: AppState,
     shutdown: watch::Sender<bool>,
     /// The settings this process shares with the rest of its deployment, kept recorded.
@@ -68,6 +70,14 @@ impl Application {
     /// Opens the event log and read models (SQLite under the data dir, or Postgres when
     /// `database_url` is set), starts the projections and binds the listen address.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let tls = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::config(cert, key).map_err(anyhow::Error::msg)?),
+            (None, None) => None,
+            _ => anyhow::bail!("TLS needs both IM_TLS_CERT and IM_TLS_KEY (--tls-cert, --tls-key)"),
+        };
+        if settings.cors_credentials && settings.cors_origins.iter().any(|o| o == "*") {
+            anyhow::bail!("IM_CORS_ORIGINS=* cannot go with IM_CORS_CREDENTIALS=true: list the origins that may send credentials");
+        }
         let (store, db) = open_stores(&settings).await?;
         let role = settings.role;
         let kafka = settings.kafka_brokers.as_ref().map(|brokers| KafkaSettings {
@@ -184,6 +194,9 @@ impl Application {
             limits: settings.limits,
             files: settings.files.clone(),
             public_url: settings.public_url.clone(),
+            trusted_proxies: settings.trusted_proxies.clone(),
+            cors_origins: settings.cors_origins.clone(),
+            cors_credentials: settings.cors_credentials,
             uploads: crate::uploads::Uploads::new(&settings.files),
             local_files,
             object_store,
@@ -202,7 +215,7 @@ impl Application {
             tokio::spawn(crate::ws::carry_out(state.clone(), messages));
         }
         tracing::info!(addr = %listener.local_addr()?, backend = state.store().backend(), ?role, node = %settings.node_id, "server built");
-        Ok(Self { listener, state, shutdown, _shared: shared })
+        Ok(Self { listener, tls, state, shutdown, _shared: shared })
     }
 
     pub fn port(&self) -> u16 {
@@ -215,15 +228,23 @@ impl Application {
 
     /// Serves until `signal` completes, then closes every socket and drains requests.
     pub async fn run_until_stopped(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let router = router(self.state.clone());
+        let service = router(self.state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
         let shutdown = self.shutdown;
-        axum::serve(no_delay(self.listener), router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(async move {
-                signal.await;
-                tracing::info!("shutting down");
-                let _ = shutdown.send(true);
-            })
-            .await
+        let stopping = async move {
+            signal.await;
+            tracing::info!("shutting down");
+            let _ = shutdown.send(true);
+        };
+        match self.tls {
+            Some(config) => {
+                use axum::serve::ListenerExt;
+                // (Tapped only for axum's connect info; TCP_NODELAY is set on accept.)
+                fn untouched(_: &mut crate::tls::TlsIo) {}
+                let listener = crate::tls::TlsListener::new(self.listener, config)?.tap_io(untouched as fn(&mut crate::tls::TlsIo));
+                axum::serve(listener, service).with_graceful_shutdown(stopping).await
+            }
+            None => axum::serve(no_delay(self.listener), service).with_graceful_shutdown(stopping).await,
+        }
     }
 }
 
@@ -273,6 +294,8 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(crate::auth::refresh::layer))
         .layer(axum::middleware::from_fn_with_state(state.clone(), routes::health::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(std::sync::Arc::new(state.trusted_proxies().clone()), crate::proxy::layer))
+        .layer(tower::util::option_layer(crate::proxy::cors(&state.0.cors_origins, state.0.cors_credentials)))
         .with_state(state)
 }
 

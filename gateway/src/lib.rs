@@ -21,6 +21,8 @@
 //! * [`samples`] — the admin dashboard's bounded history of chart samples.
 //! * [`uploads`] — the upload and ffmpeg slots.
 //! * [`tools`] — `im migrate`, `im events`, `im rebuild`, `im replay`.
+//! * [`proxy`] — trusted reverse proxies (`ClientIp`, forwarded scheme and host), CORS.
+//! * [`tls`] — TLS in the binary (`--tls-cert`, `--tls-key`).
 //! * [`store_copy`] — `im store copy`: the embedded deployment moved to Postgres, checked.
 //! * [`bench`] — `im bench`: throughput and send→deliver latency on the real pipeline.
 //!
@@ -39,6 +41,7 @@ pub mod hub;
 pub mod metrics;
 pub mod operators;
 pub mod params;
+pub mod proxy;
 pub mod qr;
 pub mod routes;
 pub mod samples;
@@ -47,6 +50,7 @@ pub mod settings;
 pub mod shared;
 pub mod state;
 pub mod store_copy;
+pub mod tls;
 pub mod tools;
 pub mod uploads;
 pub mod ws;

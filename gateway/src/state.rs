@@ -56,6 +56,9 @@ pub(crate) struct Inner {
     pub(crate) limits: Limits,
     pub(crate) files: FileSettings,
     pub(crate) public_url: Option<String>,
+    pub(crate) trusted_proxies: crate::proxy::TrustedProxies,
+    pub(crate) cors_origins: Vec<String>,
+    pub(crate) cors_credentials: bool,
     pub(crate) uploads: crate::uploads::Uploads,
     pub(crate) local_files: Arc<dyn ObjectStore>,
     pub(crate) admins: im_commands::admin::Admins,
@@ -98,6 +101,11 @@ impl AppState {
 
     pub fn friend_commands(&self) -> &FriendCommands {
         &self.0.friend_commands
+    }
+
+    /// The proxies whose forwarding headers count.
+    pub fn trusted_proxies(&self) -> &crate::proxy::TrustedProxies {
+        &self.0.trusted_proxies
     }
 
     /// The admin console's audit trail.
@@ -254,8 +262,8 @@ impl AppState {
         if let Some(base) = &self.0.public_url {
             return base.clone();
         }
-        let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).filter(|h| !h.is_empty());
-        format!("http://{}", host.unwrap_or("127.0.0.1"))
+        let (scheme, host) = crate::proxy::scheme_and_host(headers);
+        format!("{scheme}://{}", host.as_deref().unwrap_or("127.0.0.1"))
     }
 
     /// `url` as clients get it: a path of ours gets the public base in front.

@@ -19,6 +19,7 @@ mod limits;
 mod messages;
 mod observability;
 mod projections;
+mod proxies;
 mod seed_compat;
 mod tools;
 mod websocket;

@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Form;
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -29,7 +29,6 @@ use im_domain::values::Username;
 use jsonwebtoken::{Algorithm, Header};
 use session::{COOKIE, SESSION_SECS, Session, cookie_flags, keys, session};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use users::{confirm_delete_page, create_user, delete_user, edit_user, edit_user_page, new_user_page, set_status, users};
 
 pub fn router() -> Router<AppState> {
@@ -81,13 +80,13 @@ fn login_form(error: Option<&str>) -> Html<String> {
 
 async fn login(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    addr: crate::proxy::ClientIp,
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let (user, pass) = (form.get("username").cloned().unwrap_or_default(), form.get("password").cloned().unwrap_or_default());
     let wrong = || (StatusCode::UNAUTHORIZED, login_form(Some("用户名或密码错误"))).into_response();
-    if let Err(e) = state.limit("admin-login-ip", &addr.ip().to_string(), state.limits().login).await {
+    if let Err(e) = state.limit("admin-login-ip", &addr.to_string(), state.limits().login).await {
         return e.into_response();
     }
     // Only a name that could be an operator's is counted (and never kept as typed).

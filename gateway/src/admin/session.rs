@@ -47,9 +47,9 @@ pub(super) fn to_login() -> Response {
     Redirect::to("/admin/login").into_response()
 }
 
-/// The cookie's attributes: `Secure` when the browser reached us over HTTPS (a proxy in
-/// front says so with `X-Forwarded-Proto: https`; a client that claims it falsely only
-/// makes its own cookie stricter).
+/// The cookie's attributes: `Secure` when the browser reached us over HTTPS (a trusted
+/// proxy in front says so with `X-Forwarded-Proto: https`; `proxy::layer` drops the
+/// header from anyone else).
 pub(super) fn cookie_flags(headers: &HeaderMap) -> &'static str {
     let https = headers
         .get("x-forwarded-proto")

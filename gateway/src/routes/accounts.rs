@@ -4,10 +4,11 @@ use crate::auth::{Access, Me};
 use crate::error::ApiError;
 use crate::ok;
 use crate::params::Params;
+use crate::proxy::ClientIp;
 use crate::state::AppState;
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use im_commands::accounts::SessionStarted;
 use im_commands::{CommandError, Ctx};
@@ -16,7 +17,6 @@ use im_domain::account::ProfileChanges;
 use im_domain::event::{DeviceInfo, Redirect, SystemMessageSent};
 use im_domain::values::Username;
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
@@ -67,12 +67,12 @@ async fn me_response(state: &AppState, me: &Me, position: i64) -> ApiResult {
     Ok(ok(user.to_json()))
 }
 
-/// The client's IP, for per-IP limits.
-fn ip(addr: &ConnectInfo<SocketAddr>) -> String {
-    addr.0.ip().to_string()
+/// The client's IP, for per-IP limits (behind a trusted proxy, the forwarded one).
+fn ip(addr: &ClientIp) -> String {
+    addr.to_string()
 }
 
-async fn register(State(state): State<AppState>, addr: ConnectInfo<SocketAddr>, params: Params) -> ApiResult {
+async fn register(State(state): State<AppState>, addr: ClientIp, params: Params) -> ApiResult {
     state.limit("register", &ip(&addr), state.limits().register).await?;
     let username = params.required("username")?;
     let password = params.required("password")?;
@@ -80,7 +80,7 @@ async fn register(State(state): State<AppState>, addr: ConnectInfo<SocketAddr>, 
     session_response(&state, started, Replaces::Nothing).await
 }
 
-async fn login(State(state): State<AppState>, addr: ConnectInfo<SocketAddr>, params: Params) -> ApiResult {
+async fn login(State(state): State<AppState>, addr: ClientIp, params: Params) -> ApiResult {
     state.limit("login-ip", &ip(&addr), state.limits().login).await?;
     let username = params.required("username")?;
     let password = params.required("password")?;
@@ -92,7 +92,7 @@ async fn login(State(state): State<AppState>, addr: ConnectInfo<SocketAddr>, par
     session_response(&state, started, Replaces::WithNotice).await
 }
 
-async fn visitor_register(State(state): State<AppState>, addr: ConnectInfo<SocketAddr>, params: Params) -> ApiResult {
+async fn visitor_register(State(state): State<AppState>, addr: ClientIp, params: Params) -> ApiResult {
     state.limit("register", &ip(&addr), state.limits().register).await?;
     let fingerprint = params.required("devicefingeruuid")?;
     let device = DeviceInfo {
@@ -108,7 +108,7 @@ async fn visitor_register(State(state): State<AppState>, addr: ConnectInfo<Socke
     session_response(&state, started, Replaces::WithNotice).await
 }
 
-async fn visitor_upgrade(State(state): State<AppState>, addr: ConnectInfo<SocketAddr>, params: Params) -> ApiResult {
+async fn visitor_upgrade(State(state): State<AppState>, addr: ClientIp, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     if !me.is_visitor() {
         return Err(ApiError::bad("not_a_visitor", "当前账号不是游客身份"));

@@ -5,17 +5,17 @@ use crate::auth::{Access, Me};
 use crate::error::ApiError;
 use crate::ok;
 use crate::params::Params;
+use crate::proxy::ClientIp;
 use crate::settings::FileSettings;
 use crate::state::AppState;
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use im_adapters::objects::{ObjectError, ObjectStore};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
@@ -272,7 +272,7 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 async fn upload_diy(
     State(state): State<AppState>,
     Path(diydir): Path<String>,
-    addr: ConnectInfo<SocketAddr>,
+    addr: ClientIp,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
     multipart: Multipart,
@@ -282,19 +282,19 @@ async fn upload_diy(
     if !valid {
         return Err(ApiError::bad("invalid_diydir", "目录名只能是1到32位字母、数字、下划线或中划线"));
     }
-    upload(&state, &me, &addr.0.ip().to_string(), &headers, state.local_files().as_ref(), &diydir, multipart).await
+    upload(&state, &me, &addr.to_string(), &headers, state.local_files().as_ref(), &diydir, multipart).await
 }
 
 /// `uploadAliyun`: into the configured object store; without one, the local store.
 async fn upload_store(
     State(state): State<AppState>,
-    addr: ConnectInfo<SocketAddr>,
+    addr: ClientIp,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
     multipart: Multipart,
 ) -> ApiResult {
     let me = uploader(&state, &headers, &query).await?;
-    upload(&state, &me, &addr.0.ip().to_string(), &headers, state.object_store().as_ref(), "oss", multipart).await
+    upload(&state, &me, &addr.to_string(), &headers, state.object_store().as_ref(), "oss", multipart).await
 }
 
 /// A temporary file in the incoming directory, removed when dropped.

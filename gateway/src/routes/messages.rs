@@ -5,18 +5,18 @@ use crate::error::ApiError;
 use crate::hub::Offer;
 use crate::ok;
 use crate::params::{Params, path_int};
+use crate::proxy::ClientIp;
 use crate::send::SendMessage;
 use crate::state::AppState;
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use im_adapters::presence::NodeMessage;
 use im_commands::Ctx;
 use im_domain::UserId;
 use im_domain::message::ChatType;
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
@@ -31,8 +31,8 @@ pub fn router() -> Router<AppState> {
 
 /// `sendmessage` over HTTP: the send use case, then read-your-writes (the caller's next
 /// query sees the message).
-async fn send(State(state): State<AppState>, addr: ConnectInfo<SocketAddr>, params: Params) -> ApiResult {
-    state.limit("send-ip", &addr.0.ip().to_string(), state.limits().send.saturating_mul(4)).await?;
+async fn send(State(state): State<AppState>, addr: ClientIp, params: Params) -> ApiResult {
+    state.limit("send-ip", &addr.to_string(), state.limits().send.saturating_mul(4)).await?;
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let command = SendMessage::parse(&params)?;
     let accepted = crate::send::submit(&state, &me, command).await?.await?;

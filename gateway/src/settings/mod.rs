@@ -30,6 +30,15 @@ pub struct Settings {
     pub redis_prefix: String,
     /// `--listen` / `IM_LISTEN`, default 127.0.0.1:7001.
     pub listen: SocketAddr,
+    /// `IM_TLS_CERT` / `IM_TLS_KEY`: PEM files; with both, the listener speaks TLS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// `IM_TRUSTED_PROXIES`: the proxies whose forwarding headers count (default loopback).
+    pub trusted_proxies: crate::proxy::TrustedProxies,
+    /// `IM_CORS_ORIGINS`: origins allowed to call the API from a browser (default none).
+    pub cors_origins: Vec<String>,
+    /// `IM_CORS_CREDENTIALS`: whether they may send credentials (never with `*`).
+    pub cors_credentials: bool,
     /// `IM_PUBLIC_URL`: the base of every URL handed to clients (`https://im.example.com`);
     /// default: the scheme and `Host` of the request.
     pub public_url: Option<String>,
@@ -173,6 +182,11 @@ impl Settings {
             jwt_secret: None,
             token_ttl_secs: 30 * 24 * 3600,
             public_url: None,
+            tls_cert: None,
+            tls_key: None,
+            trusted_proxies: crate::proxy::TrustedProxies::default(),
+            cors_origins: Vec::new(),
+            cors_credentials: false,
             system_avatar: im_commands::accounts::DEFAULT_SYSTEM_AVATAR.to_owned(),
             heartbeat: Duration::from_secs(30),
             revoke_window: Duration::from_secs(120),
