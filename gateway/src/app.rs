@@ -284,6 +284,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::moderation::router())
         .merge(routes::group_members::router())
         .merge(crate::admin::router())
+        .merge(routes::web::router())
         .merge(routes::files::router(
             state.files().max_video_bytes.max(state.files().max_image_bytes).max(state.files().max_file_bytes) + (1 << 20),
         ))

@@ -2,7 +2,7 @@
 //! (no default account, cookie flags, CSRF), every operator action, and a real headless
 //! Chromium driven over WebDriver that logs in and takes a screenshot.
 
-use im_e2e::process::free_port;
+use im_e2e::browser::{Chrome, Session};
 use im_e2e::{Backend, TestServer, assert_fail, both_backends, ok_data};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -354,166 +354,67 @@ async fn console_moderates_groups_messages_and_reports(backend: Backend) {
     }
 }
 
-/// A minimal WebDriver client: enough to log in through the real form and screenshot.
-struct Driver {
-    base: String,
-    session: String,
-    http: reqwest::Client,
+/// A browser logged in to the console through its form.
+async fn console_browser(server: &TestServer) -> (Chrome, Session) {
+    let chrome = Chrome::start().await;
+    let b = chrome.session().await;
+    b.open(&format!("{}/admin", server.base)).await;
+    b.type_into("#username", "opsadmin").await;
+    b.type_into("#password", "s3cret-ops").await;
+    b.click("#login").await;
+    let mut title = String::new();
+    for _ in 0..50 {
+        title = b.title().await;
+        if title.starts_with("概览") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(title.starts_with("概览"), "the dashboard after logging in: {title}");
+    (chrome, b)
 }
 
-impl Driver {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let url = format!("{}/session/{}{path}", self.base, self.session);
-        let mut req = self.http.request(method.clone(), url);
-        if method == reqwest::Method::POST {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.unwrap();
-        resp.json::<Value>().await.unwrap()["value"].clone()
-    }
-
-    async fn element(&self, css: &str) -> String {
-        let v = self.call(reqwest::Method::POST, "/element", json!({"using": "css selector", "value": css})).await;
-        v.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).unwrap_or_else(|| panic!("no element {css}: {v}")).to_owned()
-    }
-}
-
-/// A headless Chromium under chromedriver, logged in to the console through its form.
-struct Browser {
-    d: Driver,
-    chromedriver: tokio::process::Child,
-    profile: im_e2e::DataDir,
-}
-
-impl Browser {
-    async fn start(server: &TestServer) -> Self {
-        let port = free_port();
-        let chromedriver = tokio::process::Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .kill_on_drop(true)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("chromedriver is installed by scripts/test");
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        for _ in 0..100 {
-            if http.get(format!("{base}/status")).send().await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let profile = im_e2e::DataDir::new();
-        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1200,900",
-                     format!("--user-data-dir={}", profile.path().display())]}}}});
-        let created: Value = http.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
-        let session = created["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {created}")).to_owned();
-        let d = Driver { base, session, http };
-        d.call(reqwest::Method::POST, "/url", json!({"url": format!("{}/admin", server.base)})).await;
-        let user = d.element("#username").await;
-        d.call(reqwest::Method::POST, &format!("/element/{user}/value"), json!({"text": "opsadmin"})).await;
-        let pass = d.element("#password").await;
-        d.call(reqwest::Method::POST, &format!("/element/{pass}/value"), json!({"text": "s3cret-ops"})).await;
-        let button = d.element("#login").await;
-        d.call(reqwest::Method::POST, &format!("/element/{button}/click"), json!({})).await;
-        let mut title = Value::Null;
-        for _ in 0..50 {
-            title = d.call(reqwest::Method::GET, "/title", json!(null)).await;
-            if title.as_str().is_some_and(|t| t.starts_with("概览")) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(title.as_str().unwrap_or("").starts_with("概览"), "the dashboard after logging in: {title}");
-        Self { d, chromedriver, profile }
-    }
-
-    /// Opens `path`, waits for `css`, saves a screenshot as `im-admin-<name>.png`.
-    async fn shoot(&self, server: &TestServer, path: &str, css: &str, name: &str) {
-        self.d.call(reqwest::Method::POST, "/url", json!({"url": format!("{}{path}", server.base)})).await;
-        self.d.element(css).await;
-        let shot = self.d.call(reqwest::Method::GET, "/screenshot", json!(null)).await;
-        let png = base64_decode(shot.as_str().unwrap());
-        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{name}");
-        let file = std::env::temp_dir().join(format!("im-admin-{name}.png"));
-        std::fs::write(&file, &png).unwrap();
-        eprintln!("admin console screenshot ({path}): {}", file.display());
-    }
-
-    async fn stop(mut self) {
-        self.d.call(reqwest::Method::DELETE, "", json!(null)).await;
-        let _ = self.chromedriver.kill().await;
-        drop(self.profile);
-    }
+/// Opens `path`, waits for `css`, saves a screenshot as `im-admin-<name>.png`.
+async fn shoot(b: &Session, server: &TestServer, path: &str, css: &str, name: &str) {
+    b.open(&format!("{}{path}", server.base)).await;
+    b.element(css).await;
+    b.screenshot(&format!("im-admin-{name}")).await;
 }
 
 /// Every moderation page in the browser, with a screenshot of each.
 async fn screenshots(server: &TestServer, gid: i64, message_id: &str, user: i64) {
-    let b = Browser::start(server).await;
-    b.shoot(server, "/admin", "#chart-messages", "dashboard").await;
-    b.shoot(server, "/admin/groups", "#groups", "groups").await;
-    b.shoot(server, &format!("/admin/groups/{gid}"), "#members", "group").await;
-    b.shoot(server, &format!("/admin/messages?chat=group&id={gid}"), "#messages", "messages").await;
-    b.shoot(server, &format!("/admin/messages/{message_id}/delete"), "#reason", "confirm-remove").await;
-    b.shoot(server, "/admin/reports?all=1", "#reports", "reports").await;
-    b.shoot(server, "/admin/audit", "#audit", "audit").await;
-    b.shoot(server, "/admin/users", "#users", "users").await;
-    b.shoot(server, &format!("/admin/users/{user}"), "#nickname", "edit-user").await;
-    b.shoot(server, "/admin/users/new", "#new-username", "new-user").await;
-    b.shoot(server, &format!("/admin/users/{user}/delete"), "#consequences", "confirm-delete").await;
+    let (chrome, b) = console_browser(server).await;
+    shoot(&b, server, "/admin", "#chart-messages", "dashboard").await;
+    shoot(&b, server, "/admin/groups", "#groups", "groups").await;
+    shoot(&b, server, &format!("/admin/groups/{gid}"), "#members", "group").await;
+    shoot(&b, server, &format!("/admin/messages?chat=group&id={gid}"), "#messages", "messages").await;
+    shoot(&b, server, &format!("/admin/messages/{message_id}/delete"), "#reason", "confirm-remove").await;
+    shoot(&b, server, "/admin/reports?all=1", "#reports", "reports").await;
+    shoot(&b, server, "/admin/audit", "#audit", "audit").await;
+    shoot(&b, server, "/admin/users", "#users", "users").await;
+    shoot(&b, server, &format!("/admin/users/{user}"), "#nickname", "edit-user").await;
+    shoot(&b, server, "/admin/users/new", "#new-username", "new-user").await;
+    shoot(&b, server, &format!("/admin/users/{user}/delete"), "#consequences", "confirm-delete").await;
     // The stylesheet applied: the side navigation is dark.
-    let nav = b.d.element("nav.side").await;
-    let colour = b.d.call(reqwest::Method::GET, &format!("/element/{nav}/css/background-color"), json!(null)).await;
-    assert_eq!(colour, "rgba(17, 24, 39, 1)", "the console's stylesheet is applied");
-    b.stop().await;
+    assert_eq!(b.css_value("nav.side", "background-color").await, "rgba(17, 24, 39, 1)", "the console's stylesheet is applied");
+    b.close().await;
+    chrome.stop().await;
 }
 
 async fn in_chromium(server: &TestServer) {
-    let b = Browser::start(server).await;
-    let d = &b.d;
-    d.element("#log-head").await;
-    d.call(reqwest::Method::POST, "/url", json!({"url": format!("{}/admin/users", server.base)})).await;
-    d.element("#count").await;
-    let shot = d.call(reqwest::Method::GET, "/screenshot", json!(null)).await;
-    use base64_decode as decode;
-    let png = decode(shot.as_str().unwrap());
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    let path = std::env::temp_dir().join("im-admin-console.png");
-    std::fs::write(&path, &png).unwrap();
-    eprintln!("admin console screenshot: {}", path.display());
+    let (chrome, b) = console_browser(server).await;
+    b.element("#log-head").await;
+    b.open(&format!("{}/admin/users", server.base)).await;
+    b.element("#count").await;
+    b.screenshot("im-admin-console").await;
     // "删除" leads to a confirmation page; cancelling deletes nothing.
-    let count_before = d.call(reqwest::Method::GET, &format!("/element/{}/text", d.element("#count").await), json!(null)).await;
-    let delete = d.element("a.danger").await;
-    d.call(reqwest::Method::POST, &format!("/element/{delete}/click"), json!({})).await;
-    d.element("#confirm").await;
-    let shot = d.call(reqwest::Method::GET, "/screenshot", json!(null)).await;
-    let path = std::env::temp_dir().join("im-admin-confirm-delete.png");
-    std::fs::write(&path, decode(shot.as_str().unwrap())).unwrap();
-    eprintln!("delete confirmation screenshot: {}", path.display());
-    let cancel = d.element("#cancel").await;
-    d.call(reqwest::Method::POST, &format!("/element/{cancel}/click"), json!({})).await;
-    let count_after = d.call(reqwest::Method::GET, &format!("/element/{}/text", d.element("#count").await), json!(null)).await;
-    assert_eq!(count_after, count_before, "cancelled: nobody deleted");
-    b.stop().await;
-}
-
-/// Standard base64 (the WebDriver screenshot encoding).
-fn base64_decode(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        _ => 63,
-    };
-    let bytes: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace() && *b != b'=').collect();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, c)| acc | (u32::from(value(*c)) << (18 - 6 * i)));
-        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
-    }
-    out
+    let count_before = b.text("#count").await;
+    b.click("a.danger").await;
+    b.element("#confirm").await;
+    b.screenshot("im-admin-confirm-delete").await;
+    b.click("#cancel").await;
+    b.element("#count").await;
+    assert_eq!(b.text("#count").await, count_before, "cancelled: nobody deleted");
+    b.close().await;
+    chrome.stop().await;
 }

@@ -22,4 +22,5 @@ mod projections;
 mod proxies;
 mod seed_compat;
 mod tools;
+mod web_client;
 mod websocket;

@@ -3,6 +3,7 @@
 //! and WebSocket clients.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod browser;
 pub mod process;
 
 use futures_util::{SinkExt, StreamExt};

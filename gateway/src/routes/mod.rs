@@ -9,6 +9,7 @@ pub mod groups;
 pub mod health;
 pub mod messages;
 pub mod moderation;
+pub mod web;
 
 use crate::error::ApiError;
 use crate::params::{Params, path_int};
