@@ -30,10 +30,7 @@ impl Samples {
     /// Adds a sample taken now, working out the message rate from the one before.
     pub fn push(&self, at: i64, messages: i64, online: i64, lag: i64) {
         let mut samples = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let per_minute = match samples.back() {
-            Some(prev) if at > prev.at => (messages - prev.messages).max(0) as f64 * 60_000.0 / (at - prev.at) as f64,
-            _ => 0.0,
-        };
+        let per_minute = per_minute(samples.back(), at, messages);
         if samples.len() == SAMPLES {
             samples.pop_front();
         }
@@ -48,11 +45,16 @@ impl Samples {
     /// the present.
     pub fn with_now(&self, at: i64, messages: i64, online: i64, lag: i64) -> Vec<Sample> {
         let mut all = self.all();
-        let per_minute = match all.last() {
-            Some(prev) if at > prev.at => (messages - prev.messages).max(0) as f64 * 60_000.0 / (at - prev.at) as f64,
-            _ => 0.0,
-        };
+        let per_minute = per_minute(all.last(), at, messages);
         all.push(Sample { at, messages, per_minute, online, lag });
         all
+    }
+}
+
+/// Messages per minute from the sample before (`prev`) to `messages` at `at`.
+fn per_minute(prev: Option<&Sample>, at: i64, messages: i64) -> f64 {
+    match prev {
+        Some(prev) if at > prev.at => (messages - prev.messages).max(0) as f64 * 60_000.0 / (at - prev.at) as f64,
+        _ => 0.0,
     }
 }

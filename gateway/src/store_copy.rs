@@ -50,19 +50,37 @@ fn hash_event(hasher: &mut Sha256, e: &StoredEvent) {
     }
 }
 
+/// The count and SHA-256 of a log, fed batch by batch in position order.
+#[derive(Default)]
+struct LogDigest {
+    hasher: Sha256,
+    count: u64,
+}
+
+impl LogDigest {
+    fn add(&mut self, batch: &[StoredEvent]) {
+        for e in batch {
+            hash_event(&mut self.hasher, e);
+        }
+        self.count += batch.len() as u64;
+    }
+
+    /// The count and the checksum, hex.
+    fn finish(self) -> (u64, String) {
+        (self.count, hex(&self.hasher.finalize()))
+    }
+}
+
 /// The count and checksum of a whole log, read in batches.
 async fn checksum(store: &dyn EventStore) -> anyhow::Result<(u64, String)> {
-    let (mut hasher, mut count, mut after) = (Sha256::new(), 0u64, 0);
+    let (mut digest, mut after) = (LogDigest::default(), 0);
     loop {
         let batch = store.read_all(after, BATCH).await?;
         let Some(last) = batch.last() else { break };
         after = last.position;
-        for e in &batch {
-            hash_event(&mut hasher, e);
-        }
-        count += batch.len() as u64;
+        digest.add(&batch);
     }
-    Ok((count, hex(&hasher.finalize())))
+    Ok(digest.finish())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -98,17 +116,14 @@ pub async fn copy_to_postgres(
         return Err(Usage(format!("the target database already holds an event log (head {already}): copy into an empty database")).into());
     }
     let head = source.head().await?;
-    let (mut hasher, mut copied, mut after) = (Sha256::new(), 0u64, 0);
+    let (mut digest, mut after) = (LogDigest::default(), 0);
     progress("log", 0, head);
     loop {
         let batch = source.read_all(after, BATCH).await?;
         let Some(last) = batch.last() else { break };
         after = last.position;
-        for e in &batch {
-            hash_event(&mut hasher, e);
-        }
+        digest.add(&batch);
         target.import(&batch).await.with_context(|| format!("copying events after position {}", batch[0].position - 1))?;
-        copied += batch.len() as u64;
         progress("log", after, head.max(after));
     }
     if source.head().await? != head || after != head {
@@ -117,7 +132,7 @@ pub async fn copy_to_postgres(
     let path = log.clone();
     let counters = tokio::task::spawn_blocking(move || im_eventlog::sqlite::counters(&path)).await??;
     target.finish_import(&counters).await?;
-    let source_sum = hex(&hasher.finalize());
+    let (copied, source_sum) = digest.finish();
     let (target_count, target_sum) = checksum(&target).await?;
     if (target_count, &target_sum) != (copied, &source_sum) {
         anyhow::bail!(

@@ -110,9 +110,8 @@ async fn documents_and_file_messages(backend: Backend) {
 
 /// GETs a URL of this server (absolute, or a path).
 async fn fetch(server: &TestServer, url: &str) -> (u16, Vec<u8>) {
-    let url = if url.starts_with('/') { format!("{}{url}", server.base) } else { url.to_owned() };
-    let resp = reqwest::get(url).await.unwrap();
-    (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
+    let (status, _, body) = fetch_with_headers(server, url).await;
+    (status, body)
 }
 
 pub(crate) fn png() -> Vec<u8> {
@@ -176,17 +175,9 @@ async fn video_screenshots(backend: Backend) {
     let user = server.register("videouser", "123456").await;
     let t = Some(user.token.as_str());
     // A two-second test video made by ffmpeg itself.
-    let dir_kept = im_e2e::DataDir::new();
-    let dir = dir_kept.path().to_path_buf();
-    let video_path = dir.join("clip.mp4");
-    let made = std::process::Command::new("ffmpeg")
-        .args(["-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=duration=2:size=64x64:rate=10", "-pix_fmt", "yuv420p"])
-        .arg(&video_path)
-        .status()
-        .expect("ffmpeg is installed by scripts/test");
-    assert!(made.success());
-    let (status, body) =
-        upload(&server, "/api/chat/uploadStreamSingleToServerDiy/video", t, "clip.mp4", std::fs::read(&video_path).unwrap()).await;
+    let dir = im_e2e::DataDir::new();
+    let video = make_video(dir.path());
+    let (status, body) = upload(&server, "/api/chat/uploadStreamSingleToServerDiy/video", t, "clip.mp4", video.clone()).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["data"][0]["mime"].as_str().unwrap().starts_with("video/"));
     let video_url = body["data"][0]["url"].as_str().unwrap().to_owned();
@@ -210,14 +201,11 @@ async fn video_screenshots(backend: Backend) {
     // Without ffmpeg the answer says so.
     let bare = TestServer::start_with(backend, |s| s.files.ffmpeg = "/nonexistent/ffmpeg".into()).await;
     let u = bare.register("videouser", "123456").await;
-    let (status, body) =
-        upload(&bare, "/api/chat/uploadStreamSingleToServerDiy/video", Some(&u.token), "clip.mp4", std::fs::read(&video_path).unwrap())
-            .await;
+    let (status, body) = upload(&bare, "/api/chat/uploadStreamSingleToServerDiy/video", Some(&u.token), "clip.mp4", video).await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = bare.post("/api/chat/getVideoScreenshot", Some(&u.token), json!({"url": body["data"][0]["url"]})).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("ffmpeg_unavailable")), "{body}");
     assert!(body["data"].as_str().unwrap().contains("ffmpeg"));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 async fn upload_to_an_s3_compatible_store(backend: Backend) {

@@ -224,6 +224,11 @@ fn acknowledged(route: &str, answer: &Value) {
     assert!(answer.is_string() || answer.is_boolean() || answer.is_object(), "{route}: {answer}");
 }
 
+/// A list answer's rows: the array itself, or its `rows` (`{count, rows}`).
+fn rows_of(route: &str, answer: &Value) -> Vec<Value> {
+    answer.as_array().or_else(|| answer["rows"].as_array()).cloned().unwrap_or_else(|| panic!("{route}: {answer}"))
+}
+
 /// The routes the reference's router defines whose controller code the seeds do not show:
 /// their answers follow SPEC.md's shapes, asserted here route by route (with the
 /// reference's envelope, `{"msg":"ok","data":…}`), so that the whole router of the seeds is
@@ -242,7 +247,7 @@ async fn every_other_seed_route_answers_in_spec_shape(backend: Backend) {
     shapes::assert_fields("getUserSetInfo.chatset", &settings["chatset"], &[("visitor", Obj), ("user", Obj)]);
     shapes::assert_fields("chatset.user", &settings["chatset"]["user"], &[("sendCount", Num), ("needFollow", Bool)]);
     let found = success(server.post("/api/chat/searchUser", ta, json!({"keyword": "specshapeb"})).await);
-    let found = found.as_array().cloned().or_else(|| found["rows"].as_array().cloned()).unwrap_or_else(|| panic!("searchUser: {found}"));
+    let found = rows_of("searchUser", &found);
     assert!(!found.is_empty());
     shapes::assert_fields(
         "searchUser row",
@@ -331,7 +336,7 @@ async fn every_other_seed_route_answers_in_spec_shape(backend: Backend) {
         &[("user_id", Num), ("nickname", Str), ("avatar", Str), ("status", Num)],
     );
     let mine = success(server.get("/api/chat/grouplist/1", tb).await);
-    let rows = mine.as_array().cloned().or_else(|| mine["rows"].as_array().cloned()).unwrap_or_else(|| panic!("grouplist: {mine}"));
+    let rows = rows_of("grouplist", &mine);
     shapes::assert_message_group(&rows[0]);
     for (path, token, body) in [
         ("/api/chat/groupUpdateName", ta, json!({"id": gid, "name": "规格群"})),
@@ -371,7 +376,7 @@ async fn every_other_seed_route_answers_in_spec_shape(backend: Backend) {
     let id = created["id"].as_i64().or_else(|| created.as_i64()).unwrap_or_else(|| panic!("askanswer/create: {created}"));
     let pair_fields = [("id", Num), ("ask", Str), ("answer", Str)];
     let list = success(server.post("/api/chat/askanswer/list", ta, json!({})).await);
-    let rows = list.as_array().cloned().or_else(|| list["rows"].as_array().cloned()).unwrap_or_else(|| panic!("askanswer/list: {list}"));
+    let rows = rows_of("askanswer/list", &list);
     shapes::assert_fields("askanswer row", &rows[0], &pair_fields);
     shapes::assert_fields(
         "askanswer/detail",

@@ -28,7 +28,11 @@ pub async fn sample(state: AppState, every: Duration) {
 
 /// How far the slowest read model is behind the log's head.
 async fn lag(state: &AppState) -> i64 {
-    let head = state.store().head().await.unwrap_or(0);
+    behind(state, state.store().head().await.unwrap_or(0))
+}
+
+/// How far the slowest read model is behind `head`.
+fn behind(state: &AppState, head: i64) -> i64 {
     state.projector().positions().iter().map(|(_, p)| (head - p).max(0)).max().unwrap_or(0)
 }
 
@@ -77,8 +81,7 @@ pub(super) async fn dashboard(State(state): State<AppState>, headers: HeaderMap)
         .collect();
     let stat = |id: &str, label: &str, v: i64| format!("<div class=stat id={id}><b>{v}</b><span>{label}</span></div>");
     let online = state.online_count().await as i64;
-    let behind = state.projector().positions().iter().map(|(_, p)| (head - p).max(0)).max().unwrap_or(0);
-    let samples = state.samples().with_now(crate::now_millis(), m, online, behind);
+    let samples = state.samples().with_now(crate::now_millis(), m, online, behind(&state, head));
     let series = |f: fn(&Sample) -> f64| samples.iter().map(f).collect::<Vec<f64>>();
     let body = format!(
         "<div class=stats>{}{}{}{}{}{}</div><div class=charts>{}{}{}</div>\
