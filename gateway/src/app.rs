@@ -4,7 +4,7 @@
 use crate::hub::{Hub, HubSink};
 use crate::settings::{Role, Settings};
 use crate::state::{AppState, Inner};
-use crate::{error::ApiError, routes, ws};
+use crate::{error::ApiError, routes};
 use anyhow::Context as _;
 use axum::Router;
 use axum::http::StatusCode;
@@ -271,23 +271,11 @@ pub fn router(state: AppState) -> Router {
             .layer(tower_http::trace::TraceLayer::new_for_http())
             .with_state(state);
     }
-    Router::new()
-        .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz))
-        .route("/metrics", get(routes::health::render))
-        .route("/ws", get(ws::handler))
-        .merge(routes::accounts::router())
-        .merge(routes::friends::router())
-        .merge(routes::messages::router())
-        .merge(routes::askanswer::router())
-        .merge(routes::groups::router())
-        .merge(routes::moderation::router())
-        .merge(routes::group_members::router())
-        .merge(crate::admin::router())
+    let max_upload = state.files().max_video_bytes.max(state.files().max_image_bytes).max(state.files().max_file_bytes) + (1 << 20);
+    let (api, description) = routes::api(max_upload).split_for_parts();
+    crate::openapi::publish(description);
+    api.merge(crate::admin::router())
         .merge(routes::web::router())
-        .merge(routes::files::router(
-            state.files().max_video_bytes.max(state.files().max_image_bytes).max(state.files().max_file_bytes) + (1 << 20),
-        ))
         .merge(routes::files::public(&state.files().upload_dir))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

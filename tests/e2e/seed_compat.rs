@@ -406,7 +406,7 @@ async fn every_other_seed_route_answers_in_spec_shape(backend: Backend) {
 
 /// Every `/api` route of the reference's router (`app/router.js` in the seeds; the
 /// `socket/getmessage`, `socket/upload` and `socket/recall` lines there are commented out).
-const SEED_ROUTES: &[&str] = &[
+pub(crate) const SEED_ROUTES: &[&str] = &[
     "/api/chat/applyfriend",
     "/api/chat/askanswer/create",
     "/api/chat/askanswer/delete",

@@ -94,3 +94,37 @@ async fn two_browsers_chat_through_the_built_in_client() {
     }
     chrome.stop().await;
 }
+
+/// Issue 16, item 2: the OpenAPI description at `/api/openapi.json` names every route of
+/// the reference's router, and `/docs` renders it in a browser (screenshot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_reference_is_served_and_rendered() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (status, doc) = server.get("/api/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{}", doc["openapi"]);
+    let paths = doc["paths"].as_object().unwrap();
+    // The seed's routes, with their path parameters where it had them.
+    for route in crate::seed_compat::SEED_ROUTES {
+        assert!(paths.keys().any(|p| p == route || p.starts_with(&format!("{route}/{{"))), "{route} is missing from /api/openapi.json");
+    }
+    let send = &paths["/api/chat/socket/sendmessage"]["post"];
+    let body = send["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str().unwrap();
+    let schema = &doc["components"]["schemas"][body.rsplit('/').next().unwrap()];
+    for field in ["sendto_id", "chatType", "type", "data", "options", "client_msg_id", "mentions"] {
+        assert!(schema["properties"][field].is_object(), "send describes {field}: {schema}");
+    }
+    assert_eq!(send["security"][0]["token"], json!([]));
+
+    let page = reqwest::get(format!("{}/docs", server.base)).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'"), "no script runs there");
+    let chrome = Chrome::start().await;
+    let session = chrome.session().await;
+    session.open(&format!("{}/docs", server.base)).await;
+    session.wait_for_text("h1", "API reference").await;
+    session.wait_for_text("#messages", "/api/chat/socket/sendmessage").await;
+    session.wait_for_text("#messages", "client_msg_id").await;
+    session.screenshot("im-api-reference").await;
+}

@@ -16,9 +16,7 @@ pub(super) async fn stylesheet() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], CSS).into_response()
 }
 
-pub(super) fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
+pub(super) use crate::escape::html as esc;
 
 /// The sections of the side navigation: (path, label).
 const SECTIONS: [(&str, &str); 6] = [

@@ -1,5 +1,6 @@
 //! SPEC section 2: accounts and sessions.
 
+use super::bodies;
 use crate::auth::{Access, Me};
 use crate::error::ApiError;
 use crate::ok;
@@ -7,9 +8,7 @@ use crate::params::Params;
 use crate::proxy::ClientIp;
 use crate::state::AppState;
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
 use im_commands::accounts::SessionStarted;
 use im_commands::{CommandError, Ctx};
 use im_domain::UserId;
@@ -17,23 +16,25 @@ use im_domain::account::ProfileChanges;
 use im_domain::event::{DeviceInfo, Redirect, SystemMessageSent};
 use im_domain::values::Username;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/regChat", post(register))
-        .route("/api/loginChat", post(login))
-        .route("/api/visitorRegister", post(visitor_register))
-        .route("/api/visitorregChat", post(visitor_upgrade))
-        .route("/api/visitorloginChat", post(login))
-        .route("/api/userinfo/{uuid}", get(userinfo))
-        .route("/api/chat/logout", post(logout))
-        .route("/api/chat/setPassword", post(set_password))
-        .route("/api/chat/updateUserinfo", post(update_userinfo))
-        .route("/api/chat/userset", post(userset))
-        .route("/api/chat/getUserSetInfo", post(get_userset))
-        .route("/api/chat/searchUser", post(search_user))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(visitor_register))
+        .routes(routes!(visitor_upgrade))
+        .routes(routes!(visitor_login))
+        .routes(routes!(userinfo))
+        .routes(routes!(logout))
+        .routes(routes!(set_password))
+        .routes(routes!(update_userinfo))
+        .routes(routes!(userset))
+        .routes(routes!(get_userset))
+        .routes(routes!(search_user))
 }
 
 /// How a new session treats the sockets of the one it replaces.
@@ -72,6 +73,14 @@ fn ip(addr: &ClientIp) -> String {
     addr.to_string()
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/regChat",
+    tag = "accounts",
+    summary = "Registers an account and starts its session (the answer carries the token)",
+    request_body(content = bodies::Credentials, content_type = "application/json"),
+    responses(crate::openapi::Answers)
+)]
 async fn register(State(state): State<AppState>, addr: ClientIp, params: Params) -> ApiResult {
     state.limit("register", &ip(&addr), state.limits().register).await?;
     let username = params.required("username")?;
@@ -80,6 +89,14 @@ async fn register(State(state): State<AppState>, addr: ClientIp, params: Params)
     session_response(&state, started, Replaces::Nothing).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/loginChat",
+    tag = "accounts",
+    summary = "Logs in; a session elsewhere ends (its socket gets the other-device notice)",
+    request_body(content = bodies::Credentials, content_type = "application/json"),
+    responses(crate::openapi::Answers)
+)]
 async fn login(State(state): State<AppState>, addr: ClientIp, params: Params) -> ApiResult {
     state.limit("login-ip", &ip(&addr), state.limits().login).await?;
     let username = params.required("username")?;
@@ -92,6 +109,27 @@ async fn login(State(state): State<AppState>, addr: ClientIp, params: Params) ->
     session_response(&state, started, Replaces::WithNotice).await
 }
 
+/// The client's visitor login screen posts here: the same as [`login`].
+#[utoipa::path(
+    post,
+    path = "/api/visitorloginChat",
+    tag = "accounts",
+    summary = "Logs in (the same as `/api/loginChat`, kept for the client)",
+    request_body(content = bodies::Credentials, content_type = "application/json"),
+    responses(crate::openapi::Answers)
+)]
+async fn visitor_login(state: State<AppState>, addr: ClientIp, params: Params) -> ApiResult {
+    login(state, addr, params).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/visitorRegister",
+    tag = "accounts",
+    summary = "Starts (or resumes) the visitor account of a device",
+    request_body(content = bodies::VisitorDevice, content_type = "application/json"),
+    responses(crate::openapi::Answers)
+)]
 async fn visitor_register(State(state): State<AppState>, addr: ClientIp, params: Params) -> ApiResult {
     state.limit("register", &ip(&addr), state.limits().register).await?;
     let fingerprint = params.required("devicefingeruuid")?;
@@ -108,6 +146,15 @@ async fn visitor_register(State(state): State<AppState>, addr: ClientIp, params:
     session_response(&state, started, Replaces::WithNotice).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/visitorregChat",
+    tag = "accounts",
+    summary = "Turns the calling visitor into a registered user with a name and password",
+    request_body(content = bodies::Credentials, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn visitor_upgrade(State(state): State<AppState>, addr: ClientIp, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     if !me.is_visitor() {
@@ -124,6 +171,14 @@ async fn visitor_upgrade(State(state): State<AppState>, addr: ClientIp, params: 
     session_response(&state, started, Replaces::Quietly).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/userinfo/{uuid}",
+    tag = "accounts",
+    summary = "A user's public profile by uuid",
+    params(("uuid" = String, Path, description = "The user's uuid (36 characters)")),
+    responses(crate::openapi::Answers)
+)]
 async fn userinfo(State(state): State<AppState>, Path(uuid): Path<String>) -> ApiResult {
     if uuid.chars().count() != 36 {
         return Err(ApiError::bad("invalid_uuid", "uuid 必须是36位"));
@@ -134,6 +189,14 @@ async fn userinfo(State(state): State<AppState>, Path(uuid): Path<String>) -> Ap
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/logout",
+    tag = "accounts",
+    summary = "Ends my session; its sockets close",
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn logout(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let position = state.accounts().logout(&Ctx::user(me.id.0), me.id, me.session).await?;
@@ -143,6 +206,15 @@ async fn logout(State(state): State<AppState>, params: Params) -> ApiResult {
     Ok(ok(true))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/setPassword",
+    tag = "accounts",
+    summary = "Changes my password; my other sessions end",
+    request_body(content = bodies::PasswordChange, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn set_password(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::Users).await?;
     state.limit("password", &me.id.0.to_string(), state.limits().password).await?;
@@ -157,6 +229,15 @@ async fn set_password(State(state): State<AppState>, params: Params) -> ApiResul
     Ok(ok(true))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/updateUserinfo",
+    tag = "accounts",
+    summary = "Changes my profile and answers with my user object",
+    request_body(content = bodies::ProfileChange, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn update_userinfo(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let changes = ProfileChanges {
@@ -199,6 +280,15 @@ fn avatar_changed(user: UserId, to_name: String, avatar: String) -> SystemMessag
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/userset",
+    tag = "accounts",
+    summary = "Stores my settings",
+    request_body(content = bodies::Userset, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn userset(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let raw = match params.value("userset") {
@@ -220,12 +310,29 @@ async fn userset(State(state): State<AppState>, params: Params) -> ApiResult {
 /// The longest `userset` text kept (bytes).
 const MAX_USERSET: usize = 4096;
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/getUserSetInfo",
+    tag = "accounts",
+    summary = "My settings, with defaults for keys never set",
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn get_userset(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     // Read with defaults for any key added since they were stored.
     Ok(ok(me.user.userset()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/searchUser",
+    tag = "accounts",
+    summary = "Finds users by name (at most 50)",
+    request_body(content = bodies::Keyword, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn search_user(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::Users).await?;
     let keyword = params.required("keyword")?;

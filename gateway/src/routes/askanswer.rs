@@ -1,28 +1,29 @@
 //! SPEC section 5, auto-reply: a user's question/answer pairs.
 
+use super::bodies;
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::ok;
 use crate::params::Params;
 use crate::state::AppState;
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::post;
 use im_commands::Ctx;
 use im_domain::askanswer::{MAX_QUERY_CHARS, Pair, best_match};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/chat/askanswer/create", post(create))
-        .route("/api/chat/askanswer/update", post(update))
-        .route("/api/chat/askanswer/delete", post(delete))
-        .route("/api/chat/askanswer/list", post(list))
-        .route("/api/chat/askanswer/detail", post(detail))
-        .route("/api/chat/askanswer/search", post(search))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(update))
+        .routes(routes!(delete))
+        .routes(routes!(list))
+        .routes(routes!(detail))
+        .routes(routes!(search))
 }
 
 fn id_param(params: &Params, key: &str) -> Result<i64, ApiError> {
@@ -37,6 +38,15 @@ fn not_found() -> ApiError {
     ApiError::not_found("askanswer_not_found", "问答不存在")
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/askanswer/create",
+    tag = "askanswer",
+    summary = "Adds an automatic answer",
+    request_body(content = bodies::AskNew, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn create(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let (ask, answer) = (params.required("ask")?, params.required("answer")?);
@@ -45,6 +55,15 @@ async fn create(State(state): State<AppState>, params: Params) -> ApiResult {
     Ok(ok(state.askanswers().get(me.id.0, id).await?.ok_or_else(not_found)?.to_json()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/askanswer/update",
+    tag = "askanswer",
+    summary = "Changes an automatic answer of mine",
+    request_body(content = bodies::AskChange, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn update(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = id_param(&params, "id")?;
@@ -54,6 +73,15 @@ async fn update(State(state): State<AppState>, params: Params) -> ApiResult {
     Ok(ok(state.askanswers().get(me.id.0, id).await?.ok_or_else(not_found)?.to_json()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/askanswer/delete",
+    tag = "askanswer",
+    summary = "Deletes an automatic answer of mine",
+    request_body(content = bodies::AskOnly, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn delete(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = id_param(&params, "id")?;
@@ -62,6 +90,15 @@ async fn delete(State(state): State<AppState>, params: Params) -> ApiResult {
     Ok(ok(true))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/askanswer/list",
+    tag = "askanswer",
+    summary = "My automatic answers, a page",
+    request_body(content = bodies::AskPage, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn list(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::Users).await?;
     let page = super::page_number(params.int("page")?.unwrap_or(1))?;
@@ -73,6 +110,15 @@ async fn list(State(state): State<AppState>, params: Params) -> ApiResult {
     Ok(ok(json!({"count": count, "rows": rows.iter().map(|r| r.to_json()).collect::<Vec<_>>()})))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/askanswer/detail",
+    tag = "askanswer",
+    summary = "One automatic answer",
+    request_body(content = bodies::AskOnly, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn detail(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::Users).await?;
     let id = id_param(&params, "id")?;
@@ -80,6 +126,15 @@ async fn detail(State(state): State<AppState>, params: Params) -> ApiResult {
 }
 
 /// The best answer of `create_userId` for the question `ask`.
+#[utoipa::path(
+    post,
+    path = "/api/chat/askanswer/search",
+    tag = "askanswer",
+    summary = "Automatic answers matching a question",
+    request_body(content = bodies::AskSearch, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn search(State(state): State<AppState>, params: Params) -> ApiResult {
     state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let owner = id_param(&params, "create_userId")?;

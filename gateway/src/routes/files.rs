@@ -1,6 +1,7 @@
 //! SPEC section 7: uploads into the local store (served back under `/public`) or the
 //! configured S3-compatible store, and a video's screenshot through ffmpeg.
 
+use super::bodies;
 use crate::auth::{Access, Me};
 use crate::error::ApiError;
 use crate::ok;
@@ -9,25 +10,25 @@ use crate::proxy::ClientIp;
 use crate::settings::FileSettings;
 use crate::state::AppState;
 use axum::Json;
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use im_adapters::objects::{ObjectError, ObjectStore};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
-pub fn router(max_body: usize) -> Router<AppState> {
-    Router::new()
-        .route("/api/chat/uploadStreamSingleToServerDiy/{diydir}", post(upload_diy))
-        .route("/api/chat/uploadAliyun", post(upload_store))
+pub fn router(max_body: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(upload_diy))
+        .routes(routes!(upload_store))
         .layer(DefaultBodyLimit::max(max_body))
-        .route("/api/chat/getVideoScreenshot", post(screenshot))
+        .routes(routes!(screenshot))
 }
 
 /// Extensions the local store serves inline (what images, audio and video are stored
@@ -41,7 +42,7 @@ const INLINE_EXTENSIONS: &[&str] = &[
 /// `/public`: the local store's files. None is ever sniffed into another type by the
 /// browser (`X-Content-Type-Options: nosniff`), and only media are shown inline:
 /// documents come with `Content-Disposition: attachment`.
-pub fn public(dir: &std::path::Path) -> Router<AppState> {
+pub fn public(dir: &std::path::Path) -> axum::Router<AppState> {
     async fn headers(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
         let ext = request.uri().path().rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
         let mut response = next.run(request).await;
@@ -52,8 +53,28 @@ pub fn public(dir: &std::path::Path) -> Router<AppState> {
         }
         response
     }
-    Router::new().nest_service("/public", tower_http::services::ServeDir::new(dir)).layer(axum::middleware::from_fn(headers))
+    axum::Router::new().nest_service("/public", tower_http::services::ServeDir::new(dir)).layer(axum::middleware::from_fn(headers))
 }
+
+/// The description of `/public/{path}` (the route is the `ServeDir` of [`public`], which
+/// has no handler of its own to carry it).
+#[utoipa::path(
+    get,
+    path = "/public/{path}",
+    tag = "files",
+    summary = "A file of the local store, as an upload answered its URL",
+    description = "Images, audio and video are served inline; every other file with `Content-Disposition: attachment`. \
+                   Always `X-Content-Type-Options: nosniff`.",
+    params(("path" = String, Path, description = "The path the upload answered, below `/public/`")),
+    responses((status = 200, description = "The file"), (status = 404, description = "No such file"))
+)]
+#[allow(dead_code)] // never called: the ServeDir answers
+async fn public_file() {}
+
+/// The description of `/public`, merged into the API's.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(public_file))]
+pub struct PublicFiles;
 
 fn too_large() -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", "文件过大")
@@ -269,6 +290,16 @@ async fn upload(
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/uploadStreamSingleToServerDiy/{diydir}",
+    tag = "files",
+    summary = "Uploads a file into the local store, answered with its URL under `/public`",
+    params(("diydir" = String, Path, description = "A folder name under the upload directory")),
+    request_body(content = bodies::Upload, content_type = "multipart/form-data"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn upload_diy(
     State(state): State<AppState>,
     Path(diydir): Path<String>,
@@ -286,6 +317,15 @@ async fn upload_diy(
 }
 
 /// `uploadAliyun`: into the configured object store; without one, the local store.
+#[utoipa::path(
+    post,
+    path = "/api/chat/uploadAliyun",
+    tag = "files",
+    summary = "Uploads a file into the configured store (S3-compatible, or local)",
+    request_body(content = bodies::Upload, content_type = "multipart/form-data"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn upload_store(
     State(state): State<AppState>,
     addr: ClientIp,
@@ -316,6 +356,15 @@ impl Scratch {
 /// `getVideoScreenshot`: a frame of an uploaded video as JPEG, stored beside the video
 /// (`<name>-cover.jpg`) in the store that holds it — the local one, read in place, or the
 /// S3-compatible one, copied to a scratch file for ffmpeg first.
+#[utoipa::path(
+    post,
+    path = "/api/chat/getVideoScreenshot",
+    tag = "files",
+    summary = "A frame of an uploaded video, as an image URL",
+    request_body(content = bodies::Screenshot, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn screenshot(State(state): State<AppState>, headers: HeaderMap, params: Params) -> ApiResult {
     state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let url = params.required("url")?;

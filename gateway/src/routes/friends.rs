@@ -1,40 +1,41 @@
 //! SPEC section 3: friends, requests, blacklist and reports. Notices (`friend_apply`,
 //! `friend_accepted`, `friend_added`) reach the other user through their inbox.
 
+use super::bodies;
 use crate::auth::{Access, Me};
 use crate::error::ApiError;
 use crate::params::{Params, path_int};
 use crate::state::AppState;
 use crate::{ok, routes::Page};
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
 use im_commands::Ctx;
 use im_commands::friends::ReportedKind;
 use im_domain::UserId;
 use im_domain::friendship::Choice;
 use im_projections::friends::group_by_letter;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/chat/applyfriend", post(apply))
-        .route("/api/chat/listapplyfriend/{page}", get(list_requests))
-        .route("/api/chat/handleapply/{id}", post(handle))
-        .route("/api/chat/autoAddFriendAndAgree", post(auto_add))
-        .route("/api/chat/goodfriendlist/{page}", get(friend_list))
-        .route("/api/chat/getgoodfriendinfo/{id}", get(friend_info))
-        .route("/api/chat/setblackgoodfriend/{id}", post(toggle_black))
-        .route("/api/chat/setstargoodfriend/{id}", post(set_star))
-        .route("/api/chat/setmeOrfriendCanSee/{id}", post(set_visibility))
-        .route("/api/chat/setremarktag/{id}", post(set_remark))
-        .route("/api/chat/ismygoodfriend/{id}", post(is_my_friend))
-        .route("/api/chat/deletegoodfriend/{id}", post(delete_friend))
-        .route("/api/chat/isApplyfriend/{uuid}", post(is_apply))
-        .route("/api/chat/report", post(report))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(apply))
+        .routes(routes!(list_requests))
+        .routes(routes!(handle))
+        .routes(routes!(auto_add))
+        .routes(routes!(friend_list))
+        .routes(routes!(friend_info))
+        .routes(routes!(toggle_black))
+        .routes(routes!(set_star))
+        .routes(routes!(set_visibility))
+        .routes(routes!(set_remark))
+        .routes(routes!(is_my_friend))
+        .routes(routes!(delete_friend))
+        .routes(routes!(is_apply))
+        .routes(routes!(report))
 }
 
 /// A 0/1 flag; absent → `default`.
@@ -73,6 +74,15 @@ fn friend_param(params: &Params) -> Result<UserId, ApiError> {
     user_id(id, "friend_id")
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/applyfriend",
+    tag = "friends",
+    summary = "Asks a user to be my friend (they get a `friend_apply` notice)",
+    request_body(content = bodies::FriendApply, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn apply(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let to = friend_param(&params)?;
@@ -83,6 +93,15 @@ async fn apply(State(state): State<AppState>, params: Params) -> ApiResult {
     Ok(ok(request.to_json()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/chat/listapplyfriend/{page}",
+    tag = "friends",
+    summary = "Friend requests sent to me, a page",
+    params(("page" = i64, Path, description = "Page number, ≥ 1"), bodies::PageLimit),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn list_requests(State(state): State<AppState>, Path(page): Path<String>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::Users).await?;
     let page = Page::parse(&page, &params, 10, 100)?;
@@ -90,6 +109,16 @@ async fn list_requests(State(state): State<AppState>, Path(page): Path<String>, 
     Ok(ok(json!({"count": count, "rows": rows.iter().map(|r| r.to_json()).collect::<Vec<_>>()})))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/handleapply/{id}",
+    tag = "friends",
+    summary = "Agrees to or refuses friend request `id`",
+    params(("id" = i64, Path, description = "The friend request's id")),
+    request_body(content = bodies::FriendAnswer, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn handle(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = path_int(&id, "id")?;
@@ -107,6 +136,15 @@ async fn handle(State(state): State<AppState>, Path(id): Path<String>, params: P
     Ok(ok(request.to_json()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/autoAddFriendAndAgree",
+    tag = "friends",
+    summary = "Becomes friends at once (both sides)",
+    request_body(content = bodies::AutoAdd, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn auto_add(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let to = friend_param(&params)?;
@@ -117,6 +155,15 @@ async fn auto_add(State(state): State<AppState>, params: Params) -> ApiResult {
     Ok(ok(row.to_info_json()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/chat/goodfriendlist/{page}",
+    tag = "friends",
+    summary = "My friends grouped by initial letter, a page",
+    params(("page" = i64, Path, description = "Page number, ≥ 1"), bodies::PageLimit),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn friend_list(State(state): State<AppState>, Path(page): Path<String>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::Users).await?;
     let page = Page::parse(&page, &params, 2000, 2000)?;
@@ -137,6 +184,15 @@ async fn my_friend(state: &AppState, me: &Me, id: &str) -> Result<im_projections
     state.friends().friend(me.id.0, friend.0).await?.ok_or_else(ApiError::not_friends)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/chat/getgoodfriendinfo/{id}",
+    tag = "friends",
+    summary = "One friend as I see them (remark, star, visibility, blacklist)",
+    params(("id" = i64, Path, description = "The other user's id")),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn friend_info(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::Users).await?;
     Ok(ok(my_friend(&state, &me, &id).await?.to_info_json()))
@@ -154,6 +210,15 @@ fn friend_path(id: &str) -> Result<UserId, ApiError> {
 
 /// Blocks a friend or anyone else, or lifts my block. A friend answers with the friend's
 /// info as the other side routes do; anyone else with `{friend_id, isblack}`.
+#[utoipa::path(
+    post,
+    path = "/api/chat/setblackgoodfriend/{id}",
+    tag = "friends",
+    summary = "Blocks user `id`, or lifts my block",
+    params(("id" = i64, Path, description = "The other user's id")),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn toggle_black(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let other = friend_path(&id)?;
@@ -166,6 +231,16 @@ async fn toggle_black(State(state): State<AppState>, Path(id): Path<String>, par
     Ok(ok(json!({"friend_id": other.0, "isblack": i64::from(black)})))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/setstargoodfriend/{id}",
+    tag = "friends",
+    summary = "Stars or unstars friend `id`",
+    params(("id" = i64, Path, description = "The other user's id")),
+    request_body(content = bodies::Star, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn set_star(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let star = required_flag(&params, "star")?;
@@ -173,6 +248,16 @@ async fn set_star(State(state): State<AppState>, Path(id): Path<String>, params:
     change_side(&state, &me, &id, appended.position).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/setmeOrfriendCanSee/{id}",
+    tag = "friends",
+    summary = "Who sees whose moments, with friend `id`",
+    params(("id" = i64, Path, description = "The other user's id")),
+    request_body(content = bodies::Visibility, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn set_visibility(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let lookme = required_flag(&params, "lookme")?;
@@ -190,6 +275,16 @@ fn parse_tags(raw: &str) -> Result<String, ApiError> {
     Ok(tags.join(","))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/setremarktag/{id}",
+    tag = "friends",
+    summary = "My remark and tags for friend `id`",
+    params(("id" = i64, Path, description = "The other user's id")),
+    request_body(content = bodies::Remark, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn set_remark(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let friend = friend_path(&id)?;
@@ -202,6 +297,15 @@ async fn set_remark(State(state): State<AppState>, Path(id): Path<String>, param
     change_side(&state, &me, &id, appended.position).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/ismygoodfriend/{id}",
+    tag = "friends",
+    summary = "Whether user `id` is my friend",
+    params(("id" = i64, Path, description = "The other user's id")),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn is_my_friend(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     match my_friend(&state, &me, &id).await? {
@@ -210,6 +314,15 @@ async fn is_my_friend(State(state): State<AppState>, Path(id): Path<String>, par
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/deletegoodfriend/{id}",
+    tag = "friends",
+    summary = "Ends a friendship (both sides)",
+    params(("id" = i64, Path, description = "The other user's id")),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn delete_friend(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let appended = state.friend_commands().end(&Ctx::user(me.id.0), me.id, friend_path(&id)?).await?;
@@ -217,6 +330,15 @@ async fn delete_friend(State(state): State<AppState>, Path(id): Path<String>, pa
     Ok(ok(true))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/isApplyfriend/{uuid}",
+    tag = "friends",
+    summary = "Whether I may ask user `uuid` to be my friend, and how we stand",
+    params(("uuid" = String, Path, description = "The user's uuid (36 characters)")),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn is_apply(State(state): State<AppState>, Path(uuid): Path<String>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::Users).await?;
     let missing = || ApiError::bad("request_not_found", "用户申请信息不存在");
@@ -225,6 +347,15 @@ async fn is_apply(State(state): State<AppState>, Path(uuid): Path<String>, param
     Ok(ok(request.to_json()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/report",
+    tag = "friends",
+    summary = "Reports a user or a group to the operators",
+    request_body(content = bodies::Report, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn report(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let reported_id = params.int("reported_id")?.ok_or_else(|| ApiError::bad("missing_reported_id", "reported_id 参数必填"))?;

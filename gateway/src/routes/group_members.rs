@@ -1,6 +1,7 @@
 //! A group's members page by page (`groupinfo` carries the first
 //! [`im_projections::groups::MEMBERS_IN_INFO`]).
 
+use super::bodies;
 use super::groups::positive;
 use crate::auth::Access;
 use crate::error::ApiError;
@@ -9,21 +10,30 @@ use crate::params::Params;
 use crate::routes::Page;
 use crate::state::AppState;
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::get;
 use im_domain::GroupId;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Members per page at most.
 pub const MAX_MEMBERS_PER_PAGE: i64 = 500;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/chat/groupMembers/{page}", get(members))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(members))
 }
 
 /// `GET /api/chat/groupMembers/:page?id=&limit=` (members only): `{count, rows}`, rows in
 /// the order members joined, `limit` 1 to 500 (default 100).
+#[utoipa::path(
+    get,
+    path = "/api/chat/groupMembers/{page}",
+    tag = "groups",
+    summary = "A page of a group's members",
+    params(("page" = i64, Path, description = "Page number, ≥ 1"), bodies::MembersQuery),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn members(State(state): State<AppState>, Path(page): Path<String>, params: Params) -> Result<Json<Value>, ApiError> {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let page = Page::parse(&page, &params, im_projections::groups::MEMBERS_IN_INFO, MAX_MEMBERS_PER_PAGE)?;

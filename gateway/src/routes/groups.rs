@@ -1,40 +1,41 @@
 //! SPEC section 4: groups.
 
+use super::bodies;
 use crate::auth::{Access, Me};
 use crate::error::ApiError;
 use crate::params::{Params, path_int};
 use crate::state::AppState;
 use crate::{ok, routes::Page};
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use im_commands::Ctx;
 use im_domain::group::{Consent, Named};
 use im_domain::{GroupId, UserId};
 use im_projections::users::UserRow;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/chat/group/create", post(create))
-        .route("/api/chat/grouplist/{page}", get(list))
-        .route("/api/chat/groupinfo/{id}", get(info))
-        .route("/api/chat/groupUpdateName", post(rename))
-        .route("/api/chat/groupremark", post(remark))
-        .route("/api/chat/groupDeleteUser", post(remove_member))
-        .route("/api/chat/groupAddUserSet", post(join_policy))
-        .route("/api/chat/groupInviteUser", post(invite))
-        .route("/api/chat/groupAgreeOrNo", post(answer_join))
-        .route("/api/chat/groupInvitations", get(invitations).post(invitations))
-        .route("/api/chat/groupInvitationHandle", post(answer_invitation))
-        .route("/api/chat/groupnickname", post(nickname))
-        .route("/api/chat/groupDeleteOrQuit", post(delete_or_quit))
-        .route("/api/chat/groupQrcode/{id}", get(qrcode))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(list))
+        .routes(routes!(info))
+        .routes(routes!(rename))
+        .routes(routes!(remark))
+        .routes(routes!(remove_member))
+        .routes(routes!(join_policy))
+        .routes(routes!(invite))
+        .routes(routes!(answer_join))
+        .routes(routes!(invitations))
+        .routes(routes!(answer_invitation))
+        .routes(routes!(nickname))
+        .routes(routes!(delete_or_quit))
+        .routes(routes!(qrcode))
 }
 
 pub(crate) fn named(user: &UserRow) -> Named {
@@ -96,6 +97,15 @@ pub(crate) async fn settled_group(state: &AppState, me: &Me, id: GroupId, positi
     Ok(ok(member_view(state, me, id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/group/create",
+    tag = "groups",
+    summary = "Creates a group of me and friends",
+    request_body(content = bodies::GroupCreate, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn create(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let ids = id_list(&params)?;
@@ -127,6 +137,15 @@ async fn create(State(state): State<AppState>, params: Params) -> ApiResult {
     settled_group(&state, &me, id, position).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/chat/grouplist/{page}",
+    tag = "groups",
+    summary = "My groups, a page",
+    params(("page" = i64, Path, description = "Page number, ≥ 1"), bodies::PageLimit),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn list(State(state): State<AppState>, Path(page): Path<String>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let page = Page::parse(&page, &params, 10, 100)?;
@@ -134,12 +153,30 @@ async fn list(State(state): State<AppState>, Path(page): Path<String>, params: P
     Ok(ok(json!({"count": count, "rows": rows})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/chat/groupinfo/{id}",
+    tag = "groups",
+    summary = "A group I belong to, with its first members",
+    params(("id" = i64, Path, description = "The group's id")),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn info(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let id = GroupId(path_int(&id, "id")?);
     Ok(ok(member_view(&state, &me, id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/groupUpdateName",
+    tag = "groups",
+    summary = "Renames a group (owner or admin)",
+    request_body(content = bodies::GroupName, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn rename(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = GroupId(positive(&params, "id")?);
@@ -148,6 +185,15 @@ async fn rename(State(state): State<AppState>, params: Params) -> ApiResult {
     settled_group(&state, &me, id, position).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/groupremark",
+    tag = "groups",
+    summary = "Sets a group's notice (owner or admin)",
+    request_body(content = bodies::GroupRemark, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn remark(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = GroupId(positive(&params, "id")?);
@@ -163,6 +209,15 @@ pub(crate) async fn user_named(state: &AppState, id: i64) -> Result<(Named, bool
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/groupDeleteUser",
+    tag = "groups",
+    summary = "Removes a member (owner or admin)",
+    request_body(content = bodies::GroupMember, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn remove_member(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = GroupId(positive(&params, "id")?);
@@ -171,6 +226,15 @@ async fn remove_member(State(state): State<AppState>, params: Params) -> ApiResu
     settled_group(&state, &me, id, position).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/groupAddUserSet",
+    tag = "groups",
+    summary = "Whether invitations need approval (owner)",
+    request_body(content = bodies::JoinPolicy, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn join_policy(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = GroupId(positive(&params, "id")?);
@@ -190,6 +254,15 @@ async fn join_policy(State(state): State<AppState>, params: Params) -> ApiResult
 /// Nobody is pulled into a group against their will: a friend of the inviter joins by
 /// the group's policy, anyone else is asked first (`status: "invited"`), and someone
 /// who blocked the inviter is not asked at all.
+#[utoipa::path(
+    post,
+    path = "/api/chat/groupInviteUser",
+    tag = "groups",
+    summary = "Invites a user into a group",
+    request_body(content = bodies::GroupMember, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn invite(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let id = GroupId(positive(&params, "id")?);
@@ -220,12 +293,29 @@ async fn consent(state: &AppState, inviter: UserId, user: UserId) -> Result<Cons
 }
 
 /// The invitations waiting for my answer.
+#[utoipa::path(
+    method(get, post),
+    path = "/api/chat/groupInvitations",
+    tag = "groups",
+    summary = "Invitations waiting for my answer",
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn invitations(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     Ok(ok(json!(state.groups().invitations(me.id.0).await?)))
 }
 
 /// I accept (`status: agree`) or decline (`refuse`) an invitation to group `id`.
+#[utoipa::path(
+    post,
+    path = "/api/chat/groupInvitationHandle",
+    tag = "groups",
+    summary = "Accepts or declines an invitation",
+    request_body(content = bodies::InvitationAnswer, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn answer_invitation(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let id = GroupId(positive(&params, "id")?);
@@ -246,6 +336,15 @@ async fn answer_invitation(State(state): State<AppState>, params: Params) -> Api
     Ok(ok(json!({"status": status, "group_id": id, "user_id": me.id.0})))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/groupAgreeOrNo",
+    tag = "groups",
+    summary = "Approves or refuses a request to join (owner or admin)",
+    request_body(content = bodies::JoinAnswer, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn answer_join(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = GroupId(positive(&params, "id")?);
@@ -259,6 +358,15 @@ async fn answer_join(State(state): State<AppState>, params: Params) -> ApiResult
     settled_group(&state, &me, id, position).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/groupnickname",
+    tag = "groups",
+    summary = "My name in a group",
+    request_body(content = bodies::GroupNickname, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn nickname(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let id = GroupId(positive(&params, "id")?);
@@ -267,6 +375,15 @@ async fn nickname(State(state): State<AppState>, params: Params) -> ApiResult {
     settled_group(&state, &me, id, position).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/groupDeleteOrQuit",
+    tag = "groups",
+    summary = "Leaves a group; its owner dissolves it",
+    request_body(content = bodies::GroupOnly, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn delete_or_quit(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let id = GroupId(positive(&params, "id")?);
@@ -277,6 +394,15 @@ async fn delete_or_quit(State(state): State<AppState>, params: Params) -> ApiRes
 
 /// The QR code a member shares: with `type=H5`, `http` and `chatType=group` the H5 join
 /// URL, otherwise `{"id":…,"name":…}`. A PNG.
+#[utoipa::path(
+    get,
+    path = "/api/chat/groupQrcode/{id}",
+    tag = "groups",
+    summary = "A PNG QR code to join the group",
+    params(("id" = i64, Path, description = "The group's id"), bodies::QrQuery),
+    security(("token" = []), ("bearer" = [])),
+    responses((status = 200, description = "The QR code", content_type = "image/png"), (status = 400, description = "A malformed id or `http`", body = crate::openapi::Failure), (status = 401, description = "No valid token", body = crate::openapi::Failure), (status = 403, description = "Not a member", body = crate::openapi::Failure), (status = 404, description = "No such group", body = crate::openapi::Failure))
+)]
 async fn qrcode(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> Result<Response, ApiError> {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let id = GroupId(path_int(&id, "id")?);

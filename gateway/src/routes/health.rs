@@ -21,6 +21,13 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics (text exposition format)",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain"))
+)]
 pub async fn render(State(state): State<AppState>) -> Response {
     let mut out = String::with_capacity(4096);
     state.metrics().render_static(&mut out);
@@ -50,6 +57,16 @@ const READY_LAG: i64 = 1000;
 
 /// `GET /readyz`: 200 when the log answers and the projections are caught up (within
 /// a small lag), 503 otherwise.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness: 200 once the store answers and the read models caught up",
+    responses(
+        (status = 200, description = "`{ready, log_head, lag}`", body = crate::openapi::Success),
+        (status = 503, description = "The store does not answer, or the read models lag", body = crate::openapi::Failure)
+    )
+)]
 pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let head = state.store().head().await.map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "存储不可用"))?;
     let lag = head - state.projector().position();
@@ -60,6 +77,13 @@ pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<serde_js
 }
 
 /// `GET /healthz`: the process answers, and where the log and the read models are.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness: the process answers, with the log head, the read models' position, sockets, role and node",
+    responses((status = 200, description = "`{status, store, log_head, projections_at, online, role, node}`", body = crate::openapi::Success))
+)]
 pub async fn healthz(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let head = state.store().head().await.map_err(ApiError::internal)?;
     Ok(ok(json!({

@@ -1,5 +1,6 @@
 //! SPEC section 5: sending, offline messages, sync, history, revoke.
 
+use super::bodies;
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::hub::Offer;
@@ -9,28 +10,37 @@ use crate::proxy::ClientIp;
 use crate::send::SendMessage;
 use crate::state::AppState;
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
 use im_adapters::presence::NodeMessage;
 use im_commands::Ctx;
 use im_domain::UserId;
 use im_domain::message::ChatType;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/chat/socket/sendmessage", post(send))
-        .route("/api/chat/chatGetmessageOffLine", post(offline))
-        .route("/api/chat/sync", get(sync))
-        .route("/api/chat/history/{chat_type}/{id}", get(history))
-        .route("/api/chat/revokeMessage", post(revoke))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(send))
+        .routes(routes!(offline))
+        .routes(routes!(sync))
+        .routes(routes!(history))
+        .routes(routes!(revoke))
 }
 
 /// `sendmessage` over HTTP: the send use case, then read-your-writes (the caller's next
 /// query sees the message).
+#[utoipa::path(
+    post,
+    path = "/api/chat/socket/sendmessage",
+    tag = "messages",
+    summary = "Sends a message (the same use case as the WebSocket `send` frame); answers with the message once it is durable",
+    request_body(content = bodies::SendBody, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn send(State(state): State<AppState>, addr: ClientIp, params: Params) -> ApiResult {
     state.limit("send-ip", &addr.to_string(), state.limits().send.saturating_mul(4)).await?;
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
@@ -48,6 +58,14 @@ async fn send(State(state): State<AppState>, addr: ClientIp, params: Params) -> 
 /// has room. Each counts as delivered once its frame was written; whatever did not fit
 /// stays pending for the next call (or sync). A socket on another gateway is pushed
 /// there (asked through Redis).
+#[utoipa::path(
+    post,
+    path = "/api/chat/chatGetmessageOffLine",
+    tag = "messages",
+    summary = "Pushes my undelivered messages to my socket, oldest first",
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn offline(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     if state.hub().is_online(me.id) {
@@ -88,6 +106,15 @@ pub async fn push_pending(state: &AppState, user: UserId) -> Result<(), ApiError
     Ok(())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/chat/sync",
+    tag = "messages",
+    summary = "My inbox rows after `since`, in `seq` order: `{rows, last_seq, has_more}`",
+    params(bodies::SyncQuery),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn sync(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let since = params.int("since")?.unwrap_or(0);
@@ -106,6 +133,15 @@ async fn sync(State(state): State<AppState>, params: Params) -> ApiResult {
     Ok(ok(json!({"rows": rows, "last_seq": page.last_seq, "has_more": page.has_more})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/chat/history/{chat_type}/{id}",
+    tag = "messages",
+    summary = "A conversation's messages, newest first",
+    params(("chat_type" = String, Path, description = "`single` or `group`"), ("id" = i64, Path, description = "The other user's or the group's id"), bodies::HistoryQuery),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn history(State(state): State<AppState>, Path((chat_type, id)): Path<(String, String)>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let chat_type = ChatType::parse(&chat_type).ok_or_else(|| ApiError::bad("invalid_chatType", "chatType 只能是 single 或 group"))?;
@@ -136,6 +172,15 @@ async fn history(State(state): State<AppState>, Path((chat_type, id)): Path<(Str
     Ok(ok(json!(rows)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat/revokeMessage",
+    tag = "messages",
+    summary = "Revokes a message I sent, within the revoke window",
+    request_body(content = bodies::Revoke, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn revoke(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
     let id = params.required("id")?;

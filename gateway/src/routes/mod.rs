@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod askanswer;
+pub mod bodies;
 pub mod files;
 pub mod friends;
 pub mod group_members;
@@ -13,6 +14,34 @@ pub mod web;
 
 use crate::error::ApiError;
 use crate::params::{Params, path_int};
+use crate::state::AppState;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Every route of the API with its description: the contract's routes (`/api/…`), the
+/// WebSocket upgrade, health and metrics, and the description itself. `max_upload` is
+/// the body limit of the upload routes. The server's router and its description
+/// (`split_for_parts`) both come from here.
+pub fn api(max_upload: usize) -> OpenApiRouter<AppState> {
+    let mut frame = crate::openapi::ApiDoc::openapi();
+    frame.merge(files::PublicFiles::openapi());
+    OpenApiRouter::with_openapi(frame)
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::render))
+        .routes(routes!(crate::ws::handler))
+        .routes(routes!(crate::openapi::json))
+        .routes(routes!(crate::openapi::reference))
+        .merge(accounts::router())
+        .merge(friends::router())
+        .merge(messages::router())
+        .merge(askanswer::router())
+        .merge(groups::router())
+        .merge(moderation::router())
+        .merge(group_members::router())
+        .merge(files::router(max_upload))
+}
 
 /// The highest page number a request may ask for (beyond it a page is empty anyway, and
 /// its offset would overflow).

@@ -4,33 +4,34 @@
 //! event and reaches the members as a group system message; the send rules enforce the
 //! mutes and the lock.
 
+use super::bodies;
 use super::groups::{named, positive, settled_group, user_named};
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::params::Params;
 use crate::state::AppState;
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::post;
 use im_commands::Ctx;
 use im_domain::GroupId;
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
 /// The longest mute for a while: 30 days, in minutes.
 pub const MAX_MUTE_MINUTES: i64 = 30 * 24 * 60;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/chat/groupMute", post(mute))
-        .route("/api/chat/groupMuteAll", post(mute_all))
-        .route("/api/chat/groupLock", post(lock))
-        .route("/api/chat/groupAvatar", post(avatar))
-        .route("/api/chat/groupSetAdmin", post(set_admin))
-        .route("/api/chat/groupTransfer", post(transfer))
-        .route("/api/chat/groupShareHistory", post(share_history))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(mute))
+        .routes(routes!(mute_all))
+        .routes(routes!(lock))
+        .routes(routes!(avatar))
+        .routes(routes!(set_admin))
+        .routes(routes!(transfer))
+        .routes(routes!(share_history))
 }
 
 /// A 0/1 switch; `default` when absent (`None`: required).
@@ -45,6 +46,15 @@ fn switch(params: &Params, key: &str, default: Option<bool>) -> Result<bool, Api
 
 /// `groupMute`: `id`, `user_id`, `mute` (1 mutes, the default; 0 lifts) and `minutes`
 /// (1 to 43200; absent or 0: until lifted).
+#[utoipa::path(
+    post,
+    path = "/api/chat/groupMute",
+    tag = "groups",
+    summary = "Mutes or unmutes a member (owner or admin)",
+    request_body(content = bodies::GroupMute, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn mute(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = GroupId(positive(&params, "id")?);
@@ -60,6 +70,15 @@ async fn mute(State(state): State<AppState>, params: Params) -> ApiResult {
 }
 
 /// `groupMuteAll`: `id`, `mute` (1: only the owner speaks; 0: everyone again).
+#[utoipa::path(
+    post,
+    path = "/api/chat/groupMuteAll",
+    tag = "groups",
+    summary = "Mutes or unmutes everyone but the owner and admins",
+    request_body(content = bodies::GroupMuteAll, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn mute_all(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = GroupId(positive(&params, "id")?);
@@ -70,6 +89,15 @@ async fn mute_all(State(state): State<AppState>, params: Params) -> ApiResult {
 
 /// `groupLock`: `id`, `lock` (1 locks: nobody sends; 0 unlocks). The owner's; operators
 /// lock from the console.
+#[utoipa::path(
+    post,
+    path = "/api/chat/groupLock",
+    tag = "groups",
+    summary = "Locks or unlocks a group (owner)",
+    request_body(content = bodies::GroupLock, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn lock(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = GroupId(positive(&params, "id")?);
@@ -80,6 +108,15 @@ async fn lock(State(state): State<AppState>, params: Params) -> ApiResult {
 
 /// `groupAvatar`: `id`, `avatar` (the URL an upload answered: `http(s)://…` or a `/public`
 /// path; at most 500 characters).
+#[utoipa::path(
+    post,
+    path = "/api/chat/groupAvatar",
+    tag = "groups",
+    summary = "Sets a group's avatar (owner or admin)",
+    request_body(content = bodies::GroupAvatar, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn avatar(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = GroupId(positive(&params, "id")?);
@@ -96,6 +133,15 @@ async fn avatar(State(state): State<AppState>, params: Params) -> ApiResult {
 }
 
 /// `groupSetAdmin`: `id`, `user_id`, `admin` (1 appoints, the default; 0 removes). The owner's.
+#[utoipa::path(
+    post,
+    path = "/api/chat/groupSetAdmin",
+    tag = "groups",
+    summary = "Makes a member an admin, or takes it back (owner)",
+    request_body(content = bodies::GroupSetAdmin, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn set_admin(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = GroupId(positive(&params, "id")?);
@@ -106,6 +152,15 @@ async fn set_admin(State(state): State<AppState>, params: Params) -> ApiResult {
 }
 
 /// `groupTransfer`: `id`, `user_id` (a member, who becomes the owner). The owner's.
+#[utoipa::path(
+    post,
+    path = "/api/chat/groupTransfer",
+    tag = "groups",
+    summary = "Hands the group to another member (owner)",
+    request_body(content = bodies::GroupMember, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn transfer(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = GroupId(positive(&params, "id")?);
@@ -119,6 +174,15 @@ async fn transfer(State(state): State<AppState>, params: Params) -> ApiResult {
 
 /// `groupShareHistory`: `id`, `share` (1: new members read what was said before they
 /// joined; 0: from their joining on, the default). The owner's.
+#[utoipa::path(
+    post,
+    path = "/api/chat/groupShareHistory",
+    tag = "groups",
+    summary = "Whether new members read earlier messages (owner or admin)",
+    request_body(content = bodies::GroupShareHistory, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
 async fn share_history(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::Users).await?;
     let id = GroupId(positive(&params, "id")?);

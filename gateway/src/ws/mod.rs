@@ -52,6 +52,20 @@ pub const READ_BUFFER: usize = 4 * 1024;
 /// Frames gathered in the socket library before one write.
 pub const WRITE_BUFFER: usize = 16 * 1024;
 
+/// The frames both ways are described in docs/websocket.md.
+#[utoipa::path(
+    get,
+    path = "/ws",
+    tag = "operations",
+    summary = "The WebSocket: live delivery and sending (`send`, `ack`, `ping` frames)",
+    params(("token" = String, Query, description = "The session's token (the `token` header works too)")),
+    responses(
+        (status = 101, description = "Switching protocols: the socket is open and a `welcome` frame follows"),
+        (status = 401, description = "No token, or an invalid, expired or revoked one", body = crate::openapi::Failure),
+        (status = 403, description = "The user is disabled", body = crate::openapi::Failure),
+        (status = 429, description = "Too many sockets or connection attempts", body = crate::openapi::Failure)
+    )
+)]
 pub async fn handler(ws: WebSocketUpgrade, State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
     let token = query.get("token").cloned();
     // A text message of 10,000 CJK characters is ~30 KiB of JSON; nothing legitimate
