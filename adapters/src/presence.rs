@@ -51,6 +51,8 @@ pub enum NodeMessage {
     /// The user asked (on another gateway) for their pending inbox rows: push them to
     /// their socket here.
     Offline { user: i64 },
+    /// An ephemeral frame (a typing indicator) for the user's socket here, if it has room.
+    Typing { user: i64, frame: String },
 }
 
 impl NodeMessage {

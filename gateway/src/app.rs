@@ -189,6 +189,7 @@ impl Application {
             node_id: settings.node_id.clone(),
             role,
             heartbeat: settings.heartbeat,
+            typing: settings.typing,
             metrics,
             limiter,
             limits: settings.limits,

@@ -54,6 +54,7 @@ pub mod state;
 pub mod store_copy;
 pub mod tls;
 pub mod tools;
+pub mod typing;
 pub mod uploads;
 pub mod ws;
 

@@ -200,8 +200,18 @@ pub async fn submit(state: &AppState, me: &Me, command: SendMessage) -> Result<P
     }
 }
 
-async fn submit_single(state: &AppState, me: &Me, sender: Arc<UserRow>, command: SendMessage) -> Result<Pending, ApiError> {
-    let to_id = command.to;
+/// A one-to-one chat as the directory (in memory) holds it: the other user, both sides
+/// of the friendship, and the facts a send to them is decided on.
+pub(crate) struct SingleChat {
+    pub recipient: Option<Arc<UserRow>>,
+    /// The recipient's side (do they have me as a friend, did they block me).
+    pub their_side: Option<Arc<im_projections::directory::Side>>,
+    pub my_side: Option<Arc<im_projections::directory::Side>>,
+    pub facts: SendFacts,
+}
+
+/// Gathers [`SingleChat`] for me and user `to_id`.
+pub(crate) async fn single_chat(state: &AppState, me: &Me, to_id: i64) -> Result<SingleChat, ApiError> {
     let directory = state.directory();
     let recipient = directory.user(to_id).await?;
     let their_side = directory.side(to_id, me.id.0).await?;
@@ -219,6 +229,12 @@ async fn submit_single(state: &AppState, me: &Me, sender: Arc<UserRow>, command:
         friends: their_side.as_ref().is_some_and(|s| s.friend),
         send_count: rule.unwrap_or_default().send_count,
     };
+    Ok(SingleChat { recipient, their_side, my_side, facts })
+}
+
+async fn submit_single(state: &AppState, me: &Me, sender: Arc<UserRow>, command: SendMessage) -> Result<Pending, ApiError> {
+    let to_id = command.to;
+    let SingleChat { recipient, their_side, my_side, facts } = single_chat(state, me, to_id).await?;
     let Some(recipient) = recipient else {
         return Err(ApiError::bad("recipient_unavailable", "对方不存在或者被禁用,不能发消息"));
     };

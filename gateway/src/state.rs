@@ -51,6 +51,7 @@ pub(crate) struct Inner {
     pub(crate) node_id: String,
     pub(crate) role: Role,
     pub(crate) heartbeat: Duration,
+    pub(crate) typing: crate::settings::TypingSettings,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) limiter: Arc<dyn RateLimiter>,
     pub(crate) limits: Limits,
@@ -296,6 +297,10 @@ impl AppState {
 
     pub fn heartbeat(&self) -> Duration {
         self.0.heartbeat
+    }
+
+    pub fn typing(&self) -> crate::settings::TypingSettings {
+        self.0.typing
     }
 
     /// Flips to `true` when the server starts shutting down.

@@ -142,7 +142,7 @@ async fn two_gateways_a_projector_and_a_relay() {
     let (a, b) = (cluster.a.base.clone(), cluster.b().base.clone());
 
     // Users on different gateways; befriend across them.
-    let (_alice, alice_t) = register(&a, "dalice01").await;
+    let (alice, alice_t) = register(&a, "dalice01").await;
     let (bob, mut bob_t) = register(&b, "dbob0001").await;
     let (carol, carol_t) = register(&a, "dcarol01").await;
     for (who, token) in [(bob, &bob_t), (carol, &carol_t)] {
@@ -161,6 +161,20 @@ async fn two_gateways_a_projector_and_a_relay() {
     let frame = next_chat(&mut bob_ws).await;
     assert_eq!(frame["data"]["id"], sent["data"]["id"]);
     assert!(frame["seq"].as_i64().unwrap() >= 1);
+
+    // Alice, connected to A, types to Bob on B: the ephemeral frame crosses gateways.
+    let mut alice_ws = connect(&cluster.a.ws_base, &alice_t).await;
+    alice_ws.send(Message::Text(json!({"type": "typing", "data": {"chatType": "single", "id": bob}}).to_string().into())).await.unwrap();
+    let typing = loop {
+        match next_frame(&mut bob_ws).await {
+            Some(f) if f["type"] == "typing" => break f,
+            Some(f) if f["type"] == "ping" => continue,
+            other => panic!("expected Alice's typing frame on B, got {other:?}"),
+        }
+    };
+    assert_eq!(typing["data"]["from_id"], json!(alice));
+    assert_eq!(typing["data"]["typing"], json!(true));
+    drop(alice_ws);
 
     // Bob keeps an auto-reply, but he is online (on B): a question from A gets none.
     let (status, body) = post(&b, "/api/chat/askanswer/create", Some(&bob_t), json!({"ask": "价格多少", "answer": "99元包邮"})).await;

@@ -22,5 +22,6 @@ mod projections;
 mod proxies;
 mod seed_compat;
 mod tools;
+mod typing;
 mod web_client;
 mod websocket;

@@ -146,6 +146,15 @@ impl Hub {
         self.shard(user).get(&user).is_some_and(|conn| conn.queue(Outbound::Frame { text, seq: None }))
     }
 
+    /// Queues an ephemeral frame (a typing indicator) if the connection's queue has room
+    /// to spare; it is never a reason to close a socket.
+    pub fn offer_ephemeral(&self, user: UserId, text: String) -> Offer {
+        match self.shard(user).get(&user) {
+            Some(conn) => conn.queue.offer(Outbound::Frame { text: Utf8Bytes::from(text), seq: None }, Mode::Gentle),
+            None => Offer::NotHere,
+        }
+    }
+
     /// Queues a live inbox row unless this connection already has it: true when the user
     /// is connected here and has (or will get) the row. A socket too slow to take it is
     /// closed (the row stays in the inbox).

@@ -56,6 +56,8 @@ pub struct Settings {
     pub token_ttl_secs: i64,
     /// `IM_HEARTBEAT_MS`: WebSocket ping interval, default 30 s; silent for 3 → closed.
     pub heartbeat: Duration,
+    /// `IM_TYPING_INTERVAL_MS`, `IM_TYPING_TTL_MS`: typing indicators.
+    pub typing: TypingSettings,
     /// `IM_REVOKE_WINDOW_SECS`: how long after sending a message may be revoked
     /// (default 120 s; 0 = no limit).
     pub revoke_window: Duration,
@@ -189,6 +191,7 @@ impl Settings {
             cors_credentials: false,
             system_avatar: im_commands::accounts::DEFAULT_SYSTEM_AVATAR.to_owned(),
             heartbeat: Duration::from_secs(30),
+            typing: TypingSettings::default(),
             revoke_window: Duration::from_secs(120),
             max_group_size: 500,
             friend_retry: Duration::from_secs(24 * 3600),
@@ -287,5 +290,20 @@ mod tests {
         let configured = Settings { jwt_secret: Some("s3cret".into()), ..settings };
         assert_eq!(configured.load_or_create_secret().unwrap_or_default(), b"s3cret".to_vec());
         let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// `IM_TYPING_INTERVAL_MS` and `IM_TYPING_TTL_MS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TypingSettings {
+    /// The least time between two frames a socket forwards (default 1 s).
+    pub interval: Duration,
+    /// How long a receiver shows the indicator without a newer frame (default 6 s).
+    pub ttl: Duration,
+}
+
+impl Default for TypingSettings {
+    fn default() -> Self {
+        Self { interval: Duration::from_secs(1), ttl: Duration::from_secs(6) }
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::auth::{Me, Refusal};
 use crate::state::AppState;
+use crate::typing::Gate;
 use im_projections::inbox::Mark;
 use serde_json::{Value, json};
 use std::future::Future;
@@ -19,13 +20,25 @@ pub(super) fn revoked_frame(client_msg_id: &Value, refusal: Refusal) -> String {
 /// Handles a client frame; a `send` is decided and queued now, answered when durable.
 /// Unparsable or unknown frames are ignored, never fatal. `Err`: the socket's session
 /// is no longer live — answer this and close.
-pub(super) async fn on_client_frame(state: &AppState, me: &Me, text: &str) -> Result<Option<Answer>, String> {
+pub(super) async fn on_client_frame(state: &AppState, me: &Me, gate: &mut Gate, text: &str) -> Result<Option<Answer>, String> {
     let Some(frame) = serde_json::from_str::<Value>(text).ok().and_then(ClientFrame::parse) else { return Ok(None) };
     Ok(match frame {
         ClientFrame::Ping => Some(Box::pin(std::future::ready(json!({"type": "pong"}).to_string()))),
         ClientFrame::Ack(seq) => {
             state.ledger().mark(Mark::UpTo { user: me.id.0, seq });
             None
+        }
+        ClientFrame::Typing(typing) => {
+            let refused = |e: crate::error::ApiError| {
+                json!({"type": "error", "data": {"for": "typing", "code": e.code, "msg": e.reason}}).to_string()
+            };
+            match typing {
+                Ok(typing) if gate.admit(&typing, std::time::Instant::now(), state.typing().interval) => {
+                    crate::typing::relay(state, me, typing).await.err().map(|e| -> Answer { Box::pin(std::future::ready(refused(e))) })
+                }
+                Ok(_) => None,
+                Err(e) => Some(Box::pin(std::future::ready(refused(e)))),
+            }
         }
         ClientFrame::Send { client_msg_id, command } => {
             // The session may have ended since the socket opened (a login elsewhere, a
@@ -59,6 +72,8 @@ enum ClientFrame {
     Ping,
     /// Marks my inbox delivered up to this seq.
     Ack(i64),
+    /// A typing indicator for the other party of a one-to-one chat.
+    Typing(Result<crate::typing::Typing, crate::error::ApiError>),
     /// `sendmessage` as a frame: the command, or why its fields are refused.
     Send {
         client_msg_id: Value,
@@ -83,6 +98,10 @@ impl ClientFrame {
                     crate::send::SendMessage::parse(&crate::params::Params::from_fields(fields))
                 };
                 Some(Self::Send { client_msg_id, command })
+            }
+            "typing" => {
+                let Value::Object(fields) = value.get_mut("data")?.take() else { return None };
+                Some(Self::Typing(crate::typing::Typing::parse(&fields)))
             }
             _ => None,
         }

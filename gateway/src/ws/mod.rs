@@ -146,6 +146,7 @@ async fn serve(socket: Box<WebSocket>, state: AppState, token: Option<String>) {
     let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
     let mut shutdown = state.shutdown_signal();
     let mut in_flight: FuturesOrdered<Answer> = FuturesOrdered::new();
+    let mut typing = crate::typing::Gate::default();
     let mut closing = false;
     loop {
         tokio::select! {
@@ -172,7 +173,7 @@ async fn serve(socket: Box<WebSocket>, state: AppState, token: Option<String>) {
                 };
                 // Boxed: the send path's state exists only while a frame is handled,
                 // not in every idle socket's task.
-                let handled = Box::pin(on_client_frame(&state, &me, &text));
+                let handled = Box::pin(on_client_frame(&state, &me, &mut typing, &text));
                 match handled.await {
                     Ok(Some(answer)) => in_flight.push_back(answer),
                     Ok(None) => {}
