@@ -51,8 +51,8 @@ pub enum NodeMessage {
     /// The user asked (on another gateway) for their pending inbox rows: push them to
     /// their socket here.
     Offline { user: i64 },
-    /// An ephemeral frame (a typing indicator) for the user's socket here, if it has room.
-    Typing { user: i64, frame: String },
+    /// An ephemeral frame (typing, presence) for the user's socket here, if it has room.
+    Ephemeral { user: i64, frame: String },
 }
 
 impl NodeMessage {
@@ -110,12 +110,41 @@ pub trait Presence: Send + Sync + 'static {
     async fn set_session(&self, user: i64, session: Option<&str>) -> Result<(), PresenceError>;
     /// Users connected anywhere in the cluster (`None`: only this node knows, ask its hub).
     async fn online_count(&self) -> Result<Option<u64>, PresenceError>;
+    /// Records when the user's last socket closed.
+    async fn seen(&self, user: i64, at: i64) -> Result<(), PresenceError>;
+    /// When the user's last socket closed, as far as it is still known.
+    async fn last_seen(&self, user: i64) -> Result<Option<i64>, PresenceError>;
 }
 
-/// One node: the hub knows every socket, the database knows every session.
+/// How long last-seen times are kept, and how many in one node's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastSeenLimits {
+    /// `IM_LAST_SEEN_KEPT`: users whose last-seen time a lone node keeps in memory;
+    /// beyond it the older half is forgotten (their last login answers for them).
+    pub kept: usize,
+    /// `IM_LAST_SEEN_TTL_SECS`: how long Redis keeps a user's last-seen time.
+    pub ttl: Duration,
+}
+
+impl Default for LastSeenLimits {
+    fn default() -> Self {
+        Self { kept: 100_000, ttl: Duration::from_secs(30 * 24 * 3600) }
+    }
+}
+
+/// One node: the hub knows every socket, the database knows every session; last-seen
+/// times are kept in memory (at most [`LastSeenLimits::kept`]).
 #[derive(Debug, Default)]
 pub struct LocalPresence {
     generations: AtomicU64,
+    last_seen: std::sync::Mutex<std::collections::HashMap<i64, i64>>,
+    limits: LastSeenLimits,
+}
+
+impl LocalPresence {
+    pub fn new(limits: LastSeenLimits) -> Self {
+        Self { limits, ..Self::default() }
+    }
 }
 
 #[async_trait]
@@ -149,6 +178,20 @@ impl Presence for LocalPresence {
     async fn online_count(&self) -> Result<Option<u64>, PresenceError> {
         Ok(None)
     }
+    async fn seen(&self, user: i64, at: i64) -> Result<(), PresenceError> {
+        let mut seen = self.last_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() >= self.limits.kept.max(1) && !seen.contains_key(&user) {
+            let mut times: Vec<i64> = seen.values().copied().collect();
+            let (_, median, _) = times.select_nth_unstable(seen.len() / 2);
+            let median = *median;
+            seen.retain(|_, t| *t > median);
+        }
+        seen.insert(user, at);
+        Ok(())
+    }
+    async fn last_seen(&self, user: i64) -> Result<Option<i64>, PresenceError> {
+        Ok(self.last_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&user).copied())
+    }
 }
 
 /// Redis: `<prefix>online_<user>` → `<generation>:<node>` (string keys with a TTL
@@ -162,6 +205,7 @@ pub struct RedisPresence {
     conn: redis::aio::ConnectionManager,
     prefix: String,
     ttl: Duration,
+    last_seen_ttl: Duration,
 }
 
 /// Messages received from other nodes and not yet carried out by this gateway.
@@ -248,7 +292,12 @@ impl RedisPresence {
     pub async fn connect(url: &str, prefix: &str, ttl: Duration) -> Result<Self, PresenceError> {
         let client = redis::Client::open(url)?;
         let conn = redis::aio::ConnectionManager::new(client.clone()).await?;
-        Ok(Self { client, conn, prefix: prefix.to_owned(), ttl })
+        Ok(Self { client, conn, prefix: prefix.to_owned(), ttl, last_seen_ttl: LastSeenLimits::default().ttl })
+    }
+
+    /// How long a user's last-seen time is kept.
+    pub fn with_last_seen_ttl(self, last_seen_ttl: Duration) -> Self {
+        Self { last_seen_ttl, ..self }
     }
 
     fn online_key(&self, user: i64) -> String {
@@ -261,6 +310,10 @@ impl RedisPresence {
 
     fn session_key(&self, user: i64) -> String {
         format!("{}chat_user_{user}", self.prefix)
+    }
+
+    fn seen_key(&self, user: i64) -> String {
+        format!("{}seen_{user}", self.prefix)
     }
 
     fn kick_channel(&self, node: &str) -> String {
@@ -432,11 +485,40 @@ impl Presence for RedisPresence {
         let count: u64 = redis::Script::new(COUNT).key(self.online_set()).arg(now_millis()).invoke_async(&mut conn).await?;
         Ok(Some(count))
     }
+
+    async fn seen(&self, user: i64, at: i64) -> Result<(), PresenceError> {
+        let mut conn = self.conn.clone();
+        let _: () = conn.set_ex(self.seen_key(user), at, self.last_seen_ttl.as_secs().max(1)).await?;
+        Ok(())
+    }
+
+    async fn last_seen(&self, user: i64) -> Result<Option<i64>, PresenceError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.get(self.seen_key(user)).await?)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_lone_node_keeps_a_bounded_number_of_last_seen_times() {
+        let presence = LocalPresence::new(LastSeenLimits { kept: 10, ..LastSeenLimits::default() });
+        for user in 1..=10 {
+            presence.seen(user, 1000 + user).await.unwrap_or_default();
+        }
+        assert_eq!(presence.last_seen(3).await.ok().flatten(), Some(1003));
+        // An eleventh user: the older half goes, the newer half and the newcomer stay.
+        presence.seen(11, 2000).await.unwrap_or_default();
+        assert_eq!(presence.last_seen(3).await.ok().flatten(), None);
+        assert_eq!(presence.last_seen(10).await.ok().flatten(), Some(1010));
+        assert_eq!(presence.last_seen(11).await.ok().flatten(), Some(2000));
+        assert!(presence.last_seen.lock().map(|m| m.len()).unwrap_or(usize::MAX) <= 10);
+        // A known user is updated in place, whatever the count.
+        presence.seen(10, 3000).await.unwrap_or_default();
+        assert_eq!(presence.last_seen(10).await.ok().flatten(), Some(3000));
+    }
 
     #[test]
     fn presence_values_name_their_generation_and_node() {

@@ -52,12 +52,36 @@ impl Default for FriendSet {
     }
 }
 
+/// Who sees what of me (beyond the reference: absent from a `userset` that never set it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivacySet {
+    /// 1 = my friends see whether I am online and when I was last seen; 0 = nobody.
+    #[serde(default = "one", deserialize_with = "lenient_u8")]
+    pub presence: u8,
+}
+
+impl Default for PrivacySet {
+    fn default() -> Self {
+        Self { presence: 1 }
+    }
+}
+
+impl PrivacySet {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct UserSet {
     #[serde(default)]
     pub chatset: ChatSet,
     #[serde(default)]
     pub friendset: FriendSet,
+    /// Kept out of the settings shown while it holds the defaults, so a client that
+    /// never set it reads exactly the reference's shape.
+    #[serde(default, skip_serializing_if = "PrivacySet::is_default")]
+    pub privacyset: PrivacySet,
 }
 
 /// Why a submitted `userset` was refused.
@@ -77,6 +101,9 @@ impl UserSet {
         }
         if set.friendset.invite_confirm > 1 {
             return Err(UserSetError("invite_confirm must be 0 or 1".into()));
+        }
+        if set.privacyset.presence > 1 {
+            return Err(UserSetError("presence must be 0 or 1".into()));
         }
         Ok(set)
     }

@@ -20,7 +20,7 @@ use im_domain::event::{
 use im_domain::friendship::{Side, SideChange};
 use im_domain::group::{GroupChange, Named};
 use im_domain::message::{ChatType, Party};
-use im_domain::userset::{ChatRule, ChatSet, FriendSet, UserSet};
+use im_domain::userset::{ChatRule, ChatSet, FriendSet, PrivacySet, UserSet};
 use im_domain::values::Username;
 use im_domain::{Event, EventDecodeError, SessionId, UserId};
 use proptest::prelude::*;
@@ -197,6 +197,7 @@ fn samples() -> Vec<Event> {
                     user: ChatRule { send_count: 2, need_follow: false },
                 },
                 friendset: FriendSet { invite_confirm: 0 },
+                privacyset: PrivacySet::default(),
             },
             raw: None,
             at: 1_700_000_006_000,
@@ -529,8 +530,11 @@ fn chat_rule() -> impl Strategy<Value = ChatRule> {
 }
 
 fn userset() -> impl Strategy<Value = UserSet> {
-    (chat_rule(), chat_rule(), any::<u8>())
-        .prop_map(|(visitor, user, invite_confirm)| UserSet { chatset: ChatSet { visitor, user }, friendset: FriendSet { invite_confirm } })
+    (chat_rule(), chat_rule(), any::<u8>(), any::<u8>()).prop_map(|(visitor, user, invite_confirm, presence)| UserSet {
+        chatset: ChatSet { visitor, user },
+        friendset: FriendSet { invite_confirm },
+        privacyset: PrivacySet { presence },
+    })
 }
 
 fn username_char() -> impl Strategy<Value = char> {

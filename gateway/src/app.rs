@@ -98,10 +98,13 @@ impl Application {
         )
         .await?;
         let presence: Arc<dyn Presence> = match &settings.redis_url {
-            Some(url) => {
-                Arc::new(RedisPresence::connect(url, &settings.redis_prefix, settings.heartbeat * 3).await.context("connecting to Redis")?)
-            }
-            None => Arc::new(LocalPresence::default()),
+            Some(url) => Arc::new(
+                RedisPresence::connect(url, &settings.redis_prefix, settings.heartbeat * 3)
+                    .await
+                    .context("connecting to Redis")?
+                    .with_last_seen_ttl(settings.last_seen.ttl),
+            ),
+            None => Arc::new(LocalPresence::new(settings.last_seen)),
         };
         let hub = Hub::new(&settings.system_avatar);
         let metrics = Arc::new(crate::metrics::Metrics::default());

@@ -40,6 +40,7 @@ pub mod error;
 pub mod escape;
 pub mod hub;
 pub mod metrics;
+pub mod online;
 pub mod openapi;
 pub mod operators;
 pub mod params;

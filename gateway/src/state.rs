@@ -244,6 +244,26 @@ impl AppState {
         Ok(self.presence().node_of(user.0).await?.is_some())
     }
 
+    /// Hands an ephemeral frame (typing, presence) to the user's socket: here if it is
+    /// here, else on the gateway presence says holds it. Best effort: a full queue, an
+    /// offline user or an unreachable gateway drop it.
+    pub async fn offer_ephemeral(&self, to: im_domain::UserId, text: String) {
+        if self.hub().is_online(to) {
+            self.hub().offer_ephemeral(to, text);
+            return;
+        }
+        match self.presence().node_of(to.0).await {
+            Ok(Some(node)) if node != self.node_id() => {
+                let message = im_adapters::presence::NodeMessage::Ephemeral { user: to.0, frame: text };
+                if let Err(e) = self.presence().tell(&node, &message).await {
+                    tracing::debug!(user_id = to.0, error = %e, "ephemeral frame not passed on");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(user_id = to.0, error = %e, "presence unavailable: ephemeral frame dropped"),
+        }
+    }
+
     /// Users connected to any gateway (this one's hub when presence is in-process, or
     /// cannot answer).
     pub async fn online_count(&self) -> u64 {

@@ -9,7 +9,6 @@
 use crate::auth::Me;
 use crate::error::ApiError;
 use crate::state::AppState;
-use im_adapters::presence::NodeMessage;
 use im_domain::UserId;
 use im_domain::message::{ChatType, permit_single};
 use serde_json::{Map, Value, json};
@@ -87,22 +86,7 @@ pub fn frame(from: UserId, typing: &Typing, ttl: Duration) -> String {
 pub async fn relay(state: &AppState, me: &Me, typing: Typing) -> Result<(), ApiError> {
     let facts = crate::send::single_chat(state, me, typing.to).await?.facts;
     permit_single(facts).map_err(|e| ApiError::from(im_commands::CommandError::Send(e)))?;
-    let text = frame(me.id, &typing, state.typing().ttl);
-    let to = UserId(typing.to);
-    if state.hub().is_online(to) {
-        state.hub().offer_ephemeral(to, text);
-        return Ok(());
-    }
-    match state.presence().node_of(to.0).await {
-        Ok(Some(node)) if node != state.node_id() => {
-            let message = NodeMessage::Typing { user: to.0, frame: text };
-            if let Err(e) = state.presence().tell(&node, &message).await {
-                tracing::debug!(user_id = to.0, error = %e, "typing frame not passed on");
-            }
-        }
-        Ok(_) => {}
-        Err(e) => tracing::debug!(user_id = to.0, error = %e, "presence unavailable: typing frame dropped"),
-    }
+    state.offer_ephemeral(UserId(typing.to), frame(me.id, &typing, state.typing().ttl)).await;
     Ok(())
 }
 

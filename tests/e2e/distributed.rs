@@ -105,8 +105,19 @@ async fn connect(ws_base: &str, token: &str) -> Ws {
     ws
 }
 
-/// The next JSON frame that is not a heartbeat ping; `None` when the socket closed.
+/// The next JSON frame that is not a heartbeat ping nor a presence notice; `None` when
+/// the socket closed.
 async fn next_frame(ws: &mut Ws) -> Option<Value> {
+    loop {
+        match next_frame_or_presence(ws).await {
+            Some(v) if v["type"] == "presence" => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The next JSON frame that is not a heartbeat ping; `None` when the socket closed.
+async fn next_frame_or_presence(ws: &mut Ws) -> Option<Value> {
     loop {
         let next = tokio::time::timeout(Duration::from_secs(20), ws.next()).await.expect("a frame within 20s");
         match next {
@@ -162,19 +173,23 @@ async fn two_gateways_a_projector_and_a_relay() {
     assert_eq!(frame["data"]["id"], sent["data"]["id"]);
     assert!(frame["seq"].as_i64().unwrap() >= 1);
 
-    // Alice, connected to A, types to Bob on B: the ephemeral frame crosses gateways.
+    // Alice connects to A: Bob, her friend on B, hears she is online (presence crosses
+    // gateways); then she types to him, and that ephemeral frame crosses too.
     let mut alice_ws = connect(&cluster.a.ws_base, &alice_t).await;
+    let online = next_frame_or_presence(&mut bob_ws).await;
+    assert_eq!(online, Some(json!({"type": "presence", "data": {"id": alice, "online": true, "last_seen": null}})));
+    let list = get(&b, "/api/chat/presence", &bob_t).await;
+    assert_eq!(list, json!([{"id": alice, "online": true, "last_seen": null}]), "B asks Redis where Alice is");
     alice_ws.send(Message::Text(json!({"type": "typing", "data": {"chatType": "single", "id": bob}}).to_string().into())).await.unwrap();
-    let typing = loop {
-        match next_frame(&mut bob_ws).await {
-            Some(f) if f["type"] == "typing" => break f,
-            Some(f) if f["type"] == "ping" => continue,
-            other => panic!("expected Alice's typing frame on B, got {other:?}"),
-        }
-    };
+    let typing = next_frame(&mut bob_ws).await.expect("socket open");
+    assert_eq!(typing["type"], "typing", "{typing}");
     assert_eq!(typing["data"]["from_id"], json!(alice));
     assert_eq!(typing["data"]["typing"], json!(true));
     drop(alice_ws);
+    let offline = next_frame_or_presence(&mut bob_ws).await.expect("socket open");
+    assert_eq!((offline["type"].as_str(), offline["data"]["online"].as_bool()), (Some("presence"), Some(false)), "{offline}");
+    let list = get(&b, "/api/chat/presence", &bob_t).await;
+    assert_eq!(list[0]["last_seen"], offline["data"]["last_seen"], "B reads the last-seen time A recorded in Redis");
 
     // Bob keeps an auto-reply, but he is online (on B): a question from A gets none.
     let (status, body) = post(&b, "/api/chat/askanswer/create", Some(&bob_t), json!({"ask": "价格多少", "answer": "99元包邮"})).await;

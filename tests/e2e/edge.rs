@@ -60,6 +60,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/chat/deletegoodfriend/{}"),
     ("POST", "/api/chat/isApplyfriend/{}"),
     ("POST", "/api/chat/report"),
+    ("GET", "/api/chat/presence"),
     ("POST", "/api/chat/socket/sendmessage"),
     ("POST", "/api/chat/chatGetmessageOffLine"),
     ("GET", "/api/chat/sync"),

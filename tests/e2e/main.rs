@@ -18,6 +18,7 @@ mod groups;
 mod limits;
 mod messages;
 mod observability;
+mod presence;
 mod projections;
 mod proxies;
 mod seed_compat;

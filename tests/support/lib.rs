@@ -287,7 +287,7 @@ impl TestServer {
 
     pub async fn ws_url(&self, path_and_query: &str) -> WsClient {
         let (stream, _) = tokio_tungstenite::connect_async(format!("{}{path_and_query}", self.ws_base)).await.expect("ws connects");
-        WsClient { stream }
+        WsClient { stream, presence: false }
     }
 }
 
@@ -312,9 +312,12 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-/// A WebSocket client speaking JSON frames.
+/// A WebSocket client speaking JSON frames. Like the seed client, it passes over the
+/// frames it does not follow: heartbeats, and `presence` notices unless
+/// [`WsClient::hear_presence`] was called.
 pub struct WsClient {
     stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    presence: bool,
 }
 
 /// What the next thing on a socket was.
@@ -347,11 +350,21 @@ impl WsClient {
         }
     }
 
-    /// The next frame that is not a heartbeat ping.
+    /// From now on `presence` frames are this client's to read.
+    pub fn hear_presence(&mut self) {
+        self.presence = true;
+    }
+
+    /// Frames this client passes over.
+    fn passes_over(&self, frame: &Value) -> bool {
+        frame["type"] == "ping" || (!self.presence && frame["type"] == "presence")
+    }
+
+    /// The next frame that is not a heartbeat ping (nor a presence notice, unless heard).
     pub async fn next_non_ping(&mut self) -> Value {
         loop {
             let v = self.next_json().await;
-            if v["type"] != "ping" {
+            if !self.passes_over(&v) {
                 return v;
             }
         }
@@ -376,7 +389,7 @@ impl WsClient {
         self.stream.send(message).await.expect("ws send");
     }
 
-    /// True when nothing but pings arrives within `millis` (used to check silence).
+    /// True when nothing but frames it passes over arrives within `millis` (silence).
     pub async fn quiet_for(&mut self, millis: u64) -> bool {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(millis);
         loop {
@@ -384,7 +397,7 @@ impl WsClient {
                 Err(_) => return true,
                 Ok(Some(Ok(Message::Text(t)))) => {
                     let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
-                    if v["type"] != "ping" {
+                    if !self.passes_over(&v) {
                         return false;
                     }
                 }

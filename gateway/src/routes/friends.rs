@@ -36,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(delete_friend))
         .routes(routes!(is_apply))
         .routes(routes!(report))
+        .routes(routes!(presence))
 }
 
 /// A 0/1 flag; absent → `default`.
@@ -380,4 +381,19 @@ async fn report(State(state): State<AppState>, params: Params) -> ApiResult {
         })?;
     state.settle(appended.position).await?;
     Ok(ok(json!({"id": report_id})))
+}
+
+/// Beyond the reference (docs/api.md): `[{id, online, last_seen}]`, one row per friend
+/// who lets me see it (`last_seen` is null while online).
+#[utoipa::path(
+    get,
+    path = "/api/chat/presence",
+    tag = "friends",
+    summary = "My friends' presence: online, or when they were last seen",
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
+async fn presence(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate(params.token(), Access::Users).await?;
+    Ok(ok(json!(crate::online::of_friends(&state, me.id).await?)))
 }

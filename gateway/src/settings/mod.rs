@@ -58,6 +58,8 @@ pub struct Settings {
     pub heartbeat: Duration,
     /// `IM_TYPING_INTERVAL_MS`, `IM_TYPING_TTL_MS`: typing indicators.
     pub typing: TypingSettings,
+    /// `IM_LAST_SEEN_KEPT`, `IM_LAST_SEEN_TTL_SECS`: friends' last-seen times.
+    pub last_seen: im_adapters::presence::LastSeenLimits,
     /// `IM_REVOKE_WINDOW_SECS`: how long after sending a message may be revoked
     /// (default 120 s; 0 = no limit).
     pub revoke_window: Duration,
@@ -192,6 +194,7 @@ impl Settings {
             system_avatar: im_commands::accounts::DEFAULT_SYSTEM_AVATAR.to_owned(),
             heartbeat: Duration::from_secs(30),
             typing: TypingSettings::default(),
+            last_seen: im_adapters::presence::LastSeenLimits::default(),
             revoke_window: Duration::from_secs(120),
             max_group_size: 500,
             friend_retry: Duration::from_secs(24 * 3600),

@@ -119,7 +119,12 @@ async fn serve(socket: Box<WebSocket>, state: AppState, token: Option<String>) {
         }
     };
     let generation = connected.generation;
+    // The user's first socket anywhere: their friends hear they came online.
+    let first = !state.hub().is_online(me.id) && connected.previous.is_none();
     let conn_id = state.hub().register(&me.user, me.session, queue.clone(), generation);
+    if first {
+        tokio::spawn(crate::online::announce(state.clone(), me.id, true));
+    }
     tracing::debug!(user_id = me.id.0, conn_id, generation, "socket connected");
     if let Some(deliveries) = state.deliveries() {
         deliveries.user_connected(me.id.0).await;
@@ -238,10 +243,16 @@ async fn serve(socket: Box<WebSocket>, state: AppState, token: Option<String>) {
     if let Some(deliveries) = state.deliveries() {
         deliveries.user_disconnected(me.id.0);
     }
-    if !state.hub().is_online(me.id)
-        && let Err(e) = state.presence().disconnect(me.id.0, state.node_id(), generation).await
-    {
-        tracing::warn!(user_id = me.id.0, error = %e, "presence cleanup failed");
+    if !state.hub().is_online(me.id) {
+        if let Err(e) = state.presence().disconnect(me.id.0, state.node_id(), generation).await {
+            tracing::warn!(user_id = me.id.0, error = %e, "presence cleanup failed");
+        }
+        // Their last socket anywhere (not replaced by a newer one, here or elsewhere, and
+        // not the whole server stopping): their friends hear they went offline.
+        let stopping = *state.shutdown_signal().borrow();
+        if !stopping && !matches!(state.is_online(me.id).await, Ok(true)) {
+            tokio::spawn(crate::online::announce(state.clone(), me.id, false));
+        }
     }
     tracing::debug!(user_id = me.id.0, conn_id, "socket closed");
 }

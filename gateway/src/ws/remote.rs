@@ -38,7 +38,7 @@ pub async fn carry_out(state: AppState, mut messages: mpsc::Receiver<NodeMessage
                     Err(e) => tracing::warn!(user_id = user.0, error = %e.reason, "cannot check the session: left to the heartbeat"),
                 }
             }
-            NodeMessage::Typing { user, frame } => {
+            NodeMessage::Ephemeral { user, frame } => {
                 state.hub().offer_ephemeral(UserId(user), frame);
             }
             NodeMessage::Offline { user } => {

@@ -1,0 +1,88 @@
+//! Presence for friends (issue 15, item 7): whether a friend is online and when they were
+//! last seen, visible to the friends a user has (and has not blocked) unless their
+//! `userset.privacyset.presence` is 0. A `presence` frame goes to those friends when a
+//! user's first socket opens and when their last one closes; `GET /api/chat/presence`
+//! answers for all of my friends at once. Ephemeral, like typing: no event; the last-seen
+//! time is kept by presence (Redis, or this process's memory), and without it the user's
+//! last login answers.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use im_domain::UserId;
+use serde_json::{Value, json};
+
+/// What a friend sees of a user.
+pub fn status(user: UserId, online: bool, last_seen: Option<i64>) -> Value {
+    json!({"id": user.0, "online": online, "last_seen": if online { None } else { last_seen }})
+}
+
+/// The `presence` frame.
+pub fn frame(user: UserId, online: bool, last_seen: Option<i64>) -> String {
+    json!({"type": "presence", "data": status(user, online, last_seen)}).to_string()
+}
+
+/// Whether `viewer` may see `user`'s presence: `user` lets friends see it, has `viewer`
+/// as a friend and has not blocked them.
+pub async fn visible(state: &AppState, user: UserId, viewer: UserId) -> Result<bool, ApiError> {
+    let directory = state.directory();
+    let Some(row) = directory.user(user.0).await? else { return Ok(false) };
+    if row.settings.privacyset.presence == 0 || !row.is_active() {
+        return Ok(false);
+    }
+    Ok(directory.side(user.0, viewer.0).await?.is_some_and(|side| side.friend && !side.black))
+}
+
+/// Tells the friends who may see it that `user` came online or went offline (then their
+/// last-seen time is recorded). Best effort: a failure is logged, never the socket's.
+pub async fn announce(state: AppState, user: UserId, online: bool) {
+    let state = &state;
+    let now = crate::now_millis();
+    if !online && let Err(e) = state.presence().seen(user.0, now).await {
+        tracing::warn!(user_id = user.0, error = %e, "last-seen time not recorded");
+    }
+    let allowed = match state.directory().user(user.0).await {
+        Ok(Some(row)) => row.settings.privacyset.presence != 0,
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(user_id = user.0, error = %e, "presence not announced");
+            false
+        }
+    };
+    if !allowed {
+        return;
+    }
+    let friends = match state.friends().friends_of(user.0).await {
+        Ok(friends) => friends,
+        Err(e) => {
+            tracing::warn!(user_id = user.0, error = %e, "presence not announced: friends unknown");
+            return;
+        }
+    };
+    let text = frame(user, online, Some(now));
+    for friend in friends.iter().filter(|f| !f.blocked) {
+        state.offer_ephemeral(friend.friend_id, text.clone()).await;
+    }
+}
+
+/// My friends' presence, as each lets me see it.
+pub async fn of_friends(state: &AppState, me: UserId) -> Result<Vec<Value>, ApiError> {
+    let friends = state.friends().friends_of(me.0).await?;
+    let mut rows = Vec::with_capacity(friends.len());
+    for friend in friends {
+        let id = friend.friend_id;
+        if !visible(state, id, me).await? {
+            continue;
+        }
+        let online = state.is_online(id).await.map_err(ApiError::internal)?;
+        let last_seen = if online {
+            None
+        } else {
+            match state.presence().last_seen(id.0).await.map_err(ApiError::internal)? {
+                Some(at) => Some(at),
+                None => state.directory().user(id.0).await?.map(|u| u.last_login).filter(|at| *at > 0),
+            }
+        };
+        rows.push(status(id, online, last_seen));
+    }
+    Ok(rows)
+}
