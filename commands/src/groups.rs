@@ -11,7 +11,7 @@ use crate::messages::{Messages, Outgoing, Pending, Sent};
 use crate::store::{Write, commit, decide_and_append, load};
 use crate::{CommandError, Ctx, now_millis};
 use im_domain::group::{self, Command, Consent, Named, State};
-use im_domain::message::{ChatType, Mentions, MessageBody, Party, Permit};
+use im_domain::message::{ChatType, Mentions, MessageBody, Party, Permit, Quotes};
 use im_domain::{GroupId, StreamId, UserId};
 use im_eventlog::{ExpectedVersion, SharedEventStore, StreamAppend};
 use serde_json::{Value, json};
@@ -277,6 +277,7 @@ impl Groups {
             client_msg_id: message.client_msg_id.clone(),
             group: Some(summary),
             mentions,
+            quotes: message.quotes.clone(),
         };
         let guard = StreamAppend {
             stream_id: StreamId::group(group_id).to_string(),
@@ -296,4 +297,6 @@ pub struct GroupMessage {
     pub client_msg_id: Option<String>,
     /// Who the message calls out (`@`).
     pub mentions: Mentions,
+    /// The messages it replies to or forwards (checked by the caller).
+    pub quotes: Quotes,
 }

@@ -9,7 +9,7 @@
 use crate::store::{Write, decide_and_append, submit};
 use crate::{CommandError, Ctx, now_millis};
 use im_domain::event::{AllowanceUsed, ClientMessageKeyClaimed};
-use im_domain::message::{self, ChatType, Mentions, MessageBody, MessageSent, Party, Permit, SendFacts};
+use im_domain::message::{self, ChatType, Mentions, MessageBody, MessageSent, Party, Permit, Quotes, SendFacts};
 use im_domain::{Event, StreamId, UserId};
 use im_eventlog::{SharedEventStore, StreamAppend};
 use serde_json::Value;
@@ -30,6 +30,8 @@ pub struct Outgoing {
     pub group: Option<Value>,
     /// Group messages: who is called out (checked against the group).
     pub mentions: Mentions,
+    /// The messages it replies to or forwards (checked by the caller).
+    pub quotes: Quotes,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +100,8 @@ impl Messages {
             client_msg_id: outgoing.client_msg_id,
             group: outgoing.group,
             mentions: outgoing.mentions,
+            reply_to: outgoing.quotes.reply_to.map(Box::new),
+            forwarded_from: outgoing.quotes.forwarded_from.map(Box::new),
             at: now_millis(),
         };
         let mut writes = vec![Write::new_stream(

@@ -103,7 +103,38 @@ pub struct MessageSent {
     /// For group messages: the members it calls out (`@`), whose copies are flagged.
     #[serde(default, skip_serializing_if = "Mentions::is_empty")]
     pub mentions: Mentions,
+    /// The message of the same chat this one answers, as it was then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<Box<Quote>>,
+    /// The message this one forwards (its `type` and `data` are the same), as it was then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_from: Option<Box<Quote>>,
     pub at: i64,
+}
+
+/// Another message, as a reply quotes it or a forward names its origin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quote {
+    pub id: Uuid,
+    #[serde(rename = "chatType")]
+    pub chat_type: ChatType,
+    pub from_id: i64,
+    pub from_name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its text (or file URL): the first [`QUOTE_PREVIEW`] characters.
+    pub data: String,
+    pub create_time: i64,
+}
+
+/// How much of a quoted message's text a quote keeps (characters).
+pub const QUOTE_PREVIEW: usize = 200;
+
+/// What a message quotes: the message it replies to, the one it forwards.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Quotes {
+    pub reply_to: Option<Quote>,
+    pub forwarded_from: Option<Quote>,
 }
 
 /// Who a group message calls out (`@`): some members, or everyone.

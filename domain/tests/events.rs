@@ -252,6 +252,8 @@ fn samples() -> Vec<Event> {
             client_msg_id: Some("c-1".into()),
             group: None,
             mentions: Default::default(),
+            reply_to: None,
+            forwarded_from: None,
             at: 1_700_000_015_000,
         }),
         Event::MessageRevoked(MessageRevoked { message_id: message_id(), by: USER, at: 1_700_000_016_000, reason: None }),

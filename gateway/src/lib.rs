@@ -46,6 +46,7 @@ pub mod operators;
 pub mod params;
 pub mod proxy;
 pub mod qr;
+pub mod quotes;
 pub mod routes;
 pub mod samples;
 pub mod send;

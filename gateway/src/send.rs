@@ -12,7 +12,9 @@ use im_commands::Ctx;
 use im_commands::groups::{GroupMessage, GroupSender};
 use im_commands::messages::{Outgoing, Sent};
 use im_domain::UserId;
-use im_domain::message::{BodyError, ChatType, MAX_MENTIONS, Mentions, MessageBody, MessageSent, Party, Permit, SendFacts, SenderRole};
+use im_domain::message::{
+    BodyError, ChatType, MAX_MENTIONS, Mentions, MessageBody, MessageSent, Party, Permit, Quotes, SendFacts, SenderRole,
+};
 use im_projections::inbox::message_json;
 use im_projections::users::UserRow;
 use serde_json::{Value, json};
@@ -30,12 +32,16 @@ pub struct SendMessage {
     pub client_msg_id: Option<String>,
     /// Group messages: the members called out (`@`).
     pub mentions: Mentions,
+    /// `reply_to`: a message of the same chat this one answers.
+    pub reply_to: Option<uuid::Uuid>,
+    /// `forward_of`: a message I can read whose `type` and `data` this one repeats.
+    pub forward_of: Option<uuid::Uuid>,
 }
 
 impl SendMessage {
     /// `sendto_id`, `chatType`, `type`, `data`, `options` (an optional URL-encoded JSON
     /// string, or an object), `client_msg_id`, `mentions` (group messages: user ids, or
-    /// `all`).
+    /// `all`), `reply_to` and `forward_of` (message ids; not both).
     pub fn parse(params: &Params) -> Result<Self, ApiError> {
         let to = params.int("sendto_id")?.ok_or_else(|| ApiError::bad("missing_sendto_id", "sendto_id 参数必填"))?;
         if to < 1 {
@@ -59,7 +65,20 @@ impl SendMessage {
         if !mentions.is_empty() && chat_type != ChatType::Group {
             return Err(ApiError::bad("invalid_mentions", "只有群消息可以@成员"));
         }
-        Ok(Self { to, chat_type, body, options, client_msg_id, mentions })
+        let reply_to = message_id(params.text("reply_to"), "reply_to")?;
+        let forward_of = message_id(params.text("forward_of"), "forward_of")?;
+        if reply_to.is_some() && forward_of.is_some() {
+            return Err(ApiError::bad("invalid_forward_of", "转发的消息不能同时是回复"));
+        }
+        Ok(Self { to, chat_type, body, options, client_msg_id, mentions, reply_to, forward_of })
+    }
+}
+
+/// An optional message id field (`reply_to`, `forward_of`): a UUID, else 400.
+fn message_id(value: Option<String>, key: &str) -> Result<Option<uuid::Uuid>, ApiError> {
+    match value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => uuid::Uuid::parse_str(&v).map(Some).map_err(|_| ApiError::bad(format!("invalid_{key}"), format!("{key} 必须是消息id"))),
     }
 }
 
@@ -194,9 +213,17 @@ pub async fn submit(state: &AppState, me: &Me, command: SendMessage) -> Result<P
     state.limit("send", &me.id.to_string(), state.limits().send).await?;
     // My current name and avatar (a socket's `me` is as old as the socket).
     let sender = state.directory().user(me.id.0).await?.unwrap_or_else(|| me.user.clone());
+    let naming = crate::quotes::Naming {
+        chat_type: command.chat_type,
+        to: command.to,
+        body: &command.body,
+        reply_to: command.reply_to,
+        forward_of: command.forward_of,
+    };
+    let quotes = crate::quotes::resolve(state, me, naming).await?;
     match command.chat_type {
-        ChatType::Single => submit_single(state, me, sender, command).await,
-        ChatType::Group => submit_group(state, me, sender, command).await,
+        ChatType::Single => submit_single(state, me, sender, command, quotes).await,
+        ChatType::Group => submit_group(state, me, sender, command, quotes).await,
     }
 }
 
@@ -232,7 +259,7 @@ pub(crate) async fn single_chat(state: &AppState, me: &Me, to_id: i64) -> Result
     Ok(SingleChat { recipient, their_side, my_side, facts })
 }
 
-async fn submit_single(state: &AppState, me: &Me, sender: Arc<UserRow>, command: SendMessage) -> Result<Pending, ApiError> {
+async fn submit_single(state: &AppState, me: &Me, sender: Arc<UserRow>, command: SendMessage, quotes: Quotes) -> Result<Pending, ApiError> {
     let to_id = command.to;
     let SingleChat { recipient, their_side, my_side, facts } = single_chat(state, me, to_id).await?;
     let Some(recipient) = recipient else {
@@ -257,6 +284,7 @@ async fn submit_single(state: &AppState, me: &Me, sender: Arc<UserRow>, command:
         client_msg_id: command.client_msg_id,
         group: None,
         mentions: Mentions::default(),
+        quotes,
     };
     let pending = state.messages().submit_single(&Ctx::user(me.id.0), outgoing, facts).await?;
     let state = state.clone();
@@ -275,7 +303,7 @@ async fn submit_single(state: &AppState, me: &Me, sender: Arc<UserRow>, command:
     }))
 }
 
-async fn submit_group(state: &AppState, me: &Me, sender: Arc<UserRow>, command: SendMessage) -> Result<Pending, ApiError> {
+async fn submit_group(state: &AppState, me: &Me, sender: Arc<UserRow>, command: SendMessage, quotes: Quotes) -> Result<Pending, ApiError> {
     let group_id = im_domain::GroupId(command.to);
     let message = GroupMessage {
         sender: GroupSender { id: me.id, name: sender.display_name().to_owned(), avatar: sender.avatar.clone() },
@@ -283,6 +311,7 @@ async fn submit_group(state: &AppState, me: &Me, sender: Arc<UserRow>, command: 
         options: command.options,
         client_msg_id: command.client_msg_id,
         mentions: command.mentions,
+        quotes,
     };
     let pending = state.group_commands().submit_send(&Ctx::user(me.id.0), group_id, message).await?;
     let state = state.clone();
@@ -352,6 +381,7 @@ async fn auto_reply(state: &AppState, message: &MessageSent, recipient: &UserRow
         client_msg_id: None,
         group: None,
         mentions: Mentions::default(),
+        quotes: Quotes::default(),
     };
     state.messages().send(&Ctx::user(recipient.id.0), reply, Permit::Free).await?;
     Ok(())

@@ -755,6 +755,12 @@ pub struct MessageView<'a> {
     /// Who a group message calls out (`@`).
     #[serde(skip_serializing_if = "Option::is_none")]
     mentions: Option<&'a im_domain::message::Mentions>,
+    /// The message this one answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_to: Option<&'a im_domain::message::Quote>,
+    /// The message this one forwards.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    forwarded_from: Option<&'a im_domain::message::Quote>,
 }
 
 /// A sender: a user's id, or a system sender's key (`redirect-forceLogout-<id>`).
@@ -806,6 +812,8 @@ impl<'a> MessageView<'a> {
             client_msg_id: e.client_msg_id.as_deref(),
             msgid_key: None,
             mentions: Some(&e.mentions).filter(|m| !m.is_empty()),
+            reply_to: e.reply_to.as_deref(),
+            forwarded_from: e.forwarded_from.as_deref(),
         }
     }
 
@@ -831,6 +839,8 @@ impl<'a> MessageView<'a> {
             client_msg_id: None,
             msgid_key: None,
             mentions: None,
+            reply_to: None,
+            forwarded_from: None,
         }
     }
 
@@ -857,6 +867,8 @@ impl<'a> MessageView<'a> {
             client_msg_id: None,
             msgid_key: Some(from_id),
             mentions: None,
+            reply_to: None,
+            forwarded_from: None,
         }
     }
 

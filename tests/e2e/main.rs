@@ -21,6 +21,7 @@ mod observability;
 mod presence;
 mod projections;
 mod proxies;
+mod quotes;
 mod seed_compat;
 mod tools;
 mod typing;

@@ -98,6 +98,10 @@ pub struct SendBody {
     /// Group messages: `all`, or the user ids called out (an array, its JSON text, or `1,2,3`).
     #[schema(value_type = Option<Object>)]
     mentions: Option<Value>,
+    /// The id of a message of this chat that this one answers; the message carries its quote (`reply_to`).
+    reply_to: Option<String>,
+    /// The id of a message I can read that this one forwards (same `type` and `data`); the message names it (`forwarded_from`).
+    forward_of: Option<String>,
 }
 
 /// A message to revoke (the sender, within the revoke window).
