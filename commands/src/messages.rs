@@ -162,4 +162,16 @@ impl Messages {
         .await?;
         Ok(position)
     }
+
+    /// The sender changes a text message's words (within `window_ms` of sending; 0: no
+    /// limit). Returns the edit's position.
+    pub async fn edit(&self, ctx: &Ctx, by: UserId, message_id: Uuid, body: &MessageBody, window_ms: i64) -> Result<i64, CommandError> {
+        let stream = StreamId::message(message_id);
+        let now = now_millis();
+        let (_, position) = decide_and_append(&*self.store, ctx, stream.as_str(), None, message::evolve, |state| {
+            Ok(message::edit(state, by, body, now, window_ms)?)
+        })
+        .await?;
+        Ok(position)
+    }
 }

@@ -9,7 +9,7 @@ pub use crate::friendship::{
 };
 pub use crate::group::{GroupChanged, GroupCreated};
 use crate::ids::{SessionId, UserId};
-pub use crate::message::{AllowanceUsed, ClientMessageKeyClaimed, MessageRevoked, MessageSent};
+pub use crate::message::{AllowanceUsed, ClientMessageKeyClaimed, MessageEdited, MessageRevoked, MessageSent};
 use crate::userset::UserSet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -317,6 +317,7 @@ catalogue!(
     AdminLoggedOut,
     SystemMessageSent,
     ReportHandled,
+    MessageEdited,
 );
 
 /// An event read back from the log could not be understood.

@@ -172,6 +172,17 @@ pub struct MessageRevoked {
     pub reason: Option<String>,
 }
 
+/// The sender changed the words of a text message. Each edit is an event of the
+/// message's stream, so its earlier versions stay in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageEdited {
+    pub message_id: Uuid,
+    pub by: UserId,
+    /// The new text.
+    pub data: String,
+    pub at: i64,
+}
+
 /// A non-friend used the one message the recipient's settings allow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllowanceUsed {
@@ -264,6 +275,8 @@ pub struct Message {
     pub from: UserId,
     pub at: i64,
     pub revoked: bool,
+    /// A text message (the only kind that can be edited).
+    pub text: bool,
 }
 
 pub type State = Option<Message>;
@@ -297,6 +310,39 @@ pub fn revoke(state: &State, by: UserId, at: i64, window_ms: i64) -> Result<Vec<
     Ok(vec![Event::MessageRevoked(MessageRevoked { message_id: message.id, by, at, reason: None })])
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    #[error("no such message")]
+    NoSuchMessage,
+    #[error("only the sender can edit")]
+    NotSender,
+    #[error("a revoked message cannot be edited")]
+    Revoked,
+    #[error("only text messages can be edited")]
+    NotText,
+    #[error("the edit window has passed")]
+    WindowPassed,
+}
+
+/// Edit: the sender's text message, not revoked, within `window_ms` of sending (0 = no
+/// limit). `body` is the new text, already checked as a text body.
+pub fn edit(state: &State, by: UserId, body: &MessageBody, at: i64, window_ms: i64) -> Result<Vec<Event>, EditError> {
+    let message = state.as_ref().ok_or(EditError::NoSuchMessage)?;
+    if message.from != by {
+        return Err(EditError::NotSender);
+    }
+    if message.revoked {
+        return Err(EditError::Revoked);
+    }
+    if !message.text || body.kind != "text" {
+        return Err(EditError::NotText);
+    }
+    if window_ms > 0 && at - message.at > window_ms {
+        return Err(EditError::WindowPassed);
+    }
+    Ok(vec![Event::MessageEdited(MessageEdited { message_id: message.id, by, data: body.data.clone(), at })])
+}
+
 /// The most characters an operator's reason for removing a message may have.
 pub const MAX_REASON_CHARS: usize = 200;
 
@@ -316,7 +362,9 @@ pub fn remove(state: &State, reason: &str, at: i64) -> Result<Vec<Event>, Revoke
 
 pub fn evolve(state: State, event: &Event) -> State {
     match (state, event) {
-        (None, Event::MessageSent(e)) => Some(Message { id: e.message_id, from: UserId(e.from.id), at: e.at, revoked: false }),
+        (None, Event::MessageSent(e)) => {
+            Some(Message { id: e.message_id, from: UserId(e.from.id), at: e.at, revoked: false, text: e.kind == "text" })
+        }
         (Some(mut m), Event::MessageRevoked(_)) => {
             m.revoked = true;
             Some(m)
@@ -359,7 +407,27 @@ mod tests {
     }
 
     fn sent(at: i64) -> State {
-        Some(Message { id: Uuid::nil(), from: UserId(1), at, revoked: false })
+        Some(Message { id: Uuid::nil(), from: UserId(1), at, revoked: false, text: true })
+    }
+
+    #[test]
+    fn edit_rules() {
+        let text = MessageBody { kind: "text".into(), data: "改过了".into() };
+        let picture = MessageBody { kind: "image".into(), data: "/public/a.png".into() };
+        assert_eq!(edit(&None, UserId(1), &text, 0, 0), Err(EditError::NoSuchMessage));
+        assert_eq!(edit(&sent(0), UserId(2), &text, 10, 60_000), Err(EditError::NotSender));
+        assert_eq!(edit(&sent(0), UserId(1), &picture, 10, 60_000), Err(EditError::NotText));
+        assert_eq!(edit(&sent(0), UserId(1), &text, 60_001, 60_000), Err(EditError::WindowPassed));
+        let not_text = sent(0).map(|m| Message { text: false, ..m });
+        assert_eq!(edit(&not_text, UserId(1), &text, 10, 60_000), Err(EditError::NotText));
+        let revoked = sent(0).map(|m| Message { revoked: true, ..m });
+        assert_eq!(edit(&revoked, UserId(1), &text, 10, 60_000), Err(EditError::Revoked));
+        let edited = edit(&sent(0), UserId(1), &text, 60_000, 60_000);
+        assert_eq!(
+            edited,
+            Ok(vec![Event::MessageEdited(MessageEdited { message_id: Uuid::nil(), by: UserId(1), data: "改过了".into(), at: 60_000 })])
+        );
+        assert!(edit(&sent(0), UserId(1), &text, 10_000_000, 0).is_ok(), "no window: any age");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use im_domain::event::{
     AdminCreated, AdminLoggedOut, AskAnswerDeleted, AskAnswerSaved, GroupChanged, GroupCreated, Redirect, SystemMessageSent, UserDeleted,
     UsernameChanged,
 };
-use im_domain::event::{AllowanceUsed, ClientMessageKeyClaimed, MessageRevoked, MessageSent, ReportHandled};
+use im_domain::event::{AllowanceUsed, ClientMessageKeyClaimed, MessageEdited, MessageRevoked, MessageSent, ReportHandled};
 use im_domain::event::{
     DeviceBound, DeviceInfo, PasswordChanged, ProfileUpdated, Role, UserLoggedIn, UserLoggedOut, UserRegistered, UserSettingsChanged,
     UserStatusChanged, UsernameClaimed, VisitorUpgraded,
@@ -128,10 +128,11 @@ fn variant_index(event: &Event) -> usize {
         Event::AdminLoggedOut(_) => 28,
         Event::SystemMessageSent(_) => 29,
         Event::ReportHandled(_) => 30,
+        Event::MessageEdited(_) => 31,
     }
 }
 
-const VARIANT_COUNT: usize = 31;
+const VARIANT_COUNT: usize = 32;
 
 fn named(id: UserId, name: &str) -> Named {
     Named { id, name: name.into() }
@@ -311,6 +312,7 @@ fn samples() -> Vec<Event> {
             note: "屡次发广告".into(),
             at: 1_700_000_026_000,
         }),
+        Event::MessageEdited(MessageEdited { message_id: message_id(), by: USER, data: "你好呀".into(), at: 1_700_000_027_000 }),
     ]
 }
 

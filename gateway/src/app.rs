@@ -184,6 +184,7 @@ impl Application {
             groups: Groups::new(db.clone()),
             audit: im_projections::audit::Audit::new(db),
             revoke_window: settings.revoke_window,
+            edit_window: settings.edit_window,
             projector,
             store,
             hub,

@@ -11,7 +11,7 @@ use im_domain::account::AccountError;
 use im_domain::askanswer::AskAnswerError;
 use im_domain::friendship::FriendError;
 use im_domain::group::GroupError;
-use im_domain::message::{RevokeError, SendError};
+use im_domain::message::{EditError, RevokeError, SendError};
 use im_domain::report::ReportError;
 use im_domain::values::ValueError;
 use im_projections::ReadError;
@@ -111,6 +111,13 @@ impl From<CommandError> for ApiError {
                 SendError::VisitorsNeedLogin => Self::bad("login_required", "对方设置成:需要您先登录才能发消息"),
                 SendError::FriendsOnly => Self::bad("friends_only", "对方设置成:需要您先成为他的好友才能发消息"),
                 SendError::AllowanceUsed => Self::bad("send_limit", "对方设置成:成为好友之前只能发送一条消息"),
+            },
+            CommandError::Edit(e) => match e {
+                EditError::NoSuchMessage => Self::not_found("message_not_found", "消息不存在"),
+                EditError::NotSender => Self::forbidden("not_sender", "只能编辑自己发送的消息"),
+                EditError::Revoked => Self::bad("already_revoked", "消息已撤回"),
+                EditError::NotText => Self::bad("not_text", "只能编辑文字消息"),
+                EditError::WindowPassed => Self::bad("edit_window_passed", "消息发送超过可编辑时间,不能编辑"),
             },
             CommandError::Revoke(e) => match e {
                 RevokeError::NoSuchMessage => Self::not_found("message_not_found", "消息不存在"),

@@ -44,6 +44,7 @@ pub(crate) struct Inner {
     pub(crate) groups: Groups,
     pub(crate) askanswers: AskAnswers,
     pub(crate) revoke_window: Duration,
+    pub(crate) edit_window: Duration,
     pub(crate) projector: Projector,
     pub(crate) hub: Hub,
     pub(crate) presence: Arc<dyn Presence>,
@@ -149,6 +150,10 @@ impl AppState {
 
     pub fn revoke_window(&self) -> Duration {
         self.0.revoke_window
+    }
+
+    pub fn edit_window(&self) -> Duration {
+        self.0.edit_window
     }
 
     pub fn projector(&self) -> &Projector {

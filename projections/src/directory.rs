@@ -313,6 +313,7 @@ impl Keys {
             | Event::ReportHandled(_)
             | Event::MessageSent(_)
             | Event::MessageRevoked(_)
+            | Event::MessageEdited(_)
             | Event::AllowanceUsed(_)
             | Event::ClientMessageKeyClaimed(_)
             | Event::GroupCreated(_)

@@ -335,9 +335,33 @@ impl InboxProjection {
                 let rows = state.assign(&[user], &row, &mut out);
                 Ahead::Planned(Planned { messages: Vec::new(), rows }, out)
             }
-            Event::MessageRevoked(_) | Event::GroupCreated(_) | Event::GroupChanged(_) | Event::UserDeleted(_) => Ahead::NeedsDb,
+            Event::MessageRevoked(_)
+            | Event::MessageEdited(_)
+            | Event::GroupCreated(_)
+            | Event::GroupChanged(_)
+            | Event::UserDeleted(_) => Ahead::NeedsDb,
             _ => Ahead::NoRows,
         }
+    }
+
+    /// New rows of a message changed for everyone (edited, revoked), one for each user
+    /// who has it.
+    async fn resend(
+        &self,
+        conn: &mut AnyConnection,
+        id: &str,
+        body: &Body,
+        at: i64,
+        out: &mut Vec<Delivery>,
+    ) -> Result<Vec<InboxRow>, ReadError> {
+        let users: Vec<i64> =
+            sqlx::query_scalar("SELECT DISTINCT user_id FROM inbox WHERE message_id = $1 AND kind = 'message' ORDER BY user_id")
+                .bind(id)
+                .fetch_all(&mut *conn)
+                .await?;
+        self.load_heads(conn, &users).await?;
+        let row = RowOf { message_id: Some(id), kind: InboxKind::Message, payload: None, body, at };
+        Ok(self.state().assign(&users, &row, out))
     }
 
     /// Loads the last seq of the users the map does not hold (their rows are all
@@ -425,40 +449,29 @@ impl InboxProjection {
                     return Ok(None);
                 }
             }
-            Event::MessageRevoked(e) => {
+            Event::MessageEdited(e) => {
                 let id = e.message_id.to_string();
-                let Some(row) =
-                    sqlx::query("SELECT body, isremove FROM messages WHERE id = $1").bind(&id).fetch_optional(&mut *conn).await?
-                else {
+                let Some(body) = rewrite(conn, &id, Rewrite::Edited { data: &e.data, at: e.at }).await? else {
                     return Ok((!planned).then(Planned::default));
                 };
-                if row.try_get::<i64, _>("isremove")? == 1 {
-                    return Ok((!planned).then(Planned::default));
+                if planned {
+                    return Ok(None);
                 }
-                let body = Body::of(&revoked(serde_json::from_str(&row.try_get::<String, _>("body")?)?));
-                sqlx::query("UPDATE messages SET isremove = 1, body = $2 WHERE id = $1")
-                    .bind(&id)
-                    .bind(body.as_str().to_owned())
-                    .execute(&mut *conn)
-                    .await?;
-                // A called-out member's own copy goes back to the (now emptied) shared body.
-                sqlx::query("UPDATE inbox SET payload = NULL WHERE message_id = $1 AND kind = 'message' AND payload IS NOT NULL")
-                    .bind(&id)
-                    .execute(&mut *conn)
-                    .await?;
+                // Every recipient gets the edited message as a new row, so an online
+                // client learns of it; the rows they have show the new text too.
+                plan.rows = self.resend(conn, &id, &body, e.at, &mut out).await?;
+            }
+            Event::MessageRevoked(e) => {
+                let id = e.message_id.to_string();
+                let Some(body) = rewrite(conn, &id, Rewrite::Revoked).await? else {
+                    return Ok((!planned).then(Planned::default));
+                };
                 if planned {
                     return Ok(None);
                 }
                 // Every recipient gets the revocation as a new row, so an online client
                 // learns of it; the rows they have show it revoked too.
-                let users: Vec<i64> =
-                    sqlx::query_scalar("SELECT DISTINCT user_id FROM inbox WHERE message_id = $1 AND kind = 'message' ORDER BY user_id")
-                        .bind(&id)
-                        .fetch_all(&mut *conn)
-                        .await?;
-                self.load_heads(conn, &users).await?;
-                let row = RowOf { message_id: Some(&id), kind: InboxKind::Message, payload: None, body: &body, at: e.at };
-                plan.rows = self.state().assign(&users, &row, &mut out);
+                plan.rows = self.resend(conn, &id, &body, e.at, &mut out).await?;
             }
             _ => {
                 if planned {
@@ -927,6 +940,55 @@ async fn anonymise_sender(conn: &mut AnyConnection, user: i64) -> Result<(), Rea
     Ok(())
 }
 
+/// How a message changed for everyone.
+enum Rewrite<'a> {
+    Edited { data: &'a str, at: i64 },
+    Revoked,
+}
+
+/// Rewrites a changed message's stored body and its called-out copies; the new body, or
+/// `None` when the message is unknown or already revoked (nothing changes then).
+async fn rewrite(conn: &mut AnyConnection, id: &str, change: Rewrite<'_>) -> Result<Option<Body>, ReadError> {
+    let Some(row) = sqlx::query("SELECT body, isremove FROM messages WHERE id = $1").bind(id).fetch_optional(&mut *conn).await? else {
+        return Ok(None);
+    };
+    if row.try_get::<i64, _>("isremove")? == 1 {
+        return Ok(None);
+    }
+    let message: Value = serde_json::from_str(&row.try_get::<String, _>("body")?)?;
+    let removed = matches!(change, Rewrite::Revoked);
+    let (body, copies) = match change {
+        Rewrite::Edited { data, at } => {
+            let message = edited(message, data, at);
+            // A called-out member's own copy shows the new text too, still flagged.
+            let mut mentioned = message.clone();
+            mentioned["options"]["mentioned"] = json!(true);
+            (Body::of(&message), Some(Body::of(&mentioned).as_str().to_owned()))
+        }
+        // A called-out member's own copy goes back to the (now emptied) shared body.
+        Rewrite::Revoked => (Body::of(&revoked(message)), None),
+    };
+    sqlx::query("UPDATE messages SET body = $2, isremove = $3 WHERE id = $1")
+        .bind(id)
+        .bind(body.as_str().to_owned())
+        .bind(i64::from(removed))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE inbox SET payload = $2 WHERE message_id = $1 AND kind = 'message' AND payload IS NOT NULL")
+        .bind(id)
+        .bind(copies)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(body))
+}
+
+/// An edited message shows its new text and when it changed.
+fn edited(mut message: Value, data: &str, at: i64) -> Value {
+    message["data"] = json!(data);
+    message["edit_time"] = json!(at);
+    message
+}
+
 /// A revoked message shows no content.
 fn revoked(mut message: Value) -> Value {
     message["isremove"] = json!(1);
@@ -938,6 +1000,7 @@ fn revoked(mut message: Value) -> Value {
 const HANDLES: &[&str] = &[
     "MessageSent",
     "MessageRevoked",
+    "MessageEdited",
     "GroupCreated",
     "GroupChanged",
     "FriendRequested",
@@ -1014,7 +1077,14 @@ impl Projection for InboxProjection {
                     }
                 }
             };
-            if matches!(a.event, Event::MessageRevoked(_) | Event::GroupCreated(_) | Event::GroupChanged(_) | Event::UserDeleted(_)) {
+            if matches!(
+                a.event,
+                Event::MessageRevoked(_)
+                    | Event::MessageEdited(_)
+                    | Event::GroupCreated(_)
+                    | Event::GroupChanged(_)
+                    | Event::UserDeleted(_)
+            ) {
                 // It reads what the events before it in this batch wrote.
                 write_plans(conn, &std::mem::take(&mut plans)).await?;
             }

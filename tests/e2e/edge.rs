@@ -66,6 +66,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/chat/sync"),
     ("GET", "/api/chat/history/{}/{}"),
     ("POST", "/api/chat/revokeMessage"),
+    ("POST", "/api/chat/editMessage"),
     ("POST", "/api/chat/askanswer/create"),
     ("POST", "/api/chat/askanswer/update"),
     ("POST", "/api/chat/askanswer/delete"),

@@ -12,6 +12,7 @@ mod crash;
 mod delivery;
 mod distributed;
 mod edge;
+mod edits;
 mod files;
 mod friends;
 mod groups;

@@ -105,7 +105,7 @@ async fn populate(server: &TestServer) {
             )
             .await,
     );
-    ok_data(
+    let yo = ok_data(
         server
             .post(
                 "/api/chat/socket/sendmessage",
@@ -114,6 +114,7 @@ async fn populate(server: &TestServer) {
             )
             .await,
     );
+    ok_data(server.post("/api/chat/editMessage", Some(&b.token), json!({"id": yo["id"], "data": "yo!"})).await);
     ok_data(server.post("/api/chat/revokeMessage", Some(&a.token), json!({"id": m["id"], "to_id": b.id, "chatType": "single"})).await);
     ok_data(server.post("/api/chat/askanswer/create", Some(&c.token), json!({"ask": "价格", "answer": "99"})).await);
     let g = ok_data(server.post("/api/chat/group/create", Some(&a.token), json!({"ids": [b.id, c.id]})).await);

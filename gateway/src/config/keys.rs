@@ -164,6 +164,8 @@ pub static KEYS: &[Key] = &[
     get |s| Some(s.last_seen.kept.to_string()), set |s, v| s.last_seen.kept = at_least(v, 1)? },
     key! { last_seen_ttl_secs, "IM_LAST_SEEN_TTL_SECS", No, "Seconds Redis keeps a user's last-seen time (distributed mode)",
     get |s| Some(s.last_seen.ttl.as_secs().to_string()), set |s, v| s.last_seen.ttl = Duration::from_secs(at_least(v, 1)?) },
+    key! { edit_window_secs, "IM_EDIT_WINDOW_SECS", No, "Seconds after sending during which a text message may be edited (0 = no limit)",
+    get |s| Some(s.edit_window.as_secs().to_string()), set |s, v| s.edit_window = Duration::from_secs(parse(v)?) },
     key! { revoke_window_secs, "IM_REVOKE_WINDOW_SECS", No, "Seconds after sending during which a message may be revoked (0 = no limit)",
     get |s| Some(s.revoke_window.as_secs().to_string()), set |s, v| s.revoke_window = Duration::from_secs(parse(v)?) },
     key! { max_group_size, "IM_MAX_GROUP_SIZE", No, "The most members a group may have",

@@ -116,6 +116,15 @@ pub struct Revoke {
     to_id: Option<i64>,
 }
 
+/// New words for a text message I sent.
+#[derive(ToSchema)]
+pub struct Edit {
+    /// The message id (UUID).
+    id: String,
+    /// The new text.
+    data: String,
+}
+
 /// `?since=&limit=`: inbox rows after a `seq`.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]

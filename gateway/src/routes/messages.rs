@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(sync))
         .routes(routes!(history))
         .routes(routes!(revoke))
+        .routes(routes!(edit))
 }
 
 /// `sendmessage` over HTTP: the send use case, then read-your-writes (the caller's next
@@ -191,6 +192,34 @@ async fn revoke(State(state): State<AppState>, params: Params) -> ApiResult {
     params.int("to_id")?;
     let window = state.revoke_window().as_millis() as i64;
     let position = state.messages().revoke(&Ctx::user(me.id.0), me.id, message_id, window).await?;
+    state.settle(position).await?;
+    let (_, message) = state.inbox().message(&message_id.to_string()).await?.ok_or_else(|| ApiError::internal("message row missing"))?;
+    Ok(ok(message))
+}
+
+/// Beyond the reference (docs/api.md): the sender's text message gets new words; the
+/// answer is the message as it now shows (with `edit_time`), and every recipient gets it
+/// again as a new row.
+#[utoipa::path(
+    post,
+    path = "/api/chat/editMessage",
+    tag = "messages",
+    summary = "Edits a text message I sent, within the edit window",
+    request_body(content = bodies::Edit, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
+async fn edit(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
+    let id = params.required("id")?;
+    let message_id = uuid::Uuid::parse_str(id.trim()).map_err(|_| ApiError::bad("invalid_id", "id 必须是消息id"))?;
+    let data = params.text("data").unwrap_or_default();
+    let body = im_domain::message::MessageBody::parse("text", &data).map_err(|e| match e {
+        im_domain::message::BodyError::Empty => ApiError::bad("missing_data", "data 参数必填"),
+        _ => ApiError::bad("invalid_data", "消息内容过长"),
+    })?;
+    let window = state.edit_window().as_millis() as i64;
+    let position = state.messages().edit(&Ctx::user(me.id.0), me.id, message_id, &body, window).await?;
     state.settle(position).await?;
     let (_, message) = state.inbox().message(&message_id.to_string()).await?.ok_or_else(|| ApiError::internal("message row missing"))?;
     Ok(ok(message))

@@ -63,6 +63,9 @@ pub struct Settings {
     /// `IM_REVOKE_WINDOW_SECS`: how long after sending a message may be revoked
     /// (default 120 s; 0 = no limit).
     pub revoke_window: Duration,
+    /// `IM_EDIT_WINDOW_SECS`: how long after sending a text message may be edited
+    /// (default 900 s; 0 = no limit).
+    pub edit_window: Duration,
     /// `IM_MAX_GROUP_SIZE`: the most members a group may have (default 500).
     pub max_group_size: usize,
     /// `IM_FRIEND_RETRY_SECS`: how long after a refusal the same friend request may not
@@ -196,6 +199,7 @@ impl Settings {
             typing: TypingSettings::default(),
             last_seen: im_adapters::presence::LastSeenLimits::default(),
             revoke_window: Duration::from_secs(120),
+            edit_window: Duration::from_secs(900),
             max_group_size: 500,
             friend_retry: Duration::from_secs(24 * 3600),
             username_grace: im_commands::accounts::DEFAULT_USERNAME_GRACE,
