@@ -7,7 +7,9 @@ use crate::process::free_port;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-/// A running chromedriver.
+/// A running chromedriver, in a process group of its own with the Chromium processes it
+/// starts: dropping it (a finished test, or one that panicked) kills the whole group, so
+/// no browser outlives its test.
 pub struct Chrome {
     base: String,
     http: reqwest::Client,
@@ -20,6 +22,7 @@ impl Chrome {
         let process = tokio::process::Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .kill_on_drop(true)
+            .process_group(0)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -48,8 +51,21 @@ impl Chrome {
         Session { base: self.base.clone(), id, http: self.http.clone(), _profile: profile }
     }
 
-    pub async fn stop(mut self) {
-        let _ = self.process.kill().await;
+    pub async fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Chrome {
+    fn drop(&mut self) {
+        if let Some(pid) = self.process.id() {
+            // The group's id is chromedriver's pid; `kill -KILL -<pgid>` reaches every member.
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
     }
 }
 
