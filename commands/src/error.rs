@@ -5,7 +5,7 @@ use im_domain::account::AccountError;
 use im_domain::askanswer::AskAnswerError;
 use im_domain::friendship::FriendError;
 use im_domain::group::GroupError;
-use im_domain::message::{EditError, RevokeError, SendError};
+use im_domain::message::{EditError, ReactError, RevokeError, SendError};
 use im_domain::report::ReportError;
 use im_domain::values::ValueError;
 use im_eventlog::{AppendError, StoreError};
@@ -22,6 +22,8 @@ pub enum CommandError {
     Revoke(#[from] RevokeError),
     #[error(transparent)]
     Edit(#[from] EditError),
+    #[error(transparent)]
+    React(#[from] ReactError),
     #[error(transparent)]
     AskAnswer(#[from] AskAnswerError),
     #[error(transparent)]

@@ -163,6 +163,18 @@ impl Messages {
         Ok(position)
     }
 
+    /// A user adds or takes back a reaction (whether they may read the message is the
+    /// caller's check). Returns its position.
+    pub async fn react(&self, ctx: &Ctx, user: UserId, message_id: Uuid, emoji: &str, added: bool) -> Result<i64, CommandError> {
+        let stream = StreamId::message(message_id);
+        let now = now_millis();
+        let (_, position) = decide_and_append(&*self.store, ctx, stream.as_str(), None, message::evolve, |state| {
+            Ok(message::react(state, user, emoji, added, now)?)
+        })
+        .await?;
+        Ok(position)
+    }
+
     /// The sender changes a text message's words (within `window_ms` of sending; 0: no
     /// limit). Returns the edit's position.
     pub async fn edit(&self, ctx: &Ctx, by: UserId, message_id: Uuid, body: &MessageBody, window_ms: i64) -> Result<i64, CommandError> {

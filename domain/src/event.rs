@@ -9,7 +9,7 @@ pub use crate::friendship::{
 };
 pub use crate::group::{GroupChanged, GroupCreated};
 use crate::ids::{SessionId, UserId};
-pub use crate::message::{AllowanceUsed, ClientMessageKeyClaimed, MessageEdited, MessageRevoked, MessageSent};
+pub use crate::message::{AllowanceUsed, ClientMessageKeyClaimed, MessageEdited, MessageReacted, MessageRevoked, MessageSent};
 use crate::userset::UserSet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -318,6 +318,7 @@ catalogue!(
     SystemMessageSent,
     ReportHandled,
     MessageEdited,
+    MessageReacted,
 );
 
 /// An event read back from the log could not be understood.

@@ -183,6 +183,21 @@ pub struct MessageEdited {
     pub at: i64,
 }
 
+/// A user added (`added`) or took back an emoji reaction to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageReacted {
+    pub message_id: Uuid,
+    pub user: UserId,
+    pub emoji: String,
+    pub added: bool,
+    pub at: i64,
+}
+
+/// The most different reactions one user may leave on one message.
+pub const MAX_REACTIONS_PER_USER: usize = 10;
+/// The longest reaction (characters): an emoji, with its modifiers.
+pub const MAX_EMOJI_CHARS: usize = 8;
+
 /// A non-friend used the one message the recipient's settings allow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllowanceUsed {
@@ -277,6 +292,8 @@ pub struct Message {
     pub revoked: bool,
     /// A text message (the only kind that can be edited).
     pub text: bool,
+    /// Who reacted with what, in the order they did.
+    pub reactions: Vec<(UserId, String)>,
 }
 
 pub type State = Option<Message>;
@@ -343,6 +360,43 @@ pub fn edit(state: &State, by: UserId, body: &MessageBody, at: i64, window_ms: i
     Ok(vec![Event::MessageEdited(MessageEdited { message_id: message.id, by, data: body.data.clone(), at })])
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReactError {
+    #[error("no such message")]
+    NoSuchMessage,
+    #[error("a revoked message takes no reactions")]
+    Revoked,
+    #[error("a reaction is an emoji of 1 to 8 characters")]
+    InvalidEmoji,
+    #[error("already reacted with it")]
+    AlreadyReacted,
+    #[error("no such reaction to take back")]
+    NotReacted,
+    #[error("too many reactions from one user")]
+    TooMany,
+}
+
+/// A reaction added or taken back. Who may read the message is the caller's check.
+pub fn react(state: &State, user: UserId, emoji: &str, added: bool, at: i64) -> Result<Vec<Event>, ReactError> {
+    let message = state.as_ref().ok_or(ReactError::NoSuchMessage)?;
+    if message.revoked {
+        return Err(ReactError::Revoked);
+    }
+    let count = emoji.chars().count();
+    if count == 0 || count > MAX_EMOJI_CHARS || emoji.chars().any(|c| c.is_whitespace() || c.is_control() || c.is_ascii_alphanumeric()) {
+        return Err(ReactError::InvalidEmoji);
+    }
+    let mine = || message.reactions.iter().filter(|(u, _)| *u == user);
+    let has = mine().any(|(_, e)| e == emoji);
+    match (added, has) {
+        (true, true) => return Err(ReactError::AlreadyReacted),
+        (false, false) => return Err(ReactError::NotReacted),
+        (true, false) if mine().count() >= MAX_REACTIONS_PER_USER => return Err(ReactError::TooMany),
+        _ => {}
+    }
+    Ok(vec![Event::MessageReacted(MessageReacted { message_id: message.id, user, emoji: emoji.to_owned(), added, at })])
+}
+
 /// The most characters an operator's reason for removing a message may have.
 pub const MAX_REASON_CHARS: usize = 200;
 
@@ -362,8 +416,20 @@ pub fn remove(state: &State, reason: &str, at: i64) -> Result<Vec<Event>, Revoke
 
 pub fn evolve(state: State, event: &Event) -> State {
     match (state, event) {
-        (None, Event::MessageSent(e)) => {
-            Some(Message { id: e.message_id, from: UserId(e.from.id), at: e.at, revoked: false, text: e.kind == "text" })
+        (None, Event::MessageSent(e)) => Some(Message {
+            id: e.message_id,
+            from: UserId(e.from.id),
+            at: e.at,
+            revoked: false,
+            text: e.kind == "text",
+            reactions: Vec::new(),
+        }),
+        (Some(mut m), Event::MessageReacted(e)) => {
+            m.reactions.retain(|(u, emoji)| !(*u == e.user && *emoji == e.emoji));
+            if e.added {
+                m.reactions.push((e.user, e.emoji.clone()));
+            }
+            Some(m)
         }
         (Some(mut m), Event::MessageRevoked(_)) => {
             m.revoked = true;
@@ -407,7 +473,7 @@ mod tests {
     }
 
     fn sent(at: i64) -> State {
-        Some(Message { id: Uuid::nil(), from: UserId(1), at, revoked: false, text: true })
+        Some(Message { id: Uuid::nil(), from: UserId(1), at, revoked: false, text: true, reactions: Vec::new() })
     }
 
     #[test]
@@ -428,6 +494,28 @@ mod tests {
             Ok(vec![Event::MessageEdited(MessageEdited { message_id: Uuid::nil(), by: UserId(1), data: "改过了".into(), at: 60_000 })])
         );
         assert!(edit(&sent(0), UserId(1), &text, 10_000_000, 0).is_ok(), "no window: any age");
+    }
+
+    #[test]
+    fn reaction_rules() {
+        let react_as = |state: &State, user: i64, emoji: &str, added: bool| react(state, UserId(user), emoji, added, 5);
+        assert_eq!(react_as(&None, 2, "👍", true), Err(ReactError::NoSuchMessage));
+        for bad in ["", "ok", "👍 ", "123456789", "\u{7}"] {
+            assert_eq!(react_as(&sent(0), 2, bad, true), Err(ReactError::InvalidEmoji), "{bad:?}");
+        }
+        assert_eq!(react_as(&sent(0), 2, "👍", false), Err(ReactError::NotReacted));
+        let events = react_as(&sent(0), 2, "👍", true).unwrap_or_default();
+        let state = events.iter().fold(sent(0), evolve);
+        assert_eq!(state.as_ref().map(|m| m.reactions.clone()), Some(vec![(UserId(2), "👍".to_owned())]));
+        assert_eq!(react_as(&state, 2, "👍", true), Err(ReactError::AlreadyReacted));
+        assert!(react_as(&state, 3, "👍", true).is_ok(), "another user may add the same one");
+        let taken_back = react_as(&state, 2, "👍", false).unwrap_or_default().iter().fold(state.clone(), evolve);
+        assert_eq!(taken_back.map(|m| m.reactions.len()), Some(0));
+        let many = ["😀", "😁", "😂", "🤣", "😃", "😄", "😅", "😆", "😉", "😊"];
+        let full = many.iter().fold(sent(0), |s, e| react(&s, UserId(2), e, true, 5).unwrap_or_default().iter().fold(s, evolve));
+        assert_eq!(react_as(&full, 2, "🙂", true), Err(ReactError::TooMany));
+        let revoked = sent(0).map(|m| Message { revoked: true, ..m });
+        assert_eq!(react_as(&revoked, 2, "👍", true), Err(ReactError::Revoked));
     }
 
     #[test]

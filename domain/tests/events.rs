@@ -9,7 +9,7 @@ use im_domain::event::{
     AdminCreated, AdminLoggedOut, AskAnswerDeleted, AskAnswerSaved, GroupChanged, GroupCreated, Redirect, SystemMessageSent, UserDeleted,
     UsernameChanged,
 };
-use im_domain::event::{AllowanceUsed, ClientMessageKeyClaimed, MessageEdited, MessageRevoked, MessageSent, ReportHandled};
+use im_domain::event::{AllowanceUsed, ClientMessageKeyClaimed, MessageEdited, MessageReacted, MessageRevoked, MessageSent, ReportHandled};
 use im_domain::event::{
     DeviceBound, DeviceInfo, PasswordChanged, ProfileUpdated, Role, UserLoggedIn, UserLoggedOut, UserRegistered, UserSettingsChanged,
     UserStatusChanged, UsernameClaimed, VisitorUpgraded,
@@ -129,10 +129,11 @@ fn variant_index(event: &Event) -> usize {
         Event::SystemMessageSent(_) => 29,
         Event::ReportHandled(_) => 30,
         Event::MessageEdited(_) => 31,
+        Event::MessageReacted(_) => 32,
     }
 }
 
-const VARIANT_COUNT: usize = 32;
+const VARIANT_COUNT: usize = 33;
 
 fn named(id: UserId, name: &str) -> Named {
     Named { id, name: name.into() }
@@ -313,6 +314,13 @@ fn samples() -> Vec<Event> {
             at: 1_700_000_026_000,
         }),
         Event::MessageEdited(MessageEdited { message_id: message_id(), by: USER, data: "你好呀".into(), at: 1_700_000_027_000 }),
+        Event::MessageReacted(MessageReacted {
+            message_id: message_id(),
+            user: FRIEND,
+            emoji: "👍".into(),
+            added: true,
+            at: 1_700_000_028_000,
+        }),
     ]
 }
 

@@ -11,7 +11,7 @@ use im_domain::account::AccountError;
 use im_domain::askanswer::AskAnswerError;
 use im_domain::friendship::FriendError;
 use im_domain::group::GroupError;
-use im_domain::message::{EditError, RevokeError, SendError};
+use im_domain::message::{EditError, ReactError, RevokeError, SendError};
 use im_domain::report::ReportError;
 use im_domain::values::ValueError;
 use im_projections::ReadError;
@@ -118,6 +118,14 @@ impl From<CommandError> for ApiError {
                 EditError::Revoked => Self::bad("already_revoked", "消息已撤回"),
                 EditError::NotText => Self::bad("not_text", "只能编辑文字消息"),
                 EditError::WindowPassed => Self::bad("edit_window_passed", "消息发送超过可编辑时间,不能编辑"),
+            },
+            CommandError::React(e) => match e {
+                ReactError::NoSuchMessage => Self::not_found("message_not_found", "消息不存在"),
+                ReactError::Revoked => Self::bad("already_revoked", "消息已撤回"),
+                ReactError::InvalidEmoji => Self::bad("invalid_emoji", "emoji 须为1到8个字符的表情"),
+                ReactError::AlreadyReacted => Self::bad("already_reacted", "已经用这个表情回应过"),
+                ReactError::NotReacted => Self::bad("not_reacted", "没有这个表情回应"),
+                ReactError::TooMany => Self::bad("too_many_reactions", "对一条消息最多回应10个表情"),
             },
             CommandError::Revoke(e) => match e {
                 RevokeError::NoSuchMessage => Self::not_found("message_not_found", "消息不存在"),

@@ -52,6 +52,16 @@ pub async fn resolve(state: &AppState, me: &Me, naming: Naming<'_>) -> Result<Qu
     Ok(quotes)
 }
 
+/// Whether I can read message `id` (as a reply or forward would need): 404
+/// `message_not_found` when not, 400 `message_revoked` when it was revoked.
+pub async fn can_read(state: &AppState, me: &Me, id: Uuid) -> Result<(), ApiError> {
+    match readable(state, me, id, "message").await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == "message_not_found" => Err(ApiError::not_found("message_not_found", "消息不存在")),
+        Err(e) => Err(e),
+    }
+}
+
 /// A message the sender can read, with what a check needs beside its quote.
 struct Found {
     quote: Quote,

@@ -314,6 +314,7 @@ impl Keys {
             | Event::MessageSent(_)
             | Event::MessageRevoked(_)
             | Event::MessageEdited(_)
+            | Event::MessageReacted(_)
             | Event::AllowanceUsed(_)
             | Event::ClientMessageKeyClaimed(_)
             | Event::GroupCreated(_)

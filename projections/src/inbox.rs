@@ -337,6 +337,7 @@ impl InboxProjection {
             }
             Event::MessageRevoked(_)
             | Event::MessageEdited(_)
+            | Event::MessageReacted(_)
             | Event::GroupCreated(_)
             | Event::GroupChanged(_)
             | Event::UserDeleted(_) => Ahead::NeedsDb,
@@ -344,21 +345,26 @@ impl InboxProjection {
         }
     }
 
-    /// New rows of a message changed for everyone (edited, revoked), one for each user
-    /// who has it.
+    /// New rows of a message changed for everyone (edited, revoked, reacted to), one for
+    /// each user who has it, and for `also` (its sender, for a reaction).
     async fn resend(
         &self,
         conn: &mut AnyConnection,
         id: &str,
         body: &Body,
         at: i64,
+        also: Option<i64>,
         out: &mut Vec<Delivery>,
     ) -> Result<Vec<InboxRow>, ReadError> {
-        let users: Vec<i64> =
+        let mut users: Vec<i64> =
             sqlx::query_scalar("SELECT DISTINCT user_id FROM inbox WHERE message_id = $1 AND kind = 'message' ORDER BY user_id")
                 .bind(id)
                 .fetch_all(&mut *conn)
                 .await?;
+        if let Some(user) = also.filter(|u| *u > 0 && !users.contains(u)) {
+            users.push(user);
+            users.sort_unstable();
+        }
         self.load_heads(conn, &users).await?;
         let row = RowOf { message_id: Some(id), kind: InboxKind::Message, payload: None, body, at };
         Ok(self.state().assign(&users, &row, out))
@@ -459,7 +465,40 @@ impl InboxProjection {
                 }
                 // Every recipient gets the edited message as a new row, so an online
                 // client learns of it; the rows they have show the new text too.
-                plan.rows = self.resend(conn, &id, &body, e.at, &mut out).await?;
+                plan.rows = self.resend(conn, &id, &body, e.at, None, &mut out).await?;
+            }
+            Event::MessageReacted(e) => {
+                let id = e.message_id.to_string();
+                if e.added {
+                    sqlx::query(
+                        "INSERT INTO message_reactions (message_id, user_id, emoji, create_time) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&id)
+                    .bind(e.user.0)
+                    .bind(&e.emoji)
+                    .bind(e.at)
+                    .execute(&mut *conn)
+                    .await?;
+                } else {
+                    sqlx::query("DELETE FROM message_reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3")
+                        .bind(&id)
+                        .bind(e.user.0)
+                        .bind(&e.emoji)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                let counts = reaction_counts(conn, &id).await?;
+                let Some(body) = rewrite(conn, &id, Rewrite::Reacted { counts: &counts }).await? else {
+                    return Ok((!planned).then(Planned::default));
+                };
+                if planned {
+                    return Ok(None);
+                }
+                // Everyone who has the message, and its sender, gets it again as a new row
+                // with the counts, so an online client learns of the reaction.
+                let sender: Option<i64> =
+                    sqlx::query_scalar("SELECT from_id FROM messages WHERE id = $1").bind(&id).fetch_optional(&mut *conn).await?;
+                plan.rows = self.resend(conn, &id, &body, e.at, sender, &mut out).await?;
             }
             Event::MessageRevoked(e) => {
                 let id = e.message_id.to_string();
@@ -471,7 +510,7 @@ impl InboxProjection {
                 }
                 // Every recipient gets the revocation as a new row, so an online client
                 // learns of it; the rows they have show it revoked too.
-                plan.rows = self.resend(conn, &id, &body, e.at, &mut out).await?;
+                plan.rows = self.resend(conn, &id, &body, e.at, None, &mut out).await?;
             }
             _ => {
                 if planned {
@@ -942,8 +981,31 @@ async fn anonymise_sender(conn: &mut AnyConnection, user: i64) -> Result<(), Rea
 
 /// How a message changed for everyone.
 enum Rewrite<'a> {
-    Edited { data: &'a str, at: i64 },
+    Edited {
+        data: &'a str,
+        at: i64,
+    },
+    /// `counts`: each emoji's count, in the order they were first used.
+    Reacted {
+        counts: &'a Value,
+    },
     Revoked,
+}
+
+/// A message's reactions as its body shows them: `{"👍": 2, "❤️": 1}`.
+async fn reaction_counts(conn: &mut AnyConnection, id: &str) -> Result<Value, ReadError> {
+    let rows = sqlx::query(
+        "SELECT emoji, COUNT(*) AS n, MIN(create_time) AS first FROM message_reactions WHERE message_id = $1 \
+         GROUP BY emoji ORDER BY first, emoji",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut counts = serde_json::Map::new();
+    for row in rows {
+        counts.insert(row.try_get::<String, _>("emoji")?, json!(row.try_get::<i64, _>("n")?));
+    }
+    Ok(Value::Object(counts))
 }
 
 /// Rewrites a changed message's stored body and its called-out copies; the new body, or
@@ -958,13 +1020,8 @@ async fn rewrite(conn: &mut AnyConnection, id: &str, change: Rewrite<'_>) -> Res
     let message: Value = serde_json::from_str(&row.try_get::<String, _>("body")?)?;
     let removed = matches!(change, Rewrite::Revoked);
     let (body, copies) = match change {
-        Rewrite::Edited { data, at } => {
-            let message = edited(message, data, at);
-            // A called-out member's own copy shows the new text too, still flagged.
-            let mut mentioned = message.clone();
-            mentioned["options"]["mentioned"] = json!(true);
-            (Body::of(&message), Some(Body::of(&mentioned).as_str().to_owned()))
-        }
+        Rewrite::Edited { data, at } => still_shown(edited(message, data, at)),
+        Rewrite::Reacted { counts } => still_shown(reacted(message, counts)),
         // A called-out member's own copy goes back to the (now emptied) shared body.
         Rewrite::Revoked => (Body::of(&revoked(message)), None),
     };
@@ -980,6 +1037,26 @@ async fn rewrite(conn: &mut AnyConnection, id: &str, change: Rewrite<'_>) -> Res
         .execute(&mut *conn)
         .await?;
     Ok(Some(body))
+}
+
+/// The body of a message still shown, and the copy for a member it calls out (the same,
+/// still flagged).
+fn still_shown(message: Value) -> (Body, Option<String>) {
+    let mut mentioned = message.clone();
+    mentioned["options"]["mentioned"] = json!(true);
+    (Body::of(&message), Some(Body::of(&mentioned).as_str().to_owned()))
+}
+
+/// A message shows its reactions' counts (none: no `reactions` key).
+fn reacted(mut message: Value, counts: &Value) -> Value {
+    if let Some(object) = message.as_object_mut() {
+        if counts.as_object().is_some_and(|c| !c.is_empty()) {
+            object.insert("reactions".into(), counts.clone());
+        } else {
+            object.remove("reactions");
+        }
+    }
+    message
 }
 
 /// An edited message shows its new text and when it changed.
@@ -1001,6 +1078,7 @@ const HANDLES: &[&str] = &[
     "MessageSent",
     "MessageRevoked",
     "MessageEdited",
+    "MessageReacted",
     "GroupCreated",
     "GroupChanged",
     "FriendRequested",
@@ -1081,6 +1159,7 @@ impl Projection for InboxProjection {
                 a.event,
                 Event::MessageRevoked(_)
                     | Event::MessageEdited(_)
+                    | Event::MessageReacted(_)
                     | Event::GroupCreated(_)
                     | Event::GroupChanged(_)
                     | Event::UserDeleted(_)
@@ -1112,6 +1191,7 @@ impl Projection for InboxProjection {
     async fn reset(&self, conn: &mut AnyConnection) -> Result<(), ReadError> {
         for sql in [
             "DELETE FROM messages",
+            "DELETE FROM message_reactions",
             "DELETE FROM inbox",
             "DELETE FROM inbox_cursor",
             "DELETE FROM chat_groups",
@@ -1277,6 +1357,24 @@ impl Inbox {
             Ok((r.try_get("from_id")?, serde_json::from_str(&r.try_get::<String, _>("body")?)?))
         })
         .transpose()
+    }
+
+    /// Who reacted to a message with what: each emoji (in the order they were first used)
+    /// with its users (in the order they reacted).
+    pub async fn reactions(&self, id: &str) -> Result<Vec<(String, Vec<i64>)>, ReadError> {
+        let rows = sqlx::query("SELECT emoji, user_id FROM message_reactions WHERE message_id = $1 ORDER BY create_time, user_id")
+            .bind(id)
+            .fetch_all(self.db.pool())
+            .await?;
+        let mut out: Vec<(String, Vec<i64>)> = Vec::new();
+        for row in rows {
+            let (emoji, user): (String, i64) = (row.try_get("emoji")?, row.try_get("user_id")?);
+            match out.iter_mut().find(|(e, _)| *e == emoji) {
+                Some((_, users)) => users.push(user),
+                None => out.push((emoji, vec![user])),
+            }
+        }
+        Ok(out)
     }
 
     /// Inbox rows after `since`, oldest first.

@@ -67,6 +67,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/chat/history/{}/{}"),
     ("POST", "/api/chat/revokeMessage"),
     ("POST", "/api/chat/editMessage"),
+    ("POST", "/api/chat/reactMessage"),
+    ("GET", "/api/chat/reactions/{}"),
     ("POST", "/api/chat/askanswer/create"),
     ("POST", "/api/chat/askanswer/update"),
     ("POST", "/api/chat/askanswer/delete"),

@@ -23,6 +23,7 @@ mod presence;
 mod projections;
 mod proxies;
 mod quotes;
+mod reactions;
 mod seed_compat;
 mod tools;
 mod typing;

@@ -17,6 +17,7 @@ const TABLES: &[(&str, &str)] = &[
     ("friend_requests", "id"),
     ("reports", "id"),
     ("messages", "id"),
+    ("message_reactions", "message_id, user_id, emoji"),
     ("inbox", "user_id, seq"),
     ("askanswers", "id"),
     ("chat_groups", "id"),
@@ -115,6 +116,7 @@ async fn populate(server: &TestServer) {
             .await,
     );
     ok_data(server.post("/api/chat/editMessage", Some(&b.token), json!({"id": yo["id"], "data": "yo!"})).await);
+    ok_data(server.post("/api/chat/reactMessage", Some(&a.token), json!({"id": yo["id"], "emoji": "👍"})).await);
     ok_data(server.post("/api/chat/revokeMessage", Some(&a.token), json!({"id": m["id"], "to_id": b.id, "chatType": "single"})).await);
     ok_data(server.post("/api/chat/askanswer/create", Some(&c.token), json!({"ask": "价格", "answer": "99"})).await);
     let g = ok_data(server.post("/api/chat/group/create", Some(&a.token), json!({"ids": [b.id, c.id]})).await);

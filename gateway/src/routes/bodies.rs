@@ -125,6 +125,18 @@ pub struct Edit {
     data: String,
 }
 
+/// A reaction to a message I can read.
+#[derive(ToSchema)]
+pub struct React {
+    /// The message id (UUID).
+    id: String,
+    /// The emoji (1 to 8 characters, no letters, digits or spaces).
+    #[schema(example = "👍")]
+    emoji: String,
+    /// 1 adds it (default), 0 takes it back.
+    add: Option<i64>,
+}
+
 /// `?since=&limit=`: inbox rows after a `seq`.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]

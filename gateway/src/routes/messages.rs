@@ -29,6 +29,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(history))
         .routes(routes!(revoke))
         .routes(routes!(edit))
+        .routes(routes!(react))
+        .routes(routes!(reactions))
 }
 
 /// `sendmessage` over HTTP: the send use case, then read-your-writes (the caller's next
@@ -184,8 +186,7 @@ async fn history(State(state): State<AppState>, Path((chat_type, id)): Path<(Str
 )]
 async fn revoke(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
-    let id = params.required("id")?;
-    let message_id = uuid::Uuid::parse_str(id.trim()).map_err(|_| ApiError::bad("invalid_id", "id 必须是消息id"))?;
+    let message_id = message_param(&params.required("id")?)?;
     if let Some(chat_type) = params.text("chatType") {
         ChatType::parse(&chat_type).ok_or_else(|| ApiError::bad("invalid_chatType", "chatType 只能是 single 或 group"))?;
     }
@@ -211,8 +212,7 @@ async fn revoke(State(state): State<AppState>, params: Params) -> ApiResult {
 )]
 async fn edit(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
-    let id = params.required("id")?;
-    let message_id = uuid::Uuid::parse_str(id.trim()).map_err(|_| ApiError::bad("invalid_id", "id 必须是消息id"))?;
+    let message_id = message_param(&params.required("id")?)?;
     let data = params.text("data").unwrap_or_default();
     let body = im_domain::message::MessageBody::parse("text", &data).map_err(|e| match e {
         im_domain::message::BodyError::Empty => ApiError::bad("missing_data", "data 参数必填"),
@@ -223,4 +223,56 @@ async fn edit(State(state): State<AppState>, params: Params) -> ApiResult {
     state.settle(position).await?;
     let (_, message) = state.inbox().message(&message_id.to_string()).await?.ok_or_else(|| ApiError::internal("message row missing"))?;
     Ok(ok(message))
+}
+
+/// Beyond the reference (docs/api.md): I add (`add`: 1, the default) or take back (0) an
+/// emoji reaction to a message I can read; the answer is the message with its counts
+/// (`reactions`), and everyone who has it, its sender too, gets it again as a new row.
+#[utoipa::path(
+    post,
+    path = "/api/chat/reactMessage",
+    tag = "messages",
+    summary = "Adds or takes back an emoji reaction to a message I can read",
+    request_body(content = bodies::React, content_type = "application/json"),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
+async fn react(State(state): State<AppState>, params: Params) -> ApiResult {
+    let me = state.authenticate_write(params.token(), Access::UsersAndVisitors).await?;
+    let message_id = message_param(&params.required("id")?)?;
+    let emoji = params.required("emoji")?;
+    let added = match params.text("add").as_deref().map(str::trim) {
+        None | Some("") | Some("1") | Some("true") => true,
+        Some("0") | Some("false") => false,
+        Some(_) => return Err(ApiError::bad("invalid_add", "add 只能是0或1")),
+    };
+    crate::quotes::can_read(&state, &me, message_id).await?;
+    let position = state.messages().react(&Ctx::user(me.id.0), me.id, message_id, emoji.trim(), added).await?;
+    state.settle(position).await?;
+    let (_, message) = state.inbox().message(&message_id.to_string()).await?.ok_or_else(|| ApiError::internal("message row missing"))?;
+    Ok(ok(message))
+}
+
+/// Who reacted to a message I can read: `[{emoji, count, users}]`, each emoji in the
+/// order it was first used, its users in the order they reacted.
+#[utoipa::path(
+    get,
+    path = "/api/chat/reactions/{id}",
+    tag = "messages",
+    summary = "Who reacted to a message, with which emoji",
+    params(("id" = String, Path, description = "The message id (UUID)")),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
+async fn reactions(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
+    let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    let message_id = message_param(&id)?;
+    crate::quotes::can_read(&state, &me, message_id).await?;
+    let rows = state.inbox().reactions(&message_id.to_string()).await?;
+    Ok(ok(json!(rows.into_iter().map(|(emoji, users)| json!({"emoji": emoji, "count": users.len(), "users": users})).collect::<Vec<_>>())))
+}
+
+/// A message id (a UUID), else 400 `invalid_id`.
+fn message_param(raw: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(raw.trim()).map_err(|_| ApiError::bad("invalid_id", "id 必须是消息id"))
 }
