@@ -191,6 +191,22 @@ async fn two_gateways_a_projector_and_a_relay() {
     let list = get(&b, "/api/chat/presence", &bob_t).await;
     assert_eq!(list[0]["last_seen"], offline["data"]["last_seen"], "B reads the last-seen time A recorded in Redis");
 
+    // Alice edits her message on A, Bob reacts to it on B: both reach the other side
+    // through the projector and the delivery bus, as the message itself did.
+    let (status, edited) =
+        post(&a, "/api/chat/editMessage", Some(&alice_t), json!({"id": sent["data"]["id"], "data": "hello again"})).await;
+    assert_eq!(status, 200, "{edited}");
+    let again = next_chat(&mut bob_ws).await;
+    assert_eq!((again["data"]["id"].clone(), again["data"]["data"].clone()), (sent["data"]["id"].clone(), json!("hello again")), "{again}");
+    let (status, reacted) = post(&b, "/api/chat/reactMessage", Some(&bob_t), json!({"id": sent["data"]["id"], "emoji": "👍"})).await;
+    assert_eq!((status, reacted["data"]["reactions"].clone()), (200, json!({"👍": 1})), "{reacted}");
+    let quoted = json!({"sendto_id": alice, "chatType": "single", "type": "text", "data": "👌", "reply_to": sent["data"]["id"]});
+    let (status, reply) = post(&b, "/api/chat/socket/sendmessage", Some(&bob_t), quoted).await;
+    assert_eq!((status, reply["data"]["reply_to"]["data"].clone()), (200, json!("hello again")), "{reply}");
+    // The reaction's row reached Bob too (he has the message): drain it.
+    let counted = next_chat(&mut bob_ws).await;
+    assert_eq!(counted["data"]["reactions"], json!({"👍": 1}), "{counted}");
+
     // Bob keeps an auto-reply, but he is online (on B): a question from A gets none.
     let (status, body) = post(&b, "/api/chat/askanswer/create", Some(&bob_t), json!({"ask": "价格多少", "answer": "99元包邮"})).await;
     assert_eq!(status, 200, "{body}");
@@ -299,7 +315,11 @@ async fn two_gateways_a_projector_and_a_relay() {
     let seqs: Vec<i64> = rows.iter().map(|r| r["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, (1..=rows.len() as i64).collect::<Vec<_>>(), "dense seqs");
     let ids: Vec<String> = rows.iter().filter_map(|r| r["data"]["id"].as_str().map(str::to_owned)).collect();
-    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "no duplicates");
+    // Each message once; the one Alice edited and Bob reacted to came again for each change.
+    let changed = sent["data"]["id"].as_str().unwrap();
+    let once: Vec<&String> = ids.iter().filter(|id| id.as_str() != changed).collect();
+    assert_eq!(once.iter().collect::<HashSet<_>>().len(), once.len(), "no duplicates");
+    assert_eq!(ids.iter().filter(|id| id.as_str() == changed).count(), 3, "sent, edited, reacted to");
     let position: HashMap<&String, usize> = ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
     let mut last = None;
     for id in &acked_ids {
