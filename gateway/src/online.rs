@@ -9,7 +9,9 @@
 use crate::error::ApiError;
 use crate::state::AppState;
 use im_domain::UserId;
+use im_projections::users::UserRow;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// What a friend sees of a user.
 pub fn status(user: UserId, online: bool, last_seen: Option<i64>) -> Value {
@@ -22,14 +24,15 @@ pub fn frame(user: UserId, online: bool, last_seen: Option<i64>) -> String {
 }
 
 /// Whether `viewer` may see `user`'s presence: `user` lets friends see it, has `viewer`
-/// as a friend and has not blocked them.
-pub async fn visible(state: &AppState, user: UserId, viewer: UserId) -> Result<bool, ApiError> {
+/// as a friend and has not blocked them. Their row when they do.
+pub async fn visible(state: &AppState, user: UserId, viewer: UserId) -> Result<Option<Arc<UserRow>>, ApiError> {
     let directory = state.directory();
-    let Some(row) = directory.user(user.0).await? else { return Ok(false) };
+    let Some(row) = directory.user(user.0).await? else { return Ok(None) };
     if row.settings.privacyset.presence == 0 || !row.is_active() {
-        return Ok(false);
+        return Ok(None);
     }
-    Ok(directory.side(user.0, viewer.0).await?.is_some_and(|side| side.friend && !side.black))
+    let friend = directory.side(user.0, viewer.0).await?.is_some_and(|side| side.friend && !side.black);
+    Ok(friend.then_some(row))
 }
 
 /// Tells the friends who may see it that `user` came online or went offline (then their
@@ -70,16 +73,14 @@ pub async fn of_friends(state: &AppState, me: UserId) -> Result<Vec<Value>, ApiE
     let mut rows = Vec::with_capacity(friends.len());
     for friend in friends {
         let id = friend.friend_id;
-        if !visible(state, id, me).await? {
-            continue;
-        }
+        let Some(row) = visible(state, id, me).await? else { continue };
         let online = state.is_online(id).await.map_err(ApiError::internal)?;
         let last_seen = if online {
             None
         } else {
             match state.presence().last_seen(id.0).await.map_err(ApiError::internal)? {
                 Some(at) => Some(at),
-                None => state.directory().user(id.0).await?.map(|u| u.last_login).filter(|at| *at > 0),
+                None => Some(row.last_login).filter(|at| *at > 0),
             }
         };
         rows.push(status(id, online, last_seen));

@@ -91,6 +91,7 @@ async fn reactions_are_refused_outside_the_rules(backend: Backend) {
         "message_not_found",
     );
     assert_fail(&server.post(REACT, Some(&bob.token), json!({"id": "x", "emoji": "👍"})).await, 400, "invalid_id");
+    assert_fail(&server.get("/api/chat/reactions/x", Some(&bob.token)).await, 400, "invalid_id");
     for bad in ["ok", "👍 👍", "123456789"] {
         assert_fail(&server.post(REACT, Some(&bob.token), json!({"id": id, "emoji": bad})).await, 400, "invalid_emoji");
     }

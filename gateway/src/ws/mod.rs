@@ -58,13 +58,13 @@ pub const WRITE_BUFFER: usize = 16 * 1024;
     path = "/ws",
     tag = "operations",
     summary = "The WebSocket: live delivery and sending (`send`, `ack`, `ping` frames)",
-    params(("token" = String, Query, description = "The session's token (the `token` header works too)")),
-    responses(
-        (status = 101, description = "Switching protocols: the socket is open and a `welcome` frame follows"),
-        (status = 401, description = "No token, or an invalid, expired or revoked one", body = crate::openapi::Failure),
-        (status = 403, description = "The user is disabled", body = crate::openapi::Failure),
-        (status = 429, description = "Too many sockets or connection attempts", body = crate::openapi::Failure)
-    )
+    params(("token" = String, Query, description = "The session's token")),
+    responses((
+        status = 101,
+        description = "Switching protocols. An accepted socket gets a `welcome` frame; a refused one (no token, an invalid, \
+                       expired or revoked one, a disabled user) gets one `{\"msg\":\"fail\",\"data\":\"<reason>\"}` frame \
+                       and is closed"
+    ))
 )]
 pub async fn handler(ws: WebSocketUpgrade, State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
     let token = query.get("token").cloned();
