@@ -11,6 +11,7 @@
 //! * [`groups`] — group lifecycle, membership, join requests, sending to a group.
 //! * [`messages`] — sending (with the allowance and idempotency claims) and revoking.
 //! * [`askanswer`] — auto-reply question/answer pairs.
+//! * [`conversations`] — a user's read marks, pins, mutes and hidden messages.
 //! * [`error`] — [`CommandError`], the one error type of this layer.
 //!
 //! # What this crate never does
@@ -21,6 +22,7 @@ pub mod accounts;
 pub mod admin;
 pub mod askanswer;
 pub mod auth;
+pub mod conversations;
 pub mod error;
 pub mod friends;
 pub mod groups;

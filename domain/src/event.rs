@@ -4,6 +4,7 @@
 //! and gets an upcaster in [`Event::decode`], so old events stay readable forever.
 
 pub use crate::askanswer::{AskAnswerDeleted, AskAnswerSaved};
+pub use crate::conversation::{ConversationMuted, ConversationPinned, ConversationRead, MessageHidden};
 pub use crate::friendship::{
     FriendAdded, FriendRequestAccepted, FriendRequestRefused, FriendRequested, FriendSideChanged, FriendshipEnded,
 };
@@ -319,6 +320,10 @@ catalogue!(
     ReportHandled,
     MessageEdited,
     MessageReacted,
+    ConversationRead,
+    ConversationPinned,
+    ConversationMuted,
+    MessageHidden,
 );
 
 /// An event read back from the log could not be understood.

@@ -81,6 +81,11 @@ impl StreamId {
         Self(format!("message-{id}"))
     }
 
+    /// One user's view of their chats: read marks, pins, mutes, hidden messages.
+    pub fn conversations(user: UserId) -> Self {
+        Self(format!("conversations-{user}"))
+    }
+
     /// The one message a non-friend may send when the recipient allows one.
     pub fn allowance(from: UserId, to: UserId) -> Self {
         Self(format!("allowance-{from}-{to}"))

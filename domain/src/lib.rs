@@ -11,6 +11,7 @@
 //! * [`friendship`] — one stream per pair of users: requests, friendship, each side's view.
 //! * [`message`] — one stream per message: send rules, revoke, the non-friend allowance.
 //! * [`group`] — one stream per group: settings, members, join requests, send rules.
+//! * [`conversation`] — one user's view of their chats: read up to, pinned, muted, hidden messages.
 //! * [`askanswer`] — auto-reply pairs per user and the keyword score that picks one.
 //! * [`report`] — one stream per report: filed by a user, handled once by an operator.
 //!
@@ -20,6 +21,7 @@
 
 pub mod account;
 pub mod askanswer;
+pub mod conversation;
 pub mod event;
 pub mod friendship;
 pub mod group;

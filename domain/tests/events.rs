@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use im_domain::conversation::{Chat, ConversationMuted, ConversationPinned, ConversationRead, MessageHidden};
 use im_domain::event::{
     AdminCreated, AdminLoggedOut, AskAnswerDeleted, AskAnswerSaved, GroupChanged, GroupCreated, Redirect, SystemMessageSent, UserDeleted,
     UsernameChanged,
@@ -130,10 +131,14 @@ fn variant_index(event: &Event) -> usize {
         Event::ReportHandled(_) => 30,
         Event::MessageEdited(_) => 31,
         Event::MessageReacted(_) => 32,
+        Event::ConversationRead(_) => 33,
+        Event::ConversationPinned(_) => 34,
+        Event::ConversationMuted(_) => 35,
+        Event::MessageHidden(_) => 36,
     }
 }
 
-const VARIANT_COUNT: usize = 33;
+const VARIANT_COUNT: usize = 37;
 
 fn named(id: UserId, name: &str) -> Named {
     Named { id, name: name.into() }
@@ -321,6 +326,25 @@ fn samples() -> Vec<Event> {
             added: true,
             at: 1_700_000_028_000,
         }),
+        Event::ConversationRead(ConversationRead {
+            user: FRIEND,
+            chat: Chat { chat_type: ChatType::Single, id: USER.0 },
+            seq: 41,
+            at: 1_700_000_029_000,
+        }),
+        Event::ConversationPinned(ConversationPinned {
+            user: FRIEND,
+            chat: Chat { chat_type: ChatType::Group, id: 7 },
+            pinned: true,
+            at: 1_700_000_030_000,
+        }),
+        Event::ConversationMuted(ConversationMuted {
+            user: FRIEND,
+            chat: Chat { chat_type: ChatType::Group, id: 7 },
+            muted: true,
+            at: 1_700_000_031_000,
+        }),
+        Event::MessageHidden(MessageHidden { user: FRIEND, message_id: message_id(), at: 1_700_000_032_000 }),
     ]
 }
 

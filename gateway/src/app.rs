@@ -178,6 +178,8 @@ impl Application {
             friends: Friends::new(db.clone()),
             messages: Messages::new(store.clone()),
             inbox: Inbox::new(db.clone()),
+            conversations: im_commands::conversations::Conversations::new(store.clone()),
+            conversation_list: im_projections::conversations::Conversations::new(db.clone()),
             askanswer_commands: AskAnswerCommands::new(store.clone()),
             askanswers: AskAnswers::new(db.clone()),
             group_commands: GroupCommands::new(store.clone(), settings.max_group_size),

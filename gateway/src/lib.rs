@@ -47,6 +47,7 @@ pub mod params;
 pub mod proxy;
 pub mod qr;
 pub mod quotes;
+pub mod reads;
 pub mod routes;
 pub mod samples;
 pub mod send;

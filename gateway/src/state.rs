@@ -12,6 +12,7 @@ use im_adapters::presence::{NodeMessage, Presence};
 use im_adapters::ratelimit::RateLimiter;
 use im_commands::accounts::Accounts;
 use im_commands::askanswer::AskAnswers as AskAnswerCommands;
+use im_commands::conversations::Conversations;
 use im_commands::friends::Friends as FriendCommands;
 use im_commands::groups::Groups as GroupCommands;
 use im_commands::messages::Messages;
@@ -39,6 +40,8 @@ pub(crate) struct Inner {
     pub(crate) friends: Friends,
     pub(crate) messages: Messages,
     pub(crate) inbox: Inbox,
+    pub(crate) conversations: Conversations,
+    pub(crate) conversation_list: im_projections::conversations::Conversations,
     pub(crate) askanswer_commands: AskAnswerCommands,
     pub(crate) group_commands: GroupCommands,
     pub(crate) groups: Groups,
@@ -130,6 +133,16 @@ impl AppState {
 
     pub fn inbox(&self) -> &Inbox {
         &self.0.inbox
+    }
+
+    /// Read marks, pins, mutes, delete-for-me (commands).
+    pub fn conversations(&self) -> &Conversations {
+        &self.0.conversations
+    }
+
+    /// Each user's chats (read model).
+    pub fn conversation_list(&self) -> &im_projections::conversations::Conversations {
+        &self.0.conversation_list
     }
 
     pub fn askanswer_commands(&self) -> &AskAnswerCommands {

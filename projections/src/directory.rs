@@ -321,7 +321,11 @@ impl Keys {
             | Event::GroupChanged(_)
             | Event::AdminCreated(_)
             | Event::AdminLoggedOut(_)
-            | Event::SystemMessageSent(_) => {}
+            | Event::SystemMessageSent(_)
+            | Event::ConversationRead(_)
+            | Event::ConversationPinned(_)
+            | Event::ConversationMuted(_)
+            | Event::MessageHidden(_) => {}
         }
     }
 

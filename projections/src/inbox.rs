@@ -16,6 +16,7 @@
 //! row up to it delivered — moved once a socket has written every frame up to that seq,
 //! or the client acked it. The rows after it are pending.
 
+use crate::conversations::Touch;
 use crate::db::{ROWS_PER_STATEMENT, values_list};
 use crate::groups::GroupEffect;
 use crate::projection::{Applied, Projection};
@@ -163,6 +164,8 @@ pub const PLANNED_AHEAD: usize = 20_000;
 struct Planned {
     messages: Vec<MessageRow>,
     rows: Vec<InboxRow>,
+    /// The marks its messages leave on conversation rows.
+    touches: Vec<Touch>,
 }
 
 #[derive(Default)]
@@ -313,6 +316,19 @@ impl InboxProjection {
                     let row = RowOf { message_id: Some(&id), kind: InboxKind::Message, payload: Some(&flagged), body: &flagged, at: e.at };
                     rows.extend(state.assign(&called, &row, &mut out));
                 }
+                let chat = if e.chat_type == ChatType::Group { e.to.id } else { e.from.id };
+                let touch = |user_id: i64, seq: i64, unread: bool, mentioned: bool| Touch {
+                    user_id,
+                    chat_type: e.chat_type.as_str(),
+                    chat_id: if user_id == e.from.id { e.to.id } else { chat },
+                    message_id: id.clone(),
+                    seq,
+                    at: e.at,
+                    unread,
+                    mentioned,
+                };
+                let mut touches = vec![touch(e.from.id, 0, false, false)];
+                touches.extend(rows.iter().map(|r| touch(r.user_id, r.seq, true, called.contains(&r.user_id))));
                 let message = MessageRow {
                     id,
                     position: a.position,
@@ -323,7 +339,7 @@ impl InboxProjection {
                     body,
                     at: e.at,
                 };
-                Ahead::Planned(Planned { messages: vec![message], rows }, out)
+                Ahead::Planned(Planned { messages: vec![message], rows, touches }, out)
             }
             Event::FriendRequested(_) | Event::FriendRequestAccepted(_) | Event::FriendAdded(_) | Event::SystemMessageSent(_) => {
                 let Some((user, kind, data, at)) = notice_of(event) else { return Ahead::NoRows };
@@ -333,7 +349,7 @@ impl InboxProjection {
                 let body = Body::of(&data);
                 let row = RowOf { message_id: None, kind, payload: Some(&body), body: &body, at };
                 let rows = state.assign(&[user], &row, &mut out);
-                Ahead::Planned(Planned { messages: Vec::new(), rows }, out)
+                Ahead::Planned(Planned { messages: Vec::new(), rows, touches: Vec::new() }, out)
             }
             Event::MessageRevoked(_)
             | Event::MessageEdited(_)
@@ -356,11 +372,13 @@ impl InboxProjection {
         also: Option<i64>,
         out: &mut Vec<Delivery>,
     ) -> Result<Vec<InboxRow>, ReadError> {
-        let mut users: Vec<i64> =
-            sqlx::query_scalar("SELECT DISTINCT user_id FROM inbox WHERE message_id = $1 AND kind = 'message' ORDER BY user_id")
-                .bind(id)
-                .fetch_all(&mut *conn)
-                .await?;
+        let mut users: Vec<i64> = sqlx::query_scalar(
+            "SELECT DISTINCT user_id FROM inbox WHERE message_id = $1 AND kind = 'message' \
+                 AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = inbox.user_id AND h.message_id = $1) ORDER BY user_id",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
         if let Some(user) = also.filter(|u| *u > 0 && !users.contains(u)) {
             users.push(user);
             users.sort_unstable();
@@ -426,7 +444,19 @@ impl InboxProjection {
                             let body = Body::of_view(&MessageView::group_system(id.clone(), group_id, &group, &text, at));
                             self.load_heads(conn, &recipients).await?;
                             let row = RowOf { message_id: Some(&id), kind: InboxKind::Message, payload: None, body: &body, at };
-                            plan.rows.extend(self.state().assign(&recipients, &row, &mut out));
+                            let rows = self.state().assign(&recipients, &row, &mut out);
+                            // A group's system line is its members' newest message, not an unread one.
+                            plan.touches.extend(rows.iter().map(|r| Touch {
+                                user_id: r.user_id,
+                                chat_type: ChatType::Group.as_str(),
+                                chat_id: group_id,
+                                message_id: id.clone(),
+                                seq: r.seq,
+                                at,
+                                unread: false,
+                                mentioned: false,
+                            }));
+                            plan.rows.extend(rows);
                             plan.messages.push(MessageRow {
                                 id: id.clone(),
                                 position: a.position,
@@ -446,6 +476,13 @@ impl InboxProjection {
                             plan.rows.extend(self.state().assign(&[user], &row, &mut out));
                         }
                     }
+                }
+            }
+            Event::ConversationRead(_) | Event::ConversationPinned(_) | Event::ConversationMuted(_) | Event::MessageHidden(_) => {
+                // No rows: the user's own view of their chats.
+                crate::conversations::apply(conn, event).await?;
+                if planned {
+                    return Ok(None);
                 }
             }
             Event::UserDeleted(e) => {
@@ -655,8 +692,10 @@ pub fn system_message(e: &im_domain::event::SystemMessageSent) -> Value {
 async fn write_plans(conn: &mut AnyConnection, plans: &[Arc<Planned>]) -> Result<(), ReadError> {
     let messages: Vec<&MessageRow> = plans.iter().flat_map(|p| p.messages.iter()).collect();
     let rows: Vec<&InboxRow> = plans.iter().flat_map(|p| p.rows.iter()).collect();
+    let touches: Vec<&Touch> = plans.iter().flat_map(|p| p.touches.iter()).collect();
     insert_all(conn, &messages).await?;
-    insert_all(conn, &rows).await
+    insert_all(conn, &rows).await?;
+    crate::conversations::touch_all(conn, &touches).await
 }
 
 /// A row the inbox writes in bulk: its table, its columns (with their Postgres types, for
@@ -1086,6 +1125,10 @@ const HANDLES: &[&str] = &[
     "FriendAdded",
     "SystemMessageSent",
     "UserDeleted",
+    "ConversationRead",
+    "ConversationPinned",
+    "ConversationMuted",
+    "MessageHidden",
 ];
 
 #[async_trait]
@@ -1163,6 +1206,10 @@ impl Projection for InboxProjection {
                     | Event::GroupCreated(_)
                     | Event::GroupChanged(_)
                     | Event::UserDeleted(_)
+                    | Event::ConversationRead(_)
+                    | Event::ConversationPinned(_)
+                    | Event::ConversationMuted(_)
+                    | Event::MessageHidden(_)
             ) {
                 // It reads what the events before it in this batch wrote.
                 write_plans(conn, &std::mem::take(&mut plans)).await?;
@@ -1194,6 +1241,8 @@ impl Projection for InboxProjection {
             "DELETE FROM message_reactions",
             "DELETE FROM inbox",
             "DELETE FROM inbox_cursor",
+            "DELETE FROM conversations",
+            "DELETE FROM hidden_messages",
             "DELETE FROM chat_groups",
             "DELETE FROM group_members",
             "DELETE FROM group_join_requests",
@@ -1332,7 +1381,7 @@ pub struct SyncPage {
 }
 
 /// An inbox row with its data: a notice's own payload, a message's stored body.
-const ROWS: &str = "SELECT i.user_id, i.seq, i.kind, COALESCE(i.payload, m.body) AS payload, i.create_time \
+const ROWS: &str = "SELECT i.user_id, i.seq, i.kind, i.message_id, COALESCE(i.payload, m.body) AS payload, i.create_time \
     FROM inbox i LEFT JOIN messages m ON m.id = i.message_id";
 
 fn delivery(r: sqlx::any::AnyRow) -> Result<Delivery, ReadError> {
@@ -1377,14 +1426,23 @@ impl Inbox {
         Ok(out)
     }
 
-    /// Inbox rows after `since`, oldest first.
+    /// Inbox rows after `since`, oldest first, without the messages the user hid (the
+    /// page's `last_seq` still moves over them).
     pub async fn sync(&self, user: i64, since: i64, limit: i64) -> Result<SyncPage, ReadError> {
-        let sql = sqlx::AssertSqlSafe(format!("{ROWS} WHERE i.user_id = $1 AND i.seq > $2 ORDER BY i.seq LIMIT $3"));
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT r.*, CASE WHEN h.message_id IS NULL THEN 0 ELSE 1 END AS hidden FROM ({ROWS} WHERE i.user_id = $1 AND i.seq > $2 \
+             ORDER BY i.seq LIMIT $3) r LEFT JOIN hidden_messages h ON h.user_id = $1 AND h.message_id = r.message_id ORDER BY r.seq"
+        ));
         let rows = sqlx::query(sql).bind(user).bind(since).bind(limit + 1).fetch_all(self.db.pool()).await?;
-        let mut rows: Vec<Delivery> = rows.into_iter().map(delivery).collect::<Result<_, _>>()?;
+        let mut rows: Vec<(Delivery, bool)> = rows
+            .into_iter()
+            .map(|r| Ok((r.try_get::<i64, _>("hidden")? == 1, delivery(r)?)))
+            .map(|r| r.map(|(h, d)| (d, h)))
+            .collect::<Result<_, ReadError>>()?;
         let has_more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        let last_seq = rows.last().map_or(since, |d| d.seq);
+        let last_seq = rows.last().map_or(since, |(d, _)| d.seq);
+        let rows = rows.into_iter().filter(|(_, hidden)| !*hidden).map(|(d, _)| d).collect();
         Ok(SyncPage { rows, last_seq, has_more })
     }
 
@@ -1474,7 +1532,9 @@ impl Inbox {
             ChatType::Single => {
                 sqlx::query_scalar(
                     "SELECT body FROM messages WHERE chat_type = 'single' AND position < $3 \
-                     AND ((from_id = $1 AND to_id = $2) OR (from_id = $2 AND to_id = $1)) ORDER BY position DESC LIMIT $4",
+                     AND ((from_id = $1 AND to_id = $2) OR (from_id = $2 AND to_id = $1)) \
+                     AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = $1 AND h.message_id = messages.id) \
+                     ORDER BY position DESC LIMIT $4",
                 )
                 .bind(me)
                 .bind(other)
@@ -1486,12 +1546,14 @@ impl Inbox {
             ChatType::Group => {
                 sqlx::query_scalar(
                     "SELECT body FROM messages WHERE chat_type = 'group' AND to_id = $1 AND position < $2 AND create_time >= $4 \
+                     AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = $5 AND h.message_id = messages.id) \
                      ORDER BY position DESC LIMIT $3",
                 )
                 .bind(other)
                 .bind(before_position)
                 .bind(limit)
                 .bind(since.unwrap_or(i64::MIN))
+                .bind(me)
                 .fetch_all(self.db.pool())
                 .await?
             }

@@ -3,6 +3,8 @@
 //! # Layout
 //! * [`askanswer`] — auto-reply pairs per user.
 //! * [`audit`] — the admin console's audit trail: every event an operator caused.
+//! * [`conversations`] — each user's chats (newest message, unread count, read mark,
+//!   pinned, muted) and the messages they hid, kept by the inbox projection.
 //! * [`db`] — [`db::ReadDb`]: the read-model database (SQLite or Postgres through
 //!   sqlx's `Any` driver, so each read model is written once in portable SQL); commits
 //!   without an fsync of their own (the log replays what a crash loses).
@@ -30,6 +32,7 @@
 pub mod askanswer;
 pub mod audit;
 pub mod checkpoints;
+pub mod conversations;
 pub mod db;
 pub mod deployment;
 pub mod directory;

@@ -206,6 +206,17 @@ async fn two_gateways_a_projector_and_a_relay() {
     // The reaction's row reached Bob too (he has the message): drain it.
     let counted = next_chat(&mut bob_ws).await;
     assert_eq!(counted["data"]["reactions"], json!({"👍": 1}), "{counted}");
+    // Alice reads Bob's reply on A: her unread count for him drops (the projector's
+    // conversation row), and Bob's socket on B gets the read receipt across gateways.
+    let (status, read) = post(&a, "/api/chat/conversation/read", Some(&alice_t), json!({"chatType": "single", "id": bob})).await;
+    assert_eq!((status, read["data"]["unread"].clone()), (200, json!(0)), "{read}");
+    let receipt = loop {
+        let frame = next_frame(&mut bob_ws).await.expect("socket open");
+        if frame["type"] == "read" {
+            break frame;
+        }
+    };
+    assert_eq!(receipt["data"], json!({"chatType": "single", "id": alice, "from_id": alice, "read_time": reply["data"]["create_time"]}));
 
     // Bob keeps an auto-reply, but he is online (on B): a question from A gets none.
     let (status, body) = post(&b, "/api/chat/askanswer/create", Some(&bob_t), json!({"ask": "价格多少", "answer": "99元包邮"})).await;

@@ -8,6 +8,7 @@ mod abuse;
 mod accounts;
 mod admin;
 mod askanswer;
+mod conversations;
 mod crash;
 mod delivery;
 mod distributed;

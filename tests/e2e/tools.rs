@@ -19,6 +19,8 @@ const TABLES: &[(&str, &str)] = &[
     ("messages", "id"),
     ("message_reactions", "message_id, user_id, emoji"),
     ("inbox", "user_id, seq"),
+    ("conversations", "user_id, chat_type, chat_id"),
+    ("hidden_messages", "user_id, message_id"),
     ("askanswers", "id"),
     ("chat_groups", "id"),
     ("group_members", "group_id, user_id"),
@@ -130,6 +132,14 @@ async fn populate(server: &TestServer) {
             )
             .await,
     );
+    // A's conversation list: a partial read of the group, Bob's chat pinned and muted,
+    // a message hidden.
+    let read =
+        ok_data(server.post("/api/chat/conversation/read", Some(&a.token), json!({"chatType": "group", "id": g["id"], "seq": 1})).await);
+    assert_eq!(read["read_seq"], 1, "{read}");
+    ok_data(server.post("/api/chat/conversation/pin", Some(&a.token), json!({"chatType": "single", "id": b.id, "pinned": 1})).await);
+    ok_data(server.post("/api/chat/conversation/mute", Some(&a.token), json!({"chatType": "single", "id": b.id, "muted": 1})).await);
+    ok_data(server.post("/api/chat/hideMessage", Some(&b.token), json!({"id": yo["id"]})).await);
     let d = server.register("tooluser4", "123456").await;
     ok_data(server.post("/api/chat/groupInviteUser", Some(&d.token), json!({"id": g["id"], "user_id": d.id})).await);
 }

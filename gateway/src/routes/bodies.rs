@@ -137,6 +137,59 @@ pub struct React {
     add: Option<i64>,
 }
 
+/// `?page=&limit=`: a page of my conversations.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConversationsQuery {
+    /// Page number, ≥ 1 (default 1).
+    page: Option<i64>,
+    /// 1–100 (default 20).
+    limit: Option<i64>,
+}
+
+/// A read mark on one of my chats.
+#[derive(ToSchema)]
+pub struct ReadMark {
+    /// `single` or `group`.
+    #[schema(rename = "chatType", example = "single")]
+    chat_type: String,
+    /// The other user (single) or the group (group).
+    id: i64,
+    /// Read up to this seq of my inbox (absent: all of it).
+    seq: Option<i64>,
+}
+
+/// Pins or unpins one of my chats.
+#[derive(ToSchema)]
+pub struct Pin {
+    /// `single` or `group`.
+    #[schema(rename = "chatType", example = "single")]
+    chat_type: String,
+    /// The other user (single) or the group (group).
+    id: i64,
+    /// 1 pins, 0 unpins.
+    pinned: i64,
+}
+
+/// Mutes or unmutes one of my chats.
+#[derive(ToSchema)]
+pub struct Mute {
+    /// `single` or `group`.
+    #[schema(rename = "chatType", example = "single")]
+    chat_type: String,
+    /// The other user (single) or the group (group).
+    id: i64,
+    /// 1 mutes, 0 unmutes.
+    muted: i64,
+}
+
+/// A message to hide from me.
+#[derive(ToSchema)]
+pub struct Hide {
+    /// The message id (UUID).
+    id: String,
+}
+
 /// `?since=&limit=`: inbox rows after a `seq`.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]

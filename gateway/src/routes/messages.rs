@@ -273,6 +273,6 @@ async fn reactions(State(state): State<AppState>, Path(id): Path<String>, params
 }
 
 /// A message id (a UUID), else 400 `invalid_id`.
-fn message_param(raw: &str) -> Result<uuid::Uuid, ApiError> {
+pub(super) fn message_param(raw: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(raw.trim()).map_err(|_| ApiError::bad("invalid_id", "id 必须是消息id"))
 }

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod askanswer;
 pub mod bodies;
+pub mod conversations;
 pub mod files;
 pub mod friends;
 pub mod group_members;
@@ -36,6 +37,7 @@ pub fn api(max_upload: usize) -> OpenApiRouter<AppState> {
         .merge(accounts::router())
         .merge(friends::router())
         .merge(messages::router())
+        .merge(conversations::router())
         .merge(askanswer::router())
         .merge(groups::router())
         .merge(moderation::router())

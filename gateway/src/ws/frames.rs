@@ -40,6 +40,21 @@ pub(super) async fn on_client_frame(state: &AppState, me: &Me, gate: &mut Gate, 
                 Err(e) => Some(Box::pin(std::future::ready(refused(e)))),
             }
         }
+        ClientFrame::Read(mark) => {
+            let refused =
+                |e: crate::error::ApiError| json!({"type": "error", "data": {"for": "read", "code": e.code, "msg": e.reason}}).to_string();
+            let (state, me) = (state.clone(), me.clone());
+            Some(Box::pin(async move {
+                match mark {
+                    // This socket hears its own mark as the answer.
+                    Ok(mark) => match crate::reads::mark(&state, &me, mark).await {
+                        Ok((row, _)) => crate::reads::own_frame(&me, &row),
+                        Err(e) => refused(e),
+                    },
+                    Err(e) => refused(e),
+                }
+            }))
+        }
         ClientFrame::Send { client_msg_id, command } => {
             // The session may have ended since the socket opened (a login elsewhere, a
             // logout, a password reset, an operator): nothing is sent on a dead one.
@@ -74,6 +89,8 @@ enum ClientFrame {
     Ack(i64),
     /// A typing indicator for the other party of a one-to-one chat.
     Typing(Result<crate::typing::Typing, crate::error::ApiError>),
+    /// Marks one of my chats read up to a seq.
+    Read(Result<crate::reads::ReadMark, crate::error::ApiError>),
     /// `sendmessage` as a frame: the command, or why its fields are refused.
     Send {
         client_msg_id: Value,
@@ -98,6 +115,17 @@ impl ClientFrame {
                     crate::send::SendMessage::parse(&crate::params::Params::from_fields(fields))
                 };
                 Some(Self::Send { client_msg_id, command })
+            }
+            "read" => {
+                // `{"type":"read","data":{…}}`, or the fields beside `type`.
+                let fields = match value.get_mut("data").map(Value::take) {
+                    Some(Value::Object(fields)) => fields,
+                    _ => match value {
+                        Value::Object(fields) => fields,
+                        _ => return None,
+                    },
+                };
+                Some(Self::Read(crate::reads::ReadMark::parse(&crate::params::Params::from_fields(fields))))
             }
             "typing" => {
                 let Value::Object(fields) = value.get_mut("data")?.take() else { return None };
@@ -133,6 +161,18 @@ mod tests {
             other => panic!("a refused send: {other:?}"),
         }
         assert!(parse(r#"{"type":"send","data":"x"}"#).is_none());
+        match parse(r#"{"type":"read","data":{"chatType":"group","id":3,"seq":9}}"#) {
+            Some(ClientFrame::Read(Ok(mark))) => assert_eq!((mark.chat.id, mark.seq), (3, Some(9))),
+            other => panic!("a read frame: {other:?}"),
+        }
+        match parse(r#"{"type":"read","chatType":"single","id":"4"}"#) {
+            Some(ClientFrame::Read(Ok(mark))) => assert_eq!((mark.chat.id, mark.seq), (4, None)),
+            other => panic!("a read frame with its fields beside type: {other:?}"),
+        }
+        match parse(r#"{"type":"read","data":{"chatType":"single","id":4,"seq":-1}}"#) {
+            Some(ClientFrame::Read(Err(e))) => assert_eq!(e.code, "invalid_seq"),
+            other => panic!("a refused read: {other:?}"),
+        }
         assert!(parse("not json").is_none());
         assert!(parse(r#"{"type":"whatever"}"#).is_none());
         assert!(parse(r#"[1,2]"#).is_none());
