@@ -299,6 +299,29 @@ impl DeliveryConsumer {
         }
     }
 
+    /// Consumes every partition from its current end (the pusher: it needs the rows of
+    /// users connected nowhere).
+    pub async fn follow_all(&self) {
+        for partition in 0..self.partitions {
+            self.wanted().insert(partition, 1);
+        }
+        let (consumer, topic, partitions) = (self.consumer.clone(), self.topic.clone(), self.partitions);
+        let ends = tokio::task::spawn_blocking(move || {
+            (0..partitions)
+                .map(|p| consumer.fetch_watermarks(&topic, p, Duration::from_secs(5)).map_or(Offset::End, |(_, high)| Offset::Offset(high)))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        let mut list = TopicPartitionList::new();
+        for (partition, start) in ends.into_iter().enumerate() {
+            let _ = list.add_partition_offset(&self.topic, partition as i32, start);
+        }
+        if let Err(e) = self.consumer.incremental_assign(&list) {
+            tracing::warn!(error = %e, "could not assign the delivery partitions");
+        }
+    }
+
     /// The partitions this gateway consumes now.
     pub fn assigned(&self) -> Vec<i32> {
         let mut p: Vec<i32> = self.wanted().keys().copied().collect();

@@ -11,6 +11,7 @@
 //! * [`groups`] — group lifecycle, membership, join requests, sending to a group.
 //! * [`messages`] — sending (with the allowance and idempotency claims) and revoking.
 //! * [`askanswer`] — auto-reply question/answer pairs.
+//! * [`push`] — the devices a user registers for pushes.
 //! * [`conversations`] — a user's read marks, pins, mutes and hidden messages.
 //! * [`error`] — [`CommandError`], the one error type of this layer.
 //!
@@ -27,6 +28,7 @@ pub mod error;
 pub mod friends;
 pub mod groups;
 pub mod messages;
+pub mod push;
 pub mod store;
 
 pub use error::CommandError;

@@ -11,6 +11,7 @@ pub use crate::friendship::{
 pub use crate::group::{GroupChanged, GroupCreated};
 use crate::ids::{SessionId, UserId};
 pub use crate::message::{AllowanceUsed, ClientMessageKeyClaimed, MessageEdited, MessageReacted, MessageRevoked, MessageSent};
+pub use crate::push::{PushTargetRegistered, PushTargetRemoved};
 use crate::userset::UserSet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -324,6 +325,8 @@ catalogue!(
     ConversationPinned,
     ConversationMuted,
     MessageHidden,
+    PushTargetRegistered,
+    PushTargetRemoved,
 );
 
 /// An event read back from the log could not be understood.

@@ -86,6 +86,11 @@ impl StreamId {
         Self(format!("conversations-{user}"))
     }
 
+    /// A user's push targets.
+    pub fn push(user: UserId) -> Self {
+        Self(format!("push-{user}"))
+    }
+
     /// The one message a non-friend may send when the recipient allows one.
     pub fn allowance(from: UserId, to: UserId) -> Self {
         Self(format!("allowance-{from}-{to}"))

@@ -13,6 +13,7 @@
 //! * [`group`] — one stream per group: settings, members, join requests, send rules.
 //! * [`conversation`] — one user's view of their chats: read up to, pinned, muted, hidden messages.
 //! * [`askanswer`] — auto-reply pairs per user and the keyword score that picks one.
+//! * [`push`] — a user's push targets (devices reached when no socket is live).
 //! * [`report`] — one stream per report: filed by a user, handled once by an operator.
 //!
 //! # What this crate never does
@@ -27,6 +28,7 @@ pub mod friendship;
 pub mod group;
 pub mod ids;
 pub mod message;
+pub mod push;
 pub mod report;
 pub mod userset;
 pub mod values;

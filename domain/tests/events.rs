@@ -21,6 +21,7 @@ use im_domain::event::{
 use im_domain::friendship::{Side, SideChange};
 use im_domain::group::{GroupChange, Named};
 use im_domain::message::{ChatType, Party};
+use im_domain::push::{Provider, PushTargetRegistered, PushTargetRemoved};
 use im_domain::userset::{ChatRule, ChatSet, FriendSet, PrivacySet, UserSet};
 use im_domain::values::Username;
 use im_domain::{Event, EventDecodeError, SessionId, UserId};
@@ -135,10 +136,12 @@ fn variant_index(event: &Event) -> usize {
         Event::ConversationPinned(_) => 34,
         Event::ConversationMuted(_) => 35,
         Event::MessageHidden(_) => 36,
+        Event::PushTargetRegistered(_) => 37,
+        Event::PushTargetRemoved(_) => 38,
     }
 }
 
-const VARIANT_COUNT: usize = 37;
+const VARIANT_COUNT: usize = 39;
 
 fn named(id: UserId, name: &str) -> Named {
     Named { id, name: name.into() }
@@ -345,6 +348,18 @@ fn samples() -> Vec<Event> {
             at: 1_700_000_031_000,
         }),
         Event::MessageHidden(MessageHidden { user: FRIEND, message_id: message_id(), at: 1_700_000_032_000 }),
+        Event::PushTargetRegistered(PushTargetRegistered {
+            user: FRIEND,
+            provider: Provider::Fcm,
+            device_token: "fcm-device-token-1".into(),
+            at: 1_700_000_033_000,
+        }),
+        Event::PushTargetRemoved(PushTargetRemoved {
+            user: FRIEND,
+            provider: Provider::Fcm,
+            device_token: "fcm-device-token-1".into(),
+            at: 1_700_000_034_000,
+        }),
     ]
 }
 

@@ -108,13 +108,33 @@ impl Application {
         };
         let hub = Hub::new(&settings.system_avatar);
         let metrics = Arc::new(crate::metrics::Metrics::default());
+        let pusher = (settings.push.enabled() && role.runs_pusher()).then(|| {
+            let local: Option<Arc<dyn Fn(im_domain::UserId) -> bool + Send + Sync>> = match role.serves_clients() {
+                true => {
+                    let hub = hub.clone();
+                    Some(Arc::new(move |user| hub.is_online(user)))
+                }
+                false => None,
+            };
+            let lookups = crate::push::Lookups {
+                targets: im_projections::push::PushTargets::new(db.clone()),
+                conversations: im_projections::conversations::Conversations::new(db.clone()),
+                presence: presence.clone(),
+                local,
+            };
+            crate::push::Pusher::start(settings.push.clone(), lookups, metrics.clone())
+        });
         let hub_sink = HubSink::new(hub.clone(), metrics.clone());
         let directory = Directory::new(db.clone(), settings.directory);
         let (ledger, marks) = Ledger::channel();
         let projector = if role.runs_projections() {
             let sink: Arc<dyn DeliverySink> = match &kafka {
                 Some(k) => Arc::new(KafkaDeliverySink::start(k).context("starting the delivery producer")?),
-                None => Arc::new(hub_sink.clone()),
+                // Embedded, this sink sees every row: the ones without a socket here may be pushed.
+                None => match &pusher {
+                    Some(pusher) => Arc::new(hub_sink.clone().with_pusher(pusher.clone())),
+                    None => Arc::new(hub_sink.clone()),
+                },
             };
             // Sockets of this process report deliveries to the projector's writer.
             let marks = role.serves_clients().then_some(marks);
@@ -156,6 +176,14 @@ impl Application {
             ),
             _ => None,
         };
+        // Distributed, the pusher reads every delivery partition itself.
+        if let (Some(k), Some(pusher)) = (&kafka, &pusher) {
+            let pusher = pusher.clone();
+            let consumer = DeliveryConsumer::start(k, &format!("{}-pusher", settings.node_id), move |d| pusher.offer(&d))
+                .context("starting the pusher's delivery consumer")?;
+            // Its task consumes for the life of the process.
+            consumer.follow_all().await;
+        }
         if let (Some(k), true) = (&kafka, role.runs_relay()) {
             let (store, db, k) = (store.clone(), db.clone(), k.clone());
             tokio::spawn(async move {
@@ -180,6 +208,9 @@ impl Application {
             inbox: Inbox::new(db.clone()),
             conversations: im_commands::conversations::Conversations::new(store.clone()),
             conversation_list: im_projections::conversations::Conversations::new(db.clone()),
+            search: im_projections::search::Search::new(db.clone()),
+            push: im_commands::push::Push::new(store.clone()),
+            push_targets: im_projections::push::PushTargets::new(db.clone()),
             askanswer_commands: AskAnswerCommands::new(store.clone()),
             askanswers: AskAnswers::new(db.clone()),
             group_commands: GroupCommands::new(store.clone(), settings.max_group_size),

@@ -45,6 +45,7 @@ pub mod openapi;
 pub mod operators;
 pub mod params;
 pub mod proxy;
+pub mod push;
 pub mod qr;
 pub mod quotes;
 pub mod reads;

@@ -17,6 +17,11 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len()],
     latency_count: AtomicU64,
     latency_sum_ms: AtomicU64,
+    /// Pushes a provider accepted, that failed (refused or given up), and offline
+    /// messages dropped because the push queue was full.
+    pub pushes_sent: AtomicU64,
+    pub pushes_failed: AtomicU64,
+    pub pushes_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -58,6 +63,11 @@ impl Metrics {
         let _ = writeln!(out, "im_delivery_latency_seconds_bucket{{le=\"+Inf\"}} {count}");
         let _ = writeln!(out, "im_delivery_latency_seconds_sum {}", self.latency_sum_ms.load(Ordering::Relaxed) as f64 / 1000.0);
         let _ = writeln!(out, "im_delivery_latency_seconds_count {count}");
+        let _ = writeln!(out, "# HELP im_pushes_total Pushes to offline devices by outcome (dropped: the push queue was full).");
+        let _ = writeln!(out, "# TYPE im_pushes_total counter");
+        for (outcome, n) in [("sent", &self.pushes_sent), ("failed", &self.pushes_failed), ("dropped", &self.pushes_dropped)] {
+            let _ = writeln!(out, "im_pushes_total{{outcome=\"{outcome}\"}} {}", n.load(Ordering::Relaxed));
+        }
     }
 }
 

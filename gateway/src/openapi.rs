@@ -32,6 +32,7 @@ use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
         (name = "friends", description = "Friend requests, the friend list, blacklist and reports (SPEC 3)"),
         (name = "groups", description = "Groups, members, invitations and moderation (SPEC 4)"),
         (name = "messages", description = "Sending, offline catch-up, sync, history and revocation (SPEC 5)"),
+        (name = "push", description = "The devices I register for pushes when no socket of mine is live (docs/api.md)"),
         (name = "conversations", description = "My conversation list, read receipts, pins, mutes and delete-for-me (docs/api.md)"),
         (name = "askanswer", description = "Automatic answers (SPEC 5)"),
         (name = "files", description = "Uploads and video screenshots (SPEC 7)"),

@@ -42,6 +42,9 @@ pub(crate) struct Inner {
     pub(crate) inbox: Inbox,
     pub(crate) conversations: Conversations,
     pub(crate) conversation_list: im_projections::conversations::Conversations,
+    pub(crate) search: im_projections::search::Search,
+    pub(crate) push: im_commands::push::Push,
+    pub(crate) push_targets: im_projections::push::PushTargets,
     pub(crate) askanswer_commands: AskAnswerCommands,
     pub(crate) group_commands: GroupCommands,
     pub(crate) groups: Groups,
@@ -138,6 +141,21 @@ impl AppState {
     /// Read marks, pins, mutes, delete-for-me (commands).
     pub fn conversations(&self) -> &Conversations {
         &self.0.conversations
+    }
+
+    /// Push targets (commands).
+    pub fn push(&self) -> &im_commands::push::Push {
+        &self.0.push
+    }
+
+    /// Push targets (read model).
+    pub fn push_targets(&self) -> &im_projections::push::PushTargets {
+        &self.0.push_targets
+    }
+
+    /// Full-text search of messages (read model).
+    pub fn search(&self) -> &im_projections::search::Search {
+        &self.0.search
     }
 
     /// Each user's chats (read model).

@@ -325,7 +325,9 @@ impl Keys {
             | Event::ConversationRead(_)
             | Event::ConversationPinned(_)
             | Event::ConversationMuted(_)
-            | Event::MessageHidden(_) => {}
+            | Event::MessageHidden(_)
+            | Event::PushTargetRegistered(_)
+            | Event::PushTargetRemoved(_) => {}
         }
     }
 

@@ -166,6 +166,8 @@ struct Planned {
     rows: Vec<InboxRow>,
     /// The marks its messages leave on conversation rows.
     touches: Vec<Touch>,
+    /// Text messages to index for search: (id, log position, text).
+    indexed: Vec<(String, i64, String)>,
 }
 
 #[derive(Default)]
@@ -339,7 +341,8 @@ impl InboxProjection {
                     body,
                     at: e.at,
                 };
-                Ahead::Planned(Planned { messages: vec![message], rows, touches }, out)
+                let indexed = if e.kind == "text" { vec![(message.id.clone(), a.position, e.data.clone())] } else { Vec::new() };
+                Ahead::Planned(Planned { messages: vec![message], rows, touches, indexed }, out)
             }
             Event::FriendRequested(_) | Event::FriendRequestAccepted(_) | Event::FriendAdded(_) | Event::SystemMessageSent(_) => {
                 let Some((user, kind, data, at)) = notice_of(event) else { return Ahead::NoRows };
@@ -349,7 +352,7 @@ impl InboxProjection {
                 let body = Body::of(&data);
                 let row = RowOf { message_id: None, kind, payload: Some(&body), body: &body, at };
                 let rows = state.assign(&[user], &row, &mut out);
-                Ahead::Planned(Planned { messages: Vec::new(), rows, touches: Vec::new() }, out)
+                Ahead::Planned(Planned { messages: Vec::new(), rows, ..Planned::default() }, out)
             }
             Event::MessageRevoked(_)
             | Event::MessageEdited(_)
@@ -497,6 +500,7 @@ impl InboxProjection {
                 let Some(body) = rewrite(conn, &id, Rewrite::Edited { data: &e.data, at: e.at }).await? else {
                     return Ok((!planned).then(Planned::default));
                 };
+                crate::search::reindex(conn, &id, &e.data).await?;
                 if planned {
                     return Ok(None);
                 }
@@ -542,6 +546,7 @@ impl InboxProjection {
                 let Some(body) = rewrite(conn, &id, Rewrite::Revoked).await? else {
                     return Ok((!planned).then(Planned::default));
                 };
+                crate::search::unindex(conn, &id).await?;
                 if planned {
                     return Ok(None);
                 }
@@ -695,7 +700,10 @@ async fn write_plans(conn: &mut AnyConnection, plans: &[Arc<Planned>]) -> Result
     let touches: Vec<&Touch> = plans.iter().flat_map(|p| p.touches.iter()).collect();
     insert_all(conn, &messages).await?;
     insert_all(conn, &rows).await?;
-    crate::conversations::touch_all(conn, &touches).await
+    let indexed: Vec<(&str, i64, &str)> =
+        plans.iter().flat_map(|p| p.indexed.iter()).map(|(id, position, text)| (id.as_str(), *position, text.as_str())).collect();
+    crate::conversations::touch_all(conn, &touches).await?;
+    crate::search::index_all(conn, &indexed).await
 }
 
 /// A row the inbox writes in bulk: its table, its columns (with their Postgres types, for
@@ -1243,6 +1251,7 @@ impl Projection for InboxProjection {
             "DELETE FROM inbox_cursor",
             "DELETE FROM conversations",
             "DELETE FROM hidden_messages",
+            "DELETE FROM message_search",
             "DELETE FROM chat_groups",
             "DELETE FROM group_members",
             "DELETE FROM group_join_requests",

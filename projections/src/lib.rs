@@ -8,6 +8,7 @@
 //! * [`db`] — [`db::ReadDb`]: the read-model database (SQLite or Postgres through
 //!   sqlx's `Any` driver, so each read model is written once in portable SQL); commits
 //!   without an fsync of their own (the log replays what a crash loses).
+//! * [`push`] — the devices users registered for pushes.
 //! * [`runtime`] — [`runtime::Projector`]: one task applies every projection, from the
 //!   event store's feed or the log, one transaction per batch that also moves the
 //!   checkpoints; [`runtime::Projector::wait_for`] gives HTTP commands read-your-writes.
@@ -19,6 +20,8 @@
 //! * [`inbox`] — messages (history) and per-user inboxes with a dense `seq`, assigned
 //!   in memory and handed to a `DeliverySink` before the rows are written; delivery
 //!   marks (the [`inbox::Ledger`]).
+//! * [`search`] — full-text search of messages (CJK as pairs of characters), kept by the
+//!   inbox projection.
 //! * [`users`] — the user directory (profiles, settings, live session, status).
 //!
 //! # Invariants
@@ -40,7 +43,9 @@ pub mod friends;
 pub mod groups;
 pub mod inbox;
 pub mod projection;
+pub mod push;
 pub mod runtime;
+pub mod search;
 pub mod users;
 
 pub use db::ReadDb;
@@ -59,6 +64,7 @@ pub fn catalogue(sink: Arc<dyn DeliverySink>) -> Vec<Arc<dyn Projection>> {
         Arc::new(inbox::InboxProjection::new(sink)),
         Arc::new(askanswer::AskAnswerProjection),
         Arc::new(audit::AuditProjection),
+        Arc::new(push::PushProjection),
     ]
 }
 

@@ -890,3 +890,41 @@ async fn clients_of_a_killed_gateway_recover_on_another_under_load() {
         assert_eq!(got[got.len() - want.len()..], want.iter().collect::<Vec<_>>(), "receiver {i}: every acknowledged message, in order");
     }
 }
+
+/// The pusher role (issue 15, item 8): its own process consumes every delivery
+/// partition and pushes to users connected to no gateway (Redis says where they are),
+/// once per message; a user online on either gateway gets no push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pusher_process_pushes_to_users_connected_nowhere() {
+    let receiver = im_e2e::receiver::Receiver::start().await;
+    let redis = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL is not set: run ./scripts/test, which starts Redis");
+    let hook = format!("{}/hook", receiver.base);
+    let cluster = Cluster::start_with(redis, &[("IM_PUSH_WEBHOOK_URL", hook.as_str()), ("IM_PUSH_COLLAPSE_MS", "200")]).await;
+    let _pusher = ImProcess::start(&env_for(&cluster.env, "pusher", "pusher")).await;
+    let (a, b) = (cluster.a.base.clone(), cluster.b().base.clone());
+    let (alice, alice_t) = register(&a, "pshalice").await;
+    let (bob, bob_t) = register(&b, "pshbob01").await;
+    let (status, req) = post(&a, "/api/chat/applyfriend", Some(&alice_t), json!({"friend_id": bob})).await;
+    assert_eq!(status, 200, "{req}");
+    let (status, body) = post(&b, &format!("/api/chat/handleapply/{}", req["data"]["id"]), Some(&bob_t), json!({"status": "agree"})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) =
+        post(&b, "/api/chat/push/register", Some(&bob_t), json!({"provider": "webhook", "device_token": "bob-phone"})).await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, sent) = send(&a, &alice_t, bob, "single", "你睡了吗").await;
+    assert_eq!(status, 200, "{sent}");
+    let got = receiver.wait_for(1, 20).await;
+    assert_eq!(got.len(), 1, "one push from the one pusher: {got:?}");
+    assert_eq!(got[0].body["device_token"], "bob-phone");
+    assert_eq!((got[0].body["body"].clone(), got[0].body["id"].clone()), (json!("你睡了吗"), json!(alice)));
+
+    // Bob online on B: a message from A is not pushed.
+    let mut bob_ws = connect(&cluster.b().ws_base, &bob_t).await;
+    receiver.clear();
+    let (status, sent) = send(&a, &alice_t, bob, "single", "醒了").await;
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(next_chat(&mut bob_ws).await["data"]["id"], sent["data"]["id"]);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(receiver.got().is_empty(), "{:?}", receiver.got());
+}

@@ -21,11 +21,13 @@ const TABLES: &[(&str, &str)] = &[
     ("inbox", "user_id, seq"),
     ("conversations", "user_id, chat_type, chat_id"),
     ("hidden_messages", "user_id, message_id"),
+    ("message_search", "message_id"),
     ("askanswers", "id"),
     ("chat_groups", "id"),
     ("group_members", "group_id, user_id"),
     ("group_join_requests", "group_id, user_id"),
     ("operator_actions", "position"),
+    ("push_targets", "user_id, provider, device_token"),
 ];
 
 async fn snapshot(url: &str) -> Vec<(String, Vec<Vec<String>>)> {
@@ -140,6 +142,7 @@ async fn populate(server: &TestServer) {
     ok_data(server.post("/api/chat/conversation/pin", Some(&a.token), json!({"chatType": "single", "id": b.id, "pinned": 1})).await);
     ok_data(server.post("/api/chat/conversation/mute", Some(&a.token), json!({"chatType": "single", "id": b.id, "muted": 1})).await);
     ok_data(server.post("/api/chat/hideMessage", Some(&b.token), json!({"id": yo["id"]})).await);
+    ok_data(server.post("/api/chat/push/register", Some(&b.token), json!({"provider": "fcm", "device_token": "tool-fcm"})).await);
     let d = server.register("tooluser4", "123456").await;
     ok_data(server.post("/api/chat/groupInviteUser", Some(&d.token), json!({"id": g["id"], "user_id": d.id})).await);
 }
@@ -158,7 +161,7 @@ async fn rebuild_restores_every_read_model(backend: Backend) {
     assert!(empty.is_empty(), "every table has rows to compare; empty: {empty:?}");
     let mut progress = Vec::new();
     let done = im_gateway::tools::rebuild(&settings, &[], &mut |name, at, head| progress.push((name.to_owned(), at, head))).await.unwrap();
-    assert_eq!(done.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec!["users", "friends", "inbox", "askanswer", "audit"]);
+    assert_eq!(done.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec!["users", "friends", "inbox", "askanswer", "audit", "push"]);
     assert!(done.iter().all(|(_, p)| *p == head));
     assert!(progress.iter().any(|(_, at, h)| at == h), "progress reaches the head");
     let after = snapshot(&url).await;

@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod process;
+pub mod receiver;
 
 use futures_util::{SinkExt, StreamExt};
 use im_gateway::{AppState, Application, Settings};

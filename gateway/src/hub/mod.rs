@@ -201,11 +201,19 @@ impl Hub {
 pub struct HubSink {
     hub: Hub,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Where the rows of users without a socket here go (embedded, with push configured).
+    pusher: Option<crate::push::Pusher>,
 }
 
 impl HubSink {
     pub fn new(hub: Hub, metrics: Arc<crate::metrics::Metrics>) -> Self {
-        Self { hub, metrics }
+        Self { hub, metrics, pusher: None }
+    }
+
+    /// The rows of users with no socket here are offered to `pusher`: for the sink of a
+    /// process that sees every row (the embedded projector's).
+    pub fn with_pusher(self, pusher: crate::push::Pusher) -> Self {
+        Self { pusher: Some(pusher), ..self }
     }
 }
 
@@ -217,6 +225,8 @@ impl DeliverySink for HubSink {
         for d in &deliveries {
             if self.hub.push(d, now) {
                 self.metrics.delivered_after((now - d.sent_at).max(0) as u64);
+            } else if let Some(pusher) = &self.pusher {
+                pusher.offer(d);
             }
         }
     }

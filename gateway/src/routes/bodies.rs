@@ -137,6 +137,23 @@ pub struct React {
     add: Option<i64>,
 }
 
+/// `?q=&chatType=&id=&page=&limit=`: a search of my messages or a group's.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// What to find (1–64 characters with a letter or digit; Chinese needs no spaces).
+    q: String,
+    /// `single` (one chat with `id`) or `group` (the group `id`); absent: all my one-to-one messages.
+    #[param(rename = "chatType")]
+    chat_type: Option<String>,
+    /// The other user or the group, with `chatType`.
+    id: Option<i64>,
+    /// Page number, ≥ 1 (default 1).
+    page: Option<i64>,
+    /// 1–50 (default 20).
+    limit: Option<i64>,
+}
+
 /// `?page=&limit=`: a page of my conversations.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -181,6 +198,16 @@ pub struct Mute {
     id: i64,
     /// 1 mutes, 0 unmutes.
     muted: i64,
+}
+
+/// A device for pushes.
+#[derive(ToSchema)]
+pub struct PushTarget {
+    /// `unipush`, `fcm`, `apns` or `webhook`.
+    #[schema(example = "fcm")]
+    provider: String,
+    /// The device's token with that provider (1–512 visible ASCII characters).
+    device_token: String,
 }
 
 /// A message to hide from me.

@@ -7,6 +7,7 @@ use crate::hub::Offer;
 use crate::ok;
 use crate::params::{Params, path_int};
 use crate::proxy::ClientIp;
+use crate::reads::chat_param;
 use crate::send::SendMessage;
 use crate::state::AppState;
 use axum::Json;
@@ -31,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(edit))
         .routes(routes!(react))
         .routes(routes!(reactions))
+        .routes(routes!(search))
 }
 
 /// `sendmessage` over HTTP: the send use case, then read-your-writes (the caller's next
@@ -275,4 +277,58 @@ async fn reactions(State(state): State<AppState>, Path(id): Path<String>, params
 /// A message id (a UUID), else 400 `invalid_id`.
 pub(super) fn message_param(raw: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(raw.trim()).map_err(|_| ApiError::bad("invalid_id", "id 必须是消息id"))
+}
+
+/// The most results one page of a search holds.
+const MAX_SEARCH_LIMIT: i64 = 50;
+
+/// Beyond the reference (docs/api.md): full-text search of my one-to-one messages (all,
+/// or one chat's: `chatType=single&id=`), or of a group's I am a member of
+/// (`chatType=group&id=`, from when I joined unless it shares its history); newest first,
+/// each with a snippet around the match.
+#[utoipa::path(
+    get,
+    path = "/api/chat/search",
+    tag = "messages",
+    summary = "Searches my messages, or a group's, for words (Chinese too)",
+    params(bodies::SearchQuery),
+    security(("token" = []), ("bearer" = [])),
+    responses(crate::openapi::Answers)
+)]
+async fn search(State(state): State<AppState>, params: Params) -> ApiResult {
+    use im_projections::search::{MAX_QUERY_CHARS, Query, Scope};
+    let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
+    let q = params.required("q")?;
+    if q.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::bad("invalid_q", format!("搜索内容最多{MAX_QUERY_CHARS}个字")));
+    }
+    let query = Query::parse(&q).ok_or_else(|| ApiError::bad("invalid_q", "搜索内容须含文字或数字"))?;
+    let page = super::page_number(params.int("page")?.unwrap_or(1))?;
+    let limit = params.int("limit")?.unwrap_or(20);
+    if !(1..=MAX_SEARCH_LIMIT).contains(&limit) {
+        return Err(ApiError::bad("invalid_limit", format!("limit 必须在1到{MAX_SEARCH_LIMIT}之间")));
+    }
+    let scope = match params.text("chatType") {
+        None => Scope::MySingleChats { me: me.id.0 },
+        Some(_) => {
+            let chat = chat_param(&params)?;
+            match chat.chat_type {
+                ChatType::Single => Scope::SingleChat { me: me.id.0, peer: chat.id },
+                ChatType::Group => {
+                    let group = im_domain::GroupId(chat.id);
+                    if !state.groups().is_member(group, me.id.0).await? {
+                        return Err(ApiError::forbidden("not_member", "你不是该群成员"));
+                    }
+                    let since = state.groups().history_since(group, me.id.0).await?.unwrap_or(i64::MIN);
+                    Scope::Group { me: me.id.0, group: chat.id, since }
+                }
+            }
+        }
+    };
+    let found = state.search().find(scope, &query, page, limit).await?;
+    let rows: Vec<Value> = found
+        .into_iter()
+        .map(|f| json!({"message": f.message, "snippet": f.snippet, "highlight": f.highlight.map(|(at, len)| [at, len])}))
+        .collect();
+    Ok(ok(json!({"page": page, "limit": limit, "rows": rows})))
 }

@@ -11,6 +11,7 @@ pub mod groups;
 pub mod health;
 pub mod messages;
 pub mod moderation;
+pub mod push;
 pub mod web;
 
 use crate::error::ApiError;
@@ -38,6 +39,7 @@ pub fn api(max_upload: usize) -> OpenApiRouter<AppState> {
         .merge(friends::router())
         .merge(messages::router())
         .merge(conversations::router())
+        .merge(push::router())
         .merge(askanswer::router())
         .merge(groups::router())
         .merge(moderation::router())

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 mod role;
 
+pub use crate::push::settings::PushSettings;
 pub use role::Role;
 
 #[derive(Debug, Clone)]
@@ -58,6 +59,8 @@ pub struct Settings {
     pub heartbeat: Duration,
     /// `IM_TYPING_INTERVAL_MS`, `IM_TYPING_TTL_MS`: typing indicators.
     pub typing: TypingSettings,
+    /// `IM_PUSH_*`: pushes to offline devices.
+    pub push: PushSettings,
     /// `IM_LAST_SEEN_KEPT`, `IM_LAST_SEEN_TTL_SECS`: friends' last-seen times.
     pub last_seen: im_adapters::presence::LastSeenLimits,
     /// `IM_REVOKE_WINDOW_SECS`: how long after sending a message may be revoked
@@ -197,6 +200,7 @@ impl Settings {
             system_avatar: im_commands::accounts::DEFAULT_SYSTEM_AVATAR.to_owned(),
             heartbeat: Duration::from_secs(30),
             typing: TypingSettings::default(),
+            push: PushSettings::default(),
             last_seen: im_adapters::presence::LastSeenLimits::default(),
             revoke_window: Duration::from_secs(120),
             edit_window: Duration::from_secs(900),

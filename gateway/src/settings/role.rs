@@ -11,6 +11,8 @@ pub enum Role {
     Projector,
     /// Publishes the event log to Kafka.
     Relay,
+    /// Pushes to offline devices: consumes every delivery partition.
+    Pusher,
 }
 
 impl Role {
@@ -24,7 +26,13 @@ impl Role {
 
     /// Produces to or consumes from the delivery topic (when Kafka is configured).
     pub fn uses_deliveries(self) -> bool {
-        self.serves_clients() || self.runs_projections()
+        self.serves_clients() || self.runs_projections() || self.runs_pusher()
+    }
+
+    /// Hands messages for users without a live socket to push providers (when one is
+    /// configured).
+    pub fn runs_pusher(self) -> bool {
+        matches!(self, Role::All | Role::Pusher)
     }
 
     pub fn runs_relay(self) -> bool {
@@ -38,14 +46,15 @@ impl Role {
             Role::Gateway => "gateway",
             Role::Projector => "projector",
             Role::Relay => "relay",
+            Role::Pusher => "pusher",
         }
     }
 
     /// The role named `name`.
     pub fn named(name: &str) -> Result<Self, String> {
-        [Role::All, Role::Gateway, Role::Projector, Role::Relay]
+        [Role::All, Role::Gateway, Role::Projector, Role::Relay, Role::Pusher]
             .into_iter()
             .find(|r| r.name().eq_ignore_ascii_case(name.trim()))
-            .ok_or_else(|| "one of all, gateway, projector, relay".to_owned())
+            .ok_or_else(|| "one of all, gateway, projector, relay, pusher".to_owned())
     }
 }

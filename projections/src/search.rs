@@ -1,0 +1,313 @@
+//! Full-text search of messages (issue 15, item 5), kept by the inbox projection.
+//!
+//! Chinese has no spaces, so the index does not rely on a database's word breaking:
+//! [`terms`] turns a text into the tokens both backends index the same way — ASCII words
+//! lowercased, and every run of other letters (Chinese, Japanese, accented Latin…) as its
+//! overlapping pairs of characters followed by its single characters. A query is
+//! tokenized alike ([`Query::parse`]): a run becomes the phrase of its pairs (adjacent, in
+//! order) or, for one character, that character; an ASCII word matches as a prefix; all
+//! pieces must match. SQLite indexes the terms in an FTS5 table (rowid = the message's
+//! log position), Postgres in a GIN index over `to_tsvector('simple', terms)`; both
+//! tokenizers keep these tokens as they are.
+
+use crate::{ReadDb, ReadError};
+use serde_json::Value;
+use sqlx::AnyConnection;
+
+/// The characters of a message that are indexed (the rest of a long text is not found).
+pub const INDEXED_CHARS: usize = 2_000;
+/// The longest query (characters).
+pub const MAX_QUERY_CHARS: usize = 64;
+
+/// A text cut into ASCII words and runs of other letters and digits.
+fn pieces(text: &str) -> Vec<Piece> {
+    let mut out = Vec::new();
+    let mut current: Option<Piece> = None;
+    for c in text.chars() {
+        let next = if c.is_ascii_alphanumeric() {
+            Some(true)
+        } else if c.is_alphanumeric() {
+            Some(false)
+        } else {
+            None
+        };
+        match (next, current.as_mut()) {
+            (Some(ascii), Some(piece)) if piece.ascii == ascii => piece.chars.extend(c.to_lowercase()),
+            (Some(ascii), _) => {
+                out.extend(current.take());
+                current = Some(Piece { ascii, chars: c.to_lowercase().collect() });
+            }
+            (None, _) => out.extend(current.take()),
+        }
+    }
+    out.extend(current);
+    out
+}
+
+#[derive(Debug)]
+struct Piece {
+    ascii: bool,
+    chars: Vec<char>,
+}
+
+impl Piece {
+    fn pairs(&self) -> impl Iterator<Item = String> + '_ {
+        self.chars.windows(2).map(|w| w.iter().collect())
+    }
+}
+
+/// The indexed form of a message's text (its first [`INDEXED_CHARS`] characters).
+pub fn terms(text: &str) -> String {
+    let text: String = text.chars().take(INDEXED_CHARS).collect();
+    let mut out: Vec<String> = Vec::new();
+    for piece in pieces(&text) {
+        if piece.ascii {
+            out.push(piece.chars.iter().collect());
+        } else {
+            out.extend(piece.pairs());
+            out.extend(piece.chars.iter().map(char::to_string));
+        }
+    }
+    out.join(" ")
+}
+
+/// A search: every piece must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    /// Phrases of adjacent tokens, and whether the last token is a prefix.
+    phrases: Vec<(Vec<String>, bool)>,
+    /// The pieces as typed (lowercased ASCII), for the snippet.
+    needles: Vec<String>,
+}
+
+impl Query {
+    /// `None`: nothing searchable in it (only spaces or punctuation).
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut phrases = Vec::new();
+        let mut needles = Vec::new();
+        for piece in pieces(text) {
+            needles.push(piece.chars.iter().collect::<String>());
+            if piece.ascii {
+                phrases.push((vec![piece.chars.iter().collect()], true));
+            } else if piece.chars.len() == 1 {
+                phrases.push((vec![piece.chars[0].to_string()], false));
+            } else {
+                phrases.push((piece.pairs().collect(), false));
+            }
+        }
+        (!phrases.is_empty()).then_some(Self { phrases, needles })
+    }
+
+    /// The FTS5 `MATCH` expression: `"末爬 爬山" AND "hel"*`.
+    fn fts5(&self) -> String {
+        let phrase = |(tokens, prefix): &(Vec<String>, bool)| format!("\"{}\"{}", tokens.join(" "), if *prefix { "*" } else { "" });
+        self.phrases.iter().map(phrase).collect::<Vec<_>>().join(" AND ")
+    }
+
+    /// The Postgres `to_tsquery('simple', …)` text: `末爬 <-> 爬山 & hel:*`.
+    fn tsquery(&self) -> String {
+        let phrase = |(tokens, prefix): &(Vec<String>, bool)| {
+            let mut joined = tokens.join(" <-> ");
+            if *prefix {
+                joined.push_str(":*");
+            }
+            format!("({joined})")
+        };
+        self.phrases.iter().map(phrase).collect::<Vec<_>>().join(" & ")
+    }
+
+    /// Where in `text` the query matches (the first piece found), cut to a short snippet:
+    /// the text around it and the match's character range in the snippet.
+    pub fn snippet(&self, text: &str) -> (String, Option<(usize, usize)>) {
+        const AROUND: usize = 20;
+        let lower: Vec<char> = text.chars().flat_map(char::to_lowercase).collect();
+        let original: Vec<char> = text.chars().collect();
+        // Lowercasing may change the length of a character (rare): then no highlight.
+        let found = (lower.len() == original.len())
+            .then(|| {
+                self.needles.iter().find_map(|needle| {
+                    let needle: Vec<char> = needle.chars().collect();
+                    lower.windows(needle.len().max(1)).position(|w| w == needle.as_slice()).map(|at| (at, needle.len()))
+                })
+            })
+            .flatten();
+        let Some((at, len)) = found else {
+            let cut: String = original.iter().take(AROUND * 2).collect();
+            return (cut, None);
+        };
+        let start = at.saturating_sub(AROUND);
+        let end = (at + len + AROUND).min(original.len());
+        let mut snippet = String::new();
+        let mut offset = 0;
+        if start > 0 {
+            snippet.push('…');
+            offset = 1;
+        }
+        snippet.extend(&original[start..end]);
+        if end < original.len() {
+            snippet.push('…');
+        }
+        (snippet, Some((at - start + offset, len)))
+    }
+}
+
+/// Indexes new text messages: (id, log position, text).
+pub(crate) async fn index_all(conn: &mut AnyConnection, messages: &[(&str, i64, &str)]) -> Result<(), ReadError> {
+    let rows: Vec<(&str, i64, String)> =
+        messages.iter().map(|(id, position, text)| (*id, *position, terms(text))).filter(|(.., t)| !t.is_empty()).collect();
+    let sqlite = conn.backend_name() == "SQLite";
+    let mut rest = &rows[..];
+    while !rest.is_empty() {
+        // Statements of 64, 32, … 1 rows: a few texts serve any batch.
+        let size = if rest.len() >= 64 { 64 } else { 1 << (usize::BITS - 1 - rest.len().leading_zeros()) };
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let values = crate::db::values_list(conn, chunk.len(), 3);
+        let sql = if sqlite {
+            format!("INSERT INTO message_search (message_id, rowid, terms) VALUES {values}")
+        } else {
+            format!("INSERT INTO message_search (message_id, position, terms) VALUES {values} ON CONFLICT (message_id) DO NOTHING")
+        };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, position, terms) in chunk {
+            query = query.bind(*id).bind(*position).bind(terms.as_str());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Indexes an edited message's new text.
+pub(crate) async fn reindex(conn: &mut AnyConnection, message_id: &str, text: &str) -> Result<(), ReadError> {
+    unindex(conn, message_id).await?;
+    let position: Option<i64> =
+        sqlx::query_scalar("SELECT position FROM messages WHERE id = $1").bind(message_id).fetch_optional(&mut *conn).await?;
+    match position {
+        Some(position) => index_all(conn, &[(message_id, position, text)]).await,
+        None => Ok(()),
+    }
+}
+
+/// Takes a message out of the index (revoked, or before it is indexed again).
+pub(crate) async fn unindex(conn: &mut AnyConnection, message_id: &str) -> Result<(), ReadError> {
+    let sql = if conn.backend_name() == "SQLite" {
+        "DELETE FROM message_search WHERE rowid = (SELECT position FROM messages WHERE id = $1)"
+    } else {
+        "DELETE FROM message_search WHERE message_id = $1"
+    };
+    sqlx::query(sql).bind(message_id).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Where a search looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every one-to-one message I sent or received.
+    MySingleChats { me: i64 },
+    /// My one-to-one chat with `peer`.
+    SingleChat { me: i64, peer: i64 },
+    /// A group's messages from `since` (ms) on.
+    Group { me: i64, group: i64, since: i64 },
+}
+
+/// One message found: the message as history shows it, and its snippet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub message: Value,
+    pub snippet: String,
+    pub highlight: Option<(usize, usize)>,
+}
+
+/// Searches messages.
+#[derive(Clone)]
+pub struct Search {
+    db: ReadDb,
+}
+
+impl Search {
+    pub fn new(db: ReadDb) -> Self {
+        Self { db }
+    }
+
+    /// The messages in `scope` the query matches (not revoked, not hidden from me), newest
+    /// first.
+    pub async fn find(&self, scope: Scope, query: &Query, page: i64, limit: i64) -> Result<Vec<Found>, ReadError> {
+        let sqlite = self.db.backend() == crate::db::Backend::Sqlite;
+        let (matched, join) = if sqlite {
+            ("message_search MATCH $1", "message_search JOIN messages m ON m.id = message_search.message_id")
+        } else {
+            ("to_tsvector('simple', s.terms) @@ to_tsquery('simple', $1)", "message_search s JOIN messages m ON m.id = s.message_id")
+        };
+        // Every parameter appears in the statement (Postgres must know each one's type).
+        let (me, within, a, b) = match scope {
+            Scope::MySingleChats { me } => (me, "m.chat_type = 'single' AND (m.from_id = $2 OR m.to_id = $2) AND $3 = $4", 0, 0),
+            Scope::SingleChat { me, peer } => (
+                me,
+                "m.chat_type = 'single' AND ((m.from_id = $2 AND m.to_id = $3) OR (m.from_id = $3 AND m.to_id = $2)) AND $4 = $4",
+                peer,
+                0,
+            ),
+            Scope::Group { me, group, since } => (me, "m.chat_type = 'group' AND m.to_id = $3 AND m.create_time >= $4", group, since),
+        };
+        let sql = format!(
+            "SELECT m.body FROM {join} WHERE {matched} AND {within} AND m.isremove = 0 \
+             AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = $2 AND h.message_id = m.id) \
+             ORDER BY m.position DESC LIMIT $5 OFFSET $6"
+        );
+        let text = if sqlite { query.fts5() } else { query.tsquery() };
+        let bodies: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(text)
+            .bind(me)
+            .bind(a)
+            .bind(b)
+            .bind(limit)
+            .bind(crate::db::offset(page, limit))
+            .fetch_all(self.db.pool())
+            .await?;
+        bodies
+            .iter()
+            .map(|body| {
+                let message: Value = serde_json::from_str(body)?;
+                let (snippet, highlight) = query.snippet(message["data"].as_str().unwrap_or_default());
+                Ok(Found { message, snippet, highlight })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chinese_is_indexed_as_pairs_then_characters_and_ascii_as_words() {
+        assert_eq!(terms("周末去爬山, OK?"), "周末 末去 去爬 爬山 周 末 去 爬 山 ok");
+        assert_eq!(terms("Hello 世界 42"), "hello 世界 世 界 42");
+        assert_eq!(terms("!!! 🙂"), "");
+    }
+
+    #[test]
+    fn a_query_is_phrases_of_pairs_and_prefixed_words() {
+        let q = Query::parse("爬山 Hel").unwrap_or_else(|| panic!("a query"));
+        assert_eq!(q.fts5(), "\"爬山\" AND \"hel\"*");
+        assert_eq!(q.tsquery(), "(爬山) & (hel:*)");
+        let q = Query::parse("去爬山").unwrap_or_else(|| panic!("a query"));
+        assert_eq!(q.fts5(), "\"去爬 爬山\"");
+        assert_eq!(q.tsquery(), "(去爬 <-> 爬山)");
+        assert_eq!(Query::parse("山").map(|q| q.fts5()), Some("\"山\"".to_owned()));
+        assert!(Query::parse(" ,. 🙂 ").is_none());
+    }
+
+    #[test]
+    fn the_snippet_is_cut_around_the_match() {
+        let q = Query::parse("爬山").unwrap_or_else(|| panic!("a query"));
+        assert_eq!(q.snippet("周末去爬山"), ("周末去爬山".to_owned(), Some((3, 2))));
+        let long = format!("{}爬山{}", "啊".repeat(30), "哦".repeat(30));
+        let (snippet, highlight) = q.snippet(&long);
+        assert_eq!(highlight, Some((21, 2)));
+        assert!(snippet.starts_with('…') && snippet.ends_with('…'), "{snippet}");
+        assert_eq!(snippet.chars().skip(21).take(2).collect::<String>(), "爬山");
+        let q = Query::parse("HELLO").unwrap_or_else(|| panic!("a query"));
+        assert_eq!(q.snippet("say Hello"), ("say Hello".to_owned(), Some((4, 5))));
+    }
+}

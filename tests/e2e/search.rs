@@ -1,0 +1,111 @@
+//! End-to-end: full-text search (issue 15, item 5) — Chinese without spaces, words by
+//! prefix, my one-to-one messages or one chat's, a group's from when I joined; edits,
+//! revocations and delete-for-me respected.
+
+use im_e2e::{Backend, TestServer, TestUser, assert_fail, both_backends, ok_data};
+use serde_json::{Value, json};
+
+both_backends!(search_finds_chinese_and_words_where_i_may_read, search_requests_outside_the_rules_are_refused);
+
+async fn say(server: &TestServer, by: &TestUser, to: i64, chat: &str, text: &str) -> Value {
+    let body = json!({"sendto_id": to, "chatType": chat, "type": "text", "data": text});
+    ok_data(server.post("/api/chat/socket/sendmessage", Some(&by.token), body).await)
+}
+
+/// The texts a search finds, newest first.
+async fn found(server: &TestServer, me: &TestUser, query: &str) -> Vec<String> {
+    let page = ok_data(server.get(&format!("/api/chat/search?{query}"), Some(&me.token)).await);
+    page["rows"].as_array().unwrap().iter().map(|r| r["message"]["data"].as_str().unwrap().to_owned()).collect()
+}
+
+fn q(text: &str) -> String {
+    format!("q={}", urlencoding(text))
+}
+
+fn urlencoding(text: &str) -> String {
+    text.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+async fn search_finds_chinese_and_words_where_i_may_read(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("seaalice", "123456").await;
+    let bob = server.register("seabob01", "123456").await;
+    let carol = server.register("seacarol", "123456").await;
+    let dave = server.register("seadave1", "123456").await;
+    server.befriend(&alice, &bob).await;
+    server.befriend(&alice, &carol).await;
+    server.befriend(&bob, &carol).await;
+    server.befriend(&alice, &dave).await;
+    let weekend = say(&server, &alice, bob.id, "single", "周末去爬山吗?").await;
+    let hiking = say(&server, &bob, alice.id, "single", "好呀, let's go Hiking").await;
+    let water = say(&server, &alice, carol.id, "single", "爬山要带水").await;
+    say(&server, &carol, bob.id, "single", "我不爬山").await;
+
+    // Chinese without spaces, a single character, a word by its prefix, two pieces at once.
+    assert_eq!(found(&server, &alice, &q("爬山")).await, vec!["爬山要带水", "周末去爬山吗?"]);
+    assert_eq!(found(&server, &alice, &q("山")).await, vec!["爬山要带水", "周末去爬山吗?"]);
+    assert_eq!(found(&server, &alice, &q("hik")).await, vec!["好呀, let's go Hiking"]);
+    assert_eq!(found(&server, &alice, &q("周末 爬山")).await, vec!["周末去爬山吗?"]);
+    assert!(found(&server, &alice, &q("山爬")).await.is_empty(), "the characters in order");
+    // One chat only; Carol's message to Bob is not Alice's to find.
+    assert_eq!(found(&server, &alice, &format!("{}&chatType=single&id={}", q("爬山"), carol.id)).await, vec!["爬山要带水"]);
+    assert_eq!(found(&server, &bob, &q("爬山")).await, vec!["我不爬山", "周末去爬山吗?"]);
+    // The snippet and where the match is in it.
+    let page = ok_data(server.get(&format!("/api/chat/search?{}", q("HIKING")), Some(&alice.token)).await);
+    assert_eq!(
+        (page["rows"][0]["snippet"].clone(), page["rows"][0]["highlight"].clone()),
+        (json!("好呀, let's go Hiking"), json!([13, 6]))
+    );
+    assert_eq!(page["rows"][0]["message"]["id"], hiking["id"]);
+    // Paged, newest first.
+    let second = ok_data(server.get(&format!("/api/chat/search?{}&page=2&limit=1", q("爬山")), Some(&alice.token)).await);
+    assert_eq!(second["rows"][0]["message"]["id"], weekend["id"]);
+
+    // A group: its members find its messages from when they joined.
+    let group =
+        ok_data(server.post("/api/chat/group/create", Some(&alice.token), json!({"ids": [bob.id, carol.id], "name": "登山队"})).await);
+    let gid = group["id"].as_i64().unwrap();
+    say(&server, &carol, gid, "group", "周六爬山集合").await;
+    ok_data(server.post("/api/chat/groupInviteUser", Some(&alice.token), json!({"id": gid, "user_id": dave.id})).await);
+    say(&server, &bob, gid, "group", "爬山带伞").await;
+    let in_group = format!("{}&chatType=group&id={gid}", q("爬山"));
+    assert_eq!(found(&server, &bob, &in_group).await, vec!["爬山带伞", "周六爬山集合"]);
+    assert_eq!(found(&server, &dave, &in_group).await, vec!["爬山带伞"], "from when Dave joined");
+    assert!(found(&server, &dave, &q("爬山")).await.is_empty(), "without chatType: one-to-one chats only");
+
+    // An edit is found by its new words only; a revoked message and one I hid are not found.
+    ok_data(server.post("/api/chat/editMessage", Some(&alice.token), json!({"id": weekend["id"], "data": "周末去游泳吗?"})).await);
+    assert_eq!(found(&server, &bob, &q("游泳")).await, vec!["周末去游泳吗?"]);
+    assert_eq!(found(&server, &bob, &format!("{}&chatType=single&id={}", q("爬山"), alice.id)).await, Vec::<String>::new());
+    ok_data(server.post("/api/chat/revokeMessage", Some(&alice.token), json!({"id": water["id"]})).await);
+    assert!(found(&server, &alice, &q("带水")).await.is_empty());
+    ok_data(server.post("/api/chat/hideMessage", Some(&bob.token), json!({"id": hiking["id"]})).await);
+    assert!(found(&server, &bob, &q("hiking")).await.is_empty());
+    assert_eq!(found(&server, &alice, &q("hiking")).await.len(), 1, "hidden from Bob only");
+}
+
+async fn search_requests_outside_the_rules_are_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("sebalice", "123456").await;
+    let bob = server.register("sebbob01", "123456").await;
+    server.befriend(&alice, &bob).await;
+    let group = ok_data(server.post("/api/chat/group/create", Some(&alice.token), json!({"ids": [bob.id]})).await);
+    let eve = server.register("sebeve01", "123456").await;
+    let search = |query: String| {
+        let (server, token) = (&server, alice.token.clone());
+        async move { server.get(&format!("/api/chat/search?{query}"), Some(&token)).await }
+    };
+    assert_fail(&search(String::new()).await, 400, "missing_q");
+    assert_fail(&search(q("!!! 🙂")).await, 400, "invalid_q");
+    assert_fail(&search(q(&"山".repeat(65))).await, 400, "invalid_q");
+    assert_fail(&search(format!("{}&limit=0", q("山"))).await, 400, "invalid_limit");
+    assert_fail(&search(format!("{}&limit=51", q("山"))).await, 400, "invalid_limit");
+    assert_fail(&search(format!("{}&page=0", q("山"))).await, 400, "invalid_page");
+    assert_fail(&search(format!("{}&chatType=room&id=1", q("山"))).await, 400, "invalid_chatType");
+    assert_fail(&search(format!("{}&chatType=group", q("山"))).await, 400, "invalid_id");
+    let outsider = server.get(&format!("/api/chat/search?{}&chatType=group&id={}", q("山"), group["id"]), Some(&eve.token)).await;
+    assert_fail(&outsider, 403, "not_member");
+    assert_fail(&server.get(&format!("/api/chat/search?{}", q("山")), None).await, 401, "missing_token");
+    // A query that is all SQL or FTS syntax is just words.
+    assert!(ok_data(search(q("\" OR 1=1 -- *")).await)["rows"].as_array().unwrap().is_empty());
+}
