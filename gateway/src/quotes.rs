@@ -86,11 +86,7 @@ async fn readable(state: &AppState, me: &Me, id: Uuid, key: &str) -> Result<Foun
     let at = body["create_time"].as_i64().unwrap_or_default();
     let visible = match chat_type {
         ChatType::Single => from_id == me.id.0 || to == me.id.0,
-        ChatType::Group => {
-            let group = GroupId(to);
-            state.groups().is_member(group, me.id.0).await?
-                && state.groups().history_since(group, me.id.0).await?.is_none_or(|since| at >= since)
-        }
+        ChatType::Group => state.groups().reads_from(GroupId(to), me.id.0).await?.is_some_and(|since| at >= since),
     };
     if !visible {
         return Err(not_found());

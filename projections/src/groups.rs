@@ -307,9 +307,10 @@ impl Groups {
         Ok(Some(group))
     }
 
-    /// From when `user` reads the group's history: `None` for all of it (the group shares
-    /// its history, or `user` is not a member), else the time they (last) joined.
-    pub async fn history_since(&self, group: GroupId, user: i64) -> Result<Option<i64>, ReadError> {
+    /// From when `user` reads the group (membership and join time in one query): `None`
+    /// when they are not a member, `i64::MIN` when the group shares its history, else the
+    /// time they (last) joined.
+    pub async fn reads_from(&self, group: GroupId, user: i64) -> Result<Option<i64>, ReadError> {
         let row = sqlx::query(
             "SELECT g.share_history, m.create_time FROM chat_groups g JOIN group_members m ON m.group_id = g.id \
              WHERE g.id = $1 AND m.user_id = $2",
@@ -318,10 +319,10 @@ impl Groups {
         .bind(user)
         .fetch_optional(self.db.pool())
         .await?;
-        Ok(match row {
-            Some(r) if r.try_get::<i64, _>("share_history")? == 0 => Some(r.try_get::<i64, _>("create_time")?),
-            _ => None,
+        row.map(|r| -> Result<i64, ReadError> {
+            Ok(if r.try_get::<i64, _>("share_history")? == 0 { r.try_get::<i64, _>("create_time")? } else { i64::MIN })
         })
+        .transpose()
     }
 
     /// A page of the members, in the order they joined: (how many there are, the page).

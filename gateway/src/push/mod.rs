@@ -11,7 +11,6 @@ pub mod providers;
 pub mod settings;
 
 use crate::metrics::Metrics;
-use settings::PushSettings;
 use im_adapters::presence::Presence;
 use im_domain::UserId;
 use im_domain::conversation::Chat;
@@ -21,6 +20,7 @@ use im_projections::inbox::{Delivery, InboxKind};
 use im_projections::push::PushTargets;
 use providers::{Notification, Outcome};
 use serde_json::Value;
+use settings::PushSettings;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -164,13 +164,16 @@ async fn history(State(state): State<AppState>, Path((chat_type, id)): Path<(Str
     {
         return Err(ApiError::bad("invalid_before", "before 必须是消息id"));
     }
-    if chat_type == ChatType::Group && !state.groups().is_member(im_domain::GroupId(other), me.id.0).await? {
-        // A removed member cannot read the group any more.
-        return Err(ApiError::forbidden("not_member", "你不是该群成员"));
-    }
-    // A member reads a group from when they joined, unless the group shares its history.
+    // A member reads a group from when they joined, unless the group shares its history;
+    // a removed member cannot read it any more.
     let since = match chat_type {
-        ChatType::Group => state.groups().history_since(im_domain::GroupId(other), me.id.0).await?,
+        ChatType::Group => Some(
+            state
+                .groups()
+                .reads_from(im_domain::GroupId(other), me.id.0)
+                .await?
+                .ok_or_else(|| ApiError::forbidden("not_member", "你不是该群成员"))?,
+        ),
         ChatType::Single => None,
     };
     let rows = state.inbox().history(chat_type, me.id.0, other, before.as_deref(), since, limit).await?;
@@ -315,11 +318,8 @@ async fn search(State(state): State<AppState>, params: Params) -> ApiResult {
             match chat.chat_type {
                 ChatType::Single => Scope::SingleChat { me: me.id.0, peer: chat.id },
                 ChatType::Group => {
-                    let group = im_domain::GroupId(chat.id);
-                    if !state.groups().is_member(group, me.id.0).await? {
-                        return Err(ApiError::forbidden("not_member", "你不是该群成员"));
-                    }
-                    let since = state.groups().history_since(group, me.id.0).await?.unwrap_or(i64::MIN);
+                    let since = state.groups().reads_from(im_domain::GroupId(chat.id), me.id.0).await?;
+                    let since = since.ok_or_else(|| ApiError::forbidden("not_member", "你不是该群成员"))?;
                     Scope::Group { me: me.id.0, group: chat.id, since }
                 }
             }

@@ -1,6 +1,7 @@
 //! What a client says over the socket: parsed once into a [`ClientFrame`], then handled.
 
 use crate::auth::{Me, Refusal};
+use crate::error::ApiError;
 use crate::state::AppState;
 use crate::typing::Gate;
 use im_projections::inbox::Mark;
@@ -13,8 +14,17 @@ pub(super) type Answer = Pin<Box<dyn Future<Output = String> + Send>>;
 
 /// The frame that answers a `send` on a session that is no longer live.
 pub(super) fn revoked_frame(client_msg_id: &Value, refusal: Refusal) -> String {
-    let e = refusal.api_error();
-    json!({"type": "error", "data": {"client_msg_id": client_msg_id, "code": e.code, "msg": e.reason}}).to_string()
+    error_frame("client_msg_id", client_msg_id.clone(), refusal.api_error())
+}
+
+/// An `error` frame answering a client frame: `key` names what it answers (`client_msg_id`
+/// for a send, `for` for the other frames).
+fn error_frame(key: &str, answers: Value, e: ApiError) -> String {
+    let mut data = serde_json::Map::new();
+    data.insert(key.to_owned(), answers);
+    data.insert("code".into(), json!(e.code));
+    data.insert("msg".into(), json!(e.reason));
+    json!({"type": "error", "data": data}).to_string()
 }
 
 /// Handles a client frame; a `send` is decided and queued now, answered when durable.
@@ -29,9 +39,7 @@ pub(super) async fn on_client_frame(state: &AppState, me: &Me, gate: &mut Gate, 
             None
         }
         ClientFrame::Typing(typing) => {
-            let refused = |e: crate::error::ApiError| {
-                json!({"type": "error", "data": {"for": "typing", "code": e.code, "msg": e.reason}}).to_string()
-            };
+            let refused = |e: ApiError| error_frame("for", json!("typing"), e);
             match typing {
                 Ok(typing) if gate.admit(&typing, std::time::Instant::now(), state.typing().interval) => {
                     crate::typing::relay(state, me, typing).await.err().map(|e| -> Answer { Box::pin(std::future::ready(refused(e))) })
@@ -41,8 +49,7 @@ pub(super) async fn on_client_frame(state: &AppState, me: &Me, gate: &mut Gate, 
             }
         }
         ClientFrame::Read(mark) => {
-            let refused =
-                |e: crate::error::ApiError| json!({"type": "error", "data": {"for": "read", "code": e.code, "msg": e.reason}}).to_string();
+            let refused = |e: ApiError| error_frame("for", json!("read"), e);
             let (state, me) = (state.clone(), me.clone());
             Some(Box::pin(async move {
                 match mark {
@@ -61,9 +68,7 @@ pub(super) async fn on_client_frame(state: &AppState, me: &Me, gate: &mut Gate, 
             if let Ok(Err(refusal)) = state.check_session(me.id, me.session).await {
                 return Err(revoked_frame(&client_msg_id, refusal));
             }
-            let error = move |client_msg_id: &Value, e: crate::error::ApiError| {
-                json!({"type": "error", "data": {"client_msg_id": client_msg_id, "code": e.code, "msg": e.reason}}).to_string()
-            };
+            let error = |client_msg_id: &Value, e: ApiError| error_frame("client_msg_id", client_msg_id.clone(), e);
             let pending = match command {
                 Ok(command) => crate::send::submit(state, me, command).await,
                 Err(e) => Err(e),
