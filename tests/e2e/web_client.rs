@@ -45,6 +45,18 @@ async fn two_browsers_chat_through_the_built_in_client() {
     b.wait_for_text(&format!("li[data-key='single:{}'] .unread", alice.id), "1").await;
     b.click(&format!("li[data-key='single:{}']", alice.id)).await;
     b.wait_for_text("#messages", "你好,鲍勃").await;
+    // Opening the chat marked it read on the server (a `read` frame: Bob's read mark).
+    let stream = format!("conversations-{}", bob.id);
+    let mut marked = false;
+    for _ in 0..100 {
+        let events = server.state.store().read_stream(&stream, 0).await.unwrap();
+        if events.iter().any(|e| e.event_type == "ConversationRead") {
+            marked = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(marked, "the web client marks an opened chat read");
     b.type_into("#text", "你好,爱丽丝").await;
     b.click("#send").await;
     a.wait_for_text("#messages", "你好,爱丽丝").await;

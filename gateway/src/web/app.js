@@ -5,7 +5,7 @@
 'use strict';
 
 const $ = (id) => document.getElementById(id);
-const state = { token: null, me: null, chat: null, ws: null, seen: new Set(), lastSeq: 0, unread: {}, closing: false };
+const state = { token: null, me: null, chat: null, ws: null, seen: new Set(), lastSeq: 0, unread: {}, counted: {}, closing: false };
 
 async function api(path, body) {
   const options = { method: body === undefined ? 'GET' : 'POST', headers: {} };
@@ -92,7 +92,28 @@ async function start() {
   state.lastSeq = Number(localStorage.getItem(seqKey()) || 0);
   // (A visitor has no friend list: the route is for users; the page goes on without it.)
   await Promise.allSettled([loadFriends(), loadGroups()]);
+  await loadUnread().catch(() => {});
   connect();
+}
+
+// The server's unread counts (kept across reloads and devices).
+async function loadUnread() {
+  const data = await api('/api/chat/conversations?limit=100');
+  for (const c of data.rows || []) {
+    const key = c.chatType + ':' + c.id;
+    state.unread[key] = c.unread;
+    // Rows up to here are in that count already (sync brings them again).
+    state.counted[key] = c.last_seq;
+    badge(key);
+  }
+}
+
+// Tells the server (and the other party) that the open chat is read, up to `seq` or all.
+function markRead(chat, seq) {
+  if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return;
+  const data = { chatType: chat.type, id: chat.id };
+  if (seq) data.seq = seq;
+  state.ws.send(JSON.stringify({ type: 'read', data }));
 }
 
 function listItem(key, name, avatar, open) {
@@ -143,6 +164,7 @@ async function openChat(chat) {
   const key = chat.type + ':' + chat.id;
   state.unread[key] = 0;
   badge(key);
+  markRead(chat);
   const history = await api(`/api/chat/history/${chat.type}/${chat.id}?limit=50`);
   $('messages').replaceChildren();
   for (const m of history.slice().reverse()) render(m);
@@ -210,7 +232,8 @@ function receive(m, seq) {
   const key = keyOf(m);
   if (state.chat && key === state.chat.type + ':' + state.chat.id) {
     render(m);
-  } else {
+    if (seq && Number(m.from_id) !== state.me.id) markRead(state.chat, seq);
+  } else if (!(seq && seq <= (state.counted[key] || 0))) {
     state.unread[key] = (state.unread[key] || 0) + 1;
     badge(key);
   }
@@ -241,6 +264,14 @@ function connect() {
     if (frame.type === 'ping') ws.send(JSON.stringify({ type: 'pong' }));
     if (frame.type === 'singleChat') receive(frame.data, frame.seq);
     if (frame.type === 'system' && frame.token) saveToken(frame.token);
+    // My own read mark (this or another device): the server's count for that chat.
+    if (frame.type === 'read' && frame.data && Number(frame.data.from_id) === state.me.id && 'unread' in frame.data) {
+      const key = frame.data.chatType + ':' + frame.data.id;
+      if (!(state.chat && key === state.chat.type + ':' + state.chat.id)) {
+        state.unread[key] = frame.data.unread;
+        badge(key);
+      }
+    }
   };
   ws.onclose = () => {
     $('status').textContent = '连接已断开';
