@@ -21,7 +21,7 @@ use im_projections::push::PushTargets;
 use providers::{Notification, Outcome};
 use serde_json::Value;
 use settings::PushSettings;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -36,7 +36,8 @@ const PREVIEW_CHARS: usize = 100;
 /// Where offline message rows go. Cheap to clone.
 #[derive(Clone)]
 pub struct Pusher {
-    tx: mpsc::Sender<Candidate>,
+    /// Rows as they come (cheap to clone: the body is shared); the task reads them.
+    tx: mpsc::Sender<Delivery>,
     metrics: Arc<Metrics>,
 }
 
@@ -105,7 +106,6 @@ impl Lookups {
 
 /// Messages to one chat of one user, collapsing.
 struct Waiting {
-    until: Instant,
     count: usize,
     newest: Candidate,
 }
@@ -118,21 +118,26 @@ impl Pusher {
         Self { tx, metrics }
     }
 
-    /// Offers a row that found no live socket (dropped, and counted, when the queue is full).
+    /// Offers a row that found no live socket (dropped, and counted, when the queue is
+    /// full). Called on the delivery path, so it only queues: the row is read by the task.
     pub fn offer(&self, d: &Delivery) {
-        let Some(candidate) = Candidate::of(d) else { return };
-        if self.tx.try_send(candidate).is_err() {
+        if d.kind != InboxKind::Message {
+            return;
+        }
+        if self.tx.try_send(d.clone()).is_err() {
             self.metrics.pushes_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-async fn run(settings: PushSettings, lookups: Lookups, mut rx: mpsc::Receiver<Candidate>, metrics: Arc<Metrics>) {
+async fn run(settings: PushSettings, lookups: Lookups, mut rx: mpsc::Receiver<Delivery>, metrics: Arc<Metrics>) {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
     let sending = Arc::new(tokio::sync::Semaphore::new(SENDING));
     let mut waiting: HashMap<(i64, Chat), Waiting> = HashMap::new();
+    // Windows in the order they opened: every window is as long, so the front closes first.
+    let mut closing: VecDeque<(Instant, (i64, Chat))> = VecDeque::new();
     loop {
-        let next = waiting.values().map(|w| w.until).min();
+        let next = closing.front().map(|(until, _)| *until);
         let received = match next {
             Some(at) => tokio::select! {
                 c = rx.recv() => Some(c),
@@ -142,7 +147,8 @@ async fn run(settings: PushSettings, lookups: Lookups, mut rx: mpsc::Receiver<Ca
         };
         match received {
             Some(None) => return,
-            Some(Some(c)) => {
+            Some(Some(row)) => {
+                let Some(c) = Candidate::of(&row) else { continue };
                 let key = (c.user, c.chat);
                 let full = waiting.len() >= settings.queue;
                 match waiting.entry(key) {
@@ -156,14 +162,19 @@ async fn run(settings: PushSettings, lookups: Lookups, mut rx: mpsc::Receiver<Ca
                         metrics.pushes_dropped.fetch_add(1, Ordering::Relaxed);
                     }
                     std::collections::hash_map::Entry::Vacant(slot) => {
-                        slot.insert(Waiting { until: Instant::now() + settings.collapse, count: 1, newest: c });
+                        let until = Instant::now() + settings.collapse;
+                        slot.insert(Waiting { count: 1, newest: c });
+                        closing.push_back((until, key));
                     }
                 }
             }
             None => {
                 let now = Instant::now();
-                let due: Vec<(i64, Chat)> = waiting.iter().filter(|(_, w)| w.until <= now).map(|(k, _)| *k).collect();
-                for key in due {
+                while let Some((until, key)) = closing.front().copied() {
+                    if until > now {
+                        break;
+                    }
+                    closing.pop_front();
                     let Some(w) = waiting.remove(&key) else { continue };
                     let Ok(permit) = sending.clone().acquire_owned().await else { return };
                     let (settings, lookups, http, metrics) = (settings.clone(), lookups.clone(), http.clone(), metrics.clone());
