@@ -307,14 +307,16 @@ impl ConversationRow {
     }
 }
 
-/// A conversation row with its newest message and the chat's name and avatar (the other
-/// user's nickname or username, the group's name).
+/// A conversation row with its newest message and the chat's name and avatar: the group's
+/// name, or the other user as a friend list shows them (my remark for them, their
+/// nickname, their username — `display_name`'s order).
 const COLUMNS: &str = "SELECT c.chat_type, c.chat_id, c.last_time, c.last_seq, c.read_seq, c.unread, c.mentioned, \
     c.peer_read_time, c.pinned, c.muted, m.body, \
-    COALESCE(g.name, CASE WHEN u.nickname <> '' THEN u.nickname ELSE u.username END, '') AS name, \
+    COALESCE(g.name, CASE WHEN f.nickname <> '' THEN f.nickname WHEN u.nickname <> '' THEN u.nickname ELSE u.username END, '') AS name, \
     COALESCE(g.avatar, u.avatar, '') AS avatar \
     FROM conversations c LEFT JOIN messages m ON m.id = c.last_message_id \
     LEFT JOIN users u ON c.chat_type = 'single' AND u.id = c.chat_id \
+    LEFT JOIN friends f ON c.chat_type = 'single' AND f.user_id = c.user_id AND f.friend_id = c.chat_id \
     LEFT JOIN chat_groups g ON c.chat_type = 'group' AND g.id = c.chat_id";
 
 fn conversation_row(r: sqlx::any::AnyRow) -> Result<ConversationRow, ReadError> {

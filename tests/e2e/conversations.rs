@@ -164,6 +164,9 @@ async fn pins_and_mutes_order_and_flag_the_list(backend: Backend) {
     let list = ok_data(server.get(LIST, Some(&alice.token)).await);
     assert_eq!(ids(&list), vec![carol.id, bob.id]);
     assert_eq!(list["rows"][0]["muted"], true);
+    // My remark for a friend names their chat, as in my friend list.
+    ok_data(server.post(&format!("/api/chat/setremarktag/{}", carol.id), Some(&alice.token), json!({"nickname": "小卡"})).await);
+    assert_eq!(row(&server, &alice, "single", carol.id).await["name"], "小卡");
     // Bob's list knows nothing of Alice's flags.
     let theirs = row(&server, &bob, "single", alice.id).await;
     assert_eq!((theirs["pinned"].clone(), theirs["muted"].clone()), (json!(false), json!(false)));
