@@ -64,13 +64,8 @@ pub(crate) async fn touch_all(conn: &mut AnyConnection, touches: &[&Touch]) -> R
     }
     let rows: Vec<&Summed<'_>> = order.iter().filter_map(|k| by_chat.get(k)).collect();
     let greatest = if conn.backend_name() == "SQLite" { "MAX" } else { "GREATEST" };
-    // Statements of 64, 32, … 1 rows: a few texts serve any batch, and no row is padded
-    // in twice (an upsert that adds must see each row once).
-    let mut rest = &rows[..];
-    while !rest.is_empty() {
-        let size = if rest.len() >= 64 { 64 } else { 1 << (usize::BITS - 1 - rest.len().leading_zeros()) };
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
+    // An upsert that adds must see each row once: no padding.
+    for chunk in crate::db::exact_chunks(&rows) {
         let sql = format!(
             "INSERT INTO conversations (user_id, chat_type, chat_id, last_message_id, last_seq, last_time, unread, mentioned) VALUES {} \
              ON CONFLICT (user_id, chat_type, chat_id) DO UPDATE SET last_message_id = excluded.last_message_id, \

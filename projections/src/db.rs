@@ -192,3 +192,19 @@ pub(crate) fn offset(page: i64, limit: i64) -> i64 {
 
 /// Rows per multi-row statement (well under both engines' parameter limits).
 pub(crate) const ROWS_PER_STATEMENT: usize = 400;
+
+/// `rows` in chunks of 64, 32, … 1 rows: a few multi-row statement texts serve any batch
+/// and no row is repeated to pad one (for statements that must see each row once, such
+/// as an upsert that adds).
+pub(crate) fn exact_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let size = if rest.len() >= 64 { 64 } else { 1 << (usize::BITS - 1 - rest.len().leading_zeros()) };
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        Some(chunk)
+    })
+}

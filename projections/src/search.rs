@@ -156,12 +156,7 @@ pub(crate) async fn index_all(conn: &mut AnyConnection, messages: &[(&str, i64, 
     let rows: Vec<(&str, i64, String)> =
         messages.iter().map(|(id, position, text)| (*id, *position, terms(text))).filter(|(.., t)| !t.is_empty()).collect();
     let sqlite = conn.backend_name() == "SQLite";
-    let mut rest = &rows[..];
-    while !rest.is_empty() {
-        // Statements of 64, 32, … 1 rows: a few texts serve any batch.
-        let size = if rest.len() >= 64 { 64 } else { 1 << (usize::BITS - 1 - rest.len().leading_zeros()) };
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
+    for chunk in crate::db::exact_chunks(&rows) {
         let values = crate::db::values_list(conn, chunk.len(), 3);
         let sql = if sqlite {
             format!("INSERT INTO message_search (message_id, rowid, terms) VALUES {values}")

@@ -1,7 +1,7 @@
 //! Beyond the reference (issue 15, docs/api.md): my conversation list, read receipts,
 //! pins, mutes and delete-for-me.
 
-use super::{bodies, page_number};
+use super::{Page, bodies};
 use crate::auth::{Access, Me};
 use crate::error::ApiError;
 use crate::ok;
@@ -44,11 +44,7 @@ const MAX_LIMIT: i64 = 100;
 )]
 async fn list(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
-    let page = page_number(params.int("page")?.unwrap_or(1))?;
-    let limit = params.int("limit")?.unwrap_or(20);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad("invalid_limit", format!("limit 必须在1到{MAX_LIMIT}之间")));
-    }
+    let Page { number: page, limit } = Page::query(&params, 20, MAX_LIMIT)?;
     let rows = state.conversation_list().page(me.id.0, page, limit).await?;
     Ok(ok(json!({"page": page, "limit": limit, "rows": rows.iter().map(|r| r.to_json()).collect::<Vec<_>>()})))
 }

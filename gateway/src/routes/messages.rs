@@ -1,5 +1,6 @@
 //! SPEC section 5: sending, offline messages, sync, history, revoke.
 
+use super::Page;
 use super::bodies;
 use crate::auth::Access;
 use crate::error::ApiError;
@@ -306,11 +307,7 @@ async fn search(State(state): State<AppState>, params: Params) -> ApiResult {
         return Err(ApiError::bad("invalid_q", format!("搜索内容最多{MAX_QUERY_CHARS}个字")));
     }
     let query = Query::parse(&q).ok_or_else(|| ApiError::bad("invalid_q", "搜索内容须含文字或数字"))?;
-    let page = super::page_number(params.int("page")?.unwrap_or(1))?;
-    let limit = params.int("limit")?.unwrap_or(20);
-    if !(1..=MAX_SEARCH_LIMIT).contains(&limit) {
-        return Err(ApiError::bad("invalid_limit", format!("limit 必须在1到{MAX_SEARCH_LIMIT}之间")));
-    }
+    let super::Page { number: page, limit } = Page::query(&params, 20, MAX_SEARCH_LIMIT)?;
     let scope = match params.text("chatType") {
         None => Scope::MySingleChats { me: me.id.0 },
         Some(_) => {

@@ -60,6 +60,15 @@ pub fn page_number(number: i64) -> Result<i64, ApiError> {
     }
 }
 
+/// `?limit=`: `default_limit` when absent; outside 1..=`max_limit` refused.
+fn limit_of(params: &Params, default_limit: i64, max_limit: i64) -> Result<i64, ApiError> {
+    let limit = params.int("limit")?.unwrap_or(default_limit);
+    if !(1..=max_limit).contains(&limit) {
+        return Err(ApiError::bad("invalid_limit", format!("limit 必须在1到{max_limit}之间")));
+    }
+    Ok(limit)
+}
+
 /// A `/:page` path parameter (≥ 1) with its `?limit=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
@@ -71,11 +80,13 @@ impl Page {
     /// `default_limit` when `limit` is absent; a limit outside 1..=`max_limit` is refused.
     pub fn parse(raw: &str, params: &Params, default_limit: i64, max_limit: i64) -> Result<Self, ApiError> {
         let number = page_number(path_int(raw, "page")?)?;
-        let limit = params.int("limit")?.unwrap_or(default_limit);
-        if !(1..=max_limit).contains(&limit) {
-            return Err(ApiError::bad("invalid_limit", format!("limit 必须在1到{max_limit}之间")));
-        }
-        Ok(Self { number, limit })
+        Ok(Self { number, limit: limit_of(params, default_limit, max_limit)? })
+    }
+
+    /// `?page=` (default 1) and `?limit=` as [`Page::parse`] reads them.
+    pub fn query(params: &Params, default_limit: i64, max_limit: i64) -> Result<Self, ApiError> {
+        let number = page_number(params.int("page")?.unwrap_or(1))?;
+        Ok(Self { number, limit: limit_of(params, default_limit, max_limit)? })
     }
 
     pub fn offset(&self) -> usize {
