@@ -3,6 +3,7 @@
 //! knows everything); [`RedisPresence`] is the distributed one.
 
 use async_trait::async_trait;
+pub use im_domain::Slot;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +28,9 @@ impl From<redis::RedisError> for PresenceError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Kick {
     pub user: i64,
+    /// The device whose older socket closes (the other device's stays open).
+    #[serde(default)]
+    pub slot: Slot,
     pub session: String,
     /// The generation of the connection that took over (0, from a gateway that predates
     /// generations: any socket of the user).
@@ -49,10 +53,20 @@ pub enum NodeMessage {
         notice: bool,
     },
     /// The user asked (on another gateway) for their pending inbox rows: push them to
-    /// their socket here.
-    Offline { user: i64 },
-    /// An ephemeral frame (typing, presence) for the user's socket here, if it has room.
-    Ephemeral { user: i64, frame: String },
+    /// their device's socket here.
+    Offline {
+        user: i64,
+        #[serde(default)]
+        slot: Slot,
+    },
+    /// An ephemeral frame (typing, presence, a `sent` copy) for the user's sockets here,
+    /// if they have room — not to the one of session `except`, when named.
+    Ephemeral {
+        user: i64,
+        frame: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        except: Option<String>,
+    },
 }
 
 impl NodeMessage {
@@ -88,26 +102,28 @@ pub enum Refreshed {
 
 #[async_trait]
 pub trait Presence: Send + Sync + 'static {
-    /// Records that `user` is now connected to `node` with a new connection generation.
-    async fn connect(&self, user: i64, node: &str) -> Result<Connected, PresenceError>;
+    /// Records that `user`'s device in `slot` is now connected to `node` with a new
+    /// connection generation.
+    async fn connect(&self, user: i64, slot: Slot, node: &str) -> Result<Connected, PresenceError>;
     /// Keeps the presence of the connection `generation` alive (called on every
     /// heartbeat), setting it again when it was lost.
-    async fn refresh(&self, user: i64, node: &str, generation: u64) -> Result<Refreshed, PresenceError>;
-    /// The node holding the user's socket, if any.
-    async fn node_of(&self, user: i64) -> Result<Option<String>, PresenceError>;
-    /// Forgets the user's presence if the connection `generation` on `node` still holds it.
-    async fn disconnect(&self, user: i64, node: &str, generation: u64) -> Result<(), PresenceError>;
+    async fn refresh(&self, user: i64, slot: Slot, node: &str, generation: u64) -> Result<Refreshed, PresenceError>;
+    /// The nodes holding the user's sockets, by device (none: offline everywhere).
+    async fn nodes_of(&self, user: i64) -> Result<Vec<(Slot, String)>, PresenceError>;
+    /// Forgets the presence of the user's device if the connection `generation` on `node`
+    /// still holds it.
+    async fn disconnect(&self, user: i64, slot: Slot, node: &str, generation: u64) -> Result<(), PresenceError>;
     /// Sends `message` to `node`.
     async fn tell(&self, node: &str, message: &NodeMessage) -> Result<(), PresenceError>;
     /// The messages addressed to `node`. The subscription survives the connection: it is
     /// opened again, with bounded exponential backoff, whenever it drops.
     async fn messages(&self, node: &str) -> Result<mpsc::Receiver<NodeMessage>, PresenceError>;
-    /// The user's live session as last recorded (`None`: unknown here, ask the database;
-    /// `Some("")`: none live).
-    async fn session(&self, user: i64) -> Result<Option<String>, PresenceError>;
-    /// Records the user's live session (`None`: no live session — recorded as such, so
-    /// every gateway refuses the old token at once).
-    async fn set_session(&self, user: i64, session: Option<&str>) -> Result<(), PresenceError>;
+    /// The user's live sessions as last recorded (`None`: unknown here, ask the database;
+    /// empty: none live).
+    async fn sessions(&self, user: i64) -> Result<Option<Vec<String>>, PresenceError>;
+    /// Records the user's live sessions (none — recorded as such, so every gateway refuses
+    /// the old tokens at once).
+    async fn set_sessions(&self, user: i64, live: &[&str]) -> Result<(), PresenceError>;
     /// Users connected anywhere in the cluster (`None`: only this node knows, ask its hub).
     async fn online_count(&self) -> Result<Option<u64>, PresenceError>;
     /// Records when the user's last socket closed.
@@ -149,16 +165,16 @@ impl LocalPresence {
 
 #[async_trait]
 impl Presence for LocalPresence {
-    async fn connect(&self, _user: i64, _node: &str) -> Result<Connected, PresenceError> {
+    async fn connect(&self, _user: i64, _slot: Slot, _node: &str) -> Result<Connected, PresenceError> {
         Ok(Connected { generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1, previous: None })
     }
-    async fn refresh(&self, _user: i64, _node: &str, _generation: u64) -> Result<Refreshed, PresenceError> {
+    async fn refresh(&self, _user: i64, _slot: Slot, _node: &str, _generation: u64) -> Result<Refreshed, PresenceError> {
         Ok(Refreshed::Held)
     }
-    async fn node_of(&self, _user: i64) -> Result<Option<String>, PresenceError> {
-        Ok(None)
+    async fn nodes_of(&self, _user: i64) -> Result<Vec<(Slot, String)>, PresenceError> {
+        Ok(Vec::new())
     }
-    async fn disconnect(&self, _user: i64, _node: &str, _generation: u64) -> Result<(), PresenceError> {
+    async fn disconnect(&self, _user: i64, _slot: Slot, _node: &str, _generation: u64) -> Result<(), PresenceError> {
         Ok(())
     }
     async fn tell(&self, _node: &str, _message: &NodeMessage) -> Result<(), PresenceError> {
@@ -169,10 +185,10 @@ impl Presence for LocalPresence {
         let (_, rx) = mpsc::channel(1);
         Ok(rx)
     }
-    async fn session(&self, _user: i64) -> Result<Option<String>, PresenceError> {
+    async fn sessions(&self, _user: i64) -> Result<Option<Vec<String>>, PresenceError> {
         Ok(None)
     }
-    async fn set_session(&self, _user: i64, _session: Option<&str>) -> Result<(), PresenceError> {
+    async fn set_sessions(&self, _user: i64, _live: &[&str]) -> Result<(), PresenceError> {
         Ok(())
     }
     async fn online_count(&self) -> Result<Option<u64>, PresenceError> {
@@ -194,12 +210,13 @@ impl Presence for LocalPresence {
     }
 }
 
-/// Redis: `<prefix>online_<user>` → `<generation>:<node>` (string keys with a TTL
+/// Redis: `<prefix>online_<user>` → `<generation>:<node>` (the phone's, or the one
+/// device's; `<prefix>online_<user>_desktop` the desktop's; string keys with a TTL
 /// refreshed — and set again if lost — by the heartbeat, not one big hash, so each
 /// expires on its own), `<prefix>conn_gen` the cluster's connection generation counter,
 /// `<prefix>online` a sorted set of the connected users scored by when their presence
-/// expires (the cluster-wide online count), `<prefix>chat_user_<user>` → live session
-/// (`""`: none), and each node's messages published on `<prefix>kick:<node>`.
+/// expires (the cluster-wide online count), `<prefix>chat_user_<user>` → live sessions,
+/// comma-separated (`""`: none), and each node's messages published on `<prefix>kick:<node>`.
 pub struct RedisPresence {
     client: redis::Client,
     conn: redis::aio::ConnectionManager,
@@ -257,11 +274,12 @@ if cur then return {3, cur} end
 return {2, ''}
 "#;
 
-/// KEYS: online key, online set. ARGV: our value, user.
+/// KEYS: online key, online set, the user's other device's online key. ARGV: our value,
+/// user. The user leaves the online set when no device of theirs is left.
 const DISCONNECT: &str = r#"
 if redis.call('get', KEYS[1]) == ARGV[1] then
   redis.call('del', KEYS[1])
-  redis.call('zrem', KEYS[2], ARGV[2])
+  if redis.call('exists', KEYS[3]) == 0 then redis.call('zrem', KEYS[2], ARGV[2]) end
   return 1
 end
 return 0
@@ -300,8 +318,11 @@ impl RedisPresence {
         Self { last_seen_ttl, ..self }
     }
 
-    fn online_key(&self, user: i64) -> String {
-        format!("{}online_{user}", self.prefix)
+    fn online_key(&self, user: i64, slot: Slot) -> String {
+        match slot {
+            Slot::Mobile => format!("{}online_{user}", self.prefix),
+            Slot::Desktop => format!("{}online_{user}_desktop", self.prefix),
+        }
     }
 
     fn online_set(&self) -> String {
@@ -367,10 +388,10 @@ async fn forward(pubsub: redis::aio::PubSub, tx: &mpsc::Sender<NodeMessage>) -> 
 
 #[async_trait]
 impl Presence for RedisPresence {
-    async fn connect(&self, user: i64, node: &str) -> Result<Connected, PresenceError> {
+    async fn connect(&self, user: i64, slot: Slot, node: &str) -> Result<Connected, PresenceError> {
         let mut conn = self.conn.clone();
         let (generation, previous): (u64, String) = redis::Script::new(CONNECT)
-            .key(self.online_key(user))
+            .key(self.online_key(user, slot))
             .key(format!("{}conn_gen", self.prefix))
             .key(self.online_set())
             .arg(node)
@@ -383,10 +404,10 @@ impl Presence for RedisPresence {
         Ok(Connected { generation, previous })
     }
 
-    async fn refresh(&self, user: i64, node: &str, generation: u64) -> Result<Refreshed, PresenceError> {
+    async fn refresh(&self, user: i64, slot: Slot, node: &str, generation: u64) -> Result<Refreshed, PresenceError> {
         let mut conn = self.conn.clone();
         let (outcome, current): (i64, String) = redis::Script::new(REFRESH)
-            .key(self.online_key(user))
+            .key(self.online_key(user, slot))
             .key(self.online_set())
             .arg(format!("{generation}:{node}"))
             .arg(self.ttl_secs())
@@ -404,17 +425,20 @@ impl Presence for RedisPresence {
         })
     }
 
-    async fn node_of(&self, user: i64) -> Result<Option<String>, PresenceError> {
+    async fn nodes_of(&self, user: i64) -> Result<Vec<(Slot, String)>, PresenceError> {
         let mut conn = self.conn.clone();
-        let value: Option<String> = conn.get(self.online_key(user)).await?;
-        Ok(value.map(|v| holder(&v).1.to_owned()))
+        let keys: Vec<String> = Slot::ALL.iter().map(|slot| self.online_key(user, *slot)).collect();
+        let values: Vec<Option<String>> = conn.mget(keys).await?;
+        Ok(Slot::ALL.into_iter().zip(values).filter_map(|(slot, v)| Some((slot, holder(&v?).1.to_owned()))).collect())
     }
 
-    async fn disconnect(&self, user: i64, node: &str, generation: u64) -> Result<(), PresenceError> {
+    async fn disconnect(&self, user: i64, slot: Slot, node: &str, generation: u64) -> Result<(), PresenceError> {
         let mut conn = self.conn.clone();
+        let other = if slot == Slot::Mobile { Slot::Desktop } else { Slot::Mobile };
         let _: i64 = redis::Script::new(DISCONNECT)
-            .key(self.online_key(user))
+            .key(self.online_key(user, slot))
             .key(self.online_set())
+            .key(self.online_key(user, other))
             .arg(format!("{generation}:{node}"))
             .arg(user)
             .invoke_async(&mut conn)
@@ -469,14 +493,15 @@ impl Presence for RedisPresence {
         Ok(rx)
     }
 
-    async fn session(&self, user: i64) -> Result<Option<String>, PresenceError> {
+    async fn sessions(&self, user: i64) -> Result<Option<Vec<String>>, PresenceError> {
         let mut conn = self.conn.clone();
-        Ok(conn.get(self.session_key(user)).await?)
+        let value: Option<String> = conn.get(self.session_key(user)).await?;
+        Ok(value.map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect()))
     }
 
-    async fn set_session(&self, user: i64, session: Option<&str>) -> Result<(), PresenceError> {
+    async fn set_sessions(&self, user: i64, live: &[&str]) -> Result<(), PresenceError> {
         let mut conn = self.conn.clone();
-        let _: () = conn.set(self.session_key(user), session.unwrap_or("")).await?;
+        let _: () = conn.set(self.session_key(user), live.join(",")).await?;
         Ok(())
     }
 
@@ -530,15 +555,22 @@ mod tests {
 
     #[test]
     fn node_messages_read_old_kicks_too() {
-        let kick = NodeMessage::Kick(Kick { user: 7, session: "s".into(), generation: 3 });
+        let kick = NodeMessage::Kick(Kick { user: 7, slot: Slot::Desktop, session: "s".into(), generation: 3 });
         let text = serde_json::to_string(&kick).unwrap_or_default();
         assert_eq!(NodeMessage::decode(&text).ok(), Some(kick));
         assert_eq!(
             NodeMessage::decode(r#"{"user":7,"session":""}"#).ok(),
-            Some(NodeMessage::Kick(Kick { user: 7, session: String::new(), generation: 0 }))
+            Some(NodeMessage::Kick(Kick { user: 7, slot: Slot::Mobile, session: String::new(), generation: 0 }))
         );
         assert_eq!(NodeMessage::decode(r#"{"kind":"recheck","user":9}"#).ok(), Some(NodeMessage::Recheck { user: 9, notice: false }));
-        assert_eq!(NodeMessage::decode(r#"{"kind":"offline","user":9}"#).ok(), Some(NodeMessage::Offline { user: 9 }));
+        assert_eq!(NodeMessage::decode(r#"{"kind":"offline","user":9}"#).ok(), Some(NodeMessage::Offline { user: 9, slot: Slot::Mobile }));
+        let copy = NodeMessage::Ephemeral { user: 9, frame: "{}".into(), except: Some("s1".into()) };
+        assert_eq!(NodeMessage::decode(&serde_json::to_string(&copy).unwrap_or_default()).ok(), Some(copy));
+        assert_eq!(
+            NodeMessage::decode(r#"{"kind":"ephemeral","user":9,"frame":"{}"}"#).ok(),
+            Some(NodeMessage::Ephemeral { user: 9, frame: "{}".into(), except: None }),
+            "a frame from an older gateway goes to every socket"
+        );
         assert!(NodeMessage::decode("junk").is_err());
     }
 }

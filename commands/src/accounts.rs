@@ -8,7 +8,7 @@ use im_domain::account::{self, Account, AccountError, ClaimState, Command, Profi
 use im_domain::event::{DeviceInfo, Role, SystemMessageSent};
 use im_domain::userset::UserSet;
 use im_domain::values::{DeviceFingerprint, Password, Username};
-use im_domain::{Event, SessionId, StreamId, UserId};
+use im_domain::{Event, SessionId, Slot, StreamId, UserId};
 use im_eventlog::{ExpectedVersion, SharedEventStore};
 use uuid::Uuid;
 
@@ -155,8 +155,8 @@ impl Accounts {
     }
 
     /// loginChat / visitorloginChat: check the password and start a new session, which
-    /// ends the previous one.
-    pub async fn login(&self, ctx: &Ctx, username: &str, password: &str) -> Result<SessionStarted, CommandError> {
+    /// ends the previous one — of `slot` only, when given (`IM_MULTI_DEVICE`).
+    pub async fn login(&self, ctx: &Ctx, username: &str, password: &str, slot: Option<Slot>) -> Result<SessionStarted, CommandError> {
         let username = Username::parse(username).map_err(|_| CommandError::WrongCredentials)?;
         let claim = self.load_claim(&StreamId::username(&username)).await?;
         let Some(id) = claim.state else { return Err(CommandError::WrongCredentials) };
@@ -171,17 +171,17 @@ impl Accounts {
             return Err(CommandError::WrongCredentials);
         }
         let ctx = Ctx { actor: Some(id.0), ..ctx.clone() };
-        self.log_in(&ctx, id).await
+        self.log_in(&ctx, id, slot).await
     }
 
-    async fn log_in(&self, ctx: &Ctx, id: UserId) -> Result<SessionStarted, CommandError> {
+    async fn log_in(&self, ctx: &Ctx, id: UserId, slot: Option<Slot>) -> Result<SessionStarted, CommandError> {
         let session = SessionId(Uuid::new_v4());
         let now = now_millis();
         let mut role = Role::User;
         let (_, position) = self
             .execute(ctx, id, |a| {
                 role = a.role;
-                Ok(Command::LogIn { session, at: now })
+                Ok(Command::LogIn { session, slot, at: now })
             })
             .await?;
         self.started(id, session, role, position, now)
@@ -233,7 +233,7 @@ impl Accounts {
         let (outcome, _, position) = execute_async(&*self.store, ctx, device_stream.as_str(), None, account::evolve_claim, decide).await?;
         match outcome {
             Ok((id, session, now)) => self.started(id, session, Role::Visitor, position, now),
-            Err(holder) => self.log_in(&Ctx { actor: Some(holder.0), ..ctx.clone() }, holder).await,
+            Err(holder) => self.log_in(&Ctx { actor: Some(holder.0), ..ctx.clone() }, holder, None).await,
         }
     }
 
@@ -282,8 +282,10 @@ impl Accounts {
         Ok(self.execute(ctx, id, |_| Ok(Command::LogOut { session, at: now })).await?.1)
     }
 
-    /// setPassword: the old password must match and the new one be typed twice.
-    pub async fn set_password(&self, ctx: &Ctx, id: UserId, old: &str, new: &str, repeat: &str) -> Result<i64, CommandError> {
+    /// setPassword: the old password must match and the new one be typed twice (`[old,
+    /// new, repeat]`). Every live session but `keep` (the caller's) ends.
+    pub async fn set_password(&self, ctx: &Ctx, id: UserId, keep: SessionId, passwords: [&str; 3]) -> Result<i64, CommandError> {
+        let [old, new, repeat] = passwords;
         let password = Password::parse(new)?;
         if new != repeat {
             return Err(CommandError::PasswordMismatch);
@@ -299,7 +301,7 @@ impl Accounts {
         }
         let password_hash = self.passwords.hash(&password).await?;
         let now = now_millis();
-        Ok(self.execute(ctx, id, |_| Ok(Command::ChangePassword { password_hash: password_hash.clone(), at: now })).await?.1)
+        Ok(self.execute(ctx, id, |_| Ok(Command::ChangePassword { password_hash: password_hash.clone(), keep, at: now })).await?.1)
     }
 
     /// updateUserinfo: profile fields (visitors: nickname and avatar only).

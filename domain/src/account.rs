@@ -4,7 +4,7 @@
 //! `decide` holds every rule; `evolve` only folds facts and never fails.
 
 use crate::event::{
-    DeviceBound, DeviceInfo, Event, PasswordChanged, ProfileUpdated, Role, UserLoggedIn, UserLoggedOut, UserRegistered,
+    DeviceBound, DeviceInfo, Event, PasswordChanged, ProfileUpdated, Role, Slot, UserLoggedIn, UserLoggedOut, UserRegistered,
     UserSettingsChanged, UserStatusChanged, UsernameClaimed, VisitorUpgraded,
 };
 use crate::ids::{SessionId, UserId};
@@ -21,9 +21,23 @@ pub struct Account {
     pub role: Role,
     pub active: bool,
     pub password_hash: Option<PasswordHash>,
+    /// The live session: the only one under the single-device rule, else the mobile slot's.
     pub session: Option<SessionId>,
+    /// The desktop slot's live session (`IM_MULTI_DEVICE` only).
+    pub desktop_session: Option<SessionId>,
     pub userset: UserSet,
     pub device_fingerprint: Option<String>,
+}
+
+impl Account {
+    /// The sessions live now: at most one, or one per slot with `IM_MULTI_DEVICE`.
+    pub fn live_sessions(&self) -> impl Iterator<Item = SessionId> + use<> {
+        self.session.into_iter().chain(self.desktop_session)
+    }
+
+    pub fn is_live(&self, session: SessionId) -> bool {
+        self.session == Some(session) || self.desktop_session == Some(session)
+    }
 }
 
 /// `None` until the account is registered.
@@ -72,17 +86,21 @@ pub enum Command {
         session: SessionId,
         at: i64,
     },
-    /// Start a new session; the previous one ends. The password was checked by the caller.
+    /// Start a new session; the previous one ends (of `slot` only, when given: the other
+    /// slot's stays live). The password was checked by the caller.
     LogIn {
         session: SessionId,
+        slot: Option<Slot>,
         at: i64,
     },
     LogOut {
         session: SessionId,
         at: i64,
     },
+    /// A new password; every live session but `keep` (the caller's) ends.
     ChangePassword {
         password_hash: PasswordHash,
+        keep: SessionId,
         at: i64,
     },
     /// Operator: a new password without the old one; the live session ends with it.
@@ -149,7 +167,7 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, AccountErro
                     device: None,
                     at,
                 }),
-                Event::UserLoggedIn(UserLoggedIn { user_id: id, session_id: session, at }),
+                Event::UserLoggedIn(UserLoggedIn { user_id: id, session_id: session, slot: None, at }),
             ]),
             Command::RegisterVisitor { id, uuid, fingerprint, device, session, at } => Ok(vec![
                 Event::UserRegistered(UserRegistered {
@@ -163,7 +181,7 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, AccountErro
                     device: Some(device),
                     at,
                 }),
-                Event::UserLoggedIn(UserLoggedIn { user_id: id, session_id: session, at }),
+                Event::UserLoggedIn(UserLoggedIn { user_id: id, session_id: session, slot: None, at }),
             ]),
             _ => Err(AccountError::NotRegistered),
         };
@@ -186,30 +204,32 @@ pub fn decide(state: &State, command: Command) -> Result<Vec<Event>, AccountErro
                     password_hash: password_hash.0,
                     at,
                 }),
-                Event::UserLoggedIn(UserLoggedIn { user_id, session_id: session, at }),
+                Event::UserLoggedIn(UserLoggedIn { user_id, session_id: session, slot: None, at }),
             ])
         }
-        Command::LogIn { session, at } => Ok(vec![Event::UserLoggedIn(UserLoggedIn { user_id, session_id: session, at })]),
+        Command::LogIn { session, slot, at } => Ok(vec![Event::UserLoggedIn(UserLoggedIn { user_id, session_id: session, slot, at })]),
         Command::LogOut { session, at } => {
-            if account.session != Some(session) {
+            if !account.is_live(session) {
                 return Err(AccountError::StaleSession);
             }
             Ok(vec![Event::UserLoggedOut(UserLoggedOut { user_id, session_id: session, at })])
         }
-        Command::ChangePassword { password_hash, at } => {
+        Command::ChangePassword { password_hash, keep, at } => {
             if account.role == Role::Visitor {
                 return Err(AccountError::VisitorForbidden);
             }
-            Ok(vec![Event::PasswordChanged(PasswordChanged { user_id, password_hash: password_hash.0, at })])
+            let mut events = vec![Event::PasswordChanged(PasswordChanged { user_id, password_hash: password_hash.0, at })];
+            let others = account.live_sessions().filter(|s| *s != keep);
+            events.extend(others.map(|session_id| Event::UserLoggedOut(UserLoggedOut { user_id, session_id, at })));
+            Ok(events)
         }
         Command::ResetPassword { password_hash, at } => {
             if account.role == Role::Visitor {
                 return Err(AccountError::VisitorForbidden);
             }
             let mut events = vec![Event::PasswordChanged(PasswordChanged { user_id, password_hash: password_hash.0, at })];
-            if let Some(session) = account.session {
-                events.push(Event::UserLoggedOut(UserLoggedOut { user_id, session_id: session, at }));
-            }
+            let live = account.live_sessions();
+            events.extend(live.map(|session_id| Event::UserLoggedOut(UserLoggedOut { user_id, session_id, at })));
             Ok(events)
         }
         Command::UpdateProfile { changes, at } => {
@@ -251,6 +271,7 @@ pub fn evolve(state: State, event: &Event) -> State {
             active: true,
             password_hash: e.password_hash.clone().map(PasswordHash),
             session: None,
+            desktop_session: None,
             userset: UserSet::default(),
             device_fingerprint: e.device_fingerprint.clone(),
         }),
@@ -262,15 +283,26 @@ pub fn evolve(state: State, event: &Event) -> State {
                     a.username = e.username.clone();
                     a.password_hash = Some(PasswordHash(e.password_hash.clone()));
                 }
-                Event::UserLoggedIn(e) => a.session = Some(e.session_id),
+                Event::UserLoggedIn(e) => match e.slot {
+                    None => (a.session, a.desktop_session) = (Some(e.session_id), None),
+                    Some(Slot::Mobile) => a.session = Some(e.session_id),
+                    Some(Slot::Desktop) => a.desktop_session = Some(e.session_id),
+                },
                 Event::UsernameChanged(e) => a.username = e.username.clone(),
-                Event::UserLoggedOut(e) if a.session == Some(e.session_id) => a.session = None,
+                Event::UserLoggedOut(e) => {
+                    // It ends the slot that holds its session, if any still does.
+                    for slot in [&mut a.session, &mut a.desktop_session] {
+                        if *slot == Some(e.session_id) {
+                            *slot = None;
+                        }
+                    }
+                }
                 Event::PasswordChanged(e) => a.password_hash = Some(PasswordHash(e.password_hash.clone())),
                 Event::UserSettingsChanged(e) => a.userset = e.userset,
                 Event::UserStatusChanged(e) => {
                     a.active = e.active;
                     if !e.active {
-                        a.session = None;
+                        (a.session, a.desktop_session) = (None, None);
                     }
                 }
                 _ => {}

@@ -82,7 +82,46 @@ pub struct VisitorUpgraded {
 pub struct UserLoggedIn {
     pub user_id: UserId,
     pub session_id: SessionId,
+    /// Which of the user's two sessions this one takes (`IM_MULTI_DEVICE`); absent: the
+    /// one session of the single-device rule, which ends both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<Slot>,
     pub at: i64,
+}
+
+/// A user's two concurrent sessions when several devices are allowed: one on a phone and
+/// one on a desktop or in a browser. A slot's new login ends only that slot's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Slot {
+    #[default]
+    Mobile,
+    Desktop,
+}
+
+impl Slot {
+    pub const ALL: [Slot; 2] = [Slot::Mobile, Slot::Desktop];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Slot::Mobile => "mobile",
+            Slot::Desktop => "desktop",
+        }
+    }
+
+    /// Reads a client's `device_type`: `mobile`, `desktop`, or `web` (a desktop slot).
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "mobile" | "app" | "phone" => Some(Slot::Mobile),
+            "desktop" | "web" | "pc" => Some(Slot::Desktop),
+            _ => None,
+        }
+    }
+
+    /// An index into a per-slot array.
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,5 +33,5 @@ pub mod report;
 pub mod userset;
 pub mod values;
 
-pub use event::{Event, EventDecodeError};
+pub use event::{Event, EventDecodeError, Slot};
 pub use ids::{GroupId, SessionId, StreamId, UserId};

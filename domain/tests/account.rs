@@ -5,7 +5,7 @@
 
 use im_domain::account::{self, Account, AccountError, AlreadyClaimed, ClaimState, Command, ProfileChanges, State};
 use im_domain::event::{
-    DeviceBound, DeviceInfo, Event, PasswordChanged, ProfileUpdated, Role, UserLoggedIn, UserLoggedOut, UserRegistered,
+    DeviceBound, DeviceInfo, Event, PasswordChanged, ProfileUpdated, Role, Slot, UserLoggedIn, UserLoggedOut, UserRegistered,
     UserSettingsChanged, UserStatusChanged, UsernameClaimed, VisitorUpgraded,
 };
 use im_domain::userset::{ChatRule, UserSet};
@@ -89,7 +89,7 @@ fn visitor_registered() -> Event {
 }
 
 fn logged_in(session: SessionId, at: i64) -> Event {
-    Event::UserLoggedIn(UserLoggedIn { user_id: ID, session_id: session, at })
+    Event::UserLoggedIn(UserLoggedIn { user_id: ID, session_id: session, slot: None, at })
 }
 
 fn logged_out(session: SessionId, at: i64) -> Event {
@@ -140,9 +140,9 @@ fn some_userset() -> UserSet {
 fn commands_on_an_account() -> Vec<Command> {
     vec![
         upgrade(),
-        Command::LogIn { session: s(2), at: T2 },
+        Command::LogIn { session: s(2), slot: None, at: T2 },
         Command::LogOut { session: s(1), at: T2 },
-        Command::ChangePassword { password_hash: hash("hash-2"), at: T2 },
+        Command::ChangePassword { password_hash: hash("hash-2"), keep: s(1), at: T2 },
         Command::UpdateProfile { changes: ProfileChanges { nickname: Some("Al".into()), ..Default::default() }, at: T2 },
         Command::ChangeSettings { userset: some_userset(), raw: None, at: T2 },
         Command::SetActive { active: false, at: T2 },
@@ -170,6 +170,7 @@ fn register_on_empty_state_registers_a_user_and_logs_in() {
             active: true,
             password_hash: Some(hash("hash-1")),
             session: Some(s(1)),
+            desktop_session: None,
             userset: UserSet::default(),
             device_fingerprint: None,
         }
@@ -220,7 +221,9 @@ fn every_other_command_on_an_empty_state_is_refused() {
         given(vec![]).when(command).then_err(AccountError::NotRegistered);
     }
     // Events of an unregistered account fold to nothing.
-    given(vec![logged_in(s(1), T0), status(true, T1)]).when(Command::LogIn { session: s(2), at: T2 }).then_err(AccountError::NotRegistered);
+    given(vec![logged_in(s(1), T0), status(true, T1)])
+        .when(Command::LogIn { session: s(2), slot: None, at: T2 })
+        .then_err(AccountError::NotRegistered);
 }
 
 // ---------------------------------------------------------------------------
@@ -285,7 +288,7 @@ fn upgrading_a_visitor_makes_it_a_user_in_place_and_logs_in() {
     ACCOUNT.given_state(state.clone()).when(upgrade()).then_err(AccountError::NotAVisitor);
     ACCOUNT
         .given_state(state)
-        .when(Command::ChangePassword { password_hash: hash("hash-3"), at: T2 })
+        .when(Command::ChangePassword { password_hash: hash("hash-3"), keep: s(2), at: T2 })
         .then(vec![Event::PasswordChanged(PasswordChanged { user_id: ID, password_hash: "hash-3".into(), at: T2 })]);
 }
 
@@ -295,14 +298,14 @@ fn upgrading_a_visitor_makes_it_a_user_in_place_and_logs_in() {
 
 #[test]
 fn log_in_starts_a_new_session() {
-    let state = given(a_user()).when(Command::LogIn { session: s(2), at: T1 }).then(vec![logged_in(s(2), T1)]);
+    let state = given(a_user()).when(Command::LogIn { session: s(2), slot: None, at: T1 }).then(vec![logged_in(s(2), T1)]);
     assert_eq!(account(state).session, Some(s(2)));
 
-    let state = given(a_visitor()).when(Command::LogIn { session: s(2), at: T1 }).then(vec![logged_in(s(2), T1)]);
+    let state = given(a_visitor()).when(Command::LogIn { session: s(2), slot: None, at: T1 }).then(vec![logged_in(s(2), T1)]);
     assert_eq!(account(state).session, Some(s(2)));
 
     // Logging in without any session yet.
-    let state = given(vec![user_registered()]).when(Command::LogIn { session: s(5), at: T1 }).then(vec![logged_in(s(5), T1)]);
+    let state = given(vec![user_registered()]).when(Command::LogIn { session: s(5), slot: None, at: T1 }).then(vec![logged_in(s(5), T1)]);
     assert_eq!(account(state).session, Some(s(5)));
 }
 
@@ -332,7 +335,7 @@ fn log_out_with_a_stale_session_is_refused() {
 #[test]
 fn a_user_changes_their_password() {
     let state = given(a_user())
-        .when(Command::ChangePassword { password_hash: hash("hash-2"), at: T1 })
+        .when(Command::ChangePassword { password_hash: hash("hash-2"), keep: s(1), at: T1 })
         .then(vec![Event::PasswordChanged(PasswordChanged { user_id: ID, password_hash: "hash-2".into(), at: T1 })]);
     let user = account(state);
     assert_eq!(user.password_hash, Some(hash("hash-2")));
@@ -358,7 +361,9 @@ fn an_operator_reset_ends_the_live_session() {
 
 #[test]
 fn a_visitor_cannot_change_a_password() {
-    given(a_visitor()).when(Command::ChangePassword { password_hash: hash("hash-2"), at: T1 }).then_err(AccountError::VisitorForbidden);
+    given(a_visitor())
+        .when(Command::ChangePassword { password_hash: hash("hash-2"), keep: s(1), at: T1 })
+        .then_err(AccountError::VisitorForbidden);
 }
 
 // ---------------------------------------------------------------------------
@@ -566,4 +571,61 @@ fn a_deleted_accounts_name_is_taken_over_only_after_the_grace_period() {
     assert_eq!(account::evolve_claim(Some(old), &claimed(3)), Some(old));
     let deleted = Event::UserDeleted(im_domain::event::UserDeleted { user_id: old, at: 5_000 });
     assert_eq!(account::evolve_deleted_at(None, &deleted), Some(5_000));
+}
+
+// Multi-device: one mobile and one desktop session
+
+fn logged_in_to(slot: Slot, session: SessionId, at: i64) -> Event {
+    Event::UserLoggedIn(UserLoggedIn { user_id: ID, session_id: session, slot: Some(slot), at })
+}
+
+/// A user with session 1 on the phone and session 2 on the desktop.
+fn two_devices() -> Vec<Event> {
+    let mut events = a_user();
+    events.push(logged_in_to(Slot::Desktop, s(2), T1));
+    events
+}
+
+#[test]
+fn a_slot_login_ends_only_that_slots_session() {
+    let state = given(a_user()).when(Command::LogIn { session: s(2), slot: Some(Slot::Desktop), at: T1 }).then(vec![logged_in_to(
+        Slot::Desktop,
+        s(2),
+        T1,
+    )]);
+    let user = account(state.clone());
+    assert_eq!((user.session, user.desktop_session), (Some(s(1)), Some(s(2))), "the phone's session stays live");
+    assert!(user.is_live(s(1)) && user.is_live(s(2)));
+    // A new phone login replaces the phone's session only.
+    let state = fold(state, &[logged_in_to(Slot::Mobile, s(3), T2)]);
+    let user = account(state.clone());
+    assert_eq!((user.session, user.desktop_session), (Some(s(3)), Some(s(2))));
+    // A login without a slot (the single-device rule) ends both.
+    let user = account(fold(state, &[logged_in(s(4), T2)]));
+    assert_eq!((user.session, user.desktop_session), (Some(s(4)), None));
+}
+
+#[test]
+fn logging_out_ends_the_slot_holding_the_session() {
+    let state = given(two_devices()).when(Command::LogOut { session: s(2), at: T2 }).then(vec![logged_out(s(2), T2)]);
+    let user = account(state);
+    assert_eq!((user.session, user.desktop_session), (Some(s(1)), None));
+    let state = given(two_devices()).when(Command::LogOut { session: s(1), at: T2 }).then(vec![logged_out(s(1), T2)]);
+    let user = account(state);
+    assert_eq!((user.session, user.desktop_session), (None, Some(s(2))));
+}
+
+#[test]
+fn a_password_change_ends_the_other_devices_session_and_a_reset_both() {
+    let state = given(two_devices())
+        .when(Command::ChangePassword { password_hash: hash("hash-2"), keep: s(2), at: T2 })
+        .then(vec![Event::PasswordChanged(PasswordChanged { user_id: ID, password_hash: "hash-2".into(), at: T2 }), logged_out(s(1), T2)]);
+    let user = account(state);
+    assert_eq!((user.session, user.desktop_session), (None, Some(s(2))), "the caller's session stays");
+    let user = account(given(two_devices()).when(Command::ResetPassword { password_hash: hash("hash-3"), at: T2 }).ok());
+    assert_eq!((user.session, user.desktop_session), (None, None));
+    let mut disabled = two_devices();
+    disabled.push(status(false, T2));
+    let user = account(given(disabled).when(Command::SetActive { active: true, at: T2 }).ok());
+    assert_eq!((user.session, user.desktop_session), (None, None), "disabling ended both");
 }

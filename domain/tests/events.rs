@@ -183,7 +183,7 @@ fn samples() -> Vec<Event> {
             password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g".into(),
             at: 1_700_000_001_000,
         }),
-        Event::UserLoggedIn(UserLoggedIn { user_id: USER, session_id: session(), at: 1_700_000_002_000 }),
+        Event::UserLoggedIn(UserLoggedIn { user_id: USER, session_id: session(), slot: None, at: 1_700_000_002_000 }),
         Event::UserLoggedOut(UserLoggedOut { user_id: USER, session_id: session(), at: 1_700_000_003_000 }),
         Event::PasswordChanged(PasswordChanged {
             user_id: USER,
@@ -641,7 +641,7 @@ proptest! {
 
     #[test]
     fn user_logged_in_round_trips(user_id in user_id(), session in any::<u128>(), at in any::<i64>()) {
-        let event = Event::UserLoggedIn(UserLoggedIn { user_id, session_id: SessionId(Uuid::from_u128(session)), at });
+        let event = Event::UserLoggedIn(UserLoggedIn { user_id, session_id: SessionId(Uuid::from_u128(session)), slot: None, at });
         prop_assert_eq!(round_trip(&event), event);
     }
 
@@ -683,4 +683,17 @@ fn every_event_type_is_documented_for_stream_consumers() {
     for event_type in Event::TYPES {
         assert!(doc.contains(&format!("### {event_type}\n")), "docs/events.md lacks a section for {event_type}");
     }
+}
+
+#[test]
+fn a_login_names_its_slot_only_when_it_has_one() {
+    let desktop = r#"{"user_id":1002,"session_id":"6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f","slot":"desktop","at":5}"#;
+    let Ok(Event::UserLoggedIn(e)) = Event::decode_str("UserLoggedIn", 1, desktop) else { panic!("a desktop login reads") };
+    assert_eq!(e.slot, Some(im_domain::Slot::Desktop));
+    let again = serde_json::to_value(Event::UserLoggedIn(e.clone())).unwrap_or_default();
+    assert_eq!(again["data"]["slot"], json!("desktop"), "{again}");
+    // An older login (no slot) is the single-device rule's, and is written back without one.
+    let single = UserLoggedIn { slot: None, ..e };
+    let text = serde_json::to_string(&single).unwrap_or_default();
+    assert!(!text.contains("slot"), "{text}");
 }

@@ -227,6 +227,7 @@ impl Application {
             role,
             heartbeat: settings.heartbeat,
             typing: settings.typing,
+            multi_device: settings.multi_device,
             metrics,
             limiter,
             limits: settings.limits,

@@ -8,7 +8,7 @@
 use crate::error::ApiError;
 use crate::state::AppState;
 use im_commands::auth::{Claims, TokenError};
-use im_domain::{SessionId, UserId};
+use im_domain::{SessionId, Slot, UserId};
 use im_projections::users::UserRow;
 use std::sync::Arc;
 
@@ -26,6 +26,9 @@ pub enum Access {
 pub struct Me {
     pub id: UserId,
     pub session: SessionId,
+    /// Which of the user's devices this session is (always the phone's under the
+    /// single-device rule).
+    pub slot: Slot,
     pub user: Arc<UserRow>,
     /// A fresh token for the same session, when the one presented is in the last quarter
     /// of its life (the client may switch to it; the old one stays valid until it expires).
@@ -90,7 +93,8 @@ impl AppState {
         if let Some(fresh) = &refreshed {
             refresh::offer(fresh);
         }
-        Ok(Ok(Me { id: claims.user_id(), session: claims.session(), user, refreshed }))
+        let slot = user.slot_of(&claims.session().to_string()).unwrap_or_default();
+        Ok(Ok(Me { id: claims.user_id(), session: claims.session(), slot, user, refreshed }))
     }
 
     /// A new token for the claims' session when they are in the last quarter of their
@@ -105,15 +109,16 @@ impl AppState {
         self.accounts().tokens().issue(claims.user_id(), claims.session(), claims.role, now).ok()
     }
 
-    /// Whether `session` is still the user's live session and the user may use it: what
+    /// Whether `session` is still a live session of the user's (the one, or one of the two
+    /// with `IM_MULTI_DEVICE`) and the user may use it: what
     /// a token is checked against on every request, and an open socket on each `send`
     /// frame, each heartbeat and each revocation.
     pub async fn check_session(&self, user: UserId, session: SessionId) -> Result<Result<Arc<UserRow>, Refusal>, ApiError> {
         let session = session.to_string();
-        // The live session where every gateway records it (Redis): a newer login or a
+        // The live sessions where every gateway records them (Redis): a newer login or a
         // logout anywhere refuses this token without touching the database.
-        if let Ok(Some(live)) = self.presence().session(user.0).await
-            && live != session
+        if let Ok(Some(live)) = self.presence().sessions(user.0).await
+            && !live.contains(&session)
         {
             return Ok(Err(Refusal::Revoked));
         }
@@ -121,7 +126,7 @@ impl AppState {
         if !row.is_active() {
             return Ok(Err(Refusal::Disabled));
         }
-        if row.session_id.as_deref() != Some(session.as_str()) {
+        if row.slot_of(&session).is_none() {
             return Ok(Err(Refusal::Revoked));
         }
         Ok(Ok(row))

@@ -22,18 +22,18 @@ impl AppState {
     pub async fn delete_user(&self, operator: &str, user: UserId) -> Result<(), ApiError> {
         let position = self.accounts().delete(&Ctx::operator(operator), user).await?;
         self.settle(position).await?;
-        self.remember_session(user.0, Some("deleted")).await;
-        self.sessions_changed(user, None, false).await;
+        self.remember_sessions(user.0, &["deleted"]).await;
+        self.sessions_changed(user, &[], false).await;
         Ok(())
     }
 
-    /// Operator action: a new password, which ends the user's live session (its token is
-    /// refused and its socket closed everywhere).
+    /// Operator action: a new password, which ends the user's live sessions (their tokens
+    /// are refused and their sockets closed everywhere).
     pub async fn reset_password(&self, operator: &str, user: UserId, password: &str) -> Result<i64, ApiError> {
         let position = self.accounts().reset_password(&Ctx::operator(operator), user, password).await?;
         self.settle(position).await?;
-        self.remember_session(user.0, None).await;
-        self.sessions_changed(user, None, false).await;
+        self.remember_sessions(user.0, &[]).await;
+        self.sessions_changed(user, &[], false).await;
         Ok(position)
     }
 
@@ -43,9 +43,9 @@ impl AppState {
         let position = self.accounts().set_active(&Ctx::operator(operator), user, active).await?;
         self.settle(position).await?;
         if !active {
-            self.remember_session(user.0, None).await;
+            self.remember_sessions(user.0, &[]).await;
             // The socket may be on another gateway.
-            self.sessions_changed(user, None, false).await;
+            self.sessions_changed(user, &[], false).await;
         }
         Ok(())
     }

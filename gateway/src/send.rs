@@ -142,6 +142,8 @@ fn parse_mentions(params: &Params) -> Result<Mentions, ApiError> {
 pub struct Accepted {
     pub message: Value,
     pub position: i64,
+    /// False when the `client_msg_id` was sent before (this answers with that message).
+    pub fresh: bool,
 }
 
 /// A queued send.
@@ -208,8 +210,25 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// Decides and queues a send. Sends one caller submits one after another are written
-/// in that order; the returned future resolves once the message is durable.
+/// in that order; the returned future resolves once the message is durable. With
+/// `IM_MULTI_DEVICE`, the sender's other device then gets a `sent` frame with it.
 pub async fn submit(state: &AppState, me: &Me, command: SendMessage) -> Result<Pending, ApiError> {
+    let pending = submit_one(state, me, command).await?;
+    if !state.multi_device() {
+        return Ok(pending);
+    }
+    let (state, user, session) = (state.clone(), me.id, me.session);
+    Ok(Box::pin(async move {
+        let accepted = pending.await?;
+        if accepted.fresh {
+            let copy = crate::hub::frame("sent", accepted.message.clone()).to_string();
+            state.offer_ephemeral_except(user, Some(session), copy).await;
+        }
+        Ok(accepted)
+    }))
+}
+
+async fn submit_one(state: &AppState, me: &Me, command: SendMessage) -> Result<Pending, ApiError> {
     state.limit("send", &me.id.to_string(), state.limits().send).await?;
     // My current name and avatar (a socket's `me` is as old as the socket).
     let sender = state.directory().user(me.id.0).await?.unwrap_or_else(|| me.user.clone());
@@ -334,12 +353,12 @@ async fn online_anywhere(state: &AppState, user: i64) -> bool {
 /// answers with the first message, read back once the read models hold it.
 async fn accepted(state: &AppState, sent: Sent) -> Result<Accepted, ApiError> {
     match sent {
-        Sent::New { message, position } => Ok(Accepted { message: message_json(&message), position }),
+        Sent::New { message, position } => Ok(Accepted { message: message_json(&message), position, fresh: true }),
         Sent::Duplicate { message_id, position } => {
             state.settle(position).await?;
             let (_, message) =
                 state.inbox().message(&message_id.to_string()).await?.ok_or_else(|| ApiError::internal("message row missing"))?;
-            Ok(Accepted { message, position })
+            Ok(Accepted { message, position, fresh: false })
         }
     }
 }

@@ -59,6 +59,7 @@ pub(crate) struct Inner {
     pub(crate) role: Role,
     pub(crate) heartbeat: Duration,
     pub(crate) typing: crate::settings::TypingSettings,
+    pub(crate) multi_device: bool,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) limiter: Arc<dyn RateLimiter>,
     pub(crate) limits: Limits,
@@ -213,9 +214,9 @@ impl AppState {
         self.0.role
     }
 
-    /// Records a user's new live session where other gateways look first.
-    pub async fn remember_session(&self, user: i64, session: Option<&str>) {
-        if let Err(e) = self.0.presence.set_session(user, session).await {
+    /// Records a user's live sessions where other gateways look first.
+    pub async fn remember_sessions(&self, user: i64, live: &[&str]) {
+        if let Err(e) = self.0.presence.set_sessions(user, live).await {
             tracing::warn!(user_id = user, error = %e, "could not record the live session");
         }
     }
@@ -254,21 +255,42 @@ impl AppState {
         &self.0.admin_secret
     }
 
-    /// The user's live session changed (it is `live` now): their socket closes unless
-    /// it belongs to `live` — here at once, and on the gateway that holds it through
-    /// Redis, which checks the live session itself (so a late message never closes a
-    /// socket of a newer session). `notice`: the socket is told it was logged in
+    /// The user's live sessions as the read model has them now (after a settle),
+    /// recorded where other gateways look first.
+    pub async fn settled_sessions(&self, user: im_domain::UserId) -> Result<Vec<im_domain::SessionId>, ApiError> {
+        let row = self.users().by_id(user.0).await?.ok_or_else(ApiError::user_not_found)?;
+        let live = row.live_sessions();
+        self.remember_sessions(user.0, &live).await;
+        Ok(live.iter().filter_map(|s| s.parse().ok().map(im_domain::SessionId)).collect())
+    }
+
+    /// The user's live sessions changed (they are `live` now): their sockets close
+    /// unless they belong to `live` — here at once, and on the gateways that hold them
+    /// through Redis, which check the live sessions themselves (so a late message never
+    /// closes a socket of a newer session). `notice`: the socket is told it was logged in
     /// elsewhere. Call after the change is settled and remembered.
-    pub async fn sessions_changed(&self, user: im_domain::UserId, live: Option<im_domain::SessionId>, notice: bool) {
+    pub async fn sessions_changed(&self, user: im_domain::UserId, live: &[im_domain::SessionId], notice: bool) {
         self.hub().close_unless(user, live, notice);
-        match self.presence().node_of(user.0).await {
-            Ok(Some(node)) if node != self.node_id() => {
-                if let Err(e) = self.presence().tell(&node, &NodeMessage::Recheck { user: user.0, notice }).await {
-                    tracing::warn!(user_id = user.0, error = %e, "could not ask the user's gateway to close the socket");
-                }
+        for node in self.other_nodes_of(user).await {
+            if let Err(e) = self.presence().tell(&node, &NodeMessage::Recheck { user: user.0, notice }).await {
+                tracing::warn!(user_id = user.0, error = %e, "could not ask the user's gateway to close the socket");
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(user_id = user.0, error = %e, "presence unavailable: the socket closes at its next heartbeat"),
+        }
+    }
+
+    /// The other gateways holding a socket of the user's, as presence says (none when it
+    /// cannot say: what they hold closes at its next heartbeat).
+    async fn other_nodes_of(&self, user: im_domain::UserId) -> Vec<String> {
+        match self.presence().nodes_of(user.0).await {
+            Ok(held) => {
+                let mut nodes: Vec<String> = held.into_iter().map(|(_, node)| node).filter(|n| n != self.node_id()).collect();
+                nodes.dedup();
+                nodes
+            }
+            Err(e) => {
+                tracing::debug!(user_id = user.0, error = %e, "presence unavailable");
+                Vec::new()
+            }
         }
     }
 
@@ -277,26 +299,30 @@ impl AppState {
         if self.hub().is_online(user) {
             return Ok(true);
         }
-        Ok(self.presence().node_of(user.0).await?.is_some())
+        Ok(!self.presence().nodes_of(user.0).await?.is_empty())
     }
 
-    /// Hands an ephemeral frame (typing, presence) to the user's socket: here if it is
-    /// here, else on the gateway presence says holds it. Best effort: a full queue, an
-    /// offline user or an unreachable gateway drop it.
+    /// Hands an ephemeral frame (typing, presence) to the user's sockets: here if they
+    /// are here, and on the gateways presence says hold them. Best effort: a full queue,
+    /// an offline user or an unreachable gateway drop it.
     pub async fn offer_ephemeral(&self, to: im_domain::UserId, text: String) {
-        if self.hub().is_online(to) {
-            self.hub().offer_ephemeral(to, text);
+        self.offer_ephemeral_except(to, None, text).await;
+    }
+
+    /// [`AppState::offer_ephemeral`] to every socket of the user's but the one of session
+    /// `except`.
+    pub async fn offer_ephemeral_except(&self, to: im_domain::UserId, except: Option<im_domain::SessionId>, text: String) {
+        let here = self.hub().offer_ephemeral(to, except, text.clone()) != crate::hub::Offer::NotHere;
+        // One device, and it is here: nobody else to ask.
+        if here && !self.multi_device() {
             return;
         }
-        match self.presence().node_of(to.0).await {
-            Ok(Some(node)) if node != self.node_id() => {
-                let message = im_adapters::presence::NodeMessage::Ephemeral { user: to.0, frame: text };
-                if let Err(e) = self.presence().tell(&node, &message).await {
-                    tracing::debug!(user_id = to.0, error = %e, "ephemeral frame not passed on");
-                }
+        let except = except.map(|s| s.to_string());
+        for node in self.other_nodes_of(to).await {
+            let message = NodeMessage::Ephemeral { user: to.0, frame: text.clone(), except: except.clone() };
+            if let Err(e) = self.presence().tell(&node, &message).await {
+                tracing::debug!(user_id = to.0, error = %e, "ephemeral frame not passed on");
             }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(user_id = to.0, error = %e, "presence unavailable: ephemeral frame dropped"),
         }
     }
 
@@ -357,6 +383,11 @@ impl AppState {
 
     pub fn typing(&self) -> crate::settings::TypingSettings {
         self.0.typing
+    }
+
+    /// Whether a user may keep a phone and a desktop/web session at once.
+    pub fn multi_device(&self) -> bool {
+        self.0.multi_device
     }
 
     /// Flips to `true` when the server starts shutting down.

@@ -23,7 +23,7 @@ use crate::projection::{Applied, Projection};
 use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
 use im_domain::message::{ChatType, MessageSent};
-use im_domain::{Event, UserId};
+use im_domain::{Event, Slot, UserId};
 use im_eventlog::FeedBatch;
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
@@ -1266,8 +1266,9 @@ impl Projection for InboxProjection {
 /// Delivery bookkeeping for one user.
 #[derive(Debug)]
 pub enum Mark {
-    /// Every row up to this seq reached the user's socket (or the client acked it).
-    UpTo { user: i64, seq: i64 },
+    /// Every row up to this seq reached the user's socket in `slot` (or the client acked
+    /// it there). Each device has its own cursor; the single-device rule uses the phone's.
+    UpTo { user: i64, slot: Slot, seq: i64 },
     /// Answered once every mark queued before it is written.
     Flushed(oneshot::Sender<()>),
 }
@@ -1334,26 +1335,32 @@ impl Ledger {
 }
 
 /// Writes delivery marks (part of the projector's transaction, or the gateway's own):
-/// each user's cursor moves to the highest seq marked, never back.
+/// each device's cursor moves to the highest seq marked, never back. A desktop cursor
+/// that was never set stays NULL (it reads as the phone's) until that device marks.
 pub(crate) async fn apply_marks(conn: &mut AnyConnection, marks: &[Mark]) -> Result<(), ReadError> {
-    let mut up_to: HashMap<i64, i64> = HashMap::new();
+    // Per user: the phone's highest mark (0: none) and the desktop's (None: none).
+    let mut up_to: HashMap<i64, (i64, Option<i64>)> = HashMap::new();
     for mark in marks {
-        if let Mark::UpTo { user, seq } = mark {
-            let at = up_to.entry(*user).or_insert(*seq);
-            *at = (*at).max(*seq);
+        if let Mark::UpTo { user, slot, seq } = mark {
+            let (mobile, desktop) = up_to.entry(*user).or_insert((0, None));
+            match slot {
+                Slot::Mobile => *mobile = (*mobile).max(*seq),
+                Slot::Desktop => *desktop = Some(desktop.unwrap_or(0).max(*seq)),
+            }
         }
     }
-    let mut cursors: Vec<(i64, i64)> = up_to.into_iter().collect();
+    let mut cursors: Vec<(i64, (i64, Option<i64>))> = up_to.into_iter().collect();
     if cursors.is_empty() {
         return Ok(());
     }
     cursors.sort_unstable();
     if conn.backend_name() != "SQLite" {
-        // One statement text for any number of users.
-        let records: Vec<Value> = cursors.iter().map(|(u, s)| json!({"u": u, "s": s})).collect();
+        // One statement text for any number of users (GREATEST ignores a NULL).
+        let records: Vec<Value> = cursors.iter().map(|(u, (s, d))| json!({"u": u, "s": s, "d": d})).collect();
         sqlx::query(
-            "INSERT INTO inbox_cursor (user_id, delivered_upto) SELECT m.u, m.s FROM json_to_recordset($1::json) AS m(u BIGINT, s BIGINT) \
-             ON CONFLICT (user_id) DO UPDATE SET delivered_upto = GREATEST(inbox_cursor.delivered_upto, excluded.delivered_upto)",
+            "INSERT INTO inbox_cursor (user_id, delivered_upto, desktop_upto) SELECT m.u, m.s, m.d FROM json_to_recordset($1::json) \
+             AS m(u BIGINT, s BIGINT, d BIGINT) ON CONFLICT (user_id) DO UPDATE SET delivered_upto = \
+             GREATEST(inbox_cursor.delivered_upto, excluded.delivered_upto), desktop_upto = GREATEST(inbox_cursor.desktop_upto, excluded.desktop_upto)",
         )
         .bind(serde_json::to_string(&records)?)
         .execute(&mut *conn)
@@ -1362,13 +1369,15 @@ pub(crate) async fn apply_marks(conn: &mut AnyConnection, marks: &[Mark]) -> Res
     }
     for chunk in cursors.chunks(MAX_ROWS) {
         let sql = format!(
-            "INSERT INTO inbox_cursor (user_id, delivered_upto) VALUES {} ON CONFLICT (user_id) DO UPDATE SET delivered_upto = \
-             MAX(inbox_cursor.delivered_upto, excluded.delivered_upto)",
-            values_list(conn, padded(chunk.len()), 2)
+            "INSERT INTO inbox_cursor (user_id, delivered_upto, desktop_upto) VALUES {} ON CONFLICT (user_id) DO UPDATE SET \
+             delivered_upto = MAX(inbox_cursor.delivered_upto, excluded.delivered_upto), desktop_upto = CASE WHEN \
+             excluded.desktop_upto IS NULL THEN inbox_cursor.desktop_upto ELSE MAX(COALESCE(inbox_cursor.desktop_upto, 0), \
+             excluded.desktop_upto) END",
+            values_list(conn, padded(chunk.len()), 3)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (user, seq) in padding(chunk) {
-            query = query.bind(*user).bind(*seq);
+        for (user, (seq, desktop)) in padding(chunk) {
+            query = query.bind(*user).bind(*seq).bind(*desktop);
         }
         query.execute(&mut *conn).await?;
     }
@@ -1455,21 +1464,23 @@ impl Inbox {
         Ok(SyncPage { rows, last_seq, has_more })
     }
 
-    /// Rows after `after` not yet delivered (after the user's delivery cursor), oldest
-    /// first.
-    pub async fn pending(&self, user: i64, after: i64, limit: i64) -> Result<Vec<Delivery>, ReadError> {
-        let from = after.max(self.delivered_upto(user).await?);
+    /// Rows after `after` not yet delivered to the user's device in `slot` (after its
+    /// delivery cursor), oldest first.
+    pub async fn pending(&self, user: i64, slot: Slot, after: i64, limit: i64) -> Result<Vec<Delivery>, ReadError> {
+        let from = after.max(self.delivered_upto(user, slot).await?);
         let sql = sqlx::AssertSqlSafe(format!("{ROWS} WHERE i.user_id = $1 AND i.seq > $2 ORDER BY i.seq LIMIT $3"));
         let rows = sqlx::query(sql).bind(user).bind(from).bind(limit).fetch_all(self.db.pool()).await?;
         rows.into_iter().map(delivery).collect()
     }
 
-    /// The user's delivery cursor: every row up to it was delivered (0: none).
-    pub async fn delivered_upto(&self, user: i64) -> Result<i64, ReadError> {
-        let upto: Option<i64> = sqlx::query_scalar("SELECT delivered_upto FROM inbox_cursor WHERE user_id = $1")
-            .bind(user)
-            .fetch_optional(self.db.pool())
-            .await?;
+    /// The delivery cursor of the user's device in `slot`: every row up to it was
+    /// delivered there (0: none). A desktop that never had one starts where the phone is.
+    pub async fn delivered_upto(&self, user: i64, slot: Slot) -> Result<i64, ReadError> {
+        let sql = match slot {
+            Slot::Mobile => "SELECT delivered_upto FROM inbox_cursor WHERE user_id = $1",
+            Slot::Desktop => "SELECT COALESCE(desktop_upto, delivered_upto) FROM inbox_cursor WHERE user_id = $1",
+        };
+        let upto: Option<i64> = sqlx::query_scalar(sql).bind(user).fetch_optional(self.db.pool()).await?;
         Ok(upto.unwrap_or(0))
     }
 

@@ -7,7 +7,7 @@ use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
 use im_domain::event::Role;
 use im_domain::userset::UserSet;
-use im_domain::{Event, UserId};
+use im_domain::{Event, Slot, UserId};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::any::AnyRow;
@@ -111,6 +111,7 @@ struct NewUser {
     device_fingerprint: Option<String>,
     device: Option<String>,
     session_id: Option<String>,
+    desktop_session_id: Option<String>,
     last_login: i64,
     create_time: i64,
     update_time: i64,
@@ -143,6 +144,7 @@ impl NewUser {
             device_fingerprint: e.device_fingerprint.clone(),
             device: e.device.as_ref().map(serde_json::to_string).transpose()?,
             session_id: None,
+            desktop_session_id: None,
             last_login: e.at,
             create_time: e.at,
             update_time: e.at,
@@ -159,11 +161,21 @@ impl NewUser {
                 self.update_time = e.at;
             }
             Event::UserLoggedIn(e) => {
-                self.session_id = Some(e.session_id.to_string());
+                let session = Some(e.session_id.to_string());
+                match e.slot {
+                    None => (self.session_id, self.desktop_session_id) = (session, None),
+                    Some(Slot::Mobile) => self.session_id = session,
+                    Some(Slot::Desktop) => self.desktop_session_id = session,
+                }
                 self.last_login = e.at;
             }
-            Event::UserLoggedOut(e) if self.session_id.as_deref() == Some(e.session_id.to_string().as_str()) => {
-                self.session_id = None;
+            Event::UserLoggedOut(e) => {
+                let ended = e.session_id.to_string();
+                for slot in [&mut self.session_id, &mut self.desktop_session_id] {
+                    if slot.as_deref() == Some(ended.as_str()) {
+                        *slot = None;
+                    }
+                }
             }
             Event::PasswordChanged(e) => self.update_time = e.at,
             Event::ProfileUpdated(e) => {
@@ -190,7 +202,7 @@ impl NewUser {
             Event::UserStatusChanged(e) => {
                 self.status = i64::from(e.active);
                 if !e.active {
-                    self.session_id = None;
+                    (self.session_id, self.desktop_session_id) = (None, None);
                 }
                 self.update_time = e.at;
             }
@@ -207,7 +219,7 @@ impl NewUser {
 }
 
 const USER_COLUMNS: &str = "id, uuid, username, username_lower, nickname, nickname_lower, avatar, role, status, userset, \
-     sex, sign, area, device_fingerprint, device, session_id, last_login, create_time, update_time";
+     sex, sign, area, device_fingerprint, device, session_id, desktop_session_id, last_login, create_time, update_time";
 
 /// Inserts the batch's new rows, many per statement (on Postgres the rows travel as one
 /// JSON array).
@@ -220,13 +232,13 @@ async fn insert_new(conn: &mut AnyConnection, rows: &[NewUser]) -> Result<(), Re
             "INSERT INTO users ({USER_COLUMNS}) SELECT {USER_COLUMNS} FROM json_to_recordset($1::json) AS r(id BIGINT, uuid TEXT, \
              username TEXT, username_lower TEXT, nickname TEXT, nickname_lower TEXT, avatar TEXT, role TEXT, status BIGINT, \
              userset TEXT, sex TEXT, sign TEXT, area TEXT, device_fingerprint TEXT, device TEXT, session_id TEXT, \
-             last_login BIGINT, create_time BIGINT, update_time BIGINT) ON CONFLICT (id) DO NOTHING"
+             desktop_session_id TEXT, last_login BIGINT, create_time BIGINT, update_time BIGINT) ON CONFLICT (id) DO NOTHING"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql)).bind(serde_json::to_string(rows)?).execute(conn).await?;
         return Ok(());
     }
     for chunk in rows.chunks(ROWS_PER_STATEMENT / 2) {
-        let sql = format!("INSERT OR IGNORE INTO users ({USER_COLUMNS}) VALUES {}", values_list(conn, chunk.len(), 19));
+        let sql = format!("INSERT OR IGNORE INTO users ({USER_COLUMNS}) VALUES {}", values_list(conn, chunk.len(), 20));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for u in chunk {
             query = query
@@ -246,6 +258,7 @@ async fn insert_new(conn: &mut AnyConnection, rows: &[NewUser]) -> Result<(), Re
                 .bind(u.device_fingerprint.as_deref())
                 .bind(u.device.as_deref())
                 .bind(u.session_id.as_deref())
+                .bind(u.desktop_session_id.as_deref())
                 .bind(u.last_login)
                 .bind(u.create_time)
                 .bind(u.update_time);
@@ -270,15 +283,18 @@ async fn apply(tx: &mut AnyConnection, event: &Event) -> Result<(), ReadError> {
             set_username(tx, sql, e.user_id, &e.username, e.at).await?;
         }
         Event::UserLoggedIn(e) => {
-            sqlx::query("UPDATE users SET session_id = $2, last_login = $3 WHERE id = $1")
-                .bind(e.user_id.0)
-                .bind(e.session_id.to_string())
-                .bind(e.at)
-                .execute(tx)
-                .await?;
+            let sql = match e.slot {
+                None => "UPDATE users SET session_id = $2, desktop_session_id = NULL, last_login = $3 WHERE id = $1",
+                Some(Slot::Mobile) => "UPDATE users SET session_id = $2, last_login = $3 WHERE id = $1",
+                Some(Slot::Desktop) => "UPDATE users SET desktop_session_id = $2, last_login = $3 WHERE id = $1",
+            };
+            sqlx::query(sql).bind(e.user_id.0).bind(e.session_id.to_string()).bind(e.at).execute(tx).await?;
         }
         Event::UserLoggedOut(e) => {
-            sqlx::query("UPDATE users SET session_id = NULL WHERE id = $1 AND session_id = $2")
+            sqlx::query(
+                "UPDATE users SET session_id = CASE WHEN session_id = $2 THEN NULL ELSE session_id END, desktop_session_id = \
+                 CASE WHEN desktop_session_id = $2 THEN NULL ELSE desktop_session_id END WHERE id = $1 AND $2 IN (session_id, desktop_session_id)",
+            )
                 .bind(e.user_id.0)
                 .bind(e.session_id.to_string())
                 .execute(tx)
@@ -319,7 +335,7 @@ async fn apply(tx: &mut AnyConnection, event: &Event) -> Result<(), ReadError> {
             let sql = if e.active {
                 "UPDATE users SET status = 1, update_time = $2 WHERE id = $1"
             } else {
-                "UPDATE users SET status = 0, session_id = NULL, update_time = $2 WHERE id = $1"
+                "UPDATE users SET status = 0, session_id = NULL, desktop_session_id = NULL, update_time = $2 WHERE id = $1"
             };
             sqlx::query(sql).bind(e.user_id.0).bind(e.at).execute(tx).await?;
         }
@@ -355,7 +371,10 @@ pub struct UserRow {
     pub sex: String,
     pub sign: String,
     pub area: String,
+    /// The live session (under `IM_MULTI_DEVICE`, the phone's).
     pub session_id: Option<String>,
+    /// The desktop/web device's live session (`IM_MULTI_DEVICE` only).
+    pub desktop_session_id: Option<String>,
     pub last_login: i64,
     pub create_time: i64,
     pub update_time: i64,
@@ -368,6 +387,22 @@ impl UserRow {
 
     pub fn is_visitor(&self) -> bool {
         self.role == Role::Visitor
+    }
+
+    /// Which slot `session` is live in, if it is live.
+    pub fn slot_of(&self, session: &str) -> Option<Slot> {
+        if self.session_id.as_deref() == Some(session) {
+            Some(Slot::Mobile)
+        } else if self.desktop_session_id.as_deref() == Some(session) {
+            Some(Slot::Desktop)
+        } else {
+            None
+        }
+    }
+
+    /// The sessions live now (one, or one per slot).
+    pub fn live_sessions(&self) -> Vec<&str> {
+        self.session_id.iter().chain(&self.desktop_session_id).map(String::as_str).collect()
     }
 
     /// The contract's `status`: 1 active, 0 disabled.
@@ -409,8 +444,7 @@ impl UserRow {
     }
 }
 
-const COLUMNS: &str =
-    "id, uuid, username, nickname, avatar, role, status, userset, sex, sign, area, session_id, last_login, create_time, update_time";
+const COLUMNS: &str = "id, uuid, username, nickname, avatar, role, status, userset, sex, sign, area, session_id, desktop_session_id, last_login, create_time, update_time";
 
 fn decode(row: AnyRow) -> Result<UserRow, ReadError> {
     let userset: String = row.try_get("userset")?;
@@ -434,6 +468,7 @@ fn decode(row: AnyRow) -> Result<UserRow, ReadError> {
         sign: row.try_get("sign")?,
         area: row.try_get("area")?,
         session_id: row.try_get("session_id")?,
+        desktop_session_id: row.try_get("desktop_session_id")?,
         last_login: row.try_get("last_login")?,
         create_time: row.try_get("create_time")?,
         update_time: row.try_get("update_time")?,

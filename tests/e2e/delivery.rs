@@ -123,7 +123,7 @@ async fn a_socket_too_slow_is_closed_and_loses_nothing(backend: Backend) {
     let pending: HashSet<String> = server
         .state
         .inbox()
-        .pending(bob.id, 0, 10_000)
+        .pending(bob.id, im_domain::Slot::Mobile, 0, 10_000)
         .await
         .unwrap()
         .iter()

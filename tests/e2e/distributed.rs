@@ -928,3 +928,60 @@ async fn a_pusher_process_pushes_to_users_connected_nowhere() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(receiver.got().is_empty(), "{:?}", receiver.got());
 }
+
+/// The next frame of this type (others passed over).
+async fn next_of(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let f = next_frame(ws).await.expect("socket open");
+        if f["type"] == kind {
+            return f;
+        }
+    }
+}
+
+/// Issue 15, item 6, across gateways: a user's phone on one gateway and desktop on the
+/// other each get every delivery, the sender's other device its `sent` copy and the read
+/// marks; a new desktop login, wherever it happens, kicks the old desktop only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_phone_and_a_desktop_on_two_gateways() {
+    let redis = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL is not set: run ./scripts/test, which starts Redis");
+    let cluster = Cluster::start_with(redis, &[("IM_MULTI_DEVICE", "true")]).await;
+    let (a, b) = (cluster.a.base.clone(), cluster.b().base.clone());
+    let (alice, phone_t) = register(&a, "mdgalice").await;
+    let (bob, bob_t) = register(&b, "mdgbob01").await;
+    let (status, req) = post(&a, "/api/chat/applyfriend", Some(&phone_t), json!({"friend_id": bob})).await;
+    assert_eq!(status, 200, "{req}");
+    let (status, body) = post(&b, &format!("/api/chat/handleapply/{}", req["data"]["id"]), Some(&bob_t), json!({"status": "agree"})).await;
+    assert_eq!(status, 200, "{body}");
+    let desktop = json!({"username": "mdgalice", "password": "123456", "device_type": "desktop"});
+    let (status, body) = post(&b, "/api/loginChat", None, desktop.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let desk_t = body["data"]["token"].as_str().unwrap().to_owned();
+
+    let mut phone = connect(&cluster.a.ws_base, &phone_t).await;
+    let mut desk = connect(&cluster.b().ws_base, &desk_t).await;
+    still_open(&mut phone).await;
+
+    // Bob's message reaches both gateways' sockets.
+    let (status, sent) = send(&b, &bob_t, alice, "single", "两台设备").await;
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(next_chat(&mut phone).await["data"]["id"], sent["data"]["id"]);
+    assert_eq!(next_chat(&mut desk).await["data"]["id"], sent["data"]["id"]);
+
+    // What the phone sends on A, the desktop on B sees.
+    let (status, mine) = send(&a, &phone_t, bob, "single", "手机发的").await;
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(next_of(&mut desk, "sent").await["data"]["id"], mine["data"]["id"]);
+
+    // Read on the desktop (B): the phone (A) hears it.
+    let (status, body) = post(&b, "/api/chat/conversation/read", Some(&desk_t), json!({"chatType": "single", "id": bob})).await;
+    assert_eq!(status, 200, "{body}");
+    let read = next_of(&mut phone, "read").await;
+    assert_eq!((read["data"]["from_id"].clone(), read["data"]["unread"].clone()), (json!(alice), json!(0)), "{read}");
+
+    // A new desktop login on A kicks the desktop on B, not the phone on A.
+    let (status, body) = post(&a, "/api/loginChat", None, desktop).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(told_logged_in_elsewhere(&until_closed(&mut desk).await));
+    still_open(&mut phone).await;
+}

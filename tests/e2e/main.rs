@@ -11,6 +11,7 @@ mod askanswer;
 mod conversations;
 mod crash;
 mod delivery;
+mod devices;
 mod distributed;
 mod edge;
 mod edits;

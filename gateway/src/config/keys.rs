@@ -156,6 +156,8 @@ pub static KEYS: &[Key] = &[
     get |s| Some(s.system_avatar.clone()), set |s, v| s.system_avatar = v.trim().to_owned() },
     key! { heartbeat_ms, "IM_HEARTBEAT_MS", No, "WebSocket heartbeat interval in milliseconds (silent for three: closed)",
     get |s| Some(s.heartbeat.as_millis().to_string()), set |s, v| s.heartbeat = Duration::from_millis(at_least(v, 10)?) },
+    key! { multi_device, "IM_MULTI_DEVICE", No, "Whether a user may keep one mobile and one desktop/web session at once (loginChat's device_type)",
+    get |s| Some(s.multi_device.to_string()), set |s, v| s.multi_device = v.trim().parse().map_err(|_| format!("{v:?} is not true or false"))? },
     key! { typing_interval_ms, "IM_TYPING_INTERVAL_MS", No, "Least milliseconds between two typing frames a socket passes on (more are dropped)",
     get |s| Some(s.typing.interval.as_millis().to_string()), set |s, v| s.typing.interval = Duration::from_millis(parse(v)?) },
     key! { typing_ttl_ms, "IM_TYPING_TTL_MS", No, "Milliseconds a receiver shows a typing indicator without a newer frame",

@@ -100,7 +100,7 @@ impl Lookups {
         if self.local.as_ref().is_some_and(|online| online(UserId(user))) {
             return true;
         }
-        matches!(self.presence.node_of(user).await, Ok(Some(_)))
+        matches!(self.presence.nodes_of(user).await, Ok(nodes) if !nodes.is_empty())
     }
 }
 

@@ -11,10 +11,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use im_commands::accounts::SessionStarted;
 use im_commands::{CommandError, Ctx};
+use im_domain::Slot;
 use im_domain::UserId;
 use im_domain::account::ProfileChanges;
 use im_domain::event::{DeviceInfo, Redirect, SystemMessageSent};
 use im_domain::values::Username;
+use im_projections::inbox::Mark;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -49,12 +51,13 @@ enum Replaces {
 }
 
 /// Waits for the read models, then answers with the user object plus the new token.
-/// The previous session's sockets close on every gateway.
+/// The replaced session's sockets close on every gateway (with `IM_MULTI_DEVICE`, the
+/// other device's session stays live).
 async fn session_response(state: &AppState, started: SessionStarted, replaces: Replaces) -> ApiResult {
     state.settle(started.position).await?;
-    state.remember_session(started.user_id.0, Some(&started.session.to_string())).await;
+    let live = state.settled_sessions(started.user_id).await?;
     if replaces != Replaces::Nothing {
-        state.sessions_changed(started.user_id, Some(started.session), replaces == Replaces::WithNotice).await;
+        state.sessions_changed(started.user_id, &live, replaces == Replaces::WithNotice).await;
     }
     let user = state.users().by_id(started.user_id.0).await?.ok_or_else(|| ApiError::internal("user row missing after settle"))?;
     let mut data = user.to_json();
@@ -94,7 +97,7 @@ async fn register(State(state): State<AppState>, addr: ClientIp, params: Params)
     path = "/api/loginChat",
     tag = "accounts",
     summary = "Logs in; a session elsewhere ends (its socket gets the other-device notice)",
-    request_body(content = bodies::Credentials, content_type = "application/json"),
+    request_body(content = bodies::Login, content_type = "application/json"),
     responses(crate::openapi::Answers)
 )]
 async fn login(State(state): State<AppState>, addr: ClientIp, params: Params) -> ApiResult {
@@ -105,8 +108,30 @@ async fn login(State(state): State<AppState>, addr: ClientIp, params: Params) ->
     // at once, and a counter never holds what the client typed (keys are hashed).
     let Ok(name) = Username::parse(&username) else { return Err(CommandError::WrongCredentials.into()) };
     state.limit("login-user", &name.as_str().to_lowercase(), state.limits().login).await?;
-    let started = state.accounts().login(&Ctx::anonymous(), name.as_str(), &password).await?;
+    let slot = device_slot(&state, &params)?;
+    let started = state.accounts().login(&Ctx::anonymous(), name.as_str(), &password, slot).await?;
+    if slot == Some(Slot::Desktop) {
+        // A desktop starts catching up where the phone is (not from the inbox's first row):
+        // what arrives from now on reaches it even while it is not connected.
+        let phone = state.inbox().delivered_upto(started.user_id.0, Slot::Mobile).await?;
+        state.ledger().mark(Mark::UpTo { user: started.user_id.0, slot: Slot::Desktop, seq: phone });
+        state.ledger().flushed().await;
+    }
     session_response(&state, started, Replaces::WithNotice).await
+}
+
+/// The slot a login takes: with `IM_MULTI_DEVICE`, its `device_type` (`mobile`, the
+/// default, or `desktop`/`web`); without, none — the one session of the seed's rule.
+fn device_slot(state: &AppState, params: &Params) -> Result<Option<Slot>, ApiError> {
+    if !state.multi_device() {
+        return Ok(None);
+    }
+    match params.text("device_type").filter(|t| !t.trim().is_empty()) {
+        None => Ok(Some(Slot::Mobile)),
+        Some(raw) => {
+            Slot::parse(&raw).map(Some).ok_or_else(|| ApiError::bad("invalid_device_type", "device_type 只能是 mobile、desktop 或 web"))
+        }
+    }
 }
 
 /// The client's visitor login screen posts here: the same as [`login`].
@@ -115,7 +140,7 @@ async fn login(State(state): State<AppState>, addr: ClientIp, params: Params) ->
     path = "/api/visitorloginChat",
     tag = "accounts",
     summary = "Logs in (the same as `/api/loginChat`, kept for the client)",
-    request_body(content = bodies::Credentials, content_type = "application/json"),
+    request_body(content = bodies::Login, content_type = "application/json"),
     responses(crate::openapi::Answers)
 )]
 async fn visitor_login(state: State<AppState>, addr: ClientIp, params: Params) -> ApiResult {
@@ -201,8 +226,8 @@ async fn logout(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let position = state.accounts().logout(&Ctx::user(me.id.0), me.id, me.session).await?;
     state.settle(position).await?;
-    state.remember_session(me.id.0, None).await;
-    state.sessions_changed(me.id, None, false).await;
+    let live = state.settled_sessions(me.id).await?;
+    state.sessions_changed(me.id, &live, false).await;
     Ok(ok(true))
 }
 
@@ -221,11 +246,13 @@ async fn set_password(State(state): State<AppState>, params: Params) -> ApiResul
     let old = params.required("oldpassword")?;
     let new = params.required("password")?;
     let repeat = params.required("repassword")?;
-    let position = state.accounts().set_password(&Ctx::user(me.id.0), me.id, &old, &new, &repeat).await?;
+    let position = state.accounts().set_password(&Ctx::user(me.id.0), me.id, me.session, [&old, &new, &repeat]).await?;
     state.settle(position).await?;
-    // SPEC: it revokes every other session. The caller's stays live (one live session
-    // per user), and a socket of any older one still open anywhere closes.
-    state.sessions_changed(me.id, Some(me.session), true).await;
+    // SPEC: it revokes every other session. The caller's stays live (with
+    // `IM_MULTI_DEVICE`, the other device's ends), and a socket of any other one still
+    // open anywhere closes.
+    let live = state.settled_sessions(me.id).await?;
+    state.sessions_changed(me.id, &live, true).await;
     Ok(ok(true))
 }
 

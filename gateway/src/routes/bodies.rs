@@ -22,6 +22,20 @@ pub struct Credentials {
     password: String,
 }
 
+/// A login: account name, password and (with `IM_MULTI_DEVICE`) which device.
+#[derive(ToSchema)]
+pub struct Login {
+    /// 2–20 letters, digits or underscores (case-insensitive).
+    #[schema(example = "alice")]
+    username: String,
+    #[schema(example = "secret123")]
+    password: String,
+    /// With `IM_MULTI_DEVICE`: `mobile` (the default) or `desktop` (also `web`); the new
+    /// session replaces only that device's. Ignored under the single-device rule.
+    #[schema(example = "desktop")]
+    device_type: Option<String>,
+}
+
 /// A device asking for a visitor account; the same fingerprint gets the same visitor.
 #[derive(ToSchema)]
 pub struct VisitorDevice {

@@ -15,8 +15,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use im_adapters::presence::NodeMessage;
 use im_commands::Ctx;
-use im_domain::UserId;
 use im_domain::message::ChatType;
+use im_domain::{Slot, UserId};
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -74,33 +74,32 @@ async fn send(State(state): State<AppState>, addr: ClientIp, params: Params) -> 
 )]
 async fn offline(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
-    if state.hub().is_online(me.id) {
-        push_pending(&state, me.id).await?;
+    if state.hub().has(me.id, me.slot) {
+        push_pending(&state, me.id, me.slot).await?;
         return Ok(ok("ok"));
     }
-    match state.presence().node_of(me.id.0).await {
-        Ok(Some(node)) if node != state.node_id() => {
-            state.presence().tell(&node, &NodeMessage::Offline { user: me.id.0 }).await.map_err(ApiError::internal)?;
-        }
-        Ok(_) => {}
-        Err(e) => return Err(ApiError::internal(e)),
+    let held = state.presence().nodes_of(me.id.0).await.map_err(ApiError::internal)?;
+    if let Some((_, node)) = held.iter().find(|(slot, node)| *slot == me.slot && node != state.node_id()) {
+        let message = NodeMessage::Offline { user: me.id.0, slot: me.slot };
+        state.presence().tell(node, &message).await.map_err(ApiError::internal)?;
     }
     Ok(ok("ok"))
 }
 
-/// Pushes the user's undelivered inbox rows to their socket on this gateway.
-pub async fn push_pending(state: &AppState, user: UserId) -> Result<(), ApiError> {
+/// Pushes the user's rows not yet delivered to their device in `slot` to its socket on
+/// this gateway.
+pub async fn push_pending(state: &AppState, user: UserId, slot: Slot) -> Result<(), ApiError> {
     // What reached the socket so far counts as delivered, and every row the log holds
     // is written, before we look.
     state.ledger().flushed().await;
     state.settle_head().await?;
     let mut after = 0;
     loop {
-        let pending = state.inbox().pending(user.0, after, 500).await?;
+        let pending = state.inbox().pending(user.0, slot, after, 500).await?;
         let Some(last) = pending.last().map(|d| d.seq) else { break };
         let now = crate::now_millis();
         for delivery in &pending {
-            if matches!(state.hub().offer_pending(delivery, now), Offer::NotHere | Offer::NoRoom) {
+            if matches!(state.hub().offer_pending(delivery, slot, now), Offer::NotHere | Offer::NoRoom) {
                 return Ok(());
             }
         }

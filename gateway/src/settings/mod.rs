@@ -57,6 +57,9 @@ pub struct Settings {
     pub token_ttl_secs: i64,
     /// `IM_HEARTBEAT_MS`: WebSocket ping interval, default 30 s; silent for 3 → closed.
     pub heartbeat: Duration,
+    /// `IM_MULTI_DEVICE`: a user may keep a phone and a desktop/web session at once
+    /// (default false: one session, the seed's rule).
+    pub multi_device: bool,
     /// `IM_TYPING_INTERVAL_MS`, `IM_TYPING_TTL_MS`: typing indicators.
     pub typing: TypingSettings,
     /// `IM_PUSH_*`: pushes to offline devices.
@@ -199,6 +202,7 @@ impl Settings {
             cors_credentials: false,
             system_avatar: im_commands::accounts::DEFAULT_SYSTEM_AVATAR.to_owned(),
             heartbeat: Duration::from_secs(30),
+            multi_device: false,
             typing: TypingSettings::default(),
             push: PushSettings::default(),
             last_seen: im_adapters::presence::LastSeenLimits::default(),

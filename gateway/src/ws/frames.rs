@@ -35,7 +35,7 @@ pub(super) async fn on_client_frame(state: &AppState, me: &Me, gate: &mut Gate, 
     Ok(match frame {
         ClientFrame::Ping => Some(Box::pin(std::future::ready(json!({"type": "pong"}).to_string()))),
         ClientFrame::Ack(seq) => {
-            state.ledger().mark(Mark::UpTo { user: me.id.0, seq });
+            state.ledger().mark(Mark::UpTo { user: me.id.0, slot: me.slot, seq });
             None
         }
         ClientFrame::Typing(typing) => {
@@ -53,9 +53,16 @@ pub(super) async fn on_client_frame(state: &AppState, me: &Me, gate: &mut Gate, 
             let (state, me) = (state.clone(), me.clone());
             Some(Box::pin(async move {
                 match mark {
-                    // This socket hears its own mark as the answer.
+                    // This socket hears its own mark as the answer; my other device, if
+                    // any, as news.
                     Ok(mark) => match crate::reads::mark(&state, &me, mark).await {
-                        Ok((row, _)) => crate::reads::own_frame(&me, &row),
+                        Ok((row, moved)) => {
+                            let frame = crate::reads::own_frame(&me, &row);
+                            if moved && state.multi_device() {
+                                state.offer_ephemeral_except(me.id, Some(me.session), frame.clone()).await;
+                            }
+                            frame
+                        }
                         Err(e) => refused(e),
                     },
                     Err(e) => refused(e),

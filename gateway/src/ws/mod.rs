@@ -1,10 +1,12 @@
 //! `/ws`: the WebSocket endpoint and the hub of live connections.
 //!
-//! One connection per user: when a user connects while another connection of theirs
-//! is open, the old one gets the "logged in on another device" notice and is closed —
-//! unless it belongs to the same session (same token), which is a silent reconnect.
-//! Across gateways the same happens through Redis, and only to a socket older than the
-//! new connection (its generation). A socket lives only as long as its session: a
+//! One connection per user and device: when a user connects while another connection
+//! of the same device slot is open (the one slot under the seed's single-device rule;
+//! a phone's and a desktop's with `IM_MULTI_DEVICE`), the old one gets the "logged in on
+//! another device" notice and is closed — unless it belongs to the same session (same
+//! token), which is a silent reconnect. Across gateways the same happens through Redis,
+//! and only to a socket older than the new connection (its generation). Each device has
+//! its own delivery cursor. A socket lives only as long as its session: a
 //! revocation closes it, and each `send` frame and each heartbeat check the session is
 //! still the live one.
 //!
@@ -111,7 +113,8 @@ async fn serve(socket: Box<WebSocket>, state: AppState, token: Option<String>) {
         welcome["token"] = json!(fresh);
     }
     say(&queue, welcome.to_string());
-    let connected = match state.presence().connect(me.id.0, state.node_id()).await {
+    let slot = me.slot;
+    let connected = match state.presence().connect(me.id.0, slot, state.node_id()).await {
         Ok(connected) => connected,
         Err(e) => {
             tracing::warn!(user_id = me.id.0, error = %e, "presence unavailable");
@@ -120,8 +123,10 @@ async fn serve(socket: Box<WebSocket>, state: AppState, token: Option<String>) {
     };
     let generation = connected.generation;
     // The user's first socket anywhere: their friends hear they came online.
-    let first = !state.hub().is_online(me.id) && connected.previous.is_none();
-    let conn_id = state.hub().register(&me.user, me.session, queue.clone(), generation);
+    let first = !state.hub().is_online(me.id)
+        && connected.previous.is_none()
+        && !(state.multi_device() && matches!(state.is_online(me.id).await, Ok(true)));
+    let conn_id = state.hub().register(&me.user, me.session, slot, queue.clone(), generation);
     if first {
         tokio::spawn(crate::online::announce(state.clone(), me.id, true));
     }
@@ -137,7 +142,7 @@ async fn serve(socket: Box<WebSocket>, state: AppState, token: Option<String>) {
         state.hub().close_conn(me.id, conn_id, false);
     }
     let (sink, mut inbound) = (*socket).split();
-    let cursor = match state.inbox().delivered_upto(me.id.0).await {
+    let cursor = match state.inbox().delivered_upto(me.id.0, slot).await {
         Ok(upto) => Cursor::new(upto),
         Err(e) => {
             tracing::warn!(user_id = me.id.0, error = %e, "cannot read the delivery cursor; this socket marks nothing");
@@ -145,7 +150,8 @@ async fn serve(socket: Box<WebSocket>, state: AppState, token: Option<String>) {
         }
     };
     let ledger = state.ledger().clone();
-    let mut writer = tokio::spawn(write_frames(sink, outbound, queued, drained.clone(), cursor, me.id.0, ledger, limits.write_timeout));
+    let mut writer =
+        tokio::spawn(write_frames(sink, outbound, queued, drained.clone(), cursor, (me.id.0, slot), ledger, limits.write_timeout));
     let interval = state.heartbeat();
     let mut heartbeat = Heartbeat::new(interval, Instant::now());
     let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
@@ -197,7 +203,7 @@ async fn serve(socket: Box<WebSocket>, state: AppState, token: Option<String>) {
             }
             _ = ticker.tick() => match heartbeat.tick(Instant::now()) {
                 Beat::Ping => {
-                    match state.presence().refresh(me.id.0, state.node_id(), generation).await {
+                    match state.presence().refresh(me.id.0, slot, state.node_id(), generation).await {
                         Ok(Refreshed::Held) => {}
                         Ok(Refreshed::Reasserted) => tracing::info!(user_id = me.id.0, conn_id, "presence was lost: set again"),
                         Ok(Refreshed::Superseded { node }) => {
@@ -243,10 +249,13 @@ async fn serve(socket: Box<WebSocket>, state: AppState, token: Option<String>) {
     if let Some(deliveries) = state.deliveries() {
         deliveries.user_disconnected(me.id.0);
     }
+    // Unless a newer socket of this device took its place here.
+    if !state.hub().has(me.id, slot)
+        && let Err(e) = state.presence().disconnect(me.id.0, slot, state.node_id(), generation).await
+    {
+        tracing::warn!(user_id = me.id.0, error = %e, "presence cleanup failed");
+    }
     if !state.hub().is_online(me.id) {
-        if let Err(e) = state.presence().disconnect(me.id.0, state.node_id(), generation).await {
-            tracing::warn!(user_id = me.id.0, error = %e, "presence cleanup failed");
-        }
         // Their last socket anywhere (not replaced by a newer one, here or elsewhere, and
         // not the whole server stopping): their friends hear they went offline.
         let stopping = *state.shutdown_signal().borrow();
@@ -264,7 +273,7 @@ async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
 
 /// Asks `node` to close the user's older socket there.
 async fn kick_elsewhere(state: &AppState, me: &Me, node: &str, generation: u64) {
-    let kick = NodeMessage::Kick(Kick { user: me.id.0, session: me.session.to_string(), generation });
+    let kick = NodeMessage::Kick(Kick { user: me.id.0, slot: me.slot, session: me.session.to_string(), generation });
     if let Err(e) = state.presence().tell(node, &kick).await {
         tracing::warn!(user_id = me.id.0, error = %e, "could not kick the previous connection");
     }

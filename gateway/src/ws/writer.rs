@@ -1,9 +1,10 @@
-//! A socket's writer and the delivery cursor it moves.
+//! A socket's writer and the delivery cursor (its device's) it moves.
 
 use crate::hub::{Outbound, PUSHED_KEPT};
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
+use im_domain::Slot;
 use im_projections::inbox::{Ledger, Mark};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ pub(super) async fn write_frames(
     queued: Arc<AtomicUsize>,
     drained: Arc<Notify>,
     mut cursor: Cursor,
-    user: i64,
+    (user, slot): (i64, Slot),
     ledger: Ledger,
     timeout: Duration,
 ) {
@@ -59,7 +60,7 @@ pub(super) async fn write_frames(
         }
         drained.notify_one();
         if let Some(upto) = cursor.written(seqs.drain(..)) {
-            ledger.mark(Mark::UpTo { user, seq: upto });
+            ledger.mark(Mark::UpTo { user, slot, seq: upto });
         }
         if close {
             let _ = tokio::time::timeout(timeout, sink.send(Message::Close(None))).await;
