@@ -57,7 +57,8 @@ function failed(e) { $('login-error').textContent = e.message; }
 
 $('login-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
-  api('/api/loginChat', { username: $('username').value, password: $('password').value }).then(enter, failed);
+  // A browser is the desktop/web device (with IM_MULTI_DEVICE; ignored otherwise).
+  api('/api/loginChat', { username: $('username').value, password: $('password').value, device_type: 'web' }).then(enter, failed);
 });
 $('register').addEventListener('click', () => {
   api('/api/regChat', { username: $('username').value, password: $('password').value }).then(enter, failed);
@@ -233,7 +234,7 @@ function receive(m, seq) {
   if (state.chat && key === state.chat.type + ':' + state.chat.id) {
     render(m);
     if (seq && Number(m.from_id) !== state.me.id) markRead(state.chat, seq);
-  } else if (!(seq && seq <= (state.counted[key] || 0))) {
+  } else if (Number(m.from_id) !== state.me.id && !(seq && seq <= (state.counted[key] || 0))) {
     state.unread[key] = (state.unread[key] || 0) + 1;
     badge(key);
   }
@@ -263,6 +264,8 @@ function connect() {
     try { frame = JSON.parse(ev.data); } catch (e) { return; }
     if (frame.type === 'ping') ws.send(JSON.stringify({ type: 'pong' }));
     if (frame.type === 'singleChat') receive(frame.data, frame.seq);
+    // What I sent from my other device.
+    if (frame.type === 'sent') receive(frame.data);
     if (frame.type === 'system' && frame.token) saveToken(frame.token);
     // My own read mark (this or another device): the server's count for that chat.
     if (frame.type === 'read' && frame.data && Number(frame.data.from_id) === state.me.id && 'unread' in frame.data) {
