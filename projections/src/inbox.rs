@@ -1465,12 +1465,16 @@ impl Inbox {
     }
 
     /// Rows after `after` not yet delivered to the user's device in `slot` (after its
-    /// delivery cursor), oldest first.
-    pub async fn pending(&self, user: i64, slot: Slot, after: i64, limit: i64) -> Result<Vec<Delivery>, ReadError> {
+    /// delivery cursor), oldest first, each with whether the user hid its message (such a
+    /// row is passed over, never shown).
+    pub async fn pending(&self, user: i64, slot: Slot, after: i64, limit: i64) -> Result<Vec<(Delivery, bool)>, ReadError> {
         let from = after.max(self.delivered_upto(user, slot).await?);
-        let sql = sqlx::AssertSqlSafe(format!("{ROWS} WHERE i.user_id = $1 AND i.seq > $2 ORDER BY i.seq LIMIT $3"));
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT r.*, CASE WHEN h.message_id IS NULL THEN 0 ELSE 1 END AS hidden FROM ({ROWS} WHERE i.user_id = $1 AND i.seq > $2 \
+             ORDER BY i.seq LIMIT $3) r LEFT JOIN hidden_messages h ON h.user_id = $1 AND h.message_id = r.message_id ORDER BY r.seq"
+        ));
         let rows = sqlx::query(sql).bind(user).bind(from).bind(limit).fetch_all(self.db.pool()).await?;
-        rows.into_iter().map(delivery).collect()
+        rows.into_iter().map(|r| Ok((r.try_get::<i64, _>("hidden")? == 1, delivery(r)?)).map(|(h, d)| (d, h))).collect()
     }
 
     /// The delivery cursor of the user's device in `slot`: every row up to it was

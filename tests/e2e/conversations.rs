@@ -204,6 +204,18 @@ async fn delete_for_me_hides_a_message_from_me_only(backend: Backend) {
     assert!(alice_ws.quiet_for(300).await, "no row for a hidden message");
     let later = ok_data(server.get(&format!("/api/chat/sync?since={}&limit=500", after["last_seq"]), Some(&alice.token)).await);
     assert_eq!(later["rows"], json!([]));
+    // Her offline push (the rows were never delivered) passes over it, and counts it
+    // delivered: a second push has nothing left.
+    ok_data(server.post("/api/chat/chatGetmessageOffLine", Some(&alice.token), json!({})).await);
+    loop {
+        let frame = alice_ws.next_non_ping().await;
+        if frame["type"] == "singleChat" && frame["data"]["id"] == m1["id"] {
+            break;
+        }
+    }
+    assert!(alice_ws.quiet_for(300).await, "the hidden message (next in her inbox) is not pushed");
+    ok_data(server.post("/api/chat/chatGetmessageOffLine", Some(&alice.token), json!({})).await);
+    assert!(alice_ws.quiet_for(300).await, "nothing pending after the first push");
     // Someone who cannot read it cannot hide it.
     let head = server.head().await;
     assert_fail(&server.post("/api/chat/hideMessage", Some(&eve.token), json!({"id": m1["id"]})).await, 404, "message_not_found");

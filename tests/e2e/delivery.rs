@@ -127,7 +127,7 @@ async fn a_socket_too_slow_is_closed_and_loses_nothing(backend: Backend) {
         .await
         .unwrap()
         .iter()
-        .map(|d| d.data()["id"].as_str().unwrap().to_owned())
+        .map(|(d, _)| d.data()["id"].as_str().unwrap().to_owned())
         .collect();
     let missed: HashSet<String> = sent.iter().filter(|id| !received.contains(*id)).cloned().collect();
     assert!(missed.is_subset(&pending), "{} rows never written to the socket were marked delivered", missed.difference(&pending).count());

@@ -46,12 +46,17 @@ impl Conn {
         }
     }
 
-    /// Queues an inbox row unless this connection already has it.
-    fn offer(&mut self, text: &Utf8Bytes, seq: i64, mode: Mode) -> Offer {
+    /// Queues an inbox row unless this connection already has it (`None`: a row passed
+    /// over unseen).
+    fn offer(&mut self, text: Option<&Utf8Bytes>, seq: i64, mode: Mode) -> Offer {
         if self.pushed.contains(&seq) {
             return Offer::Had;
         }
-        let offered = self.queue.offer(Outbound::Frame { text: text.clone(), seq: Some(seq) }, mode);
+        let outbound = match text {
+            Some(text) => Outbound::Frame { text: text.clone(), seq: Some(seq) },
+            None => Outbound::Passed { seq },
+        };
+        let offered = self.queue.offer(outbound, mode);
         if offered == Offer::Queued {
             self.pushed.insert(seq);
             if self.pushed.len() > PUSHED_KEPT {
@@ -215,23 +220,24 @@ impl Hub {
     /// true when the user is connected here and has (or will get) the row. A socket too
     /// slow to take it is closed (the row stays in the inbox).
     pub fn push(&self, delivery: &Delivery, now: i64) -> bool {
-        matches!(self.offer(delivery, None, now, Mode::Live), Offer::Queued | Offer::Had)
+        matches!(self.offer(delivery, true, None, now, Mode::Live), Offer::Queued | Offer::Had)
     }
 
     /// Queues an inbox row on the socket of the user's device in `slot` if its queue has
     /// room to spare (catching up on pending rows never closes a socket for being behind).
-    pub fn offer_pending(&self, delivery: &Delivery, slot: Slot, now: i64) -> Offer {
-        self.offer(delivery, Some(slot), now, Mode::Gentle)
+    /// A row the user hid is passed over: nothing is written, and it counts as delivered.
+    pub fn offer_pending(&self, delivery: &Delivery, shown: bool, slot: Slot, now: i64) -> Offer {
+        self.offer(delivery, shown, Some(slot), now, Mode::Gentle)
     }
 
     /// Offers the row to the user's sockets here (only `slot`'s, when given).
-    fn offer(&self, delivery: &Delivery, slot: Option<Slot>, now: i64, mode: Mode) -> Offer {
+    fn offer(&self, delivery: &Delivery, shown: bool, slot: Option<Slot>, now: i64, mode: Mode) -> Offer {
         let user = UserId(delivery.user_id);
-        let text = Utf8Bytes::from(delivery.frame(now));
+        let text = shown.then(|| Utf8Bytes::from(delivery.frame(now)));
         let mut conns = self.shard(user);
         let Some(devices) = conns.get_mut(&user) else { return Offer::NotHere };
         let wanted = devices.0.iter_mut().zip(Slot::ALL).filter(|(_, s)| slot.is_none_or(|only| only == *s));
-        best(wanted.filter_map(|(conn, _)| conn.as_mut()).map(|conn| conn.offer(&text, delivery.seq, mode)))
+        best(wanted.filter_map(|(conn, _)| conn.as_mut()).map(|conn| conn.offer(text.as_ref(), delivery.seq, mode)))
     }
 
     pub fn is_online(&self, user: UserId) -> bool {

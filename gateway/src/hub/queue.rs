@@ -36,6 +36,11 @@ pub(crate) enum Outbound {
         text: Utf8Bytes,
         seq: Option<i64>,
     },
+    /// An inbox row this socket is not shown (its user hid the message): delivered once
+    /// every frame queued before it was written, though nothing is written for it.
+    Passed {
+        seq: i64,
+    },
     Close,
 }
 
@@ -89,7 +94,7 @@ impl Queue {
     pub(crate) fn offer(&self, outbound: Outbound, mode: Mode) -> Offer {
         let len = match &outbound {
             Outbound::Frame { text, .. } => text.len(),
-            Outbound::Close => 0,
+            Outbound::Passed { .. } | Outbound::Close => 0,
         };
         let queued = self.bytes.load(Ordering::Relaxed);
         let fits = match mode {

@@ -96,10 +96,10 @@ pub async fn push_pending(state: &AppState, user: UserId, slot: Slot) -> Result<
     let mut after = 0;
     loop {
         let pending = state.inbox().pending(user.0, slot, after, 500).await?;
-        let Some(last) = pending.last().map(|d| d.seq) else { break };
+        let Some(last) = pending.last().map(|(d, _)| d.seq) else { break };
         let now = crate::now_millis();
-        for delivery in &pending {
-            if matches!(state.hub().offer_pending(delivery, slot, now), Offer::NotHere | Offer::NoRoom) {
+        for (delivery, hidden) in &pending {
+            if matches!(state.hub().offer_pending(delivery, !hidden, slot, now), Offer::NotHere | Offer::NoRoom) {
                 return Ok(());
             }
         }

@@ -44,6 +44,7 @@ pub(super) async fn write_frames(
                     queued.fetch_sub(len, Ordering::Relaxed);
                     seqs.extend(seq);
                 }
+                Outbound::Passed { seq } => seqs.push(seq),
                 Outbound::Close => {
                     close = true;
                     break;
