@@ -7,7 +7,7 @@
 
 use crate::{CommandError, Ctx};
 use im_domain::Event;
-use im_eventlog::{AppendError, EventStore, ExpectedVersion, Metadata, NewEvent, StreamAppend};
+use im_eventlog::{AppendError, Committed, EventStore, ExpectedVersion, Metadata, NewEvent, StreamAppend};
 use std::future::Future;
 use std::pin::Pin;
 use uuid::Uuid;
@@ -118,22 +118,19 @@ pub async fn submit(
 ) -> Result<impl Future<Output = Result<i64, CommandError>> + Send + 'static, CommandError> {
     let (appends, meanings) = split(writes);
     let pending = store.submit(appends).await?;
-    Ok(async move {
-        match pending.await {
-            Ok(committed) => Ok(committed.last_position),
-            Err(AppendError::Conflict { stream_id, .. }) => match conflict_on(meanings, &stream_id) {
-                OnConflict::Fail(e) => Err(e),
-                OnConflict::Retry => Err(CommandError::Contended),
-            },
-            Err(e) => Err(e.into()),
-        }
-    })
+    Ok(async move { settled(pending.await, meanings)?.ok_or(CommandError::Contended) })
 }
 
 /// Appends the writes atomically. `Ok(None)`: a stream moved, decide again.
 async fn try_commit(store: &dyn EventStore, writes: Vec<Write>) -> Result<Option<i64>, CommandError> {
     let (appends, meanings) = split(writes);
-    match store.append(appends).await {
+    settled(store.append(appends).await, meanings)
+}
+
+/// What an append came to: the position of its last event, `None` when a stream moved
+/// and the writes are to be decided again, or the error a conflict on them means.
+fn settled(appended: Result<Committed, AppendError>, meanings: Vec<(String, OnConflict)>) -> Result<Option<i64>, CommandError> {
+    match appended {
         Ok(committed) => Ok(Some(committed.last_position)),
         Err(AppendError::Conflict { stream_id, .. }) => match conflict_on(meanings, &stream_id) {
             OnConflict::Fail(e) => Err(e),

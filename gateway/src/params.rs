@@ -69,12 +69,39 @@ impl Params {
         parsed.map(Some).ok_or_else(|| ApiError::bad(format!("invalid_{key}"), format!("{key} 必须是整数")))
     }
 
+    /// An optional list of ids (each ≥ 1): a JSON array of numbers or numeric strings,
+    /// one number, or text holding a JSON array or `1,2,3` (empty pieces skipped).
+    /// `Ok(None)` when absent.
+    pub fn ids(&self, key: &str) -> Result<Option<Vec<i64>>, MalformedIds> {
+        let id = |v: &Value| match v {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.trim().trim_matches('"').parse().ok(),
+            _ => None,
+        };
+        let items: Vec<Option<i64>> = match self.value(key) {
+            None => return Ok(None),
+            Some(Value::Array(items)) => items.iter().map(id).collect(),
+            Some(one @ Value::Number(_)) => vec![id(one)],
+            Some(Value::String(s)) if s.trim().starts_with('[') => match serde_json::from_str::<Value>(s.trim()) {
+                Ok(Value::Array(items)) => items.iter().map(id).collect(),
+                _ => return Err(MalformedIds),
+            },
+            Some(Value::String(s)) => s.split(',').filter(|p| !p.trim().is_empty()).map(|p| id(&Value::String(p.to_owned()))).collect(),
+            Some(_) => return Err(MalformedIds),
+        };
+        items.into_iter().map(|i| i.filter(|i| *i >= 1).ok_or(MalformedIds)).collect::<Result<_, _>>().map(Some)
+    }
+
     fn insert_pairs(&mut self, pairs: Vec<(String, String)>) {
         for (k, v) in pairs {
             self.fields.insert(k, Value::String(v));
         }
     }
 }
+
+/// A list of ids that is not one (see [`Params::ids`]); each caller names its own error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MalformedIds;
 
 /// True when any text in `value` holds a NUL character (which no store keeps).
 pub fn contains_nul(value: &Value) -> bool {
@@ -135,5 +162,31 @@ impl<S: Send + Sync> FromRequest<S> for Params {
         }
         params.token = header_token(&parts.headers).or_else(|| params.text("token").filter(|t| !t.is_empty()));
         Ok(params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ids(value: Value) -> Result<Option<Vec<i64>>, MalformedIds> {
+        let Value::Object(fields) = json!({ "ids": value }) else { return Err(MalformedIds) };
+        Params::from_fields(fields).ids("ids")
+    }
+
+    #[test]
+    fn id_lists_come_in_every_form_the_clients_send() {
+        assert_eq!(Params::default().ids("ids"), Ok(None));
+        assert_eq!(ids(Value::Null), Ok(None));
+        assert_eq!(ids(json!([1, "2", " 3 "])), Ok(Some(vec![1, 2, 3])));
+        assert_eq!(ids(json!(7)), Ok(Some(vec![7])));
+        assert_eq!(ids(json!("[4, \"5\"]")), Ok(Some(vec![4, 5])));
+        assert_eq!(ids(json!("6,,7, 8")), Ok(Some(vec![6, 7, 8])));
+        assert_eq!(ids(json!("\"9\"")), Ok(Some(vec![9])));
+        assert_eq!(ids(json!("")), Ok(Some(vec![])));
+        for bad in [json!([0]), json!([-1]), json!("1,x"), json!("[1,"), json!(true), json!({"a": 1}), json!([1.5]), json!([[1]])] {
+            assert_eq!(ids(bad.clone()), Err(MalformedIds), "{bad}");
+        }
     }
 }

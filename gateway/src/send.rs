@@ -99,41 +99,12 @@ fn check_file_message(data: &str, options: &Value) -> Result<(), ApiError> {
 /// that array as a string, or ids separated by commas; at most [`MAX_MENTIONS`].
 fn parse_mentions(params: &Params) -> Result<Mentions, ApiError> {
     let invalid = || ApiError::bad("invalid_mentions", format!("mentions 必须是 all 或最多{MAX_MENTIONS}个用户id"));
-    let id = |v: &Value| -> Result<UserId, ApiError> {
-        let n = match v {
-            Value::Number(n) => n.as_i64(),
-            Value::String(s) => s.trim().parse::<i64>().ok(),
-            _ => None,
-        };
-        n.filter(|n| *n > 0).map(UserId).ok_or_else(invalid)
-    };
-    let ids = |items: &[Value]| -> Result<Mentions, ApiError> {
-        if items.len() > MAX_MENTIONS {
-            return Err(invalid());
-        }
-        Ok(Mentions { users: items.iter().map(id).collect::<Result<_, _>>()?, all: false })
-    };
-    match params.value("mentions") {
-        None => Ok(Mentions::default()),
-        Some(Value::Array(items)) => ids(items),
-        Some(one @ Value::Number(_)) => ids(std::slice::from_ref(one)),
-        Some(Value::String(s)) => {
-            let s = s.trim();
-            if s.is_empty() {
-                Ok(Mentions::default())
-            } else if s == "all" {
-                Ok(Mentions { users: Vec::new(), all: true })
-            } else if s.starts_with('[') {
-                match serde_json::from_str::<Value>(s) {
-                    Ok(Value::Array(items)) => ids(&items),
-                    _ => Err(invalid()),
-                }
-            } else {
-                let items: Vec<Value> = s.split(',').map(|p| Value::String(p.to_owned())).collect();
-                ids(&items)
-            }
-        }
-        Some(_) => Err(invalid()),
+    if params.value("mentions").and_then(Value::as_str).is_some_and(|s| s.trim() == "all") {
+        return Ok(Mentions { users: Vec::new(), all: true });
+    }
+    match params.ids("mentions").map_err(|_| invalid())? {
+        Some(ids) if ids.len() > MAX_MENTIONS => Err(invalid()),
+        ids => Ok(Mentions { users: ids.unwrap_or_default().into_iter().map(UserId).collect(), all: false }),
     }
 }
 

@@ -149,7 +149,7 @@ fn functions(files: &[(String, String)]) -> Functions {
 /// it hands `params` to (with the field names it passes them).
 fn fields_read(file: &str, body: &str, functions: &Functions, depth: usize) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for method in ["required", "text", "int", "optional_bounded", "value"] {
+    for method in ["required", "text", "int", "optional_bounded", "value", "ids"] {
         out.extend(literals_after(body, &format!("params.{method}(")).into_iter().map(str::to_owned));
     }
     for (at, _) in body.match_indices("params") {

@@ -53,26 +53,11 @@ pub(crate) fn positive(params: &Params, key: &str) -> Result<i64, ApiError> {
 /// `ids`: a JSON array or "1,2,3".
 fn id_list(params: &Params) -> Result<Vec<i64>, ApiError> {
     let invalid = || ApiError::bad("invalid_ids", "ids 必须是用户id列表");
-    let ids: Vec<i64> = match params.value("ids") {
-        None => return Err(ApiError::bad("missing_ids", "ids 参数必填")),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())).ok_or_else(invalid))
-            .collect::<Result<_, _>>()?,
-        Some(Value::String(s)) => {
-            let s = s.trim().trim_start_matches('[').trim_end_matches(']');
-            s.split(',')
-                .filter(|p| !p.trim().is_empty())
-                .map(|p| p.trim().trim_matches('"').parse().map_err(|_| invalid()))
-                .collect::<Result<_, _>>()?
-        }
-        Some(Value::Number(n)) => vec![n.as_i64().ok_or_else(invalid)?],
-        Some(_) => return Err(invalid()),
-    };
-    if ids.is_empty() || ids.iter().any(|i| *i < 1) {
-        return Err(invalid());
+    match params.ids("ids").map_err(|_| invalid())? {
+        None => Err(ApiError::bad("missing_ids", "ids 参数必填")),
+        Some(ids) if ids.is_empty() => Err(invalid()),
+        Some(ids) => Ok(ids),
     }
-    Ok(ids)
 }
 
 fn group_name(params: &Params, key: &str) -> Result<Option<String>, ApiError> {
