@@ -138,7 +138,9 @@ async fn a_socket_too_slow_is_closed_and_loses_nothing(backend: Backend) {
 /// silent is still closed by the heartbeat after three intervals.
 async fn the_heartbeat_runs_while_a_write_is_blocked(backend: Backend) {
     let server = TestServer::start_with(backend, |s| {
-        s.heartbeat = Duration::from_millis(150);
+        // Short, yet three intervals (900 ms) leave a loaded CI box room to read a ping
+        // sent every 100 ms (150 ms once closed the socket of a client still pinging).
+        s.heartbeat = Duration::from_millis(300);
         // Neither the queue nor the write timeout may be what closes it.
         s.sockets.queue = 1 << 20;
         s.sockets.queue_bytes = 1 << 30;
