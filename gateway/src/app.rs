@@ -142,6 +142,7 @@ impl Application {
                 store.clone(),
                 db.clone(),
                 im_projections::catalogue(sink),
+                im_projections::trailing(),
                 Extras { marks, directory: Some(directory.clone()) },
             )
             .await?
@@ -152,7 +153,7 @@ impl Application {
             if let Some(url) = &settings.database_url {
                 directory.follow_announcements(url);
             }
-            Projector::follow(db.clone(), &im_projections::names()).await?
+            Projector::follow(store.clone(), db.clone(), &im_projections::names(), im_projections::trailing()).await?
         };
         let passwords = im_commands::auth::Passwords::new(settings.hashing);
         let admins = im_commands::admin::Admins::with_passwords(store.clone(), passwords.clone());

@@ -50,7 +50,9 @@ pub async fn rebuild(
     names: &[String],
     progress: &mut dyn FnMut(&str, i64, i64),
 ) -> anyhow::Result<Vec<(&'static str, i64)>> {
-    let all = im_projections::catalogue(Arc::new(im_projections::Discard));
+    let mut all = im_projections::catalogue(Arc::new(im_projections::Discard));
+    // After the inbox: the search index reads the message rows it writes.
+    all.extend(im_projections::trailing());
     let known: Vec<&str> = all.iter().map(|p| p.name()).collect();
     if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
         return Err(Usage(format!("no projection named {unknown:?}; known: {}", known.join(", "))).into());

@@ -166,8 +166,6 @@ struct Planned {
     rows: Vec<InboxRow>,
     /// The marks its messages leave on conversation rows.
     touches: Vec<Touch>,
-    /// Text messages to index for search: (id, log position, text).
-    indexed: Vec<(String, i64, String)>,
 }
 
 #[derive(Default)]
@@ -341,8 +339,7 @@ impl InboxProjection {
                     body,
                     at: e.at,
                 };
-                let indexed = if e.kind == "text" { vec![(message.id.clone(), a.position, e.data.clone())] } else { Vec::new() };
-                Ahead::Planned(Planned { messages: vec![message], rows, touches, indexed }, out)
+                Ahead::Planned(Planned { messages: vec![message], rows, touches }, out)
             }
             Event::FriendRequested(_) | Event::FriendRequestAccepted(_) | Event::FriendAdded(_) | Event::SystemMessageSent(_) => {
                 let Some((user, kind, data, at)) = notice_of(event) else { return Ahead::NoRows };
@@ -500,7 +497,6 @@ impl InboxProjection {
                 let Some(body) = rewrite(conn, &id, Rewrite::Edited { data: &e.data, at: e.at }).await? else {
                     return Ok((!planned).then(Planned::default));
                 };
-                crate::search::reindex(conn, &id, &e.data).await?;
                 if planned {
                     return Ok(None);
                 }
@@ -546,7 +542,6 @@ impl InboxProjection {
                 let Some(body) = rewrite(conn, &id, Rewrite::Revoked).await? else {
                     return Ok((!planned).then(Planned::default));
                 };
-                crate::search::unindex(conn, &id).await?;
                 if planned {
                     return Ok(None);
                 }
@@ -700,10 +695,7 @@ async fn write_plans(conn: &mut AnyConnection, plans: &[Arc<Planned>]) -> Result
     let touches: Vec<&Touch> = plans.iter().flat_map(|p| p.touches.iter()).collect();
     insert_all(conn, &messages).await?;
     insert_all(conn, &rows).await?;
-    let indexed: Vec<(&str, i64, &str)> =
-        plans.iter().flat_map(|p| p.indexed.iter()).map(|(id, position, text)| (id.as_str(), *position, text.as_str())).collect();
-    crate::conversations::touch_all(conn, &touches).await?;
-    crate::search::index_all(conn, &indexed).await
+    crate::conversations::touch_all(conn, &touches).await
 }
 
 /// A row the inbox writes in bulk: its table, its columns (with their Postgres types, for
@@ -1251,7 +1243,6 @@ impl Projection for InboxProjection {
             "DELETE FROM inbox_cursor",
             "DELETE FROM conversations",
             "DELETE FROM hidden_messages",
-            "DELETE FROM message_search",
             "DELETE FROM chat_groups",
             "DELETE FROM group_members",
             "DELETE FROM group_join_requests",

@@ -12,6 +12,7 @@
 //! * [`runtime`] — [`runtime::Projector`]: one task applies every projection, from the
 //!   event store's feed or the log, one transaction per batch that also moves the
 //!   checkpoints; [`runtime::Projector::wait_for`] gives HTTP commands read-your-writes.
+//!   A second task applies the [`trailing`] projections behind it, in large batches.
 //! * [`directory`] — [`directory::Directory`]: the facts the message path decides on
 //!   (user rows, friendship sides), cached in memory and invalidated by the projector.
 //! * [`friends`] — friend lists (one row per side), friend requests, reports, and the
@@ -20,8 +21,8 @@
 //! * [`inbox`] — messages (history) and per-user inboxes with a dense `seq`, assigned
 //!   in memory and handed to a `DeliverySink` before the rows are written; delivery
 //!   marks (the [`inbox::Ledger`]).
-//! * [`search`] — full-text search of messages (CJK as pairs of characters), kept by the
-//!   inbox projection.
+//! * [`search`] — full-text search of messages (CJK as pairs of characters), a projection
+//!   applied behind the runner ([`trailing`]).
 //! * [`users`] — the user directory (profiles, settings, live session, status).
 //!
 //! # Invariants
@@ -66,6 +67,13 @@ pub fn catalogue(sink: Arc<dyn DeliverySink>) -> Vec<Arc<dyn Projection>> {
         Arc::new(audit::AuditProjection),
         Arc::new(push::PushProjection),
     ]
+}
+
+/// The read models applied behind the runner, in transactions of their own (see
+/// `runtime::Projector::start`): the search index, whose writes would otherwise hold up
+/// the inbox's.
+pub fn trailing() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(search::SearchProjection)]
 }
 
 /// The names of [`catalogue`]'s projections (`Projection::name`), for processes that

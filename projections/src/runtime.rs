@@ -11,6 +11,13 @@
 //!
 //! Every transaction also records the runner's own position (`projector`), which
 //! processes that only follow the projections (gateways) wait on for read-your-writes.
+//!
+//! The *trailing* projections (the search index) are applied by a second task behind
+//! the runner — never past its position, so they may read what the runner's projections
+//! wrote — in transactions of their own, each taking every event the runner got past
+//! since the one before, at most one every [`TRAIL_PAUSE`] while the log moves. Their
+//! work (an FTS merge can take a while) never holds up the runner, which hands
+//! deliveries on; a query that needs them waits with [`Projector::wait_trailing`].
 
 use crate::checkpoints;
 use crate::directory::{Directory, Keys};
@@ -32,6 +39,9 @@ const BATCH: i64 = 2000;
 const REBUILD_RANGE: i64 = 20_000;
 /// How long a projection's checkpoint may go unwritten while it ignores batches.
 pub const IDLE_FLUSH: Duration = Duration::from_secs(2);
+/// The trailing runner's pause after a batch it wrote: while the log moves, one
+/// transaction (and one index segment) per pause instead of one per runner batch.
+pub const TRAIL_PAUSE: Duration = Duration::from_millis(50);
 /// A safety net: how often to look at the log when nothing announced an append.
 const POLL: Duration = Duration::from_secs(1);
 /// Committed batches kept from the feed while the runner is busy; beyond that it
@@ -66,14 +76,27 @@ pub struct Projector {
     names: Vec<&'static str>,
     position: watch::Receiver<i64>,
     checkpoints: watch::Receiver<Vec<i64>>,
+    trail: Trail,
+}
+
+/// Where the trailing projections are applied, and how to learn how far they got.
+#[derive(Clone)]
+enum Trail {
+    /// By this process: the trailing runner's position.
+    Here { names: Vec<&'static str>, position: watch::Receiver<i64> },
+    /// By another process: their checkpoints, read when someone waits (and as the
+    /// follower's safety net reads the runner's, for [`Projector::positions`]).
+    Elsewhere { projections: Vec<Arc<dyn Projection>>, store: SharedEventStore, db: ReadDb, seen: watch::Receiver<Vec<i64>> },
 }
 
 impl Projector {
-    /// Starts the runner for these projections, each from its stored checkpoint.
+    /// Starts the runner for `projections`, each from its stored checkpoint, and the
+    /// trailing runner for `trailing` behind it.
     pub async fn start(
         store: SharedEventStore,
         db: ReadDb,
         projections: Vec<Arc<dyn Projection>>,
+        trailing: Vec<Arc<dyn Projection>>,
         extras: Extras,
     ) -> Result<Self, ReadError> {
         let names: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
@@ -87,6 +110,7 @@ impl Projector {
         for p in &projections {
             p.clone().run_ahead(store.subscribe(), position_rx.clone());
         }
+        let trail = Trailer::start(store.clone(), db.clone(), trailing, position_rx.clone()).await?;
         let runner = Runner {
             store,
             db,
@@ -132,7 +156,7 @@ impl Projector {
         } else {
             tokio::spawn(runner.run());
         }
-        Ok(Self { names, position: position_rx, checkpoints: checkpoints_rx })
+        Ok(Self { names, position: position_rx, checkpoints: checkpoints_rx, trail })
     }
 
     /// Follows the runner of another process (the `projector` role) through its stored
@@ -141,29 +165,90 @@ impl Projector {
     /// as soon as the projector has committed; the stored position is read again only as
     /// a safety net (every [`FOLLOW_SAFETY_NET`], and every [`FOLLOW_POLL`] while the
     /// announcements cannot be heard).
-    pub async fn follow(db: ReadDb, names: &[&'static str]) -> Result<Self, ReadError> {
-        Self::follow_with(db, names, FOLLOW_SAFETY_NET).await
+    /// The `trailing` projections are applied there too; [`wait_trailing`](Self::wait_trailing)
+    /// reads their checkpoints (and the log, for whether they have anything to apply).
+    pub async fn follow(
+        store: SharedEventStore,
+        db: ReadDb,
+        names: &[&'static str],
+        trailing: Vec<Arc<dyn Projection>>,
+    ) -> Result<Self, ReadError> {
+        Self::follow_with(store, db, names, trailing, FOLLOW_SAFETY_NET).await
     }
 
     /// [`follow`](Self::follow) with another safety net (tests use a long one to show
     /// that the announcements alone keep up).
-    pub async fn follow_with(db: ReadDb, names: &[&'static str], safety_net: Duration) -> Result<Self, ReadError> {
+    pub async fn follow_with(
+        store: SharedEventStore,
+        db: ReadDb,
+        names: &[&'static str],
+        trailing: Vec<Arc<dyn Projection>>,
+        safety_net: Duration,
+    ) -> Result<Self, ReadError> {
         let runner = checkpoints::load(&db, RUNNER).await?;
         let mut each = Vec::new();
         for name in names {
             each.push(checkpoints::load(&db, name).await?.max(runner));
         }
+        let mut behind = Vec::new();
+        for p in &trailing {
+            behind.push(checkpoints::load(&db, p.name()).await?);
+        }
         let (position_tx, position) = watch::channel(runner);
         let (checkpoints_tx, checkpoints) = watch::channel(each);
+        let (trailing_tx, seen) = watch::channel(behind);
         let names = names.to_vec();
-        let followed = Followed { position: position_tx, checkpoints: checkpoints_tx };
-        tokio::spawn(followed.run(db, safety_net, names.clone()));
-        Ok(Self { names, position, checkpoints })
+        let trailing_names = trailing.iter().map(|p| p.name()).collect();
+        let followed = Followed { position: position_tx, checkpoints: checkpoints_tx, trailing: trailing_tx, trailing_names };
+        tokio::spawn(followed.run(db.clone(), safety_net, names.clone()));
+        let trail = Trail::Elsewhere { projections: trailing, store, db, seen };
+        Ok(Self { names, position, checkpoints, trail })
     }
 
-    /// Each projection's name and how far it has applied the log.
+    /// Each projection's name and how far it has applied the log (the trailing ones
+    /// last).
     pub fn positions(&self) -> Vec<(&'static str, i64)> {
-        self.names.iter().copied().zip(self.checkpoints.borrow().iter().copied()).collect()
+        let mut all: Vec<(&'static str, i64)> = self.names.iter().copied().zip(self.checkpoints.borrow().iter().copied()).collect();
+        match &self.trail {
+            Trail::Here { names, position } => all.extend(names.iter().map(|n| (*n, *position.borrow()))),
+            Trail::Elsewhere { projections, seen, .. } => {
+                all.extend(projections.iter().map(|p| p.name()).zip(seen.borrow().iter().copied()))
+            }
+        }
+        all
+    }
+
+    /// Waits until the trailing projections (the search index) have applied the log up
+    /// to `position` — or have nothing to apply up to it. What a search waits on.
+    pub async fn wait_trailing(&self, position: i64) -> Result<(), ReadError> {
+        match &self.trail {
+            Trail::Here { position: at, .. } => {
+                let mut rx = at.clone();
+                tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|p| *p >= position))
+                    .await
+                    .map_err(|_| ReadError::Lagging(position))?
+                    .map_err(|_| ReadError::Lagging(position))?;
+                Ok(())
+            }
+            Trail::Elsewhere { projections, store, db, .. } => {
+                let types = types_of(projections);
+                let deadline = Instant::now() + Duration::from_secs(30);
+                loop {
+                    let mut at = i64::MAX;
+                    for p in projections {
+                        at = at.min(checkpoints::load(db, p.name()).await?);
+                    }
+                    // Its runner moves a checkpoint in memory only while it has nothing to write.
+                    if at >= position || store.read_range(at, position, &types).await?.is_empty() {
+                        return Ok(());
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(ReadError::Lagging(position));
+                    }
+                    tokio::time::sleep(FOLLOW_POLL).await;
+                }
+            }
+        }
     }
 
     /// How far every projection has applied the log.
@@ -187,6 +272,9 @@ impl Projector {
 struct Followed {
     position: watch::Sender<i64>,
     checkpoints: watch::Sender<Vec<i64>>,
+    /// The trailing projections' stored checkpoints (read with the safety net).
+    trailing: watch::Sender<Vec<i64>>,
+    trailing_names: Vec<&'static str>,
 }
 
 impl Followed {
@@ -209,6 +297,14 @@ impl Followed {
             Ok(p) => self.saw(p),
             Err(e) => tracing::warn!(error = %e, projections = ?names, "cannot read the projector's position"),
         }
+        let mut behind = Vec::with_capacity(self.trailing_names.len());
+        for name in &self.trailing_names {
+            match checkpoints::load(db, name).await {
+                Ok(p) => behind.push(p),
+                Err(_) => return,
+            }
+        }
+        self.trailing.send_if_modified(|old| std::mem::replace(old, behind) != *old);
     }
 
     async fn run(self, db: ReadDb, safety_net: Duration, names: Vec<&'static str>) {
@@ -485,6 +581,170 @@ impl Runner {
         }
         self.checkpoints.send_replace(self.applied.clone());
         self.published.send_replace(self.position);
+    }
+}
+
+/// The event types some of `projections` handle (what the bulk reader is asked for).
+fn types_of(projections: &[Arc<dyn Projection>]) -> Vec<&'static str> {
+    Event::TYPES.iter().copied().filter(|t| projections.iter().any(|p| p.handles(t))).collect()
+}
+
+/// The trailing runner: applies its projections behind the runner's position, reading
+/// the log with the bulk reader (only the types they handle), one transaction per
+/// batch that also moves their checkpoints.
+struct Trailer {
+    store: SharedEventStore,
+    db: ReadDb,
+    projections: Vec<Arc<dyn Projection>>,
+    types: Vec<&'static str>,
+    /// Per projection: its stored checkpoint.
+    stored: Vec<i64>,
+    /// How far all of them have applied the log (in memory: a batch with nothing to
+    /// write moves no checkpoint until [`IDLE_FLUSH`]).
+    position: i64,
+    /// The runner's position: never passed.
+    leader: watch::Receiver<i64>,
+    published: watch::Sender<i64>,
+    last_flush: Instant,
+}
+
+impl Trailer {
+    async fn start(
+        store: SharedEventStore,
+        db: ReadDb,
+        projections: Vec<Arc<dyn Projection>>,
+        leader: watch::Receiver<i64>,
+    ) -> Result<Trail, ReadError> {
+        let names: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
+        let mut stored = Vec::with_capacity(projections.len());
+        for p in &projections {
+            stored.push(checkpoints::load(&db, p.name()).await?);
+        }
+        // Nothing trailing: always caught up.
+        let position = stored.iter().copied().min().unwrap_or(i64::MAX);
+        let (published, rx) = watch::channel(position);
+        if !projections.is_empty() {
+            let types = types_of(&projections);
+            let trailer = Trailer { store, db, projections, types, stored, position, leader, published, last_flush: Instant::now() };
+            tokio::spawn(trailer.run());
+        }
+        Ok(Trail::Here { names, position: rx })
+    }
+
+    async fn run(mut self) {
+        loop {
+            let target = *self.leader.borrow_and_update();
+            if target <= self.position {
+                tokio::select! {
+                    changed = self.leader.changed() => if changed.is_err() { return },
+                    _ = self.published.closed() => return,
+                    // Idle: write the checkpoints moved in memory.
+                    _ = tokio::time::sleep(IDLE_FLUSH), if self.stored.iter().any(|s| *s < self.position) => {
+                        if let Err(e) = self.step(self.position, true).await {
+                            tracing::warn!(error = %e, "cannot write the trailing checkpoints");
+                        }
+                    }
+                }
+                continue;
+            }
+            let upto = target.min(self.position.saturating_add(REBUILD_RANGE));
+            let flush = self.last_flush.elapsed() >= IDLE_FLUSH;
+            match self.step(upto, flush).await {
+                // Let the next batch gather while the log moves.
+                Ok(true) => tokio::time::sleep(TRAIL_PAUSE).await,
+                Ok(false) => {}
+                Err(e) => {
+                    // Never skip: apply the same events again after a pause.
+                    tracing::error!(position = self.position, error = %e, "trailing projection batch failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if let Err(e) = self.reload().await {
+                        tracing::warn!(error = %e, "cannot reload the trailing checkpoints");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the log from `position` up to `upto`; true when it wrote a transaction.
+    async fn step(&mut self, upto: i64, flush: bool) -> Result<bool, ReadError> {
+        let batch = if upto > self.position { self.store.read_range(self.position, upto, &self.types).await? } else { Vec::new() };
+        let decoded = tokio::task::spawn_blocking(move || {
+            let mut decoded = Vec::with_capacity(batch.len());
+            for stored in batch {
+                let event = Event::decode_str(&stored.event_type, stored.schema_version as u32, &stored.payload)
+                    .map_err(|source| ReadError::Decode { position: stored.position, source })?;
+                decoded.push((stored, event));
+            }
+            Ok::<_, ReadError>(decoded)
+        })
+        .await
+        .map_err(|e| im_eventlog::StoreError(format!("decoding a trailing batch: {e}")))??;
+        let applied: Vec<Applied<'_>> = decoded.iter().map(|(stored, event)| Applied::of(stored, event)).collect();
+        let touched: Vec<Vec<Applied<'_>>> = self
+            .projections
+            .iter()
+            .zip(&self.stored)
+            .map(|(p, at)| applied.iter().filter(|a| a.position > *at && p.handles(a.event_type)).copied().collect())
+            .collect();
+        if touched.iter().all(Vec::is_empty) && !flush {
+            self.advance(upto, false);
+            return Ok(false);
+        }
+        let span = tracing::debug_span!("trailing_batch", from = self.position, to = upto, events = applied.len());
+        let mut tx = self.db.begin_write().await?;
+        let outcome = async {
+            for (p, mine) in self.projections.iter().zip(&touched) {
+                if !mine.is_empty() {
+                    p.apply(&mut tx, mine).await?;
+                }
+            }
+            for (p, from) in self.projections.iter().zip(&self.stored) {
+                if *from < upto && !checkpoints::move_from(&mut tx, p.name(), *from, upto).await? {
+                    return Ok(false);
+                }
+            }
+            Ok::<_, ReadError>(true)
+        }
+        .instrument(span)
+        .await;
+        match outcome {
+            Ok(true) => {
+                tx.commit().await.inspect_err(|_| self.projections.iter().for_each(|p| p.aborted()))?;
+                self.projections.iter().for_each(|p| p.committed());
+                self.advance(upto, true);
+                Ok(true)
+            }
+            Ok(false) => {
+                // Another instance moved a checkpoint first: start again from the stored ones.
+                tx.rollback().await?;
+                self.reload().await?;
+                Ok(false)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                self.projections.iter().for_each(|p| p.aborted());
+                Err(e)
+            }
+        }
+    }
+
+    fn advance(&mut self, upto: i64, written: bool) {
+        if written {
+            self.stored.iter_mut().for_each(|s| *s = (*s).max(upto));
+            self.last_flush = Instant::now();
+        }
+        self.position = self.position.max(upto);
+        self.published.send_replace(self.position);
+    }
+
+    async fn reload(&mut self) -> Result<(), ReadError> {
+        for (i, p) in self.projections.iter().enumerate() {
+            p.forget();
+            self.stored[i] = checkpoints::load(&self.db, p.name()).await?;
+        }
+        self.position = self.stored.iter().copied().min().unwrap_or(self.position);
+        self.published.send_replace(self.position);
+        Ok(())
     }
 }
 

@@ -1,4 +1,4 @@
-//! Full-text search of messages (issue 15, item 5), kept by the inbox projection.
+//! Full-text search of messages (issue 15, item 5).
 //!
 //! Chinese has no spaces, so the index does not rely on a database's word breaking:
 //! [`terms`] turns a text into the tokens both backends index the same way — ASCII words
@@ -9,8 +9,19 @@
 //! pieces must match. SQLite indexes the terms in an FTS5 table (rowid = the message's
 //! log position), Postgres in a GIN index over `to_tsvector('simple', terms)`; both
 //! tokenizers keep these tokens as they are.
+//!
+//! The index is its own projection, [`SearchProjection`], applied *behind* the runner
+//! (`runtime::Projector`'s trailing runner): a batch of many messages at a time, in a
+//! transaction of its own, so indexing (and the index's merges) never holds up the
+//! inbox's transactions, which hand deliveries on. It reads the `messages` rows the
+//! inbox wrote (an edit or a revocation finds its message's position there), which the
+//! trailing runner guarantees by never passing the runner. A search first waits for the
+//! index to reach the log's head as it was when the search came in.
 
+use crate::projection::{Applied, Projection};
 use crate::{ReadDb, ReadError};
+use async_trait::async_trait;
+use im_domain::Event;
 use serde_json::Value;
 use sqlx::AnyConnection;
 
@@ -151,7 +162,55 @@ impl Query {
     }
 }
 
-/// Indexes new text messages: (id, log position, text).
+/// The search index as a projection: text messages indexed, edits indexed again,
+/// revoked messages taken out.
+pub struct SearchProjection;
+
+const HANDLES: &[&str] = &["MessageSent", "MessageEdited", "MessageRevoked"];
+
+#[async_trait]
+impl Projection for SearchProjection {
+    fn name(&self) -> &'static str {
+        "search"
+    }
+
+    fn handles(&self, event_type: &str) -> bool {
+        HANDLES.contains(&event_type)
+    }
+
+    async fn apply(&self, conn: &mut AnyConnection, events: &[Applied<'_>]) -> Result<(), ReadError> {
+        // New messages go in together; an edit or a revocation first writes those before it.
+        let mut new: Vec<(String, i64, &str)> = Vec::new();
+        for a in events {
+            match a.event {
+                Event::MessageSent(e) if e.kind == "text" => new.push((e.message_id.to_string(), a.position, &e.data)),
+                Event::MessageEdited(e) => {
+                    index_all(conn, &borrowed(&new)).await?;
+                    new.clear();
+                    reindex(conn, &e.message_id.to_string(), &e.data).await?;
+                }
+                Event::MessageRevoked(e) => {
+                    index_all(conn, &borrowed(&new)).await?;
+                    new.clear();
+                    unindex(conn, &e.message_id.to_string()).await?;
+                }
+                _ => {}
+            }
+        }
+        index_all(conn, &borrowed(&new)).await
+    }
+
+    async fn reset(&self, conn: &mut AnyConnection) -> Result<(), ReadError> {
+        sqlx::query("DELETE FROM message_search").execute(&mut *conn).await?;
+        Ok(())
+    }
+}
+
+fn borrowed<'a>(rows: &'a [(String, i64, &'a str)]) -> Vec<(&'a str, i64, &'a str)> {
+    rows.iter().map(|(id, position, text)| (id.as_str(), *position, *text)).collect()
+}
+
+/// Indexes new text messages: (id, log position, text). Indexing one again replaces it.
 pub(crate) async fn index_all(conn: &mut AnyConnection, messages: &[(&str, i64, &str)]) -> Result<(), ReadError> {
     let rows: Vec<(&str, i64, String)> =
         messages.iter().map(|(id, position, text)| (*id, *position, terms(text))).filter(|(.., t)| !t.is_empty()).collect();
@@ -159,7 +218,7 @@ pub(crate) async fn index_all(conn: &mut AnyConnection, messages: &[(&str, i64, 
     for chunk in crate::db::exact_chunks(&rows) {
         let values = crate::db::values_list(conn, chunk.len(), 3);
         let sql = if sqlite {
-            format!("INSERT INTO message_search (message_id, rowid, terms) VALUES {values}")
+            format!("INSERT OR REPLACE INTO message_search (message_id, rowid, terms) VALUES {values}")
         } else {
             format!("INSERT INTO message_search (message_id, position, terms) VALUES {values} ON CONFLICT (message_id) DO NOTHING")
         };
@@ -172,11 +231,13 @@ pub(crate) async fn index_all(conn: &mut AnyConnection, messages: &[(&str, i64, 
     Ok(())
 }
 
-/// Indexes an edited message's new text.
-pub(crate) async fn reindex(conn: &mut AnyConnection, message_id: &str, text: &str) -> Result<(), ReadError> {
+/// Indexes an edited message's new text (unless it is gone or revoked).
+async fn reindex(conn: &mut AnyConnection, message_id: &str, text: &str) -> Result<(), ReadError> {
     unindex(conn, message_id).await?;
-    let position: Option<i64> =
-        sqlx::query_scalar("SELECT position FROM messages WHERE id = $1").bind(message_id).fetch_optional(&mut *conn).await?;
+    let position: Option<i64> = sqlx::query_scalar("SELECT position FROM messages WHERE id = $1 AND isremove = 0")
+        .bind(message_id)
+        .fetch_optional(&mut *conn)
+        .await?;
     match position {
         Some(position) => index_all(conn, &[(message_id, position, text)]).await,
         None => Ok(()),
@@ -184,7 +245,7 @@ pub(crate) async fn reindex(conn: &mut AnyConnection, message_id: &str, text: &s
 }
 
 /// Takes a message out of the index (revoked, or before it is indexed again).
-pub(crate) async fn unindex(conn: &mut AnyConnection, message_id: &str) -> Result<(), ReadError> {
+async fn unindex(conn: &mut AnyConnection, message_id: &str) -> Result<(), ReadError> {
     let sql = if conn.backend_name() == "SQLite" {
         "DELETE FROM message_search WHERE rowid = (SELECT position FROM messages WHERE id = $1)"
     } else {

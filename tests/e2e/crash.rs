@@ -2,7 +2,8 @@
 //! SIGKILL in the middle of a stream of sends; after a restart every message that got a
 //! 200 is in the recipient's inbox exactly once, in send order, and the seqs are dense.
 //! Seqs are handed to live sockets before the read models commit them: after the crash
-//! every seq the recipient saw live names the same message it named then.
+//! every seq the recipient saw live names the same message it named then. The search
+//! index, applied behind the inbox from a checkpoint of its own, finds each once.
 
 use futures_util::StreamExt;
 use im_e2e::process::ImProcess;
@@ -164,6 +165,35 @@ async fn killed_mid_stream_loses_no_acknowledged_message(backend: Backend) {
             let at = *position.get(id).unwrap_or_else(|| panic!("acknowledged message {id} of sender {sender} was lost"));
             assert!(last.is_none_or(|l| at > l), "sender {sender}'s messages are out of order");
             last = Some(at);
+        }
+    }
+
+    // The search index (its own projection, behind the inbox, from its own checkpoint)
+    // caught up too: each sender's messages are found once each, every acknowledged one
+    // among them.
+    for (sender, acked) in &acked_by_sender {
+        let mut found: Vec<String> = Vec::new();
+        for page in 1.. {
+            let url = format!("{base}/api/chat/search?q={sender}&chatType=single&id={sender}&limit=50&page={page}");
+            let resp = client.get(url).header("token", &bob_token).send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 200);
+            let body: Value = resp.json().await.unwrap();
+            let page = body["data"]["rows"].as_array().unwrap().clone();
+            if page.is_empty() {
+                break;
+            }
+            let prefix = format!("{sender}:");
+            found.extend(
+                page.iter()
+                    .filter(|r| r["message"]["data"].as_str().unwrap().starts_with(&prefix))
+                    .map(|r| r["message"]["id"].as_str().unwrap().to_owned()),
+            );
+        }
+        let unique: HashSet<&String> = found.iter().collect();
+        assert_eq!(unique.len(), found.len(), "sender {sender}: a message indexed twice");
+        assert!(found.iter().all(|id| position.contains_key(id)), "sender {sender}: indexed a message not in the inbox");
+        for id in acked {
+            assert!(unique.contains(id), "acknowledged message {id} of sender {sender} is not in the search index");
         }
     }
     drop(server);

@@ -1,11 +1,17 @@
 //! End-to-end: full-text search (issue 15, item 5) — Chinese without spaces, words by
 //! prefix, my one-to-one messages or one chat's, a group's from when I joined; edits,
-//! revocations and delete-for-me respected.
+//! revocations and delete-for-me respected. The index trails the inbox (its own
+//! projection, applied behind the runner): a search waits until it has reached the log's
+//! head, so what was acknowledged before the search is found.
 
 use im_e2e::{Backend, TestServer, TestUser, assert_fail, both_backends, ok_data};
 use serde_json::{Value, json};
 
-both_backends!(search_finds_chinese_and_words_where_i_may_read, search_requests_outside_the_rules_are_refused);
+both_backends!(
+    search_finds_chinese_and_words_where_i_may_read,
+    search_requests_outside_the_rules_are_refused,
+    a_message_acked_over_the_socket_is_found_at_once
+);
 
 async fn say(server: &TestServer, by: &TestUser, to: i64, chat: &str, text: &str) -> Value {
     let body = json!({"sendto_id": to, "chatType": chat, "type": "text", "data": text});
@@ -108,4 +114,37 @@ async fn search_requests_outside_the_rules_are_refused(backend: Backend) {
     assert_fail(&server.get(&format!("/api/chat/search?{}", q("山")), None).await, 401, "missing_token");
     // A query that is all SQL or FTS syntax is just words.
     assert!(ok_data(search(q("\" OR 1=1 -- *")).await)["rows"].as_array().unwrap().is_empty());
+}
+
+/// A WebSocket `ack` waits for the durable append only, not for any read model; the
+/// index is written behind the inbox in batches. A search right after the acks still
+/// finds every one of a burst of messages, once each.
+async fn a_message_acked_over_the_socket_is_found_at_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("seqalice", "123456").await;
+    let bob = server.register("seqbob01", "123456").await;
+    server.befriend(&alice, &bob).await;
+    let mut ws = server.ws(&alice.token).await;
+    for (round, word) in ["一批", "二批", "三批"].into_iter().enumerate() {
+        for n in 0..40 {
+            let text = format!("{word} burst{round}x{n}");
+            ws.send_json(json!({"type": "send", "data": {"sendto_id": bob.id, "chatType": "single", "type": "text", "data": text}})).await;
+        }
+        let mut acked = 0;
+        while acked < 40 {
+            let frame = ws.next_non_ping().await;
+            assert_ne!(frame["type"], "error", "{frame}");
+            if frame["type"] == "ack" {
+                acked += 1;
+            }
+        }
+        let mut texts = Vec::new();
+        for page in 1..=2 {
+            texts.extend(found(&server, &bob, &format!("{}&limit=40&page={page}", q(word))).await);
+        }
+        let mut expected: Vec<String> = (0..40).rev().map(|n| format!("{word} burst{round}x{n}")).collect();
+        assert_eq!(texts, expected, "round {round}: every acked message, once, newest first");
+        expected.truncate(1);
+        assert_eq!(found(&server, &alice, &q(&format!("burst{round}x39"))).await, expected);
+    }
 }

@@ -152,6 +152,7 @@ async fn rebuild_restores_every_read_model(backend: Backend) {
     populate(&server).await;
     let head = server.state.store().head().await.unwrap();
     server.state.projector().wait_for(head).await.unwrap();
+    server.state.projector().wait_trailing(head).await.unwrap();
     let settings = server.settings.clone();
     let url = url_of(&server);
     let _data = server.halt().await;
@@ -161,7 +162,7 @@ async fn rebuild_restores_every_read_model(backend: Backend) {
     assert!(empty.is_empty(), "every table has rows to compare; empty: {empty:?}");
     let mut progress = Vec::new();
     let done = im_gateway::tools::rebuild(&settings, &[], &mut |name, at, head| progress.push((name.to_owned(), at, head))).await.unwrap();
-    assert_eq!(done.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec!["users", "friends", "inbox", "askanswer", "audit", "push"]);
+    assert_eq!(done.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec!["users", "friends", "inbox", "askanswer", "audit", "push", "search"]);
     assert!(done.iter().all(|(_, p)| *p == head));
     assert!(progress.iter().any(|(_, at, h)| at == h), "progress reaches the head");
     let after = snapshot(&url).await;

@@ -321,6 +321,9 @@ async fn search(State(state): State<AppState>, params: Params) -> ApiResult {
             }
         }
     };
+    // The index trails the inbox: first let it reach what was in the log when I asked.
+    let head = *state.store().watch_head().borrow();
+    state.projector().wait_trailing(head).await?;
     let found = state.search().find(scope, &query, page, limit).await?;
     let rows: Vec<Value> = found
         .into_iter()
