@@ -255,13 +255,17 @@ impl AppState {
         &self.0.admin_secret
     }
 
-    /// The user's live sessions as the read model has them now (after a settle),
-    /// recorded where other gateways look first.
-    pub async fn settled_sessions(&self, user: im_domain::UserId) -> Result<Vec<im_domain::SessionId>, ApiError> {
+    /// The user's row and live sessions as the read model has them now (after a
+    /// settle), the sessions recorded where other gateways look first.
+    pub async fn settled_sessions(
+        &self,
+        user: im_domain::UserId,
+    ) -> Result<(im_projections::users::UserRow, Vec<im_domain::SessionId>), ApiError> {
         let row = self.users().by_id(user.0).await?.ok_or_else(ApiError::user_not_found)?;
         let live = row.live_sessions();
         self.remember_sessions(user.0, &live).await;
-        Ok(live.iter().filter_map(|s| s.parse().ok().map(im_domain::SessionId)).collect())
+        let sessions = live.iter().filter_map(|s| s.parse().ok().map(im_domain::SessionId)).collect();
+        Ok((row, sessions))
     }
 
     /// The user's live sessions changed (they are `live` now): their sockets close
@@ -271,27 +275,23 @@ impl AppState {
     /// elsewhere. Call after the change is settled and remembered.
     pub async fn sessions_changed(&self, user: im_domain::UserId, live: &[im_domain::SessionId], notice: bool) {
         self.hub().close_unless(user, live, notice);
-        for node in self.other_nodes_of(user).await {
+        let nodes = self.other_nodes_of(user).await.unwrap_or_else(|e| {
+            tracing::warn!(user_id = user.0, error = %e, "presence unavailable: sockets elsewhere close at their next heartbeat");
+            Vec::new()
+        });
+        for node in nodes {
             if let Err(e) = self.presence().tell(&node, &NodeMessage::Recheck { user: user.0, notice }).await {
                 tracing::warn!(user_id = user.0, error = %e, "could not ask the user's gateway to close the socket");
             }
         }
     }
 
-    /// The other gateways holding a socket of the user's, as presence says (none when it
-    /// cannot say: what they hold closes at its next heartbeat).
-    async fn other_nodes_of(&self, user: im_domain::UserId) -> Vec<String> {
-        match self.presence().nodes_of(user.0).await {
-            Ok(held) => {
-                let mut nodes: Vec<String> = held.into_iter().map(|(_, node)| node).filter(|n| n != self.node_id()).collect();
-                nodes.dedup();
-                nodes
-            }
-            Err(e) => {
-                tracing::debug!(user_id = user.0, error = %e, "presence unavailable");
-                Vec::new()
-            }
-        }
+    /// The other gateways holding a socket of the user's, as presence says.
+    async fn other_nodes_of(&self, user: im_domain::UserId) -> Result<Vec<String>, im_adapters::presence::PresenceError> {
+        let held = self.presence().nodes_of(user.0).await?;
+        let mut nodes: Vec<String> = held.into_iter().map(|(_, node)| node).filter(|n| n != self.node_id()).collect();
+        nodes.dedup();
+        Ok(nodes)
     }
 
     /// Whether the user has a socket on any gateway (errors: presence cannot tell).
@@ -318,7 +318,12 @@ impl AppState {
             return;
         }
         let except = except.map(|s| s.to_string());
-        for node in self.other_nodes_of(to).await {
+        let nodes = self.other_nodes_of(to).await.unwrap_or_else(|e| {
+            // A typing notice or the like: not worth more than a debug line.
+            tracing::debug!(user_id = to.0, error = %e, "presence unavailable");
+            Vec::new()
+        });
+        for node in nodes {
             let message = NodeMessage::Ephemeral { user: to.0, frame: text.clone(), except: except.clone() };
             if let Err(e) = self.presence().tell(&node, &message).await {
                 tracing::debug!(user_id = to.0, error = %e, "ephemeral frame not passed on");

@@ -92,6 +92,16 @@ async fn get(base: &str, path: &str, token: &str) -> Value {
     resp.json::<Value>().await.unwrap()["data"].clone()
 }
 
+/// `from` (on the gateway at `from_base`) asks `to` (on `to_base`) to be friends, and
+/// `to` agrees there.
+async fn befriend(from_base: &str, from_token: &str, to: i64, to_base: &str, to_token: &str) {
+    let (status, req) = post(from_base, "/api/chat/applyfriend", Some(from_token), json!({"friend_id": to})).await;
+    assert_eq!(status, 200, "{req}");
+    let (status, body) =
+        post(to_base, &format!("/api/chat/handleapply/{}", req["data"]["id"]), Some(to_token), json!({"status": "agree"})).await;
+    assert_eq!(status, 200, "{body}");
+}
+
 async fn register(base: &str, name: &str) -> (i64, String) {
     let (status, body) = post(base, "/api/regChat", None, json!({"username": name, "password": "123456"})).await;
     assert_eq!(status, 200, "{body}");
@@ -157,11 +167,7 @@ async fn two_gateways_a_projector_and_a_relay() {
     let (bob, mut bob_t) = register(&b, "dbob0001").await;
     let (carol, carol_t) = register(&a, "dcarol01").await;
     for (who, token) in [(bob, &bob_t), (carol, &carol_t)] {
-        let (status, req) = post(&a, "/api/chat/applyfriend", Some(&alice_t), json!({"friend_id": who})).await;
-        assert_eq!(status, 200, "{req}");
-        let (status, body) =
-            post(&b, &format!("/api/chat/handleapply/{}", req["data"]["id"]), Some(token), json!({"status": "agree"})).await;
-        assert_eq!(status, 200, "{body}");
+        befriend(&a, &alice_t, who, &b, token).await;
     }
 
     // Alice on A writes to Bob on B.
@@ -723,11 +729,7 @@ async fn the_readmes_distributed_commands_run_as_written() {
     let (a, b) = (gateways[0], gateways[1]);
     let (_, alice_t) = register(&a.base, "readme_a").await;
     let (bob, bob_t) = register(&b.base, "readme_b").await;
-    let (status, req) = post(&a.base, "/api/chat/applyfriend", Some(&alice_t), json!({"friend_id": bob})).await;
-    assert_eq!(status, 200, "{req}");
-    let (status, body) =
-        post(&b.base, &format!("/api/chat/handleapply/{}", req["data"]["id"]), Some(&bob_t), json!({"status": "agree"})).await;
-    assert_eq!(status, 200, "{body}");
+    befriend(&a.base, &alice_t, bob, &b.base, &bob_t).await;
     let mut bob_ws = connect(&b.ws_base, &bob_t).await;
     let (status, sent) = send(&a.base, &alice_t, bob, "single", "hello from README").await;
     assert_eq!(status, 200, "{sent}");
@@ -780,11 +782,7 @@ async fn clients_of_a_killed_gateway_recover_on_another_under_load() {
     for i in 0..PAIRS {
         let (_, sender_t) = register(&a, &format!("fo_s{i}")).await;
         let (receiver, receiver_t) = register(&b, &format!("fo_r{i}")).await;
-        let (status, req) = post(&a, "/api/chat/applyfriend", Some(&sender_t), json!({"friend_id": receiver})).await;
-        assert_eq!(status, 200, "{req}");
-        let (status, body) =
-            post(&b, &format!("/api/chat/handleapply/{}", req["data"]["id"]), Some(&receiver_t), json!({"status": "agree"})).await;
-        assert_eq!(status, 200, "{body}");
+        befriend(&a, &sender_t, receiver, &b, &receiver_t).await;
         senders.push(sender_t);
         receivers.push((receiver, receiver_t));
     }
@@ -904,10 +902,7 @@ async fn a_pusher_process_pushes_to_users_connected_nowhere() {
     let (a, b) = (cluster.a.base.clone(), cluster.b().base.clone());
     let (alice, alice_t) = register(&a, "pshalice").await;
     let (bob, bob_t) = register(&b, "pshbob01").await;
-    let (status, req) = post(&a, "/api/chat/applyfriend", Some(&alice_t), json!({"friend_id": bob})).await;
-    assert_eq!(status, 200, "{req}");
-    let (status, body) = post(&b, &format!("/api/chat/handleapply/{}", req["data"]["id"]), Some(&bob_t), json!({"status": "agree"})).await;
-    assert_eq!(status, 200, "{body}");
+    befriend(&a, &alice_t, bob, &b, &bob_t).await;
     let (status, body) =
         post(&b, "/api/chat/push/register", Some(&bob_t), json!({"provider": "webhook", "device_token": "bob-phone"})).await;
     assert_eq!(status, 200, "{body}");
@@ -949,10 +944,7 @@ async fn a_phone_and_a_desktop_on_two_gateways() {
     let (a, b) = (cluster.a.base.clone(), cluster.b().base.clone());
     let (alice, phone_t) = register(&a, "mdgalice").await;
     let (bob, bob_t) = register(&b, "mdgbob01").await;
-    let (status, req) = post(&a, "/api/chat/applyfriend", Some(&phone_t), json!({"friend_id": bob})).await;
-    assert_eq!(status, 200, "{req}");
-    let (status, body) = post(&b, &format!("/api/chat/handleapply/{}", req["data"]["id"]), Some(&bob_t), json!({"status": "agree"})).await;
-    assert_eq!(status, 200, "{body}");
+    befriend(&a, &phone_t, bob, &b, &bob_t).await;
     let desktop = json!({"username": "mdgalice", "password": "123456", "device_type": "desktop"});
     let (status, body) = post(&b, "/api/loginChat", None, desktop.clone()).await;
     assert_eq!(status, 200, "{body}");

@@ -55,11 +55,11 @@ enum Replaces {
 /// other device's session stays live).
 async fn session_response(state: &AppState, started: SessionStarted, replaces: Replaces) -> ApiResult {
     state.settle(started.position).await?;
-    let live = state.settled_sessions(started.user_id).await?;
+    // One read of the row serves the live sessions and the answer.
+    let (user, live) = state.settled_sessions(started.user_id).await?;
     if replaces != Replaces::Nothing {
         state.sessions_changed(started.user_id, &live, replaces == Replaces::WithNotice).await;
     }
-    let user = state.users().by_id(started.user_id.0).await?.ok_or_else(|| ApiError::internal("user row missing after settle"))?;
     let mut data = user.to_json();
     data["token"] = Value::String(started.token);
     Ok(ok(data))
@@ -226,7 +226,7 @@ async fn logout(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let position = state.accounts().logout(&Ctx::user(me.id.0), me.id, me.session).await?;
     state.settle(position).await?;
-    let live = state.settled_sessions(me.id).await?;
+    let (_, live) = state.settled_sessions(me.id).await?;
     state.sessions_changed(me.id, &live, false).await;
     Ok(ok(true))
 }
@@ -251,7 +251,7 @@ async fn set_password(State(state): State<AppState>, params: Params) -> ApiResul
     // SPEC: it revokes every other session. The caller's stays live (with
     // `IM_MULTI_DEVICE`, the other device's ends), and a socket of any other one still
     // open anywhere closes.
-    let live = state.settled_sessions(me.id).await?;
+    let (_, live) = state.settled_sessions(me.id).await?;
     state.sessions_changed(me.id, &live, true).await;
     Ok(ok(true))
 }
