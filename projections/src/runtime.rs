@@ -663,17 +663,7 @@ impl Trailer {
     /// Applies the log from `position` up to `upto`; true when it wrote a transaction.
     async fn step(&mut self, upto: i64, flush: bool) -> Result<bool, ReadError> {
         let batch = if upto > self.position { self.store.read_range(self.position, upto, &self.types).await? } else { Vec::new() };
-        let decoded = tokio::task::spawn_blocking(move || {
-            let mut decoded = Vec::with_capacity(batch.len());
-            for stored in batch {
-                let event = Event::decode_str(&stored.event_type, stored.schema_version as u32, &stored.payload)
-                    .map_err(|source| ReadError::Decode { position: stored.position, source })?;
-                decoded.push((stored, event));
-            }
-            Ok::<_, ReadError>(decoded)
-        })
-        .await
-        .map_err(|e| im_eventlog::StoreError(format!("decoding a trailing batch: {e}")))??;
+        let decoded = decode_bulk(batch).await?;
         let applied: Vec<Applied<'_>> = decoded.iter().map(|(stored, event)| Applied::of(stored, event)).collect();
         let touched: Vec<Vec<Applied<'_>>> = self.projections.iter().zip(&self.stored).map(|(p, at)| mine(&**p, *at, &applied)).collect();
         if touched.iter().all(Vec::is_empty) && !flush {
@@ -758,6 +748,22 @@ fn decode<'a>(events: &[&'a StoredEvent], wanted: impl Fn(&str) -> bool) -> Resu
     Ok(decoded)
 }
 
+/// Decodes what the bulk reader read (payloads as text), on the blocking pool.
+async fn decode_bulk(batch: Vec<StoredEvent<String>>) -> Result<Vec<(StoredEvent<String>, Event)>, ReadError> {
+    tokio::task::spawn_blocking(move || {
+        // Sized up front: a collect through `Result` would grow it by doubling.
+        let mut decoded = Vec::with_capacity(batch.len());
+        for stored in batch {
+            let event = Event::decode_str(&stored.event_type, stored.schema_version as u32, &stored.payload)
+                .map_err(|source| ReadError::Decode { position: stored.position, source })?;
+            decoded.push((stored, event));
+        }
+        Ok::<_, ReadError>(decoded)
+    })
+    .await
+    .map_err(|e| im_eventlog::StoreError(format!("decoding a batch of the log: {e}")))?
+}
+
 /// The events of `applied` past `at` that `p` handles (sized once, like [`decode`]'s).
 fn mine<'a>(p: &dyn Projection, at: i64, applied: &[Applied<'a>]) -> Vec<Applied<'a>> {
     let wanted = |a: &&Applied<'a>| a.position > at && p.handles(a.event_type);
@@ -784,7 +790,7 @@ pub async fn rebuild(
     tx.commit().await?;
     let head = store.head().await?;
     // Only the types these projections read: the others are skipped in the query.
-    let types: Vec<&str> = Event::TYPES.iter().copied().filter(|t| projections.iter().any(|p| p.handles(t))).collect();
+    let types = types_of(projections);
     // A range of positions at a time, up to the head as it was at the start and then
     // to whatever was appended meanwhile. Each range is read and decoded while the one
     // before it is applied.
@@ -798,18 +804,7 @@ pub async fn rebuild(
             let upto = (after + REBUILD_RANGE).min(head);
             let batch = store.read_range(after, upto, types).await?;
             // Decoded off the task that applies the batch before it.
-            let decoded = tokio::task::spawn_blocking(move || {
-                // Sized up front: a collect through `Result` would grow it by doubling.
-                let mut decoded = Vec::with_capacity(batch.len());
-                for stored in batch {
-                    let event = Event::decode_str(&stored.event_type, stored.schema_version as u32, &stored.payload)
-                        .map_err(|source| ReadError::Decode { position: stored.position, source })?;
-                    decoded.push((stored, event));
-                }
-                Ok::<_, ReadError>(decoded)
-            })
-            .await
-            .map_err(|e| im_eventlog::StoreError(format!("decoding a rebuild batch: {e}")))??;
+            let decoded = decode_bulk(batch).await?;
             Ok::<_, ReadError>((decoded, upto))
         }
     };
