@@ -153,15 +153,21 @@ async fn the_heartbeat_runs_while_a_write_is_blocked(backend: Backend) {
     let bob_ws = sleepy(&server, &bob).await;
     let (mut bob_tx, bob_rx) = bob_ws.split();
     // Bob keeps saying he is alive (without reading) until the server's writes to him
-    // are surely blocked, then falls silent.
+    // are surely blocked — the whole flood is acked, however long that takes on a
+    // loaded box — then falls silent.
+    let (flooded, mut done) = tokio::sync::oneshot::channel::<()>();
     let alive = tokio::spawn(async move {
-        for _ in 0..30 {
+        loop {
             bob_tx.send(Message::Text(json!({"type": "ping"}).to_string().into())).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::select! {
+                _ = &mut done => break,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
         }
         bob_tx
     });
     flood(&server, &alice, bob.id, 2500, 4000).await;
+    let _ = flooded.send(());
     let bob_tx = alive.await.unwrap();
     assert!(server.state.hub().is_online(UserId(bob.id)), "alive while he pinged");
     assert!(closed_within(&server, &bob, Duration::from_secs(5)).await, "closed by the heartbeat while its writes were blocked");
