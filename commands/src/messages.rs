@@ -59,7 +59,7 @@ impl Messages {
     /// The message a sender's idempotency key made, and where its claim is in the log.
     async fn claimed_key(&self, from: UserId, key: &str) -> Result<Option<(Uuid, i64)>, CommandError> {
         for stored in self.store.read_stream(StreamId::client_message(from, key).as_str(), 0).await? {
-            let event = Event::decode(&stored.event_type, stored.schema_version as u32, stored.payload)
+            let event = Event::decode_str(&stored.event_type, stored.schema_version as u32, stored.payload.text())
                 .map_err(|e| CommandError::Corrupt(e.to_string()))?;
             if let Event::ClientMessageKeyClaimed(e) = event {
                 return Ok(Some((e.message_id, stored.position)));

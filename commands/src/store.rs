@@ -7,7 +7,7 @@
 
 use crate::{CommandError, Ctx};
 use im_domain::Event;
-use im_eventlog::{AppendError, Committed, EventStore, ExpectedVersion, Metadata, NewEvent, StreamAppend};
+use im_eventlog::{AppendError, Committed, EventStore, ExpectedVersion, Metadata, NewEvent, Payload, StreamAppend};
 use std::future::Future;
 use std::pin::Pin;
 use uuid::Uuid;
@@ -29,7 +29,7 @@ pub async fn load<S>(store: &dyn EventStore, stream_id: &str, init: S, evolve: f
     let mut state = init;
     let mut version = 0;
     for stored in store.read_stream(stream_id, 0).await? {
-        let event = Event::decode(&stored.event_type, stored.schema_version as u32, stored.payload)
+        let event = Event::decode_str(&stored.event_type, stored.schema_version as u32, stored.payload.text())
             .map_err(|e| CommandError::Corrupt(e.to_string()))?;
         state = evolve(state, &event);
         version = stored.stream_version;
@@ -42,12 +42,12 @@ pub fn stream_append(ctx: &Ctx, stream_id: String, expected: ExpectedVersion, ev
     let events = events
         .iter()
         .map(|event| {
-            let (event_type, payload) = event.encode();
+            let (event_type, payload) = event.encode_raw();
             NewEvent {
                 event_id: Uuid::now_v7(),
                 event_type: event_type.to_owned(),
                 schema_version: event.schema_version() as i32,
-                payload,
+                payload: Payload::from_raw(payload),
                 metadata: Metadata {
                     actor: ctx.actor,
                     operator: ctx.operator.as_deref().map(str::to_owned),

@@ -301,6 +301,12 @@ macro_rules! catalogue {
                 }
             }
 
+            fn raw_payload(&self) -> Result<Box<serde_json::value::RawValue>, serde_json::Error> {
+                match self {
+                    $(Event::$variant(e) => serde_json::value::to_raw_value(e),)*
+                }
+            }
+
             fn payload(&self) -> Result<Value, serde_json::Error> {
                 match self {
                     $(Event::$variant(e) => serde_json::to_value(e),)*
@@ -389,6 +395,12 @@ impl Event {
     pub fn encode(&self) -> (&'static str, Value) {
         // A struct of plain data always serializes.
         (self.event_type(), self.payload().unwrap_or(Value::Null))
+    }
+
+    /// [`Event::encode`] with the payload as JSON text (no tree in between): what the
+    /// log stores.
+    pub fn encode_raw(&self) -> (&'static str, Box<serde_json::value::RawValue>) {
+        (self.event_type(), self.raw_payload().unwrap_or_default())
     }
 
     /// Rebuilds an event from its stored parts, upcasting older schema versions.

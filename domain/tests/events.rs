@@ -380,6 +380,12 @@ fn every_fixture_decodes_and_reencodes_to_the_same_payload() {
         assert_eq!(event_type, fx.event_type, "{}", fx.file.display());
         assert_eq!(event.schema_version(), fx.schema_version, "{}", fx.file.display());
         assert_eq!(payload, fx.payload, "{}: re-encoded payload differs", fx.file.display());
+        // What the log stores: the same payload as text, decoding to the same event.
+        let (raw_type, raw) = event.encode_raw();
+        assert_eq!(raw_type, fx.event_type);
+        let tree: serde_json::Value = serde_json::from_str(raw.get()).unwrap();
+        assert_eq!(tree, fx.payload, "{}: encode_raw() differs from encode()", fx.file.display());
+        assert_eq!(Event::decode_str(raw_type, fx.schema_version, raw.get()).unwrap(), event, "{}", fx.file.display());
     }
 }
 

@@ -27,7 +27,7 @@ pub mod postgres;
 pub mod sqlite;
 pub mod writer;
 
-pub use model::{AppendError, Committed, ExpectedVersion, Metadata, NewEvent, StoreError, StoredEvent, StreamAppend};
+pub use model::{AppendError, Committed, ExpectedVersion, Metadata, NewEvent, Payload, StoreError, StoredEvent, StreamAppend};
 pub use writer::{Commit, FeedBatch, PendingAppend};
 
 use async_trait::async_trait;

@@ -14,7 +14,7 @@
 //! [`EventStore::watch_head`] moves for other processes' appends within a round trip
 //! (with a slow poll behind it in case a notification was missed while reconnecting).
 
-use crate::model::{AppendError, Committed, ExpectedVersion, StoreError, StoredEvent, StreamAppend};
+use crate::model::{AppendError, Committed, ExpectedVersion, Payload, StoreError, StoredEvent, StreamAppend};
 use crate::writer::{MAX_BATCH, Outcome, Plan, Planner, Request, Shared, Writer, rows_of, streams_of};
 use crate::{EventStore, FeedBatch, PendingAppend, now_millis};
 use async_trait::async_trait;
@@ -100,7 +100,7 @@ impl PostgresEventStore {
             columns.3.push(e.event_id);
             columns.4.push(e.event_type.as_str());
             columns.5.push(e.schema_version);
-            columns.6.push(e.payload.to_string());
+            columns.6.push(e.payload.text().to_owned());
             columns.7.push(serde_json::to_string(&e.metadata).map_err(|e| StoreError(format!("metadata: {e}")))?);
             columns.8.push(e.recorded_at);
         }
@@ -343,7 +343,7 @@ impl<'a> Columns<'a> {
                 self.ids.push(e.event_id);
                 self.types.push(&e.event_type);
                 self.schema_versions.push(e.schema_version);
-                self.payloads.push(e.payload.to_string());
+                self.payloads.push(e.payload.text().to_owned());
                 self.metadata.push(serde_json::to_string(&e.metadata).unwrap_or_else(|_| "{}".into()));
             }
         }
@@ -550,7 +550,7 @@ const SELECT: &str = "SELECT position, stream_id, stream_version, event_id, even
      metadata, recorded_at FROM events";
 
 fn decode(row: sqlx::postgres::PgRow) -> Result<StoredEvent, StoreError> {
-    decode_raw(row)?.try_map_payload(|payload| Ok(serde_json::from_str(&payload)?))
+    decode_raw(row)?.try_map_payload(|payload| Ok(Payload::parse(payload)?))
 }
 
 /// A row with its payload left as text.

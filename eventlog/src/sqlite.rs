@@ -9,7 +9,7 @@
 //! through a small pool of reader connections (rusqlite, memory-mapped, each read a
 //! single hand-off to a blocking thread), which WAL never blocks.
 
-use crate::model::{AppendError, Committed, Metadata, StoreError, StoredEvent, StreamAppend};
+use crate::model::{AppendError, Committed, Metadata, Payload, StoreError, StoredEvent, StreamAppend};
 use crate::writer::{MAX_BATCH, Outcome, Plan, Planner, Request, Shared, Writer, rows_of, streams_of};
 use crate::{EventStore, FeedBatch, PendingAppend, now_millis};
 use async_trait::async_trait;
@@ -347,7 +347,7 @@ fn insert(conn: &Connection, request: &[StreamAppend], plan: &Plan, recorded_at:
                 e.event_id.to_string(),
                 e.event_type,
                 e.schema_version,
-                serde_json::to_string(&e.payload)?,
+                e.payload.text(),
                 serde_json::to_string(&e.metadata)?,
                 recorded_at,
             ])?;
@@ -362,7 +362,7 @@ const SELECT: &str =
 const HEAD: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
 
 fn decode(row: &rusqlite::Row<'_>) -> Result<StoredEvent, StoreError> {
-    decode_raw(row)?.try_map_payload(|payload| Ok(serde_json::from_str(&payload)?))
+    decode_raw(row)?.try_map_payload(|payload| Ok(Payload::parse(payload)?))
 }
 
 /// A row with its payload left as text.

@@ -301,7 +301,7 @@ mod tests {
                 event_id: Uuid::now_v7(),
                 event_type: "T".into(),
                 schema_version: 1,
-                payload: serde_json::Value::Null,
+                payload: serde_json::Value::Null.into(),
                 metadata: Metadata::default(),
             })
             .collect();

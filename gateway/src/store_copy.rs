@@ -41,7 +41,7 @@ fn hash_event(hasher: &mut Sha256, e: &StoredEvent) {
         e.event_id.to_string(),
         e.event_type.clone(),
         e.schema_version.to_string(),
-        e.payload.to_string(),
+        e.payload.tree().to_string(),
         metadata,
         e.recorded_at.to_string(),
     ] {

@@ -609,7 +609,7 @@ impl InboxProjection {
                     state.frontier = state.frontier.max(stored.position);
                     continue;
                 }
-                let Ok(event) = Event::decode_ref(&stored.event_type, stored.schema_version as u32, &stored.payload) else {
+                let Ok(event) = Event::decode_str(&stored.event_type, stored.schema_version as u32, stored.payload.text()) else {
                     // The projector reports it.
                     at = commit.events.len();
                     continue;

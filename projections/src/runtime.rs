@@ -741,7 +741,7 @@ fn decode<'a>(events: &[&'a StoredEvent], wanted: impl Fn(&str) -> bool) -> Resu
     // profile (fresh pages faulted in for each larger copy).
     let mut decoded = Vec::with_capacity(events.iter().filter(|e| wanted(&e.event_type)).count());
     for stored in events.iter().filter(|e| wanted(&e.event_type)) {
-        let event = Event::decode_ref(&stored.event_type, stored.schema_version as u32, &stored.payload)
+        let event = Event::decode_str(&stored.event_type, stored.schema_version as u32, stored.payload.text())
             .map_err(|source| ReadError::Decode { position: stored.position, source })?;
         decoded.push((*stored, event));
     }

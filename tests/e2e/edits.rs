@@ -58,7 +58,7 @@ async fn the_sender_edits_a_text_message_everyone_sees_it(backend: Backend) {
         .await
         .unwrap()
         .into_iter()
-        .map(|e| (e.event_type, e.payload["data"].clone()))
+        .map(|e| (e.event_type, e.payload.tree()["data"].clone()))
         .collect();
     assert_eq!(
         versions,

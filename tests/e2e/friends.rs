@@ -84,7 +84,10 @@ async fn pair_event_count(server: &TestServer, event_type: &str, a: i64, b: i64)
         .iter()
         .filter(|e| e.event_type == event_type)
         .filter(|e| {
-            let (from, to) = (e.payload["from"].as_i64(), e.payload["to"].as_i64());
+            let (from, to) = {
+                let p = e.payload.tree();
+                (p["from"].as_i64(), p["to"].as_i64())
+            };
             (from, to) == (Some(a), Some(b)) || (from, to) == (Some(b), Some(a))
         })
         .count()
