@@ -15,7 +15,7 @@ use im_domain::UserId;
 use im_domain::message::{
     BodyError, ChatType, MAX_MENTIONS, Mentions, MessageBody, MessageSent, Party, Permit, Quotes, SendFacts, SenderRole,
 };
-use im_projections::inbox::message_json;
+use im_projections::inbox::message_text;
 use im_projections::users::UserRow;
 use serde_json::{Value, json};
 use std::future::Future;
@@ -111,10 +111,18 @@ fn parse_mentions(params: &Params) -> Result<Mentions, ApiError> {
 /// A durable message: its object as the contract shows it, and where it is in the log.
 #[derive(Debug, Clone)]
 pub struct Accepted {
-    pub message: Value,
+    /// The message object, as JSON text (serialized once, straight from the event).
+    pub message: Box<serde_json::value::RawValue>,
     pub position: i64,
     /// False when the `client_msg_id` was sent before (this answers with that message).
     pub fresh: bool,
+}
+
+impl Accepted {
+    /// The message object as a JSON tree (an HTTP answer, the other device's copy).
+    pub fn message_tree(&self) -> Value {
+        serde_json::from_str(self.message.get()).unwrap_or(Value::Null)
+    }
 }
 
 /// A queued send.
@@ -192,7 +200,7 @@ pub async fn submit(state: &AppState, me: &Me, command: SendMessage) -> Result<P
     Ok(Box::pin(async move {
         let accepted = pending.await?;
         if accepted.fresh {
-            let copy = crate::hub::frame("sent", accepted.message.clone()).to_string();
+            let copy = crate::hub::frame("sent", accepted.message_tree()).to_string();
             state.offer_ephemeral_except(user, Some(session), copy).await;
         }
         Ok(accepted)
@@ -324,12 +332,12 @@ async fn online_anywhere(state: &AppState, user: i64) -> bool {
 /// answers with the first message, read back once the read models hold it.
 async fn accepted(state: &AppState, sent: Sent) -> Result<Accepted, ApiError> {
     match sent {
-        Sent::New { message, position } => Ok(Accepted { message: message_json(&message), position, fresh: true }),
+        Sent::New { message, position } => Ok(Accepted { message: message_text(&message), position, fresh: true }),
         Sent::Duplicate { message_id, position } => {
             state.settle(position).await?;
             let (_, message) =
                 state.inbox().message(&message_id.to_string()).await?.ok_or_else(|| ApiError::internal("message row missing"))?;
-            Ok(Accepted { message, position, fresh: false })
+            Ok(Accepted { message: serde_json::value::to_raw_value(&message).map_err(ApiError::internal)?, position, fresh: false })
         }
     }
 }

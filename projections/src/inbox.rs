@@ -968,9 +968,11 @@ impl<'a> MessageView<'a> {
     }
 }
 
-/// The message object of the contract as a JSON value.
-pub fn message_json(e: &MessageSent) -> Value {
-    MessageView::of(e).to_value()
+/// The message object of the contract as JSON text, serialized once, straight from the
+/// event (a send's `ack` splices it in).
+pub fn message_text(e: &MessageSent) -> Box<serde_json::value::RawValue> {
+    // A view of plain data always serializes.
+    serde_json::value::to_raw_value(&MessageView::of(e)).unwrap_or_default()
 }
 
 impl Body {

@@ -57,7 +57,7 @@ async fn send(State(state): State<AppState>, addr: ClientIp, params: Params) -> 
     if let Err(e) = state.settle(accepted.position).await {
         tracing::warn!(position = accepted.position, error = %e.reason, "sent, but the read models did not catch up in time");
     }
-    Ok(ok(accepted.message))
+    Ok(ok(accepted.message_tree()))
 }
 
 /// Pushes every undelivered inbox row to my socket, oldest first, as far as its queue

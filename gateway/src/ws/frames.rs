@@ -27,6 +27,22 @@ fn error_frame(key: &str, answers: Value, e: ApiError) -> String {
     json!({"type": "error", "data": data}).to_string()
 }
 
+/// `{"type":"ack","data":{"client_msg_id":…,"message":{…}}}`, the message spliced in as
+/// the text it was serialized to.
+fn ack_frame(client_msg_id: &Value, message: &serde_json::value::RawValue) -> String {
+    #[derive(serde::Serialize)]
+    struct Ack<'a> {
+        r#type: &'static str,
+        data: AckData<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct AckData<'a> {
+        client_msg_id: &'a Value,
+        message: &'a serde_json::value::RawValue,
+    }
+    serde_json::to_string(&Ack { r#type: "ack", data: AckData { client_msg_id, message } }).unwrap_or_default()
+}
+
 /// Handles a client frame; a `send` is decided and queued now, answered when durable.
 /// Unparsable or unknown frames are ignored, never fatal. `Err`: the socket's session
 /// is no longer live — answer this and close.
@@ -83,7 +99,7 @@ pub(super) async fn on_client_frame(state: &AppState, me: &Me, gate: &mut Gate, 
             Some(match pending {
                 Ok(pending) => Box::pin(async move {
                     match pending.await {
-                        Ok(sent) => json!({"type": "ack", "data": {"client_msg_id": client_msg_id, "message": sent.message}}).to_string(),
+                        Ok(sent) => ack_frame(&client_msg_id, &sent.message),
                         Err(e) => error(&client_msg_id, e),
                     }
                 }),
