@@ -8,7 +8,11 @@ use im_e2e::{Backend, TestServer, TestUser, assert_fail, both_backends, ok_data}
 use serde_json::{Value, json};
 use std::time::Duration;
 
-both_backends!(offline_messages_are_pushed_collapsed_and_retried, push_registration_outside_the_rules_is_refused);
+both_backends!(
+    offline_messages_are_pushed_collapsed_and_retried,
+    push_registration_outside_the_rules_is_refused,
+    a_provider_that_hangs_does_not_hold_back_the_other_devices
+);
 
 async fn say(server: &TestServer, by: &TestUser, to: i64, chat: &str, text: &str) -> Value {
     let body = json!({"sendto_id": to, "chatType": chat, "type": "text", "data": text});
@@ -139,4 +143,39 @@ async fn push_registration_outside_the_rules_is_refused(backend: Backend) {
         ok_data(server.post("/api/chat/push/unregister", Some(&bob.token), json!({"provider": "fcm", "device_token": "x"})).await);
     let tokens: Vec<&str> = devices.as_array().unwrap().iter().map(|d| d["device_token"].as_str().unwrap()).collect();
     assert_eq!(tokens, vec!["d1", "d2", "d3", "d4", "d5"]);
+}
+
+/// A user's devices are pushed at once: a provider that accepts the connection and never
+/// answers (each attempt waits out the 10 s request timeout, then retries) does not
+/// delay the push to the user's other device.
+async fn a_provider_that_hangs_does_not_hold_back_the_other_devices(backend: Backend) {
+    let receiver = Receiver::start().await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let holding = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let base = receiver.base.clone();
+    let server = TestServer::start_with(backend, move |s| {
+        s.push.apns_url = Some(silent_url);
+        s.push.webhook_url = Some(format!("{base}/hook"));
+        s.push.collapse = Duration::from_millis(100);
+    })
+    .await;
+    let alice = server.register("hangalic", "123456").await;
+    let bob = server.register("hangbob1", "123456").await;
+    server.befriend(&alice, &bob).await;
+    // The hanging provider first: devices used to be pushed one after another in this order.
+    ok_data(server.post("/api/chat/push/register", Some(&bob.token), json!({"provider": "apns", "device_token": "apns1"})).await);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    ok_data(server.post("/api/chat/push/register", Some(&bob.token), json!({"provider": "webhook", "device_token": "hook-1"})).await);
+    let sent = std::time::Instant::now();
+    say(&server, &alice, bob.id, "single", "在吗").await;
+    let got = receiver.wait_for(1, 8).await;
+    assert!(got.iter().any(|r| r.path == "/hook" && !r.failed), "the webhook device got nothing while APNs hung: {got:?}");
+    assert!(sent.elapsed() < Duration::from_secs(8), "the webhook push waited for the hanging provider: {:?}", sent.elapsed());
+    holding.abort();
 }

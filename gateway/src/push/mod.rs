@@ -216,20 +216,23 @@ async fn push(settings: &PushSettings, lookups: &Lookups, http: &reqwest::Client
         count: w.count,
         message_id: c.message_id.clone(),
     };
-    for (provider, token) in targets {
-        if settings.url(provider).is_none() {
-            continue;
+    // A user's devices (at most `im_domain::push::MAX_TARGETS`) at once: one provider's retries and
+    // backoff do not hold back the others.
+    let sends = targets.into_iter().filter(|(provider, _)| settings.url(*provider).is_some()).map(|(provider, token)| {
+        let n = &n;
+        async move {
+            match providers::send(http, settings, provider, &token, n).await {
+                Outcome::Sent => metrics.pushes_sent.fetch_add(1, Ordering::Relaxed),
+                Outcome::Refused(status) => {
+                    tracing::info!(provider = provider.as_str(), status, user_id = n.user, "push refused by the provider");
+                    metrics.pushes_failed.fetch_add(1, Ordering::Relaxed)
+                }
+                Outcome::GaveUp => {
+                    tracing::warn!(provider = provider.as_str(), user_id = n.user, "push given up after its retries");
+                    metrics.pushes_failed.fetch_add(1, Ordering::Relaxed)
+                }
+            };
         }
-        match providers::send(http, settings, provider, &token, &n).await {
-            Outcome::Sent => metrics.pushes_sent.fetch_add(1, Ordering::Relaxed),
-            Outcome::Refused(status) => {
-                tracing::info!(provider = provider.as_str(), status, user_id = c.user, "push refused by the provider");
-                metrics.pushes_failed.fetch_add(1, Ordering::Relaxed)
-            }
-            Outcome::GaveUp => {
-                tracing::warn!(provider = provider.as_str(), user_id = c.user, "push given up after its retries");
-                metrics.pushes_failed.fetch_add(1, Ordering::Relaxed)
-            }
-        };
-    }
+    });
+    futures_util::future::join_all(sends).await;
 }
