@@ -167,9 +167,8 @@ impl StoredEvent {
     pub fn redacted(&self) -> StoredEvent {
         const SECRETS: [&str; 3] = ["password_hash", "device_fingerprint", "fingerprint"];
         let mut public = self.clone();
-        // Only a payload whose text names a secret's key is looked into ("fingerprint"
-        // is part of "device_fingerprint").
-        if ["password_hash", "fingerprint"].iter().any(|k| self.payload.text().contains(k)) {
+        // Only a payload whose text names a secret's key is looked into.
+        if SECRETS.iter().any(|k| self.payload.text().contains(k)) {
             let mut tree = self.payload.tree();
             if let Some(payload) = tree.as_object_mut() {
                 for key in SECRETS {
