@@ -33,6 +33,7 @@ use im_projections::users::Users;
 use im_projections::{Projector, ReadDb};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -143,7 +144,12 @@ impl Application {
                 db.clone(),
                 im_projections::catalogue(sink),
                 im_projections::trailing(),
-                Extras { marks, directory: Some(directory.clone()) },
+                Extras {
+                    marks,
+                    directory: Some(directory.clone()),
+                    // Another process's commands could not end a gathering: only embedded.
+                    gather: if role.serves_clients() { settings.projection_gather } else { Duration::ZERO },
+                },
             )
             .await?
         } else {

@@ -47,6 +47,8 @@ const POLL: Duration = Duration::from_secs(1);
 /// Committed batches kept from the feed while the runner is busy; beyond that it
 /// reads the log.
 const READY_BATCHES: usize = 1024;
+/// The runner stops gathering commits into one batch at this many events.
+const GATHER_EVENTS: usize = 512;
 /// Delivery marks taken per transaction.
 const MARKS_PER_BATCH: usize = 20_000;
 /// The pseudo-checkpoint of the runner itself.
@@ -68,6 +70,10 @@ pub struct Extras {
     /// Cached facts to invalidate after each commit (other processes learn of the keys
     /// through `NOTIFY`, on Postgres).
     pub directory: Option<Directory>,
+    /// How long the runner may gather commits nobody waits for into one batch. Only
+    /// where every reader that needs the read models waits in this process (embedded):
+    /// a follower's wait cannot end the gathering.
+    pub gather: Duration,
 }
 
 /// Handle to the running projections.
@@ -75,6 +81,9 @@ pub struct Extras {
 pub struct Projector {
     names: Vec<&'static str>,
     position: watch::Receiver<i64>,
+    /// Callers in [`wait_for`](Self::wait_for) right now: the runner gathers commits
+    /// into bigger batches only while nobody waits.
+    waiting: Arc<Waiting>,
     checkpoints: watch::Receiver<Vec<i64>>,
     trail: Trail,
 }
@@ -111,7 +120,10 @@ impl Projector {
             p.clone().run_ahead(store.subscribe(), position_rx.clone());
         }
         let trail = Trailer::start(store.clone(), db.clone(), trailing, position_rx.clone()).await?;
+        let waiting = Arc::new(Waiting::default());
         let runner = Runner {
+            waiting: waiting.clone(),
+            gather: extras.gather,
             store,
             db,
             applied: stored.clone(),
@@ -156,7 +168,7 @@ impl Projector {
         } else {
             tokio::spawn(runner.run());
         }
-        Ok(Self { names, position: position_rx, checkpoints: checkpoints_rx, trail })
+        Ok(Self { names, position: position_rx, waiting, checkpoints: checkpoints_rx, trail })
     }
 
     /// Follows the runner of another process (the `projector` role) through its stored
@@ -202,7 +214,7 @@ impl Projector {
         let followed = Followed { position: position_tx, checkpoints: checkpoints_tx, trailing: trailing_tx, trailing_names };
         tokio::spawn(followed.run(db.clone(), safety_net, names.clone()));
         let trail = Trail::Elsewhere { projections: trailing, store, db, seen };
-        Ok(Self { names, position, checkpoints, trail })
+        Ok(Self { names, position, waiting: Arc::default(), checkpoints, trail })
     }
 
     /// Each projection's name and how far it has applied the log (the trailing ones
@@ -260,6 +272,10 @@ impl Projector {
     /// (read-your-writes for a command that appended there).
     pub async fn wait_for(&self, position: i64) -> Result<(), ReadError> {
         let mut rx = self.position.clone();
+        if *rx.borrow() >= position {
+            return Ok(());
+        }
+        let _waiting = WaitGuard::new(&self.waiting);
         tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|p| *p >= position))
             .await
             .map_err(|_| ReadError::Lagging(position))?
@@ -372,6 +388,32 @@ struct Runner {
     /// Marks received while waiting, written with the next step.
     marks: Vec<Mark>,
     last_flush: Instant,
+    waiting: Arc<Waiting>,
+    gather: Duration,
+}
+
+/// Who waits for the runner: a count, and a wake-up for a runner that is gathering.
+#[derive(Default)]
+struct Waiting {
+    count: std::sync::atomic::AtomicUsize,
+    arrived: tokio::sync::Notify,
+}
+
+/// One caller in [`Projector::wait_for`].
+struct WaitGuard<'a>(&'a Waiting);
+
+impl<'a> WaitGuard<'a> {
+    fn new(w: &'a Waiting) -> Self {
+        w.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        w.arrived.notify_one();
+        Self(w)
+    }
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 enum Step {
@@ -386,6 +428,7 @@ impl Runner {
         let mut head = self.store.watch_head();
         let mut ready: VecDeque<FeedBatch> = VecDeque::new();
         let mut from_log = false;
+        let mut gathering: Option<Instant> = None;
         loop {
             if self.published.is_closed() {
                 return;
@@ -407,6 +450,30 @@ impl Runner {
             while ready.front().is_some_and(|c| c.events.last().is_none_or(|e| e.position <= self.position)) {
                 ready.pop_front();
             }
+            // Nobody waits for this batch (the sockets got their rows from the sequencer
+            // already): gather the commits that follow for a moment, so one transaction
+            // carries many. A caller of `wait_for` ends the gathering at once.
+            if !self.gather.is_zero()
+                && !from_log
+                && ready.front().is_some_and(|c| c.after == self.position)
+                && self.waiting.count.load(std::sync::atomic::Ordering::SeqCst) == 0
+                && ready.iter().map(|c| c.events.len()).sum::<usize>() < GATHER_EVENTS
+            {
+                let since = *gathering.get_or_insert_with(Instant::now);
+                let left = self.gather.saturating_sub(since.elapsed());
+                if !left.is_zero() {
+                    tokio::select! {
+                        commit = feed.recv() => match commit {
+                            Ok(c) => ready.push_back(c),
+                            Err(_) => from_log = true,
+                        },
+                        _ = self.waiting.arrived.notified() => {}
+                        _ = tokio::time::sleep(left) => {}
+                    }
+                    continue;
+                }
+            }
+            gathering = None;
             let outcome = if ready.front().is_some_and(|c| c.after == self.position) && !from_log {
                 // Straight from the feed: every commit that follows on without a gap.
                 let mut take = Vec::new();

@@ -100,3 +100,32 @@ async fn a_follower_hears_the_projectors_commits() {
             .unwrap();
     }
 }
+
+/// Commits nobody waits for are gathered into one read-model transaction
+/// (`IM_PROJECTION_GATHER_MS`, here a minute); the sockets do not wait for it, and a read
+/// that needs them ends the gathering at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_ends_the_projections_gathering() {
+    let server = TestServer::start_with(Backend::Sqlite, |s| s.projection_gather = std::time::Duration::from_secs(60)).await;
+    let (a, b) = (server.register("gatherer", "123456").await, server.register("gathered", "123456").await);
+    server.befriend(&a, &b).await;
+    let (mut from, mut to) = (server.ws(&a.token).await, server.ws(&b.token).await);
+    from.next_non_ping().await; // welcome
+    to.next_non_ping().await;
+    for i in 0..3 {
+        from.send_json(json!({"type": "send", "data": {"sendto_id": b.id, "chatType": "single", "type": "text", "data": format!("m{i}"), "client_msg_id": format!("g{i}")}}))
+            .await;
+        assert_eq!(from.next_non_ping().await["type"], "ack");
+        let live = to.next_non_ping().await;
+        assert_eq!(live["data"]["data"], format!("m{i}"), "{live}");
+    }
+    let head = server.head().await;
+    assert!(server.state.projector().position() < head, "acked and delivered without waiting for the read models");
+    let rows = tokio::time::timeout(std::time::Duration::from_secs(20), server.get("/api/chat/sync?since=0&limit=500", Some(&b.token)))
+        .await
+        .expect("the read ended the gathering, long before its minute");
+    let rows = im_e2e::ok_data(rows)["rows"].as_array().unwrap().clone();
+    let texts: Vec<&str> = rows.iter().filter(|r| r["type"] == "singleChat").filter_map(|r| r["data"]["data"].as_str()).collect();
+    assert_eq!(texts, ["m0", "m1", "m2"], "{rows:?}");
+    assert!(server.state.projector().position() >= head);
+}

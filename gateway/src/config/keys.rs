@@ -75,6 +75,15 @@ where
     if n < min { Err(format!("must be at least {min}")) } else { Ok(n) }
 }
 
+/// A number of at most `max`.
+fn at_most<T: FromStr + PartialOrd + Display>(v: &str, max: T) -> Result<T, String>
+where
+    T::Err: Display,
+{
+    let n: T = parse(v)?;
+    if n > max { Err(format!("must be at most {max}")) } else { Ok(n) }
+}
+
 /// An optional text: empty is unset.
 fn optional(v: &str) -> Option<String> {
     Some(v.trim()).filter(|v| !v.is_empty()).map(str::to_owned)
@@ -156,6 +165,8 @@ pub static KEYS: &[Key] = &[
     get |s| Some(s.system_avatar.clone()), set |s, v| s.system_avatar = v.trim().to_owned() },
     key! { heartbeat_ms, "IM_HEARTBEAT_MS", No, "WebSocket heartbeat interval in milliseconds (silent for three: closed)",
     get |s| Some(s.heartbeat.as_millis().to_string()), set |s, v| s.heartbeat = Duration::from_millis(at_least(v, 10)?) },
+    key! { projection_gather_ms, "IM_PROJECTION_GATHER_MS", No, "Milliseconds the read models may gather commits nobody waits for into one transaction (embedded; 0: none)",
+    get |s| Some(s.projection_gather.as_millis().to_string()), set |s, v| s.projection_gather = Duration::from_millis(at_most(v, 60_000)?) },
     key! { multi_device, "IM_MULTI_DEVICE", No, "Whether a user may keep one mobile and one desktop/web session at once (loginChat's device_type)",
     get |s| Some(s.multi_device.to_string()), set |s, v| s.multi_device = v.trim().parse().map_err(|_| format!("{v:?} is not true or false"))? },
     key! { typing_interval_ms, "IM_TYPING_INTERVAL_MS", No, "Least milliseconds between two typing frames a socket passes on (more are dropped)",

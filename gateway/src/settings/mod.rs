@@ -94,6 +94,9 @@ pub struct Settings {
     /// `IM_CACHE_USERS`, `IM_CACHE_SIDES`: how many users and friendship sides the
     /// message path keeps in memory.
     pub directory: im_projections::directory::Capacity,
+    /// `IM_PROJECTION_GATHER_MS`: how long the projections may gather commits nobody
+    /// waits for into one read-model transaction (embedded mode; default 10 ms, 0 = none).
+    pub projection_gather: Duration,
 }
 
 /// Uploads (SPEC 7).
@@ -202,6 +205,7 @@ impl Settings {
             cors_credentials: false,
             system_avatar: im_commands::accounts::DEFAULT_SYSTEM_AVATAR.to_owned(),
             heartbeat: Duration::from_secs(30),
+            projection_gather: Duration::from_millis(10),
             multi_device: false,
             typing: TypingSettings::default(),
             push: PushSettings::default(),
