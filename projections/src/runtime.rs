@@ -236,6 +236,11 @@ impl Projector {
         match &self.trail {
             Trail::Here { position: at, .. } => {
                 let mut rx = at.clone();
+                if *rx.borrow() >= position {
+                    return Ok(());
+                }
+                // The trailing runner follows the runner: no gathering meanwhile.
+                let _waiting = WaitGuard::new(&self.waiting);
                 tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|p| *p >= position))
                     .await
                     .map_err(|_| ReadError::Lagging(position))?

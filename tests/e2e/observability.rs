@@ -32,6 +32,8 @@ async fn metrics_and_readiness(backend: Backend) {
     assert_eq!(status, 200);
     assert_eq!(ws.next_non_ping().await["type"], "singleChat");
     server.get("/api/nope", None).await;
+    // The send answered once durable; a read of the inbox waits for the read models.
+    im_e2e::ok_data(server.get("/api/chat/sync?since=0&limit=500", Some(&b.token)).await);
 
     let resp = server.request(reqwest::Method::GET, "/metrics").send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);

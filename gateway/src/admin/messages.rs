@@ -59,6 +59,10 @@ pub(super) async fn messages(State(state): State<AppState>, headers: HeaderMap, 
     let Some(id) = id else {
         return page("消息", &format!("{form}<div class=card id=hint>输入用户 ID 或群号查找消息。</div>"), Some(&s)).into_response();
     };
+    // Sends answer before the read models hold them: look at everything sent so far.
+    if let Err(e) = state.settle_head().await {
+        return failed(&s, e);
+    }
     let (count, rows) = match state.inbox().search_for_operator(chat, id, from_ms, to_ms, page_no, PAGE).await {
         Ok(found) => found,
         Err(e) => return failed(&s, e.into()),
@@ -98,6 +102,9 @@ pub(super) async fn confirm_remove_page(State(state): State<AppState>, headers: 
 }
 
 async fn confirm_remove(state: &AppState, s: &super::session::Session, id: &str, reason: &str) -> Response {
+    if let Err(e) = state.settle_head().await {
+        return failed(s, e);
+    }
     let message = match state.inbox().message(id).await {
         Ok(Some((_, m))) => m,
         Ok(None) => return failed(s, crate::error::ApiError::not_found("message_not_found", "消息不存在")),

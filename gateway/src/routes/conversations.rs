@@ -45,6 +45,7 @@ const MAX_LIMIT: i64 = 100;
 async fn list(State(state): State<AppState>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let Page { number: page, limit } = Page::query(&params, 20, MAX_LIMIT)?;
+    state.settle_head().await?;
     let rows = state.conversation_list().page(me.id.0, page, limit).await?;
     Ok(ok(json!({"page": page, "limit": limit, "rows": rows.iter().map(|r| r.to_json()).collect::<Vec<_>>()})))
 }
@@ -164,6 +165,7 @@ async fn receipts(State(state): State<AppState>, Path(id): Path<String>, params:
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let message_id = super::messages::message_param(&id)?;
     crate::quotes::can_read(&state, &me, message_id).await?;
+    state.settle_head().await?;
     let (from, body) =
         state.inbox().message(&message_id.to_string()).await?.ok_or_else(|| ApiError::not_found("message_not_found", "消息不存在"))?;
     let chat_type = ChatType::parse(body["chatType"].as_str().unwrap_or_default()).unwrap_or(ChatType::Single);

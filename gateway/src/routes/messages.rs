@@ -36,8 +36,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(search))
 }
 
-/// `sendmessage` over HTTP: the send use case, then read-your-writes (the caller's next
-/// query sees the message).
+/// `sendmessage` over HTTP: the send use case; answers once the message is durable,
+/// built from its event. It does not wait for the read models: every query that shows
+/// messages (history, sync, the offline push, conversations, receipts, reactions)
+/// waits for the log's head itself, so the caller's next query sees the message
+/// whichever way it was sent.
 #[utoipa::path(
     post,
     path = "/api/chat/socket/sendmessage",
@@ -52,11 +55,6 @@ async fn send(State(state): State<AppState>, addr: ClientIp, params: Params) -> 
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let command = SendMessage::parse(&params)?;
     let accepted = crate::send::submit(&state, &me, command).await?.await?;
-    // The message is durable from here on: a read model slow to catch up is logged, and
-    // the send still answers 200 (an error would make the client send it again).
-    if let Err(e) = state.settle(accepted.position).await {
-        tracing::warn!(position = accepted.position, error = %e.reason, "sent, but the read models did not catch up in time");
-    }
     Ok(ok(accepted.message_tree()))
 }
 
@@ -176,6 +174,7 @@ async fn history(State(state): State<AppState>, Path((chat_type, id)): Path<(Str
         ),
         ChatType::Single => None,
     };
+    state.settle_head().await?;
     let rows = state.inbox().history(chat_type, me.id.0, other, before.as_deref(), since, limit).await?;
     Ok(ok(json!(rows)))
 }
@@ -273,6 +272,7 @@ async fn reactions(State(state): State<AppState>, Path(id): Path<String>, params
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let message_id = message_param(&id)?;
     crate::quotes::can_read(&state, &me, message_id).await?;
+    state.settle_head().await?;
     let rows = state.inbox().reactions(&message_id.to_string()).await?;
     Ok(ok(json!(rows.into_iter().map(|(emoji, users)| json!({"emoji": emoji, "count": users.len(), "users": users})).collect::<Vec<_>>())))
 }
