@@ -27,6 +27,10 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct ReadDb {
     pool: AnyPool,
+    /// SQLite: the one connection write transactions use, so its page cache stays warm
+    /// (a connection finding that another one wrote since its last transaction empties
+    /// its cache and reads the pages again). Postgres: `pool` itself.
+    writer: AnyPool,
     backend: Backend,
     url: Arc<str>,
     /// SQLite: the WAL checkpoints, off the commit path.
@@ -86,31 +90,12 @@ impl ReadDb {
             checkpointer = Some(Arc::new(im_eventlog::sqlite::Checkpointer::start(&path)?));
         }
         let options = AnyConnectOptions::from_str(url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
-            .acquire_timeout(Duration::from_secs(30))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Postgres {
-                        // Read models are rebuilt from the log: no fsync wait for theirs.
-                        conn.execute("SET synchronous_commit = off").await?;
-                    }
-                    if backend == Backend::Sqlite {
-                        let pragmas = format!(
-                            "PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA cache_size = -16384; PRAGMA mmap_size = {}; PRAGMA temp_store = MEMORY; \
-                             PRAGMA wal_autocheckpoint = {};",
-                            im_eventlog::sqlite::READ_MMAP,
-                            im_eventlog::sqlite::FALLBACK_CHECKPOINT_PAGES
-                        );
-                        conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await?;
-        Ok(Self { pool, backend, url: url.into(), _checkpointer: checkpointer, write_lock: Arc::new(Mutex::new(())) })
+        let pool = pool_options(backend, if backend == Backend::Sqlite { 4 } else { 8 }).connect_with(options.clone()).await?;
+        let writer = match backend {
+            Backend::Sqlite => pool_options(backend, 1).connect_with(options).await?,
+            Backend::Postgres => pool.clone(),
+        };
+        Ok(Self { pool, writer, backend, url: url.into(), _checkpointer: checkpointer, write_lock: Arc::new(Mutex::new(())) })
     }
 
     /// Copies everything written so far into the database file itself (SQLite: a
@@ -148,12 +133,35 @@ impl ReadDb {
         Ok(match self.backend {
             Backend::Sqlite => {
                 let turn = self.write_lock.clone().lock_owned().await;
-                WriteTx { tx: self.pool.begin_with("BEGIN IMMEDIATE").await?, _turn: Some(turn) }
+                WriteTx { tx: self.writer.begin_with("BEGIN IMMEDIATE").await?, _turn: Some(turn) }
             }
             // Every read-model connection has synchronous_commit off.
             Backend::Postgres => WriteTx { tx: self.pool.begin().await?, _turn: None },
         })
     }
+}
+
+/// A pool of at most `max` read-model connections, each set up for its engine.
+fn pool_options(backend: Backend, max: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(30)).after_connect(move |conn, _| {
+        Box::pin(async move {
+            if backend == Backend::Postgres {
+                // Read models are rebuilt from the log: no fsync wait for theirs.
+                conn.execute("SET synchronous_commit = off").await?;
+            }
+            if backend == Backend::Sqlite {
+                let pragmas = format!(
+                    "PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA cache_size = -16384; PRAGMA mmap_size = {}; PRAGMA temp_store = MEMORY; \
+                             PRAGMA wal_autocheckpoint = {};",
+                    im_eventlog::sqlite::READ_MMAP,
+                    im_eventlog::sqlite::FALLBACK_CHECKPOINT_PAGES
+                );
+                conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
+            }
+            Ok(())
+        })
+    })
 }
 
 /// Builds a `VALUES` list for `rows` rows of `width` values each, with the placeholders
