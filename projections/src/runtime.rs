@@ -81,8 +81,8 @@ pub struct Extras {
 pub struct Projector {
     names: Vec<&'static str>,
     position: watch::Receiver<i64>,
-    /// Callers in [`wait_for`](Self::wait_for) right now: the runner gathers commits
-    /// into bigger batches only while nobody waits.
+    /// Callers in [`wait_for`](Self::wait_for) or [`wait_trailing`](Self::wait_trailing)
+    /// right now: the runner gathers commits into bigger batches only while nobody waits.
     waiting: Arc<Waiting>,
     checkpoints: watch::Receiver<Vec<i64>>,
     trail: Trail,
@@ -234,19 +234,8 @@ impl Projector {
     /// to `position` — or have nothing to apply up to it. What a search waits on.
     pub async fn wait_trailing(&self, position: i64) -> Result<(), ReadError> {
         match &self.trail {
-            Trail::Here { position: at, .. } => {
-                let mut rx = at.clone();
-                if *rx.borrow() >= position {
-                    return Ok(());
-                }
-                // The trailing runner follows the runner: no gathering meanwhile.
-                let _waiting = WaitGuard::new(&self.waiting);
-                tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|p| *p >= position))
-                    .await
-                    .map_err(|_| ReadError::Lagging(position))?
-                    .map_err(|_| ReadError::Lagging(position))?;
-                Ok(())
-            }
+            // The trailing runner follows the runner: it gathers nothing meanwhile.
+            Trail::Here { position: at, .. } => self.reach(at, position).await,
             Trail::Elsewhere { projections, store, db, .. } => {
                 let types = types_of(projections);
                 let deadline = Instant::now() + Duration::from_secs(30);
@@ -276,7 +265,13 @@ impl Projector {
     /// Waits until every projection has applied the log up to `position`
     /// (read-your-writes for a command that appended there).
     pub async fn wait_for(&self, position: i64) -> Result<(), ReadError> {
-        let mut rx = self.position.clone();
+        self.reach(&self.position, position).await
+    }
+
+    /// Waits (at most 30 s) until `at` reaches `position`, counted among the runner's
+    /// waiters meanwhile, so it does not gather.
+    async fn reach(&self, at: &watch::Receiver<i64>, position: i64) -> Result<(), ReadError> {
+        let mut rx = at.clone();
         if *rx.borrow() >= position {
             return Ok(());
         }
@@ -404,7 +399,7 @@ struct Waiting {
     arrived: tokio::sync::Notify,
 }
 
-/// One caller in [`Projector::wait_for`].
+/// One caller in [`Projector::wait_for`] or [`Projector::wait_trailing`].
 struct WaitGuard<'a>(&'a Waiting);
 
 impl<'a> WaitGuard<'a> {

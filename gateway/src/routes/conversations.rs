@@ -164,8 +164,8 @@ async fn hide(State(state): State<AppState>, params: Params) -> ApiResult {
 async fn receipts(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let message_id = super::messages::message_param(&id)?;
-    crate::quotes::can_read(&state, &me, message_id).await?;
     state.settle_head().await?;
+    crate::quotes::can_read(&state, &me, message_id).await?;
     let (from, body) =
         state.inbox().message(&message_id.to_string()).await?.ok_or_else(|| ApiError::not_found("message_not_found", "消息不存在"))?;
     let chat_type = ChatType::parse(body["chatType"].as_str().unwrap_or_default()).unwrap_or(ChatType::Single);

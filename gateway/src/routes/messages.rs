@@ -271,8 +271,8 @@ async fn react(State(state): State<AppState>, params: Params) -> ApiResult {
 async fn reactions(State(state): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
     let me = state.authenticate(params.token(), Access::UsersAndVisitors).await?;
     let message_id = message_param(&id)?;
-    crate::quotes::can_read(&state, &me, message_id).await?;
     state.settle_head().await?;
+    crate::quotes::can_read(&state, &me, message_id).await?;
     let rows = state.inbox().reactions(&message_id.to_string()).await?;
     Ok(ok(json!(rows.into_iter().map(|(emoji, users)| json!({"emoji": emoji, "count": users.len(), "users": users})).collect::<Vec<_>>())))
 }
