@@ -427,7 +427,8 @@ impl Runner {
         let mut feed = self.store.subscribe();
         let mut head = self.store.watch_head();
         let mut ready: VecDeque<FeedBatch> = VecDeque::new();
-        let mut from_log = false;
+        // Catch up from the log first, until it has nothing more.
+        let mut from_log = true;
         let mut gathering: Option<Instant> = None;
         loop {
             if self.published.is_closed() {
@@ -453,9 +454,15 @@ impl Runner {
             // Nobody waits for this batch (the sockets got their rows from the sequencer
             // already): gather the commits that follow for a moment, so one transaction
             // carries many. A caller of `wait_for` ends the gathering at once.
+            // (The head moves just before the feed carries the commit: a head ahead of an
+            // empty queue is a commit on its way, not a reason to read the log.)
+            let next_on_feed = match ready.front() {
+                Some(c) => c.after == self.position,
+                None => *head.borrow() > self.position,
+            };
             if !self.gather.is_zero()
                 && !from_log
-                && ready.front().is_some_and(|c| c.after == self.position)
+                && next_on_feed
                 && self.waiting.count.load(std::sync::atomic::Ordering::SeqCst) == 0
                 && ready.iter().map(|c| c.events.len()).sum::<usize>() < GATHER_EVENTS
             {
