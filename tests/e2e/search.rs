@@ -148,3 +148,60 @@ async fn a_message_acked_over_the_socket_is_found_at_once(backend: Backend) {
         assert_eq!(found(&server, &alice, &q(&format!("burst{round}x39"))).await, expected);
     }
 }
+
+/// SQLite's index became contentless (`sqlite/read/0014`): a store indexed before
+/// the upgrade finds the same messages after it, and edits and revocations still take
+/// them out of the moved index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upgrade_to_a_contentless_index_keeps_what_was_indexed() {
+    use sqlx::Row;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let alice = server.register("seualice", "123456").await;
+    let bob = server.register("seubob01", "123456").await;
+    server.befriend(&alice, &bob).await;
+    let climb = say(&server, &alice, bob.id, "single", "周末去爬山吗?").await;
+    let hiking = say(&server, &bob, alice.id, "single", "好呀, let's go Hiking").await;
+    say(&server, &alice, bob.id, "single", "爬山要带水").await;
+    let queries = [q("爬山"), q("hik"), q("带水"), q("周末 爬山")];
+    let mut before = Vec::new();
+    for query in &queries {
+        before.push(found(&server, &alice, query).await);
+    }
+    assert_eq!(before[0].len(), 2, "{before:?}");
+
+    // The index as 0010 made it, filled from the stored messages the way the projection
+    // fills it, then the upgrade.
+    let url = format!("sqlite://{}", server.settings.read_db_path().display());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let migrations = format!("{}/../migrations/sqlite/read", env!("CARGO_MANIFEST_DIR"));
+    let old = std::fs::read_to_string(format!("{migrations}/0010_search.sql")).unwrap();
+    // (Its stored column's table stays behind when a contentless_unindexed table is dropped.)
+    sqlx::query("DROP TABLE message_search").execute(&pool).await.unwrap();
+    sqlx::query("DROP TABLE message_search_content").execute(&pool).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(old[old.find("CREATE").unwrap()..].to_owned())).execute(&pool).await.unwrap();
+    for row in sqlx::query("SELECT id, position, body FROM messages WHERE isremove = 0").fetch_all(&pool).await.unwrap() {
+        let body: Value = serde_json::from_str(&row.get::<String, _>(2)).unwrap();
+        if body["type"] == "text" {
+            let terms = im_projections::search::terms(body["data"].as_str().unwrap());
+            let insert = sqlx::query("INSERT INTO message_search (message_id, rowid, terms) VALUES (?, ?, ?)");
+            insert.bind(row.get::<String, _>(0)).bind(row.get::<i64, _>(1)).bind(terms).execute(&pool).await.unwrap();
+        }
+    }
+    let upgrade = std::fs::read_to_string(format!("{migrations}/0014_contentless_search.sql")).unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(upgrade)).execute(&pool).await.unwrap();
+    let stored: Vec<String> = sqlx::query_scalar("SELECT message_id FROM message_search ORDER BY rowid").fetch_all(&pool).await.unwrap();
+    assert_eq!(stored.len(), 3, "every indexed message moved, with its id");
+    pool.close().await;
+    for (query, was) in queries.iter().zip(&before) {
+        assert_eq!(&found(&server, &alice, query).await, was, "{query}");
+    }
+
+    // The moved rows still leave the index: an edit (found by its new words only) and a
+    // revocation.
+    ok_data(server.post("/api/chat/editMessage", Some(&alice.token), json!({"id": climb["id"], "data": "周末去游泳吗?"})).await);
+    assert_eq!(found(&server, &alice, &q("爬山")).await, vec!["爬山要带水"]);
+    assert_eq!(found(&server, &alice, &q("游泳")).await, vec!["周末去游泳吗?"]);
+    ok_data(server.post("/api/chat/revokeMessage", Some(&bob.token), json!({"id": hiking["id"]})).await);
+    assert!(found(&server, &alice, &q("hik")).await.is_empty());
+}
