@@ -15,6 +15,8 @@ use im_eventlog::{SharedEventStore, StreamAppend};
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 /// A message about to be sent: who to whom, the body, and the display snapshot.
@@ -49,16 +51,38 @@ pub type Pending = Pin<Box<dyn Future<Output = Result<Sent, CommandError>> + Sen
 #[derive(Clone)]
 pub struct Messages {
     store: SharedEventStore,
+    /// Whether the log holds claims under the names of older versions (read once).
+    legacy_keys: Arc<OnceCell<bool>>,
 }
+
+/// The log's counter that says where the last claim under an older version's name is
+/// (set by the migration that introduced `clientkey-` streams; 0: none).
+const LEGACY_KEYS: &str = "legacy_client_keys";
 
 impl Messages {
     pub fn new(store: SharedEventStore) -> Self {
-        Self { store }
+        Self { store, legacy_keys: Arc::default() }
     }
 
     /// The message a sender's idempotency key made, and where its claim is in the log.
     async fn claimed_key(&self, from: UserId, key: &str) -> Result<Option<(Uuid, i64)>, CommandError> {
-        for stored in self.store.read_stream(StreamId::client_message(from, key).as_str(), 0).await? {
+        self.claimed_in(&StreamId::client_message(from, key)).await
+    }
+
+    /// The message a key claimed before the upgrade to `clientkey-` streams, when the log
+    /// has such claims. Nothing is appended to those streams any more, so looking before
+    /// the append is exact.
+    async fn claimed_before(&self, from: UserId, key: &str) -> Result<Option<(Uuid, i64)>, CommandError> {
+        let store = &self.store;
+        let legacy = *self.legacy_keys.get_or_try_init(|| async { Ok::<_, CommandError>(store.counter(LEGACY_KEYS).await? > 0) }).await?;
+        if !legacy {
+            return Ok(None);
+        }
+        self.claimed_in(&StreamId::legacy_client_message(from, key)).await
+    }
+
+    async fn claimed_in(&self, stream: &StreamId) -> Result<Option<(Uuid, i64)>, CommandError> {
+        for stored in self.store.read_stream(stream.as_str(), 0).await? {
             let event = Event::decode_str(&stored.event_type, stored.schema_version as u32, stored.payload.text())
                 .map_err(|e| CommandError::Corrupt(e.to_string()))?;
             if let Event::ClientMessageKeyClaimed(e) = event {
@@ -87,6 +111,11 @@ impl Messages {
     /// the first message it made.
     pub async fn submit(&self, ctx: &Ctx, outgoing: Outgoing, permit: Permit, guards: Vec<StreamAppend>) -> Result<Pending, CommandError> {
         let from = UserId(outgoing.from.id);
+        if let Some(key) = outgoing.client_msg_id.as_deref()
+            && let Some((message_id, position)) = self.claimed_before(from, key).await?
+        {
+            return Ok(Box::pin(std::future::ready(Ok(Sent::Duplicate { message_id, position }))));
+        }
         let message_id = Uuid::now_v7();
         let sent = MessageSent {
             message_id,

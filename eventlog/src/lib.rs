@@ -66,6 +66,9 @@ pub trait EventStore: Send + Sync + 'static {
     /// Allocates the next value of a named counter (ids of users, groups …).
     async fn next_id(&self, counter: &str) -> Result<i64, StoreError>;
 
+    /// A named counter's value, unchanged (0 when it was never set).
+    async fn counter(&self, name: &str) -> Result<i64, StoreError>;
+
     /// The newest head position known to this process: its own commits at once, and on
     /// Postgres other processes' commits as their `NOTIFY` arrives.
     fn watch_head(&self) -> watch::Receiver<i64>;

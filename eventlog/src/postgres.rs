@@ -602,6 +602,12 @@ impl EventStore for PostgresEventStore {
         next_id(&self.pool, counter).await
     }
 
+    async fn counter(&self, name: &str) -> Result<i64, StoreError> {
+        let value: Option<i64> =
+            sqlx::query_scalar("SELECT value FROM id_counters WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+        Ok(value.unwrap_or(0))
+    }
+
     fn watch_head(&self) -> watch::Receiver<i64> {
         self.writer.watch_head()
     }

@@ -456,6 +456,19 @@ impl EventStore for SqliteEventStore {
         self.writer.next_id(counter).await
     }
 
+    async fn counter(&self, name: &str) -> Result<i64, StoreError> {
+        let name = name.to_owned();
+        self.readers
+            .with(move |conn| {
+                let value = conn.query_row("SELECT value FROM id_counters WHERE name = ?1", [name], |r| r.get(0));
+                match value {
+                    Err(rusqlite::Error::QueryReturnedNoRows) => Ok(0),
+                    other => Ok(other?),
+                }
+            })
+            .await
+    }
+
     fn watch_head(&self) -> watch::Receiver<i64> {
         self.writer.watch_head()
     }

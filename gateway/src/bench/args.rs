@@ -1,6 +1,6 @@
 //! `im bench`'s flags, turned into a workload and a target.
 
-use super::setup::{Target, Workload};
+use super::setup::{Keys, Target, Workload};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -20,6 +20,9 @@ pub struct BenchArgs {
     /// Messages each sender keeps in flight (unacknowledged).
     #[arg(long, default_value_t = 1)]
     pub in_flight: usize,
+    /// The `client_msg_id` each message carries (pairs).
+    #[arg(long, value_enum, default_value_t = Keys::Time)]
+    pub keys: Keys,
     /// Group fan-out instead: one group of this many members, all connected.
     #[arg(long)]
     pub group_size: Option<usize>,
@@ -51,7 +54,7 @@ impl BenchArgs {
         } else if args.http {
             Workload::Http { messages: args.messages.max(1) }
         } else {
-            Workload::Pairs { pairs: args.pairs.max(1), messages: args.messages.max(1), in_flight: args.in_flight.max(1) }
+            Workload::Pairs { pairs: args.pairs.max(1), messages: args.messages.max(1), in_flight: args.in_flight.max(1), keys: args.keys }
         };
         let target = if args.ceiling {
             Target::Ceiling

@@ -32,7 +32,9 @@ pub async fn run(workload: Workload, target: Target) -> anyhow::Result<Report> {
     let running = Running::start(&target, &workload).await?;
     let http = Http::new()?;
     let outcome = match &workload {
-        Workload::Pairs { pairs, messages, in_flight } => pairs_run(&running, &http, *pairs, *messages, (*in_flight).max(1)).await,
+        Workload::Pairs { pairs, messages, in_flight, keys } => {
+            pairs_run(&running, &http, *pairs, *messages, (*in_flight).max(1), *keys).await
+        }
         Workload::Group { members, messages } => group_run(&running, &http, *members, *messages).await,
         Workload::Idle { sockets } => idle_run(&running, &http, *sockets).await,
         Workload::Http { messages } => http_run(&running, &http, *messages).await,

@@ -15,7 +15,7 @@ pub(super) const SETUP_CONCURRENCY: usize = 32;
 #[derive(Debug, Clone)]
 pub enum Workload {
     /// `pairs` senders each send `messages` to their own receiver, `in_flight` at a time.
-    Pairs { pairs: usize, messages: usize, in_flight: usize },
+    Pairs { pairs: usize, messages: usize, in_flight: usize, keys: Keys },
     /// One group of `members`, all connected; the owner sends `messages`, one after
     /// another's ack.
     Group { members: usize, messages: usize },
@@ -23,6 +23,27 @@ pub enum Workload {
     Idle { sockets: usize },
     /// One client sends `messages` over HTTP, one after another.
     Http { messages: usize },
+}
+
+/// The `client_msg_id` each message of the pairs workload carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Keys {
+    /// Beginning with the time in milliseconds, as most clients make them.
+    Time,
+    /// Random UUIDs (v4).
+    Random,
+    /// None: no idempotency key, as the reference client sends.
+    None,
+}
+
+impl Keys {
+    pub fn name(self) -> &'static str {
+        match self {
+            Keys::Time => "time",
+            Keys::Random => "random",
+            Keys::None => "none",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

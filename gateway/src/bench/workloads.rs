@@ -2,7 +2,7 @@
 
 use super::client::{Http, Ws, connect, ws_base};
 use super::report::Report;
-use super::setup::{Running, SETUP_CONCURRENCY, micros, tag, text_of, visitors};
+use super::setup::{Keys, Running, SETUP_CONCURRENCY, micros, tag, text_of, visitors};
 use anyhow::{Context, bail};
 use futures_util::SinkExt;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
@@ -10,7 +10,14 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
-pub(super) async fn pairs_run(running: &Running, http: &Http, pairs: usize, messages: usize, in_flight: usize) -> anyhow::Result<Report> {
+pub(super) async fn pairs_run(
+    running: &Running,
+    http: &Http,
+    pairs: usize,
+    messages: usize,
+    in_flight: usize,
+    keys: Keys,
+) -> anyhow::Result<Report> {
     let bases = running.bases.len();
     // Pair i: the sender on target i, the receiver on the next one (another gateway).
     let senders = visitors(running, http, pairs, |i| i).await?;
@@ -49,7 +56,7 @@ pub(super) async fn pairs_run(running: &Running, http: &Http, pairs: usize, mess
     let sending = Instant::now();
     let mut sending_tasks = Vec::with_capacity(pairs);
     for (ws, receiver) in sockets.into_iter().zip(&receivers) {
-        sending_tasks.push(tokio::spawn(send_pipelined(ws, receiver.id, messages, in_flight, start)));
+        sending_tasks.push(tokio::spawn(send_pipelined(ws, receiver.id, messages, in_flight, keys, start)));
     }
     let mut refused = 0;
     for task in sending_tasks {
@@ -67,7 +74,7 @@ pub(super) async fn pairs_run(running: &Running, http: &Http, pairs: usize, mess
     let note = (refused > 0).then(|| format!("refused={refused}"));
     Ok(Report {
         target: String::new(),
-        workload: format!("workload=pairs pairs={pairs} in_flight={in_flight}"),
+        workload: format!("workload=pairs pairs={pairs} in_flight={in_flight} keys={}", keys.name()),
         count: latencies.len(),
         elapsed,
         latencies,
@@ -110,12 +117,27 @@ impl<'a> Seen<'a> {
     }
 }
 
+/// The `client_msg_id` of a sender's `n`th message, if it sends one.
+fn key(keys: Keys, n: usize) -> Option<String> {
+    match keys {
+        Keys::Time => {
+            let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+            Some(format!("{ms}-{n}"))
+        }
+        Keys::Random => Some(uuid::Uuid::new_v4().to_string()),
+        Keys::None => None,
+    }
+}
+
 /// Sends `count` messages keeping `in_flight` unacknowledged; returns how many were
 /// refused (an `error` frame).
-async fn send_pipelined(ws: Ws, to: i64, count: usize, in_flight: usize, start: Instant) -> anyhow::Result<usize> {
+async fn send_pipelined(ws: Ws, to: i64, count: usize, in_flight: usize, keys: Keys, start: Instant) -> anyhow::Result<usize> {
     let (mut sink, mut stream) = ws.split();
     let frame = |n: usize| {
-        let data = json!({"sendto_id": to, "chatType": "single", "type": "text", "data": micros(start).to_string(), "client_msg_id": format!("b{n}")});
+        let mut data = json!({"sendto_id": to, "chatType": "single", "type": "text", "data": micros(start).to_string()});
+        if let Some(key) = key(keys, n) {
+            data["client_msg_id"] = key.into();
+        }
         Message::Text(json!({"type": "send", "data": data}).to_string().into())
     };
     let mut sent = 0;
