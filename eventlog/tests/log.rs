@@ -291,3 +291,33 @@ async fn another_process_sees_the_head_move(store: Arc<dyn EventStore>, url: Opt
         .expect("the head watch learnt of the append within a notification (before the fallback poll)")
         .unwrap();
 }
+
+/// The background checkpoint copies a WAL's frames back into its database file, whether
+/// or not it also starts the kernel's writeback between checkpoints (the read models'
+/// file does, every 10 ms: the checkpoint must still come every 200 ms).
+#[test]
+fn the_checkpointer_copies_the_wal_back_with_either_writeback() {
+    use im_eventlog::sqlite::{Checkpointer, Writeback};
+    for writeback in [Writeback::Kernel, Writeback::Early] {
+        let dir = std::env::temp_dir().join(format!("im-checkpointer-{}", Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.db");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (x TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+             INSERT INTO t SELECT hex(randomblob(100)) FROM n;",
+        )
+        .unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        assert!(before < 100_000, "the rows are still in the WAL ({before} bytes in the file)");
+        let _checkpointer = Checkpointer::start(&path, writeback).unwrap();
+        let copied = (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            std::fs::metadata(&path).unwrap().len() > 300_000
+        });
+        assert!(copied, "{writeback:?}: the WAL was copied back within 5 s");
+        drop(conn);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

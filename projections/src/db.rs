@@ -87,7 +87,8 @@ impl ReadDb {
             let setup = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
             sqlx::migrate!("../migrations/sqlite/read").run(&setup).await.map_err(|e| ReadError::Migrate(e.to_string()))?;
             setup.close().await;
-            checkpointer = Some(Arc::new(im_eventlog::sqlite::Checkpointer::start(&path)?));
+            use im_eventlog::sqlite::{Checkpointer, Writeback};
+            checkpointer = Some(Arc::new(Checkpointer::start(&path, Writeback::Early)?));
         }
         let options = AnyConnectOptions::from_str(url)?;
         let pool = pool_options(backend, if backend == Backend::Sqlite { 4 } else { 8 }).connect_with(options.clone()).await?;
