@@ -294,13 +294,15 @@ struct Followed {
 }
 
 impl Followed {
+    /// The checkpoints move first: whoever the position wakes (`wait_for`) must find them
+    /// there too (the other order let a waiter read them unmoved).
     fn saw(&self, p: i64) {
-        self.position.send_if_modified(|old| std::mem::replace(old, p.max(*old)) != *old);
         self.checkpoints.send_if_modified(|c| {
             let behind = c.iter().any(|x| *x < p);
             c.iter_mut().for_each(|x| *x = (*x).max(p));
             behind
         });
+        self.position.send_if_modified(|old| std::mem::replace(old, p.max(*old)) != *old);
     }
 
     fn gone(&self) -> bool {

@@ -30,15 +30,27 @@ pub struct ImProcess {
 
 impl ImProcess {
     /// Starts `im serve` with these environment variables on a free port and waits for
-    /// `/healthz`.
+    /// `/healthz`. A port another test's process took between `free_port` and the bind
+    /// (its `/healthz` names another node, or ours exits) is given up for another one.
     pub async fn start(env: &HashMap<String, String>) -> Self {
-        let port = free_port();
-        Self::start_args(&["serve".into(), "--listen".into(), format!("127.0.0.1:{port}")], env, port).await
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            match Self::launch(&["serve".into(), "--listen".into(), format!("127.0.0.1:{port}")], env, port).await {
+                Ok(process) => return process,
+                Err(why) => last = why,
+            }
+        }
+        panic!("{last}");
     }
 
     /// Starts `im` with these arguments and environment variables and waits for
     /// `/healthz` on `port` (where the arguments make it listen).
     pub async fn start_args(args: &[String], env: &HashMap<String, String>, port: u16) -> Self {
+        Self::launch(args, env, port).await.unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    async fn launch(args: &[String], env: &HashMap<String, String>, port: u16) -> Result<Self, String> {
         let mut cmd = Command::new(binary("im"));
         cmd.args(args).env_remove("DATABASE_URL").env("RUST_LOG", "warn");
         for (k, v) in env {
@@ -55,17 +67,27 @@ impl ImProcess {
         let child = cmd.stdout(stdout).stderr(stderr).spawn().expect("spawn im");
         let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
+        let mut child = child;
         for _ in 0..400 {
-            if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Self { child, ws_base: format!("ws://127.0.0.1:{port}"), base, port, env: env.clone() };
+            if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+                && r.status().is_success()
+            {
+                let health: serde_json::Value = r.json().await.unwrap_or_default();
+                let node = health["data"]["node"].as_str().or(health["node"].as_str()).unwrap_or_default().to_owned();
+                let ours = env.get("IM_NODE_ID").is_none_or(|n| *n == node);
+                if ours && matches!(child.try_wait(), Ok(None)) {
+                    return Ok(Self { child, ws_base: format!("ws://127.0.0.1:{port}"), base, port, env: env.clone() });
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{base} is another process's (node {node:?}): this one did not get the port"));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let mut child = child;
         let _ = child.kill();
         let _ = child.wait();
         let output = std::fs::read_to_string(&log).unwrap_or_default();
-        panic!("im did not come up on {base}: {output}");
+        Err(format!("im did not come up on {base}: {output}"))
     }
 
     /// Runs `im serve` with these environment variables expecting it to refuse to start:
