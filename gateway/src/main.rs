@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use im_gateway::Application;
-use im_gateway::config::{AllFlags, ConfigArgs, ReplayFlags, StoreFlags};
+use im_gateway::config::{AllFlags, ConfigArgs, RebuildFlags, ReplayFlags, StoreFlags};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -94,7 +94,7 @@ struct EventsArgs {
 #[derive(clap::Args)]
 struct RebuildArgs {
     #[command(flatten)]
-    store: StoreArgs,
+    store: ConfigArgs<RebuildFlags>,
     /// Projections to rebuild (users, friends, inbox, askanswer); all when none is named.
     projections: Vec<String>,
 }

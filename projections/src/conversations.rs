@@ -65,17 +65,20 @@ pub(crate) async fn touch_all(conn: &mut AnyConnection, touches: &[&Touch]) -> R
     let rows: Vec<&Summed<'_>> = order.iter().filter_map(|k| by_chat.get(k)).collect();
     let greatest = if conn.backend_name() == "SQLite" { "MAX" } else { "GREATEST" };
     // An upsert that adds must see each row once: no padding.
-    for chunk in crate::db::exact_chunks(&rows) {
-        let sql = format!(
-            "INSERT INTO conversations (user_id, chat_type, chat_id, last_message_id, last_seq, last_time, unread, mentioned) VALUES {} \
-             ON CONFLICT (user_id, chat_type, chat_id) DO UPDATE SET last_message_id = excluded.last_message_id, \
-             last_seq = {greatest}(conversations.last_seq, excluded.last_seq), last_time = excluded.last_time, \
-             unread = conversations.unread + excluded.unread, mentioned = {greatest}(conversations.mentioned, excluded.mentioned)",
-            values_list(conn, chunk.len(), 8)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for s in chunk {
-            query = query
+    let statements: Vec<String> = crate::db::exact_chunks(&rows)
+        .map(|chunk| {
+            format!(
+                "INSERT INTO conversations (user_id, chat_type, chat_id, last_message_id, last_seq, last_time, unread, mentioned) VALUES {} \
+                 ON CONFLICT (user_id, chat_type, chat_id) DO UPDATE SET last_message_id = excluded.last_message_id, \
+                 last_seq = {greatest}(conversations.last_seq, excluded.last_seq), last_time = excluded.last_time, \
+                 unread = conversations.unread + excluded.unread, mentioned = {greatest}(conversations.mentioned, excluded.mentioned)",
+                values_list(conn, chunk.len(), 8)
+            )
+        })
+        .collect();
+    let queries = crate::db::exact_chunks(&rows).zip(statements).map(|(chunk, sql)| {
+        chunk.iter().fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |query, s| {
+            query
                 .bind(s.last.user_id)
                 .bind(s.last.chat_type)
                 .bind(s.last.chat_id)
@@ -83,11 +86,10 @@ pub(crate) async fn touch_all(conn: &mut AnyConnection, touches: &[&Touch]) -> R
                 .bind(s.seq)
                 .bind(s.last.at)
                 .bind(s.unread)
-                .bind(i64::from(s.mentioned));
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
+                .bind(i64::from(s.mentioned))
+        })
+    });
+    crate::db::run_all(conn, queries).await
 }
 
 /// Applies an event of a user's `conversations-<user>` stream (inside the inbox's batch

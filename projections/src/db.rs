@@ -14,6 +14,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
@@ -199,21 +200,60 @@ pub(crate) fn offset(page: i64, limit: i64) -> i64 {
     page.saturating_sub(1).max(0).saturating_mul(limit.max(0))
 }
 
+/// A statement with its values bound.
+pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
+/// Runs the statements `queries` makes, in order, making each while the one before it
+/// runs: the connection's worker thread executes one while this task binds the next.
+/// (Awaited one by one, a bulk write's binding and executing took turns, each thread
+/// idle while the other worked.)
+pub(crate) async fn run_all<'q>(conn: &mut AnyConnection, mut queries: impl Iterator<Item = AnyQuery<'q>>) -> Result<(), ReadError> {
+    let Some(mut current) = queries.next() else {
+        return Ok(());
+    };
+    loop {
+        let mut running = std::pin::pin!(current.execute(&mut *conn));
+        // The first poll hands the statement to the worker.
+        let started = std::future::poll_fn(|cx| Poll::Ready(running.as_mut().poll(cx))).await;
+        let next = queries.next();
+        match started {
+            Poll::Ready(done) => done?,
+            Poll::Pending => running.await?,
+        };
+        match next {
+            Some(query) => current = query,
+            None => return Ok(()),
+        }
+    }
+}
+
 /// Rows per multi-row statement (well under both engines' parameter limits).
 pub(crate) const ROWS_PER_STATEMENT: usize = 400;
 
-/// `rows` in chunks of 64, 32, … 1 rows: a few multi-row statement texts serve any batch
+/// Rows of the largest [`exact_chunks`] chunk.
+pub(crate) const EXACT_CHUNK: usize = 256;
+
+/// `rows` in chunks of 256, 128, … 1 rows: a few multi-row statement texts serve any batch
 /// and no row is repeated to pad one (for statements that must see each row once, such
 /// as an upsert that adds).
 pub(crate) fn exact_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
     let mut rest = rows;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let size = if rest.len() >= 64 { 64 } else { 1 << (usize::BITS - 1 - rest.len().leading_zeros()) };
+    exact_sizes(rows.len()).map(move |size| {
         let (chunk, tail) = rest.split_at(size);
         rest = tail;
-        Some(chunk)
+        chunk
+    })
+}
+
+/// The sizes of [`exact_chunks`]' chunks of `rows` rows.
+pub(crate) fn exact_sizes(rows: usize) -> impl Iterator<Item = usize> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest == 0 {
+            return None;
+        }
+        let size = if rest >= EXACT_CHUNK { EXACT_CHUNK } else { 1 << (usize::BITS - 1 - rest.leading_zeros()) };
+        rest -= size;
+        Some(size)
     })
 }

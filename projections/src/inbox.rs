@@ -17,9 +17,9 @@
 //! or the client acked it. The rows after it are pending.
 
 use crate::conversations::Touch;
-use crate::db::{ROWS_PER_STATEMENT, values_list};
+use crate::db::{AnyQuery, ROWS_PER_STATEMENT, run_all, values_list};
 use crate::groups::GroupEffect;
-use crate::projection::{Applied, Projection};
+use crate::projection::{Applied, Projection, ReadRange};
 use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
 use im_domain::message::{ChatType, MessageSent};
@@ -172,6 +172,10 @@ struct Planned {
 struct Sequencer {
     /// user → last seq given. A user with planned rows not yet committed is always here.
     heads: HashMap<i64, i64>,
+    /// Every user not in `heads` has no row at all (set by a rebuild's reset, which
+    /// empties the inbox; cleared when `heads` is emptied to stay bounded): their heads
+    /// are known without reading them back.
+    emptied: bool,
     /// Every event up to this position has its rows planned (or needs none).
     frontier: i64,
     /// Rows planned and not yet committed, by event position.
@@ -205,7 +209,7 @@ impl Sequencer {
     }
 
     fn knows(&self, users: &[i64]) -> bool {
-        users.iter().all(|u| self.heads.contains_key(u))
+        self.emptied || users.iter().all(|u| self.heads.contains_key(u))
     }
 }
 
@@ -393,6 +397,9 @@ impl InboxProjection {
     async fn load_heads(&self, conn: &mut AnyConnection, users: &[i64]) -> Result<(), ReadError> {
         let missing: Vec<i64> = {
             let state = self.state();
+            if state.emptied {
+                return Ok(());
+            }
             let mut m: Vec<i64> = users.iter().copied().filter(|u| !state.heads.contains_key(u)).collect();
             m.sort_unstable();
             m.dedup();
@@ -572,6 +579,53 @@ impl InboxProjection {
         Ok(Some(plan))
     }
 
+    /// Plans the event at `position` from memory — its rows, or none when `event` is
+    /// None (an event the inbox ignores) — once everything up to `before` (the event
+    /// before it in what the caller follows) is planned, fewer than `limit` plans wait
+    /// for their commit and the projector is not planning one itself. `Wait`: try again
+    /// when the projector has moved.
+    fn plan_next(&self, before: i64, position: i64, event: Option<&Applied<'_>>, limit: usize) -> Next {
+        let mut state = self.state();
+        if state.frontier >= position {
+            return Next::Done;
+        }
+        let full = state.planned.len() >= limit || state.heads.len() > HEADS_KEPT;
+        if state.frontier < before || full || state.runner_at.is_some() {
+            return Next::Wait;
+        }
+        let Some(a) = event else {
+            state.frontier = position;
+            return Next::Done;
+        };
+        match Self::plan_in_memory(&mut state, a) {
+            Ahead::Planned(plan, out) => {
+                state.planned.insert(position, Arc::new(plan));
+                state.frontier = position;
+                self.hand_on_locked(&mut state, out);
+                Next::Done
+            }
+            Ahead::NoRows => {
+                state.planned.insert(position, Arc::default());
+                state.frontier = position;
+                Next::Done
+            }
+            // The projector plans it.
+            Ahead::NeedsDb => Next::Wait,
+        }
+    }
+
+    /// Waits until the projector moved: its applied position (taken as planned), or a
+    /// plan of its own. False once it stopped.
+    async fn projector_moved(&self, applied: &mut watch::Receiver<i64>) -> bool {
+        let moved = tokio::select! {
+            changed = applied.changed() => changed.is_ok(),
+            _ = self.advanced.notified() => true,
+        };
+        let mut state = self.state();
+        state.frontier = state.frontier.max(*applied.borrow());
+        moved
+    }
+
     /// Runs ahead of the projector on this process's commits: plans every message it
     /// can from memory and hands its rows to the sink at once; stops at an event that
     /// needs the database (or a gap in what it has seen) until the projector has planned
@@ -584,75 +638,70 @@ impl InboxProjection {
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return,
             };
+            {
+                let mut state = self.state();
+                state.frontier = state.frontier.max(*applied.borrow());
+            }
+            // The event at `at`, decoded once however often it waits.
+            let mut decoded: Option<(usize, Event)> = None;
             let mut at = 0;
             while at < commit.events.len() {
-                // Everything before the next event must be planned first (by the
-                // projector, which has the log), and the plans ahead stay bounded.
-                let waiting = {
-                    let mut state = self.state();
-                    state.frontier = state.frontier.max(*applied.borrow());
-                    let before = if at == 0 { commit.after } else { commit.events[at - 1].position };
-                    let full = state.planned.len() >= PLANNED_AHEAD || state.heads.len() > HEADS_KEPT;
-                    state.frontier < before || full || state.runner_at.is_some()
-                };
-                if waiting {
-                    tokio::select! {
-                        changed = applied.changed() => if changed.is_err() { return },
-                        _ = self.advanced.notified() => {}
-                    }
-                    continue;
-                }
                 let stored = &commit.events[at];
-                at += 1;
-                if self.state().frontier >= stored.position || !HANDLES.contains(&stored.event_type.as_str()) {
-                    let mut state = self.state();
-                    state.frontier = state.frontier.max(stored.position);
+                if self.state().frontier >= stored.position {
+                    at += 1;
                     continue;
                 }
-                let Ok(event) = Event::decode_str(&stored.event_type, stored.schema_version as u32, stored.payload.text()) else {
-                    // The projector reports it.
-                    at = commit.events.len();
-                    continue;
-                };
-                // Some(()): planned here and handed on; None: the projector plans it (or is planning
-                // something before it) — wait for it and look again.
-                let planned = {
-                    let mut state = self.state();
-                    if state.frontier >= stored.position {
-                        continue;
-                    }
-                    if state.runner_at.is_some() {
-                        None
-                    } else {
-                        match Self::plan_in_memory(&mut state, &Applied::of(stored, &event)) {
-                            Ahead::Planned(plan, out) => {
-                                state.planned.insert(stored.position, Arc::new(plan));
-                                state.frontier = stored.position;
-                                self.hand_on_locked(&mut state, out);
-                                Some(())
-                            }
-                            Ahead::NoRows => {
-                                state.planned.insert(stored.position, Arc::default());
-                                state.frontier = stored.position;
-                                Some(())
-                            }
-                            Ahead::NeedsDb => None,
-                        }
-                    }
-                };
-                match planned {
-                    Some(()) => {}
-                    None => {
-                        at -= 1;
-                        tokio::select! {
-                            changed = applied.changed() => if changed.is_err() { return },
-                            _ = self.advanced.notified() => {}
+                if HANDLES.contains(&stored.event_type.as_str()) && decoded.as_ref().is_none_or(|(i, _)| *i != at) {
+                    let Ok(event) = Event::decode_str(&stored.event_type, stored.schema_version as u32, stored.payload.text()) else {
+                        // The projector reports it.
+                        break;
+                    };
+                    decoded = Some((at, event));
+                }
+                let event = decoded.as_ref().filter(|(i, _)| *i == at).map(|(_, e)| Applied::of(stored, e));
+                let before = if at == 0 { commit.after } else { commit.events[at - 1].position };
+                match self.plan_next(before, stored.position, event.as_ref(), PLANNED_AHEAD) {
+                    Next::Done => at += 1,
+                    Next::Wait => {
+                        if !self.projector_moved(&mut applied).await {
+                            return;
                         }
                     }
                 }
             }
         }
     }
+
+    /// Runs ahead of a rebuild: plans each range's events as soon as it is read, while
+    /// the ranges before it are written, so the rebuild's writer finds their rows made.
+    /// Up to `limit` plans wait for their commits.
+    async fn plan_rebuild(self: Arc<Self>, mut ranges: mpsc::Receiver<ReadRange>, mut applied: watch::Receiver<i64>, limit: usize) {
+        // The event before the next one, and where the ranges given so far end.
+        let (mut before, mut end) = (0, 0);
+        while let Some(range) = ranges.recv().await {
+            if range.after != end {
+                // A range was not given: the projector plans it; go on once it did.
+                before = range.after;
+            }
+            end = range.upto;
+            for (stored, event) in range.events.iter().filter(|(stored, _)| HANDLES.contains(&stored.event_type.as_str())) {
+                let a = Applied::of(stored, event);
+                while let Next::Wait = self.plan_next(before, stored.position, Some(&a), limit) {
+                    if !self.projector_moved(&mut applied).await {
+                        return;
+                    }
+                }
+                before = stored.position;
+            }
+        }
+    }
+}
+
+/// What [`InboxProjection::plan_next`] did.
+enum Next {
+    /// Planned, or nothing to plan.
+    Done,
+    Wait,
 }
 
 /// The one row a friend event (a notice) or a system message leaves in someone's
@@ -713,8 +762,6 @@ trait Record {
     fn to_json(&self) -> Value;
     fn bind<'q>(&'q self, query: AnyQuery<'q>) -> AnyQuery<'q>;
 }
-
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 impl Record for MessageRow {
     const INTO: &'static str = "messages";
@@ -785,16 +832,19 @@ async fn insert_all<R: Record>(conn: &mut AnyConnection, rows: &[&R]) -> Result<
         sqlx::query(sqlx::AssertSqlSafe(sql)).bind(serde_json::to_string(&records)?).execute(&mut *conn).await?;
         return Ok(());
     }
-    for chunk in rows.chunks(MAX_ROWS) {
-        let sql =
-            format!("INSERT OR IGNORE INTO {} ({columns}) VALUES {}", R::INTO, values_list(conn, padded(chunk.len()), R::COLUMNS.len()));
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for r in padding(chunk) {
-            query = r.bind(query);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
+    let statements: Vec<String> = rows
+        .chunks(MAX_ROWS)
+        .map(|chunk| {
+            format!("INSERT OR IGNORE INTO {} ({columns}) VALUES {}", R::INTO, values_list(conn, padded(chunk.len()), R::COLUMNS.len()))
+        })
+        .collect();
+    run_all(
+        conn,
+        rows.chunks(MAX_ROWS)
+            .zip(statements)
+            .map(|(chunk, sql)| padding(chunk).fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |q, r| r.bind(q))),
+    )
+    .await
 }
 
 /// Rows a multi-row statement takes at most.
@@ -1149,6 +1199,14 @@ impl Projection for InboxProjection {
         }
     }
 
+    fn ahead_of_rebuild(self: Arc<Self>, range: i64, applied: watch::Receiver<i64>) -> Option<mpsc::Sender<ReadRange>> {
+        let (tx, rx) = mpsc::channel(2);
+        // The range being written and the next one.
+        let limit = usize::try_from(range).unwrap_or(usize::MAX).saturating_mul(2);
+        tokio::spawn(InboxProjection::plan_rebuild(self, rx, applied, limit));
+        Some(tx)
+    }
+
     fn committed(&self) {
         let held = {
             let mut state = self.state();
@@ -1159,6 +1217,7 @@ impl Projection for InboxProjection {
             if state.heads.len() > HEADS_KEPT && state.planned.is_empty() {
                 // Bounded: every seq is written, so any user's can be read back.
                 state.heads.clear();
+                state.emptied = false;
             }
             std::mem::take(&mut state.held)
         };
@@ -1252,6 +1311,9 @@ impl Projection for InboxProjection {
         ] {
             sqlx::query(sql).execute(&mut *conn).await?;
         }
+        // Nobody has a row now: every head is 0 until one is given. (A reset whose
+        // transaction does not commit fails the rebuild; a rebuild forgets first.)
+        self.state().emptied = true;
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use im_domain::Event;
 use im_eventlog::{FeedBatch, StoredEvent};
 use sqlx::AnyConnection;
 use std::sync::Arc;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use uuid::Uuid;
 
 /// One decoded event of a batch, with what the log recorded around it.
@@ -63,4 +63,21 @@ pub trait Projection: Send + Sync + 'static {
     /// Work done ahead of the runner on this process's commits as they are published
     /// (the inbox's sequencer), given the feed and the runner's applied position.
     fn run_ahead(self: Arc<Self>, _feed: broadcast::Receiver<FeedBatch>, _applied: watch::Receiver<i64>) {}
+    /// Work done ahead of a rebuild's writes (the inbox plans seqs): takes each range (of
+    /// up to `range` positions) as it is read — a range it is not given is left to
+    /// `apply` — and is told the position the rebuild committed. None: nothing to do ahead.
+    fn ahead_of_rebuild(self: Arc<Self>, _range: i64, _applied: watch::Receiver<i64>) -> Option<mpsc::Sender<ReadRange>> {
+        None
+    }
+}
+
+/// A range of the log's events (of the types some projection handles) with their
+/// payloads decoded, as a rebuild reads it.
+pub type DecodedRange = Arc<Vec<(StoredEvent<String>, Event)>>;
+
+/// A rebuild's range: the events after `after`, up to `upto`.
+pub struct ReadRange {
+    pub after: i64,
+    pub upto: i64,
+    pub events: DecodedRange,
 }

@@ -23,6 +23,7 @@ use crate::checkpoints;
 use crate::directory::{Directory, Keys};
 use crate::inbox::{self, Mark};
 pub use crate::projection::{Applied, Projection};
+use crate::projection::{DecodedRange, ReadRange};
 use crate::{ReadDb, ReadError};
 use im_domain::Event;
 use im_eventlog::{FeedBatch, SharedEventStore, StoredEvent};
@@ -35,8 +36,11 @@ use tracing::Instrument;
 
 /// Events read from the log per batch.
 const BATCH: i64 = 2000;
-/// Positions read per batch while rebuilding.
-const REBUILD_RANGE: i64 = 20_000;
+/// Positions a rebuild replays per transaction by default (`IM_REBUILD_RANGE`), and a
+/// projector catching up reads per batch.
+pub const REBUILD_RANGE: i64 = 20_000;
+/// Ranges a rebuild reads ahead of the one it writes.
+const READ_AHEAD: usize = 2;
 /// How long a projection's checkpoint may go unwritten while it ignores batches.
 pub const IDLE_FLUSH: Duration = Duration::from_secs(2);
 /// The trailing runner's pause after a batch it wrote: while the log moves, one
@@ -855,8 +859,10 @@ pub async fn rebuild(
     store: &dyn im_eventlog::EventStore,
     db: &ReadDb,
     projections: &[Arc<dyn Projection>],
+    range: i64,
     progress: &mut dyn FnMut(i64, i64),
 ) -> Result<i64, ReadError> {
+    let range = range.max(1);
     let mut tx = db.begin_write().await?;
     for p in projections {
         p.forget();
@@ -867,34 +873,57 @@ pub async fn rebuild(
     let head = store.head().await?;
     // Only the types these projections read: the others are skipped in the query.
     let types = types_of(projections);
+    // Those that work ahead (the inbox plans seqs) get each range as soon as it is read.
+    let (rebuilt, rebuilt_rx) = watch::channel(0);
+    let ahead: Vec<_> = projections.iter().filter_map(|p| p.clone().ahead_of_rebuild(range, rebuilt_rx.clone())).collect();
     // A range of positions at a time, up to the head as it was at the start and then
-    // to whatever was appended meanwhile. Each range is read and decoded while the one
-    // before it is applied.
-    let read = |after: i64| {
-        let types = &types;
-        async move {
-            let head = if after < head { head } else { store.head().await? };
-            if after >= head {
-                return Ok((Vec::new(), after));
+    // to whatever was appended meanwhile, read and decoded up to READ_AHEAD ranges ahead
+    // of the one being written (the ranges' costs vary: a range of registrations reads
+    // slower than it writes, a group's fan-out the other way round).
+    let (ranges, mut read) = mpsc::channel::<Result<(DecodedRange, i64), ReadError>>(READ_AHEAD);
+    let reader = async move {
+        let mut after = 0;
+        loop {
+            let read_one = async {
+                let head = if after < head { head } else { store.head().await? };
+                if after >= head {
+                    return Ok((Arc::default(), after));
+                }
+                let upto = (after + range).min(head);
+                let batch = store.read_range(after, upto, &types).await?;
+                // Decoded off the task that applies the ranges before it.
+                let decoded = Arc::new(decode_bulk(batch).await?);
+                for tx in &ahead {
+                    // A range it has no room for is planned by `apply`.
+                    let _ = tx.try_send(ReadRange { after, upto, events: decoded.clone() });
+                }
+                Ok::<_, ReadError>((decoded, upto))
             }
-            let upto = (after + REBUILD_RANGE).min(head);
-            let batch = store.read_range(after, upto, types).await?;
-            // Decoded off the task that applies the batch before it.
-            let decoded = decode_bulk(batch).await?;
-            Ok::<_, ReadError>((decoded, upto))
+            .await;
+            let last = match &read_one {
+                Ok((_, upto)) if *upto > after => Some(*upto),
+                _ => None,
+            };
+            // Stops after the last range or an error, or when the writer stopped.
+            if ranges.send(read_one).await.is_err() {
+                return;
+            }
+            match last {
+                Some(upto) => after = upto,
+                None => return,
+            }
         }
     };
-    let mut position = 0;
-    progress(position, head);
-    let mut current = read(position).await?;
-    loop {
-        let (decoded, last) = current;
-        if last == position {
-            db.settle().await?;
-            return Ok(position);
-        }
-        let applied: Vec<Applied<'_>> = decoded.iter().map(|(stored, event)| Applied::of(stored, event)).collect();
-        let write = async {
+    let writer = async move {
+        let mut position = 0;
+        progress(position, head);
+        loop {
+            let (decoded, last) = read.recv().await.ok_or_else(|| im_eventlog::StoreError("the rebuild's reader stopped".into()))??;
+            if last == position {
+                db.settle().await?;
+                return Ok(position);
+            }
+            let applied: Vec<Applied<'_>> = decoded.iter().map(|(stored, event)| Applied::of(stored, event)).collect();
             let mut tx = db.begin_write().await?;
             for p in projections {
                 let mine = mine(&**p, position, &applied);
@@ -904,15 +933,14 @@ pub async fn rebuild(
                 checkpoints::move_from(&mut tx, p.name(), position, last).await?;
             }
             tx.commit().await?;
-            Ok::<_, ReadError>(())
-        };
-        let (written, next) = tokio::join!(write, read(last));
-        written?;
-        for p in projections {
-            p.committed();
+            for p in projections {
+                p.committed();
+            }
+            rebuilt.send_replace(last);
+            position = last;
+            progress(position, head.max(position));
         }
-        position = last;
-        progress(position, head.max(position));
-        current = next?;
-    }
+    };
+    // The writer's end (done or failed) drops `read`, which stops the reader.
+    tokio::join!(reader, writer).1
 }

@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use im_domain::Event;
 use serde_json::Value;
 use sqlx::AnyConnection;
+use std::collections::HashMap;
 
 /// The characters of a message that are indexed (the rest of a long text is not found).
 pub const INDEXED_CHARS: usize = 2_000;
@@ -216,27 +217,38 @@ fn borrowed<'a>(rows: &'a [(String, i64, &'a str)]) -> Vec<(&'a str, i64, &'a st
     rows.iter().map(|(id, position, text)| (id.as_str(), *position, *text)).collect()
 }
 
-/// Indexes new text messages: (id, log position, text).
+/// Indexes new text messages: (id, log position, text). Each chunk's terms are made
+/// while the statement before it runs.
 pub(crate) async fn index_all(conn: &mut AnyConnection, messages: &[(&str, i64, &str)]) -> Result<(), ReadError> {
-    let rows: Vec<(&str, i64, String)> =
-        messages.iter().map(|(id, position, text)| (*id, *position, terms(text))).filter(|(.., t)| !t.is_empty()).collect();
     let sqlite = conn.backend_name() == "SQLite";
-    for chunk in crate::db::exact_chunks(&rows) {
-        let values = crate::db::values_list(conn, chunk.len(), 3);
-        let sql = if sqlite {
-            // Plain INSERT: REPLACE made FTS5 look up and delete each rowid first (7 % of a
-            // rebuild's profile); the checkpoint moves with the rows, so none comes twice.
-            format!("INSERT INTO message_search (message_id, rowid, terms) VALUES {values}")
-        } else {
-            format!("INSERT INTO message_search (message_id, position, terms) VALUES {values} ON CONFLICT (message_id) DO NOTHING")
-        };
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (id, position, terms) in chunk {
-            query = query.bind(*id).bind(*position).bind(terms.as_str());
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
+    // The statement for each chunk size (powers of two), made once.
+    let statements: HashMap<usize, String> = crate::db::exact_sizes(crate::db::EXACT_CHUNK * 2 - 1)
+        .map(|size| {
+            let values = crate::db::values_list(conn, size, 3);
+            let sql = if sqlite {
+                // Plain INSERT: REPLACE made FTS5 look up and delete each rowid first (7 % of a
+                // rebuild's profile); the checkpoint moves with the rows, so none comes twice.
+                format!("INSERT INTO message_search (message_id, rowid, terms) VALUES {values}")
+            } else {
+                format!("INSERT INTO message_search (message_id, position, terms) VALUES {values} ON CONFLICT (message_id) DO NOTHING")
+            };
+            (size, sql)
+        })
+        .collect();
+    let queries = messages.chunks(crate::db::EXACT_CHUNK).flat_map(|chunk| {
+        // A text with nothing to index (punctuation, emoji) has no row.
+        let rows: Vec<(&str, i64, String)> =
+            chunk.iter().map(|(id, position, text)| (*id, *position, terms(text))).filter(|(.., t)| !t.is_empty()).collect();
+        let mut rows = rows.into_iter();
+        let queries: Vec<_> = crate::db::exact_sizes(rows.len())
+            .map(|size| {
+                let sql = sqlx::AssertSqlSafe(statements[&size].clone());
+                rows.by_ref().take(size).fold(sqlx::query(sql), |query, (id, position, terms)| query.bind(id).bind(position).bind(terms))
+            })
+            .collect();
+        queries
+    });
+    crate::db::run_all(conn, queries).await
 }
 
 /// Indexes an edited message's new text (unless it is gone or revoked).

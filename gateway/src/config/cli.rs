@@ -29,6 +29,14 @@ impl Flags for StoreFlags {
     const KEYS: Option<&'static [&'static str]> = Some(&["data_dir", "database_url"]);
 }
 
+/// Where the log and read models are, and how much a rebuild replays at once (`im rebuild`).
+#[derive(Debug, Clone, Copy)]
+pub struct RebuildFlags;
+
+impl Flags for RebuildFlags {
+    const KEYS: Option<&'static [&'static str]> = Some(&["data_dir", "database_url", "rebuild_range"]);
+}
+
 /// Where the log is and the Kafka it is published to (`im replay`).
 #[derive(Debug, Clone, Copy)]
 pub struct ReplayFlags;

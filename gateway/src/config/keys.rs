@@ -167,6 +167,8 @@ pub static KEYS: &[Key] = &[
     get |s| Some(s.heartbeat.as_millis().to_string()), set |s, v| s.heartbeat = Duration::from_millis(at_least(v, 10)?) },
     key! { projection_gather_ms, "IM_PROJECTION_GATHER_MS", No, "Milliseconds the read models may gather commits nobody waits for into one transaction (embedded; 0: none)",
     get |s| Some(s.projection_gather.as_millis().to_string()), set |s, v| s.projection_gather = Duration::from_millis(at_most(v, 60_000)?) },
+    key! { rebuild_range, "IM_REBUILD_RANGE", No, "Log positions `im rebuild` replays per read-model transaction (1 to 1000000; its memory grows with it)",
+    get |s| Some(s.rebuild_range.to_string()), set |s, v| s.rebuild_range = at_most(v, 1_000_000).and_then(|_| at_least(v, 1))? },
     key! { multi_device, "IM_MULTI_DEVICE", No, "Whether a user may keep one mobile and one desktop/web session at once (loginChat's device_type)",
     get |s| Some(s.multi_device.to_string()), set |s, v| s.multi_device = v.trim().parse().map_err(|_| format!("{v:?} is not true or false"))? },
     key! { typing_interval_ms, "IM_TYPING_INTERVAL_MS", No, "Least milliseconds between two typing frames a socket passes on (more are dropped)",

@@ -8,7 +8,7 @@ pub mod cli;
 pub mod keys;
 mod resolve;
 
-pub use cli::{AllFlags, ConfigArgs, Flags, ReplayFlags, StoreFlags};
+pub use cli::{AllFlags, ConfigArgs, Flags, RebuildFlags, ReplayFlags, StoreFlags};
 pub use keys::{KEYS, Key, Secret};
 pub use resolve::{ConfigError, Given, Origin, Resolved};
 
