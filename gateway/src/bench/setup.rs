@@ -37,12 +37,9 @@ pub enum Keys {
 }
 
 impl Keys {
-    pub fn name(self) -> &'static str {
-        match self {
-            Keys::Time => "time",
-            Keys::Random => "random",
-            Keys::None => "none",
-        }
+    /// As `--keys` takes it.
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self).map(|v| v.get_name().to_owned()).unwrap_or_default()
     }
 }
 

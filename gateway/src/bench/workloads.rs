@@ -336,4 +336,13 @@ mod tests {
         assert_eq!(Seen::of("not json").kind, "");
         assert_eq!(Seen::of(r#"{"type":"say \"hi\""}"#).kind, "say \"hi\"");
     }
+
+    #[test]
+    fn a_run_names_its_keys_as_the_flag_takes_them() {
+        use crate::bench::setup::Keys;
+        for (keys, name) in [(Keys::Time, "time"), (Keys::Random, "random"), (Keys::None, "none")] {
+            assert_eq!(keys.name(), name);
+            assert_eq!(<Keys as clap::ValueEnum>::from_str(name, false), Ok(keys));
+        }
+    }
 }
