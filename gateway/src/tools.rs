@@ -74,8 +74,8 @@ pub async fn rebuild(
     let (store, db) = open_stores(settings).await?;
     let label: Vec<&'static str> = chosen.iter().map(|p| p.name()).collect();
     // One pass over the log for all of them.
-    let ranges = settings.rebuild_range;
-    let position = im_projections::runtime::rebuild(&*store, &db, &chosen, ranges, &mut |at, head| progress(&label.join("+"), at, head))
+    let range = settings.rebuild_range;
+    let position = im_projections::runtime::rebuild(&*store, &db, &chosen, range, &mut |at, head| progress(&label.join("+"), at, head))
         .await
         .with_context(|| format!("rebuilding {}", label.join(", ")))?;
     Ok(label.into_iter().map(|name| (name, position)).collect())

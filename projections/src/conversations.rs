@@ -9,7 +9,6 @@
 //! `conversations-<user>` events ([`apply`]) move the read mark, pins, mutes and hidden
 //! messages in log order, after the rows before them.
 
-use crate::db::values_list;
 use crate::{ReadDb, ReadError};
 use im_domain::Event;
 use im_domain::conversation::{Chat, chat_of};
@@ -65,18 +64,15 @@ pub(crate) async fn touch_all(conn: &mut AnyConnection, touches: &[&Touch]) -> R
     let rows: Vec<&Summed<'_>> = order.iter().filter_map(|k| by_chat.get(k)).collect();
     let greatest = if conn.backend_name() == "SQLite" { "MAX" } else { "GREATEST" };
     // An upsert that adds must see each row once: no padding.
-    let statements: Vec<String> = crate::db::exact_chunks(&rows)
-        .map(|chunk| {
-            format!(
-                "INSERT INTO conversations (user_id, chat_type, chat_id, last_message_id, last_seq, last_time, unread, mentioned) VALUES {} \
-                 ON CONFLICT (user_id, chat_type, chat_id) DO UPDATE SET last_message_id = excluded.last_message_id, \
-                 last_seq = {greatest}(conversations.last_seq, excluded.last_seq), last_time = excluded.last_time, \
-                 unread = conversations.unread + excluded.unread, mentioned = {greatest}(conversations.mentioned, excluded.mentioned)",
-                values_list(conn, chunk.len(), 8)
-            )
-        })
-        .collect();
-    let queries = crate::db::exact_chunks(&rows).zip(statements).map(|(chunk, sql)| {
+    let marks = crate::db::Placeholders::of(conn);
+    let queries = crate::db::exact_chunks(&rows).map(|chunk| {
+        let sql = format!(
+            "INSERT INTO conversations (user_id, chat_type, chat_id, last_message_id, last_seq, last_time, unread, mentioned) VALUES {} \
+             ON CONFLICT (user_id, chat_type, chat_id) DO UPDATE SET last_message_id = excluded.last_message_id, \
+             last_seq = {greatest}(conversations.last_seq, excluded.last_seq), last_time = excluded.last_time, \
+             unread = conversations.unread + excluded.unread, mentioned = {greatest}(conversations.mentioned, excluded.mentioned)",
+            marks.values(chunk.len(), 8)
+        );
         chunk.iter().fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |query, s| {
             query
                 .bind(s.last.user_id)

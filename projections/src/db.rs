@@ -171,27 +171,45 @@ fn pool_options(backend: Backend, max: u32) -> AnyPoolOptions {
 /// SQLite, whose lookup of a numbered parameter's name is linear in the number of
 /// parameters (quadratic over a multi-row statement).
 pub(crate) fn values_list(conn: &AnyConnection, rows: usize, width: usize) -> String {
-    let numbered = conn.backend_name() != "SQLite";
-    let mut sql = String::with_capacity(rows * width * 5);
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for c in 0..width {
-            if c > 0 {
+    Placeholders::of(conn).values(rows, width)
+}
+
+/// The placeholders of a connection's engine, for statements made where the connection
+/// is borrowed (by [`run_all`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Placeholders {
+    numbered: bool,
+}
+
+impl Placeholders {
+    pub(crate) fn of(conn: &AnyConnection) -> Self {
+        Self { numbered: conn.backend_name() != "SQLite" }
+    }
+
+    /// [`values_list`].
+    pub(crate) fn values(self, rows: usize, width: usize) -> String {
+        let numbered = self.numbered;
+        let mut sql = String::with_capacity(rows * width * 5);
+        for r in 0..rows {
+            if r > 0 {
                 sql.push_str(", ");
             }
-            if numbered {
-                sql.push('$');
-                sql.push_str(&(r * width + c + 1).to_string());
-            } else {
-                sql.push('?');
+            sql.push('(');
+            for c in 0..width {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                if numbered {
+                    sql.push('$');
+                    sql.push_str(&(r * width + c + 1).to_string());
+                } else {
+                    sql.push('?');
+                }
             }
+            sql.push(')');
         }
-        sql.push(')');
+        sql
     }
-    sql
 }
 
 /// The `OFFSET` of page `page` (from 1) of `limit` rows; saturates instead of overflowing

@@ -17,7 +17,7 @@
 //! or the client acked it. The rows after it are pending.
 
 use crate::conversations::Touch;
-use crate::db::{AnyQuery, ROWS_PER_STATEMENT, run_all, values_list};
+use crate::db::{AnyQuery, Placeholders, ROWS_PER_STATEMENT, run_all, values_list};
 use crate::groups::GroupEffect;
 use crate::projection::{Applied, Projection, ReadRange};
 use crate::{ReadDb, ReadError};
@@ -832,19 +832,12 @@ async fn insert_all<R: Record>(conn: &mut AnyConnection, rows: &[&R]) -> Result<
         sqlx::query(sqlx::AssertSqlSafe(sql)).bind(serde_json::to_string(&records)?).execute(&mut *conn).await?;
         return Ok(());
     }
-    let statements: Vec<String> = rows
-        .chunks(MAX_ROWS)
-        .map(|chunk| {
-            format!("INSERT OR IGNORE INTO {} ({columns}) VALUES {}", R::INTO, values_list(conn, padded(chunk.len()), R::COLUMNS.len()))
-        })
-        .collect();
-    run_all(
-        conn,
-        rows.chunks(MAX_ROWS)
-            .zip(statements)
-            .map(|(chunk, sql)| padding(chunk).fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |q, r| r.bind(q))),
-    )
-    .await
+    let marks = Placeholders::of(conn);
+    let queries = rows.chunks(MAX_ROWS).map(|chunk| {
+        let sql = format!("INSERT OR IGNORE INTO {} ({columns}) VALUES {}", R::INTO, marks.values(padded(chunk.len()), R::COLUMNS.len()));
+        padding(chunk).fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |q, r| r.bind(q))
+    });
+    run_all(conn, queries).await
 }
 
 /// Rows a multi-row statement takes at most.

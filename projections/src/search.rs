@@ -24,7 +24,6 @@ use async_trait::async_trait;
 use im_domain::Event;
 use serde_json::Value;
 use sqlx::AnyConnection;
-use std::collections::HashMap;
 
 /// The characters of a message that are indexed (the rest of a long text is not found).
 pub const INDEXED_CHARS: usize = 2_000;
@@ -221,20 +220,17 @@ fn borrowed<'a>(rows: &'a [(String, i64, &'a str)]) -> Vec<(&'a str, i64, &'a st
 /// while the statement before it runs.
 pub(crate) async fn index_all(conn: &mut AnyConnection, messages: &[(&str, i64, &str)]) -> Result<(), ReadError> {
     let sqlite = conn.backend_name() == "SQLite";
-    // The statement for each chunk size (powers of two), made once.
-    let statements: HashMap<usize, String> = crate::db::exact_sizes(crate::db::EXACT_CHUNK * 2 - 1)
-        .map(|size| {
-            let values = crate::db::values_list(conn, size, 3);
-            let sql = if sqlite {
-                // Plain INSERT: REPLACE made FTS5 look up and delete each rowid first (7 % of a
-                // rebuild's profile); the checkpoint moves with the rows, so none comes twice.
-                format!("INSERT INTO message_search (message_id, rowid, terms) VALUES {values}")
-            } else {
-                format!("INSERT INTO message_search (message_id, position, terms) VALUES {values} ON CONFLICT (message_id) DO NOTHING")
-            };
-            (size, sql)
-        })
-        .collect();
+    let marks = crate::db::Placeholders::of(conn);
+    let statement = |size: usize| {
+        let values = marks.values(size, 3);
+        if sqlite {
+            // Plain INSERT: REPLACE made FTS5 look up and delete each rowid first (7 % of a
+            // rebuild's profile); the checkpoint moves with the rows, so none comes twice.
+            format!("INSERT INTO message_search (message_id, rowid, terms) VALUES {values}")
+        } else {
+            format!("INSERT INTO message_search (message_id, position, terms) VALUES {values} ON CONFLICT (message_id) DO NOTHING")
+        }
+    };
     let queries = messages.chunks(crate::db::EXACT_CHUNK).flat_map(|chunk| {
         // A text with nothing to index (punctuation, emoji) has no row.
         let rows: Vec<(&str, i64, String)> =
@@ -242,7 +238,7 @@ pub(crate) async fn index_all(conn: &mut AnyConnection, messages: &[(&str, i64, 
         let mut rows = rows.into_iter();
         let queries: Vec<_> = crate::db::exact_sizes(rows.len())
             .map(|size| {
-                let sql = sqlx::AssertSqlSafe(statements[&size].clone());
+                let sql = sqlx::AssertSqlSafe(statement(size));
                 rows.by_ref().take(size).fold(sqlx::query(sql), |query, (id, position, terms)| query.bind(id).bind(position).bind(terms))
             })
             .collect();

@@ -64,10 +64,9 @@ impl ImProcess {
             },
             Err(_) => (Stdio::null(), Stdio::null()),
         };
-        let child = cmd.stdout(stdout).stderr(stderr).spawn().expect("spawn im");
+        let mut child = cmd.stdout(stdout).stderr(stderr).spawn().expect("spawn im");
         let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
-        let mut child = child;
         for _ in 0..400 {
             if let Ok(r) = client.get(format!("{base}/healthz")).send().await
                 && r.status().is_success()
