@@ -687,8 +687,10 @@ async fn search_public_profile_and_disabled_users(backend: Backend) {
 /// that, nothing. The fresh token works, and so does the old one until it expires.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_refreshed_in_their_last_quarter() {
-    let server = TestServer::start_with(Backend::Sqlite, |s| s.token_ttl_secs = 8).await;
+    let server = TestServer::start_with(Backend::Sqlite, |s| s.token_ttl_secs = 16).await;
     let user = server.register("refresh01", "123456").await;
+    // The token was issued no later than this (its `iat` is whole seconds, rounded down).
+    let issued = tokio::time::Instant::now();
     let call = |token: String| {
         let req = server.request(reqwest::Method::POST, SETTINGS).header("token", token);
         async move {
@@ -702,8 +704,10 @@ async fn tokens_are_refreshed_in_their_last_quarter() {
     let welcome = ws.next_non_ping().await;
     assert!(welcome.get("token").is_none(), "{welcome}");
 
-    // Issued at second N, expiring at N + 8: after 6.2 s at most 2 s are left.
-    tokio::time::sleep(std::time::Duration::from_millis(6200)).await;
+    // Issued at second N, expiring at N + 16: 12 s after the registration answered, at
+    // most 4 s are left (its last quarter), and more than 3 s less the registration's own
+    // time (timed from the answer, not from the steps above, which a loaded machine slows).
+    tokio::time::sleep_until(issued + std::time::Duration::from_secs(12)).await;
     let (status, fresh) = call(user.token.clone()).await;
     assert_eq!(status, 200);
     let fresh = fresh.expect("a token in its last quarter gets a successor");
@@ -713,8 +717,8 @@ async fn tokens_are_refreshed_in_their_last_quarter() {
     let welcome = ws.next_non_ping().await;
     assert_eq!(welcome["type"], "system");
     assert!(welcome["token"].as_str().is_some_and(|t| !t.is_empty()), "{welcome}");
-    // The old one dies at its expiry; the successor lives on.
-    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+    // The old one dies at its expiry (at most 16 s after it was issued); the successor lives on.
+    tokio::time::sleep_until(issued + std::time::Duration::from_millis(16_500)).await;
     assert_eq!(call(user.token.clone()).await.0, 401);
     assert_eq!(call(fresh).await.0, 200);
 }
