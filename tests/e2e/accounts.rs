@@ -717,8 +717,11 @@ async fn tokens_are_refreshed_in_their_last_quarter() {
     let welcome = ws.next_non_ping().await;
     assert_eq!(welcome["type"], "system");
     assert!(welcome["token"].as_str().is_some_and(|t| !t.is_empty()), "{welcome}");
-    // The old one dies at its expiry (at most 16 s after it was issued); the successor lives on.
-    tokio::time::sleep_until(issued + std::time::Duration::from_millis(16_500)).await;
+    // The old one dies at its expiry; the successor lives on. Expiry is checked in whole
+    // seconds (a token is accepted through the second its `exp` names), so a token issued
+    // in second N with `exp` N + 16 is refused from N + 17 on: at most 17 s after the
+    // registration answered (16.5 s failed whenever the answer came early in second N).
+    tokio::time::sleep_until(issued + std::time::Duration::from_millis(17_200)).await;
     assert_eq!(call(user.token.clone()).await.0, 401);
     assert_eq!(call(fresh).await.0, 200);
 }
