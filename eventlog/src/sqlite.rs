@@ -143,6 +143,16 @@ impl Checkpointer {
     pub fn start(path: &Path, writeback: Writeback) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(30))?;
+        Self::spawn(path, Some(conn), writeback)
+    }
+
+    /// No checkpoints, only [`Writeback::Early`]: for a file written without a WAL (a
+    /// rebuild's new read.db), so that the fsync that ends it has little left to write.
+    pub fn writeback_only(path: &Path) -> Result<Self, StoreError> {
+        Self::spawn(path, None, Writeback::Early)
+    }
+
+    fn spawn(path: &Path, conn: Option<Connection>, writeback: Writeback) -> Result<Self, StoreError> {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let name = path.display().to_string();
@@ -162,9 +172,7 @@ impl Checkpointer {
                     if writeback == Writeback::Early {
                         files.iter().for_each(|f| start_writeback(f));
                     }
-                    if ticks % ticks_per_checkpoint != 0 {
-                        continue;
-                    }
+                    let Some(conn) = conn.as_ref().filter(|_| ticks % ticks_per_checkpoint == 0) else { continue };
                     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                         tracing::warn!(file = %name, error = %e, "background checkpoint failed");
                     }

@@ -40,6 +40,13 @@ use tokio::sync::watch;
 /// Opens the event log (running the migrations) and the read-model database: SQLite
 /// under the data dir, or Postgres when `database_url` is set.
 pub async fn open_stores(settings: &Settings) -> anyhow::Result<(SharedEventStore, ReadDb)> {
+    let (store, read_url) = open_log(settings).await?;
+    let db = ReadDb::connect(&read_url).await.context("opening read models")?;
+    Ok((store, db))
+}
+
+/// Opens the event log (running the migrations); also says where the read models are.
+pub async fn open_log(settings: &Settings) -> anyhow::Result<(SharedEventStore, String)> {
     std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
     let (store, read_url): (SharedEventStore, String) = match &settings.database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
@@ -52,8 +59,7 @@ pub async fn open_stores(settings: &Settings) -> anyhow::Result<(SharedEventStor
             (Arc::new(store), format!("sqlite://{}", settings.read_db_path().display()))
         }
     };
-    let db = ReadDb::connect(&read_url).await.context("opening read models")?;
-    Ok((store, db))
+    Ok((store, read_url))
 }
 
 /// A built server with its listener bound, not yet serving.

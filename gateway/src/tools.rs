@@ -1,9 +1,10 @@
 //! Operator tooling behind `im migrate`, `im events`, `im rebuild` and `im replay`.
 
-use crate::app::open_stores;
+use crate::app::{open_log, open_stores};
 use crate::settings::Settings;
 use anyhow::Context;
 use im_adapters::kafka::{KafkaSettings, events_producer, publish};
+use im_projections::ReadDb;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,27 +59,54 @@ pub async fn rebuild(
         return Err(Usage(format!("no projection named {unknown:?}; known: {}", known.join(", "))).into());
     }
     let chosen: Vec<_> = all.into_iter().filter(|p| names.is_empty() || names.iter().any(|n| n == p.name())).collect();
-    if settings.database_url.is_none() && chosen.len() == known.len() {
-        // Every read model of the embedded store: a new read.db is cheaper than emptying
-        // the old one, which reads every page of every table to free it.
+    let label: Vec<&'static str> = chosen.iter().map(|p| p.name()).collect();
+    let range = settings.rebuild_range;
+    let mut progress = |at, head| progress(&label.join("+"), at, head);
+    let position = if settings.database_url.is_none() && chosen.len() == known.len() {
+        // Every read model of the embedded store: a new read.db, written without a
+        // journal beside the old one, is cheaper than emptying the old one (which reads
+        // every page of every table to free it) and rewriting it through its WAL.
         let path = settings.read_db_path();
-        for suffix in ["", "-wal", "-shm"] {
-            let file = format!("{}{suffix}", path.display());
-            match std::fs::remove_file(&file) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(anyhow::Error::new(e).context(format!("removing {file}"))),
-            }
+        let building = path.with_file_name("read.db.rebuild");
+        remove_sqlite_files(&building, true)?;
+        let (store, _) = open_log(settings).await?;
+        let db = ReadDb::bulk_load(&building).await.with_context(|| format!("creating {}", building.display()))?;
+        // One pass over the log for all of them.
+        let position = im_projections::runtime::rebuild(&*store, &db, &chosen, range, &mut progress)
+            .await
+            .with_context(|| format!("rebuilding {}", label.join(", ")))?;
+        db.seal().await.with_context(|| format!("sealing {}", building.display()))?;
+        // The old file's WAL goes first: beside the new file it would be read as the new
+        // file's. (Killed in between, the old file is back at its last checkpoint, whose
+        // read models and positions agree.) Then the new file replaces it at once.
+        remove_sqlite_files(&path, false)?;
+        std::fs::rename(&building, &path).with_context(|| format!("renaming {} to {}", building.display(), path.display()))?;
+        std::fs::File::open(&settings.data_dir)
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("flushing {}", settings.data_dir.display()))?;
+        position
+    } else {
+        let (store, db) = open_stores(settings).await?;
+        im_projections::runtime::rebuild(&*store, &db, &chosen, range, &mut progress)
+            .await
+            .with_context(|| format!("rebuilding {}", label.join(", ")))?
+    };
+    Ok(label.into_iter().map(|name| (name, position)).collect())
+}
+
+/// Removes a SQLite file's WAL, shared-memory and journal files, those that exist, and
+/// with `itself` the file too.
+fn remove_sqlite_files(path: &std::path::Path, itself: bool) -> anyhow::Result<()> {
+    let all = ["", "-wal", "-shm", "-journal"];
+    for suffix in if itself { &all[..] } else { &all[1..] } {
+        let file = format!("{}{suffix}", path.display());
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("removing {file}"))),
         }
     }
-    let (store, db) = open_stores(settings).await?;
-    let label: Vec<&'static str> = chosen.iter().map(|p| p.name()).collect();
-    // One pass over the log for all of them.
-    let range = settings.rebuild_range;
-    let position = im_projections::runtime::rebuild(&*store, &db, &chosen, range, &mut |at, head| progress(&label.join("+"), at, head))
-        .await
-        .with_context(|| format!("rebuilding {}", label.join(", ")))?;
-    Ok(label.into_iter().map(|name| (name, position)).collect())
+    Ok(())
 }
 
 /// `im replay --from N`: publishes the log from position N to the events topic again

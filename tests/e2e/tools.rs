@@ -175,8 +175,24 @@ async fn rebuild_restores_every_read_model(backend: Backend) {
     let before = snapshot(&url).await;
     let empty: Vec<&str> = before.iter().filter(|(_, rows)| rows.is_empty()).map(|(t, _)| t.as_str()).collect();
     assert!(empty.is_empty(), "every table has rows to compare; empty: {empty:?}");
+    // SQLite: a full rebuild writes a new file beside read.db and renames it into place;
+    // what a killed rebuild left there is thrown away.
+    let building = settings.read_db_path().with_file_name("read.db.rebuild");
+    if backend == Backend::Sqlite {
+        std::fs::write(&building, b"half-written by a rebuild that was killed").unwrap();
+    }
     let mut progress = Vec::new();
     let done = im_gateway::tools::rebuild(&settings, &[], &mut |name, at, head| progress.push((name.to_owned(), at, head))).await.unwrap();
+    if backend == Backend::Sqlite {
+        assert!(!building.exists(), "the new file was renamed into place");
+        let dir: Vec<String> =
+            std::fs::read_dir(&settings.data_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert!(!dir.iter().any(|f| f.starts_with("read.db-") || f.starts_with("read.db.rebuild")), "nothing left beside it: {dir:?}");
+        let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&db).await.unwrap();
+        assert_eq!(mode, "wal", "the rebuilt file is an ordinary WAL file again");
+        db.close().await;
+    }
     assert_eq!(done.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec!["users", "friends", "inbox", "askanswer", "audit", "push", "search"]);
     assert!(done.iter().all(|(_, p)| *p == head));
     assert!(progress.iter().any(|(_, at, h)| at == h), "progress reaches the head");
