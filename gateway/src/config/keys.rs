@@ -75,6 +75,15 @@ where
     if n < min { Err(format!("must be at least {min}")) } else { Ok(n) }
 }
 
+/// A number from `min` to `max`.
+fn within<T: FromStr + PartialOrd + Display>(v: &str, min: T, max: T) -> Result<T, String>
+where
+    T::Err: Display,
+{
+    let n: T = at_least(v, min)?;
+    if n > max { Err(format!("must be at most {max}")) } else { Ok(n) }
+}
+
 /// A number of at most `max`.
 fn at_most<T: FromStr + PartialOrd + Display>(v: &str, max: T) -> Result<T, String>
 where
@@ -168,7 +177,7 @@ pub static KEYS: &[Key] = &[
     key! { projection_gather_ms, "IM_PROJECTION_GATHER_MS", No, "Milliseconds the read models may gather commits nobody waits for into one transaction (embedded; 0: none)",
     get |s| Some(s.projection_gather.as_millis().to_string()), set |s, v| s.projection_gather = Duration::from_millis(at_most(v, 60_000)?) },
     key! { rebuild_range, "IM_REBUILD_RANGE", No, "Log positions `im rebuild` replays per read-model transaction (1 to 1000000; its memory grows with it)",
-    get |s| Some(s.rebuild_range.to_string()), set |s, v| s.rebuild_range = at_most(v, 1_000_000).and_then(|_| at_least(v, 1))? },
+    get |s| Some(s.rebuild_range.to_string()), set |s, v| s.rebuild_range = within(v, 1, 1_000_000)? },
     key! { multi_device, "IM_MULTI_DEVICE", No, "Whether a user may keep one mobile and one desktop/web session at once (loginChat's device_type)",
     get |s| Some(s.multi_device.to_string()), set |s, v| s.multi_device = v.trim().parse().map_err(|_| format!("{v:?} is not true or false"))? },
     key! { typing_interval_ms, "IM_TYPING_INTERVAL_MS", No, "Least milliseconds between two typing frames a socket passes on (more are dropped)",

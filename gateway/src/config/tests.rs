@@ -67,6 +67,9 @@ fn bad_values_and_unknown_keys_are_refused_by_name() {
     assert!(err(&Given::default(), &[("IM_WS_QUEUE", "2")]).starts_with("IM_WS_QUEUE: must be at least 4"));
     assert!(err(&Given::default(), &[("IM_LISTEN", "nowhere")]).starts_with("IM_LISTEN:"));
     assert!(err(&Given::default(), &[("IM_ROLE", "boss")]).contains("one of all, gateway, projector, relay"));
+    assert!(err(&Given::default(), &[("IM_REBUILD_RANGE", "0")]).starts_with("IM_REBUILD_RANGE: must be at least 1"));
+    assert!(err(&Given::default(), &[("IM_REBUILD_RANGE", "1000001")]).starts_with("IM_REBUILD_RANGE: must be at most 1000000"));
+    assert_eq!(resolved(&Given::default(), &[("IM_REBUILD_RANGE", "1000000")]).settings.rebuild_range, 1_000_000);
     let mut flagged = Given::default();
     flagged.flags.insert("rate_send", "-1".into());
     assert!(err(&flagged, &[]).starts_with("--rate-send:"));
