@@ -102,11 +102,12 @@ impl ReadDb {
 
     /// A new SQLite read-model file at `path`, written for a full rebuild: no journal, no
     /// fsync (the kernel is asked to start writing its pages out every few ms, so the
-    /// fsync that seals it has little left), one connection holding the file exclusively. A crash can leave such a file
-    /// half-written, so it must be a file no server opens until [`ReadDb::seal`] has made
-    /// it an ordinary WAL file and it was renamed into place. (A rebuild's commits wrote
-    /// each page twice — to the WAL, then back — and the checkpointer's copying and the
-    /// WAL writes were 15 % of its CPU.)
+    /// fsync that seals it has little left), one connection holding the file
+    /// exclusively. A crash can leave such a file half-written, so it must be a file no
+    /// server opens until [`ReadDb::seal`] has made it an ordinary WAL file and it was
+    /// renamed into place. (Through a WAL, a rebuild wrote each page twice — to the WAL,
+    /// then back — and the checkpointer's copying and the WAL writes were 15 % of its
+    /// CPU.)
     pub async fn bulk_load(path: &std::path::Path) -> Result<Self, ReadError> {
         sqlx::any::install_default_drivers();
         let url = format!("sqlite://{}", path.display());
