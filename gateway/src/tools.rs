@@ -60,37 +60,37 @@ pub async fn rebuild(
     }
     let chosen: Vec<_> = all.into_iter().filter(|p| names.is_empty() || names.iter().any(|n| n == p.name())).collect();
     let label: Vec<&'static str> = chosen.iter().map(|p| p.name()).collect();
-    let range = settings.rebuild_range;
-    let mut progress = |at, head| progress(&label.join("+"), at, head);
-    let position = if settings.database_url.is_none() && chosen.len() == known.len() {
-        // Every read model of the embedded store: a new read.db, written without a
-        // journal beside the old one, is cheaper than emptying the old one (which reads
-        // every page of every table to free it) and rewriting it through its WAL.
-        let path = settings.read_db_path();
-        let building = path.with_file_name("read.db.rebuild");
-        remove_sqlite_files(&building, true)?;
-        let (store, _) = open_log(settings).await?;
-        let db = ReadDb::bulk_load(&building).await.with_context(|| format!("creating {}", building.display()))?;
-        // One pass over the log for all of them.
-        let position = im_projections::runtime::rebuild(&*store, &db, &chosen, range, &mut progress)
-            .await
-            .with_context(|| format!("rebuilding {}", label.join(", ")))?;
+    // Every read model of the embedded store: a new read.db, written without a journal
+    // beside the old one, is cheaper than emptying the old one (which reads every page of
+    // every table to free it) and rewriting it through its WAL.
+    let building =
+        (settings.database_url.is_none() && chosen.len() == known.len()).then(|| settings.read_db_path().with_file_name("read.db.rebuild"));
+    let (store, db) = match &building {
+        Some(building) => {
+            remove_sqlite_files(building, true)?;
+            let (store, _) = open_log(settings).await?;
+            (store, ReadDb::bulk_load(building).await.with_context(|| format!("creating {}", building.display()))?)
+        }
+        None => open_stores(settings).await?,
+    };
+    // One pass over the log for all of them.
+    let position = im_projections::runtime::rebuild(&*store, &db, &chosen, settings.rebuild_range, &mut |at, head| {
+        progress(&label.join("+"), at, head)
+    })
+    .await
+    .with_context(|| format!("rebuilding {}", label.join(", ")))?;
+    if let Some(building) = building {
         db.seal().await.with_context(|| format!("sealing {}", building.display()))?;
         // The old file's WAL goes first: beside the new file it would be read as the new
         // file's. (Killed in between, the old file is back at its last checkpoint, whose
         // read models and positions agree.) Then the new file replaces it at once.
+        let path = settings.read_db_path();
         remove_sqlite_files(&path, false)?;
         std::fs::rename(&building, &path).with_context(|| format!("renaming {} to {}", building.display(), path.display()))?;
         std::fs::File::open(&settings.data_dir)
             .and_then(|dir| dir.sync_all())
             .with_context(|| format!("flushing {}", settings.data_dir.display()))?;
-        position
-    } else {
-        let (store, db) = open_stores(settings).await?;
-        im_projections::runtime::rebuild(&*store, &db, &chosen, range, &mut progress)
-            .await
-            .with_context(|| format!("rebuilding {}", label.join(", ")))?
-    };
+    }
     Ok(label.into_iter().map(|name| (name, position)).collect())
 }
 

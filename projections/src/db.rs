@@ -85,9 +85,7 @@ impl ReadDb {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(30));
             let path = options.get_filename().to_owned();
-            let setup = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
-            sqlx::migrate!("../migrations/sqlite/read").run(&setup).await.map_err(|e| ReadError::Migrate(e.to_string()))?;
-            setup.close().await;
+            migrate(options).await?;
             use im_eventlog::sqlite::{Checkpointer, Writeback};
             checkpointer = Some(Arc::new(Checkpointer::start(&path, Writeback::Early)?));
         }
@@ -116,9 +114,7 @@ impl ReadDb {
             .journal_mode(SqliteJournalMode::Off)
             .synchronous(SqliteSynchronous::Off)
             .locking_mode(sqlx::sqlite::SqliteLockingMode::Exclusive);
-        let setup = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
-        sqlx::migrate!("../migrations/sqlite/read").run(&setup).await.map_err(|e| ReadError::Migrate(e.to_string()))?;
-        setup.close().await;
+        migrate(options).await?;
         let options = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
             .max_connections(1)
@@ -197,6 +193,14 @@ impl ReadDb {
             Backend::Postgres => WriteTx { tx: self.pool.begin().await?, _turn: None },
         })
     }
+}
+
+/// Creates (if needed) and migrates a SQLite read-model file on one connection of its own.
+async fn migrate(options: SqliteConnectOptions) -> Result<(), ReadError> {
+    let setup = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+    sqlx::migrate!("../migrations/sqlite/read").run(&setup).await.map_err(|e| ReadError::Migrate(e.to_string()))?;
+    setup.close().await;
+    Ok(())
 }
 
 /// A pool of at most `max` read-model connections, each set up for its engine.
