@@ -83,6 +83,13 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// How many events this process has appended since it started (for metrics).
     fn appended(&self) -> u64;
+
+    /// Copies everything committed so far into the log's file itself, as a clean close
+    /// would (SQLite: a TRUNCATE checkpoint, so whoever opens the file next has no WAL to
+    /// copy back first); a no-op on Postgres. Appends may go on afterwards.
+    async fn settle(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 pub type SharedEventStore = Arc<dyn EventStore>;

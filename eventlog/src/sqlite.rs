@@ -533,6 +533,23 @@ impl EventStore for SqliteEventStore {
         self.writer.appended()
     }
 
+    async fn settle(&self) -> Result<(), StoreError> {
+        let path = self.readers.path.clone();
+        tokio::task::spawn_blocking(move || {
+            // A connection of its own: it waits (busy timeout) for the writer's and the
+            // background checkpointer's turns, then copies and truncates the WAL.
+            let conn = Connection::open(&path)?;
+            conn.busy_timeout(Duration::from_secs(30))?;
+            let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+            match busy {
+                0 => Ok(()),
+                _ => Err(StoreError("the log's WAL is still in use: not settled".into())),
+            }
+        })
+        .await
+        .map_err(|e| StoreError(format!("settling the log: {e}")))?
+    }
+
     fn backend(&self) -> &'static str {
         "sqlite"
     }

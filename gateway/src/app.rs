@@ -68,6 +68,8 @@ pub struct Application {
     /// With `--tls-cert`/`--tls-key`: the listener speaks TLS.
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     state: AppState,
+    /// The read models, settled at the end like the log.
+    db: ReadDb,
     shutdown: watch::Sender<bool>,
     /// The settings this process shares with the rest of its deployment, kept recorded.
     _shared: Vec<im_projections::deployment::Held>,
@@ -228,7 +230,7 @@ impl Application {
             askanswers: AskAnswers::new(db.clone()),
             group_commands: GroupCommands::new(store.clone(), settings.max_group_size),
             groups: Groups::new(db.clone()),
-            audit: im_projections::audit::Audit::new(db),
+            audit: im_projections::audit::Audit::new(db.clone()),
             revoke_window: settings.revoke_window,
             edit_window: settings.edit_window,
             projector,
@@ -267,7 +269,7 @@ impl Application {
             tokio::spawn(crate::ws::carry_out(state.clone(), messages));
         }
         tracing::info!(addr = %listener.local_addr()?, backend = state.store().backend(), ?role, node = %settings.node_id, "server built");
-        Ok(Self { listener, tls, state, shutdown, _shared: shared })
+        Ok(Self { listener, tls, state, db, shutdown, _shared: shared })
     }
 
     pub fn port(&self) -> u16 {
@@ -278,8 +280,16 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until `signal` completes, then closes every socket and drains requests.
+    /// Serves until `signal` completes, then closes every socket, drains requests and
+    /// settles the files (see [`settle`]).
     pub async fn run_until_stopped(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let (store, db) = (self.state.store().clone(), self.db.clone());
+        let served = self.serve(signal).await;
+        settle(&*store, &db).await;
+        served
+    }
+
+    async fn serve(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let service = router(self.state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
         let shutdown = self.shutdown;
         let stopping = async move {
@@ -298,6 +308,21 @@ impl Application {
             None => axum::serve(no_delay(self.listener), service).with_graceful_shutdown(stopping).await,
         }
     }
+}
+
+/// What a clean close of the embedded files would do, since the process exits with its
+/// connections open: the log's and the read models' WALs copied back and truncated, so
+/// the next start (or `im rebuild`) does not copy back megabytes of frames first. A
+/// failure only costs that time later.
+async fn settle(store: &dyn im_eventlog::EventStore, db: &ReadDb) {
+    let started = std::time::Instant::now();
+    if let Err(e) = store.settle().await {
+        tracing::warn!(error = %e, "could not settle the event log at shutdown");
+    }
+    if let Err(e) = db.settle().await {
+        tracing::warn!(error = %e, "could not settle the read models at shutdown");
+    }
+    tracing::info!(ms = started.elapsed().as_millis() as u64, "files settled");
 }
 
 /// Accepted connections send small frames at once instead of waiting on Nagle's

@@ -16,6 +16,48 @@ use std::time::Duration;
 
 both_backends!(killed_mid_stream_loses_no_acknowledged_message);
 
+/// A server stopped as an operator stops it (SIGTERM) copies its WALs back before it
+/// exits: the next start, or `im rebuild`, has no frames to copy back first. What it
+/// acknowledged is there after the restart.
+#[tokio::test]
+async fn stopped_cleanly_leaves_the_files_settled() {
+    let data_dir_kept = im_e2e::DataDir::new();
+    let data_dir = data_dir_kept.path().to_path_buf();
+    let server = Server::start(&data_dir, None).await;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+    let base = server.base.clone();
+    let (bob, bob_token) = register(&client, &base, "settlebob").await;
+    let (_, alice_token) = register(&client, &base, "settlealice").await;
+    let (status, _) =
+        post(&client, format!("{base}/api/chat/userset"), Some(&bob_token), json!({"userset": r#"{"chatset":{"user":{"sendCount":2}}}"#}))
+            .await
+            .unwrap();
+    assert_eq!(status, 200);
+    for n in 0..50 {
+        let body = json!({"sendto_id": bob, "chatType": "single", "type": "text", "data": format!("settled {n}")});
+        let (status, body) = post(&client, format!("{base}/api/chat/socket/sendmessage"), Some(&alice_token), body).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let wal = |file: &str| std::fs::metadata(data_dir.join(format!("{file}-wal"))).map_or(0, |m| m.len());
+    assert!(wal("im.db") > 0, "the running server's log has a WAL");
+    let (exited_ok, _) = server.process.stop().await;
+    assert!(exited_ok, "im exits successfully on SIGTERM");
+    assert_eq!(wal("im.db"), 0, "the log's WAL was copied back and truncated");
+    assert_eq!(wal("read.db"), 0, "the read models' WAL was copied back and truncated");
+
+    let server = Server::start(&data_dir, None).await;
+    let resp = client.get(format!("{}/api/chat/sync?since=0&limit=500", server.base)).header("token", &bob_token).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let page: Value = resp.json().await.unwrap();
+    let texts: Vec<String> = page["data"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["data"]["data"].as_str().filter(|t| t.starts_with("settled ")).map(str::to_owned))
+        .collect();
+    assert_eq!(texts, (0..50).map(|n| format!("settled {n}")).collect::<Vec<_>>());
+}
+
 struct Server {
     process: ImProcess,
     base: String,

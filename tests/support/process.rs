@@ -124,6 +124,21 @@ impl ImProcess {
         kb.unwrap_or_else(|| panic!("{field} in /proc/<pid>/status")) * 1024
     }
 
+    /// SIGTERM, as an operator stops it, and waits (up to 30 s) for it to exit; returns
+    /// whether it exited successfully and what is needed to start it again.
+    pub async fn stop(mut self) -> (bool, HashMap<String, String>) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        for _ in 0..600 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return (status.success(), std::mem::take(&mut self.env));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("im (pid {pid}) did not exit within 30 s of SIGTERM");
+    }
+
     /// SIGKILL, no graceful anything; returns what is needed to start it again.
     pub fn kill(mut self) -> HashMap<String, String> {
         let _ = self.child.kill();
