@@ -75,6 +75,9 @@ pub trait Projection: Send + Sync + 'static {
 /// payloads decoded, as a rebuild reads it.
 pub type DecodedRange = Arc<Vec<(StoredEvent<String>, Event)>>;
 
+/// Ranges a rebuild reads ahead of the one it writes.
+pub const READ_AHEAD: usize = 2;
+
 /// A rebuild's range: the events after `after`, up to `upto`.
 pub struct ReadRange {
     pub after: i64,

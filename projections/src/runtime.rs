@@ -23,7 +23,7 @@ use crate::checkpoints;
 use crate::directory::{Directory, Keys};
 use crate::inbox::{self, Mark};
 pub use crate::projection::{Applied, Projection};
-use crate::projection::{DecodedRange, ReadRange};
+use crate::projection::{DecodedRange, READ_AHEAD, ReadRange};
 use crate::{ReadDb, ReadError};
 use im_domain::Event;
 use im_eventlog::{FeedBatch, SharedEventStore, StoredEvent};
@@ -39,8 +39,6 @@ const BATCH: i64 = 2000;
 /// Positions a rebuild replays per transaction by default (`IM_REBUILD_RANGE`), and a
 /// projector catching up reads per batch.
 pub const REBUILD_RANGE: i64 = 20_000;
-/// Ranges a rebuild reads ahead of the one it writes.
-const READ_AHEAD: usize = 2;
 /// How long a projection's checkpoint may go unwritten while it ignores batches.
 pub const IDLE_FLUSH: Duration = Duration::from_secs(2);
 /// The trailing runner's pause after a batch it wrote: while the log moves, one
