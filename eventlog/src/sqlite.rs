@@ -536,10 +536,11 @@ impl EventStore for SqliteEventStore {
     async fn settle(&self) -> Result<(), StoreError> {
         let path = self.readers.path.clone();
         tokio::task::spawn_blocking(move || {
-            // A connection of its own: it waits (busy timeout) for the writer's and the
-            // background checkpointer's turns, then copies and truncates the WAL.
+            // A connection of its own: it waits (briefly: a shutdown must not hang on a
+            // long read) for the writer's and the background checkpointer's turns, then
+            // copies and truncates the WAL.
             let conn = Connection::open(&path)?;
-            conn.busy_timeout(Duration::from_secs(30))?;
+            conn.busy_timeout(Duration::from_secs(5))?;
             let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
             match busy {
                 0 => Ok(()),

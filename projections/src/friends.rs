@@ -10,6 +10,8 @@ use im_domain::{Event, UserId};
 use serde_json::{Value, json};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 pub struct FriendsProjection;
 
@@ -35,31 +37,117 @@ async fn insert_side(conn: &mut AnyConnection, user: i64, friend: i64, side: &Si
     Ok(())
 }
 
-/// A new friendship's sides show the blocks that were already there.
-async fn show_blocks(conn: &mut AnyConnection, a: i64, b: i64) -> Result<(), ReadError> {
-    sqlx::query(
-        "UPDATE friends SET isblack = 1 WHERE ((user_id = $1 AND friend_id = $2) OR (user_id = $2 AND friend_id = $1)) \
-         AND EXISTS (SELECT 1 FROM blocks WHERE blocks.user_id = friends.user_id AND blocks.blocked_id = friends.friend_id)",
-    )
-    .bind(a)
-    .bind(b)
-    .execute(conn)
-    .await?;
-    Ok(())
+/// A friendship that begins (`FriendRequestAccepted`, `FriendAdded`): both sides as each
+/// chose, at `at`.
+struct Begun<'e> {
+    from: i64,
+    to: i64,
+    from_side: Cow<'e, Side>,
+    to_side: Cow<'e, Side>,
+    at: i64,
 }
 
-/// Marks every pending request between the two users as agreed.
-async fn agree_pending(conn: &mut AnyConnection, a: i64, b: i64, at: i64) -> Result<(), ReadError> {
-    sqlx::query(
-        "UPDATE friend_requests SET status = 'agree', update_time = $3 WHERE status = 'pending' \
-         AND ((user_id = $1 AND friend_id = $2) OR (user_id = $2 AND friend_id = $1))",
-    )
-    .bind(a)
-    .bind(b)
-    .bind(at)
-    .execute(conn)
-    .await?;
-    Ok(())
+impl<'e> Begun<'e> {
+    fn of(event: &'e Event) -> Option<Self> {
+        match event {
+            Event::FriendRequestAccepted(e) => Some(Self {
+                from: e.from.0,
+                to: e.to.0,
+                from_side: Cow::Borrowed(&e.applicant_side),
+                to_side: Cow::Borrowed(&e.addressee_side),
+                at: e.at,
+            }),
+            Event::FriendAdded(e) => Some(Self {
+                from: e.from.0,
+                to: e.to.0,
+                from_side: Cow::Borrowed(&e.from_side),
+                to_side: Cow::Owned(Side::default()),
+                at: e.at,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Writes friendships that begin, in order, as applying them one at a time would: the
+/// pending requests between each pair agreed (at the first one's time), both sides
+/// written (a side written twice keeps its first time as its creation), and the blocks
+/// that were already there shown on the new sides.
+async fn begin_all(conn: &mut AnyConnection, begun: &[Begun<'_>]) -> Result<(), ReadError> {
+    if begun.is_empty() {
+        return Ok(());
+    }
+    let marks = crate::db::Placeholders::of(conn);
+    // The first of each pair agrees its requests: none are pending after it.
+    let mut pairs: Vec<(i64, i64, i64)> = Vec::with_capacity(begun.len());
+    let mut seen = HashSet::new();
+    for b in begun {
+        if seen.insert((b.from.min(b.to), b.from.max(b.to))) {
+            pairs.push((b.from, b.to, b.at));
+        }
+    }
+    let agree = crate::db::exact_chunks(&pairs).map(|chunk| {
+        let sql = format!(
+            "WITH p (a, b, at) AS (VALUES {}) UPDATE friend_requests SET status = 'agree', update_time = p.at FROM p \
+             WHERE friend_requests.status = 'pending' AND ((friend_requests.user_id = p.a AND friend_requests.friend_id = p.b) \
+             OR (friend_requests.user_id = p.b AND friend_requests.friend_id = p.a))",
+            marks.values(chunk.len(), 3)
+        );
+        chunk.iter().fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |q, (a, b, at)| q.bind(*a).bind(*b).bind(*at))
+    });
+    crate::db::run_all(conn, agree).await?;
+    // Each side once (an upsert must not meet its key twice): the last write of it, with
+    // the time of its first as the creation time.
+    let mut sides: Vec<(i64, i64, &Side, i64, i64)> = Vec::with_capacity(begun.len() * 2);
+    let mut at_of: HashMap<(i64, i64), usize> = HashMap::new();
+    for b in begun {
+        for (user, friend, side) in [(b.from, b.to, &*b.from_side), (b.to, b.from, &*b.to_side)] {
+            match at_of.get(&(user, friend)) {
+                Some(&i) => {
+                    let created = sides[i].3;
+                    sides[i] = (user, friend, side, created, b.at);
+                }
+                None => {
+                    at_of.insert((user, friend), sides.len());
+                    sides.push((user, friend, side, b.at, b.at));
+                }
+            }
+        }
+    }
+    let insert = crate::db::exact_chunks(&sides).map(|chunk| {
+        let sql = format!(
+            "INSERT INTO friends (user_id, friend_id, nickname, tags, star, isblack, lookme, lookhim, create_time, update_time) \
+             VALUES {} ON CONFLICT (user_id, friend_id) DO UPDATE SET nickname = excluded.nickname, tags = excluded.tags, \
+             star = excluded.star, isblack = excluded.isblack, lookme = excluded.lookme, lookhim = excluded.lookhim, \
+             update_time = excluded.update_time",
+            marks.values(chunk.len(), 10)
+        );
+        chunk.iter().fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |q, (user, friend, side, created, at)| {
+            q.bind(*user)
+                .bind(*friend)
+                .bind(side.nickname.as_str())
+                .bind(side.tags.as_str())
+                .bind(i64::from(side.star))
+                .bind(i64::from(side.black))
+                .bind(i64::from(side.lookme))
+                .bind(i64::from(side.lookhim))
+                .bind(*created)
+                .bind(*at)
+        })
+    });
+    crate::db::run_all(conn, insert).await?;
+    // The new sides show the blocks that were already there.
+    let show = crate::db::exact_chunks(&sides).map(|chunk| {
+        let sql = format!(
+            // (`IN` with the key's columns: SQLite finds the rows by key; an `EXISTS` over
+            // the list made it scan every friend row.)
+            "WITH s (u, f) AS (VALUES {}) UPDATE friends SET isblack = 1 WHERE (user_id, friend_id) IN (SELECT u, f FROM s) \
+             AND EXISTS (SELECT 1 FROM blocks WHERE blocks.user_id = friends.user_id AND blocks.blocked_id = friends.friend_id)",
+            marks.values(chunk.len(), 2)
+        );
+        chunk.iter().fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |q, (user, friend, ..)| q.bind(*user).bind(*friend))
+    });
+    crate::db::run_all(conn, show).await
 }
 
 async fn load_side(conn: &mut AnyConnection, user: i64, friend: i64) -> Result<Option<Side>, ReadError> {
@@ -104,7 +192,16 @@ impl Projection for FriendsProjection {
     }
 
     async fn apply(&self, conn: &mut AnyConnection, events: &[Applied<'_>]) -> Result<(), ReadError> {
+        // Friendships that begin one after another are written together (a group's owner
+        // adding its members makes hundreds in a row: four statements each, one at a time,
+        // were most of that range of a rebuild).
+        let mut begun: Vec<Begun<'_>> = Vec::new();
         for a in events {
+            if let Some(b) = Begun::of(a.event) {
+                begun.push(b);
+                continue;
+            }
+            begin_all(conn, &std::mem::take(&mut begun)).await?;
             if let Event::ReportHandled(e) = a.event {
                 sqlx::query(
                     "UPDATE reports SET status = 'handled', action = $2, note = $3, handled_by = $4, handled_time = $5 WHERE id = $1",
@@ -120,7 +217,7 @@ impl Projection for FriendsProjection {
                 apply(conn, a.event).await?;
             }
         }
-        Ok(())
+        begin_all(conn, &begun).await
     }
 
     async fn reset(&self, conn: &mut AnyConnection) -> Result<(), ReadError> {
@@ -148,24 +245,12 @@ async fn apply(conn: &mut AnyConnection, event: &Event) -> Result<(), ReadError>
             .execute(conn)
             .await?;
         }
-        Event::FriendRequestAccepted(e) => {
-            agree_pending(conn, e.from.0, e.to.0, e.at).await?;
-            insert_side(conn, e.from.0, e.to.0, &e.applicant_side, e.at).await?;
-            insert_side(conn, e.to.0, e.from.0, &e.addressee_side, e.at).await?;
-            show_blocks(conn, e.from.0, e.to.0).await?;
-        }
         Event::FriendRequestRefused(e) => {
             sqlx::query("UPDATE friend_requests SET status = 'refuse', update_time = $2 WHERE id = $1")
                 .bind(e.request_id)
                 .bind(e.at)
                 .execute(conn)
                 .await?;
-        }
-        Event::FriendAdded(e) => {
-            agree_pending(conn, e.from.0, e.to.0, e.at).await?;
-            insert_side(conn, e.from.0, e.to.0, &e.from_side, e.at).await?;
-            insert_side(conn, e.to.0, e.from.0, &Side::default(), e.at).await?;
-            show_blocks(conn, e.from.0, e.to.0).await?;
         }
         Event::FriendSideChanged(e) => {
             if let SideChange::Blacklist { black } = e.change {

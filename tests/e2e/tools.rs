@@ -87,10 +87,29 @@ async fn populate(server: &TestServer) {
     server.state.set_user_active("ops", im_domain::UserId(e.id), false).await.unwrap();
     let f = server.register("tooluser7", "123456").await;
     server.state.delete_user("ops", im_domain::UserId(f.id)).await.unwrap();
+    // Both requests first, then both answers: friendships that begin one after another
+    // (a rebuild writes them together).
+    let mut requests = Vec::new();
     for other in [&b, &c] {
         let req = ok_data(server.post("/api/chat/applyfriend", Some(&a.token), json!({"friend_id": other.id, "nickname": "友"})).await);
+        requests.push((other, req));
+    }
+    for (other, req) in requests {
         ok_data(server.post(&format!("/api/chat/handleapply/{}", req["id"]), Some(&other.token), json!({"status": "agree"})).await);
     }
+    // Two direct adds in a row: one settles a pending request, one meets a block that
+    // was there first (its side shows it).
+    let h = server.register("tooluser8", "123456").await;
+    ok_data(server.post("/api/chat/userset", Some(&h.token), json!({"userset": r#"{"friendset":{"invite_confirm":0}}"#})).await);
+    ok_data(server.post(&format!("/api/chat/setblackgoodfriend/{}", h.id), Some(&c.token), json!({})).await);
+    let pending = ok_data(server.post("/api/chat/applyfriend", Some(&b.token), json!({"friend_id": h.id, "nickname": "候"})).await);
+    ok_data(server.post("/api/chat/autoAddFriendAndAgree", Some(&b.token), json!({"friend_id": h.id})).await);
+    ok_data(server.post("/api/chat/autoAddFriendAndAgree", Some(&c.token), json!({"friend_id": h.id})).await);
+    let to_h = ok_data(server.get("/api/chat/listapplyfriend/1?limit=100", Some(&h.token)).await);
+    let settled = to_h["rows"].as_array().unwrap().iter().find(|r| r["id"] == pending["id"]).cloned().unwrap_or_default();
+    assert_eq!(settled["status"], "agree", "{to_h}");
+    let seen = ok_data(server.get(&format!("/api/chat/getgoodfriendinfo/{}", h.id), Some(&c.token)).await);
+    assert_eq!(seen["isblack"], 1, "{seen}");
     ok_data(server.post(&format!("/api/chat/setstargoodfriend/{}", b.id), Some(&a.token), json!({"star": 1})).await);
     ok_data(
         server
