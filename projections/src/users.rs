@@ -1,7 +1,6 @@
 //! The user directory: one row per account with its public profile, settings, status
 //! and live session. Answers logins' token checks, profile and search queries.
 
-use crate::db::{ROWS_PER_STATEMENT, values_list};
 use crate::projection::{Applied, Projection};
 use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
@@ -237,11 +236,12 @@ async fn insert_new(conn: &mut AnyConnection, rows: &[NewUser]) -> Result<(), Re
         sqlx::query(sqlx::AssertSqlSafe(sql)).bind(serde_json::to_string(rows)?).execute(conn).await?;
         return Ok(());
     }
-    for chunk in rows.chunks(ROWS_PER_STATEMENT / 2) {
-        let sql = format!("INSERT OR IGNORE INTO users ({USER_COLUMNS}) VALUES {}", values_list(conn, chunk.len(), 20));
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for u in chunk {
-            query = query
+    // A few statement texts for any number of rows, each bound while the one before it runs.
+    let marks = crate::db::Placeholders::of(conn);
+    let queries = crate::db::exact_chunks(rows).map(|chunk| {
+        let sql = format!("INSERT OR IGNORE INTO users ({USER_COLUMNS}) VALUES {}", marks.values(chunk.len(), 20));
+        chunk.iter().fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |query, u| {
+            query
                 .bind(u.id)
                 .bind(u.uuid.as_str())
                 .bind(u.username.as_str())
@@ -261,11 +261,10 @@ async fn insert_new(conn: &mut AnyConnection, rows: &[NewUser]) -> Result<(), Re
                 .bind(u.desktop_session_id.as_deref())
                 .bind(u.last_login)
                 .bind(u.create_time)
-                .bind(u.update_time);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
+                .bind(u.update_time)
+        })
+    });
+    crate::db::run_all(conn, queries).await
 }
 
 /// Runs `sql`, an update of a user's name (`$1` id, `$2` name, `$3` its lower case,
