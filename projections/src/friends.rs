@@ -99,16 +99,16 @@ async fn begin_all(conn: &mut AnyConnection, begun: &[Begun<'_>]) -> Result<(), 
     // Each side once (an upsert must not meet its key twice): the last write of it, with
     // the time of its first as the creation time.
     let mut sides: Vec<(i64, i64, &Side, i64, i64)> = Vec::with_capacity(begun.len() * 2);
-    let mut at_of: HashMap<(i64, i64), usize> = HashMap::new();
+    let mut index: HashMap<(i64, i64), usize> = HashMap::new();
     for b in begun {
         for (user, friend, side) in [(b.from, b.to, &*b.from_side), (b.to, b.from, &*b.to_side)] {
-            match at_of.get(&(user, friend)) {
+            match index.get(&(user, friend)) {
                 Some(&i) => {
                     let created = sides[i].3;
                     sides[i] = (user, friend, side, created, b.at);
                 }
                 None => {
-                    at_of.insert((user, friend), sides.len());
+                    index.insert((user, friend), sides.len());
                     sides.push((user, friend, side, b.at, b.at));
                 }
             }
