@@ -51,6 +51,11 @@ pub trait Projection: Send + Sync + 'static {
     async fn apply(&self, conn: &mut AnyConnection, events: &[Applied<'_>]) -> Result<(), ReadError>;
     /// Empties the read model's tables (for a rebuild).
     async fn reset(&self, conn: &mut AnyConnection) -> Result<(), ReadError>;
+    /// A rebuild has written its last range: undoes what `reset` set up for loading many
+    /// rows at once (the search index merges its segments), in a transaction of its own.
+    async fn rebuilt(&self, _conn: &mut AnyConnection) -> Result<(), ReadError> {
+        Ok(())
+    }
     /// The batch transaction committed.
     fn committed(&self) {}
     /// The batch transaction did not commit (it will be applied again): forget what

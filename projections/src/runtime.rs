@@ -918,6 +918,11 @@ pub async fn rebuild(
         loop {
             let (decoded, last) = read.recv().await.ok_or_else(|| im_eventlog::StoreError("the rebuild's reader stopped".into()))??;
             if last == position {
+                let mut tx = db.begin_write().await?;
+                for p in projections {
+                    p.rebuilt(&mut tx).await?;
+                }
+                tx.commit().await?;
                 db.settle().await?;
                 return Ok(position);
             }

@@ -201,13 +201,27 @@ impl Projection for SearchProjection {
     }
 
     async fn reset(&self, conn: &mut AnyConnection) -> Result<(), ReadError> {
-        let sql = if conn.backend_name() == "SQLite" {
-            // A contentless index empties at once this way (a DELETE goes row by row).
-            "INSERT INTO message_search (message_search) VALUES ('delete-all')"
-        } else {
-            "DELETE FROM message_search"
-        };
-        sqlx::query(sql).execute(&mut *conn).await?;
+        if conn.backend_name() != "SQLite" {
+            sqlx::query("DELETE FROM message_search").execute(&mut *conn).await?;
+            return Ok(());
+        }
+        // A contentless index empties at once this way (a DELETE goes row by row).
+        sqlx::query("INSERT INTO message_search (message_search) VALUES ('delete-all')").execute(&mut *conn).await?;
+        // Loading, FTS5 writes a segment per statement and by default merges every four
+        // of a level as they come (each row's terms rewritten again and again); the
+        // segments wait instead (at most `crisismerge`, 16, per level) and are merged
+        // once, by `rebuilt`. Left at 0 by a rebuild that failed, the index still works
+        // (its queries read more segments) until the next rebuild.
+        sqlx::query("INSERT INTO message_search (message_search, rank) VALUES ('automerge', 0)").execute(&mut *conn).await?;
+        Ok(())
+    }
+
+    async fn rebuilt(&self, conn: &mut AnyConnection) -> Result<(), ReadError> {
+        if conn.backend_name() == "SQLite" {
+            // Merged into one segment, and merging as it goes again (FTS5's default).
+            sqlx::query("INSERT INTO message_search (message_search) VALUES ('optimize')").execute(&mut *conn).await?;
+            sqlx::query("INSERT INTO message_search (message_search, rank) VALUES ('automerge', 4)").execute(&mut *conn).await?;
+        }
         Ok(())
     }
 }

@@ -57,6 +57,21 @@ async fn snapshot(url: &str) -> Vec<(String, Vec<Vec<String>>)> {
     out
 }
 
+/// The SQLite search index: the positions a term finds, its FTS5 segments, and its
+/// `automerge` setting as stored.
+async fn search_index(url: &str) -> (Vec<i64>, i64, Option<String>) {
+    let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+    let found = sqlx::query_scalar("SELECT rowid FROM message_search WHERE message_search MATCH '\"条\"' ORDER BY rowid")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let segments = sqlx::query_scalar("SELECT count(DISTINCT segid) FROM message_search_idx").fetch_one(&pool).await.unwrap();
+    let automerge =
+        sqlx::query_scalar("SELECT CAST(v AS TEXT) FROM message_search_config WHERE k = 'automerge'").fetch_optional(&pool).await.unwrap();
+    pool.close().await;
+    (found, segments, automerge)
+}
+
 fn url_of(server: &TestServer) -> String {
     server.settings.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", server.settings.read_db_path().display()))
 }
@@ -192,6 +207,7 @@ async fn rebuild_restores_every_read_model(backend: Backend) {
     let _data = server.halt().await;
 
     let before = snapshot(&url).await;
+    let found_before = if backend == Backend::Sqlite { Some(search_index(&url).await.0) } else { None };
     let empty: Vec<&str> = before.iter().filter(|(_, rows)| rows.is_empty()).map(|(t, _)| t.as_str()).collect();
     assert!(empty.is_empty(), "every table has rows to compare; empty: {empty:?}");
     // SQLite: a full rebuild writes a new file beside read.db and renames it into place;
@@ -225,6 +241,14 @@ async fn rebuild_restores_every_read_model(backend: Backend) {
     im_gateway::tools::rebuild(&small, &[], &mut |_, _, _| {}).await.unwrap();
     for ((table, b), (_, a)) in before.iter().zip(&snapshot(&url).await) {
         assert_eq!(a, b, "{table} differs after a rebuild in ranges of 3");
+    }
+    if let Some(found_before) = found_before {
+        // Many small statements, many FTS5 segments: merged into one at the end, and
+        // the index merges as it goes again.
+        let (found, segments, automerge) = search_index(&url).await;
+        assert_eq!(found, found_before, "the index finds what it found before");
+        assert_eq!(found.len(), 12);
+        assert_eq!((segments, automerge.as_deref()), (1, Some("4")), "one segment; automerge back to FTS5's default");
     }
 
     // One named projection; an unknown name is a usage error.
