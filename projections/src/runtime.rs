@@ -881,13 +881,16 @@ pub async fn rebuild(
     let (ranges, mut read) = mpsc::channel::<Result<(DecodedRange, i64), ReadError>>(READ_AHEAD);
     let reader = async move {
         let mut after = 0;
+        // The first ranges are an eighth, a quarter and a half of `range`: the writer
+        // waits for the first one to be read, and the planner has had no time to plan it.
+        let mut size = (range / 8).max(1);
         loop {
             let read_one = async {
                 let head = if after < head { head } else { store.head().await? };
                 if after >= head {
                     return Ok((Arc::default(), after));
                 }
-                let upto = (after + range).min(head);
+                let upto = (after + size).min(head);
                 let batch = store.read_range(after, upto, &types).await?;
                 // Decoded off the task that applies the ranges before it.
                 let decoded = Arc::new(decode_bulk(batch).await?);
@@ -910,6 +913,7 @@ pub async fn rebuild(
                 Some(upto) => after = upto,
                 None => return,
             }
+            size = (size * 2).min(range);
         }
     };
     let writer = async move {
