@@ -67,19 +67,26 @@ impl Piece {
     }
 }
 
-/// The indexed form of a message's text (its first [`INDEXED_CHARS`] characters).
+/// The indexed form of a message's text (its first [`INDEXED_CHARS`] characters),
+/// written into one string (a rebuild makes it for every text message).
 pub fn terms(text: &str) -> String {
-    let text: String = text.chars().take(INDEXED_CHARS).collect();
-    let mut out: Vec<String> = Vec::new();
-    for piece in pieces(&text) {
+    let end = text.char_indices().nth(INDEXED_CHARS).map_or(text.len(), |(at, _)| at);
+    let mut out = String::with_capacity(end * 3);
+    let mut token = |chars: &[char]| {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(chars);
+    };
+    for piece in pieces(&text[..end]) {
         if piece.ascii {
-            out.push(piece.chars.iter().collect());
+            token(&piece.chars);
         } else {
-            out.extend(piece.pairs());
-            out.extend(piece.chars.iter().map(char::to_string));
+            piece.chars.windows(2).for_each(&mut token);
+            piece.chars.chunks(1).for_each(&mut token);
         }
     }
-    out.join(" ")
+    out
 }
 
 /// A search: every piece must match.
@@ -370,6 +377,9 @@ mod tests {
         assert_eq!(terms("周末去爬山, OK?"), "周末 末去 去爬 爬山 周 末 去 爬 山 ok");
         assert_eq!(terms("Hello 世界 42"), "hello 世界 世 界 42");
         assert_eq!(terms("!!! 🙂"), "");
+        // Only the first INDEXED_CHARS characters (bytes would cut a character in two).
+        assert_eq!(terms(&"ab ".repeat(1_000)).split(' ').count(), 667);
+        assert_eq!(terms(&"山".repeat(2_500)).split(' ').count(), 1_999 + 2_000);
     }
 
     #[test]
