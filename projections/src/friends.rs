@@ -16,25 +16,35 @@ use std::collections::{HashMap, HashSet};
 pub struct FriendsProjection;
 
 async fn insert_side(conn: &mut AnyConnection, user: i64, friend: i64, side: &Side, at: i64) -> Result<(), ReadError> {
-    sqlx::query(
-        "INSERT INTO friends (user_id, friend_id, nickname, tags, star, isblack, lookme, lookhim, create_time, update_time) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
-         ON CONFLICT (user_id, friend_id) DO UPDATE SET nickname = excluded.nickname, tags = excluded.tags, \
-         star = excluded.star, isblack = excluded.isblack, lookme = excluded.lookme, lookhim = excluded.lookhim, \
-         update_time = excluded.update_time",
-    )
-    .bind(user)
-    .bind(friend)
-    .bind(&side.nickname)
-    .bind(&side.tags)
-    .bind(i64::from(side.star))
-    .bind(i64::from(side.black))
-    .bind(i64::from(side.lookme))
-    .bind(i64::from(side.lookhim))
-    .bind(at)
-    .execute(conn)
-    .await?;
-    Ok(())
+    upsert_sides(conn, &[(user, friend, side, at, at)]).await
+}
+
+/// Writes friend sides — (user, friend, side, created, updated), each key once (an
+/// upsert must not meet its key twice) — keeping a side's creation time if it exists.
+async fn upsert_sides(conn: &mut AnyConnection, sides: &[(i64, i64, &Side, i64, i64)]) -> Result<(), ReadError> {
+    let marks = crate::db::Placeholders::of(conn);
+    let queries = crate::db::exact_chunks(sides).map(|chunk| {
+        let sql = format!(
+            "INSERT INTO friends (user_id, friend_id, nickname, tags, star, isblack, lookme, lookhim, create_time, update_time) \
+             VALUES {} ON CONFLICT (user_id, friend_id) DO UPDATE SET nickname = excluded.nickname, tags = excluded.tags, \
+             star = excluded.star, isblack = excluded.isblack, lookme = excluded.lookme, lookhim = excluded.lookhim, \
+             update_time = excluded.update_time",
+            marks.values(chunk.len(), 10)
+        );
+        chunk.iter().fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |q, (user, friend, side, created, at)| {
+            q.bind(*user)
+                .bind(*friend)
+                .bind(side.nickname.as_str())
+                .bind(side.tags.as_str())
+                .bind(i64::from(side.star))
+                .bind(i64::from(side.black))
+                .bind(i64::from(side.lookme))
+                .bind(i64::from(side.lookhim))
+                .bind(*created)
+                .bind(*at)
+        })
+    });
+    crate::db::run_all(conn, queries).await
 }
 
 /// A friendship that begins (`FriendRequestAccepted`, `FriendAdded`): both sides as each
@@ -114,28 +124,7 @@ async fn begin_all(conn: &mut AnyConnection, begun: &[Begun<'_>]) -> Result<(), 
             }
         }
     }
-    let insert = crate::db::exact_chunks(&sides).map(|chunk| {
-        let sql = format!(
-            "INSERT INTO friends (user_id, friend_id, nickname, tags, star, isblack, lookme, lookhim, create_time, update_time) \
-             VALUES {} ON CONFLICT (user_id, friend_id) DO UPDATE SET nickname = excluded.nickname, tags = excluded.tags, \
-             star = excluded.star, isblack = excluded.isblack, lookme = excluded.lookme, lookhim = excluded.lookhim, \
-             update_time = excluded.update_time",
-            marks.values(chunk.len(), 10)
-        );
-        chunk.iter().fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |q, (user, friend, side, created, at)| {
-            q.bind(*user)
-                .bind(*friend)
-                .bind(side.nickname.as_str())
-                .bind(side.tags.as_str())
-                .bind(i64::from(side.star))
-                .bind(i64::from(side.black))
-                .bind(i64::from(side.lookme))
-                .bind(i64::from(side.lookhim))
-                .bind(*created)
-                .bind(*at)
-        })
-    });
-    crate::db::run_all(conn, insert).await?;
+    upsert_sides(conn, &sides).await?;
     // The new sides show the blocks that were already there.
     let show = crate::db::exact_chunks(&sides).map(|chunk| {
         let sql = format!(
