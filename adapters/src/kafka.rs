@@ -198,8 +198,15 @@ pub struct DeliveryConsumer {
     consumer: Arc<StreamConsumer>,
     topic: String,
     partitions: i32,
-    /// Connected users per partition.
-    wanted: Arc<Mutex<HashMap<i32, usize>>>,
+    /// The partitions wanted here, with their connected users.
+    wanted: Arc<Mutex<HashMap<i32, Wanted>>>,
+}
+
+/// One partition this gateway consumes: how many of its users are connected here, and
+/// whether its assignment (from the end resolved when the first of them connected) is made.
+struct Wanted {
+    users: usize,
+    assigned: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl DeliveryConsumer {
@@ -249,32 +256,43 @@ impl DeliveryConsumer {
         Ok(this)
     }
 
-    fn wanted(&self) -> std::sync::MutexGuard<'_, HashMap<i32, usize>> {
+    fn wanted(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Wanted>> {
         self.wanted.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A user connected here: make sure their partition is assigned, from its current
     /// end (anything earlier is in the inbox, which the client syncs after connecting).
     /// The end is resolved before this returns, so every delivery produced afterwards
-    /// reaches this gateway; call it before telling the client it is connected.
+    /// reaches this gateway; call it before telling the client it is connected. A user
+    /// whose partition another user here is still assigning waits for that assignment:
+    /// returning earlier would let a delivery produced before the end was resolved pass
+    /// by, after the client's sync had already run.
     pub async fn user_connected(&self, user: i64) {
         let partition = partition_for(user, self.partitions);
-        let first = {
+        let assigned = {
             let mut wanted = self.wanted();
-            let count = wanted.entry(partition).or_insert(0);
-            *count += 1;
-            *count == 1
+            let entry = wanted.entry(partition).or_insert_with(|| Wanted { users: 0, assigned: Arc::default() });
+            entry.users += 1;
+            entry.assigned.clone()
         };
-        if !first {
-            return;
-        }
+        // The first caller assigns; the others wait for it (or take over if it was dropped).
+        assigned.get_or_init(|| self.assign_from_end(partition)).await;
+    }
+
+    /// Assigns one partition from its current end.
+    async fn assign_from_end(&self, partition: i32) {
         let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
-        let start = tokio::task::spawn_blocking(move || consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5)))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map_or(Offset::End, |(_, high)| Offset::Offset(high));
-        tracing::debug!(user, partition, ?start, "assigning delivery partition");
+        let end = tokio::task::spawn_blocking(move || consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5))).await;
+        let start = match end {
+            Ok(Ok((_, high))) => Offset::Offset(high),
+            failed => {
+                // The consumer resolves the end itself, later: a delivery produced in
+                // between reaches the client only through its sync.
+                tracing::warn!(partition, ?failed, "could not read the delivery partition's end");
+                Offset::End
+            }
+        };
+        tracing::debug!(partition, ?start, "assigning delivery partition");
         let mut list = TopicPartitionList::new();
         if list.add_partition_offset(&self.topic, partition, start).is_ok()
             && let Err(e) = self.consumer.incremental_assign(&list)
@@ -287,9 +305,9 @@ impl DeliveryConsumer {
     pub fn user_disconnected(&self, user: i64) {
         let partition = partition_for(user, self.partitions);
         let mut wanted = self.wanted();
-        let Some(count) = wanted.get_mut(&partition) else { return };
-        *count -= 1;
-        if *count == 0 {
+        let Some(entry) = wanted.get_mut(&partition) else { return };
+        entry.users -= 1;
+        if entry.users == 0 {
             wanted.remove(&partition);
             let mut list = TopicPartitionList::new();
             list.add_partition(&self.topic, partition);
@@ -303,7 +321,8 @@ impl DeliveryConsumer {
     /// users connected nowhere).
     pub async fn follow_all(&self) {
         for partition in 0..self.partitions {
-            self.wanted().insert(partition, 1);
+            let assigned = Arc::new(tokio::sync::OnceCell::new_with(Some(())));
+            self.wanted().insert(partition, Wanted { users: 1, assigned });
         }
         let (consumer, topic, partitions) = (self.consumer.clone(), self.topic.clone(), self.partitions);
         let ends = tokio::task::spawn_blocking(move || {
@@ -322,9 +341,12 @@ impl DeliveryConsumer {
         }
     }
 
-    /// The partitions this gateway consumes now.
+    /// The partitions this gateway consumes now (the consumer's own assignment).
     pub fn assigned(&self) -> Vec<i32> {
-        let mut p: Vec<i32> = self.wanted().keys().copied().collect();
+        let mut p: Vec<i32> = match self.consumer.assignment() {
+            Ok(list) => list.elements().iter().map(|e| e.partition()).collect(),
+            Err(_) => Vec::new(),
+        };
         p.sort();
         p
     }

@@ -47,3 +47,36 @@ async fn deliveries_reach_the_gateway_that_holds_the_users_partition() {
     consumer.user_disconnected(mine);
     assert!(consumer.assigned().is_empty());
 }
+
+/// Two users of one partition connecting at once: the second must not be told it is
+/// connected before the partition is assigned (from the end the first resolved), or a
+/// delivery produced meanwhile would pass by after its client's sync already ran.
+#[tokio::test(flavor = "current_thread")]
+async fn a_user_whose_partition_is_being_assigned_waits_for_the_assignment() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("im.deliveries", 8, 1).unwrap();
+    let settings = KafkaSettings {
+        brokers: cluster.bootstrap_servers(),
+        events_topic: "im.events".into(),
+        deliveries_topic: "im.deliveries".into(),
+        delivery_partitions: 8,
+    };
+    let consumer = DeliveryConsumer::start(&settings, "test-node", |_| {}).unwrap();
+    let first = 7_i64;
+    let second = (8..1000).find(|u| partition_for(*u, 8) == partition_for(first, 8)).unwrap();
+    let connecting = {
+        let consumer = consumer.clone();
+        tokio::spawn(async move { consumer.user_connected(first).await })
+    };
+    // The first connection is now asking the broker for the partition's end.
+    tokio::task::yield_now().await;
+    assert!(!connecting.is_finished());
+    consumer.user_connected(second).await;
+    assert_eq!(consumer.assigned(), vec![partition_for(first, 8)], "assigned before the second user hears it is connected");
+    connecting.await.unwrap();
+
+    consumer.user_disconnected(first);
+    assert_eq!(consumer.assigned(), vec![partition_for(first, 8)], "the second user still needs it");
+    consumer.user_disconnected(second);
+    assert!(consumer.assigned().is_empty());
+}
