@@ -320,10 +320,6 @@ impl DeliveryConsumer {
     /// Consumes every partition from its current end (the pusher: it needs the rows of
     /// users connected nowhere).
     pub async fn follow_all(&self) {
-        for partition in 0..self.partitions {
-            let assigned = Arc::new(tokio::sync::OnceCell::new_with(Some(())));
-            self.wanted().insert(partition, Wanted { users: 1, assigned });
-        }
         let (consumer, topic, partitions) = (self.consumer.clone(), self.topic.clone(), self.partitions);
         let ends = tokio::task::spawn_blocking(move || {
             (0..partitions)
@@ -338,6 +334,10 @@ impl DeliveryConsumer {
         }
         if let Err(e) = self.consumer.incremental_assign(&list) {
             tracing::warn!(error = %e, "could not assign the delivery partitions");
+        }
+        for partition in 0..self.partitions {
+            let assigned = Arc::new(tokio::sync::OnceCell::new_with(Some(())));
+            self.wanted().insert(partition, Wanted { users: 1, assigned });
         }
     }
 
