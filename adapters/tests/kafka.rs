@@ -6,6 +6,7 @@
 use im_adapters::kafka::{DeliveryConsumer, KafkaDeliverySink, KafkaSettings, partition_for};
 use im_projections::inbox::{Body, Delivery, DeliverySink, InboxKind};
 use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 use serde_json::json;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -15,8 +16,8 @@ fn delivery(user: i64, seq: i64) -> Delivery {
     Delivery { user_id: user, seq, kind: InboxKind::Message, body, sent_at: 1_700_000_000_000 + seq }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deliveries_reach_the_gateway_that_holds_the_users_partition() {
+/// A mock broker with the delivery topic (8 partitions), and the settings that reach it.
+fn broker() -> (MockCluster<'static, DefaultProducerContext>, KafkaSettings) {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("im.deliveries", 8, 1).unwrap();
     let settings = KafkaSettings {
@@ -25,6 +26,12 @@ async fn deliveries_reach_the_gateway_that_holds_the_users_partition() {
         deliveries_topic: "im.deliveries".into(),
         delivery_partitions: 8,
     };
+    (cluster, settings)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_reach_the_gateway_that_holds_the_users_partition() {
+    let (_cluster, settings) = broker();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let consumer = DeliveryConsumer::start(&settings, "test-node", move |d| {
         let _ = tx.send(d);
@@ -53,14 +60,7 @@ async fn deliveries_reach_the_gateway_that_holds_the_users_partition() {
 /// delivery produced meanwhile would pass by after its client's sync already ran.
 #[tokio::test(flavor = "current_thread")]
 async fn a_user_whose_partition_is_being_assigned_waits_for_the_assignment() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("im.deliveries", 8, 1).unwrap();
-    let settings = KafkaSettings {
-        brokers: cluster.bootstrap_servers(),
-        events_topic: "im.events".into(),
-        deliveries_topic: "im.deliveries".into(),
-        delivery_partitions: 8,
-    };
+    let (_cluster, settings) = broker();
     let consumer = DeliveryConsumer::start(&settings, "test-node", |_| {}).unwrap();
     let first = 7_i64;
     let second = (8..1000).find(|u| partition_for(*u, 8) == partition_for(first, 8)).unwrap();
