@@ -202,6 +202,20 @@ pub struct DeliveryConsumer {
     wanted: Arc<Mutex<HashMap<i32, Wanted>>>,
 }
 
+/// Where consuming a delivery partition starts so as to see everything produced from now
+/// on: its current end (blocking: asks the broker). When the end cannot be read, the
+/// consumer resolves it itself, later: a delivery produced in between then reaches its
+/// client only through the client's sync.
+fn current_end(consumer: &StreamConsumer, topic: &str, partition: i32) -> Offset {
+    match consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
+        Ok((_, high)) => Offset::Offset(high),
+        Err(e) => {
+            tracing::warn!(partition, error = %e, "could not read the delivery partition's end");
+            Offset::End
+        }
+    }
+}
+
 /// One partition this gateway consumes: how many of its users are connected here, and
 /// whether its assignment (from the end resolved when the first of them connected) is made.
 struct Wanted {
@@ -282,16 +296,7 @@ impl DeliveryConsumer {
     /// Assigns one partition from its current end.
     async fn assign_from_end(&self, partition: i32) {
         let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
-        let end = tokio::task::spawn_blocking(move || consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5))).await;
-        let start = match end {
-            Ok(Ok((_, high))) => Offset::Offset(high),
-            failed => {
-                // The consumer resolves the end itself, later: a delivery produced in
-                // between reaches the client only through its sync.
-                tracing::warn!(partition, ?failed, "could not read the delivery partition's end");
-                Offset::End
-            }
-        };
+        let start = tokio::task::spawn_blocking(move || current_end(&consumer, &topic, partition)).await.unwrap_or(Offset::End);
         tracing::debug!(partition, ?start, "assigning delivery partition");
         let mut list = TopicPartitionList::new();
         if list.add_partition_offset(&self.topic, partition, start).is_ok()
@@ -321,13 +326,9 @@ impl DeliveryConsumer {
     /// users connected nowhere).
     pub async fn follow_all(&self) {
         let (consumer, topic, partitions) = (self.consumer.clone(), self.topic.clone(), self.partitions);
-        let ends = tokio::task::spawn_blocking(move || {
-            (0..partitions)
-                .map(|p| consumer.fetch_watermarks(&topic, p, Duration::from_secs(5)).map_or(Offset::End, |(_, high)| Offset::Offset(high)))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
+        let ends = tokio::task::spawn_blocking(move || (0..partitions).map(|p| current_end(&consumer, &topic, p)).collect::<Vec<_>>())
+            .await
+            .unwrap_or_default();
         let mut list = TopicPartitionList::new();
         for (partition, start) in ends.into_iter().enumerate() {
             let _ = list.add_partition_offset(&self.topic, partition as i32, start);
