@@ -2,8 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod memory;
 
 use im_gateway::Application;
 use im_gateway::config::{AllFlags, ConfigArgs, RebuildFlags, ReplayFlags, StoreFlags};
@@ -265,7 +264,7 @@ impl Progress {
 }
 
 async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
-    keep_freed_memory();
+    memory::for_rebuild();
     let started = std::time::Instant::now();
     let mut progress = Progress::new();
     let done =
@@ -280,20 +279,6 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         position as f64 / seconds.max(1e-9)
     );
     Ok(())
-}
-
-/// mimalloc's `purge_delay` option (its number in mimalloc v3's `mi_option_e`, which
-/// libmimalloc-sys builds and does not name).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// A rebuild frees and allocates hundreds of MB a second (each range's decoded events
-/// and rows). By default mimalloc hands freed pages back to the kernel 10 ms later and
-/// the next range faults them in again, zeroed: `clear_page_erms` under mimalloc's page
-/// allocation was 20 % of a rebuild's samples. This one-shot process keeps them (its
-/// peak grows ~10 %, to ~400 MB for 364k positions).
-fn keep_freed_memory() {
-    // SAFETY: sets an option mimalloc reads at each purge; no memory is touched.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
 }
 
 async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
