@@ -14,8 +14,8 @@
 //! [`EventStore::watch_head`] moves for other processes' appends within a round trip
 //! (with a slow poll behind it in case a notification was missed while reconnecting).
 
-use crate::model::{AppendError, Committed, ExpectedVersion, Payload, StoreError, StoredEvent, StreamAppend};
-use crate::writer::{MAX_BATCH, Outcome, Plan, Planner, Request, Shared, Writer, rows_of, streams_of};
+use crate::model::{AppendError, Committed, Payload, StoreError, StoredEvent, StreamAppend};
+use crate::writer::{MAX_BATCH, Outcome, Plan, Planner, Request, Shared, Writer, rows_of, streams_not_new, streams_of};
 use crate::{EventStore, FeedBatch, PendingAppend, now_millis};
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
@@ -426,10 +426,7 @@ async fn announce(tx: &mut Transaction<'static, Postgres>, positions: &HashMap<U
 /// database refused the insert (the transaction is rolled back).
 async fn commit_batch(pool: &PgPool, appends: &[Vec<StreamAppend>]) -> Result<Result<Written, StoreError>, StoreError> {
     let recorded_at = now_millis();
-    let checked: Vec<String> = streams_of(appends.iter().map(Vec::as_slice))
-        .into_iter()
-        .filter(|s| appends.iter().flatten().any(|a| a.stream_id == *s && a.expected != ExpectedVersion::NoStream))
-        .collect();
+    let checked = streams_not_new(appends);
     if checked.is_empty() {
         return commit_new_streams(pool, appends, recorded_at).await;
     }

@@ -3,14 +3,14 @@
 //! positions always become visible in order.
 //!
 //! The writer is a thread of its own owning the file's one write connection: it takes
-//! every request waiting in the queue, runs the whole batch (version checks, inserts,
-//! id counters) synchronously in one transaction with cached prepared statements, and
+//! every request waiting in the queue, runs the whole batch (version checks of the
+//! streams not expected to be new, inserts, id counters) synchronously in one transaction with cached prepared statements, and
 //! commits with a full fsync. One hand-off per batch, not one per statement. Reads go
 //! through a small pool of reader connections (rusqlite, memory-mapped, each read a
 //! single hand-off to a blocking thread), which WAL never blocks.
 
 use crate::model::{AppendError, Committed, Metadata, Payload, StoreError, StoredEvent, StreamAppend};
-use crate::writer::{MAX_BATCH, Outcome, Plan, Planner, Request, Shared, Writer, rows_of, streams_of};
+use crate::writer::{MAX_BATCH, Outcome, Plan, Planner, Request, Shared, Writer, rows_of, streams_not_new, streams_of};
 use crate::{EventStore, FeedBatch, PendingAppend, now_millis};
 use async_trait::async_trait;
 use rusqlite::{Connection, TransactionBehavior};
@@ -276,10 +276,13 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Request>, shared: &Shared
 type Committing = (Vec<Result<Committed, AppendError>>, Vec<StoredEvent>, Vec<i64>);
 
 /// One transaction for the whole batch. Usually without savepoints (they make SQLite
-/// copy every page they touch into a sub-journal): if the database refuses any insert
-/// (a reused event id), the transaction is rolled back and the batch runs again with
-/// each request in its own savepoint, so the bad one fails alone and moves no stream
-/// version the requests after it are checked against.
+/// copy every page they touch into a sub-journal), and streams expected not to exist yet
+/// (every stream of a message: its own, its claims) are not looked up: the unique index
+/// on stream and version refuses an insert into one that does. If the database refuses
+/// any insert (that, or a reused event id), the transaction is rolled back and the batch
+/// runs again with everything looked up and each request in its own savepoint, so the
+/// conflict is named and a bad request fails alone, moving no stream version the
+/// requests after it are checked against.
 fn commit<'a>(
     conn: &mut Connection,
     appends: Vec<Vec<StreamAppend>>,
@@ -325,7 +328,8 @@ fn write<'a>(
     let mut current = HashMap::new();
     {
         let mut version = tx.prepare_cached("SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = ?1")?;
-        for stream in streams_of(appends.iter().map(Vec::as_slice)) {
+        let looked_up = if careful { streams_of(appends.iter().map(Vec::as_slice)) } else { streams_not_new(appends) };
+        for stream in looked_up {
             let v: i64 = version.query_row([&stream], |r| r.get(0))?;
             if v > 0 {
                 current.insert(stream, v);
@@ -349,7 +353,7 @@ fn write<'a>(
                     plans.push(Ok((plan, positions)));
                 }
                 Err(refused) => {
-                    tracing::warn!(error = %refused, "the database refused an append; committing the batch request by request");
+                    tracing::warn!(error = %refused, "the database refused a batch; committing it request by request");
                     return Ok(None);
                 }
             }

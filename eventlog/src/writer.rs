@@ -11,7 +11,7 @@
 //! After each commit the writer tells the head watch and publishes the committed events
 //! on the [feed](crate::Feed), in position order.
 
-use crate::model::{AppendError, Committed, NewEvent, StoreError, StoredEvent, StreamAppend};
+use crate::model::{AppendError, Committed, ExpectedVersion, NewEvent, StoreError, StoredEvent, StreamAppend};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -236,6 +236,18 @@ pub(crate) fn streams_of<'a>(requests: impl IntoIterator<Item = &'a [StreamAppen
         }
     }
     seen
+}
+
+/// The distinct streams of a batch some request does not expect to be new (the ones
+/// whose version must be looked up before planning), in the order they come.
+pub(crate) fn streams_not_new(requests: &[Vec<StreamAppend>]) -> Vec<String> {
+    let mut set = std::collections::HashSet::new();
+    requests
+        .iter()
+        .flatten()
+        .filter(|a| a.expected != ExpectedVersion::NoStream && set.insert(a.stream_id.as_str()))
+        .map(|a| a.stream_id.clone())
+        .collect()
 }
 
 /// An event about to be written: the new event and where it goes.

@@ -36,6 +36,7 @@ both_stores!(
     concurrent_writers_and_a_tailing_reader,
     group_commit_and_ids,
     a_bad_append_fails_alone,
+    a_stream_expected_new_that_exists_conflicts_alone,
     submitted_appends_commit_in_order_and_reach_the_feed,
     an_empty_append_checks_a_version,
     another_process_sees_the_head_move,
@@ -228,6 +229,38 @@ async fn a_bad_append_fails_alone(store: Arc<dyn EventStore>, _: Option<String>)
         assert_eq!(store.read_stream(&format!("ok-{n}"), 0).await.unwrap().len(), 1);
     }
     assert_eq!(store.read_stream("dup", 0).await.unwrap().len(), 1);
+}
+
+/// Streams expected to be new are not looked up before a batch is written (the unique
+/// index on stream and version refuses one that exists): such an append, submitted
+/// between many good ones so it shares their batch, still fails alone with the conflict
+/// named, writes nothing, and the others commit.
+async fn a_stream_expected_new_that_exists_conflicts_alone(store: Arc<dyn EventStore>, _: Option<String>) {
+    store.append(vec![append("taken", ExpectedVersion::NoStream, vec![event(0)])]).await.unwrap();
+    let mut pending = Vec::new();
+    for n in 0..200 {
+        let appends = if n == 100 {
+            // Its own new stream too: atomic, so that gets nothing either.
+            vec![
+                append("new-with-taken", ExpectedVersion::NoStream, vec![event(n)]),
+                append("taken", ExpectedVersion::NoStream, vec![event(n)]),
+            ]
+        } else {
+            vec![append(&format!("fresh-{n}"), ExpectedVersion::NoStream, vec![event(n)])]
+        };
+        pending.push(store.submit(appends).await.unwrap());
+    }
+    let outcomes = futures_util::future::join_all(pending).await;
+    for (n, outcome) in outcomes.iter().enumerate() {
+        if n == 100 {
+            assert!(matches!(outcome, Err(AppendError::Conflict { stream_id, actual: 1, .. }) if stream_id == "taken"), "{outcome:?}");
+        } else {
+            assert!(outcome.is_ok(), "append {n}: {outcome:?}");
+        }
+    }
+    assert!(store.read_stream("new-with-taken", 0).await.unwrap().is_empty());
+    assert_eq!(store.read_stream("taken", 0).await.unwrap().len(), 1);
+    assert_eq!(store.read_all(0, 1000).await.unwrap().len(), 200);
 }
 
 /// One caller submits many appends without waiting in between: they commit in the order
