@@ -31,7 +31,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::TryRecvError;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tracing::Instrument;
 
 /// Events read from the log per batch.
@@ -662,11 +662,15 @@ fn types_of(projections: &[Arc<dyn Projection>]) -> Vec<&'static str> {
     Event::TYPES.iter().copied().filter(|t| projections.iter().any(|p| p.handles(t))).collect()
 }
 
-/// The trailing runner: applies its projections behind the runner's position, reading
-/// the log with the bulk reader (only the types they handle), one transaction per
-/// batch that also moves their checkpoints.
+/// The trailing runner: applies its projections behind the runner's position, one
+/// transaction per batch that also moves their checkpoints. It takes the events from the
+/// feed when the commits there cover its batch without a gap (at most [`READY_BATCHES`]
+/// kept), else it reads the log with the bulk reader (only the types they handle).
 struct Trailer {
     store: SharedEventStore,
+    feed: broadcast::Receiver<FeedBatch>,
+    /// Commits from the feed not yet wholly behind `position`, in order.
+    fed: VecDeque<FeedBatch>,
     db: ReadDb,
     projections: Vec<Arc<dyn Projection>>,
     types: Vec<&'static str>,
@@ -698,7 +702,20 @@ impl Trailer {
         let (published, rx) = watch::channel(position);
         if !projections.is_empty() {
             let types = types_of(&projections);
-            let trailer = Trailer { store, db, projections, types, stored, position, leader, published, last_flush: Instant::now() };
+            let feed = store.subscribe();
+            let trailer = Trailer {
+                store,
+                feed,
+                fed: VecDeque::new(),
+                db,
+                projections,
+                types,
+                stored,
+                position,
+                leader,
+                published,
+                last_flush: Instant::now(),
+            };
             tokio::spawn(trailer.run());
         }
         Ok(Trail::Here { names, position: rx })
@@ -740,9 +757,25 @@ impl Trailer {
 
     /// Applies the log from `position` up to `upto`; true when it wrote a transaction.
     async fn step(&mut self, upto: i64, flush: bool) -> Result<bool, ReadError> {
-        let batch = if upto > self.position { self.store.read_range(self.position, upto, &self.types).await? } else { Vec::new() };
-        let decoded = decode_bulk(batch).await?;
-        let applied: Vec<Applied<'_>> = decoded.iter().map(|(stored, event)| Applied::of(stored, event)).collect();
+        // Whichever way the events come, `applied` borrows them from one of these.
+        let fed: Vec<FeedBatch>;
+        let decoded_fed: Vec<(&StoredEvent, Event)>;
+        let decoded_read: Vec<(StoredEvent<String>, Event)>;
+        let applied: Vec<Applied<'_>> = match self.covered_by_feed(upto) {
+            Some(commits) => {
+                fed = commits;
+                let (from, types) = (self.position, &self.types);
+                let events: Vec<&StoredEvent> =
+                    fed.iter().flat_map(|c| c.events.iter()).filter(|e| e.position > from && e.position <= upto).collect();
+                decoded_fed = decode(&events, |t| types.contains(&t))?;
+                decoded_fed.iter().map(|(stored, event)| Applied::of(*stored, event)).collect()
+            }
+            None => {
+                let batch = self.store.read_range(self.position, upto, &self.types).await?;
+                decoded_read = decode_bulk(batch).await?;
+                decoded_read.iter().map(|(stored, event)| Applied::of(stored, event)).collect()
+            }
+        };
         let touched: Vec<Vec<Applied<'_>>> = self.projections.iter().zip(&self.stored).map(|(p, at)| mine(&**p, *at, &applied)).collect();
         if touched.iter().all(Vec::is_empty) && !flush {
             self.advance(upto, false);
@@ -784,6 +817,43 @@ impl Trailer {
                 Err(e)
             }
         }
+    }
+
+    /// The commits on the feed that hold every event from `position` up to `upto`, when
+    /// they follow one another without a gap (`None`: read the log). Nothing to apply is
+    /// `Some` of none.
+    fn covered_by_feed(&mut self, upto: i64) -> Option<Vec<FeedBatch>> {
+        loop {
+            match self.feed.try_recv() {
+                Ok(commit) => {
+                    self.fed.push_back(commit);
+                    if self.fed.len() > READY_BATCHES {
+                        self.fed.clear();
+                    }
+                }
+                Err(TryRecvError::Lagged(_)) => self.fed.clear(),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        while self.fed.front().is_some_and(|c| c.events.last().is_none_or(|e| e.position <= self.position)) {
+            self.fed.pop_front();
+        }
+        let mut at = self.position;
+        let mut take = 0;
+        for commit in &self.fed {
+            if at >= upto {
+                break;
+            }
+            if let Some(last) = commit.events.last() {
+                // Between `after` and its last event this commit holds every position.
+                if commit.after > at {
+                    return None;
+                }
+                at = at.max(last.position);
+            }
+            take += 1;
+        }
+        (at >= upto).then(|| self.fed.iter().take(take).cloned().collect())
     }
 
     fn advance(&mut self, upto: i64, written: bool) {
