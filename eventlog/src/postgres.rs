@@ -224,7 +224,9 @@ async fn run(pool: PgPool, mut queue: mpsc::Receiver<Request>, shared: Arc<Share
             match commit_batch(&pool, &appends).await {
                 Ok(Ok(written)) => Ok(written),
                 Ok(Err(refused)) => {
-                    tracing::warn!(error = %refused, "the database refused a batch; committing it request by request");
+                    // Usually a stream expected new that exists (a retried `client_msg_id`): the run
+                    // request by request names it as a conflict, and warns of anything else it is refused.
+                    tracing::debug!(error = %refused, "the database refused a batch; committing it request by request");
                     commit_each(&pool, &appends).await
                 }
                 Err(e) => Err(e),

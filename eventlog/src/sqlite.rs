@@ -353,7 +353,9 @@ fn write<'a>(
                     plans.push(Ok((plan, positions)));
                 }
                 Err(refused) => {
-                    tracing::warn!(error = %refused, "the database refused a batch; committing it request by request");
+                    // Usually a stream expected new that exists (a retried `client_msg_id`): the run
+                    // request by request names it as a conflict, and warns of anything else it is refused.
+                    tracing::debug!(error = %refused, "the database refused a batch; committing it request by request");
                     return Ok(None);
                 }
             }
