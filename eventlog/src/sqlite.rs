@@ -4,10 +4,11 @@
 //!
 //! The writer is a thread of its own owning the file's one write connection: it takes
 //! every request waiting in the queue, runs the whole batch (version checks of the
-//! streams not expected to be new, inserts, id counters) synchronously in one transaction with cached prepared statements, and
-//! commits with a full fsync. One hand-off per batch, not one per statement. Reads go
-//! through a small pool of reader connections (rusqlite, memory-mapped, each read a
-//! single hand-off to a blocking thread), which WAL never blocks.
+//! streams not expected to be new, inserts, id counters) synchronously in one
+//! transaction with cached prepared statements, and commits with a full fsync. One
+//! hand-off per batch, not one per statement. Reads go through a small pool of reader
+//! connections (rusqlite, memory-mapped, each read a single hand-off to a blocking
+//! thread), which WAL never blocks.
 
 use crate::model::{AppendError, Committed, Metadata, Payload, StoreError, StoredEvent, StreamAppend};
 use crate::writer::{MAX_BATCH, Outcome, Plan, Planner, Request, Shared, Writer, rows_of, streams_not_new, streams_of};
