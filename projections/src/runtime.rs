@@ -438,23 +438,10 @@ impl Runner {
             if self.published.is_closed() {
                 return;
             }
-            loop {
-                match feed.try_recv() {
-                    Ok(commit) => ready.push_back(commit),
-                    Err(TryRecvError::Lagged(_)) => {
-                        ready.clear();
-                        from_log = true;
-                    }
-                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
-                }
-                if ready.len() > READY_BATCHES {
-                    ready.clear();
-                    from_log = true;
-                }
+            if take_feed(&mut feed, &mut ready) {
+                from_log = true;
             }
-            while ready.front().is_some_and(|c| c.events.last().is_none_or(|e| e.position <= self.position)) {
-                ready.pop_front();
-            }
+            drop_behind(&mut ready, self.position);
             // Nobody waits for this batch (the sockets got their rows from the sequencer
             // already): gather the commits that follow for a moment, so one transaction
             // carries many. A caller of `wait_for` ends the gathering at once.
@@ -823,21 +810,9 @@ impl Trailer {
     /// they follow one another without a gap (`None`: read the log). Nothing to apply is
     /// `Some` of none.
     fn covered_by_feed(&mut self, upto: i64) -> Option<Vec<FeedBatch>> {
-        loop {
-            match self.feed.try_recv() {
-                Ok(commit) => {
-                    self.fed.push_back(commit);
-                    if self.fed.len() > READY_BATCHES {
-                        self.fed.clear();
-                    }
-                }
-                Err(TryRecvError::Lagged(_)) => self.fed.clear(),
-                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
-            }
-        }
-        while self.fed.front().is_some_and(|c| c.events.last().is_none_or(|e| e.position <= self.position)) {
-            self.fed.pop_front();
-        }
+        // What was lost on the way shows as a gap below.
+        take_feed(&mut self.feed, &mut self.fed);
+        drop_behind(&mut self.fed, self.position);
         let mut at = self.position;
         let mut take = 0;
         for commit in &self.fed {
@@ -873,6 +848,34 @@ impl Trailer {
         self.position = self.stored.iter().copied().min().unwrap_or(self.position);
         self.published.send_replace(self.position);
         Ok(())
+    }
+}
+
+/// Moves the commits waiting on `feed` into `ready`, which keeps at most
+/// [`READY_BATCHES`]; true when some were lost on the way (the feed lagged, or `ready`
+/// overflowed and was emptied), so the log holds commits `ready` does not.
+fn take_feed(feed: &mut broadcast::Receiver<FeedBatch>, ready: &mut VecDeque<FeedBatch>) -> bool {
+    let mut lost = false;
+    loop {
+        match feed.try_recv() {
+            Ok(commit) => ready.push_back(commit),
+            Err(TryRecvError::Lagged(_)) => {
+                ready.clear();
+                lost = true;
+            }
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return lost,
+        }
+        if ready.len() > READY_BATCHES {
+            ready.clear();
+            lost = true;
+        }
+    }
+}
+
+/// Drops the commits of `ready` that lie wholly at or behind `position`.
+fn drop_behind(ready: &mut VecDeque<FeedBatch>, position: i64) {
+    while ready.front().is_some_and(|c| c.events.last().is_none_or(|e| e.position <= position)) {
+        ready.pop_front();
     }
 }
 
