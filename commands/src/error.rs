@@ -62,6 +62,7 @@ impl From<AppendError> for CommandError {
     fn from(e: AppendError) -> Self {
         match e {
             AppendError::Conflict { .. } => CommandError::Contended,
+            AppendError::Claimed { .. } => CommandError::Contended,
             AppendError::Store(s) => CommandError::Store(s),
         }
     }

@@ -1,5 +1,5 @@
-//! Message commands: send (one stream per message, plus the allowance and idempotency
-//! claim streams appended atomically with it) and revoke.
+//! Message commands: send (one stream per message, the allowance stream appended
+//! atomically with it, the idempotency key claimed by the message's event) and revoke.
 //!
 //! A send is queued, not awaited: [`Messages::submit`] decides, places the append in the
 //! writer's queue and returns a [`Pending`] that resolves once it is durable, so a
@@ -8,15 +8,13 @@
 
 use crate::store::{Write, decide_and_append, submit};
 use crate::{CommandError, Ctx, now_millis};
-use im_domain::event::{AllowanceUsed, ClientMessageKeyClaimed};
+use im_domain::event::AllowanceUsed;
 use im_domain::message::{self, ChatType, Mentions, MessageBody, MessageSent, Party, Permit, Quotes, SendFacts};
 use im_domain::{Event, StreamId, UserId};
 use im_eventlog::{SharedEventStore, StreamAppend};
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 /// A message about to be sent: who to whom, the body, and the display snapshot.
@@ -51,45 +49,21 @@ pub type Pending = Pin<Box<dyn Future<Output = Result<Sent, CommandError>> + Sen
 #[derive(Clone)]
 pub struct Messages {
     store: SharedEventStore,
-    /// Whether the log holds claims under the names of older versions (read once).
-    legacy_keys: Arc<OnceCell<bool>>,
 }
-
-/// The log's counter that says where the last claim under an older version's name is
-/// (set by the migration that introduced `clientkey-` streams; 0: none).
-const LEGACY_KEYS: &str = "legacy_client_keys";
 
 impl Messages {
     pub fn new(store: SharedEventStore) -> Self {
-        Self { store, legacy_keys: Arc::default() }
+        Self { store }
     }
 
-    /// The message a sender's idempotency key made, and where its claim is in the log.
+    /// The message a sender's idempotency key made, and its position in the log.
     async fn claimed_key(&self, from: UserId, key: &str) -> Result<Option<(Uuid, i64)>, CommandError> {
-        self.claimed_in(&StreamId::client_message(from, key)).await
-    }
-
-    /// The message a key claimed before the upgrade to `clientkey-` streams, when the log
-    /// has such claims. Nothing is appended to those streams any more, so looking before
-    /// the append is exact.
-    async fn claimed_before(&self, from: UserId, key: &str) -> Result<Option<(Uuid, i64)>, CommandError> {
-        let store = &self.store;
-        let legacy = *self.legacy_keys.get_or_try_init(|| async { Ok::<_, CommandError>(store.counter(LEGACY_KEYS).await? > 0) }).await?;
-        if !legacy {
-            return Ok(None);
+        let Some(stored) = self.store.read_claim(&message::key_claim(from, key)).await? else { return Ok(None) };
+        match Event::decode_str(&stored.event_type, stored.schema_version as u32, stored.payload.text()) {
+            Ok(Event::MessageSent(e)) => Ok(Some((e.message_id, stored.position))),
+            Ok(_) => Err(CommandError::Corrupt(format!("the claim of a message key is on a {} event", stored.event_type))),
+            Err(e) => Err(CommandError::Corrupt(e.to_string())),
         }
-        self.claimed_in(&StreamId::legacy_client_message(from, key)).await
-    }
-
-    async fn claimed_in(&self, stream: &StreamId) -> Result<Option<(Uuid, i64)>, CommandError> {
-        for stored in self.store.read_stream(stream.as_str(), 0).await? {
-            let event = Event::decode_str(&stored.event_type, stored.schema_version as u32, stored.payload.text())
-                .map_err(|e| CommandError::Corrupt(e.to_string()))?;
-            if let Event::ClientMessageKeyClaimed(e) = event {
-                return Ok(Some((e.message_id, stored.position)));
-            }
-        }
-        Ok(None)
     }
 
     /// Sends a one-to-one message if `facts` permit it; queued, see [`Messages::submit`].
@@ -111,11 +85,6 @@ impl Messages {
     /// the first message it made.
     pub async fn submit(&self, ctx: &Ctx, outgoing: Outgoing, permit: Permit, guards: Vec<StreamAppend>) -> Result<Pending, CommandError> {
         let from = UserId(outgoing.from.id);
-        if let Some(key) = outgoing.client_msg_id.as_deref()
-            && let Some((message_id, position)) = self.claimed_before(from, key).await?
-        {
-            return Ok(Box::pin(std::future::ready(Ok(Sent::Duplicate { message_id, position }))));
-        }
         let message_id = Uuid::now_v7();
         let sent = MessageSent {
             message_id,
@@ -133,22 +102,18 @@ impl Messages {
             forwarded_from: outgoing.quotes.forwarded_from.map(Box::new),
             at: now_millis(),
         };
-        let mut writes = vec![Write::new_stream(
-            ctx,
-            StreamId::message(message_id).to_string(),
-            &[Event::MessageSent(sent.clone())],
-            CommandError::Contended,
-        )];
+        let mut message =
+            Write::new_stream(ctx, StreamId::message(message_id).to_string(), &[Event::MessageSent(sent.clone())], CommandError::Contended);
+        // The key's claim makes it usable once: a second send with it is refused by the
+        // log and resolves to the first message.
+        if let (Some(key), Some(event)) = (&sent.client_msg_id, message.append.events.first_mut()) {
+            event.metadata.claim = Some(message::key_claim(from, key));
+        }
+        let mut writes = vec![message];
         if permit == Permit::UsesAllowance {
             let used = Event::AllowanceUsed(AllowanceUsed { from, to: UserId(sent.to.id), message_id });
             let allowance = StreamId::allowance(from, UserId(sent.to.id)).to_string();
             writes.push(Write::new_stream(ctx, allowance, &[used], message::SendError::AllowanceUsed.into()));
-        }
-        if let Some(key) = &sent.client_msg_id {
-            // The claim stream makes the key usable once: a second send with it
-            // conflicts there and resolves to the first message.
-            let claimed = Event::ClientMessageKeyClaimed(ClientMessageKeyClaimed { from, client_msg_id: key.clone(), message_id });
-            writes.push(Write::new_stream(ctx, StreamId::client_message(from, key).to_string(), &[claimed], CommandError::Contended));
         }
         writes.extend(guards.into_iter().map(Write::guard));
         let durable = submit(&*self.store, writes).await?;

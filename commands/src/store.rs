@@ -53,6 +53,7 @@ pub fn stream_append(ctx: &Ctx, stream_id: String, expected: ExpectedVersion, ev
                     operator: ctx.operator.as_deref().map(str::to_owned),
                     correlation_id: Some(ctx.correlation_id),
                     causation_id: None,
+                    claim: None,
                 },
             }
         })

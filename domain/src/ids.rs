@@ -96,20 +96,6 @@ impl StreamId {
         Self(format!("allowance-{from}-{to}"))
     }
 
-    /// A sender's idempotency key (`client_msg_id`). The key comes first, so keys that
-    /// begin with the time (a timestamp, a UUIDv7) claim neighbouring entries of the log's
-    /// stream index, not one page per sender; the sender's id is last and has no `-`
-    /// (ids are positive), so no two (key, sender) pairs share a stream.
-    pub fn client_message(from: UserId, key: &str) -> Self {
-        Self(format!("clientkey-{key}-{from}"))
-    }
-
-    /// Where versions before the key-first name claimed a sender's key; still looked up
-    /// for a retry of a message claimed there (nothing is appended to it any more).
-    pub fn legacy_client_message(from: UserId, key: &str) -> Self {
-        Self(format!("clientmsg-{from}-{key}"))
-    }
-
     /// A user's auto-reply question/answer pairs.
     pub fn askanswer(owner: UserId) -> Self {
         Self(format!("askanswer-{owner}"))

@@ -206,7 +206,20 @@ pub struct AllowanceUsed {
     pub message_id: Uuid,
 }
 
-/// A client's idempotency key, bound to the message it first produced.
+/// The log-wide claim of a sender's idempotency key (`client_msg_id`), carried by the
+/// message event it first produced (`metadata.claim`): the log refuses a second event with
+/// it. The key comes first, so keys that begin with the time (a timestamp, a UUIDv7)
+/// take neighbouring entries of the claim index, not one page per sender; the sender's id
+/// is last and has no `-` (ids are positive), so no two (key, sender) pairs share a claim.
+/// (Older versions appended a [`ClientMessageKeyClaimed`] on a stream of this name, and
+/// before that on `clientmsg-<from>-<key>`; the log's migration gave those messages'
+/// events the claim.)
+pub fn key_claim(from: UserId, key: &str) -> String {
+    format!("clientkey-{key}-{from}")
+}
+
+/// A client's idempotency key, bound to the message it first produced (written by older
+/// versions; see [`key_claim`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientMessageKeyClaimed {
     pub from: UserId,

@@ -52,6 +52,9 @@ pub trait EventStore: Send + Sync + 'static {
     /// The events of one stream with a version above `after_version`, in order.
     async fn read_stream(&self, stream_id: &str, after_version: i64) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// The event that carries this claim ([`Metadata::claim`]), if one does.
+    async fn read_claim(&self, claim: &str) -> Result<Option<StoredEvent>, StoreError>;
+
     /// Up to `limit` events with a position above `after`, in position order.
     async fn read_all(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError>;
 

@@ -20,6 +20,11 @@ pub struct Metadata {
     /// The event or command that directly caused this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<Uuid>,
+    /// A name no other event of the log may carry (a sender's idempotency key: see
+    /// [`crate::EventStore::read_claim`]). The log refuses a second event with the same
+    /// claim as it refuses a second event at one stream version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
 }
 
 /// An event's payload as JSON text: serialized once when the event is made, stored as
@@ -220,6 +225,8 @@ impl From<serde_json::Error> for StoreError {
 pub enum AppendError {
     #[error("stream {stream_id} is at version {actual}, expected {expected:?}")]
     Conflict { stream_id: String, expected: ExpectedVersion, actual: i64 },
+    #[error("an event of the log already carries the claim {claim}")]
+    Claimed { claim: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

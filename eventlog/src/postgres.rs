@@ -15,13 +15,13 @@
 //! (with a slow poll behind it in case a notification was missed while reconnecting).
 
 use crate::model::{AppendError, Committed, Payload, StoreError, StoredEvent, StreamAppend};
-use crate::writer::{MAX_BATCH, Outcome, Plan, Planner, Request, Shared, Writer, rows_of, streams_not_new, streams_of};
+use crate::writer::{MAX_BATCH, Outcome, Plan, Planner, Request, Shared, Writer, claims_of, rows_of, streams_not_new, streams_of};
 use crate::{EventStore, FeedBatch, PendingAppend, now_millis};
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, Row, Transaction};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -302,6 +302,19 @@ async fn versions(tx: &mut Transaction<'static, Postgres>, streams: &[String]) -
     Ok(versions)
 }
 
+/// Which of these claims events of the log carry, under the append lock (the unique
+/// index `events_claim`).
+async fn claimed(tx: &mut Transaction<'static, Postgres>, claims: &[String]) -> Result<HashSet<String>, StoreError> {
+    if claims.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<String> = sqlx::query_scalar("SELECT metadata->>'claim' FROM events WHERE metadata->>'claim' = ANY($1)")
+        .bind(claims)
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// The head, under the append lock.
 async fn head_in(tx: &mut Transaction<'static, Postgres>) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar("SELECT COALESCE(MAX(position), 0)::BIGINT FROM events").fetch_one(&mut **tx).await?)
@@ -324,7 +337,9 @@ impl<'a> Columns<'a> {
     /// Plans each request against the streams' `current` versions (and the requests
     /// before it) and gathers the events of those that fit.
     fn planned(appends: &'a [Vec<StreamAppend>], current: &HashMap<String, i64>) -> (Vec<Result<Plan, AppendError>>, Self) {
-        let mut planner = Planner::new(current);
+        // Claims are not looked up: the unique index refuses one that is taken.
+        let taken = HashSet::new();
+        let mut planner = Planner::new(current, &taken);
         let mut plans = Vec::with_capacity(appends.len());
         let mut columns = Columns::default();
         for request in appends {
@@ -422,9 +437,10 @@ async fn announce(tx: &mut Transaction<'static, Postgres>, positions: &HashMap<U
 }
 
 /// The whole batch in one insert. Streams expected not to exist yet (every stream of a
-/// message: its own, its claims) are not looked up: the unique index on stream and
-/// version refuses an insert into one that does, and the batch then runs again with
-/// [`commit_each`], which looks everything up and names the conflict. `Ok(Err(_))`: the
+/// message: its own, its allowance) and claims are not looked up: the unique indexes on
+/// stream and version and on the claim refuse an insert into one that exists or is
+/// taken, and the batch then runs again with [`commit_each`], which looks everything up
+/// and names the conflict. `Ok(Err(_))`: the
 /// database refused the insert (the transaction is rolled back).
 async fn commit_batch(pool: &PgPool, appends: &[Vec<StreamAppend>]) -> Result<Result<Written, StoreError>, StoreError> {
     let recorded_at = now_millis();
@@ -446,7 +462,7 @@ async fn commit_batch(pool: &PgPool, appends: &[Vec<StreamAppend>]) -> Result<Re
     Ok(Ok(Written { plans, after, recorded_at, positions }))
 }
 
-/// A batch whose every stream is expected not to exist yet (messages and their claims):
+/// A batch whose every stream is expected not to exist yet (messages and allowances):
 /// one statement in a transaction of its own — the append lock taken inside it, before
 /// any position is drawn, the insert, the `NOTIFY` — so a batch costs one round trip and
 /// one WAL flush.
@@ -498,8 +514,9 @@ async fn commit_each(pool: &PgPool, appends: &[Vec<StreamAppend>]) -> Result<Wri
     let recorded_at = now_millis();
     let mut tx = begin(pool).await?;
     let current = versions(&mut tx, &streams_of(appends.iter().map(Vec::as_slice))).await?;
+    let taken = claimed(&mut tx, &claims_of(appends)).await?;
     let after = head_in(&mut tx).await?;
-    let mut planner = Planner::new(&current);
+    let mut planner = Planner::new(&current, &taken);
     let mut plans = Vec::with_capacity(appends.len());
     let mut positions = HashMap::new();
     for request in appends {
@@ -578,6 +595,12 @@ impl EventStore for PostgresEventStore {
         let sql = sqlx::AssertSqlSafe(format!("{SELECT} WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version"));
         let rows = sqlx::query(sql).bind(stream_id).bind(after_version).fetch_all(&self.pool).await?;
         rows.into_iter().map(decode).collect()
+    }
+
+    async fn read_claim(&self, claim: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!("{SELECT} WHERE metadata->>'claim' = $1"));
+        let row = sqlx::query(sql).bind(claim).fetch_optional(&self.pool).await?;
+        row.map(decode).transpose()
     }
 
     async fn read_all(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {

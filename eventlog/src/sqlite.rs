@@ -11,12 +11,12 @@
 //! thread), which WAL never blocks.
 
 use crate::model::{AppendError, Committed, Metadata, Payload, StoreError, StoredEvent, StreamAppend};
-use crate::writer::{MAX_BATCH, Outcome, Plan, Planner, Request, Shared, Writer, rows_of, streams_not_new, streams_of};
+use crate::writer::{MAX_BATCH, Outcome, Plan, Planner, Request, Shared, Writer, claims_of, rows_of, streams_not_new, streams_of};
 use crate::{EventStore, FeedBatch, PendingAppend, now_millis};
 use async_trait::async_trait;
 use rusqlite::{Connection, TransactionBehavior};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -278,9 +278,10 @@ type Committing = (Vec<Result<Committed, AppendError>>, Vec<StoredEvent>, Vec<i6
 
 /// One transaction for the whole batch. Usually without savepoints (they make SQLite
 /// copy every page they touch into a sub-journal), and streams expected not to exist yet
-/// (every stream of a message: its own, its claims) are not looked up: the unique index
-/// on stream and version refuses an insert into one that does. If the database refuses
-/// any insert (that, or a reused event id), the transaction is rolled back and the batch
+/// (every stream of a message: its own, its allowance) and claims are not looked up: the
+/// unique indexes on stream and version and on the claim refuse an insert into one that
+/// exists or is taken. If the database refuses any insert (that, or a reused event id),
+/// the transaction is rolled back and the batch
 /// runs again with everything looked up and each request in its own savepoint, so the
 /// conflict is named and a bad request fails alone, moving no stream version the
 /// requests after it are checked against.
@@ -327,6 +328,7 @@ fn write<'a>(
 ) -> Result<Option<Written>, StoreError> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut current = HashMap::new();
+    let mut taken = HashSet::new();
     {
         let mut version = tx.prepare_cached("SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = ?1")?;
         let looked_up = if careful { streams_of(appends.iter().map(Vec::as_slice)) } else { streams_not_new(appends) };
@@ -336,8 +338,16 @@ fn write<'a>(
                 current.insert(stream, v);
             }
         }
+        if careful {
+            let mut claimed = tx.prepare_cached(CLAIMED)?;
+            for claim in claims_of(appends) {
+                if claimed.exists([&claim])? {
+                    taken.insert(claim);
+                }
+            }
+        }
     }
-    let mut planner = Planner::new(&current);
+    let mut planner = Planner::new(&current, &taken);
     let mut plans = Vec::with_capacity(appends.len());
     for request in appends {
         let (plan, ends) = match planner.plan(request) {
@@ -419,6 +429,8 @@ fn insert(conn: &Connection, request: &[StreamAppend], plan: &Plan, recorded_at:
 const SELECT: &str =
     "SELECT position, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at FROM events";
 const HEAD: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
+/// The event with a claim (the expression of the unique index `events_claim`).
+const CLAIMED: &str = "SELECT 1 FROM events WHERE json_extract(metadata, '$.claim') = ?1";
 
 fn decode(row: &rusqlite::Row<'_>) -> Result<StoredEvent, StoreError> {
     decode_raw(row)?.try_map_payload(|payload| Ok(Payload::parse(payload)?))
@@ -472,6 +484,16 @@ impl EventStore for SqliteEventStore {
             .with(move |conn| {
                 let sql = format!("{SELECT} WHERE stream_id = ?1 AND stream_version > ?2 ORDER BY stream_version");
                 events(conn, &sql, rusqlite::params![stream_id, after_version], 0, decode)
+            })
+            .await
+    }
+
+    async fn read_claim(&self, claim: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let claim = claim.to_owned();
+        self.readers
+            .with(move |conn| {
+                let sql = format!("{SELECT} WHERE json_extract(metadata, '$.claim') = ?1");
+                Ok(events(conn, &sql, [claim], 1, decode)?.pop())
             })
             .await
     }

@@ -12,7 +12,7 @@
 //! on the [feed](crate::Feed), in position order.
 
 use crate::model::{AppendError, Committed, ExpectedVersion, NewEvent, StoreError, StoredEvent, StreamAppend};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -182,21 +182,28 @@ impl Future for PendingAppend {
 pub(crate) type Plan = Vec<i64>;
 
 /// Decides the requests of a batch one after another against the versions the streams
-/// had before it (`current`; a stream missing there has no events): a request whose
-/// expected versions do not all match writes nothing and gets a conflict; an accepted
-/// one moves its streams for the requests after it. An append with no events only
-/// checks its stream's version.
+/// had before it (`current`; a stream missing there has no events) and the claims the
+/// log already holds (`taken`): a request whose expected versions do not all match, or
+/// one of whose claims is taken (by the log or an earlier request), writes nothing and
+/// gets a conflict; an accepted one moves its streams and takes its claims for the
+/// requests after it. An append with no events only checks its stream's version.
 pub(crate) struct Planner<'c> {
     current: &'c HashMap<String, i64>,
+    taken: &'c HashSet<String>,
     versions: HashMap<String, i64>,
+    claimed: HashSet<String>,
 }
 
-/// Where a planned request leaves its streams, to [`Planner::accept`] once written.
-pub(crate) type Ends = Vec<(String, i64)>;
+/// Where a planned request leaves its streams and what it claims, to
+/// [`Planner::accept`] once written.
+pub(crate) struct Ends {
+    versions: Vec<(String, i64)>,
+    claims: Vec<String>,
+}
 
 impl<'c> Planner<'c> {
-    pub(crate) fn new(current: &'c HashMap<String, i64>) -> Self {
-        Self { current, versions: HashMap::new() }
+    pub(crate) fn new(current: &'c HashMap<String, i64>, taken: &'c HashSet<String>) -> Self {
+        Self { current, taken, versions: HashMap::new(), claimed: HashSet::new() }
     }
 
     fn at(&self, stream: &str) -> i64 {
@@ -206,6 +213,7 @@ impl<'c> Planner<'c> {
     pub(crate) fn plan(&self, appends: &[StreamAppend]) -> Result<(Plan, Ends), AppendError> {
         let mut mine: HashMap<&str, i64> = HashMap::new();
         let mut starts = Vec::with_capacity(appends.len());
+        let mut claims = Vec::new();
         for append in appends {
             let stream = append.stream_id.as_str();
             let at = mine.get(stream).copied().unwrap_or_else(|| self.at(stream));
@@ -214,20 +222,28 @@ impl<'c> Planner<'c> {
             }
             starts.push(at + 1);
             mine.insert(stream, at + append.events.len() as i64);
+            for claim in append.events.iter().filter_map(|e| e.metadata.claim.as_ref()) {
+                if self.taken.contains(claim) || self.claimed.contains(claim) || claims.contains(claim) {
+                    return Err(AppendError::Claimed { claim: claim.clone() });
+                }
+                claims.push(claim.clone());
+            }
         }
-        Ok((starts, mine.into_iter().map(|(s, v)| (s.to_owned(), v)).collect()))
+        Ok((starts, Ends { versions: mine.into_iter().map(|(s, v)| (s.to_owned(), v)).collect(), claims }))
     }
 
-    /// The request was written: later requests see where it left its streams.
+    /// The request was written: later requests see where it left its streams and what
+    /// it claimed.
     pub(crate) fn accept(&mut self, ends: Ends) {
-        self.versions.extend(ends);
+        self.versions.extend(ends.versions);
+        self.claimed.extend(ends.claims);
     }
 }
 
 /// The distinct streams a batch touches.
 pub(crate) fn streams_of<'a>(requests: impl IntoIterator<Item = &'a [StreamAppend]>) -> Vec<String> {
     let mut seen: Vec<String> = Vec::new();
-    let mut set = std::collections::HashSet::new();
+    let mut set = HashSet::new();
     for appends in requests {
         for a in appends {
             if set.insert(a.stream_id.as_str()) {
@@ -241,12 +257,26 @@ pub(crate) fn streams_of<'a>(requests: impl IntoIterator<Item = &'a [StreamAppen
 /// The distinct streams of a batch some request does not expect to be new (the ones
 /// whose version must be looked up before planning), in the order they come.
 pub(crate) fn streams_not_new(requests: &[Vec<StreamAppend>]) -> Vec<String> {
-    let mut set = std::collections::HashSet::new();
+    let mut set = HashSet::new();
     requests
         .iter()
         .flatten()
         .filter(|a| a.expected != ExpectedVersion::NoStream && set.insert(a.stream_id.as_str()))
         .map(|a| a.stream_id.clone())
+        .collect()
+}
+
+/// The distinct claims of a batch's events ([`crate::Metadata::claim`]), in the order
+/// they come.
+pub(crate) fn claims_of(requests: &[Vec<StreamAppend>]) -> Vec<String> {
+    let mut set = HashSet::new();
+    requests
+        .iter()
+        .flatten()
+        .flat_map(|a| &a.events)
+        .filter_map(|e| e.metadata.claim.as_deref())
+        .filter(|c| set.insert(*c))
+        .map(str::to_owned)
         .collect()
 }
 
@@ -296,7 +326,8 @@ mod tests {
         requests: impl IntoIterator<Item = &'a [StreamAppend]>,
         current: &HashMap<String, i64>,
     ) -> Vec<Result<Plan, AppendError>> {
-        let mut planner = Planner::new(current);
+        let taken = HashSet::new();
+        let mut planner = Planner::new(current, &taken);
         requests
             .into_iter()
             .map(|r| {
@@ -347,7 +378,8 @@ mod tests {
     #[test]
     fn a_request_planned_but_not_accepted_moves_nothing() {
         let current = HashMap::new();
-        let planner = Planner::new(&current);
+        let taken = HashSet::new();
+        let planner = Planner::new(&current, &taken);
         let refused = vec![append("s", ExpectedVersion::NoStream, 2)];
         assert!(planner.plan(&refused).is_ok());
         // The database refused it: not accepted.
@@ -366,6 +398,26 @@ mod tests {
         let rows = rows_of(ok, plans[0].as_ref().map_or(&vec![], |p| p));
         assert_eq!(rows.len(), 1);
         assert_eq!((rows[0].stream_id.as_str(), rows[0].stream_version), ("m", 1));
+    }
+
+    #[test]
+    fn a_claim_is_taken_by_the_log_or_the_first_request() {
+        let current = HashMap::new();
+        let taken = HashSet::from(["old".to_owned()]);
+        let claiming = |stream: &str, claim: &str| {
+            let mut a = append(stream, ExpectedVersion::NoStream, 1);
+            a.events[0].metadata.claim = Some(claim.to_owned());
+            vec![a]
+        };
+        let (r1, r2, r3, r4) = (claiming("a", "old"), claiming("b", "new"), claiming("c", "new"), claiming("d", "other"));
+        let mut planner = Planner::new(&current, &taken);
+        assert!(matches!(planner.plan(&r1), Err(AppendError::Claimed { claim }) if claim == "old"));
+        // Planned but refused by the database: its claim stays free.
+        assert!(planner.plan(&r2).is_ok());
+        let Ok((_, ends)) = planner.plan(&r3) else { panic!("r3 claims a free key") };
+        planner.accept(ends);
+        assert!(matches!(planner.plan(&r2), Err(AppendError::Claimed { claim }) if claim == "new"));
+        assert!(planner.plan(&r4).is_ok());
     }
 
     #[test]

@@ -37,6 +37,7 @@ both_stores!(
     group_commit_and_ids,
     a_bad_append_fails_alone,
     a_stream_expected_new_that_exists_conflicts_alone,
+    a_claim_is_taken_once,
     submitted_appends_commit_in_order_and_reach_the_feed,
     an_empty_append_checks_a_version,
     another_process_sees_the_head_move,
@@ -65,7 +66,7 @@ fn event(n: i64) -> NewEvent {
         event_type: "Tested".into(),
         schema_version: 1,
         payload: json!({"n": n, "text": "你好"}).into(),
-        metadata: Metadata { actor: Some(n), operator: None, correlation_id: Some(Uuid::now_v7()), causation_id: None },
+        metadata: Metadata { actor: Some(n), operator: None, correlation_id: Some(Uuid::now_v7()), causation_id: None, claim: None },
     }
 }
 
@@ -261,6 +262,47 @@ async fn a_stream_expected_new_that_exists_conflicts_alone(store: Arc<dyn EventS
     assert!(store.read_stream("new-with-taken", 0).await.unwrap().is_empty());
     assert_eq!(store.read_stream("taken", 0).await.unwrap().len(), 1);
     assert_eq!(store.read_all(0, 1000).await.unwrap().len(), 200);
+}
+
+fn claiming(n: i64, claim: &str) -> NewEvent {
+    let mut e = event(n);
+    e.metadata.claim = Some(claim.to_owned());
+    e
+}
+
+/// A claim (`metadata.claim`) is carried by one event of the log: a second one, in a
+/// later batch or in the same one, fails alone with the claim named and writes nothing
+/// (claims are not looked up before a batch is written: the unique index refuses one
+/// that is taken), and `read_claim` finds the event that holds it.
+async fn a_claim_is_taken_once(store: Arc<dyn EventStore>, _: Option<String>) {
+    store.append(vec![append("first", ExpectedVersion::NoStream, vec![claiming(0, "key-a")])]).await.unwrap();
+    let mut pending = Vec::new();
+    for n in 0..200 {
+        let e = match n {
+            50 => claiming(n, "key-a"),
+            100 | 150 => claiming(n, "key-b"),
+            _ => claiming(n, &format!("key-{n}")),
+        };
+        pending.push(store.submit(vec![append(&format!("s-{n}"), ExpectedVersion::NoStream, vec![e])]).await.unwrap());
+    }
+    let outcomes = futures_util::future::join_all(pending).await;
+    for (n, outcome) in outcomes.iter().enumerate() {
+        match n {
+            50 => assert!(matches!(outcome, Err(AppendError::Claimed { claim }) if claim == "key-a"), "{outcome:?}"),
+            150 => assert!(matches!(outcome, Err(AppendError::Claimed { claim }) if claim == "key-b"), "{outcome:?}"),
+            _ => assert!(outcome.is_ok(), "append {n}: {outcome:?}"),
+        }
+    }
+    assert!(store.read_stream("s-50", 0).await.unwrap().is_empty());
+    assert!(store.read_stream("s-150", 0).await.unwrap().is_empty());
+    assert_eq!(store.read_all(0, 1000).await.unwrap().len(), 199);
+    assert_eq!(store.read_claim("key-a").await.unwrap().map(|e| e.stream_id).as_deref(), Some("first"));
+    assert_eq!(store.read_claim("key-b").await.unwrap().map(|e| e.stream_id).as_deref(), Some("s-100"));
+    assert!(store.read_claim("key-50").await.unwrap().is_none(), "the refused append's claim is free");
+    // Two events of one request cannot share a claim either.
+    let twice = vec![append("twice", ExpectedVersion::NoStream, vec![claiming(1, "key-c"), claiming(2, "key-c")])];
+    assert!(matches!(store.append(twice).await, Err(AppendError::Claimed { .. })));
+    assert!(store.read_claim("key-c").await.unwrap().is_none());
 }
 
 /// One caller submits many appends without waiting in between: they commit in the order

@@ -566,51 +566,56 @@ async fn client_msg_id_retry_of_a_first_message_to_a_stranger(backend: Backend) 
     assert_eq!(history(&server, &b, c.id).await.len(), 1);
 }
 
-/// Keys are claimed on `clientkey-<key>-<from>` streams since the log's migration 0009
-/// (Postgres 0022); before, on `clientmsg-<from>-<key>`. A retry after the upgrade of a
-/// message claimed before it gets that message back and appends nothing.
+/// Since the log's migration 0010 (Postgres 0023) a key is claimed by its message's own
+/// event (`metadata.claim`); older versions appended a claim event on a stream of its
+/// own, `clientkey-<key>-<from>` and before that `clientmsg-<from>-<key>`. A retry after
+/// the upgrade of a message claimed either way gets that message back and appends nothing.
 async fn a_key_claimed_before_the_upgrade_still_answers_its_retry(backend: Backend) {
     use im_commands::{Ctx, store::stream_append};
     use im_domain::event::{ClientMessageKeyClaimed, Event};
-    use im_domain::{StreamId, UserId};
+    use im_domain::{UserId, message::key_claim};
     use im_eventlog::ExpectedVersion;
     let server = TestServer::start(backend).await;
     let a = server.register("msgoldka", "123456").await;
     let b = server.register("msgoldkb", "123456").await;
     open_to_users(&server, &b).await;
 
-    // What an older version wrote: the message, and its key's claim under the old name.
-    let old = ok_data(send(&server, &a, text(b.id, "before the upgrade")).await);
-    let message_id = uuid::Uuid::parse_str(old["id"].as_str().unwrap()).unwrap();
-    let claim = Event::ClientMessageKeyClaimed(ClientMessageKeyClaimed { from: UserId(a.id), client_msg_id: "k-old".into(), message_id });
-    let stream = StreamId::legacy_client_message(UserId(a.id), "k-old").to_string();
-    server.state.store().append(vec![stream_append(&Ctx::user(a.id), stream, ExpectedVersion::NoStream, &[claim])]).await.unwrap();
+    // What older versions wrote: each message, and its key's claim on a stream of its own.
+    let mut old = Vec::new();
+    for (key, stream) in [("k-oldest", format!("clientmsg-{}-k-oldest", a.id)), ("k-old", format!("clientkey-k-old-{}", a.id))] {
+        let sent = ok_data(send(&server, &a, text(b.id, key)).await);
+        let message_id = uuid::Uuid::parse_str(sent["id"].as_str().unwrap()).unwrap();
+        let claim = Event::ClientMessageKeyClaimed(ClientMessageKeyClaimed { from: UserId(a.id), client_msg_id: key.into(), message_id });
+        server.state.store().append(vec![stream_append(&Ctx::user(a.id), stream, ExpectedVersion::NoStream, &[claim])]).await.unwrap();
+        old.push((key, sent));
+    }
     // The upgrade's migration, on that log.
     let (url, migration) = match &server.settings.database_url {
-        Some(url) => (url.clone(), "migrations/postgres/0022_client_key_streams.sql"),
-        None => {
-            (format!("sqlite://{}", server.settings.data_dir.join("im.db").display()), "migrations/sqlite/log/0009_client_key_streams.sql")
-        }
+        Some(url) => (url.clone(), "migrations/postgres/0023_event_claims.sql"),
+        None => (format!("sqlite://{}", server.settings.data_dir.join("im.db").display()), "migrations/sqlite/log/0010_event_claims.sql"),
     };
     let text_of = std::fs::read_to_string(format!("{}/../{migration}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-    sqlx::query("DELETE FROM id_counters WHERE name = 'legacy_client_keys'").execute(&pool).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(text_of[text_of.find("INSERT").unwrap()..].to_owned())).execute(&pool).await.unwrap();
+    let updated = sqlx::query(sqlx::AssertSqlSafe(text_of[text_of.find("UPDATE").unwrap()..].to_owned())).execute(&pool).await.unwrap();
+    assert_eq!(updated.rows_affected(), 2, "the migration gave both messages their claims");
     pool.close().await;
     let server = server.restart().await;
-    assert!(server.state.store().counter("legacy_client_keys").await.unwrap() > 0, "the migration found the old claim");
 
     let head = server.head().await;
-    let retry = ok_data(send(&server, &a, keyed(b.id, "before the upgrade", "k-old")).await);
-    assert_eq!(retry["id"], old["id"], "the retry is the message claimed before the upgrade");
+    for (key, sent) in &old {
+        let retry = ok_data(send(&server, &a, keyed(b.id, key, key)).await);
+        assert_eq!(retry["id"], sent["id"], "the retry of {key} is the message claimed before the upgrade");
+    }
     assert_eq!(server.head().await, head, "nothing appended");
-    // New keys: claimed on the new streams, repeated as before.
+    // New keys: claimed by the message's event, repeated as before, no claim stream.
     let new = ok_data(send(&server, &a, keyed(b.id, "after the upgrade", "k-new")).await);
     assert_eq!(ok_data(send(&server, &a, keyed(b.id, "after the upgrade", "k-new")).await)["id"], new["id"]);
-    let claimed = server.state.store().read_stream(&StreamId::client_message(UserId(a.id), "k-new").to_string(), 0).await.unwrap();
-    assert_eq!(claimed.len(), 1, "{claimed:?}");
-    assert_eq!(history(&server, &b, a.id).await.len(), 2);
+    let claimed = server.state.store().read_claim(&key_claim(UserId(a.id), "k-new")).await.unwrap().expect("the message claims its key");
+    assert_eq!(claimed.stream_id, format!("message-{}", new["id"].as_str().unwrap()));
+    let appended = server.state.store().read_all(head, 100).await.unwrap();
+    assert_eq!(appended.len(), 1, "one event for the new message, none for its key: {appended:?}");
+    assert_eq!(history(&server, &b, a.id).await.len(), 3);
 }
 
 // ---------------------------------------------------------------------------------
