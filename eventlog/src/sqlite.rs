@@ -281,10 +281,9 @@ type Committing = (Vec<Result<Committed, AppendError>>, Vec<StoredEvent>, Vec<i6
 /// (every stream of a message: its own, its allowance) and claims are not looked up: the
 /// unique indexes on stream and version and on the claim refuse an insert into one that
 /// exists or is taken. If the database refuses any insert (that, or a reused event id),
-/// the transaction is rolled back and the batch
-/// runs again with everything looked up and each request in its own savepoint, so the
-/// conflict is named and a bad request fails alone, moving no stream version the
-/// requests after it are checked against.
+/// the transaction is rolled back and the batch runs again with everything looked up and
+/// each request in its own savepoint, so the conflict is named and a bad request fails
+/// alone, moving no stream version or claim the requests after it are checked against.
 fn commit<'a>(
     conn: &mut Connection,
     appends: Vec<Vec<StreamAppend>>,
