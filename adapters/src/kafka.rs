@@ -27,6 +27,9 @@ pub struct KafkaSettings {
     pub deliveries_topic: String,
     /// Partitions of the delivery topic (P in hash(user) mod P).
     pub delivery_partitions: i32,
+    /// `IM_RELAY_GATHER_MS`: how long the relay lets the log move after a read that did
+    /// not fill its batch before reading again (zero: at once).
+    pub relay_gather: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -353,6 +356,9 @@ impl DeliveryConsumer {
     }
 }
 
+/// Events the relay reads, publishes and checkpoints at a time, at most.
+const RELAY_BATCH: i64 = 500;
+
 /// The relay's checkpoint name in `projection_checkpoints`.
 pub const RELAY_CHECKPOINT: &str = "relay:im.events";
 
@@ -365,7 +371,7 @@ pub async fn run_relay(store: SharedEventStore, db: ReadDb, settings: KafkaSetti
     let mut checkpoint = im_projections::checkpoints::load(&db, RELAY_CHECKPOINT).await?;
     let mut head = store.watch_head();
     loop {
-        let batch = store.read_all(checkpoint, 500).await?;
+        let batch = store.read_all(checkpoint, RELAY_BATCH).await?;
         if batch.is_empty() {
             tokio::select! {
                 _ = head.changed() => {}
@@ -379,6 +385,11 @@ pub async fn run_relay(store: SharedEventStore, db: ReadDb, settings: KafkaSetti
                 im_projections::checkpoints::store(&db, RELAY_CHECKPOINT, last).await?;
                 checkpoint = last;
                 tracing::debug!(position = checkpoint, events = batch.len(), "relayed");
+                // Caught up: what the log gains meanwhile goes out as one batch (one read,
+                // one produce, one checkpoint) rather than a batch per commit.
+                if (batch.len() as i64) < RELAY_BATCH && !settings.relay_gather.is_zero() {
+                    tokio::time::sleep(settings.relay_gather).await;
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, checkpoint, "relay batch failed; retrying from the checkpoint");

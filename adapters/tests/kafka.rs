@@ -25,6 +25,7 @@ fn broker() -> (MockCluster<'static, DefaultProducerContext>, KafkaSettings) {
         events_topic: "im.events".into(),
         deliveries_topic: "im.deliveries".into(),
         delivery_partitions: 8,
+        relay_gather: Duration::from_millis(10),
     };
     (cluster, settings)
 }

@@ -94,6 +94,7 @@ impl Application {
             events_topic: settings.events_topic.clone(),
             deliveries_topic: settings.deliveries_topic.clone(),
             delivery_partitions: settings.delivery_partitions,
+            relay_gather: settings.relay_gather,
         });
         if role != Role::All && kafka.is_none() {
             anyhow::bail!("--role {role:?} splits the server across processes and needs KAFKA_BROKERS");

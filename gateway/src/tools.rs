@@ -120,6 +120,7 @@ pub async fn replay(settings: &Settings, from: i64, progress: &mut dyn FnMut(i64
         events_topic: settings.events_topic.clone(),
         deliveries_topic: settings.deliveries_topic.clone(),
         delivery_partitions: settings.delivery_partitions,
+        relay_gather: settings.relay_gather,
     };
     let (store, _) = open_stores(settings).await?;
     let producer = events_producer(&kafka)?;

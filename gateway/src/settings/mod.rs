@@ -97,6 +97,9 @@ pub struct Settings {
     /// `IM_PROJECTION_GATHER_MS`: how long the projections may gather commits nobody
     /// waits for into one read-model transaction (embedded mode; default 10 ms, 0 = none).
     pub projection_gather: Duration,
+    /// `IM_RELAY_GATHER_MS`: how long the Kafka relay lets the log move after a read
+    /// that did not fill its batch (distributed mode; default 10 ms, 0 = none).
+    pub relay_gather: Duration,
     /// `IM_REBUILD_RANGE`: log positions `im rebuild` replays per transaction.
     pub rebuild_range: i64,
 }
@@ -208,6 +211,7 @@ impl Settings {
             system_avatar: im_commands::accounts::DEFAULT_SYSTEM_AVATAR.to_owned(),
             heartbeat: Duration::from_secs(30),
             projection_gather: Duration::from_millis(10),
+            relay_gather: Duration::from_millis(10),
             rebuild_range: im_projections::runtime::REBUILD_RANGE,
             multi_device: false,
             typing: TypingSettings::default(),
