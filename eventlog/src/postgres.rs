@@ -440,8 +440,8 @@ async fn announce(tx: &mut Transaction<'static, Postgres>, positions: &HashMap<U
 /// message: its own, its allowance) and claims are not looked up: the unique indexes on
 /// stream and version and on the claim refuse an insert into one that exists or is
 /// taken, and the batch then runs again with [`commit_each`], which looks everything up
-/// and names the conflict. `Ok(Err(_))`: the
-/// database refused the insert (the transaction is rolled back).
+/// and names the conflict. `Ok(Err(_))`: the database refused the insert (the
+/// transaction is rolled back).
 async fn commit_batch(pool: &PgPool, appends: &[Vec<StreamAppend>]) -> Result<Result<Written, StoreError>, StoreError> {
     let recorded_at = now_millis();
     let checked = streams_not_new(appends);
