@@ -33,6 +33,9 @@ use uuid::Uuid;
 const APPEND_LOCK: i64 = 0x0069_6d6c_6f67;
 /// The channel every commit is announced on, with the new head as payload.
 pub const LOG_CHANNEL: &str = "im_log";
+/// An event's claim: the expression of the unique index `events_claim`, which every query
+/// for a claim must repeat exactly to use it.
+const CLAIM: &str = "(metadata->>'claim')";
 /// How often the head is polled in case a notification was lost.
 const HEAD_POLL: Duration = Duration::from_secs(1);
 
@@ -308,10 +311,8 @@ async fn claimed(tx: &mut Transaction<'static, Postgres>, claims: &[String]) -> 
     if claims.is_empty() {
         return Ok(HashSet::new());
     }
-    let rows: Vec<String> = sqlx::query_scalar("SELECT metadata->>'claim' FROM events WHERE metadata->>'claim' = ANY($1)")
-        .bind(claims)
-        .fetch_all(&mut **tx)
-        .await?;
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {CLAIM} FROM events WHERE {CLAIM} = ANY($1)"));
+    let rows: Vec<String> = sqlx::query_scalar(sql).bind(claims).fetch_all(&mut **tx).await?;
     Ok(rows.into_iter().collect())
 }
 
@@ -598,7 +599,7 @@ impl EventStore for PostgresEventStore {
     }
 
     async fn read_claim(&self, claim: &str) -> Result<Option<StoredEvent>, StoreError> {
-        let sql = sqlx::AssertSqlSafe(format!("{SELECT} WHERE metadata->>'claim' = $1"));
+        let sql = sqlx::AssertSqlSafe(format!("{SELECT} WHERE {CLAIM} = $1"));
         let row = sqlx::query(sql).bind(claim).fetch_optional(&self.pool).await?;
         row.map(decode).transpose()
     }

@@ -338,7 +338,7 @@ fn write<'a>(
             }
         }
         if careful {
-            let mut claimed = tx.prepare_cached(CLAIMED)?;
+            let mut claimed = tx.prepare_cached(&format!("SELECT 1 FROM events WHERE {CLAIM_IS}"))?;
             for claim in claims_of(appends) {
                 if claimed.exists([&claim])? {
                     taken.insert(claim);
@@ -428,8 +428,9 @@ fn insert(conn: &Connection, request: &[StreamAppend], plan: &Plan, recorded_at:
 const SELECT: &str =
     "SELECT position, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, recorded_at FROM events";
 const HEAD: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
-/// The event with a claim (the expression of the unique index `events_claim`).
-const CLAIMED: &str = "SELECT 1 FROM events WHERE json_extract(metadata, '$.claim') = ?1";
+/// An event's claim is `?1`: the expression of the unique index `events_claim`, which
+/// every query for a claim must repeat exactly to use it.
+const CLAIM_IS: &str = "json_extract(metadata, '$.claim') = ?1";
 
 fn decode(row: &rusqlite::Row<'_>) -> Result<StoredEvent, StoreError> {
     decode_raw(row)?.try_map_payload(|payload| Ok(Payload::parse(payload)?))
@@ -491,7 +492,7 @@ impl EventStore for SqliteEventStore {
         let claim = claim.to_owned();
         self.readers
             .with(move |conn| {
-                let sql = format!("{SELECT} WHERE json_extract(metadata, '$.claim') = ?1");
+                let sql = format!("{SELECT} WHERE {CLAIM_IS}");
                 Ok(events(conn, &sql, [claim], 1, decode)?.pop())
             })
             .await
