@@ -158,6 +158,8 @@ impl Application {
                     directory: Some(directory.clone()),
                     // Another process's commands could not end a gathering: only embedded.
                     gather: if role.serves_clients() { settings.projection_gather } else { Duration::ZERO },
+                    // A projector process reads other processes' commits from the log.
+                    log_gather: if role.serves_clients() { Duration::ZERO } else { settings.projector_gather },
                 },
             )
             .await?

@@ -51,6 +51,10 @@ const POLL: Duration = Duration::from_secs(1);
 const READY_BATCHES: usize = 1024;
 /// The runner stops gathering commits into one batch at this many events.
 const GATHER_EVENTS: usize = 512;
+/// A read of the log at least this large (and short of [`BATCH`]) tells a projector
+/// process that the log is moving fast: it lets the log move for `Extras::log_gather`
+/// before its next read. A smaller read means a quiet log, read again at once.
+pub const LOG_GATHER_MIN: usize = 16;
 /// Delivery marks taken per transaction.
 const MARKS_PER_BATCH: usize = 20_000;
 /// The pseudo-checkpoint of the runner itself.
@@ -76,6 +80,12 @@ pub struct Extras {
     /// where every reader that needs the read models waits in this process (embedded):
     /// a follower's wait cannot end the gathering.
     pub gather: Duration,
+    /// How long the runner lets the log move after a read of [`LOG_GATHER_MIN`] events
+    /// or more that did not fill a batch, before reading again (a projector process, whose
+    /// commits are other processes': while the log moves fast, one transaction carries
+    /// the commits of that while). Its deliveries and followers' waits are that much
+    /// later under load; a caller of `wait_for` in this process ends the wait.
+    pub log_gather: Duration,
 }
 
 /// Handle to the running projections.
@@ -126,6 +136,7 @@ impl Projector {
         let runner = Runner {
             waiting: waiting.clone(),
             gather: extras.gather,
+            log_gather: extras.log_gather,
             store,
             db,
             applied: stored.clone(),
@@ -394,6 +405,7 @@ struct Runner {
     last_flush: Instant,
     waiting: Arc<Waiting>,
     gather: Duration,
+    log_gather: Duration,
 }
 
 /// Who waits for the runner: a count, and a wake-up for a runner that is gathering.
@@ -434,6 +446,8 @@ impl Runner {
         // Catch up from the log first, until it has nothing more.
         let mut from_log = true;
         let mut gathering: Option<Instant> = None;
+        // Events the last read of the log returned.
+        let mut last_read = 0;
         loop {
             if self.published.is_closed() {
                 return;
@@ -484,7 +498,15 @@ impl Runner {
                 let events: Vec<&StoredEvent> = take.iter().flat_map(|c| c.events.iter()).collect();
                 self.step(&events).await.map(Some)
             } else if from_log || !ready.is_empty() || *head.borrow_and_update() > self.position {
-                match self.store.read_all(self.position, BATCH).await {
+                if self.log_moves_fast(last_read) {
+                    tokio::select! {
+                        _ = self.waiting.arrived.notified() => {}
+                        _ = tokio::time::sleep(self.log_gather) => {}
+                    }
+                }
+                let read = self.store.read_all(self.position, BATCH).await;
+                last_read = read.as_ref().map_or(0, Vec::len);
+                match read {
                     Ok(batch) if batch.is_empty() => {
                         from_log = false;
                         // Whatever the feed still holds is not in the log: drop it.
@@ -531,6 +553,14 @@ impl Runner {
                 }
             }
         }
+    }
+
+    /// Whether to let the log move before reading it again: a read of `last_read` events
+    /// (at least [`LOG_GATHER_MIN`], short of a full batch) while nobody here waits.
+    fn log_moves_fast(&self, last_read: usize) -> bool {
+        !self.log_gather.is_zero()
+            && (LOG_GATHER_MIN..BATCH as usize).contains(&last_read)
+            && self.waiting.count.load(std::sync::atomic::Ordering::SeqCst) == 0
     }
 
     /// Another instance moved the checkpoints: start again from the stored ones.

@@ -129,3 +129,69 @@ async fn a_read_ends_the_projections_gathering() {
     assert_eq!(texts, ["m0", "m1", "m2"], "{rows:?}");
     assert!(server.state.projector().position() >= head);
 }
+
+/// A projector process (commits from other processes, read from the log) lets a fast log
+/// move for `IM_PROJECTOR_GATHER_MS` (here a minute) after a read of `LOG_GATHER_MIN`
+/// events or more, so one transaction carries what came meanwhile; after a smaller read
+/// it reads again at once, and a caller of `wait_for` there ends the pause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_process_gathers_only_while_the_log_moves_fast() {
+    use im_eventlog::{EventStore, ExpectedVersion, Metadata, NewEvent, StreamAppend};
+    use std::sync::Arc;
+    use std::time::Duration;
+    let url = im_e2e::fresh_postgres_url().await;
+    // Two stores on one database: the runner's never sees the writer's commits on its
+    // feed, only in the log (as a projector process sees the gateways').
+    let writer = im_eventlog::postgres::PostgresEventStore::connect(&url).await.unwrap();
+    let store: im_eventlog::SharedEventStore = Arc::new(im_eventlog::postgres::PostgresEventStore::connect(&url).await.unwrap());
+    let db = im_projections::ReadDb::connect(&url).await.unwrap();
+    let extras = im_projections::runtime::Extras { log_gather: Duration::from_secs(60), ..Default::default() };
+    let projector = im_projections::runtime::Projector::start(
+        store,
+        db,
+        im_projections::catalogue(Arc::new(im_projections::Discard)),
+        Vec::new(),
+        extras,
+    )
+    .await
+    .unwrap();
+    let mut version = 0;
+    // Appends `n` events (of a type no read model handles) in one commit; the new head.
+    let mut append = async |n: i64| {
+        let events = (0..n)
+            .map(|i| NewEvent {
+                event_id: uuid::Uuid::now_v7(),
+                event_type: "Tested".into(),
+                schema_version: 1,
+                payload: json!({"n": i}).into(),
+                metadata: Metadata::default(),
+            })
+            .collect();
+        let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
+        let committed = writer.append(vec![StreamAppend { stream_id: "gathered-1".into(), expected, events }]).await.unwrap();
+        version += n;
+        committed.last_position
+    };
+    // Watches the runner's position (no `wait_for`: a waiter would end a pause).
+    let reached = async |projector: &im_projections::runtime::Projector, head: i64, within: Duration| {
+        let deadline = tokio::time::Instant::now() + within;
+        while projector.position() < head && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        projector.position() >= head
+    };
+    let head = append(1).await;
+    assert!(reached(&projector, head, Duration::from_secs(20)).await, "a read of one event: the next is not held back");
+    let head = append(1).await;
+    assert!(reached(&projector, head, Duration::from_secs(20)).await, "still quiet");
+    let fast = im_projections::runtime::LOG_GATHER_MIN as i64;
+    let head = append(fast).await;
+    assert!(reached(&projector, head, Duration::from_secs(20)).await, "read at once after a quiet read");
+    // That read showed a fast log: what follows waits for the pause.
+    let held = append(1).await;
+    assert!(!reached(&projector, held, Duration::from_secs(2)).await, "the log moved fast: the runner lets it move");
+    tokio::time::timeout(Duration::from_secs(20), projector.wait_for(held)).await.expect("a waiter ends the pause").unwrap();
+    // A read of one event again: no pause.
+    let head = append(1).await;
+    assert!(reached(&projector, head, Duration::from_secs(20)).await, "quiet again");
+}

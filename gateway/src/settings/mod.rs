@@ -97,6 +97,9 @@ pub struct Settings {
     /// `IM_PROJECTION_GATHER_MS`: how long the projections may gather commits nobody
     /// waits for into one read-model transaction (embedded mode; default 10 ms, 0 = none).
     pub projection_gather: Duration,
+    /// `IM_PROJECTOR_GATHER_MS`: how long a projector process lets the log move after a
+    /// read that shows it moving fast (`runtime::LOG_GATHER_MIN` events or more).
+    pub projector_gather: Duration,
     /// `IM_RELAY_GATHER_MS`: how long the Kafka relay lets the log move after a read
     /// that did not fill its batch (distributed mode; default 10 ms, 0 = none).
     pub relay_gather: Duration,
@@ -211,6 +214,7 @@ impl Settings {
             system_avatar: im_commands::accounts::DEFAULT_SYSTEM_AVATAR.to_owned(),
             heartbeat: Duration::from_secs(30),
             projection_gather: Duration::from_millis(10),
+            projector_gather: Duration::from_millis(5),
             relay_gather: Duration::from_millis(10),
             rebuild_range: im_projections::runtime::REBUILD_RANGE,
             multi_device: false,
