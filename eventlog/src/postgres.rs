@@ -30,7 +30,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 /// The advisory lock key that orders appends ("imlog" in ASCII).
-const APPEND_LOCK: i64 = 0x0069_6d6c_6f67;
+pub const APPEND_LOCK: i64 = 0x0069_6d6c_6f67;
 /// The channel every commit is announced on, with the new head as payload.
 pub const LOG_CHANNEL: &str = "im_log";
 /// An event's claim: the expression of the unique index `events_claim`, which every query
@@ -38,6 +38,8 @@ pub const LOG_CHANNEL: &str = "im_log";
 const CLAIM: &str = "(metadata->>'claim')";
 /// How often the head is polled in case a notification was lost.
 const HEAD_POLL: Duration = Duration::from_secs(1);
+/// A batch of at least this many requests is a busy writer (see [`PostgresEventStore::connect_with`]).
+pub const APPEND_GATHER_MIN: usize = 4;
 
 pub struct PostgresEventStore {
     pool: PgPool,
@@ -47,6 +49,16 @@ pub struct PostgresEventStore {
 impl PostgresEventStore {
     /// Connects and runs the migrations (event log and read models).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, Duration::ZERO).await
+    }
+
+    /// [`connect`](Self::connect), with a writer that gathers while the log is shared:
+    /// when another process committed between its last two commits and the last one
+    /// carried [`APPEND_GATHER_MIN`] requests or more, it waits `gather` for more before
+    /// the next. (Commits take the append lock one at a time across processes, so
+    /// several writers each committing whatever came during one commit make many small
+    /// commits; alone, a writer's batches grow by themselves, and it never waits.)
+    pub async fn connect_with(url: &str, gather: Duration) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("../migrations/postgres").run(&pool).await.map_err(|e| StoreError(format!("migrations: {e}")))?;
@@ -73,7 +85,7 @@ impl PostgresEventStore {
                     match PgPoolOptions::new().max_connections(2).connect_with(writer_options).await {
                         Ok(own) => {
                             let _ = ready.send(Ok(()));
-                            run(own, queue, shared).await;
+                            run(own, queue, shared, gather).await;
                         }
                         Err(e) => {
                             let _ = ready.send(Err(e.into()));
@@ -201,10 +213,27 @@ async fn follow(listener: &mut PgListener, pool: &PgPool, shared: &Weak<Shared>)
     }
 }
 
-/// The writer task: batch, commit, answer, until every handle is gone.
-async fn run(pool: PgPool, mut queue: mpsc::Receiver<Request>, shared: Arc<Shared>) {
+/// The writer task: batch, commit, answer, until every handle is gone; `gather`: see
+/// [`PostgresEventStore::connect_with`].
+async fn run(pool: PgPool, mut queue: mpsc::Receiver<Request>, shared: Arc<Shared>, gather: Duration) {
     let mut requests = Vec::with_capacity(MAX_BATCH);
+    // The last position this writer committed, and whether to gather before the next batch.
+    let mut last_end: Option<i64> = None;
+    let mut gathering = false;
     while queue.recv_many(&mut requests, MAX_BATCH).await > 0 {
+        if gathering {
+            // The thread's own runtime runs nothing but this writer, and tokio's timer
+            // rounds a sleep up to whole milliseconds (1-2 ms for one: the closed-loop
+            // benchmark lost what the gathering won).
+            std::thread::sleep(gather);
+            while requests.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(request) => requests.push(request),
+                    Err(_) => break,
+                }
+            }
+        }
+        let busy = requests.len() >= APPEND_GATHER_MIN;
         let mut appends = Vec::with_capacity(requests.len());
         let mut replies = Vec::with_capacity(requests.len());
         for request in requests.drain(..) {
@@ -239,7 +268,16 @@ async fn run(pool: PgPool, mut queue: mpsc::Receiver<Request>, shared: Arc<Share
         .await;
         tracing::debug!(requests = appends.len(), micros = started.elapsed().as_micros() as u64, "append batch");
         match outcome {
-            Ok(written) => finish(appends, replies, written).publish(&shared),
+            Ok(written) => {
+                let outcome = finish(appends, replies, written);
+                if let Some(end) = outcome.events.last().map(|e| e.position) {
+                    // Another process committed since this writer's last commit.
+                    let shared_log = last_end.is_some_and(|last| outcome.after > last);
+                    gathering = !gather.is_zero() && busy && shared_log;
+                    last_end = Some(end);
+                }
+                outcome.publish(&shared)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "append batch failed");
                 Outcome::failed(replies, &e).publish(&shared);

@@ -396,3 +396,50 @@ fn the_checkpointer_copies_the_wal_back_with_either_writeback() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// A Postgres writer that shares the log (another process committed between its last two
+/// commits) and is busy (its last commit carried `APPEND_GATHER_MIN` requests) waits
+/// `gather` (here a minute) for more before its next commit; alone it never waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_busy_writer_sharing_the_log_gathers() {
+    use im_eventlog::postgres::{APPEND_GATHER_MIN, APPEND_LOCK};
+    use sqlx::Connection;
+    for shared in [false, true] {
+        let url = fresh_postgres().await;
+        let gathering = Arc::new(PostgresEventStore::connect_with(&url, Duration::from_secs(60)).await.unwrap());
+        let other = Arc::new(PostgresEventStore::connect(&url).await.unwrap());
+        // The append lock held elsewhere: commits wait, requests queue up behind them.
+        let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(APPEND_LOCK).execute(&mut holder).await.unwrap();
+        let spawn_append = |store: Arc<PostgresEventStore>, stream: String| {
+            tokio::spawn(async move { store.append(vec![append(&stream, ExpectedVersion::NoStream, vec![event(1)])]).await })
+        };
+        let mut waiting = vec![spawn_append(gathering.clone(), "gathering-0".into())];
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if shared {
+            // Queued for the lock behind the first commit: it commits right after it.
+            waiting.push(spawn_append(other.clone(), "other-0".into()));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // One batch of APPEND_GATHER_MIN requests, next.
+        for i in 1..=APPEND_GATHER_MIN {
+            waiting.push(spawn_append(gathering.clone(), format!("gathering-{i}")));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+        for w in waiting {
+            w.await.unwrap().unwrap();
+        }
+        let next = tokio::time::timeout(
+            Duration::from_secs(2),
+            gathering.append(vec![append("gathering-next", ExpectedVersion::NoStream, vec![event(1)])]),
+        )
+        .await;
+        if shared {
+            assert!(next.is_err(), "a busy writer sharing the log waits for more before its next commit");
+        } else {
+            next.expect("a writer alone does not wait").unwrap();
+        }
+    }
+}

@@ -50,7 +50,7 @@ pub async fn open_log(settings: &Settings) -> anyhow::Result<(SharedEventStore, 
     std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
     let (store, read_url): (SharedEventStore, String) = match &settings.database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            (Arc::new(PostgresEventStore::connect(url).await.context("connecting to Postgres")?), url.clone())
+            (Arc::new(PostgresEventStore::connect_with(url, settings.append_gather).await.context("connecting to Postgres")?), url.clone())
         }
         Some(other) => anyhow::bail!("DATABASE_URL must be a postgres:// URL, got {other:?}"),
         None => {

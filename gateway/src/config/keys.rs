@@ -176,6 +176,8 @@ pub static KEYS: &[Key] = &[
     get |s| Some(s.heartbeat.as_millis().to_string()), set |s, v| s.heartbeat = Duration::from_millis(at_least(v, 10)?) },
     key! { projection_gather_ms, "IM_PROJECTION_GATHER_MS", No, "Milliseconds the read models may gather commits nobody waits for into one transaction (embedded; 0: none)",
     get |s| Some(s.projection_gather.as_millis().to_string()), set |s, v| s.projection_gather = Duration::from_millis(at_most(v, 60_000)?) },
+    key! { append_gather_us, "IM_APPEND_GATHER_US", No, "Microseconds a Postgres log writer waits for more requests before a commit while other processes append too and its last commit carried 4 or more (0: none)",
+    get |s| Some(s.append_gather.as_micros().to_string()), set |s, v| s.append_gather = Duration::from_micros(at_most(v, 100_000)?) },
     key! { projector_gather_ms, "IM_PROJECTOR_GATHER_MS", No, "Milliseconds a projector process lets the log move after a read of 16 events or more, before reading again (distributed; 0: none)",
     get |s| Some(s.projector_gather.as_millis().to_string()), set |s, v| s.projector_gather = Duration::from_millis(at_most(v, 60_000)?) },
     key! { relay_gather_ms, "IM_RELAY_GATHER_MS", No, "Milliseconds the Kafka relay lets the log move after a read that did not fill its batch (distributed; 0: none)",

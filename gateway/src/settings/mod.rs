@@ -97,6 +97,9 @@ pub struct Settings {
     /// `IM_PROJECTION_GATHER_MS`: how long the projections may gather commits nobody
     /// waits for into one read-model transaction (embedded mode; default 10 ms, 0 = none).
     pub projection_gather: Duration,
+    /// `IM_APPEND_GATHER_US`: how long a Postgres log writer that shares the log with
+    /// other processes' writers, and is busy, waits for more requests before a commit.
+    pub append_gather: Duration,
     /// `IM_PROJECTOR_GATHER_MS`: how long a projector process lets the log move after a
     /// read that shows it moving fast (`runtime::LOG_GATHER_MIN` events or more).
     pub projector_gather: Duration,
@@ -215,6 +218,7 @@ impl Settings {
             heartbeat: Duration::from_secs(30),
             projection_gather: Duration::from_millis(10),
             projector_gather: Duration::from_millis(5),
+            append_gather: Duration::from_micros(1000),
             relay_gather: Duration::from_millis(10),
             rebuild_range: im_projections::runtime::REBUILD_RANGE,
             multi_device: false,
