@@ -19,7 +19,7 @@
 use crate::conversations::Touch;
 use crate::db::{AnyQuery, Placeholders, ROWS_PER_STATEMENT, run_all, values_list};
 use crate::groups::GroupEffect;
-use crate::projection::{Applied, Projection, READ_AHEAD, ReadRange};
+use crate::projection::{Applied, DROP_ASIDE_MIN, Projection, READ_AHEAD, ReadRange, drop_aside};
 use crate::{ReadDb, ReadError};
 use async_trait::async_trait;
 use im_domain::message::{ChatType, MessageSent};
@@ -1222,21 +1222,23 @@ impl Projection for InboxProjection {
     }
 
     fn committed(&self) {
-        let held = {
+        let (held, written) = {
             let mut state = self.state();
             let writing = std::mem::take(&mut state.writing);
-            for position in writing {
-                state.planned.remove(&position);
-            }
+            // Taken out under the lock, freed outside it (the sequencer waits for it).
+            let written: Vec<Arc<Planned>> = writing.iter().filter_map(|position| state.planned.remove(position)).collect();
             if state.heads.len() > HEADS_KEPT && state.planned.is_empty() {
                 // Bounded: every seq is written, so any user's can be read back.
                 state.heads.clear();
                 state.emptied = false;
             }
-            std::mem::take(&mut state.held)
+            (std::mem::take(&mut state.held), written)
         };
         if !held.is_empty() {
             self.sink.deliver(held);
+        }
+        if written.len() >= DROP_ASIDE_MIN {
+            drop_aside(written);
         }
     }
 

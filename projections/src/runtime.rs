@@ -23,7 +23,7 @@ use crate::checkpoints;
 use crate::directory::{Directory, Keys};
 use crate::inbox::{self, Mark};
 pub use crate::projection::{Applied, Projection};
-use crate::projection::{DecodedRange, READ_AHEAD, ReadRange};
+use crate::projection::{DecodedRange, READ_AHEAD, ReadRange, drop_aside};
 use crate::{ReadDb, ReadError};
 use im_domain::Event;
 use im_eventlog::{FeedBatch, SharedEventStore, StoredEvent};
@@ -1049,6 +1049,8 @@ pub async fn rebuild(
             rebuilt.send_replace(last);
             position = last;
             progress(position, head.max(position));
+            drop(applied);
+            drop_aside(decoded);
         }
     };
     // The writer's end (done or failed) drops `read`, which stops the reader.

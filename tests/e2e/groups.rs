@@ -12,7 +12,8 @@ both_backends!(
     avatar_and_member_pages,
     admins_and_transfer,
     history_from_joining,
-    mentions
+    mentions,
+    a_group_of_hundreds_is_created_whole
 );
 
 /// Users `names[0]` (the owner) befriended with all the others.
@@ -634,4 +635,48 @@ async fn copy_of(ws: &mut WsClient, id: &Value) -> Value {
             return frame;
         }
     }
+}
+
+/// A group created with more members than one multi-row statement takes (256) has every
+/// one of them, each exactly once, and each gets its system line.
+async fn a_group_of_hundreds_is_created_whole(backend: Backend) {
+    const MEMBERS: usize = 300;
+    let server = TestServer::start_with(backend, |s| s.max_group_size = MEMBERS + 1).await;
+    let owner = server.register("bigowner", "123456").await;
+    let mut members = Vec::new();
+    for batch in (0..MEMBERS).collect::<Vec<_>>().chunks(25) {
+        let made = futures_util::future::join_all(batch.iter().map(|i| {
+            let server = &server;
+            let owner = &owner;
+            async move {
+                let m = server.visitor(&format!("big-group-member-{i}")).await;
+                let open = r#"{"friendset":{"invite_confirm":0}}"#;
+                ok_data(server.post("/api/chat/userset", Some(&m.token), json!({"userset": open})).await);
+                ok_data(server.post("/api/chat/autoAddFriendAndAgree", Some(&owner.token), json!({"friend_id": m.id})).await);
+                m
+            }
+        }))
+        .await;
+        members.extend(made);
+    }
+    let last = &members[MEMBERS - 1];
+    let mut last_ws = server.ws(&last.token).await;
+    last_ws.next_json().await;
+    let refs: Vec<&TestUser> = members.iter().collect();
+    let group = create(&server, &owner, &refs).await;
+    let gid = group["id"].as_i64().unwrap();
+
+    let mut expected: Vec<i64> = members.iter().map(|m| m.id).chain([owner.id]).collect();
+    expected.sort();
+    let mut listed = Vec::new();
+    for n in 1..=2 {
+        let page = ok_data(server.get(&format!("/api/chat/groupMembers/{n}?id={gid}&limit=200"), Some(&last.token)).await);
+        assert_eq!(page["count"], MEMBERS as i64 + 1, "{page}");
+        listed.extend(page["rows"].as_array().unwrap().iter().map(|m| m["user_id"].as_i64().unwrap()));
+    }
+    listed.sort();
+    assert_eq!(listed, expected, "every member once");
+    // The last member (in the last multi-row statement) has the group's system line.
+    let line = next_system(&mut last_ws).await;
+    assert_eq!(line["to_id"], gid, "{line}");
 }
