@@ -679,4 +679,18 @@ async fn a_group_of_hundreds_is_created_whole(backend: Backend) {
     // The last member (in the last multi-row statement) has the group's system line.
     let line = next_system(&mut last_ws).await;
     assert_eq!(line["to_id"], gid, "{line}");
+
+    // Each member's inbox rows of the group (written as one fan-out per message, binding
+    // what the rows share once): the system line and a message, each at its own seq.
+    let sent = ok_data(send(&server, gid, &owner, "大家好").await);
+    for m in [&members[0], &members[MEMBERS / 2], last] {
+        let synced = ok_data(server.get("/api/chat/sync?since=0", Some(&m.token)).await);
+        let rows = synced["rows"].as_array().unwrap();
+        let of_group: Vec<&Value> = rows.iter().filter(|r| r["data"]["to_id"] == gid).collect();
+        assert_eq!(of_group.len(), 2, "the system line and the message: {synced}");
+        assert_eq!(of_group[0]["data"]["type"], "system", "{synced}");
+        assert_eq!(of_group[1]["data"]["id"], sent["id"], "{synced}");
+        assert_eq!(of_group[1]["data"]["data"], "大家好", "{synced}");
+        assert!(of_group[0]["seq"].as_i64() < of_group[1]["seq"].as_i64(), "{synced}");
+    }
 }
