@@ -778,14 +778,14 @@ const FAN_OUT_MIN: usize = 64;
 
 /// Splits `rows` into the runs of [`FAN_OUT_MIN`] rows or more that differ only in
 /// their user and seq (a message to a group), and the other rows.
-fn fan_outs<'a>(rows: &[&'a InboxRow]) -> (Vec<Vec<&'a InboxRow>>, Vec<&'a InboxRow>) {
+fn fan_outs<'r, 'a>(rows: &'r [&'a InboxRow]) -> (Vec<&'r [&'a InboxRow]>, Vec<&'a InboxRow>) {
     let shared = |a: &InboxRow, b: &InboxRow| {
         a.payload.is_none() && b.payload.is_none() && a.message_id == b.message_id && a.kind == b.kind && a.at == b.at
     };
     let (mut fanned, mut rest) = (Vec::new(), Vec::with_capacity(rows.len()));
     for run in rows.chunk_by(|a, b| shared(a, b)) {
         if run.len() >= FAN_OUT_MIN && run[0].payload.is_none() {
-            fanned.push(run.to_vec());
+            fanned.push(run);
         } else {
             rest.extend_from_slice(run);
         }
@@ -797,10 +797,10 @@ fn fan_outs<'a>(rows: &[&'a InboxRow]) -> (Vec<Vec<&'a InboxRow>>, Vec<&'a Inbox
 /// then only each user and seq: a 1,000-member group's rows bound every value of every
 /// row (two texts among them, each copied four times on its way through sqlx's `Any`
 /// driver), and a rebuild's range of 100 such messages took 140 ms to write.
-async fn insert_fan_out(conn: &mut AnyConnection, run: Vec<&InboxRow>) -> Result<(), ReadError> {
+async fn insert_fan_out(conn: &mut AnyConnection, run: &[&InboxRow]) -> Result<(), ReadError> {
     let first = run[0];
     let marks = Placeholders::of(conn);
-    let queries = statements(&run).map(|chunk| {
+    let queries = statements(run).map(|chunk| {
         let sql = format!(
             "INSERT OR IGNORE INTO inbox (user_id, seq, message_id, kind, payload, create_time) \
              SELECT column1, column2, ?, ?, NULL, ? FROM (VALUES {})",
