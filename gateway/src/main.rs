@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod memory;
+mod priority;
 
 use im_gateway::Application;
 use im_gateway::config::{AllFlags, ConfigArgs, RebuildFlags, ReplayFlags, StoreFlags};
@@ -147,13 +148,27 @@ fn init_logs() -> Result<(), String> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     if let Err(e) = init_logs() {
         eprintln!("im: {e}");
         return ExitCode::from(2);
     }
     let cli = Cli::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if matches!(cli.command, Command::Rebuild(_)) {
+        runtime.on_thread_start(priority::working_ahead);
+    }
+    match runtime.build() {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("im: starting the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Bench(args) => bench(args).await,
