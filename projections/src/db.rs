@@ -9,8 +9,9 @@
 
 use crate::ReadError;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -180,6 +181,16 @@ impl ReadDb {
         Self::connect(&self.url).await
     }
 
+    /// The write connection, held until the [`HeldWriter`] is dropped (SQLite: with this
+    /// process's write turn, which every other writer waits for meanwhile).
+    pub async fn hold_writer(&self) -> Result<HeldWriter, ReadError> {
+        let turn = match self.backend {
+            Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
+            Backend::Postgres => None,
+        };
+        Ok(HeldWriter { conn: self.writer.acquire().await?, backend: self.backend, _turn: turn })
+    }
+
     /// A write transaction without an fsync of its own. On SQLite it waits for this
     /// process's write turn and takes the file's write lock at once (`BEGIN IMMEDIATE`),
     /// so it never fails half-way upgrading from read to write.
@@ -191,6 +202,27 @@ impl ReadDb {
             }
             // Every read-model connection has synchronous_commit off.
             Backend::Postgres => WriteTx { tx: self.pool.begin().await?, _turn: None },
+        })
+    }
+}
+
+/// The write connection and this process's write turn, held for a run of transactions
+/// (a rebuild's ranges): each [`HeldWriter::begin`] starts one on it at once. (Through
+/// [`ReadDb::begin_write`] each transaction takes the connection from the pool, and the
+/// pool takes it back in a task of its own: a rebuild's next range waited up to 3.5 ms
+/// for that task.)
+pub struct HeldWriter {
+    conn: PoolConnection<Any>,
+    backend: Backend,
+    _turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl HeldWriter {
+    /// A write transaction on the held connection, as [`ReadDb::begin_write`]'s.
+    pub async fn begin(&mut self) -> Result<Transaction<'_, Any>, ReadError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.conn.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.conn.begin().await?,
         })
     }
 }

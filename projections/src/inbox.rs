@@ -1285,7 +1285,8 @@ impl Projection for InboxProjection {
             let mut state = self.state();
             let writing = std::mem::take(&mut state.writing);
             // Taken out under the lock, freed outside it (the sequencer waits for it).
-            let written: Vec<Arc<Planned>> = writing.iter().filter_map(|position| state.planned.remove(position)).collect();
+            let mut written: Vec<Arc<Planned>> = Vec::with_capacity(writing.len());
+            written.extend(writing.iter().filter_map(|position| state.planned.remove(position)));
             if state.heads.len() > HEADS_KEPT && state.planned.is_empty() {
                 // Bounded: every seq is written, so any user's can be read back.
                 state.heads.clear();

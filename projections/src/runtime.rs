@@ -27,6 +27,7 @@ use crate::projection::{DecodedRange, READ_AHEAD, ReadRange, drop_aside};
 use crate::{ReadDb, ReadError};
 use im_domain::Event;
 use im_eventlog::{FeedBatch, SharedEventStore, StoredEvent};
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -590,9 +591,10 @@ impl Runner {
                 }
             }
         }
-        let touched: Vec<Vec<Applied<'_>>> = self.projections.iter().zip(&self.applied).map(|(p, at)| mine(&**p, *at, &applied)).collect();
+        let touched: Vec<Cow<'_, [Applied<'_>]>> =
+            self.projections.iter().zip(&self.applied).map(|(p, at)| mine(&**p, *at, &applied)).collect();
         let flush_idle = self.last_flush.elapsed() >= IDLE_FLUSH;
-        if touched.iter().all(Vec::is_empty) && marks.iter().all(|m| matches!(m, Mark::Flushed(_))) {
+        if touched.iter().all(|mine| mine.is_empty()) && marks.iter().all(|m| matches!(m, Mark::Flushed(_))) {
             // Nobody has anything to write: move on in memory.
             self.advance(last, &vec![false; self.projections.len()], &Keys::default());
             marks.into_iter().for_each(Mark::done);
@@ -793,8 +795,9 @@ impl Trailer {
                 decoded_read.iter().map(|(stored, event)| Applied::of(stored, event)).collect()
             }
         };
-        let touched: Vec<Vec<Applied<'_>>> = self.projections.iter().zip(&self.stored).map(|(p, at)| mine(&**p, *at, &applied)).collect();
-        if touched.iter().all(Vec::is_empty) && !flush {
+        let touched: Vec<Cow<'_, [Applied<'_>]>> =
+            self.projections.iter().zip(&self.stored).map(|(p, at)| mine(&**p, *at, &applied)).collect();
+        if touched.iter().all(|mine| mine.is_empty()) && !flush {
             self.advance(upto, false);
             return Ok(false);
         }
@@ -945,12 +948,19 @@ async fn decode_bulk(batch: Vec<StoredEvent<String>>) -> Result<Vec<(StoredEvent
     .map_err(|e| im_eventlog::StoreError(format!("decoding a batch of the log: {e}")))?
 }
 
-/// The events of `applied` past `at` that `p` handles (sized once, like [`decode`]'s).
-fn mine<'a>(p: &dyn Projection, at: i64, applied: &[Applied<'a>]) -> Vec<Applied<'a>> {
-    let wanted = |a: &&Applied<'a>| a.position > at && p.handles(a.event_type);
-    let mut out = Vec::with_capacity(applied.iter().filter(wanted).count());
-    out.extend(applied.iter().filter(wanted).copied());
-    out
+/// The events of `applied` (in position order) past `at` that `p` handles: borrowed
+/// when that is all of them from some point on (a rebuild's range of messages for the
+/// inbox and the search index: copying 20,000 of them per projection and range was ~7 ms
+/// of fresh memory on the writer's task); else a copy, sized once like [`decode`]'s.
+fn mine<'s, 'a>(p: &dyn Projection, at: i64, applied: &'s [Applied<'a>]) -> Cow<'s, [Applied<'a>]> {
+    let rest = &applied[applied.partition_point(|a| a.position <= at)..];
+    if rest.iter().all(|a| p.handles(a.event_type)) {
+        return Cow::Borrowed(rest);
+    }
+    let wanted = |a: &&Applied<'a>| p.handles(a.event_type);
+    let mut out = Vec::with_capacity(rest.iter().filter(wanted).count());
+    out.extend(rest.iter().filter(wanted).copied());
+    Cow::Owned(out)
 }
 
 /// Rebuilds read models: empties their tables and checkpoints, then replays the whole
@@ -1022,19 +1032,23 @@ pub async fn rebuild(
     let writer = async move {
         let mut position = 0;
         progress(position, head);
+        let mut held = db.hold_writer().await?;
+        // Each range's transaction begins as soon as the one before it committed: the
+        // connection's thread, just done with the commit, takes the BEGIN at once (left
+        // idle while this task moved on to the next range, it took ~1.7 ms to wake).
+        let mut tx = held.begin().await?;
         loop {
             let (decoded, last) = read.recv().await.ok_or_else(|| im_eventlog::StoreError("the rebuild's reader stopped".into()))??;
             if last == position {
-                let mut tx = db.begin_write().await?;
                 for p in projections {
                     p.rebuilt(&mut tx).await?;
                 }
                 tx.commit().await?;
+                drop(held);
                 db.settle().await?;
                 return Ok(position);
             }
             let applied: Vec<Applied<'_>> = decoded.iter().map(|(stored, event)| Applied::of(stored, event)).collect();
-            let mut tx = db.begin_write().await?;
             for p in projections {
                 let mine = mine(&**p, position, &applied);
                 if !mine.is_empty() {
@@ -1043,6 +1057,7 @@ pub async fn rebuild(
                 checkpoints::move_from(&mut tx, p.name(), position, last).await?;
             }
             tx.commit().await?;
+            tx = held.begin().await?;
             for p in projections {
                 p.committed();
             }
