@@ -9,6 +9,7 @@
 //! `conversations-<user>` events ([`apply`]) move the read mark, pins, mutes and hidden
 //! messages in log order, after the rows before them.
 
+use crate::db::{AnyQuery, Placeholders};
 use crate::{ReadDb, ReadError};
 use im_domain::Event;
 use im_domain::conversation::{Chat, chat_of};
@@ -35,37 +36,38 @@ pub(crate) struct Touch {
 }
 
 /// One chat's share of a batch's touches.
-struct Summed<'a> {
+pub(crate) struct Summed<'a> {
     last: &'a Touch,
     seq: i64,
     unread: i64,
     mentioned: bool,
 }
 
-/// Writes the touches of a batch: per chat, the newest message, the highest seq, the
-/// unread messages added, whether one of them calls the user out.
-pub(crate) async fn touch_all(conn: &mut AnyConnection, touches: &[&Touch]) -> Result<(), ReadError> {
-    if touches.is_empty() {
-        return Ok(());
-    }
-    let mut by_chat: HashMap<(i64, &str, i64), Summed<'_>> = HashMap::new();
-    let mut order = Vec::new();
+/// A batch's touches per chat: the newest message, the highest seq, the unread messages
+/// added, whether one of them calls the user out; in the order the chats were first
+/// touched.
+pub(crate) fn summed<'a>(touches: &[&'a Touch]) -> Vec<Summed<'a>> {
+    let mut at: HashMap<(i64, &str, i64), usize> = HashMap::new();
+    let mut rows: Vec<Summed<'a>> = Vec::new();
     for t in touches {
-        let key = (t.user_id, t.chat_type, t.chat_id);
-        let summed = by_chat.entry(key).or_insert_with(|| {
-            order.push(key);
-            Summed { last: t, seq: 0, unread: 0, mentioned: false }
+        let i = *at.entry((t.user_id, t.chat_type, t.chat_id)).or_insert_with(|| {
+            rows.push(Summed { last: t, seq: 0, unread: 0, mentioned: false });
+            rows.len() - 1
         });
+        let summed = &mut rows[i];
         summed.last = t;
         summed.seq = summed.seq.max(t.seq);
         summed.unread += i64::from(t.unread);
         summed.mentioned |= t.mentioned;
     }
-    let rows: Vec<&Summed<'_>> = order.iter().filter_map(|k| by_chat.get(k)).collect();
-    let greatest = if conn.backend_name() == "SQLite" { "MAX" } else { "GREATEST" };
-    // An upsert that adds must see each row once: no padding.
-    let marks = crate::db::Placeholders::of(conn);
-    let queries = crate::db::exact_chunks(&rows).map(|chunk| {
+    rows
+}
+
+/// The statements writing a batch's [`summed`] touches: upserts that add, so each chat
+/// is in them once (no padding).
+pub(crate) fn touch_queries<'q>(marks: Placeholders, rows: &'q [Summed<'q>]) -> impl Iterator<Item = AnyQuery<'q>> + 'q {
+    let greatest = if marks.numbered() { "GREATEST" } else { "MAX" };
+    crate::db::exact_chunks(rows).map(move |chunk| {
         let sql = format!(
             "INSERT INTO conversations (user_id, chat_type, chat_id, last_message_id, last_seq, last_time, unread, mentioned) VALUES {} \
              ON CONFLICT (user_id, chat_type, chat_id) DO UPDATE SET last_message_id = excluded.last_message_id, \
@@ -84,8 +86,7 @@ pub(crate) async fn touch_all(conn: &mut AnyConnection, touches: &[&Touch]) -> R
                 .bind(s.unread)
                 .bind(i64::from(s.mentioned))
         })
-    });
-    crate::db::run_all(conn, queries).await
+    })
 }
 
 /// Applies an event of a user's `conversations-<user>` stream (inside the inbox's batch

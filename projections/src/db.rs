@@ -278,6 +278,11 @@ impl Placeholders {
         Self { numbered: conn.backend_name() != "SQLite" }
     }
 
+    /// Numbered (Postgres) rather than anonymous (SQLite).
+    pub(crate) fn numbered(self) -> bool {
+        self.numbered
+    }
+
     /// [`values_list`].
     pub(crate) fn values(self, rows: usize, width: usize) -> String {
         let numbered = self.numbered;

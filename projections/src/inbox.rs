@@ -755,22 +755,27 @@ pub fn system_message(e: &im_domain::event::SystemMessageSent) -> Value {
     MessageView::system(e).to_value()
 }
 
-/// Writes the rows of these plans.
+/// Writes the rows of these plans. On SQLite as one run of statements, each made while
+/// the one before it runs ([`run_all`]): written one kind after another (messages,
+/// fan-outs, the other rows, conversations), the connection waited at each turn for the
+/// next kind's first statement to be made.
 async fn write_plans(conn: &mut AnyConnection, plans: &[Arc<Planned>]) -> Result<(), ReadError> {
     let messages: Vec<&MessageRow> = plans.iter().flat_map(|p| p.messages.iter()).collect();
     let rows: Vec<&InboxRow> = plans.iter().flat_map(|p| p.rows.iter()).collect();
     let touches: Vec<&Touch> = plans.iter().flat_map(|p| p.touches.iter()).collect();
-    insert_all(conn, &messages).await?;
-    if conn.backend_name() == "SQLite" {
-        let (fanned, rest) = fan_outs(&rows);
-        for run in fanned {
-            insert_fan_out(conn, run).await?;
-        }
-        insert_all(conn, &rest).await?;
-    } else {
+    let summed = crate::conversations::summed(&touches);
+    let marks = Placeholders::of(conn);
+    if marks.numbered() {
+        insert_all(conn, &messages).await?;
         insert_all(conn, &rows).await?;
+        return run_all(conn, crate::conversations::touch_queries(marks, &summed)).await;
     }
-    crate::conversations::touch_all(conn, &touches).await
+    let (fanned, rest) = fan_outs(&rows);
+    let queries = sqlite_inserts(marks, &messages)
+        .chain(fanned.iter().flat_map(|run| fan_out_queries(marks, run)))
+        .chain(sqlite_inserts(marks, &rest))
+        .chain(crate::conversations::touch_queries(marks, &summed));
+    run_all(conn, queries).await
 }
 
 /// Rows of one message for this many users or more are written as a fan-out.
@@ -797,10 +802,9 @@ fn fan_outs<'r, 'a>(rows: &'r [&'a InboxRow]) -> (Vec<&'r [&'a InboxRow]>, Vec<&
 /// then only each user and seq: a 1,000-member group's rows bound every value of every
 /// row (two texts among them, each copied four times on its way through sqlx's `Any`
 /// driver), and a rebuild's range of 100 such messages took 140 ms to write.
-async fn insert_fan_out(conn: &mut AnyConnection, run: &[&InboxRow]) -> Result<(), ReadError> {
+fn fan_out_queries<'q>(marks: Placeholders, run: &'q [&'q InboxRow]) -> impl Iterator<Item = AnyQuery<'q>> + 'q {
     let first = run[0];
-    let marks = Placeholders::of(conn);
-    let queries = statements(run).map(|chunk| {
+    statements(run).map(move |chunk| {
         let sql = format!(
             "INSERT OR IGNORE INTO inbox (user_id, seq, message_id, kind, payload, create_time) \
              SELECT column1, column2, ?, ?, NULL, ? FROM (VALUES {})",
@@ -808,8 +812,7 @@ async fn insert_fan_out(conn: &mut AnyConnection, run: &[&InboxRow]) -> Result<(
         );
         let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(first.message_id.as_deref()).bind(first.kind.as_str()).bind(first.at);
         padding(chunk).fold(query, |q, r| q.bind(r.user_id).bind(r.seq))
-    });
-    run_all(conn, queries).await
+    })
 }
 
 /// A row the inbox writes in bulk: its table, its columns (with their Postgres types, for
@@ -897,12 +900,17 @@ async fn insert_all<R: Record>(conn: &mut AnyConnection, rows: &[&R]) -> Result<
         sqlx::query(sqlx::AssertSqlSafe(sql)).bind(serde_json::to_string(&records)?).execute(&mut *conn).await?;
         return Ok(());
     }
-    let marks = Placeholders::of(conn);
-    let queries = statements(rows).map(|chunk| {
+    run_all(conn, sqlite_inserts(Placeholders::of(conn), rows)).await
+}
+
+/// The multi-row statements writing `rows` on SQLite (`INSERT OR IGNORE`, so a padding
+/// row written twice is written once).
+fn sqlite_inserts<'q, R: Record>(marks: Placeholders, rows: &'q [&'q R]) -> impl Iterator<Item = AnyQuery<'q>> + 'q {
+    let columns = R::COLUMNS.join(", ");
+    statements(rows).map(move |chunk| {
         let sql = format!("INSERT OR IGNORE INTO {} ({columns}) VALUES {}", R::INTO, marks.values(padded(chunk.len()), R::COLUMNS.len()));
         padding(chunk).fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |q, r| r.bind(q))
-    });
-    run_all(conn, queries).await
+    })
 }
 
 /// Rows a multi-row statement takes at most. (256 before: a rebuild's 20,000-position
