@@ -65,17 +65,19 @@ pub(crate) fn summed<'a>(touches: &[&'a Touch]) -> Vec<Summed<'a>> {
 
 /// The statements writing a batch's [`summed`] touches: upserts that add, so each chat
 /// is in them once (no padding).
-pub(crate) fn touch_queries<'q>(marks: Placeholders, rows: &'q [Summed<'q>]) -> impl Iterator<Item = AnyQuery<'q>> + 'q {
+pub(crate) fn touch_queries<'q>(marks: Placeholders, rows: Vec<Summed<'q>>) -> impl Iterator<Item = AnyQuery<'q>> + 'q {
     let greatest = if marks.numbered() { "GREATEST" } else { "MAX" };
-    crate::db::exact_chunks(rows).map(move |chunk| {
+    let sizes = crate::db::exact_sizes(rows.len());
+    let mut rows = rows.into_iter();
+    sizes.map(move |size| {
         let sql = format!(
             "INSERT INTO conversations (user_id, chat_type, chat_id, last_message_id, last_seq, last_time, unread, mentioned) VALUES {} \
              ON CONFLICT (user_id, chat_type, chat_id) DO UPDATE SET last_message_id = excluded.last_message_id, \
              last_seq = {greatest}(conversations.last_seq, excluded.last_seq), last_time = excluded.last_time, \
              unread = conversations.unread + excluded.unread, mentioned = {greatest}(conversations.mentioned, excluded.mentioned)",
-            marks.values(chunk.len(), 8)
+            marks.values(size, 8)
         );
-        chunk.iter().fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |query, s| {
+        rows.by_ref().take(size).fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |query, s| {
             query
                 .bind(s.last.user_id)
                 .bind(s.last.chat_type)

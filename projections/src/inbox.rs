@@ -763,18 +763,20 @@ async fn write_plans(conn: &mut AnyConnection, plans: &[Arc<Planned>]) -> Result
     let messages: Vec<&MessageRow> = plans.iter().flat_map(|p| p.messages.iter()).collect();
     let rows: Vec<&InboxRow> = plans.iter().flat_map(|p| p.rows.iter()).collect();
     let touches: Vec<&Touch> = plans.iter().flat_map(|p| p.touches.iter()).collect();
-    let summed = crate::conversations::summed(&touches);
+    // The touches are summed per chat when their turn comes (while the last inbox rows
+    // are written): a range of 20,000 messages leaves ~60,000 of them.
     let marks = Placeholders::of(conn);
+    let conversations = || crate::conversations::touch_queries(marks, crate::conversations::summed(&touches));
     if marks.numbered() {
         insert_all(conn, &messages).await?;
         insert_all(conn, &rows).await?;
-        return run_all(conn, crate::conversations::touch_queries(marks, &summed)).await;
+        return run_all(conn, conversations()).await;
     }
     let (fanned, rest) = fan_outs(&rows);
     let queries = sqlite_inserts(marks, &messages)
         .chain(fanned.iter().flat_map(|run| fan_out_queries(marks, run)))
         .chain(sqlite_inserts(marks, &rest))
-        .chain(crate::conversations::touch_queries(marks, &summed));
+        .chain(std::iter::once_with(conversations).flatten());
     run_all(conn, queries).await
 }
 

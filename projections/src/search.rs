@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use im_domain::Event;
 use serde_json::Value;
 use sqlx::AnyConnection;
+use uuid::Uuid;
 
 /// The characters of a message that are indexed (the rest of a long text is not found).
 pub const INDEXED_CHARS: usize = 2_000;
@@ -187,24 +188,24 @@ impl Projection for SearchProjection {
 
     async fn apply(&self, conn: &mut AnyConnection, events: &[Applied<'_>]) -> Result<(), ReadError> {
         // New messages go in together; an edit or a revocation first writes those before it.
-        let mut new: Vec<(String, i64, &str)> = Vec::with_capacity(events.len());
+        let mut new: Vec<(Uuid, i64, &str)> = Vec::with_capacity(events.len());
         for a in events {
             match a.event {
-                Event::MessageSent(e) if e.kind == "text" => new.push((e.message_id.to_string(), a.position, &e.data)),
+                Event::MessageSent(e) if e.kind == "text" => new.push((e.message_id, a.position, &e.data)),
                 Event::MessageEdited(e) => {
-                    index_all(conn, &borrowed(&new)).await?;
+                    index_all(conn, &new).await?;
                     new.clear();
-                    reindex(conn, &e.message_id.to_string(), &e.data).await?;
+                    reindex(conn, e.message_id, &e.data).await?;
                 }
                 Event::MessageRevoked(e) => {
-                    index_all(conn, &borrowed(&new)).await?;
+                    index_all(conn, &new).await?;
                     new.clear();
                     unindex(conn, &e.message_id.to_string()).await?;
                 }
                 _ => {}
             }
         }
-        index_all(conn, &borrowed(&new)).await
+        index_all(conn, &new).await
     }
 
     async fn reset(&self, conn: &mut AnyConnection) -> Result<(), ReadError> {
@@ -233,13 +234,10 @@ impl Projection for SearchProjection {
     }
 }
 
-fn borrowed<'a>(rows: &'a [(String, i64, &'a str)]) -> Vec<(&'a str, i64, &'a str)> {
-    rows.iter().map(|(id, position, text)| (id.as_str(), *position, *text)).collect()
-}
-
-/// Indexes new text messages: (id, log position, text). Each chunk's terms are made
-/// while the statement before it runs.
-pub(crate) async fn index_all(conn: &mut AnyConnection, messages: &[(&str, i64, &str)]) -> Result<(), ReadError> {
+/// Indexes new text messages: (id, log position, text). Each chunk's ids and terms are
+/// made while the statement before it runs (made up front, a range's 20,000 ids took
+/// ~2.5 ms of the writer's task while the connection waited).
+pub(crate) async fn index_all(conn: &mut AnyConnection, messages: &[(Uuid, i64, &str)]) -> Result<(), ReadError> {
     let sqlite = conn.backend_name() == "SQLite";
     let marks = crate::db::Placeholders::of(conn);
     let statement = |size: usize| {
@@ -254,8 +252,13 @@ pub(crate) async fn index_all(conn: &mut AnyConnection, messages: &[(&str, i64, 
     };
     let queries = messages.chunks(crate::db::EXACT_CHUNK).flat_map(|chunk| {
         // A text with nothing to index (punctuation, emoji) has no row.
-        let rows: Vec<(&str, i64, String)> =
-            chunk.iter().map(|(id, position, text)| (*id, *position, terms(text))).filter(|(.., t)| !t.is_empty()).collect();
+        let rows: Vec<(String, i64, String)> = chunk
+            .iter()
+            .filter_map(|(id, position, text)| {
+                let terms = terms(text);
+                (!terms.is_empty()).then(|| (id.to_string(), *position, terms))
+            })
+            .collect();
         let mut rows = rows.into_iter();
         let queries: Vec<_> = crate::db::exact_sizes(rows.len())
             .map(|size| {
@@ -269,12 +272,11 @@ pub(crate) async fn index_all(conn: &mut AnyConnection, messages: &[(&str, i64, 
 }
 
 /// Indexes an edited message's new text (unless it is gone or revoked).
-async fn reindex(conn: &mut AnyConnection, message_id: &str, text: &str) -> Result<(), ReadError> {
-    unindex(conn, message_id).await?;
-    let position: Option<i64> = sqlx::query_scalar("SELECT position FROM messages WHERE id = $1 AND isremove = 0")
-        .bind(message_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+async fn reindex(conn: &mut AnyConnection, message_id: Uuid, text: &str) -> Result<(), ReadError> {
+    let id = message_id.to_string();
+    unindex(conn, &id).await?;
+    let position: Option<i64> =
+        sqlx::query_scalar("SELECT position FROM messages WHERE id = $1 AND isremove = 0").bind(&id).fetch_optional(&mut *conn).await?;
     match position {
         Some(position) => index_all(conn, &[(message_id, position, text)]).await,
         None => Ok(()),
