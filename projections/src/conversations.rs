@@ -25,7 +25,7 @@ pub(crate) struct Touch {
     pub user_id: i64,
     pub chat_type: &'static str,
     pub chat_id: i64,
-    pub message_id: String,
+    pub message_id: std::sync::Arc<str>,
     /// The user's seq of the message's row (0 for its sender, who gets none).
     pub seq: i64,
     pub at: i64,
@@ -82,7 +82,7 @@ pub(crate) fn touch_queries<'q>(marks: Placeholders, rows: Vec<Summed<'q>>) -> i
                 .bind(s.last.user_id)
                 .bind(s.last.chat_type)
                 .bind(s.last.chat_id)
-                .bind(s.last.message_id.as_str())
+                .bind(&*s.last.message_id)
                 .bind(s.seq)
                 .bind(s.last.at)
                 .bind(s.unread)

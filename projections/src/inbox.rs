@@ -198,7 +198,7 @@ impl Sequencer {
             rows.push(InboxRow {
                 user_id: *user,
                 seq,
-                message_id: row.message_id.map(str::to_owned),
+                message_id: row.message_id.cloned(),
                 kind: row.kind,
                 payload: row.payload.cloned(),
                 at: row.at,
@@ -223,7 +223,7 @@ pub struct InboxProjection {
 /// A `messages` row to write.
 #[derive(Debug, Clone)]
 struct MessageRow {
-    id: String,
+    id: Arc<str>,
     position: i64,
     chat_type: &'static str,
     from_id: i64,
@@ -238,7 +238,9 @@ struct MessageRow {
 struct InboxRow {
     user_id: i64,
     seq: i64,
-    message_id: Option<String>,
+    /// Shared by every row of the message (and its touches and `messages` row): one
+    /// allocation per message, not one per recipient.
+    message_id: Option<Arc<str>>,
     kind: InboxKind,
     /// Notices only: messages refer to their body by `message_id`.
     payload: Option<Body>,
@@ -247,7 +249,7 @@ struct InboxRow {
 
 /// What every row of one fan-out shares.
 struct RowOf<'a> {
-    message_id: Option<&'a str>,
+    message_id: Option<&'a Arc<str>>,
     kind: InboxKind,
     payload: Option<&'a Body>,
     body: &'a Body,
@@ -309,7 +311,7 @@ impl InboxProjection {
                     return Ahead::NeedsDb;
                 }
                 let body = Body::of_message(e);
-                let id = e.message_id.to_string();
+                let id: Arc<str> = e.message_id.as_hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).into();
                 // The members it calls out get a copy of their own (`options.mentioned`),
                 // kept in their row; everyone else's row reads the one stored body.
                 let (called, others): (Vec<i64>, Vec<i64>) = users.iter().partition(|u| e.mentions.names(UserId(**u)));
@@ -388,7 +390,8 @@ impl InboxProjection {
             users.sort_unstable();
         }
         self.load_heads(conn, &users).await?;
-        let row = RowOf { message_id: Some(id), kind: InboxKind::Message, payload: None, body, at };
+        let id: Arc<str> = id.into();
+        let row = RowOf { message_id: Some(&id), kind: InboxKind::Message, payload: None, body, at };
         Ok(self.state().assign(&users, &row, out))
     }
 
@@ -446,9 +449,9 @@ impl InboxProjection {
                     match effect {
                         GroupEffect::System { group_id, recipients, text } => {
                             let group = crate::groups::summary(conn, group_id).await?;
-                            let id = a.event_id.to_string();
+                            let id: Arc<str> = a.event_id.to_string().into();
                             let at = a.recorded_at;
-                            let body = Body::of_view(&MessageView::group_system(id.clone(), group_id, &group, &text, at));
+                            let body = Body::of_view(&MessageView::group_system(id.to_string(), group_id, &group, &text, at));
                             self.load_heads(conn, &recipients).await?;
                             let row = RowOf { message_id: Some(&id), kind: InboxKind::Message, payload: None, body: &body, at };
                             let rows = self.state().assign(&recipients, &row, &mut out);
@@ -840,13 +843,13 @@ impl Record for MessageRow {
     const KEY: &'static str = "id";
 
     fn to_json(&self) -> Value {
-        json!({"id": self.id, "position": self.position, "chat_type": self.chat_type, "from_id": self.from_id, "to_id": self.to_id,
+        json!({"id": &*self.id, "position": self.position, "chat_type": self.chat_type, "from_id": self.from_id, "to_id": self.to_id,
             "client_msg_id": self.client_msg_id, "body": self.body.as_str(), "create_time": self.at})
     }
 
     fn bind<'q>(&'q self, query: AnyQuery<'q>) -> AnyQuery<'q> {
         query
-            .bind(self.id.as_str())
+            .bind(&*self.id)
             .bind(self.position)
             .bind(self.chat_type)
             .bind(self.from_id)
@@ -864,7 +867,7 @@ impl Record for InboxRow {
     const KEY: &'static str = "user_id, seq";
 
     fn to_json(&self) -> Value {
-        json!({"user_id": self.user_id, "seq": self.seq, "message_id": self.message_id, "kind": self.kind.as_str(),
+        json!({"user_id": self.user_id, "seq": self.seq, "message_id": self.message_id.as_deref(), "kind": self.kind.as_str(),
             "payload": self.payload.as_ref().map(Body::as_str), "create_time": self.at})
     }
 
@@ -1770,7 +1773,7 @@ mod tests {
         let row = |user: i64, id: &str, payload: Option<&str>| InboxRow {
             user_id: user,
             seq: 1,
-            message_id: Some(id.to_owned()),
+            message_id: Some(id.into()),
             kind: if payload.is_some() { InboxKind::Notice } else { InboxKind::Message },
             payload: payload.map(|p| Body::of(&json!(p))),
             at: 5,
