@@ -6,9 +6,10 @@
 //! overlapping pairs of characters followed by its single characters. A query is
 //! tokenized alike ([`Query::parse`]): a run becomes the phrase of its pairs (adjacent, in
 //! order) or, for one character, that character; an ASCII word matches as a prefix; all
-//! pieces must match. SQLite indexes the terms in an FTS5 table (rowid = the message's
-//! log position), Postgres in a GIN index over `to_tsvector('simple', terms)`; both
-//! tokenizers keep these tokens as they are.
+//! pieces must match. SQLite indexes the terms in an FTS5 table that keeps nothing else
+//! (rowid = the message's log position, which is also its `messages` row's rowid),
+//! Postgres in a GIN index over `to_tsvector('simple', terms)`; both tokenizers keep
+//! these tokens as they are.
 //!
 //! The index is its own projection, [`SearchProjection`], applied *behind* the runner
 //! (`runtime::Projector`'s trailing runner): a batch of many messages at a time, in a
@@ -234,36 +235,40 @@ impl Projection for SearchProjection {
     }
 }
 
-/// Indexes new text messages: (id, log position, text). Each chunk's ids and terms are
-/// made while the statement before it runs (made up front, a range's 20,000 ids took
-/// ~2.5 ms of the writer's task while the connection waited).
+/// Indexes new text messages: (id, log position, text). Each chunk's terms (and on
+/// Postgres ids) are made while the statement before it runs (made up front, a range's
+/// 20,000 ids took ~2.5 ms of the writer's task while the connection waited). SQLite's
+/// index keeps no id: a found row's rowid is its `messages` row's (sqlite/read/0015).
 pub(crate) async fn index_all(conn: &mut AnyConnection, messages: &[(Uuid, i64, &str)]) -> Result<(), ReadError> {
     let sqlite = conn.backend_name() == "SQLite";
     let marks = crate::db::Placeholders::of(conn);
     let statement = |size: usize| {
-        let values = marks.values(size, 3);
         if sqlite {
             // Plain INSERT: REPLACE made FTS5 look up and delete each rowid first (7 % of a
             // rebuild's profile); the checkpoint moves with the rows, so none comes twice.
-            format!("INSERT INTO message_search (message_id, rowid, terms) VALUES {values}")
+            format!("INSERT INTO message_search (rowid, terms) VALUES {}", marks.values(size, 2))
         } else {
+            let values = marks.values(size, 3);
             format!("INSERT INTO message_search (message_id, position, terms) VALUES {values} ON CONFLICT (message_id) DO NOTHING")
         }
     };
     let queries = messages.chunks(crate::db::EXACT_CHUNK).flat_map(|chunk| {
         // A text with nothing to index (punctuation, emoji) has no row.
-        let rows: Vec<(String, i64, String)> = chunk
+        let rows: Vec<(Option<String>, i64, String)> = chunk
             .iter()
             .filter_map(|(id, position, text)| {
                 let terms = terms(text);
-                (!terms.is_empty()).then(|| (id.to_string(), *position, terms))
+                (!terms.is_empty()).then(|| ((!sqlite).then(|| id.to_string()), *position, terms))
             })
             .collect();
         let mut rows = rows.into_iter();
         let queries: Vec<_> = crate::db::exact_sizes(rows.len())
             .map(|size| {
                 let sql = sqlx::AssertSqlSafe(statement(size));
-                rows.by_ref().take(size).fold(sqlx::query(sql), |query, (id, position, terms)| query.bind(id).bind(position).bind(terms))
+                rows.by_ref().take(size).fold(sqlx::query(sql), |query, (id, position, terms)| match id {
+                    Some(id) => query.bind(id).bind(position).bind(terms),
+                    None => query.bind(position).bind(terms),
+                })
             })
             .collect();
         queries
@@ -329,7 +334,7 @@ impl Search {
     pub async fn find(&self, scope: Scope, query: &Query, page: i64, limit: i64) -> Result<Vec<Found>, ReadError> {
         let sqlite = self.db.backend() == crate::db::Backend::Sqlite;
         let (matched, join) = if sqlite {
-            ("message_search MATCH $1", "message_search JOIN messages m ON m.id = message_search.message_id")
+            ("message_search MATCH $1", "message_search JOIN messages m ON m.position = message_search.rowid")
         } else {
             ("to_tsvector('simple', s.terms) @@ to_tsquery('simple', $1)", "message_search s JOIN messages m ON m.id = s.message_id")
         };

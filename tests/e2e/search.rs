@@ -149,11 +149,13 @@ async fn a_message_acked_over_the_socket_is_found_at_once(backend: Backend) {
     }
 }
 
-/// SQLite's index became contentless (`sqlite/read/0014`): a store indexed before
-/// the upgrade finds the same messages after it, and edits and revocations still take
-/// them out of the moved index.
+/// SQLite's index became contentless (`sqlite/read/0014`), then kept nothing but the
+/// index, `messages` keyed by its log position (`0015`): a store from before both,
+/// `messages` keyed by its id and the index as 0010 made it, finds the same messages
+/// after the upgrade — every one indexed again from the log, an edit by its new words, a
+/// revoked one not at all — and edits and revocations still take them out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_upgrade_to_a_contentless_index_keeps_what_was_indexed() {
+async fn the_upgrades_of_the_index_find_what_was_found_before() {
     use sqlx::Row;
     let server = TestServer::start(Backend::Sqlite).await;
     let alice = server.register("seualice", "123456").await;
@@ -162,23 +164,43 @@ async fn the_upgrade_to_a_contentless_index_keeps_what_was_indexed() {
     let climb = say(&server, &alice, bob.id, "single", "周末去爬山吗?").await;
     let hiking = say(&server, &bob, alice.id, "single", "好呀, let's go Hiking").await;
     say(&server, &alice, bob.id, "single", "爬山要带水").await;
-    let queries = [q("爬山"), q("hik"), q("带水"), q("周末 爬山")];
+    let rain = say(&server, &alice, bob.id, "single", "明天下雨").await;
+    ok_data(server.post("/api/chat/editMessage", Some(&alice.token), json!({"id": rain["id"], "data": "明天晴天"})).await);
+    let secret = say(&server, &bob, alice.id, "single", "秘密爬山").await;
+    ok_data(server.post("/api/chat/revokeMessage", Some(&bob.token), json!({"id": secret["id"]})).await);
+    let queries = [q("爬山"), q("hik"), q("带水"), q("周末 爬山"), q("晴天"), q("下雨"), q("秘密")];
     let mut before = Vec::new();
     for query in &queries {
         before.push(found(&server, &alice, query).await);
     }
-    assert_eq!(before[0].len(), 2, "{before:?}");
+    assert_eq!(before[0], vec!["爬山要带水", "周末去爬山吗?"]);
+    assert_eq!(before[4], vec!["明天晴天"]);
+    assert!(before[5].is_empty() && before[6].is_empty(), "{before:?}");
 
-    // The index as 0010 made it, filled from the stored messages the way the projection
-    // fills it, then the upgrade.
-    let url = format!("sqlite://{}", server.settings.read_db_path().display());
+    // The store as it was before 0014: `messages` as 0001 made it (rowids of its own), the
+    // index as 0010 made it, filled from the stored messages the way the projection
+    // filled it; then started again, which upgrades it.
+    let stopped = server.halt().await;
+    let url = format!("sqlite://{}", stopped.settings.read_db_path().display());
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
     let migrations = format!("{}/../migrations/sqlite/read", env!("CARGO_MANIFEST_DIR"));
+    let first = std::fs::read_to_string(format!("{migrations}/0001_read_models.sql")).unwrap();
+    let table = &first[first.find("CREATE TABLE messages (").unwrap()..];
+    let table = &table[..table.find(");").unwrap() + 2];
+    let indexes: Vec<&str> = first.lines().filter(|l| l.starts_with("CREATE INDEX messages_")).collect();
+    assert_eq!(indexes.len(), 2);
+    let columns = "id, position, chat_type, from_id, to_id, client_msg_id, body, isremove, create_time";
+    let old_messages = format!(
+        "ALTER TABLE messages RENAME TO messages_now; DROP INDEX messages_id; DROP INDEX messages_single; DROP INDEX messages_group; \
+         {table} {}; INSERT INTO messages ({columns}) SELECT {columns} FROM messages_now ORDER BY id DESC; DROP TABLE messages_now;",
+        indexes.join(" ")
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(old_messages)).execute(&pool).await.unwrap();
+    let renumbered: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE rowid <> position").fetch_one(&pool).await.unwrap();
+    assert!(renumbered > 0, "the old table's rowids are not the positions");
     let old = std::fs::read_to_string(format!("{migrations}/0010_search.sql")).unwrap();
-    // (Its stored column's table stays behind when a contentless_unindexed table is dropped.)
     sqlx::query("DROP TABLE message_search").execute(&pool).await.unwrap();
-    sqlx::query("DROP TABLE message_search_content").execute(&pool).await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(old[old.find("CREATE").unwrap()..].to_owned())).execute(&pool).await.unwrap();
     for row in sqlx::query("SELECT id, position, body FROM messages WHERE isremove = 0").fetch_all(&pool).await.unwrap() {
         let body: Value = serde_json::from_str(&row.get::<String, _>(2)).unwrap();
@@ -188,17 +210,27 @@ async fn the_upgrade_to_a_contentless_index_keeps_what_was_indexed() {
             insert.bind(row.get::<String, _>(0)).bind(row.get::<i64, _>(1)).bind(terms).execute(&pool).await.unwrap();
         }
     }
-    let upgrade = std::fs::read_to_string(format!("{migrations}/0014_contentless_search.sql")).unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(upgrade)).execute(&pool).await.unwrap();
-    let stored: Vec<String> = sqlx::query_scalar("SELECT message_id FROM message_search ORDER BY rowid").fetch_all(&pool).await.unwrap();
-    assert_eq!(stored.len(), 3, "every indexed message moved, with its id");
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version >= 14").execute(&pool).await.unwrap();
+    pool.close().await;
+    let server = stopped.start().await;
+
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let renumbered: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE rowid <> position").fetch_one(&pool).await.unwrap();
+    assert_eq!(renumbered, 0, "every message's rowid is its position");
+    let index: String = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = 'message_search'").fetch_one(&pool).await.unwrap();
+    assert!(!index.contains("message_id"), "{index}");
+    let stored: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name LIKE 'message_search_%' ORDER BY name")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(!stored.contains(&"message_search_content".to_owned()), "nothing stored beside the index: {stored:?}");
     pool.close().await;
     for (query, was) in queries.iter().zip(&before) {
         assert_eq!(&found(&server, &alice, query).await, was, "{query}");
     }
 
-    // The moved rows still leave the index: an edit (found by its new words only) and a
-    // revocation.
+    // The rows indexed again still leave the index: an edit (found by its new words only)
+    // and a revocation.
     ok_data(server.post("/api/chat/editMessage", Some(&alice.token), json!({"id": climb["id"], "data": "周末去游泳吗?"})).await);
     assert_eq!(found(&server, &alice, &q("爬山")).await, vec!["爬山要带水"]);
     assert_eq!(found(&server, &alice, &q("游泳")).await, vec!["周末去游泳吗?"]);
