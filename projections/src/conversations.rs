@@ -70,14 +70,16 @@ pub(crate) fn touch_queries<'q>(marks: Placeholders, rows: Vec<Summed<'q>>) -> i
     let sizes = crate::db::exact_sizes(rows.len());
     let mut rows = rows.into_iter();
     sizes.map(move |size| {
-        let sql = format!(
-            "INSERT INTO conversations (user_id, chat_type, chat_id, last_message_id, last_seq, last_time, unread, mentioned) VALUES {} \
-             ON CONFLICT (user_id, chat_type, chat_id) DO UPDATE SET last_message_id = excluded.last_message_id, \
-             last_seq = {greatest}(conversations.last_seq, excluded.last_seq), last_time = excluded.last_time, \
-             unread = conversations.unread + excluded.unread, mentioned = {greatest}(conversations.mentioned, excluded.mentioned)",
-            marks.values(size, 8)
-        );
-        rows.by_ref().take(size).fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |query, s| {
+        let sql = crate::db::statement_text("conversations touch", marks, size, || {
+            format!(
+                "INSERT INTO conversations (user_id, chat_type, chat_id, last_message_id, last_seq, last_time, unread, mentioned) VALUES {} \
+                 ON CONFLICT (user_id, chat_type, chat_id) DO UPDATE SET last_message_id = excluded.last_message_id, \
+                 last_seq = {greatest}(conversations.last_seq, excluded.last_seq), last_time = excluded.last_time, \
+                 unread = conversations.unread + excluded.unread, mentioned = {greatest}(conversations.mentioned, excluded.mentioned)",
+                marks.values(size, 8)
+            )
+        });
+        rows.by_ref().take(size).fold(crate::db::query_for(sql, size * 8), |query, s| {
             query
                 .bind(s.last.user_id)
                 .bind(s.last.chat_type)

@@ -12,9 +12,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
+use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -318,6 +319,37 @@ pub(crate) fn offset(page: i64, limit: i64) -> i64 {
 /// A statement with its values bound.
 pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
 
+/// The text of a bulk statement of `rows` rows, made by `make` once per shape and kept
+/// when `rows` is a power of two up to [`EXACT_CHUNK`] (the sizes bulk writes use; any
+/// other is made each time): `what` names the statement. (Its list of placeholders is
+/// most of it — a 1,024-row statement of 8 values is ~40 KB — and it was made again for
+/// every statement, on the writer's task, mostly while the connection waited for it.)
+/// At most eleven sizes per name and engine.
+pub(crate) fn statement_text(what: &'static str, marks: Placeholders, rows: usize, make: impl FnOnce() -> String) -> Arc<str> {
+    type Texts = HashMap<(&'static str, bool, usize), Arc<str>>;
+    static TEXTS: LazyLock<std::sync::Mutex<Texts>> = LazyLock::new(Default::default);
+    if !rows.is_power_of_two() || rows > EXACT_CHUNK {
+        return make().into();
+    }
+    let key = (what, marks.numbered, rows);
+    if let Some(text) = TEXTS.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return text.clone();
+    }
+    let text: Arc<str> = make().into();
+    TEXTS.lock().unwrap_or_else(|e| e.into_inner()).insert(key, text.clone());
+    text
+}
+
+/// A statement with room for the `values` values its caller binds next. (Bound one by
+/// one into an empty list, a 1,024-row statement's list grew by doubling, each time into
+/// fresh memory: in `perf record` of a rebuild, the kernel zeroing new pages for it was
+/// most of the main thread's page faults.)
+pub(crate) fn query_for<'q>(sql: Arc<str>, values: usize) -> AnyQuery<'q> {
+    let mut arguments = sqlx::any::AnyArguments::default();
+    sqlx::Arguments::reserve(&mut arguments, values, 0);
+    sqlx::query_with(sqlx::AssertSqlSafe(sql), arguments)
+}
+
 /// Runs the statements `queries` makes, in order, making each while the one before it
 /// runs: the connection's worker thread executes one while this task binds the next.
 /// (Awaited one by one, a bulk write's binding and executing took turns, each thread
@@ -372,4 +404,29 @@ pub(crate) fn exact_sizes(rows: usize) -> impl Iterator<Item = usize> {
         rest -= size;
         Some(size)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bulk_statement_text_is_made_once_per_shape() {
+        let marks = Placeholders { numbered: false };
+        let made = std::cell::Cell::new(0);
+        let make = || {
+            made.set(made.get() + 1);
+            format!("INSERT INTO t VALUES {}", marks.values(4, 2))
+        };
+        let first = statement_text("db test", marks, 4, make);
+        assert_eq!(&*first, "INSERT INTO t VALUES (?, ?), (?, ?), (?, ?), (?, ?)");
+        assert!(Arc::ptr_eq(&first, &statement_text("db test", marks, 4, make)));
+        assert_eq!(made.get(), 1);
+        // Another engine's placeholders are another text; a size bulk writes do not use is not kept.
+        let numbered = statement_text("db test", Placeholders { numbered: true }, 4, || marks.values(4, 2));
+        assert!(!Arc::ptr_eq(&first, &numbered));
+        statement_text("db test", marks, 3, make);
+        statement_text("db test", marks, 3, make);
+        assert_eq!(made.get(), 3);
+    }
 }

@@ -17,7 +17,7 @@
 //! or the client acked it. The rows after it are pending.
 
 use crate::conversations::Touch;
-use crate::db::{AnyQuery, Placeholders, ROWS_PER_STATEMENT, run_all, values_list};
+use crate::db::{AnyQuery, Placeholders, ROWS_PER_STATEMENT, query_for, run_all, statement_text, values_list};
 use crate::groups::GroupEffect;
 use crate::projection::{Applied, DROP_ASIDE_MIN, Projection, READ_AHEAD, ReadRange, drop_aside};
 use crate::{ReadDb, ReadError};
@@ -810,12 +810,15 @@ fn fan_outs<'r, 'a>(rows: &'r [&'a InboxRow]) -> (Vec<&'r [&'a InboxRow]>, Vec<&
 fn fan_out_queries<'q>(marks: Placeholders, run: &'q [&'q InboxRow]) -> impl Iterator<Item = AnyQuery<'q>> + 'q {
     let first = run[0];
     statements(run).map(move |chunk| {
-        let sql = format!(
-            "INSERT OR IGNORE INTO inbox (user_id, seq, message_id, kind, payload, create_time) \
-             SELECT column1, column2, ?, ?, NULL, ? FROM (VALUES {})",
-            marks.values(padded(chunk.len()), 2)
-        );
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(first.message_id.as_deref()).bind(first.kind.as_str()).bind(first.at);
+        let rows = padded(chunk.len());
+        let sql = statement_text("inbox fan-out", marks, rows, || {
+            format!(
+                "INSERT OR IGNORE INTO inbox (user_id, seq, message_id, kind, payload, create_time) \
+                 SELECT column1, column2, ?, ?, NULL, ? FROM (VALUES {})",
+                marks.values(rows, 2)
+            )
+        });
+        let query = query_for(sql, 3 + 2 * rows).bind(first.message_id.as_deref()).bind(first.kind.as_str()).bind(first.at);
         padding(chunk).fold(query, |q, r| q.bind(r.user_id).bind(r.seq))
     })
 }
@@ -911,10 +914,12 @@ async fn insert_all<R: Record>(conn: &mut AnyConnection, rows: &[&R]) -> Result<
 /// The multi-row statements writing `rows` on SQLite (`INSERT OR IGNORE`, so a padding
 /// row written twice is written once).
 fn sqlite_inserts<'q, R: Record>(marks: Placeholders, rows: &'q [&'q R]) -> impl Iterator<Item = AnyQuery<'q>> + 'q {
-    let columns = R::COLUMNS.join(", ");
     statements(rows).map(move |chunk| {
-        let sql = format!("INSERT OR IGNORE INTO {} ({columns}) VALUES {}", R::INTO, marks.values(padded(chunk.len()), R::COLUMNS.len()));
-        padding(chunk).fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |q, r| r.bind(q))
+        let rows = padded(chunk.len());
+        let sql = statement_text(R::INTO, marks, rows, || {
+            format!("INSERT OR IGNORE INTO {} ({}) VALUES {}", R::INTO, R::COLUMNS.join(", "), marks.values(rows, R::COLUMNS.len()))
+        });
+        padding(chunk).fold(query_for(sql, rows * R::COLUMNS.len()), |q, r| r.bind(q))
     })
 }
 

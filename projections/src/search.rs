@@ -264,8 +264,11 @@ pub(crate) async fn index_all(conn: &mut AnyConnection, messages: &[(Uuid, i64, 
         let mut rows = rows.into_iter();
         let queries: Vec<_> = crate::db::exact_sizes(rows.len())
             .map(|size| {
-                let sql = sqlx::AssertSqlSafe(statement(size));
-                rows.by_ref().take(size).fold(sqlx::query(sql), |query, (id, position, terms)| match id {
+                let query = crate::db::query_for(
+                    crate::db::statement_text("message_search", marks, size, || statement(size)),
+                    size * if sqlite { 2 } else { 3 },
+                );
+                rows.by_ref().take(size).fold(query, |query, (id, position, terms)| match id {
                     Some(id) => query.bind(id).bind(position).bind(terms),
                     None => query.bind(position).bind(terms),
                 })

@@ -239,8 +239,10 @@ async fn insert_new(conn: &mut AnyConnection, rows: &[NewUser]) -> Result<(), Re
     // A few statement texts for any number of rows, each bound while the one before it runs.
     let marks = crate::db::Placeholders::of(conn);
     let queries = crate::db::exact_chunks(rows).map(|chunk| {
-        let sql = format!("INSERT OR IGNORE INTO users ({USER_COLUMNS}) VALUES {}", marks.values(chunk.len(), 20));
-        chunk.iter().fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |query, u| {
+        let sql = crate::db::statement_text("users", marks, chunk.len(), || {
+            format!("INSERT OR IGNORE INTO users ({USER_COLUMNS}) VALUES {}", marks.values(chunk.len(), 20))
+        });
+        chunk.iter().fold(crate::db::query_for(sql, chunk.len() * 20), |query, u| {
             query
                 .bind(u.id)
                 .bind(u.uuid.as_str())
