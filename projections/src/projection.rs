@@ -77,7 +77,8 @@ pub trait Projection: Send + Sync + 'static {
 }
 
 /// A range of the log's events (of the types some projection handles) with their
-/// payloads decoded, as a rebuild reads it.
+/// payloads decoded, as a rebuild reads it (each `StoredEvent`'s payload text emptied
+/// once decoded: nothing reads it again).
 pub type DecodedRange = Arc<Vec<(StoredEvent<String>, Event)>>;
 
 /// Ranges a rebuild reads ahead of the one it writes.
