@@ -46,7 +46,7 @@ pub(crate) struct Summed<'a> {
 /// A batch's touches per chat: the newest message, the highest seq, the unread messages
 /// added, whether one of them calls the user out; in the order the chats were first
 /// touched.
-pub(crate) fn summed<'a>(touches: &[&'a Touch]) -> Vec<Summed<'a>> {
+pub(crate) fn summed<'a>(touches: impl IntoIterator<Item = &'a Touch>) -> Vec<Summed<'a>> {
     let mut at: HashMap<(i64, &str, i64), usize> = HashMap::new();
     let mut rows: Vec<Summed<'a>> = Vec::new();
     for t in touches {
